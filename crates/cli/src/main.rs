@@ -1,0 +1,220 @@
+//! `kvmtest`: the command-line front end.
+//!
+//! Verbs: `list` (variant names), `show` (full dicts; `--json` is the reference dump format),
+//! `explain` (why a variant exists and where each key's value came from).
+
+use std::io::{self, Write};
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser as ClapParser, Subcommand};
+use params::{Config, Parser, ParserOptions};
+
+mod explain;
+
+/// QEMU/KVM virtualization tests driven by Cartesian configs.
+#[derive(ClapParser, Debug)]
+#[command(name = "kvmtest", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// List the variants of a config (names, or shortnames with --short); the count goes to
+    /// stderr.
+    List {
+        #[command(flatten)]
+        cfg: CfgArgs,
+        /// Print shortnames instead of full names.
+        #[arg(long)]
+        short: bool,
+    },
+    /// Show the full dict of every variant.
+    Show {
+        #[command(flatten)]
+        cfg: CfgArgs,
+        /// One JSON object per variant, exactly the reference dump format (keys sorted).
+        #[arg(long, conflicts_with = "count")]
+        json: bool,
+        /// Only count the variants (every dict is still fully built).
+        #[arg(long)]
+        count: bool,
+    },
+    /// Explain the variants FILTER selects: the entries, filters and conditions that made
+    /// them, and for each KEY the statements that produced its value.
+    Explain {
+        /// The config file.
+        cfg: PathBuf,
+        /// A filter, as after `only` (e.g. `qcow2..smp2`).
+        filter: String,
+        /// Keys to trace (all keys when none are given).
+        keys: Vec<String>,
+        /// Stop after this many variants.
+        #[arg(long, default_value_t = 5)]
+        limit: usize,
+    },
+}
+
+/// How to read a config: the file, extra statements, filters and assignments.
+#[derive(Args, Debug)]
+struct CfgArgs {
+    /// The config file.
+    cfg: PathBuf,
+    /// Extra statements parsed after the file, in order (e.g. "only qcow2" "no Windows").
+    statements: Vec<String>,
+    /// Append `only F` after the statements (repeatable).
+    #[arg(long = "only", value_name = "F")]
+    only: Vec<String>,
+    /// Append `no F` (repeatable).
+    #[arg(long = "no", value_name = "F")]
+    no: Vec<String>,
+    /// Append `K = V` (repeatable).
+    #[arg(long = "assign", value_name = "K=V")]
+    assign: Vec<String>,
+    /// Defaults mode: only the default entry of each block (unless it yields nothing).
+    #[arg(long)]
+    defaults: bool,
+    /// Blocks expanded fully in defaults mode (comma-separated `variants NAME` names).
+    #[arg(long, value_name = "A,B", value_delimiter = ',')]
+    expand: Vec<String>,
+    /// Keep suffixed keys whose value equals the unsuffixed one (the reference CLI's -s).
+    #[arg(long)]
+    keep_dups: bool,
+}
+
+impl CfgArgs {
+    fn load(&self) -> Result<Config, Failure> {
+        let options = ParserOptions {
+            defaults: self.defaults,
+            expand_defaults: self
+                .expand
+                .iter()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            keep_dups: self.keep_dups,
+        };
+        let mut p = Parser::new(options);
+        p.parse_file(&self.cfg)?;
+        for s in &self.statements {
+            p.parse_str(s)?;
+        }
+        for f in &self.only {
+            p.only_filter(f)?;
+        }
+        for f in &self.no {
+            p.no_filter(f)?;
+        }
+        for kv in &self.assign {
+            let Some((k, v)) = kv.split_once('=') else {
+                return Err(Failure::Usage(format!("--assign expects K=V, got `{kv}`")));
+            };
+            p.assign(k.trim(), v.trim())?;
+        }
+        Ok(p.finish())
+    }
+}
+
+/// Why a command failed, mapped to the exit code.
+enum Failure {
+    Config(params::Error),
+    Usage(String),
+    Io(io::Error),
+}
+
+impl From<params::Error> for Failure {
+    fn from(e: params::Error) -> Self {
+        Failure::Config(e)
+    }
+}
+
+impl From<io::Error> for Failure {
+    fn from(e: io::Error) -> Self {
+        Failure::Io(e)
+    }
+}
+
+fn io_err(e: io::Error) -> params::Error {
+    params::Error::new(params::ErrorKind::Io, format!("writing output: {e}"))
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    match cli.command {
+        Command::List { cfg, short } => {
+            let config = cfg.load()?;
+            let mut n = 0u64;
+            config.for_each(|v| {
+                n += 1;
+                let s = if short { v.shortname() } else { v.name() };
+                writeln!(out, "{s}").map_err(io_err)?;
+                Ok(ControlFlow::Continue(()))
+            })?;
+            out.flush()?;
+            eprintln!("{n} variants");
+        }
+        Command::Show { cfg, json, count } => {
+            let config = cfg.load()?;
+            if count {
+                let n = config.count()?;
+                writeln!(out, "{n}")?;
+            } else {
+                let mut buf = Vec::with_capacity(1 << 14);
+                let mut n = 0u64;
+                config.for_each(|v| {
+                    n += 1;
+                    buf.clear();
+                    if json {
+                        v.write_json(&mut buf);
+                    } else {
+                        let name = v.name();
+                        buf.extend_from_slice(format!("dict {n:4}:  {name}\n").as_bytes());
+                        let mut entries = v.entries();
+                        entries.sort_by(|a, b| a.0.cmp(&b.0));
+                        for (k, val, _) in entries {
+                            let shown = val.to_python_string();
+                            buf.extend_from_slice(format!("    {k} = {shown}\n").as_bytes());
+                        }
+                    }
+                    out.write_all(&buf).map_err(io_err)?;
+                    Ok(ControlFlow::Continue(()))
+                })?;
+            }
+            out.flush()?;
+        }
+        Command::Explain {
+            cfg,
+            filter,
+            keys,
+            limit,
+        } => {
+            explain::run(&cfg, &filter, &keys, limit, &mut out)?;
+            out.flush()?;
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Config(e)) => {
+            eprint!("{}", e.render());
+            ExitCode::from(2)
+        }
+        Err(Failure::Usage(m)) => {
+            eprintln!("error: {m}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Io(e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(Failure::Io(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,435 @@
+//! `params`: the Cartesian config language of KVM autotest / avocado-vt, and [`Params`].
+//!
+//! This crate reads avocado-vt config trees unchanged and produces exactly the variants and
+//! parameters the reference parser (`virttest.cartesian_config`) produces, in the same order —
+//! fast, lazily (memory does not grow with the number of variants), and with errors that name
+//! `file:line:col`. It knows nothing about QEMU.
+//!
+//! ```
+//! use params::{Parser, ParserOptions};
+//!
+//! let mut p = Parser::new(ParserOptions::default());
+//! p.parse_str("mem = 512\nvariants:\n    - small:\n    - big:\n        mem = 2048\n").unwrap();
+//! let cfg = p.finish();
+//! let mut seen = Vec::new();
+//! cfg.for_each(|v| {
+//!     seen.push((v.name().to_string(), v.params().get("mem").unwrap_or("").to_string()));
+//!     Ok(std::ops::ControlFlow::Continue(()))
+//! })
+//! .unwrap();
+//! assert_eq!(seen, [("small".to_string(), "512".to_string()), ("big".into(), "2048".into())]);
+//! ```
+//!
+//! Layout: [`lexer`] (lines and tokens) → `parser` (statements → tree) → `eval` (walk and
+//! dicts) → [`VariantView`] / [`Variant`]; [`Params`] is the per-variant string map with
+//! per-object views; [`Error`] renders diagnostics.
+
+mod error;
+mod eval;
+mod explain;
+mod filter;
+mod intern;
+pub mod lexer;
+mod origin;
+mod params;
+mod parser;
+mod tree;
+mod value;
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::path::Path;
+use std::sync::Arc;
+
+pub use error::{Error, ErrorKind, Errors, Location};
+pub use explain::{explain, Decision, EntryStep, Explanation, KeyStep};
+pub use origin::Origin;
+pub use params::{ParamError, Params};
+pub use parser::{Parser, ParserOptions};
+pub use value::Value;
+
+use eval::{Flow, KeyId, Sink, VariantRef, Walker};
+use intern::{Interner, Sym};
+use tree::{Cond, FileId, FilterId, Node, NodeId, Op, OpData, Pos};
+
+/// Sorted set of label symbols below a node.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct LabelBits(Vec<Sym>);
+
+impl LabelBits {
+    #[inline]
+    pub(crate) fn contains(&self, s: Sym) -> bool {
+        self.0.binary_search(&s).is_ok()
+    }
+}
+
+/// A parsed config, ready to enumerate its variants.
+#[derive(Debug)]
+pub struct Config {
+    pub(crate) options: ParserOptions,
+    pub(crate) syms: Interner,
+    pub(crate) nodes: Vec<Node>,
+    pub(crate) ops: Vec<Op>,
+    pub(crate) filters: Vec<filter::Filter>,
+    pub(crate) conds: Vec<Cond>,
+    pub(crate) files: Vec<Arc<str>>,
+    /// The text of every source, for `explain`.
+    pub(crate) sources: Vec<Arc<str>>,
+    /// Where each filter was written (None for generated ones).
+    pub(crate) filter_pos: Vec<Option<Pos>>,
+    pub(crate) root: NodeId,
+    pub(crate) desc: Vec<LabelBits>,
+    pub(crate) joins: Vec<Vec<FilterId>>,
+    pub(crate) reads_header: Vec<bool>,
+    pub(crate) suffix_syms: Vec<Sym>,
+    pub(crate) postfix_base: Vec<Option<(KeyId, u8)>>,
+    pub(crate) has_postfix: bool,
+    pub(crate) sorted_keys: Vec<KeyId>,
+}
+
+impl Config {
+    pub(crate) fn empty(options: ParserOptions) -> Config {
+        let mut syms = Interner::default();
+        for k in parser::RESERVED {
+            syms.intern(k);
+        }
+        Config {
+            options,
+            syms,
+            nodes: Vec::new(),
+            ops: Vec::new(),
+            filters: Vec::new(),
+            conds: Vec::new(),
+            files: Vec::new(),
+            sources: Vec::new(),
+            filter_pos: Vec::new(),
+            root: 0,
+            desc: Vec::new(),
+            joins: Vec::new(),
+            reads_header: Vec::new(),
+            suffix_syms: Vec::new(),
+            postfix_base: Vec::new(),
+            has_postfix: false,
+            sorted_keys: Vec::new(),
+        }
+    }
+
+    /// Parse one file with the given options (a convenience over [`Parser`]).
+    pub fn from_file(path: impl AsRef<Path>, options: ParserOptions) -> Result<Config, Error> {
+        let mut p = Parser::new(options);
+        p.parse_file(path)?;
+        Ok(p.finish())
+    }
+
+    pub(crate) fn new_node(&mut self) -> NodeId {
+        self.nodes.push(Node::default());
+        NodeId::try_from(self.nodes.len() - 1).unwrap_or(NodeId::MAX)
+    }
+
+    pub(crate) fn add_op(&mut self, op: Op) -> u32 {
+        self.ops.push(op);
+        u32::try_from(self.ops.len() - 1).unwrap_or(u32::MAX)
+    }
+
+    pub(crate) fn add_filter(&mut self, f: filter::Filter, pos: Option<Pos>) -> FilterId {
+        self.filters.push(f);
+        self.filter_pos.push(pos);
+        FilterId::try_from(self.filters.len() - 1).unwrap_or(FilterId::MAX)
+    }
+
+    pub(crate) fn add_cond(&mut self, c: Cond) -> u32 {
+        self.conds.push(c);
+        u32::try_from(self.conds.len() - 1).unwrap_or(u32::MAX)
+    }
+
+    pub(crate) fn add_file(&mut self, name: Arc<str>, text: &str) -> FileId {
+        self.files.push(name);
+        self.sources.push(Arc::from(text));
+        FileId::try_from(self.files.len() - 1).unwrap_or(FileId::MAX)
+    }
+
+    pub(crate) fn error_at(&self, kind: ErrorKind, msg: String, pos: Pos) -> Error {
+        let mut e = Error::new(kind, msg);
+        if let Some(f) = self.files.get(pos.file as usize) {
+            e = e.at(Location {
+                file: f.clone(),
+                line: Some(pos.line),
+                col: None,
+            });
+        }
+        e
+    }
+
+    /// Precompute what the walk needs: labels below each node, joins, keys.
+    pub(crate) fn finish(&mut self) {
+        // labels below every node
+        let n = self.nodes.len();
+        let mut memo: Vec<Option<LabelBits>> = vec![None; n];
+        fn desc(nodes: &[Node], memo: &mut Vec<Option<LabelBits>>, id: NodeId) -> LabelBits {
+            if let Some(d) = &memo[id as usize] {
+                return d.clone();
+            }
+            let mut all: Vec<Sym> = Vec::new();
+            for &c in &nodes[id as usize].children {
+                for l in &nodes[c as usize].name {
+                    all.push(l.name);
+                    all.push(l.long);
+                }
+                all.extend(desc(nodes, memo, c).0);
+            }
+            all.sort_unstable();
+            all.dedup();
+            let d = LabelBits(all);
+            memo[id as usize] = Some(d.clone());
+            d
+        }
+        for id in 0..n {
+            desc(&self.nodes, &mut memo, id as NodeId);
+        }
+        self.desc = memo.into_iter().map(Option::unwrap_or_default).collect();
+        // joins: each OR-word of each join becomes an `only WORD`
+        self.joins = vec![Vec::new(); n];
+        for id in 0..n {
+            let mut words = Vec::new();
+            for item in &self.nodes[id].content {
+                if let tree::Item::Join(f) = item {
+                    for w in self.filters[*f as usize].words.clone() {
+                        words.push(filter::Filter { words: vec![w] });
+                    }
+                }
+            }
+            for w in words {
+                let fid = self.add_filter(w, None);
+                self.joins[id].push(fid);
+            }
+        }
+        // per-op facts
+        let header = ["name", "shortname", "dep"];
+        let mut reads = Vec::with_capacity(self.ops.len());
+        let mut sfx = Vec::with_capacity(self.ops.len());
+        let mut keys: Vec<KeyId> = (0..5).collect();
+        for i in 0..self.ops.len() {
+            let (r, s) = match &self.ops[i].data {
+                OpData::Assign {
+                    value, subst, key, ..
+                } => {
+                    keys.push(*key);
+                    (*subst && refs(value).iter().any(|k| header.contains(k)), 0)
+                }
+                OpData::Regex { value, subst, .. } => {
+                    (*subst && refs(value).iter().any(|k| header.contains(k)), 0)
+                }
+                OpData::Suffix { suffix } => {
+                    let s = suffix.clone();
+                    (false, self.syms.intern(&s))
+                }
+                OpData::Batch { entries } => {
+                    keys.extend(entries.iter().map(|e| e.0));
+                    (false, 0)
+                }
+                _ => (false, 0),
+            };
+            reads.push(r);
+            sfx.push(s);
+        }
+        self.reads_header = reads;
+        self.suffix_syms = sfx;
+        // postfix bases
+        let mut bases = Vec::new();
+        for &k in &keys {
+            let name = self.syms.resolve(k).clone();
+            for (suffix, kind) in [("_max", 0u8), ("_min", 1), ("_fixed", 2)] {
+                if name.ends_with(suffix) {
+                    let base = name.split(suffix).next().unwrap_or("").to_string();
+                    bases.push((k, base, kind));
+                    break;
+                }
+            }
+        }
+        self.has_postfix = !bases.is_empty();
+        let mut pb: HashMap<KeyId, (KeyId, u8)> = HashMap::new();
+        for (k, base, kind) in bases {
+            let b = self.syms.intern(&base);
+            keys.push(b);
+            pb.insert(k, (b, kind));
+        }
+        self.postfix_base = (0..self.syms.len() as u32)
+            .map(|k| pb.get(&k).copied())
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let syms = &self.syms;
+        keys.sort_by(|a, b| syms.resolve(*a).cmp(syms.resolve(*b)));
+        self.sorted_keys = keys;
+    }
+
+    /// Enumerate every variant, in the reference's order, calling `f` with a borrowed view.
+    /// Return `ControlFlow::Break(())` from `f` to stop early.
+    pub fn for_each(
+        &self,
+        mut f: impl FnMut(&VariantView<'_, '_>) -> Result<ControlFlow<()>, Error>,
+    ) -> Result<(), Error> {
+        struct S<F>(F);
+        impl<F: FnMut(&VariantView<'_, '_>) -> Result<ControlFlow<()>, Error>> Sink for S<F> {
+            fn variant(&mut self, v: &VariantRef<'_, '_>) -> Result<Flow, Error> {
+                let view = VariantView {
+                    inner: v,
+                    params: std::cell::OnceCell::new(),
+                };
+                Ok(match (self.0)(&view)? {
+                    ControlFlow::Continue(()) => Flow::Continue,
+                    ControlFlow::Break(()) => Flow::Stop,
+                })
+            }
+        }
+        let mut w = Walker::new(self);
+        w.run(&mut S(&mut f))
+    }
+
+    /// Count the variants (every dict is fully built).
+    pub fn count(&self) -> Result<u64, Error> {
+        let mut n = 0u64;
+        self.for_each(|_| {
+            n += 1;
+            Ok(ControlFlow::Continue(()))
+        })?;
+        Ok(n)
+    }
+
+    /// Collect every variant as an owned [`Variant`]. Memory grows with the count: prefer
+    /// [`Config::for_each`] for large matrices.
+    pub fn collect(&self) -> Result<Vec<Variant>, Error> {
+        let mut out = Vec::new();
+        self.for_each(|v| {
+            out.push(v.to_variant());
+            Ok(ControlFlow::Continue(()))
+        })?;
+        Ok(out)
+    }
+
+    /// The source file names, in the order they were read.
+    pub fn files(&self) -> &[Arc<str>] {
+        &self.files
+    }
+}
+
+/// Collect `${…}` references of a value (the keys it may look up).
+fn refs(v: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while let Some(i) = v[start..].find("${").map(|i| i + start) {
+        let b = i + 2;
+        let Some(c) = v[b..].chars().next() else {
+            break;
+        };
+        let from = b + c.len_utf8();
+        let Some(j) = v[from..].find('}').map(|j| j + from) else {
+            break;
+        };
+        out.push(&v[b..j]);
+        start = j + 1;
+    }
+    out
+}
+
+/// A variant being enumerated, borrowed from the walk.
+pub struct VariantView<'a, 'w> {
+    inner: &'a VariantRef<'w, 'a>,
+    params: std::cell::OnceCell<Params>,
+}
+
+impl VariantView<'_, '_> {
+    /// The full name: labels joined by `.`, named labels as `(var=value)`.
+    pub fn name(&self) -> String {
+        self.inner.str_of(eval::K_NAME)
+    }
+
+    /// The short name: bare labels of non-default entries.
+    pub fn shortname(&self) -> String {
+        self.inner.str_of(eval::K_SHORTNAME)
+    }
+
+    /// Write the reference's JSON dump line (keys sorted, trailing newline).
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        self.inner.write_json(out);
+    }
+
+    /// The final dict in order (suffixes flattened): name, value, origin.
+    pub fn entries(&self) -> Vec<(Arc<str>, Value, Option<Origin>)> {
+        self.inner
+            .entries()
+            .into_iter()
+            .map(|(k, v, p)| {
+                let o = self
+                    .inner
+                    .location(p)
+                    .and_then(|l| l.line.map(|line| Origin { file: l.file, line }));
+                (k, v, o)
+            })
+            .collect()
+    }
+
+    /// The string-valued parameters (every key but `dep` and the file maps), with origins.
+    pub fn params(&self) -> &Params {
+        self.params.get_or_init(|| {
+            let mut p = Params::new();
+            for (k, v, o) in self.entries() {
+                if let Value::Str(s) = v {
+                    p.insert_with_origin(k.to_string(), s.to_string(), o);
+                }
+            }
+            p
+        })
+    }
+
+    /// An owned copy.
+    pub fn to_variant(&self) -> Variant {
+        let mut v = Variant::default();
+        for (k, val, o) in self.entries() {
+            match (&*k, val) {
+                ("dep", Value::List(l)) => v.dep = (*l).clone(),
+                ("_name_map_file", Value::Map(m)) => {
+                    v.name_map = m
+                        .iter()
+                        .map(|(a, b)| (a.to_string(), b.to_string()))
+                        .collect();
+                }
+                ("_short_name_map_file", Value::Map(m)) => {
+                    v.short_name_map = m
+                        .iter()
+                        .map(|(a, b)| (a.to_string(), b.to_string()))
+                        .collect();
+                }
+                (_, Value::Str(s)) => {
+                    v.params.insert_with_origin(k.to_string(), s.to_string(), o);
+                }
+                _ => {}
+            }
+        }
+        v.name = v.params.get("name").unwrap_or("").to_string();
+        v.shortname = v.params.get("shortname").unwrap_or("").to_string();
+        let mut json = Vec::new();
+        self.write_json(&mut json);
+        v.json = String::from_utf8_lossy(&json).trim_end().to_string();
+        v
+    }
+}
+
+/// An owned variant.
+#[derive(Debug, Clone, Default)]
+pub struct Variant {
+    /// Full name.
+    pub name: String,
+    /// Short name.
+    pub shortname: String,
+    /// `dep`: prefixes of the names this variant depends on.
+    pub dep: Vec<String>,
+    /// `_name_map_file`: file basename → the part of the name defined there.
+    pub name_map: Vec<(String, String)>,
+    /// `_short_name_map_file`.
+    pub short_name_map: Vec<(String, String)>,
+    /// Every string parameter (including `name` and `shortname`), with origins.
+    pub params: Params,
+    /// The reference JSON dump line of this variant.
+    pub json: String,
+}
