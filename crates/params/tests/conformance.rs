@@ -22,7 +22,11 @@ fn run_case(cfg: &Path, args: &[String]) -> Result<String, params::Error> {
             "--keep-dups" => options.keep_dups = true,
             "--expand" => {
                 i += 1;
-                options.expand_defaults = args[i].split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+                options.expand_defaults = args[i]
+                    .split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect();
             }
             "--only" => {
                 i += 1;
@@ -73,17 +77,25 @@ fn reference_conformance_cases() {
         .filter(|p| p.extension().is_some_and(|e| e == "cfg"))
         .collect();
     entries.sort();
-    assert!(entries.len() >= 141, "expected at least 141 cases, found {}", entries.len());
+    assert!(
+        entries.len() >= 141,
+        "expected at least 141 cases, found {}",
+        entries.len()
+    );
     // cases are parsed by relative name from their folder, as check.sh does
     std::env::set_current_dir(&dir).unwrap_or_else(|e| panic!("cd {}: {e}", dir.display()));
     let mut failures = Vec::new();
     for cfg in &entries {
-        let stem = cfg.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let stem = cfg
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let rel = PathBuf::from(format!("{stem}.cfg"));
         let args: Vec<String> = std::fs::read_to_string(dir.join(format!("{stem}.args")))
             .map(|s| s.lines().map(str::to_string).collect())
             .unwrap_or_default();
-        let expected = std::fs::read_to_string(dir.join(format!("{stem}.expected"))).unwrap_or_default();
+        let expected =
+            std::fs::read_to_string(dir.join(format!("{stem}.expected"))).unwrap_or_default();
         let got = run_case(&rel, &args);
         match expected.lines().find(|l| l.starts_with("ERROR ")) {
             None => match got {
@@ -93,7 +105,10 @@ fn reference_conformance_cases() {
             },
             Some(err) => {
                 // the reference's location, `(FILE.cfg:N)`
-                let loc = err.rsplit_once(" (").and_then(|(_, l)| l.strip_suffix(')')).filter(|l| l.contains(".cfg:"));
+                let loc = err
+                    .rsplit_once(" (")
+                    .and_then(|(_, l)| l.strip_suffix(')'))
+                    .filter(|l| l.contains(".cfg:"));
                 match (got, loc) {
                     (Ok(_), _) => failures.push(format!("{stem}: expected an error: {err}")),
                     (Err(_), None) => {}
@@ -104,12 +119,21 @@ fn reference_conformance_cases() {
                             l.file.ends_with(file) && (line <= 0 || l.line == Some(line as u32))
                         });
                         if !ok {
-                            failures.push(format!("{stem}: error at {:?}, reference says {loc}: {e}", e.location));
+                            failures.push(format!(
+                                "{stem}: error at {:?}, reference says {loc}: {e}",
+                                e.location
+                            ));
                         }
                     }
                 }
             }
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases fail:\n{}", failures.len(), entries.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases fail:\n{}",
+        failures.len(),
+        entries.len(),
+        failures.join("\n")
+    );
 }
