@@ -2,7 +2,7 @@
 //!
 //! Subcommands:
 //! - `ci`: rustfmt check, clippy (warnings denied), the whole test suite, tidy checks.
-//! - `tidy`: repository rules (every Rust file starts with `//!`, no `#[ignore]`, no `dbg!`).
+//! - `tidy`: repository rules (every Rust file starts with `//!`; no ignored tests; no debug macros).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
