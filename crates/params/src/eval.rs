@@ -18,6 +18,7 @@ use crate::error::{Error, ErrorKind, Location};
 use crate::filter::{CtxLabel, LabelSet};
 use crate::intern::Sym;
 use crate::lexer::OpKind;
+use crate::tail::{compilable, Tail};
 use crate::tree::{CondId, FilterId, Item, NodeId, OpData, OpId, Pos};
 use crate::value::{py_str, Value};
 use crate::Config;
@@ -341,7 +342,19 @@ pub(crate) struct Walker<'c> {
     truth: Vec<bool>,
     ops_buf: Vec<OpId>,
     name_buf: String,
-    postfix_mark: Option<(usize, usize)>,
+    /// The previous variant's full operation list.
+    prev_ops: Vec<OpId>,
+    /// Where each path node's operations start in `ops_buf` (leaf first).
+    seg_bounds: Vec<usize>,
+    /// The compiled shared tail of the operation list.
+    tail: Tail,
+    /// Per-variant results on top of the working dict and the tail (dynamic tail actions,
+    /// file maps, the postfix pass), dense by key.
+    over: Vec<Option<(Value, Pos)>>,
+    over_keys: Vec<KeyId>,
+    /// Keys the postfix pass created (they come last in the dict).
+    post_new: Vec<KeyId>,
+    dep_cache: Option<Value>,
 }
 
 /// What a sink says after seeing a variant.
@@ -407,7 +420,13 @@ impl<'c> Walker<'c> {
             truth: vec![false; cfg.conds.len()],
             ops_buf: Vec::new(),
             name_buf: String::new(),
-            postfix_mark: None,
+            prev_ops: Vec::new(),
+            seg_bounds: Vec::new(),
+            tail: Tail::default(),
+            over: vec![None; cfg.syms.len()],
+            over_keys: Vec::new(),
+            post_new: Vec::new(),
+            dep_cache: None,
         }
     }
 
@@ -655,6 +674,57 @@ impl<'c> Walker<'c> {
         }
     }
 
+    /// Decide which suffix of the operation list is the compiled tail (compiling it if it is
+    /// not the cached one) and return where the exactly-applied part ends.
+    fn choose_tail(&mut self) -> usize {
+        let cfg = self.cfg;
+        let ops = &self.ops_buf;
+        let n = ops.len();
+        // the part shared with the previous variant, made only of compilable operations
+        let mut q = 0;
+        let max = n.min(self.prev_ops.len());
+        while q < max
+            && ops[n - 1 - q] == self.prev_ops[self.prev_ops.len() - 1 - q]
+            && compilable(&cfg.ops[ops[n - 1 - q] as usize])
+        {
+            q += 1;
+        }
+        let mut split = n - q;
+        if q > 0 {
+            // start at a node boundary, and leave small node bodies to the exact part so that
+            // the tail is shared by a whole sibling group, not recompiled for each
+            if let Some(&b) = self.seg_bounds.iter().find(|&&b| b >= split) {
+                split = b;
+            }
+            let weight = |o: OpId| match &cfg.ops[o as usize].data {
+                OpData::Batch { entries } => entries.len(),
+                _ => 1,
+            };
+            let mut budget = 8usize;
+            while let Some(&next) = self.seg_bounds.iter().find(|&&b| b > split) {
+                let w: usize = ops[split..next].iter().map(|&o| weight(o)).sum();
+                if next >= n || w > budget {
+                    break;
+                }
+                budget -= w;
+                split = next;
+            }
+        }
+        // the cached tail still fits and is at least as long: keep it
+        if !self.tail.ops.is_empty()
+            && self.tail.ops.len() >= n - split
+            && ops.ends_with(&self.tail.ops)
+        {
+            return n - self.tail.ops.len();
+        }
+        if split >= n {
+            self.tail.clear();
+        } else {
+            self.tail.compile(&ops[split..], &cfg.ops, cfg.syms.len());
+        }
+        split
+    }
+
     fn leaf(&mut self, sink: &mut dyn Sink) -> Result<Option<usize>, Error> {
         let cfg = self.cfg;
         // name, shortname, dep
@@ -676,39 +746,40 @@ impl<'c> Walker<'c> {
         self.work.set_header(K_NAME, name);
         self.work
             .set_header(K_SHORTNAME, Value::from(short.as_str()));
-        self.work.set_header(
-            K_DEP,
-            Value::List(Arc::new(self.deps.iter().map(|s| s.to_string()).collect())),
-        );
+        let dep_same = matches!(&self.dep_cache, Some(Value::List(l)) if l.len() == self.deps.len() && l.iter().zip(&self.deps).all(|(a, b)| **a == **b));
+        if !dep_same {
+            self.dep_cache = Some(Value::List(Arc::new(
+                self.deps.iter().map(|s| s.to_string()).collect(),
+            )));
+        }
+        if let Some(d) = &self.dep_cache {
+            self.work.set_header(K_DEP, d.clone());
+        }
 
         // the operations that apply, in file order
-        let mut ops = std::mem::take(&mut self.ops_buf);
-        ops.clear();
-        self.ops_buf = ops;
+        self.prev_ops.clear();
+        std::mem::swap(&mut self.prev_ops, &mut self.ops_buf);
+        self.seg_bounds.clear();
         for i in (0..self.path.len()).rev() {
             let n = self.path[i];
+            self.seg_bounds.push(self.ops_buf.len());
             let content = &cfg.nodes[n as usize].content;
             self.push_ops(content);
         }
-        // roll back the previous postfix pass (logged after the last applied op)
-        if let Some((u, o)) = self.postfix_mark.take() {
-            self.work.rollback(u, o);
-        }
-        // common prefix with what is applied
+        let split = self.choose_tail();
+        let ops = &self.ops_buf;
+        // the rest is applied exactly, sharing the common prefix with what is applied
         let mut lcp = 0;
         let applied = &self.work.applied;
-        let max = applied.len().min(self.ops_buf.len());
-        while lcp < max
-            && applied[lcp].0 == self.ops_buf[lcp]
-            && !cfg.reads_header[self.ops_buf[lcp] as usize]
-        {
+        let max = applied.len().min(split);
+        while lcp < max && applied[lcp].0 == ops[lcp] && !cfg.reads_header[ops[lcp] as usize] {
             lcp += 1;
         }
         if let Some(&(_, u, o)) = self.work.applied.get(lcp) {
             self.work.rollback(u, o);
             self.work.applied.truncate(lcp);
         }
-        for i in lcp..self.ops_buf.len() {
+        for i in lcp..split {
             let op = self.ops_buf[i];
             self.work
                 .applied
@@ -719,12 +790,72 @@ impl<'c> Walker<'c> {
                 return Err(e);
             }
         }
-        self.postfix_mark = Some((self.work.undo.len(), self.work.order.len()));
+        // per-variant results of the tail
+        for k in self.over_keys.drain(..) {
+            self.over[k as usize] = None;
+        }
+        for &i in &self.tail.dynamic {
+            let a = &self.tail.acts[i as usize];
+            let before = self.work.get(a.key).and_then(Value::as_str);
+            let v = Value::Str(a.apply(before));
+            self.over[a.key as usize] = Some((v, a.pos));
+            self.over_keys.push(a.key);
+        }
+        for (d, key) in [(0usize, K_NAME_MAP), (1, K_SHORT_MAP)] {
+            if let Some(v) = self.tail.apply_map(d, self.work.get(key)) {
+                self.over[key as usize] = Some((v, self.tail.map_pos[d]));
+                self.over_keys.push(key);
+            }
+        }
         self.postfix()?;
         match sink.variant(&VariantRef::Work(self))? {
             Flow::Continue => Ok(Some(1)),
             Flow::Stop => Ok(None),
         }
+    }
+
+    /// The final value of a key: per-variant results, then the tail, then the working dict.
+    #[inline]
+    pub(crate) fn final_get(&self, k: KeyId) -> Option<&Value> {
+        if let Some(Some((v, _))) = self.over.get(k as usize) {
+            return Some(v);
+        }
+        if let Some(a) = self.tail.act(k) {
+            if let crate::tail::Present::Const(v) = &a.present {
+                return Some(v);
+            }
+        }
+        self.work.get(k)
+    }
+
+    fn final_pos(&self, k: KeyId) -> Pos {
+        if let Some(Some((_, p))) = self.over.get(k as usize) {
+            return *p;
+        }
+        if let Some(a) = self.tail.act(k) {
+            return a.pos;
+        }
+        self.work.pos(k)
+    }
+
+    /// Keys of the final dict in insertion order.
+    pub(crate) fn final_keys_in_order(&self) -> Vec<KeyId> {
+        let mut keys = self.work.keys_in_order();
+        for &k in &self.tail.order {
+            if self.work.get(k).is_none() {
+                keys.push(k);
+            }
+        }
+        keys.extend_from_slice(&self.post_new);
+        keys
+    }
+
+    /// Entries of the final dict in order (tuple keys unflattened).
+    pub(crate) fn final_entries(&self) -> Vec<(KeyId, Value, Pos)> {
+        self.final_keys_in_order()
+            .into_iter()
+            .filter_map(|k| self.final_get(k).map(|v| (k, v.clone(), self.final_pos(k))))
+            .collect()
     }
 }
 
@@ -1020,27 +1151,28 @@ impl Walker<'_> {
         Ok(())
     }
 
-    /// The `_max`/`_min`/`_fixed` pass.
+    /// The `_max`/`_min`/`_fixed` pass, on the final dict; results go to the overlay.
     fn postfix(&mut self) -> Result<(), Error> {
         let cfg = self.cfg;
+        self.post_new.clear();
         if !cfg.has_postfix {
             return Ok(());
         }
         let mut updates: Vec<(KeyId, Value, Pos)> = Vec::new();
-        for k in self.work.keys_in_order() {
+        for k in self.final_keys_in_order() {
             if self.work.is_tuple(k) {
                 continue;
             }
             let Some((base, kind)) = cfg.postfix_base[k as usize] else {
                 continue;
             };
-            let Some(v) = self.work.get(k).cloned() else {
+            let Some(v) = self.final_get(k).cloned() else {
                 continue;
             };
-            let p = self.work.pos(k);
+            let p = self.final_pos(k);
             let take = match kind {
                 2 => true,
-                _ => match self.work.get(base) {
+                _ => match self.final_get(base) {
                     None => true,
                     Some(bv) => {
                         let (Value::Str(a), Value::Str(b)) = (bv, &v) else {
@@ -1084,21 +1216,13 @@ impl Walker<'_> {
             }
         }
         for (k, v, p) in updates {
-            if is_reserved(k) {
-                self.work.slots_set_header_like(k, v);
-            } else {
-                self.work.set(k, v, p);
+            if self.final_get(k).is_none() {
+                self.post_new.push(k);
             }
+            self.over[k as usize] = Some((v, p));
+            self.over_keys.push(k);
         }
         Ok(())
-    }
-}
-
-impl Work {
-    /// The postfix pass may even rewrite reserved keys (a quirk of the reference).
-    fn slots_set_header_like(&mut self, k: KeyId, v: Value) {
-        let p = self.slots[k as usize].pos;
-        self.set(k, v, p);
     }
 }
 
@@ -1111,7 +1235,7 @@ impl<'w, 'c> VariantRef<'w, 'c> {
 
     pub(crate) fn get(&self, k: KeyId) -> Option<&Value> {
         match self {
-            VariantRef::Work(w) => w.work.get(k),
+            VariantRef::Work(w) => w.final_get(k),
             VariantRef::Owned(_, d) => d.get(k),
         }
     }
@@ -1124,7 +1248,7 @@ impl<'w, 'c> VariantRef<'w, 'c> {
     pub(crate) fn owned(&self) -> OwnedDict {
         match self {
             VariantRef::Work(w) => OwnedDict {
-                entries: w.current_entries(),
+                entries: w.final_entries(),
             },
             VariantRef::Owned(_, d) => (*d).clone(),
         }
@@ -1158,7 +1282,7 @@ impl<'w, 'c> VariantRef<'w, 'c> {
         let mut first = true;
         if let (VariantRef::Work(w), false) = (self, self.has_tuples()) {
             for &k in &w.cfg.sorted_keys {
-                if let Some(v) = w.work.get(k) {
+                if let Some(v) = w.final_get(k) {
                     if !first {
                         out.extend_from_slice(b", ");
                     }

@@ -33,6 +33,7 @@ pub mod lexer;
 mod origin;
 mod params;
 mod parser;
+mod tail;
 mod tree;
 mod value;
 
@@ -314,7 +315,7 @@ impl Config {
 }
 
 /// Collect `${…}` references of a value (the keys it may look up).
-fn refs(v: &str) -> Vec<&str> {
+pub(crate) fn refs(v: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let mut start = 0;
     while let Some(i) = v[start..].find("${").map(|i| i + start) {

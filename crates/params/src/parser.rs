@@ -620,7 +620,9 @@ impl Parser {
         value: &str,
         pos: Pos,
     ) -> Result<(), String> {
+        // The reference batches on `$` anywhere in the value, but only `${…}` can substitute.
         let subst = value.contains('$');
+        let refs = !crate::refs(value).is_empty();
         let value: Arc<str> = Arc::from(value);
         let reserved = RESERVED.contains(&key);
         if kind == OpKind::Set && !subst {
@@ -665,7 +667,7 @@ impl Parser {
                 kind,
                 re: key_regex(key),
                 value,
-                subst,
+                subst: refs,
             },
             _ => {
                 let k = self.cfg.syms.intern(key);
@@ -673,7 +675,7 @@ impl Parser {
                     kind,
                     key: k,
                     value,
-                    subst,
+                    subst: refs,
                 }
             }
         };

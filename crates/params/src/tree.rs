@@ -34,7 +34,7 @@ pub(crate) struct Cond {
 }
 
 /// Where a statement came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct Pos {
     pub file: FileId,
     pub line: u32,
