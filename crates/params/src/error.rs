@@ -77,11 +77,13 @@ pub struct Error {
     /// Where, when known.
     pub location: Option<Location>,
     /// The offending line's text (after tab expansion, without indentation changes).
-    pub source_line: Option<String>,
+    pub source_line: Option<Arc<str>>,
     /// Width of the caret underline (characters), at least 1.
     pub span_len: u32,
     /// What the parser expected instead, when that can be said.
-    pub expected: Option<String>,
+    pub expected: Option<Box<str>>,
+    /// Further independent errors found in the same parse (reported together).
+    pub related: Vec<Error>,
 }
 
 impl Error {
@@ -94,6 +96,7 @@ impl Error {
             source_line: None,
             span_len: 1,
             expected: None,
+            related: Vec::new(),
         }
     }
 
@@ -104,14 +107,14 @@ impl Error {
     }
 
     /// Attach the text of the offending line.
-    pub fn with_line(mut self, text: impl Into<String>) -> Self {
+    pub fn with_line(mut self, text: impl Into<Arc<str>>) -> Self {
         self.source_line = Some(text.into());
         self
     }
 
     /// Attach what was expected.
     pub fn expected(mut self, what: impl Into<String>) -> Self {
-        self.expected = Some(what.into());
+        self.expected = Some(what.into().into_boxed_str());
         self
     }
 
@@ -122,8 +125,20 @@ impl Error {
     }
 
     /// Render a multi-line diagnostic: headline, `--> file:line:col`, the line with a caret,
-    /// and the expectation.
+    /// and the expectation; then the related errors, and a count when there are several.
     pub fn render(&self) -> String {
+        let mut out = self.render_one();
+        for e in &self.related {
+            out.push('\n');
+            out.push_str(&e.render_one());
+        }
+        if !self.related.is_empty() {
+            out.push_str(&format!("\n{} errors\n", self.related.len() + 1));
+        }
+        out
+    }
+
+    fn render_one(&self) -> String {
         let mut out = format!("error[{}]: {}\n", self.kind.as_str(), self.message);
         if let Some(loc) = &self.location {
             out.push_str(&format!("  --> {loc}\n"));

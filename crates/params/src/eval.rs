@@ -355,6 +355,10 @@ pub(crate) struct Walker<'c> {
     /// Keys the postfix pass created (they come last in the dict).
     post_new: Vec<KeyId>,
     dep_cache: Option<Value>,
+    /// Reused pending-item buffers (one per depth of the walk).
+    pending_pool: Vec<Vec<Item>>,
+    /// `FileMap` results on a dict without the map, per op.
+    filemap_fresh: HashMap<OpId, Value>,
 }
 
 /// What a sink says after seeing a variant.
@@ -427,6 +431,8 @@ impl<'c> Walker<'c> {
             over_keys: Vec::new(),
             post_new: Vec::new(),
             dep_cache: None,
+            pending_pool: Vec::new(),
+            filemap_fresh: HashMap::new(),
         }
     }
 
@@ -441,48 +447,73 @@ impl<'c> Walker<'c> {
     }
 
     /// Process items against the current context; pending ones go to `out`.
+    /// Evaluate `match` (or `might_match` when `might`) of a filter; a filter word with an
+    /// empty chain (`only a .b`) fails when evaluation reaches it, as the reference crashes
+    /// (`IndexError`) there.
+    fn eval_filter(
+        &self,
+        f: FilterId,
+        might: bool,
+        below: &crate::LabelBits,
+    ) -> Result<bool, Error> {
+        let filter = self.filter(f);
+        let r = if might {
+            filter.might_match_checked(&self.ctx, &SetLabels(below))
+        } else {
+            filter.matches_checked(&self.ctx)
+        };
+        r.map_err(|()| {
+            let msg = "filter has a word that starts with a single `.` (e.g. `only a .b`); the reference fails with IndexError when it evaluates it".to_string();
+            match self.cfg.filter_pos.get(f as usize).copied().flatten() {
+                Some(p) => self.cfg.error_at(ErrorKind::Syntax, msg, p),
+                None => Error::new(ErrorKind::Syntax, msg),
+            }
+        })
+    }
+
+    /// Process items against the current context (the reference's `process_content`, in its
+    /// order of evaluation); pending ones go to `out`.
     fn process(
         &mut self,
         items: &[Item],
         below: &crate::LabelBits,
         out: &mut Vec<Item>,
-    ) -> Outcome {
+    ) -> Result<Outcome, Error> {
         for &it in items {
             match it {
                 Item::Op(_) | Item::Join(_) => {}
                 Item::Only(f) => {
-                    let f = self.filter(f);
-                    if f.matches(&self.ctx) {
-                    } else if !f.might_match(&self.ctx, &SetLabels(below)) {
-                        return Outcome::Pruned;
-                    } else {
+                    // requires_action = not might_match; is_irrelevant = match
+                    if !self.eval_filter(f, true, below)? {
+                        return Ok(Outcome::Pruned);
+                    }
+                    if !self.eval_filter(f, false, below)? {
                         out.push(it);
                     }
                 }
                 Item::No(f) => {
-                    let f = self.filter(f);
-                    if f.matches(&self.ctx) {
-                        return Outcome::Pruned;
-                    } else if f.might_match(&self.ctx, &SetLabels(below)) {
+                    // requires_action = match; is_irrelevant = not might_match
+                    if self.eval_filter(f, false, below)? {
+                        return Ok(Outcome::Pruned);
+                    }
+                    if self.eval_filter(f, true, below)? {
                         out.push(it);
                     }
                 }
                 Item::Cond(c) => {
                     let cond = &self.cfg.conds[c as usize];
-                    let f = self.filter(cond.filter);
-                    let m = f.matches(&self.ctx);
-                    let might = m || f.might_match(&self.ctx, &SetLabels(below));
+                    let f = cond.filter;
                     let truth = if cond.neg {
-                        if !might {
+                        if !self.eval_filter(f, true, below)? {
                             Some(true)
-                        } else if m {
+                        } else if self.eval_filter(f, false, below)? {
                             Some(false)
                         } else {
                             None
                         }
-                    } else if m {
+                    } else if self.eval_filter(f, false, below)? {
                         Some(true)
-                    } else if !might {
+                    } else if !self.eval_filter(f, true, below)? {
                         Some(false)
                     } else {
                         None
@@ -492,8 +523,8 @@ impl<'c> Walker<'c> {
                             self.truth[c as usize] = t;
                             if t {
                                 let body = &self.cfg.conds[c as usize].body;
-                                if let Outcome::Pruned = self.process(body, below, out) {
-                                    return Outcome::Pruned;
+                                if let Outcome::Pruned = self.process(body, below, out)? {
+                                    return Ok(Outcome::Pruned);
                                 }
                             }
                         }
@@ -502,7 +533,7 @@ impl<'c> Walker<'c> {
                 }
             }
         }
-        Outcome::Ok
+        Ok(Outcome::Ok)
     }
 
     /// Visit a node: returns the number of variants produced, or None when the sink stopped.
@@ -510,13 +541,16 @@ impl<'c> Walker<'c> {
         &mut self,
         node_id: NodeId,
         pending: &[Item],
-        extra: Option<FilterId>,
+        extra: Option<&[FilterId]>,
         sink: &mut dyn Sink,
     ) -> Result<Option<usize>, Error> {
         let cfg = self.cfg;
         let node = &cfg.nodes[node_id as usize];
         if extra.is_none() && !cfg.joins[node_id as usize].is_empty() {
-            return self.multiply_join(node_id, pending, 0, sink);
+            // the reference rebinds and extends `node.content` lists in place; model them
+            let mut lists = vec![Vec::new()];
+            let words = cfg.joins[node_id as usize].clone();
+            return self.multiply_join(node_id, pending, &words, &mut lists, 0, sink);
         }
         // deps (prefix strings of the context before this node)
         let deps_len = self.deps.len();
@@ -545,20 +579,31 @@ impl<'c> Walker<'c> {
             self.short.extend(node.name.iter().map(|l| l.name));
         }
         let below = &cfg.desc[node_id as usize];
-        let mut new_pending = Vec::new();
-        let mut ok = matches!(
-            self.process(&node.content, below, &mut new_pending),
-            Outcome::Ok
-        );
-        if ok {
-            if let Some(f) = extra {
-                let item = [Item::Only(f)];
-                ok = matches!(self.process(&item, below, &mut new_pending), Outcome::Ok);
+        let mut new_pending = self.pending_pool.pop().unwrap_or_default();
+        new_pending.clear();
+        let processed = (|| -> Result<bool, Error> {
+            if let Outcome::Pruned = self.process(&node.content, below, &mut new_pending)? {
+                return Ok(false);
             }
-        }
-        if ok {
-            ok = matches!(self.process(pending, below, &mut new_pending), Outcome::Ok);
-        }
+            if let Some(extra) = extra {
+                let items: Vec<Item> = extra.iter().map(|&f| Item::Only(f)).collect();
+                if let Outcome::Pruned = self.process(&items, below, &mut new_pending)? {
+                    return Ok(false);
+                }
+            }
+            Ok(matches!(
+                self.process(pending, below, &mut new_pending)?,
+                Outcome::Ok
+            ))
+        })();
+        let ok = match processed {
+            Ok(ok) => ok,
+            Err(e) => {
+                self.path.pop();
+                self.ctx.truncate(ctx_len);
+                return Err(e);
+            }
+        };
         let mut result = Some(0usize);
         if ok {
             if node.children.is_empty() {
@@ -573,7 +618,11 @@ impl<'c> Walker<'c> {
                         }
                         Some(n) => count += n,
                     }
-                    if cfg.options.defaults && cfg.nodes[child as usize].default && count > 0 {
+                    if cfg.options.defaults
+                        && !node.expanded
+                        && cfg.nodes[child as usize].default
+                        && count > 0
+                    {
                         break;
                     }
                 }
@@ -582,6 +631,7 @@ impl<'c> Walker<'c> {
                 }
             }
         }
+        self.pending_pool.push(new_pending);
         self.short.truncate(short_len);
         self.path.pop();
         self.ctx.truncate(ctx_len);
@@ -590,18 +640,18 @@ impl<'c> Walker<'c> {
     }
 
     /// The reference's `multiply_join`: every word of the node's joins becomes an `only`, and
-    /// the dicts selected by each are combined.
+    /// the dicts selected by each are combined. `lists` models the Python lists bound to
+    /// `node.content` (`lists[bind]`), including the in-place extension that makes inner
+    /// words' filters leak into later outer iterations, exactly as in the reference.
     fn multiply_join(
         &mut self,
         node_id: NodeId,
         pending: &[Item],
-        from: usize,
+        words: &[FilterId],
+        lists: &mut Vec<Vec<FilterId>>,
+        bind: usize,
         sink: &mut dyn Sink,
     ) -> Result<Option<usize>, Error> {
-        let words = self.cfg.joins[node_id as usize].clone();
-        if from + 1 == words.len() {
-            return self.visit(node_id, pending, Some(words[from]), sink);
-        }
         struct Collect<'a> {
             out: &'a mut Vec<(OwnedDict, String, String)>,
         }
@@ -614,17 +664,33 @@ impl<'c> Walker<'c> {
                 Ok(Flow::Continue)
             }
         }
+        // content_orig = node.content[:]; node.content += [only]
+        let orig = lists.len();
+        lists.push(lists[bind].clone());
+        lists[bind].push(words[0]);
+        let current = lists[bind].clone();
+        if words.len() == 1 {
+            return self.visit(node_id, pending, Some(&current), sink);
+        }
         let mut firsts = Vec::new();
         self.visit(
             node_id,
             pending,
-            Some(words[from]),
+            Some(&current),
             &mut Collect { out: &mut firsts },
         )?;
         let mut count = 0usize;
         for (d1, n1, s1) in firsts {
+            // node.content = content_orig
             let mut rest = Vec::new();
-            self.multiply_join(node_id, pending, from + 1, &mut Collect { out: &mut rest })?;
+            self.multiply_join(
+                node_id,
+                pending,
+                &words[1..],
+                lists,
+                orig,
+                &mut Collect { out: &mut rest },
+            )?;
             for (d2, n2, s2) in rest {
                 let mut d = d1.clone();
                 for (k, v, p) in d2.entries {
@@ -875,7 +941,7 @@ fn mk_name(n1: &str, n2: &str) -> Result<String, String> {
     };
     // The reference strips `^cp` as a regex; escape-free for plain names, emulate it.
     let strip = |n: &str| -> String {
-        match regex::Regex::new(&format!("^{cp}")) {
+        match fancy_regex::Regex::new(&format!("^{cp}")) {
             Ok(re) => re.replacen(n, 1, "").into_owned(),
             Err(_) => n.strip_prefix(cp.as_str()).unwrap_or(n).to_string(),
         }
@@ -889,42 +955,149 @@ fn mk_name(n1: &str, n2: &str) -> Result<String, String> {
     })
 }
 
-/// Parse a size/int the way the reference's `compare_string` does.
-fn size_value(s: &str, units: bool) -> Result<f64, String> {
-    if units {
-        let last = s.chars().last();
-        let (num, mult) = match last {
-            Some(c) if "BbKkMmGgTt".contains(c) => {
-                let m = match c.to_ascii_uppercase() {
-                    'B' => 1.0,
-                    'K' => 1024.0,
-                    'M' => 1024.0 * 1024.0,
-                    'G' => 1024.0f64.powi(3),
-                    _ => 1024.0f64.powi(4),
-                };
-                (&s[..s.len() - c.len_utf8()], m)
+/// Python decimal digit value of a character (`str.isdecimal` digits of any script).
+fn py_digit(c: char) -> Option<u32> {
+    if c.is_ascii_digit() {
+        return c.to_digit(10);
+    }
+    // zeros of the Unicode `Nd` blocks (each block is ten consecutive code points)
+    const ZEROS: [u32; 37] = [
+        0x660, 0x6F0, 0x7C0, 0x966, 0x9E6, 0xA66, 0xAE6, 0xB66, 0xBE6, 0xC66, 0xCE6, 0xD66, 0xDE6,
+        0xE50, 0xED0, 0xF20, 0x1040, 0x1090, 0x17E0, 0x1810, 0x1946, 0x19D0, 0x1A80, 0x1A90,
+        0x1B50, 0x1BB0, 0x1C40, 0x1C50, 0xA620, 0xA8D0, 0xA900, 0xA9D0, 0xA9F0, 0xAA50, 0xABF0,
+        0xFF10, 0x104A0,
+    ];
+    let u = c as u32;
+    ZEROS
+        .iter()
+        .find(|&&z| u >= z && u < z + 10)
+        .map(|&z| u - z)
+}
+
+/// Digits of a Python number literal part: ASCII-normalised, single `_` only between digits.
+fn py_digits(s: &str) -> Option<String> {
+    let mut out = String::with_capacity(s.len());
+    let mut prev_digit = false;
+    let chars: Vec<char> = s.chars().collect();
+    for (i, &c) in chars.iter().enumerate() {
+        if c == '_' {
+            let next_digit = chars.get(i + 1).and_then(|&n| py_digit(n)).is_some();
+            if !prev_digit || !next_digit {
+                return None;
             }
-            _ => (s, 1024.0 * 1024.0),
-        };
-        let t = num.trim();
-        let f: f64 = t
-            .replace('_', "")
-            .parse()
-            .map_err(|_| format!("could not convert string to float: '{num}'"))?;
-        Ok((f * mult).trunc())
+            prev_digit = false;
+            continue;
+        }
+        let d = py_digit(c)?;
+        out.push(char::from_digit(d, 10)?);
+        prev_digit = true;
+    }
+    if out.is_empty() {
+        None
     } else {
-        let t = s.trim().replace('_', "");
-        t.parse::<i128>()
-            .map(|v| v as f64)
-            .map_err(|_| format!("invalid literal for int() with base 10: '{s}'"))
+        Some(out)
     }
 }
 
+/// Python `int(s)` as (negative, digits without leading zeros): arbitrary precision.
+fn py_int(s: &str) -> Result<(bool, String), String> {
+    let t = s.trim_matches(crate::lexer::py_isspace);
+    let (neg, body) = match t.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, t.strip_prefix('+').unwrap_or(t)),
+    };
+    let digits =
+        py_digits(body).ok_or_else(|| format!("invalid literal for int() with base 10: '{s}'"))?;
+    let digits = digits.trim_start_matches('0').to_string();
+    Ok((neg && !digits.is_empty(), digits))
+}
+
+fn cmp_big(a: &(bool, String), b: &(bool, String)) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let mag = |x: &String, y: &String| x.len().cmp(&y.len()).then_with(|| x.cmp(y));
+    match (a.0, b.0) {
+        (false, true) => Ordering::Greater,
+        (true, false) => Ordering::Less,
+        (false, false) => mag(&a.1, &b.1),
+        (true, true) => mag(&b.1, &a.1),
+    }
+}
+
+/// Python `float(s)`.
+fn py_float(s: &str) -> Result<f64, String> {
+    let bad = || format!("could not convert string to float: '{s}'");
+    let t = s.trim_matches(crate::lexer::py_isspace);
+    let lower = t.to_ascii_lowercase();
+    let unsigned = lower.trim_start_matches(['+', '-']);
+    if matches!(unsigned, "inf" | "infinity" | "nan") && lower.len() - unsigned.len() <= 1 {
+        return lower.parse::<f64>().map_err(|_| bad());
+    }
+    // normalise digits and underscores in the mantissa and exponent
+    let mut norm = String::with_capacity(t.len());
+    let mut part = String::new();
+    let flush = |part: &mut String, norm: &mut String| -> Result<(), String> {
+        if !part.is_empty() {
+            norm.push_str(&py_digits(part).ok_or_else(bad)?);
+            part.clear();
+        }
+        Ok(())
+    };
+    for c in t.chars() {
+        if c == '_' || py_digit(c).is_some() {
+            part.push(c);
+        } else {
+            flush(&mut part, &mut norm)?;
+            norm.push(c);
+        }
+    }
+    flush(&mut part, &mut norm)?;
+    if norm.is_empty()
+        || !norm
+            .chars()
+            .all(|c| c.is_ascii_digit() || "+-.eE".contains(c))
+    {
+        return Err(bad());
+    }
+    norm.parse::<f64>().map_err(|_| bad())
+}
+
+/// Python `convert_data_size(s, "M")`: `int(float(number) * unit)`.
+fn size_value(s: &str) -> Result<f64, String> {
+    let last = s.chars().last();
+    let (num, mult) = match last {
+        Some(c) if "BbKkMmGgTt".contains(c) => {
+            let m = match c.to_ascii_uppercase() {
+                'B' => 1.0,
+                'K' => 1024.0,
+                'M' => 1024.0 * 1024.0,
+                'G' => 1024.0f64.powi(3),
+                _ => 1024.0f64.powi(4),
+            };
+            (&s[..s.len() - c.len_utf8()], m)
+        }
+        _ => (s, 1024.0 * 1024.0),
+    };
+    let v = py_float(num)? * mult;
+    if v.is_nan() {
+        return Err("cannot convert float NaN to integer".into());
+    }
+    if v.is_infinite() {
+        return Err("cannot convert float infinity to integer".into());
+    }
+    Ok(v.trunc())
+}
+
+/// The reference's `compare_string`: sizes with units when either side has a unit letter,
+/// else exact integers.
 fn compare_sizes(a: &str, b: &str) -> Result<std::cmp::Ordering, String> {
     let units = a.chars().chain(b.chars()).any(|c| "BbKkMmGgTt".contains(c));
-    let x = size_value(a, units)?;
-    let y = size_value(b, units)?;
-    Ok(x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal))
+    if units {
+        let x = size_value(a)?;
+        let y = size_value(b)?;
+        Ok(x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal))
+    } else {
+        Ok(cmp_big(&py_int(a)?, &py_int(b)?))
+    }
 }
 
 impl Walker<'_> {
@@ -1025,7 +1198,7 @@ impl Walker<'_> {
         }
     }
 
-    fn regex_matches(&mut self, op: OpId, re: &regex::Regex, k: KeyId) -> bool {
+    fn regex_matches(&mut self, op: OpId, re: &crate::pyre::KeyRegex, k: KeyId) -> bool {
         if let Some(&m) = self.work.regex_cache.get(&(op, k)) {
             return m;
         }
@@ -1121,15 +1294,29 @@ impl Walker<'_> {
             }
             OpData::FileMap { short, file, text } => {
                 let dest = if *short { K_SHORT_MAP } else { K_NAME_MAP };
-                let mut map: Vec<(Arc<str>, Arc<str>)> = match self.work.get(dest) {
-                    Some(Value::Map(m)) => (**m).clone(),
-                    _ => Vec::new(),
+                let new = match self.work.get(dest) {
+                    Some(Value::Map(m)) => {
+                        let mut map: Vec<(Arc<str>, Arc<str>)> = Vec::with_capacity(m.len() + 1);
+                        map.extend(m.iter().cloned());
+                        match map.iter_mut().find(|(f, _)| f == file) {
+                            Some(e) => {
+                                let mut s = String::with_capacity(text.len() + 1 + e.1.len());
+                                s.push_str(text);
+                                s.push('.');
+                                s.push_str(&e.1);
+                                e.1 = Arc::from(s.as_str());
+                            }
+                            None => map.push((file.clone(), text.clone())),
+                        }
+                        Value::Map(Arc::new(map))
+                    }
+                    _ => self
+                        .filemap_fresh
+                        .entry(op_id)
+                        .or_insert_with(|| Value::Map(Arc::new(vec![(file.clone(), text.clone())])))
+                        .clone(),
                 };
-                match map.iter_mut().find(|(f, _)| f == file) {
-                    Some(e) => e.1 = Arc::from(format!("{text}.{}", e.1).as_str()),
-                    None => map.push((file.clone(), text.clone())),
-                }
-                self.work.set(dest, Value::Map(Arc::new(map)), pos);
+                self.work.set(dest, new, pos);
             }
             OpData::Suffix { suffix } => {
                 let sfx = cfg.suffix_syms[op_id as usize];
@@ -1281,14 +1468,13 @@ impl<'w, 'c> VariantRef<'w, 'c> {
         out.push(b'{');
         let mut first = true;
         if let (VariantRef::Work(w), false) = (self, self.has_tuples()) {
-            for &k in &w.cfg.sorted_keys {
+            for (i, &k) in w.cfg.sorted_keys.iter().enumerate() {
                 if let Some(v) = w.final_get(k) {
                     if !first {
                         out.extend_from_slice(b", ");
                     }
                     first = false;
-                    crate::value::json_str(out, w.cfg.syms.resolve(k));
-                    out.extend_from_slice(b": ");
+                    out.extend_from_slice(&w.cfg.key_json[i]);
                     crate::value::json_value(out, v);
                 }
             }

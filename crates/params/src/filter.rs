@@ -78,21 +78,51 @@ fn matched_len(chain: &[FLabel], ctx: &[CtxLabel]) -> usize {
 }
 
 impl Filter {
-    /// True if some word has all its chains in `ctx`.
-    pub fn matches(&self, ctx: &[CtxLabel]) -> bool {
-        self.words
-            .iter()
-            .any(|w| w.iter().all(|chain| matched_len(chain, ctx) == chain.len()))
+    /// True if some word has an empty chain (`only a .b`): evaluating it fails in the reference.
+    #[cfg(test)]
+    pub fn is_broken(&self) -> bool {
+        self.words.iter().any(|w| w.iter().any(Vec::is_empty))
     }
 
-    /// False only if no extension of `ctx` by labels from `below` can match.
-    pub fn might_match(&self, ctx: &[CtxLabel], below: &impl LabelSet) -> bool {
-        self.words.iter().any(|w| {
-            w.iter().all(|chain| {
+    /// [`Filter::matches`], failing when evaluation reaches a word with an empty chain.
+    pub fn matches_checked(&self, ctx: &[CtxLabel]) -> Result<bool, ()> {
+        for w in &self.words {
+            let mut all = true;
+            for chain in w {
+                if chain.is_empty() {
+                    return Err(());
+                }
+                if matched_len(chain, ctx) != chain.len() {
+                    all = false;
+                    break;
+                }
+            }
+            if all {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// [`Filter::might_match`], failing when evaluation reaches a word with an empty chain.
+    pub fn might_match_checked(&self, ctx: &[CtxLabel], below: &impl LabelSet) -> Result<bool, ()> {
+        for w in &self.words {
+            let mut all = true;
+            for chain in w {
+                if chain.is_empty() {
+                    return Err(());
+                }
                 let k = matched_len(chain, ctx);
-                chain[k..].iter().all(|l| below.contains(l.sym))
-            })
-        })
+                if !chain[k..].iter().all(|l| below.contains(l.sym)) {
+                    all = false;
+                    break;
+                }
+            }
+            if all {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 }
 
@@ -122,32 +152,40 @@ mod tests {
         let f = Filter {
             words: vec![vec![vec![p(1), p(2)]]],
         };
-        assert!(f.matches(&[c(0), c(1), c(2)]));
-        assert!(!f.matches(&[c(1), c(0), c(2)]));
-        assert!(!f.matches(&[c(2), c(1)]));
+        assert_eq!(f.matches_checked(&[c(0), c(1), c(2)]), Ok(true));
+        assert_eq!(f.matches_checked(&[c(1), c(0), c(2)]), Ok(false));
+        assert_eq!(f.matches_checked(&[c(2), c(1)]), Ok(false));
         // a prefix at the end of ctx may continue below
-        assert!(f.might_match(&[c(0), c(1)], &Set(vec![2])));
-        assert!(!f.might_match(&[c(1), c(0)], &Set(vec![])));
+        assert_eq!(
+            f.might_match_checked(&[c(0), c(1)], &Set(vec![2])),
+            Ok(true)
+        );
+        assert_eq!(
+            f.might_match_checked(&[c(1), c(0)], &Set(vec![])),
+            Ok(false)
+        );
     }
 
     #[test]
     fn named_labels() {
         let named = CtxLabel { name: 1, long: 9 };
-        assert!(Filter {
-            words: vec![vec![vec![p(1)]]]
-        }
-        .matches(&[named]));
+        let plain = Filter {
+            words: vec![vec![vec![p(1)]]],
+        };
+        assert_eq!(plain.matches_checked(&[named]), Ok(true));
         let nf = FLabel {
             sym: 9,
             named: true,
         };
-        assert!(Filter {
-            words: vec![vec![vec![nf]]]
-        }
-        .matches(&[named]));
-        assert!(!Filter {
-            words: vec![vec![vec![nf]]]
-        }
-        .matches(&[c(1)]));
+        let named_f = Filter {
+            words: vec![vec![vec![nf]]],
+        };
+        assert_eq!(named_f.matches_checked(&[named]), Ok(true));
+        assert_eq!(named_f.matches_checked(&[c(1)]), Ok(false));
+        let broken = Filter {
+            words: vec![vec![vec![], vec![p(1)]]],
+        };
+        assert!(broken.is_broken());
+        assert_eq!(broken.matches_checked(&[c(1)]), Err(()));
     }
 }

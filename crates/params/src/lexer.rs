@@ -14,9 +14,23 @@ pub(crate) fn py_isspace(c: char) -> bool {
     c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
 }
 
-/// Python `str.isalnum()`, approximated by Unicode alphanumeric.
+/// Python `str.isalnum()`: a letter (`L*`) or a number (`N*`) by general category.
 pub(crate) fn py_isalnum(c: char) -> bool {
-    c.is_alphanumeric()
+    if c.is_ascii() {
+        return c.is_ascii_alphanumeric();
+    }
+    use unicode_general_category::{get_general_category, GeneralCategory as G};
+    matches!(
+        get_general_category(c),
+        G::UppercaseLetter
+            | G::LowercaseLetter
+            | G::TitlecaseLetter
+            | G::ModifierLetter
+            | G::OtherLetter
+            | G::DecimalNumber
+            | G::LetterNumber
+            | G::OtherNumber
+    )
 }
 
 pub(crate) fn py_lstrip(s: &str) -> &str {
@@ -169,6 +183,25 @@ impl Reader {
                 self.index += 1;
                 NextLine::Line(l.clone())
             }
+        }
+    }
+
+    /// Skip the lines deeper than `indent` (and `-` lines deeper than `entries_of`, with their
+    /// bodies), dropping any pushed-back line.
+    pub fn skip_block(&mut self, indent: i64, entries_of: Option<i64>) {
+        self.stored = None;
+        let mut body_of: Option<i64> = None;
+        while let Some(l) = self.lines.get(self.index) {
+            let deeper = l.indent > indent;
+            let entry = entries_of.is_some_and(|v| l.indent > v && l.text().starts_with('-'));
+            let in_entry_body = body_of.is_some_and(|b| l.indent > b);
+            if !(deeper || entry || in_entry_body) {
+                break;
+            }
+            if entry {
+                body_of = Some(l.indent);
+            }
+            self.index += 1;
         }
     }
 

@@ -33,6 +33,7 @@ pub mod lexer;
 mod origin;
 mod params;
 mod parser;
+mod pyre;
 mod tail;
 mod tree;
 mod value;
@@ -86,6 +87,8 @@ pub struct Config {
     pub(crate) postfix_base: Vec<Option<(KeyId, u8)>>,
     pub(crate) has_postfix: bool,
     pub(crate) sorted_keys: Vec<KeyId>,
+    /// `"key": ` as JSON, for each of `sorted_keys`.
+    pub(crate) key_json: Vec<Vec<u8>>,
 }
 
 impl Config {
@@ -112,6 +115,7 @@ impl Config {
             postfix_base: Vec::new(),
             has_postfix: false,
             sorted_keys: Vec::new(),
+            key_json: Vec::new(),
         }
     }
 
@@ -261,6 +265,15 @@ impl Config {
         keys.dedup();
         let syms = &self.syms;
         keys.sort_by(|a, b| syms.resolve(*a).cmp(syms.resolve(*b)));
+        self.key_json = keys
+            .iter()
+            .map(|&k| {
+                let mut b = Vec::new();
+                value::json_str(&mut b, self.syms.resolve(k));
+                b.extend_from_slice(b": ");
+                b
+            })
+            .collect();
         self.sorted_keys = keys;
     }
 

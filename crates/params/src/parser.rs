@@ -46,6 +46,23 @@ pub struct Parser {
     cfg: Config,
     root: NodeId,
     includes: Vec<PathBuf>,
+    /// Independent errors found so far in the current parse call.
+    errors: Vec<Error>,
+}
+
+/// At most this many errors are collected from one parse call.
+const MAX_ERRORS: usize = 20;
+
+/// Errors after which parsing can go on with the next statement.
+fn recoverable(e: &Error) -> bool {
+    matches!(
+        e.kind,
+        ErrorKind::Syntax
+            | ErrorKind::Lexer
+            | ErrorKind::MissingInclude
+            | ErrorKind::IncludeCycle
+            | ErrorKind::Io
+    )
 }
 
 #[derive(Clone, Copy)]
@@ -112,7 +129,7 @@ impl Lexer {
         };
         let mut e = Error::new(kind, msg).at(self.location(col));
         if let Some(l) = &self.line {
-            e = e.with_line(l.full.to_string());
+            e = e.with_line(l.full.clone());
         }
         if let Some(t) = tok {
             e = e.span_len(t.len);
@@ -212,6 +229,20 @@ impl Lexer {
         }
     }
 
+    fn expect_with(
+        &self,
+        t: Token,
+        ok: fn(&Tok) -> bool,
+        msg: &str,
+        what: &str,
+    ) -> Result<Token, Error> {
+        if ok(&t.tok) {
+            Ok(t)
+        } else {
+            Err(self.error(ErrorKind::Syntax, msg, Some(&t)).expected(what))
+        }
+    }
+
     /// Tokens up to and including the first one `end` accepts, whitespace dropped.
     fn until_no_white(&mut self, end: fn(&Tok) -> bool) -> Result<Vec<Token>, Error> {
         let mut out = Vec::new();
@@ -243,6 +274,15 @@ impl Lexer {
     fn skip_line(&mut self) {
         self.state = LexState::LineStart;
     }
+
+    /// After an error in a statement at `indent`: drop the rest of its line and every line of
+    /// its block (deeper lines), and with `entries_of = Some(v)` also the `-` entries of a
+    /// failed `variants` block at column `v`, so one mistake gives one error.
+    fn recover(&mut self, indent: i64, entries_of: Option<i64>) {
+        self.state = LexState::LineStart;
+        self.fast = true;
+        self.reader.skip_block(indent, entries_of);
+    }
 }
 
 fn is_endl(t: &Tok) -> bool {
@@ -258,6 +298,7 @@ impl Parser {
             cfg,
             root,
             includes: Vec::new(),
+            errors: Vec::new(),
         }
     }
 
@@ -307,11 +348,24 @@ impl Parser {
         let file = self.cfg.add_file(name.clone(), text);
         let mut lx = Lexer::new(Reader::new(name, is_file, text), file);
         let root = self.root;
-        match self.parse_block(&mut lx, Target::Node(root), -1)? {
-            Target::Node(n) => self.root = n,
-            Target::Cond(_) => {}
+        self.errors.clear();
+        let r = self.parse_block(&mut lx, Target::Node(root), -1);
+        let mut errors = std::mem::take(&mut self.errors);
+        match r {
+            Ok(Target::Node(n)) if errors.is_empty() => {
+                self.root = n;
+                Ok(())
+            }
+            Ok(_) if errors.is_empty() => Ok(()),
+            other => {
+                if let Err(e) = other {
+                    errors.push(e);
+                }
+                let mut first = errors.remove(0);
+                first.related = errors;
+                Err(first)
+            }
         }
-        Ok(())
     }
 
     fn content(&mut self, t: Target) -> &mut Vec<Item> {
@@ -367,216 +421,253 @@ impl Parser {
                     return Err(lx.error(ErrorKind::Syntax, "unexpected token", Some(&t)));
                 }
             };
-            let tok = lx.tok()?;
-            if variants_next && tok.tok != Tok::Variant {
-                return Err(lx
-                    .error(
-                        ErrorKind::Syntax,
-                        format!("unexpected {}", tok.tok.describe()),
-                        Some(&tok),
-                    )
-                    .expected("a `- name:` entry after `variants`"));
-            }
-            let line_no = lx.linenum.unwrap_or(0);
-            let pos = Pos {
-                file,
-                line: line_no,
-            };
-            match tok.tok.clone() {
-                Tok::Ident(key) => {
-                    let rest =
-                        lx.until_no_white(|t| matches!(t, Tok::Op(_) | Tok::Colon | Tok::EndL))?;
-                    let last = rest.last().map(|t| t.tok.clone());
-                    match last {
-                        Some(Tok::Op(kind)) => {
-                            let mut key_text = key;
-                            for t in &rest[..rest.len() - 1] {
-                                key_text.push_str(&t.tok.text());
-                            }
-                            let v = lx.tok()?;
-                            let Tok::Str(value) = v.tok.clone() else {
-                                return Err(lx
-                                    .error(
-                                        ErrorKind::Syntax,
-                                        format!("unexpected {}", v.tok.describe()),
-                                        Some(&v),
-                                    )
-                                    .expected("a value after the operator"));
-                            };
-                            let value = strip_quotes(&value);
-                            self.assignment(target, &mut pre, kind, &key_text, value, pos)
-                                .map_err(|m| lx.error(ErrorKind::Value, m, Some(&tok)))?;
-                            let e = lx.tok()?;
-                            lx.expect(e, is_endl, "end of line")?;
-                        }
-                        Some(Tok::Colon) => {
-                            let colon = rest.last().cloned();
-                            let mut ftoks = vec![tok.clone()];
-                            ftoks.extend(rest[..rest.len() - 1].iter().cloned());
-                            let filter = parse_filter(lx, &mut self.cfg, &ftoks)?;
-                            self.condition(
-                                lx, target, &mut pre, false, filter, colon, indent, pos,
-                            )?;
-                        }
-                        _ => {
-                            let at = rest.last().cloned();
-                            return Err(lx
-                                .error(ErrorKind::Syntax, "statement has no operator and no `:`", at.as_ref().or(Some(&tok)))
-                                .expected("`:` (a condition) or an assignment operator (=, +=, <=, ~=, ?=, ?+=, ?<=)"));
-                        }
-                    }
-                }
-                Tok::Variant => {
-                    if !variants_next {
-                        return Err(lx
-                            .error(ErrorKind::Syntax, "a `-` entry where a statement is expected", Some(&tok))
-                            .expected("a statement (entries must be indented under `variants:`, bodies deeper than the first `-`)"));
-                    }
-                    self.flush(target, &mut pre, file);
-                    let Target::Node(cur) = target else {
-                        return Err(lx.error(
-                            ErrorKind::Syntax,
-                            "entry inside a condition",
-                            Some(&tok),
-                        ));
-                    };
-                    let container =
-                        self.entries(lx, cur, indent, var_indent, var_name.as_deref(), &meta)?;
-                    target = Target::Node(container);
-                    variants_next = false;
-                }
-                Tok::Variants => {
-                    if matches!(target, Target::Cond(_)) {
-                        return Err(lx.error(
-                            ErrorKind::Syntax,
-                            "'variants' is not allowed inside a conditional block",
-                            Some(&tok),
-                        ));
-                    }
-                    lx.fast = false;
-                    let (name, m) = self.variants_header(lx)?;
-                    var_name = name;
-                    meta = m;
-                    variants_next = true;
-                    var_indent = indent;
-                }
-                Tok::Only | Tok::No | Tok::Join => {
-                    let toks = lx.rest_line()?;
-                    let filter = parse_filter(lx, &mut self.cfg, &toks)?;
-                    self.flush(target, &mut pre, file);
-                    let id = self.cfg.add_filter(filter, Some(pos));
-                    let item = match tok.tok {
-                        Tok::Only => Item::Only(id),
-                        Tok::No => Item::No(id),
-                        _ => Item::Join(id),
-                    };
-                    self.content(target).push(item);
-                }
-                Tok::Suffix => {
-                    self.flush(target, &mut pre, file);
-                    let t = lx.tok()?;
-                    let t = lx.expect(
-                        t,
-                        |t| matches!(t, Tok::Ident(_)),
-                        "one identifier after `suffix`",
-                    )?;
-                    let e = lx.tok()?;
-                    lx.expect(
-                        e,
-                        is_endl,
-                        "end of line (nothing, not even a comment, may follow a suffix)",
-                    )?;
-                    suffix = Some((Arc::from(t.tok.text().as_str()), line_no));
-                }
-                Tok::Include => {
-                    let t = lx.tok()?;
-                    let raw = t.tok.text();
-                    let _ = lx.tok()?;
-                    let path = resolve_include(&raw, &lx.reader);
-                    if !path.is_file() {
-                        return Err(lx.error(
-                            ErrorKind::MissingInclude,
-                            format!(
-                                "included file `{}` does not exist or is not a regular file",
-                                path.display()
-                            ),
-                            Some(&t),
-                        ));
-                    }
-                    let canon = path.canonicalize().unwrap_or_else(|_| path.clone());
-                    if self.includes.contains(&canon) {
-                        let chain: Vec<String> = self
-                            .includes
-                            .iter()
-                            .map(|p| p.display().to_string())
-                            .collect();
-                        return Err(lx.error(
-                            ErrorKind::IncludeCycle,
-                            format!(
-                                "`{}` includes itself (include chain: {} -> {})",
-                                path.display(),
-                                chain.join(" -> "),
-                                canon.display()
-                            ),
-                            Some(&t),
-                        ));
-                    }
-                    self.flush(target, &mut pre, file);
-                    let name: Arc<str> = Arc::from(path.to_string_lossy().as_ref());
-                    let text =
-                        read_config(&path, &name, Some(lx.error(ErrorKind::Io, "", Some(&t))))?;
-                    let fid = self.cfg.add_file(name.clone(), &text);
-                    let mut sub = Lexer::new(Reader::new(name, true, &text), fid);
-                    self.includes.push(canon);
-                    let r = self.parse_block(&mut sub, target, -1);
-                    self.includes.pop();
-                    target = r?;
-                    lx.prev_indent = prev_indent;
-                }
-                Tok::Del => {
-                    let t = lx.tok_nw()?;
-                    let t = lx.expect(
-                        t,
-                        |t| matches!(t, Tok::Ident(_)),
-                        "one key name (del takes no regex)",
-                    )?;
-                    let e = lx.tok_nw()?;
-                    lx.expect(e, is_endl, "end of line")?;
-                    self.flush(target, &mut pre, file);
-                    self.push_op(
-                        target,
-                        OpData::Del {
-                            key: Arc::from(t.tok.text().as_str()),
-                        },
-                        pos,
-                    );
-                }
-                Tok::Not => {
-                    let toks = lx.until_no_white(|t| matches!(t, Tok::Colon | Tok::EndL))?;
-                    let (colon, ftoks) = match toks.split_last() {
-                        Some((c, f)) => (c.clone(), f.to_vec()),
-                        None => {
-                            return Err(lx.error(ErrorKind::Syntax, "empty condition", Some(&tok)))
-                        }
-                    };
-                    let filter = parse_filter(lx, &mut self.cfg, &ftoks)?;
-                    if colon.tok != Tok::Colon {
-                        return Err(lx
-                            .error(
-                                ErrorKind::Syntax,
-                                "negative condition without `:`",
-                                Some(&colon),
-                            )
-                            .expected("`:` after `!FILTER`"));
-                    }
-                    self.condition(lx, target, &mut pre, true, filter, Some(colon), indent, pos)?;
-                    lx.prev_indent = prev_indent;
-                }
-                other => {
+            let mut header_stmt = false;
+            let result = (|| -> Result<(), Error> {
+                let tok = lx.tok()?;
+                if variants_next && tok.tok != Tok::Variant {
                     return Err(lx
-                        .error(ErrorKind::Syntax, format!("unexpected {} at the start of a statement", other.describe()), Some(&tok))
-                        .expected("a statement: `variants`, `- entry:`, `only`, `no`, `include`, `del`, `suffix`, `join`, `!cond:`, `cond:` or `key = value`"));
+                        .error(
+                            ErrorKind::Syntax,
+                            format!("unexpected {}", tok.tok.describe()),
+                            Some(&tok),
+                        )
+                        .expected("a `- name:` entry after `variants`"));
                 }
+                let line_no = lx.linenum.unwrap_or(0);
+                let pos = Pos {
+                    file,
+                    line: line_no,
+                };
+                header_stmt = matches!(tok.tok, Tok::Variants | Tok::Variant);
+                match tok.tok.clone() {
+                    Tok::Ident(key) => {
+                        let rest = lx
+                            .until_no_white(|t| matches!(t, Tok::Op(_) | Tok::Colon | Tok::EndL))?;
+                        let last = rest.last().map(|t| t.tok.clone());
+                        match last {
+                            Some(Tok::Op(kind)) => {
+                                let mut key_text = key;
+                                for t in &rest[..rest.len() - 1] {
+                                    key_text.push_str(&t.tok.text());
+                                }
+                                let v = lx.tok()?;
+                                let Tok::Str(value) = v.tok.clone() else {
+                                    return Err(lx
+                                        .error(
+                                            ErrorKind::Syntax,
+                                            format!("unexpected {}", v.tok.describe()),
+                                            Some(&v),
+                                        )
+                                        .expected("a value after the operator"));
+                                };
+                                let value = strip_quotes(&value);
+                                self.assignment(target, &mut pre, kind, &key_text, value, pos)
+                                    .map_err(|m| lx.error(ErrorKind::Value, m, Some(&tok)))?;
+                                let e = lx.tok()?;
+                                lx.expect(e, is_endl, "end of line")?;
+                            }
+                            Some(Tok::Colon) => {
+                                let colon = rest.last().cloned();
+                                let mut ftoks = vec![tok.clone()];
+                                ftoks.extend(rest[..rest.len() - 1].iter().cloned());
+                                let filter = parse_filter(lx, &mut self.cfg, &ftoks)?;
+                                self.condition(
+                                    lx, target, &mut pre, false, filter, colon, indent, pos,
+                                )?;
+                            }
+                            _ => {
+                                let at = lx.line.as_ref().map(|l| Token {
+                                    tok: Tok::EndL,
+                                    pos: 0,
+                                    len: l.text().chars().count(),
+                                });
+                                return Err(lx
+                                    .error(ErrorKind::Syntax, "statement has no operator and no `:`", at.as_ref().or(Some(&tok)))
+                                    .expected("`:` (a condition) or an assignment operator (=, +=, <=, ~=, ?=, ?+=, ?<=)"));
+                            }
+                        }
+                    }
+                    Tok::Variant => {
+                        if !variants_next {
+                            return Err(lx
+                                .error(ErrorKind::Syntax, "a `-` entry where a statement is expected", Some(&tok))
+                                .expected("a statement (entries must be indented under `variants:`, bodies deeper than the first `-`)"));
+                        }
+                        self.flush(target, &mut pre, file);
+                        let Target::Node(cur) = target else {
+                            return Err(lx.error(
+                                ErrorKind::Syntax,
+                                "entry inside a condition",
+                                Some(&tok),
+                            ));
+                        };
+                        let container =
+                            self.entries(lx, cur, indent, var_indent, var_name.as_deref(), &meta)?;
+                        target = Target::Node(container);
+                        variants_next = false;
+                    }
+                    Tok::Variants => {
+                        if matches!(target, Target::Cond(_)) {
+                            return Err(lx.error(
+                                ErrorKind::Syntax,
+                                "'variants' is not allowed inside a conditional block",
+                                Some(&tok),
+                            ));
+                        }
+                        lx.fast = false;
+                        let (name, m) = self.variants_header(lx)?;
+                        var_name = name;
+                        meta = m;
+                        variants_next = true;
+                        var_indent = indent;
+                    }
+                    Tok::Only | Tok::No | Tok::Join => {
+                        let toks = lx.rest_line()?;
+                        let filter = parse_filter(lx, &mut self.cfg, &toks)?;
+                        self.flush(target, &mut pre, file);
+                        let id = self.cfg.add_filter(filter, Some(pos));
+                        let item = match tok.tok {
+                            Tok::Only => Item::Only(id),
+                            Tok::No => Item::No(id),
+                            _ => Item::Join(id),
+                        };
+                        self.content(target).push(item);
+                    }
+                    Tok::Suffix => {
+                        self.flush(target, &mut pre, file);
+                        let t = lx.tok()?;
+                        let t = lx.expect(
+                            t,
+                            |t| matches!(t, Tok::Ident(_)),
+                            "one identifier after `suffix`",
+                        )?;
+                        let e = lx.tok()?;
+                        lx.expect_with(
+                            e,
+                            is_endl,
+                            "nothing may follow `suffix NAME`, not even a comment",
+                            "end of line",
+                        )?;
+                        suffix = Some((Arc::from(t.tok.text().as_str()), line_no));
+                    }
+                    Tok::Include => {
+                        let t = lx.tok()?;
+                        let raw = t.tok.text();
+                        let _ = lx.tok()?;
+                        let path = resolve_include(&raw, &lx.reader);
+                        if !path.is_file() {
+                            return Err(lx.error(
+                                ErrorKind::MissingInclude,
+                                format!(
+                                    "included file `{}` does not exist or is not a regular file",
+                                    path.display()
+                                ),
+                                Some(&t),
+                            ));
+                        }
+                        let canon = path.canonicalize().unwrap_or_else(|_| path.clone());
+                        if self.includes.contains(&canon) {
+                            let chain: Vec<String> = self
+                                .includes
+                                .iter()
+                                .map(|p| p.display().to_string())
+                                .collect();
+                            return Err(lx.error(
+                                ErrorKind::IncludeCycle,
+                                format!(
+                                    "`{}` includes itself (include chain: {} -> {})",
+                                    path.display(),
+                                    chain.join(" -> "),
+                                    canon.display()
+                                ),
+                                Some(&t),
+                            ));
+                        }
+                        self.flush(target, &mut pre, file);
+                        let name: Arc<str> = Arc::from(path.to_string_lossy().as_ref());
+                        let text =
+                            read_config(&path, &name, Some(lx.error(ErrorKind::Io, "", Some(&t))))?;
+                        let fid = self.cfg.add_file(name.clone(), &text);
+                        let mut sub = Lexer::new(Reader::new(name, true, &text), fid);
+                        self.includes.push(canon);
+                        let r = self.parse_block(&mut sub, target, -1);
+                        self.includes.pop();
+                        target = r?;
+                        lx.prev_indent = prev_indent;
+                    }
+                    Tok::Del => {
+                        let t = lx.tok_nw()?;
+                        let t = lx.expect(
+                            t,
+                            |t| matches!(t, Tok::Ident(_)),
+                            "one key name (del takes no regex)",
+                        )?;
+                        let e = lx.tok_nw()?;
+                        lx.expect_with(
+                            e,
+                            is_endl,
+                            "`del` takes exactly one key name (no regex, no dots)",
+                            "end of line after the key name",
+                        )?;
+                        self.flush(target, &mut pre, file);
+                        self.push_op(
+                            target,
+                            OpData::Del {
+                                key: Arc::from(t.tok.text().as_str()),
+                            },
+                            pos,
+                        );
+                    }
+                    Tok::Not => {
+                        let toks = lx.until_no_white(|t| matches!(t, Tok::Colon | Tok::EndL))?;
+                        let (colon, ftoks) = match toks.split_last() {
+                            Some((c, f)) => (c.clone(), f.to_vec()),
+                            None => {
+                                return Err(lx.error(
+                                    ErrorKind::Syntax,
+                                    "empty condition",
+                                    Some(&tok),
+                                ))
+                            }
+                        };
+                        let filter = parse_filter(lx, &mut self.cfg, &ftoks)?;
+                        if colon.tok != Tok::Colon {
+                            return Err(lx
+                                .error(
+                                    ErrorKind::Syntax,
+                                    "negative condition without `:`",
+                                    Some(&colon),
+                                )
+                                .expected("`:` after `!FILTER`"));
+                        }
+                        self.condition(
+                            lx,
+                            target,
+                            &mut pre,
+                            true,
+                            filter,
+                            Some(colon),
+                            indent,
+                            pos,
+                        )?;
+                        lx.prev_indent = prev_indent;
+                    }
+                    other => {
+                        return Err(lx
+                            .error(ErrorKind::Syntax, format!("unexpected {} at the start of a statement", other.describe()), Some(&tok))
+                            .expected("a statement: `variants`, `- entry:`, `only`, `no`, `include`, `del`, `suffix`, `join`, `!cond:`, `cond:` or `key = value`"));
+                    }
+                }
+                Ok(())
+            })();
+            if let Err(e) = result {
+                if !recoverable(&e) || self.errors.len() >= MAX_ERRORS {
+                    return Err(e);
+                }
+                self.errors.push(e);
+                let skip_entries = header_stmt || variants_next;
+                lx.recover(indent, skip_entries.then_some(var_indent));
+                variants_next = false;
             }
         }
     }
@@ -799,7 +890,7 @@ impl Parser {
             })
             .collect();
         let had_default_meta = !defaults.is_empty();
-        let expand = &self.cfg.options.expand_defaults;
+        let expand = self.cfg.options.expand_defaults.clone();
         let expand_ok = !expand.iter().any(|e| e == var_name.unwrap_or(""));
         let mut already_default = false;
         let container = self.cfg.new_node();
@@ -961,6 +1052,7 @@ impl Parser {
                 n.name = labels;
                 n.deps = deps;
                 n.pos = Some(pos);
+                n.expanded = var_name.is_some_and(|v| expand.iter().any(|e| e == v));
                 if is_the_default {
                     n.default = true;
                 }
@@ -1049,9 +1141,8 @@ impl PreDict {
 }
 
 /// Compile a key regex the way the reference does: `re.match(PATTERN + "$", key)`.
-pub(crate) fn key_regex(pattern: &str) -> Result<regex::Regex, String> {
-    regex::Regex::new(&format!("^(?:{pattern}$)"))
-        .map_err(|e| format!("invalid key regex `{pattern}`: {e}"))
+pub(crate) fn key_regex(pattern: &str) -> Result<crate::pyre::KeyRegex, String> {
+    crate::pyre::KeyRegex::new(pattern)
 }
 
 fn strip_quotes(v: &str) -> &str {

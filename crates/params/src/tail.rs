@@ -233,13 +233,19 @@ impl Tail {
         if self.maps[d].is_empty() {
             return None;
         }
-        let mut out: Vec<(Arc<str>, Arc<str>)> = match before {
-            Some(Value::Map(m)) => (**m).clone(),
-            _ => Vec::new(),
-        };
+        let mut out: Vec<(Arc<str>, Arc<str>)> = Vec::with_capacity(8);
+        if let Some(Value::Map(m)) = before {
+            out.extend(m.iter().cloned());
+        }
         for (f, p) in &self.maps[d] {
             match out.iter_mut().find(|(g, _)| g == f) {
-                Some(e) => e.1 = Arc::from(format!("{p}.{}", e.1).as_str()),
+                Some(e) => {
+                    let mut s = String::with_capacity(p.len() + 1 + e.1.len());
+                    s.push_str(p);
+                    s.push('.');
+                    s.push_str(&e.1);
+                    e.1 = Arc::from(s.as_str());
+                }
                 None => out.push((f.clone(), Arc::from(p.as_str()))),
             }
         }

@@ -53,7 +53,7 @@ pub(crate) enum OpData {
     /// `regex ?= value` and friends; `re` is compiled at parse time, reported when applied.
     Regex {
         kind: OpKind,
-        re: Result<regex::Regex, String>,
+        re: Result<crate::pyre::KeyRegex, String>,
         value: Arc<str>,
         subst: bool,
     },
@@ -91,4 +91,6 @@ pub(crate) struct Node {
     pub default: bool,
     /// Where an entry's `- name:` line is.
     pub pos: Option<Pos>,
+    /// Defaults mode walks every child of this node (its block is in `expand_defaults`).
+    pub expanded: bool,
 }
