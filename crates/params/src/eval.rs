@@ -18,7 +18,7 @@ use crate::error::{Error, ErrorKind, Location};
 use crate::filter::{CtxLabel, LabelSet};
 use crate::intern::Sym;
 use crate::lexer::OpKind;
-use crate::tail::{compilable, Tail};
+use crate::tail::Tail;
 use crate::tree::{CondId, FilterId, Item, NodeId, OpData, OpId, Pos};
 use crate::value::{py_str, Value};
 use crate::Config;
@@ -399,11 +399,14 @@ impl OwnedDict {
     }
 }
 
-struct SetLabels<'a>(&'a crate::LabelBits);
+struct SetLabels<'a>(&'a crate::LabelBits, &'a [u32]);
 impl LabelSet for SetLabels<'_> {
     #[inline]
     fn contains(&self, sym: Sym) -> bool {
-        self.0.contains(sym)
+        match self.1.get(sym as usize) {
+            Some(&i) if i != u32::MAX => self.0.contains_idx(i),
+            _ => false,
+        }
     }
 }
 
@@ -458,7 +461,7 @@ impl<'c> Walker<'c> {
     ) -> Result<bool, Error> {
         let filter = self.filter(f);
         let r = if might {
-            filter.might_match_checked(&self.ctx, &SetLabels(below))
+            filter.might_match_checked(&self.ctx, &SetLabels(below, &self.cfg.label_index))
         } else {
             filter.matches_checked(&self.ctx)
         };
@@ -751,7 +754,7 @@ impl<'c> Walker<'c> {
         let max = n.min(self.prev_ops.len());
         while q < max
             && ops[n - 1 - q] == self.prev_ops[self.prev_ops.len() - 1 - q]
-            && compilable(&cfg.ops[ops[n - 1 - q] as usize])
+            && cfg.compilable[ops[n - 1 - q] as usize]
         {
             q += 1;
         }
@@ -829,8 +832,13 @@ impl<'c> Walker<'c> {
         for i in (0..self.path.len()).rev() {
             let n = self.path[i];
             self.seg_bounds.push(self.ops_buf.len());
-            let content = &cfg.nodes[n as usize].content;
-            self.push_ops(content);
+            match &cfg.static_ops[n as usize] {
+                Some(ops) => self.ops_buf.extend_from_slice(ops),
+                None => {
+                    let content = &cfg.nodes[n as usize].content;
+                    self.push_ops(content);
+                }
+            }
         }
         let split = self.choose_tail();
         let ops = &self.ops_buf;

@@ -55,6 +55,10 @@ fn matched_len(chain: &[FLabel], ctx: &[CtxLabel]) -> usize {
     if n == 0 {
         return 0;
     }
+    if n == 1 {
+        let l = chain[0];
+        return usize::from(ctx.iter().any(|&c| l.matches(c)));
+    }
     // Full contiguous occurrence.
     if ctx.len() >= n {
         'start: for s in 0..=ctx.len() - n {

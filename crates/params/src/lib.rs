@@ -54,14 +54,34 @@ use eval::{Flow, KeyId, Sink, VariantRef, Walker};
 use intern::{Interner, Sym};
 use tree::{Cond, FileId, FilterId, Node, NodeId, Op, OpData, Pos};
 
-/// Sorted set of label symbols below a node.
+/// The set of labels below a node: a bitset over the dense label numbering of
+/// `Config::label_index`.
 #[derive(Debug, Default, Clone)]
-pub(crate) struct LabelBits(Vec<Sym>);
+pub(crate) struct LabelBits(Vec<u64>);
 
 impl LabelBits {
     #[inline]
-    pub(crate) fn contains(&self, s: Sym) -> bool {
-        self.0.binary_search(&s).is_ok()
+    pub(crate) fn contains_idx(&self, i: u32) -> bool {
+        self.0
+            .get((i / 64) as usize)
+            .is_some_and(|w| w & (1u64 << (i % 64)) != 0)
+    }
+
+    fn insert(&mut self, i: u32) {
+        let w = (i / 64) as usize;
+        if self.0.len() <= w {
+            self.0.resize(w + 1, 0);
+        }
+        self.0[w] |= 1u64 << (i % 64);
+    }
+
+    fn union(&mut self, other: &LabelBits) {
+        if self.0.len() < other.0.len() {
+            self.0.resize(other.0.len(), 0);
+        }
+        for (a, b) in self.0.iter_mut().zip(&other.0) {
+            *a |= b;
+        }
     }
 }
 
@@ -81,12 +101,18 @@ pub struct Config {
     pub(crate) filter_pos: Vec<Option<Pos>>,
     pub(crate) root: NodeId,
     pub(crate) desc: Vec<LabelBits>,
+    /// Dense label number of every symbol used as a label (u32::MAX for other symbols).
+    pub(crate) label_index: Vec<u32>,
     pub(crate) joins: Vec<Vec<FilterId>>,
     pub(crate) reads_header: Vec<bool>,
     pub(crate) suffix_syms: Vec<Sym>,
     pub(crate) postfix_base: Vec<Option<(KeyId, u8)>>,
     pub(crate) has_postfix: bool,
     pub(crate) sorted_keys: Vec<KeyId>,
+    /// The operations of a node's content when it has no conditions (most nodes).
+    pub(crate) static_ops: Vec<Option<Vec<u32>>>,
+    /// Per operation: can the shared tail compile it?
+    pub(crate) compilable: Vec<bool>,
     /// `"key": ` as JSON, for each of `sorted_keys`.
     pub(crate) key_json: Vec<Vec<u8>>,
 }
@@ -109,12 +135,15 @@ impl Config {
             filter_pos: Vec::new(),
             root: 0,
             desc: Vec::new(),
+            label_index: Vec::new(),
             joins: Vec::new(),
             reads_header: Vec::new(),
             suffix_syms: Vec::new(),
             postfix_base: Vec::new(),
             has_postfix: false,
             sorted_keys: Vec::new(),
+            static_ops: Vec::new(),
+            compilable: Vec::new(),
             key_json: Vec::new(),
         }
     }
@@ -169,28 +198,43 @@ impl Config {
     pub(crate) fn finish(&mut self) {
         // labels below every node
         let n = self.nodes.len();
+        let mut label_index = vec![u32::MAX; self.syms.len()];
+        let mut next = 0u32;
+        for node in &self.nodes {
+            for l in &node.name {
+                for s in [l.name, l.long] {
+                    if label_index[s as usize] == u32::MAX {
+                        label_index[s as usize] = next;
+                        next += 1;
+                    }
+                }
+            }
+        }
         let mut memo: Vec<Option<LabelBits>> = vec![None; n];
-        fn desc(nodes: &[Node], memo: &mut Vec<Option<LabelBits>>, id: NodeId) -> LabelBits {
+        fn desc(
+            nodes: &[Node],
+            index: &[u32],
+            memo: &mut Vec<Option<LabelBits>>,
+            id: NodeId,
+        ) -> LabelBits {
             if let Some(d) = &memo[id as usize] {
                 return d.clone();
             }
-            let mut all: Vec<Sym> = Vec::new();
+            let mut all = LabelBits::default();
             for &c in &nodes[id as usize].children {
                 for l in &nodes[c as usize].name {
-                    all.push(l.name);
-                    all.push(l.long);
+                    all.insert(index[l.name as usize]);
+                    all.insert(index[l.long as usize]);
                 }
-                all.extend(desc(nodes, memo, c).0);
+                all.union(&desc(nodes, index, memo, c));
             }
-            all.sort_unstable();
-            all.dedup();
-            let d = LabelBits(all);
-            memo[id as usize] = Some(d.clone());
-            d
+            memo[id as usize] = Some(all.clone());
+            all
         }
         for id in 0..n {
-            desc(&self.nodes, &mut memo, id as NodeId);
+            desc(&self.nodes, &label_index, &mut memo, id as NodeId);
         }
+        self.label_index = label_index;
         self.desc = memo.into_iter().map(Option::unwrap_or_default).collect();
         // joins: each OR-word of each join becomes an `only WORD`
         self.joins = vec![Vec::new(); n];
@@ -238,6 +282,22 @@ impl Config {
             sfx.push(s);
         }
         self.reads_header = reads;
+        self.compilable = self.ops.iter().map(tail::compilable).collect();
+        self.static_ops = self
+            .nodes
+            .iter()
+            .map(|n| {
+                let mut ops = Vec::new();
+                for item in &n.content {
+                    match item {
+                        tree::Item::Op(o) => ops.push(*o),
+                        tree::Item::Cond(_) => return None,
+                        _ => {}
+                    }
+                }
+                Some(ops)
+            })
+            .collect();
         self.suffix_syms = sfx;
         // postfix bases
         let mut bases = Vec::new();

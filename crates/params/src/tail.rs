@@ -60,6 +60,8 @@ pub(crate) struct Tail {
     pub dynamic: Vec<u32>,
     /// File-map prefixes for `_name_map_file` and `_short_name_map_file`: (basename, prefix).
     pub maps: [Vec<(Arc<str>, String)>; 2],
+    /// While compiling: the texts each file's prefix is made of, in operation order.
+    map_parts: [Vec<(Arc<str>, Vec<Arc<str>>)>; 2],
     pub map_pos: [Pos; 2],
     /// Keys in first-touch order (map keys included), for the dict's insertion order.
     pub order: Vec<KeyId>,
@@ -207,16 +209,30 @@ impl Tail {
                 OpData::FileMap { short, file, text } => {
                     let d = usize::from(*short);
                     let dest = if *short { K_SHORT_MAP } else { K_NAME_MAP };
-                    if self.maps[d].is_empty() && !self.order.contains(&dest) {
+                    if self.map_parts[d].is_empty() && !self.order.contains(&dest) {
                         self.order.push(dest);
                     }
                     self.map_pos[d] = op.pos;
-                    match self.maps[d].iter_mut().find(|(f, _)| f == file) {
-                        Some(e) => e.1 = format!("{text}.{}", e.1),
-                        None => self.maps[d].push((file.clone(), text.to_string())),
+                    match self.map_parts[d].iter_mut().find(|(f, _)| f == file) {
+                        Some(e) => e.1.push(text.clone()),
+                        None => self.map_parts[d].push((file.clone(), vec![text.clone()])),
                     }
                 }
                 _ => {}
+            }
+        }
+        // each later text is prepended: the prefix is the texts in reverse order
+        for d in 0..2 {
+            for (file, parts) in self.map_parts[d].drain(..) {
+                let len = parts.iter().map(|p| p.len() + 1).sum();
+                let mut s = String::with_capacity(len);
+                for (i, p) in parts.iter().rev().enumerate() {
+                    if i > 0 {
+                        s.push('.');
+                    }
+                    s.push_str(p);
+                }
+                self.maps[d].push((file, s));
             }
         }
         self.dynamic = self
