@@ -48,6 +48,9 @@ impl Act {
     }
 }
 
+/// A file basename and the texts its name-map prefix is made of.
+type MapParts = (Arc<str>, Vec<Arc<str>>);
+
 /// A compiled tail.
 #[derive(Debug, Default)]
 pub(crate) struct Tail {
@@ -61,7 +64,7 @@ pub(crate) struct Tail {
     /// File-map prefixes for `_name_map_file` and `_short_name_map_file`: (basename, prefix).
     pub maps: [Vec<(Arc<str>, String)>; 2],
     /// While compiling: the texts each file's prefix is made of, in operation order.
-    map_parts: [Vec<(Arc<str>, Vec<Arc<str>>)>; 2],
+    map_parts: [Vec<MapParts>; 2],
     pub map_pos: [Pos; 2],
     /// Keys in first-touch order (map keys included), for the dict's insertion order.
     pub order: Vec<KeyId>,
