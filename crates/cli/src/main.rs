@@ -42,6 +42,10 @@ enum Command {
         /// Only count the variants (every dict is still fully built).
         #[arg(long)]
         count: bool,
+        /// Threads that build variants for `--json` and `--count` (output order is kept);
+        /// default: the number of CPUs.
+        #[arg(long, value_name = "N")]
+        threads: Option<usize>,
     },
     /// Explain the variants FILTER selects: the entries, filters and conditions that made
     /// them, and for each KEY the statements that produced its value.
@@ -157,11 +161,23 @@ fn run(cli: Cli) -> Result<(), Failure> {
             out.flush()?;
             eprintln!("{n} variants");
         }
-        Command::Show { cfg, json, count } => {
+        Command::Show {
+            cfg,
+            json,
+            count,
+            threads,
+        } => {
             let config = cfg.load()?;
+            let threads = threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+                .max(1);
             if count {
-                let n = config.count()?;
+                let n = config.count_parallel(threads)?;
                 writeln!(out, "{n}")?;
+            } else if json {
+                config.write_json_parallel(threads, &mut |bytes| {
+                    out.write_all(bytes).map_err(io_err)
+                })?;
             } else {
                 let mut buf = Vec::with_capacity(1 << 14);
                 let mut n = 0u64;

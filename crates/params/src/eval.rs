@@ -357,6 +357,11 @@ pub(crate) struct Walker<'c> {
     dep_cache: Option<Value>,
     /// Reused pending-item buffers (one per depth of the walk).
     pending_pool: Vec<Vec<Item>>,
+    /// With several walkers in parallel: (this walker, walkers, chunk size). Walker `w` builds
+    /// the variants whose index `i` has `(i / chunk) % walkers == w` and only counts the rest.
+    pub(crate) stride: Option<(u64, u64, u64)>,
+    /// Index of the next variant in enumeration order.
+    pub(crate) index: u64,
     /// `FileMap` results on a dict without the map, per op.
     filemap_fresh: HashMap<OpId, Value>,
 }
@@ -435,6 +440,8 @@ impl<'c> Walker<'c> {
             post_new: Vec::new(),
             dep_cache: None,
             pending_pool: Vec::new(),
+            stride: None,
+            index: 0,
             filemap_fresh: HashMap::new(),
         }
     }
@@ -796,6 +803,13 @@ impl<'c> Walker<'c> {
 
     fn leaf(&mut self, sink: &mut dyn Sink) -> Result<Option<usize>, Error> {
         let cfg = self.cfg;
+        let i = self.index;
+        self.index += 1;
+        if let Some((w, n, chunk)) = self.stride {
+            if (i / chunk) % n != w {
+                return Ok(Some(1));
+            }
+        }
         // name, shortname, dep
         self.name_buf.clear();
         for (i, l) in self.ctx.iter().enumerate() {

@@ -360,6 +360,127 @@ impl Config {
         w.run(&mut S(&mut f))
     }
 
+    /// Build every variant with `workers` threads and hand `emit` each variant's reference JSON
+    /// line, in enumeration order (chunks of consecutive variants go to the workers in turn
+    /// and come back in order through bounded channels, so memory stays bounded). Returns the
+    /// number of variants. Configs with `join` are enumerated on one thread.
+    pub fn write_json_parallel(
+        &self,
+        workers: usize,
+        emit: &mut dyn FnMut(&[u8]) -> Result<(), Error>,
+    ) -> Result<u64, Error> {
+        self.parallel(workers, true, emit)
+    }
+
+    /// Count the variants with `workers` threads (every dict is fully built).
+    pub fn count_parallel(&self, workers: usize) -> Result<u64, Error> {
+        self.parallel(workers, false, &mut |_| Ok(()))
+    }
+
+    fn parallel(
+        &self,
+        workers: usize,
+        json: bool,
+        emit: &mut dyn FnMut(&[u8]) -> Result<(), Error>,
+    ) -> Result<u64, Error> {
+        const CHUNK: u64 = 128;
+        enum Msg {
+            Chunk(Vec<u8>, u64),
+            Failed(Vec<u8>, Error),
+            Done,
+        }
+        let has_join = self.joins.iter().any(|j| !j.is_empty());
+        if workers <= 1 || has_join {
+            let mut n = 0u64;
+            let mut buf = Vec::new();
+            self.for_each(|v| {
+                n += 1;
+                if json {
+                    buf.clear();
+                    v.write_json(&mut buf);
+                    emit(&buf)?;
+                }
+                Ok(ControlFlow::Continue(()))
+            })?;
+            return Ok(n);
+        }
+        struct ChunkSink {
+            tx: std::sync::mpsc::SyncSender<Msg>,
+            json: bool,
+            cur: Option<u64>,
+            buf: Vec<u8>,
+            count: u64,
+        }
+        impl Sink for ChunkSink {
+            fn variant(&mut self, v: &VariantRef<'_, '_>) -> Result<Flow, Error> {
+                let chunk = (v.walker().index - 1) / CHUNK;
+                if self.cur.is_some_and(|c| c != chunk) {
+                    let buf = std::mem::take(&mut self.buf);
+                    if self
+                        .tx
+                        .send(Msg::Chunk(buf, std::mem::take(&mut self.count)))
+                        .is_err()
+                    {
+                        return Ok(Flow::Stop);
+                    }
+                }
+                self.cur = Some(chunk);
+                self.count += 1;
+                if self.json {
+                    v.write_json(&mut self.buf);
+                }
+                Ok(Flow::Continue)
+            }
+        }
+        let n = workers as u64;
+        std::thread::scope(|scope| {
+            let mut rxs = Vec::new();
+            for w in 0..n {
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Msg>(2);
+                rxs.push(rx);
+                scope.spawn(move || {
+                    let mut walker = Walker::new(self);
+                    walker.stride = Some((w, n, CHUNK));
+                    let mut sink = ChunkSink {
+                        tx: tx.clone(),
+                        json,
+                        cur: None,
+                        buf: Vec::new(),
+                        count: 0,
+                    };
+                    let r = walker.run(&mut sink);
+                    let last = std::mem::take(&mut sink.buf);
+                    let msg = match r {
+                        Ok(()) if sink.cur.is_some() => Msg::Chunk(last, sink.count),
+                        Ok(()) => Msg::Done,
+                        Err(e) => Msg::Failed(last, e),
+                    };
+                    let done = matches!(msg, Msg::Done);
+                    if tx.send(msg).is_ok() && !done {
+                        let _ = tx.send(Msg::Done);
+                    }
+                });
+            }
+            let mut total = 0u64;
+            let mut c = 0usize;
+            loop {
+                let msg = rxs[c % rxs.len()].recv().unwrap_or(Msg::Done);
+                match msg {
+                    Msg::Chunk(bytes, k) => {
+                        total += k;
+                        emit(&bytes)?;
+                    }
+                    Msg::Failed(bytes, e) => {
+                        emit(&bytes)?;
+                        return Err(e);
+                    }
+                    Msg::Done => return Ok(total),
+                }
+                c += 1;
+            }
+        })
+    }
+
     /// Count the variants (every dict is fully built).
     pub fn count(&self) -> Result<u64, Error> {
         let mut n = 0u64;

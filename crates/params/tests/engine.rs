@@ -128,3 +128,64 @@ fn suffixed_keys_and_postfix_come_out_flattened() {
     assert_eq!(p.get("mem_max"), Some("512"));
     assert_eq!(p.get("x"), Some("1"));
 }
+
+fn sequential_json(cfg: &Config) -> (String, Option<String>) {
+    let mut out = Vec::new();
+    let r = cfg.for_each(|v| {
+        v.write_json(&mut out);
+        Ok(ControlFlow::Continue(()))
+    });
+    (
+        String::from_utf8_lossy(&out).into_owned(),
+        r.err().map(|e| e.to_string()),
+    )
+}
+
+fn parallel_json(cfg: &Config, workers: usize) -> (String, Option<String>) {
+    let mut out = Vec::new();
+    let r = cfg.write_json_parallel(workers, &mut |b| {
+        out.extend_from_slice(b);
+        Ok(())
+    });
+    (
+        String::from_utf8_lossy(&out).into_owned(),
+        r.err().map(|e| e.to_string()),
+    )
+}
+
+#[test]
+fn parallel_output_is_identical_to_sequential() {
+    let stress =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/params/ok/stress_matrix.cfg");
+    for path in [example(), stress] {
+        let cfg =
+            Config::from_file(&path, ParserOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+        let seq = sequential_json(&cfg);
+        assert!(seq.0.lines().count() > 10);
+        for workers in [2, 3] {
+            assert_eq!(
+                parallel_json(&cfg, workers),
+                seq,
+                "{} with {workers} workers",
+                path.display()
+            );
+        }
+        assert_eq!(
+            cfg.count_parallel(2).unwrap_or(0),
+            seq.0.lines().count() as u64
+        );
+    }
+    // an error in the middle: the same variants come out before it, and the same error
+    let mut text = String::from("variants:\n");
+    for i in 0..400 {
+        text.push_str(&format!("  - v{i}:\n"));
+        if i == 333 {
+            text.push_str("    x = abc\n    x_max = 5\n");
+        }
+    }
+    let cfg = load(&text);
+    let seq = sequential_json(&cfg);
+    assert!(seq.1.is_some());
+    assert_eq!(seq.0.lines().count(), 333);
+    assert_eq!(parallel_json(&cfg, 2), seq);
+}
