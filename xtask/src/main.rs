@@ -3,11 +3,18 @@
 //! Subcommands:
 //! - `ci`: rustfmt check, clippy (warnings denied), the whole test suite, tidy checks.
 //! - `tidy`: repository rules (every Rust file starts with `//!`; no ignored tests; no debug macros).
+//! - `bench NAME`: benchmarks (`cargo xtask bench` lists them), see `bench.rs`.
+//! - `fuzz [SECONDS]`: run the `parse` fuzz target of `fuzz/` (cargo-fuzz, nightly).
+//! - `fixtures guest [--out DIR] [--check]`: build (and boot-check) the test guest, see
+//!   `fixtures/guest/README.md`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
+
+mod bench;
+mod guest;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -110,8 +117,14 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("tidy") => tidy(),
+        Some("bench") => bench::main(&args[1..]),
+        Some("fuzz") => bench::fuzz(&args[1..]),
+        Some("fixtures") => guest::main(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <ci|tidy>");
+            eprintln!(
+                "usage: cargo xtask <ci|tidy|bench NAME|fuzz [SECONDS]|fixtures guest [--check]>"
+            );
+            eprint!("{}", bench::usage());
             bail!("unknown or missing subcommand")
         }
     }

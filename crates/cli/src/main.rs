@@ -60,6 +60,20 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         limit: usize,
     },
+    /// Print the QEMU command line of every selected variant (a dry run: nothing is started).
+    /// Run-specific parts (socket dir, MACs, ports, UUIDs) are shown as @PLACEHOLDERS@; a
+    /// variant this QEMU cannot run shows `# error:` lines naming each bad key and its cfg line.
+    Cmdline {
+        #[command(flatten)]
+        cfg: CfgArgs,
+        /// Probe this QEMU binary for its capabilities (cached per binary path, size and mtime).
+        /// Default: qemu-system-x86_64 on PATH.
+        #[arg(long, value_name = "PATH", conflicts_with = "caps")]
+        qemu: Option<PathBuf>,
+        /// Use a capabilities file (e.g. fixtures/qemu-caps/qemu-9.2.json) instead of probing.
+        #[arg(long, value_name = "FIXTURE")]
+        caps: Option<PathBuf>,
+    },
 }
 
 /// How to read a config: the file, extra statements, filters and assignments.
@@ -202,6 +216,33 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
             out.flush()?;
         }
+        Command::Cmdline { cfg, qemu, caps } => {
+            let caps = match (caps, qemu) {
+                (Some(file), _) => qemu_cmd::Capabilities::load(&file)
+                    .map_err(|e| Failure::Usage(error_chain(&e)))?,
+                (None, binary) => {
+                    let binary = binary.unwrap_or_else(|| PathBuf::from("qemu-system-x86_64"));
+                    qemu_cmd::probe::probe_cached(&binary, &qemu_cmd::probe::default_cache_dir())
+                        .map_err(|e| Failure::Usage(error_chain(&e)))?
+                }
+            };
+            let config = cfg.load()?;
+            let sum = qemu_cmd::render_matrix(&config, &caps, &mut out).map_err(|e| match e {
+                qemu_cmd::MatrixError::Config(e) => Failure::Config(e),
+                qemu_cmd::MatrixError::Io(e) => Failure::Io(e),
+            })?;
+            out.flush()?;
+            eprintln!(
+                "{} variants: {} command lines, {} with problems (QEMU {})",
+                sum.variants, sum.ok, sum.errors, caps.version
+            );
+            if sum.errors > 0 {
+                return Err(Failure::Usage(format!(
+                    "{} variant(s) cannot run on this QEMU (see the `# error:` lines)",
+                    sum.errors
+                )));
+            }
+        }
         Command::Explain {
             cfg,
             filter,
@@ -213,6 +254,18 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// An error and its sources, `: `-joined (typed library errors keep each level short).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(cause) = src {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        src = cause.source();
+    }
+    s
 }
 
 fn main() -> ExitCode {

@@ -902,6 +902,10 @@ impl<'c> Walker<'c> {
         }
     }
 
+    pub(crate) fn work_has_tuples(&self) -> bool {
+        self.work.tuples > 0
+    }
+
     /// The final value of a key: per-variant results, then the tail, then the working dict.
     #[inline]
     pub(crate) fn final_get(&self, k: KeyId) -> Option<&Value> {

@@ -544,6 +544,55 @@ impl VariantView<'_, '_> {
         self.inner.str_of(eval::K_SHORTNAME)
     }
 
+    /// The value of `key` in the final dict (a cheap clone: values are shared).
+    pub fn get(&self, key: &str) -> Option<Value> {
+        let w = self.inner.walker();
+        match self.inner {
+            VariantRef::Work(_) if !w.work_has_tuples() => {
+                w.cfg.syms.get(key).and_then(|k| w.final_get(k)).cloned()
+            }
+            _ => self
+                .inner
+                .entries()
+                .into_iter()
+                .find(|e| &*e.0 == key)
+                .map(|e| e.1),
+        }
+    }
+
+    /// The string value of `key` (shared, not copied).
+    pub fn get_str(&self, key: &str) -> Option<Arc<str>> {
+        match self.get(key)? {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Where the statement that set `key` is.
+    pub fn origin(&self, key: &str) -> Option<Origin> {
+        self.entries()
+            .into_iter()
+            .find(|e| &*e.0 == key)
+            .and_then(|e| e.2)
+    }
+
+    /// Call `f` with every entry of the final dict in order (suffixes flattened), borrowing
+    /// keys and values; faster than [`VariantView::entries`] when nothing needs to be kept.
+    pub fn for_each_entry(&self, mut f: impl FnMut(&str, &Value)) {
+        let w = self.inner.walker();
+        if let (VariantRef::Work(_), false) = (self.inner, w.work_has_tuples()) {
+            for k in w.final_keys_in_order() {
+                if let Some(v) = w.final_get(k) {
+                    f(w.cfg.syms.resolve(k), v);
+                }
+            }
+        } else {
+            for (k, v, _) in self.inner.entries() {
+                f(&k, &v);
+            }
+        }
+    }
+
     /// Write the reference's JSON dump line (keys sorted, trailing newline).
     pub fn write_json(&self, out: &mut Vec<u8>) {
         self.inner.write_json(out);
@@ -567,8 +616,9 @@ impl VariantView<'_, '_> {
     /// The string-valued parameters (every key but `dep` and the file maps), with origins.
     pub fn params(&self) -> &Params {
         self.params.get_or_init(|| {
-            let mut p = Params::new();
-            for (k, v, o) in self.entries() {
+            let entries = self.entries();
+            let mut p = Params::with_capacity(entries.len());
+            for (k, v, o) in entries {
                 if let Value::Str(s) = v {
                     p.insert_with_origin(k.to_string(), s.to_string(), o);
                 }

@@ -189,3 +189,27 @@ fn parallel_output_is_identical_to_sequential() {
     assert_eq!(seq.0.lines().count(), 333);
     assert_eq!(parallel_json(&cfg, 2), seq);
 }
+
+#[test]
+fn borrowed_accessors_agree_with_entries() {
+    let cfg =
+        load("a = 1\nb = x\nvariants:\n  - v:\n    c = 3\n    suffix _s\n  - w:\n    a += 2\n");
+    cfg.for_each(|v| {
+        let entries = v.entries();
+        let mut seen = Vec::new();
+        v.for_each_entry(|k, val| seen.push((k.to_string(), val.clone())));
+        assert_eq!(
+            seen,
+            entries
+                .iter()
+                .map(|e| (e.0.to_string(), e.1.clone()))
+                .collect::<Vec<_>>()
+        );
+        for (k, val, _) in &entries {
+            assert_eq!(v.get(k).as_ref(), Some(val), "{k}");
+        }
+        assert_eq!(v.get("nope"), None);
+        Ok(ControlFlow::Continue(()))
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+}

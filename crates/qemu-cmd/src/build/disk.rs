@@ -1,0 +1,335 @@
+//! Disks and CD-ROMs, in the syntax of the binary's era.
+//!
+//! * No `-device`: `-drive file=…,if=…,index=…,cache=…,werror=…,serial=…,snapshot=on,boot=on`
+//!   (`boot=on` only where `-drive` lists it), CD-ROMs as `-drive …,media=cdrom` or `-cdrom`.
+//! * `-device` without `-blockdev` (or a disk with `image_snapshot`, which only `-drive` can
+//!   do): `-drive …,if=none,id=drive-NAME` plus `-device MODEL,drive=drive-NAME`.
+//! * `-blockdev`: a protocol node and a format node per disk, plus `-device`; the cache mode
+//!   becomes `cache.direct`/`cache.no-flush` and the device's `write-cache`.
+//!
+//! `drive_format` picks the model: `ide` → `ide-hd`, `scsi`/`scsi-hd` → `scsi-hd` behind one
+//! `scsi_hba`, `virtio`/`virtio-blk-pci` → `virtio-blk-pci`.
+
+use super::{qemu_id, Builder, Obj, Opts};
+use crate::cmd::WordBuf;
+use crate::types::{CdromInterface, DiskInterface, DriveCache};
+use crate::view::{ImageView, VmView};
+
+/// The SCSI HBA's id (one per VM, added before the first SCSI disk or CD-ROM).
+const HBA_ID: &str = "scsi-hba0";
+
+/// Every image of `images`.
+pub(super) fn images(b: &mut Builder<'_>, v: &VmView<'_>) {
+    for (i, img) in v.images.iter().enumerate() {
+        if !b.caps.has_device() {
+            legacy_drive(b, img);
+            continue;
+        }
+        let model = match img.interface.unwrap_or(DiskInterface::Ide) {
+            DiskInterface::Ide => "ide-hd",
+            DiskInterface::Scsi | DiskInterface::ScsiHd => "scsi-hd",
+            DiskInterface::Virtio | DiskInterface::VirtioBlkPci => "virtio-blk-pci",
+        };
+        if !b.caps.has_device_type(model) {
+            b.unsupported(
+                Obj::Sub("image", img.name),
+                "drive_format",
+                format!("QEMU {} has no {model} device", b.caps.version),
+            );
+            continue;
+        }
+        if model == "scsi-hd" && !scsi_hba(b, v) {
+            continue;
+        }
+        let node = qemu_id("drive", img.name, i);
+        if b.caps.has_blockdev() && !img.snapshot {
+            blockdev(b, img, &node);
+        } else {
+            drive_none(b, img, &node);
+        }
+        let mut o = Opts::new(model);
+        o.kv("id", &qemu_id("disk", img.name, i));
+        o.kv("drive", &node);
+        if model == "scsi-hd" {
+            o.kv("bus", &format!("{HBA_ID}.0"));
+        }
+        if model == "ide-hd" {
+            ide_position(b, v, &mut o, img.index);
+        }
+        if b.caps.has_blockdev() && !img.snapshot {
+            if let Some(DriveCache::Writethrough | DriveCache::Directsync) = img.cache {
+                o.kv("write-cache", "off");
+            }
+            if let Some(w) = img.werror {
+                o.kv("werror", w.as_str());
+            }
+            if let Some(r) = img.rerror {
+                o.kv("rerror", r.as_str());
+            }
+        }
+        if let Some(s) = img.serial {
+            o.kv("serial", s);
+        }
+        if img.boot {
+            o.kv("bootindex", "0");
+        }
+        b.cmd.push2("-device", o.finish());
+    }
+}
+
+/// Places an IDE device: its `drive_index`, else the first index no IDE device of the VM asked
+/// for or was given (QEMU's own placement of bus-less IDE devices collides with explicit ones).
+/// On a PC machine index N is `bus=ide.(N/2),unit=(N%2)`; on q35's AHCI each bus has one unit.
+fn ide_position(b: &mut Builder<'_>, v: &VmView<'_>, o: &mut Opts, index: Option<u32>) {
+    if b.ide_taken.is_empty() {
+        let explicit = v
+            .images
+            .iter()
+            .filter(|i| {
+                b.caps.has_device()
+                    && matches!(
+                        i.interface.unwrap_or(DiskInterface::Ide),
+                        DiskInterface::Ide
+                    )
+            })
+            .filter_map(|i| i.index)
+            .chain(
+                v.cdroms
+                    .iter()
+                    .filter(|c| c.interface == CdromInterface::Ide)
+                    .filter_map(|c| c.index),
+            );
+        b.ide_taken.extend(explicit);
+        b.ide_taken.push(u32::MAX);
+    }
+    let i = match index {
+        Some(i) => i,
+        None => {
+            let free = (0..).find(|n| !b.ide_taken.contains(n)).unwrap_or(0);
+            b.ide_taken.push(free);
+            free
+        }
+    };
+    let q35 = v
+        .machine_type
+        .is_some_and(|m| m == "q35" || m.starts_with("pc-q35"));
+    if q35 {
+        o.kv("bus", &format!("ide.{i}"));
+    } else {
+        o.kv("bus", &format!("ide.{}", i / 2));
+        o.kv("unit", &(i % 2).to_string());
+    }
+}
+
+/// Adds the SCSI HBA once; false (and a problem) when this QEMU lacks it.
+fn scsi_hba(b: &mut Builder<'_>, v: &VmView<'_>) -> bool {
+    if b.hba_added {
+        return true;
+    }
+    if !b.caps.has_device_type(v.scsi_hba) {
+        b.unsupported(
+            Obj::Vm,
+            "scsi_hba",
+            format!("QEMU {} has no such SCSI controller", b.caps.version),
+        );
+        return false;
+    }
+    let mut o = Opts::new(v.scsi_hba);
+    o.kv("id", HBA_ID);
+    b.cmd.push2("-device", o.finish());
+    b.hba_added = true;
+    true
+}
+
+/// The file of an image: `image_name.format` under the root dir, or the raw device as is.
+fn image_file(b: &Builder<'_>, w: &mut WordBuf, img: &ImageView<'_>) {
+    if img.raw_device {
+        w.esc(img.image_name.as_bytes());
+    } else {
+        b.path(w, &img.file_name(), true);
+    }
+}
+
+/// The seed's `-drive file=…` with every option in the drive itself.
+fn legacy_drive(b: &mut Builder<'_>, img: &ImageView<'_>) {
+    if !b.caps.has_drive() {
+        b.unsupported(
+            Obj::Sub("image", img.name),
+            "image_name",
+            format!("QEMU {} has no -drive", b.caps.version),
+        );
+        return;
+    }
+    let mut o = Opts::new("");
+    o.kv_with("file", |w| image_file(b, w, img));
+    if let Some(i) = img.index {
+        o.kv("index", &i.to_string());
+    }
+    if let Some(itf) = img.interface {
+        let name = match itf {
+            DiskInterface::Ide => "ide",
+            DiskInterface::Scsi | DiskInterface::ScsiHd => "scsi",
+            DiskInterface::Virtio | DiskInterface::VirtioBlkPci => "virtio",
+        };
+        o.kv("if", name);
+    }
+    if b.caps.has_drive_option("format") {
+        o.kv("format", img.format.as_str());
+    }
+    if let Some(c) = img.cache {
+        o.kv("cache", c.as_str());
+    }
+    if let Some(w) = img.werror {
+        o.kv("werror", w.as_str());
+    }
+    if let Some(r) = img.rerror {
+        if b.caps.has_drive_option("rerror") {
+            o.kv("rerror", r.as_str());
+        }
+    }
+    if let Some(s) = img.serial {
+        o.kv("serial", s);
+    }
+    if img.snapshot {
+        o.kv("snapshot", "on");
+    }
+    if img.boot && b.caps.has_drive_option("boot") {
+        o.kv("boot", "on");
+    }
+    if img.readonly {
+        o.kv("readonly", "on");
+    }
+    b.cmd.push2("-drive", o.finish());
+}
+
+/// `-drive …,if=none,id=NODE` for a `-device` to attach to.
+fn drive_none(b: &mut Builder<'_>, img: &ImageView<'_>, node: &str) {
+    let mut o = Opts::new("");
+    o.kv_with("file", |w| image_file(b, w, img));
+    o.kv("if", "none").kv("id", node);
+    o.kv("format", img.format.as_str());
+    if let Some(c) = img.cache {
+        o.kv("cache", c.as_str());
+    }
+    if let Some(w) = img.werror {
+        o.kv("werror", w.as_str());
+    }
+    if let Some(r) = img.rerror {
+        o.kv("rerror", r.as_str());
+    }
+    if img.snapshot {
+        o.kv("snapshot", "on");
+    }
+    if img.readonly {
+        o.kv("readonly", "on");
+    }
+    b.cmd.push2("-drive", o.finish());
+}
+
+/// The protocol and format `-blockdev` nodes of one disk.
+fn blockdev(b: &mut Builder<'_>, img: &ImageView<'_>, node: &str) {
+    let file_node = format!("file-{node}");
+    let (direct, no_flush) = match img.cache {
+        Some(DriveCache::None | DriveCache::Directsync) => (true, false),
+        Some(DriveCache::Unsafe) => (false, true),
+        _ => (false, false),
+    };
+    let cache = |o: &mut Opts| {
+        if direct {
+            o.kv("cache.direct", "on");
+        }
+        if no_flush {
+            o.kv("cache.no-flush", "on");
+        }
+    };
+    let mut o = Opts::new("");
+    o.kv(
+        "driver",
+        if img.raw_device {
+            "host_device"
+        } else {
+            "file"
+        },
+    );
+    o.kv_with("filename", |w| image_file(b, w, img));
+    o.kv("node-name", &file_node);
+    cache(&mut o);
+    if img.readonly {
+        o.kv("read-only", "on");
+    }
+    b.cmd.push2("-blockdev", o.finish());
+    let mut o = Opts::new("");
+    o.kv("driver", img.format.as_str());
+    o.kv("file", &file_node);
+    o.kv("node-name", node);
+    cache(&mut o);
+    if img.readonly {
+        o.kv("read-only", "on");
+    }
+    b.cmd.push2("-blockdev", o.finish());
+}
+
+/// Every CD-ROM with an ISO.
+pub(super) fn cdroms(b: &mut Builder<'_>, v: &VmView<'_>) {
+    for (i, cd) in v.cdroms.iter().enumerate() {
+        let caps = b.caps;
+        if !caps.has_device() {
+            if caps.has_drive() {
+                let mut o = Opts::new("");
+                o.kv_with("file", |w| b.path(w, cd.iso, true));
+                o.kv("media", "cdrom");
+                if let Some(i) = cd.index {
+                    o.kv("index", &i.to_string());
+                }
+                b.cmd.push2("-drive", o.finish());
+            } else {
+                let mut w = WordBuf::new();
+                b.path(&mut w, cd.iso, false);
+                b.cmd.push2("-cdrom", w.finish());
+            }
+            continue;
+        }
+        let model = match cd.interface {
+            CdromInterface::Ide => "ide-cd",
+            CdromInterface::ScsiCd => "scsi-cd",
+        };
+        if !caps.has_device_type(model) {
+            b.unsupported(
+                Obj::Sub("cdrom", cd.name),
+                "cd_format",
+                format!("QEMU {} has no {model} device", caps.version),
+            );
+            continue;
+        }
+        if model == "scsi-cd" && !scsi_hba(b, v) {
+            continue;
+        }
+        let node = qemu_id("drive", cd.name, i);
+        if caps.has_blockdev() {
+            let file_node = format!("file-{node}");
+            let mut o = Opts::new("");
+            o.kv("driver", "file");
+            o.kv_with("filename", |w| b.path(w, cd.iso, true));
+            o.kv("node-name", &file_node).kv("read-only", "on");
+            b.cmd.push2("-blockdev", o.finish());
+            let mut o = Opts::new("");
+            o.kv("driver", "raw").kv("file", &file_node);
+            o.kv("node-name", &node).kv("read-only", "on");
+            b.cmd.push2("-blockdev", o.finish());
+        } else {
+            let mut o = Opts::new("");
+            o.kv_with("file", |w| b.path(w, cd.iso, true));
+            o.kv("if", "none").kv("id", &node).kv("media", "cdrom");
+            b.cmd.push2("-drive", o.finish());
+        }
+        let mut o = Opts::new(model);
+        o.kv("id", &qemu_id("cd", cd.name, i));
+        o.kv("drive", &node);
+        if model == "scsi-cd" {
+            o.kv("bus", &format!("{HBA_ID}.0"));
+        } else {
+            ide_position(b, v, &mut o, cd.index);
+        }
+        b.cmd.push2("-device", o.finish());
+    }
+}

@@ -1,0 +1,289 @@
+//! Machine-wide options: name, machine/accel/cpu, memory and CPUs, boot files and kernel,
+//! display, uuid, HPET, PCI assignment, extra params and `-incoming`.
+
+use super::{Builder, Obj, Opts};
+use crate::cmd::{Word, WordBuf};
+use crate::types::{Accel, DisplayKind, IncomingMode};
+use crate::view::{UuidSpec, VmView};
+
+/// `-name`: an option list on QEMUs with `-device` (`guest=` implied), plain text before.
+pub(super) fn name(b: &mut Builder<'_>, v: &VmView<'_>) {
+    let w = if b.caps.has_device() {
+        Opts::new(v.name).finish()
+    } else {
+        Word::from(v.name)
+    };
+    b.cmd.push2("-name", w);
+}
+
+/// `-machine`/`-M`, `-accel`/`-enable-kvm`, `-cpu`, `-nodefaults`.
+pub(super) fn machine(b: &mut Builder<'_>, v: &VmView<'_>) {
+    let caps = b.caps;
+    if let Some(m) = v.machine_type {
+        if !caps.machines.is_empty() && !caps.has_machine(m) {
+            b.unsupported(
+                Obj::Vm,
+                "machine_type",
+                format!("QEMU {} has no such machine type", caps.version),
+            );
+        }
+    }
+    // HPET via the machine property, when `-no-hpet` is gone.
+    let hpet_prop = v.disable_hpet && !caps.has_no_hpet() && caps.has_machine_hpet();
+    if v.machine_type.is_some() || hpet_prop {
+        if caps.has_machine_option() {
+            let mut o = Opts::new(v.machine_type.unwrap_or(""));
+            if hpet_prop {
+                o.kv("hpet", "off");
+            }
+            b.cmd.push2("-machine", o.finish());
+        } else if let Some(m) = v.machine_type {
+            b.cmd.push2("-M", Word::from(m));
+        }
+    }
+    match v.accel {
+        None => {}
+        Some(a) if caps.has_option("accel") && caps.has_accelerator(a.as_str()) => {
+            b.cmd.push2("-accel", Word::from(a.as_str()));
+        }
+        Some(Accel::Kvm) if caps.has_option("enable-kvm") => b.cmd.flag("-enable-kvm"),
+        // qemu-kvm builds before `-enable-kvm` used KVM unless told `-no-kvm`.
+        Some(Accel::Kvm) if caps.has_option("no-kvm") => {}
+        Some(Accel::Tcg) if caps.has_option("no-kvm") => b.cmd.flag("-no-kvm"),
+        Some(Accel::Tcg) if !caps.has_option("accel") && !caps.has_option("enable-kvm") => {}
+        Some(a) => b.unsupported(
+            Obj::Vm,
+            "vm_accelerator",
+            format!("QEMU {} cannot select accelerator {a}", caps.version),
+        ),
+    }
+    if let Some(cpu) = v.cpu_model {
+        if !caps.cpu_models.is_empty() && !caps.has_cpu_model(cpu) {
+            b.unsupported(
+                Obj::Vm,
+                "cpu_model",
+                format!("QEMU {} has no such CPU model", caps.version),
+            );
+        }
+        b.cmd.push2("-cpu", Word::from(cpu));
+    }
+    if v.nodefaults {
+        if caps.has_option("nodefaults") {
+            b.cmd.flag("-nodefaults");
+        } else {
+            b.unsupported(Obj::Vm, "nodefaults", "no -nodefaults option".into());
+        }
+    }
+}
+
+/// `-m` and `-smp`.
+pub(super) fn mem_smp(b: &mut Builder<'_>, v: &VmView<'_>) {
+    if let Some(m) = v.mem {
+        b.cmd.push2("-m", Word::from(m.to_string().as_str()));
+    }
+    if let Some(s) = v.smp {
+        let mut o = Opts::new(&s.cpus.to_string());
+        for (k, n) in [
+            ("sockets", s.sockets),
+            ("cores", s.cores),
+            ("threads", s.threads),
+        ] {
+            if let Some(n) = n {
+                o.kv(k, &n.to_string());
+            }
+        }
+        b.cmd.push2("-smp", o.finish());
+    }
+}
+
+/// `-fda`, legacy `-tftp`/`-bootp`, `-kernel`, `-append`, `-initrd`.
+pub(super) fn boot_files(b: &mut Builder<'_>, v: &VmView<'_>) {
+    let plain = |b: &mut Builder<'_>, opt: &str, p: &str| {
+        let mut w = WordBuf::new();
+        b.path(&mut w, p, false);
+        b.cmd.push2(opt, w.finish());
+    };
+    if let Some(f) = v.floppy {
+        plain(b, "-fda", f);
+    }
+    // The `tftp=`/`bootfile=` sub-options of user networking replace these where they exist.
+    if let Some(t) = v.tftp {
+        if !b.caps.has_user_net_option("tftp") {
+            if b.caps.has_option("tftp") {
+                plain(b, "-tftp", t);
+            } else {
+                b.unsupported(Obj::Vm, "tftp", "neither tftp= nor -tftp".into());
+            }
+        }
+    }
+    if let Some(f) = v.bootp {
+        if !b.caps.has_user_net_option("bootfile") {
+            if b.caps.has_option("bootp") {
+                b.cmd.push2("-bootp", Word::from(f));
+            } else {
+                b.unsupported(Obj::Vm, "bootp", "neither bootfile= nor -bootp".into());
+            }
+        }
+    }
+    if let Some(k) = v.kernel {
+        plain(b, "-kernel", k);
+    }
+    if let Some(c) = v.kernel_cmdline {
+        b.cmd.push2("-append", Word::from(c));
+    }
+    if let Some(i) = v.initrd {
+        plain(b, "-initrd", i);
+    }
+}
+
+/// `-vnc :N`, SDL, `-nographic`, `-display none`; `-vga`.
+pub(super) fn display(b: &mut Builder<'_>, v: &VmView<'_>) {
+    let caps = b.caps;
+    match v.display {
+        None => {}
+        Some(DisplayKind::Vnc) => {
+            let mut w = WordBuf::new();
+            w.raw(":").run(&b.ctx.vnc_display(), true);
+            b.cmd.push2("-vnc", w.finish());
+        }
+        Some(DisplayKind::Sdl) if caps.has_option("sdl") => b.cmd.flag("-sdl"),
+        Some(DisplayKind::Sdl) if caps.display_backends.contains("sdl") => {
+            b.cmd.push2("-display", Word::from("sdl"));
+        }
+        Some(DisplayKind::Nographic) => b.cmd.flag("-nographic"),
+        Some(DisplayKind::None) if caps.display_backends.contains("none") => {
+            b.cmd.push2("-display", Word::from("none"));
+        }
+        Some(d) => b.unsupported(
+            Obj::Vm,
+            "display",
+            format!("QEMU {} has no {d} display", caps.version),
+        ),
+    }
+    if let Some(vga) = v.vga {
+        if caps.has_option("vga") {
+            b.cmd.push2("-vga", Word::from(vga));
+        } else {
+            b.unsupported(Obj::Vm, "vga", "no -vga option".into());
+        }
+    }
+}
+
+/// `-uuid`, fixed or per run.
+pub(super) fn uuid(b: &mut Builder<'_>, v: &VmView<'_>) {
+    let w = match &v.uuid {
+        None => return,
+        Some(UuidSpec::Random) => {
+            let mut w = WordBuf::new();
+            w.run(&b.ctx.uuid(), false);
+            w.finish()
+        }
+        Some(UuidSpec::Fixed(u)) => Word::from(u.to_string().as_str()),
+    };
+    if b.caps.has_option("uuid") {
+        b.cmd.push2("-uuid", w);
+    } else {
+        b.unsupported(Obj::Vm, "uuid", "no -uuid option".into());
+    }
+}
+
+/// `-no-hpet` where it exists; the machine property is set by [`machine`]; a QEMU with neither
+/// has no HPET to disable.
+pub(super) fn hpet(b: &mut Builder<'_>, v: &VmView<'_>) {
+    if v.disable_hpet && b.caps.has_no_hpet() {
+        b.cmd.flag("-no-hpet");
+    }
+}
+
+/// PCI assignment: `-pcidevice host=` (old qemu-kvm), `-device vfio-pci,host=`, or
+/// `-device pci-assign,host=`.
+pub(super) fn pci(b: &mut Builder<'_>, v: &VmView<'_>) {
+    let Some(req) = v.pci else { return };
+    let caps = b.caps;
+    let device = if caps.has_option("pcidevice") {
+        None
+    } else if caps.has_device_type("vfio-pci") {
+        Some("vfio-pci")
+    } else if caps.has_device_type("pci-assign") {
+        Some("pci-assign")
+    } else {
+        b.unsupported(
+            Obj::Vm,
+            "pci_assignable",
+            format!("QEMU {} cannot assign host PCI devices", caps.version),
+        );
+        return;
+    };
+    for host in b.ctx.pci_hosts(req.count) {
+        let mut o = Opts::new(device.unwrap_or(""));
+        o.kv_with("host", |w| {
+            w.run(&host, true);
+        });
+        let opt = if device.is_some() {
+            "-device"
+        } else {
+            "-pcidevice"
+        };
+        b.cmd.push2(opt, o.finish());
+    }
+}
+
+/// `extra_params`: already split into words; a word starting with `-` starts a display line.
+pub(super) fn extra(b: &mut Builder<'_>, v: &VmView<'_>) {
+    let mut group: Vec<Word> = Vec::new();
+    for w in &v.extra_params {
+        if w.starts_with('-') && !group.is_empty() {
+            b.cmd.push(std::mem::take(&mut group));
+        }
+        group.push(Word::from(w.as_str()));
+    }
+    if !group.is_empty() {
+        b.cmd.push(group);
+    }
+}
+
+/// `-incoming tcp:0:PORT | unix:PATH | exec:CMD | defer`.
+pub(super) fn incoming(b: &mut Builder<'_>, v: &VmView<'_>) {
+    let Some(mode) = v.incoming else { return };
+    let caps = b.caps;
+    let listed = !caps.incoming.is_empty();
+    let ok = caps.has_option("incoming")
+        && if listed {
+            caps.incoming.contains(mode.as_str())
+        } else {
+            mode != IncomingMode::Defer
+        };
+    if !ok {
+        b.unsupported(
+            Obj::Vm,
+            "migration_mode",
+            format!("QEMU {} cannot accept -incoming {mode}", caps.version),
+        );
+        return;
+    }
+    let mut w = WordBuf::new();
+    match mode {
+        IncomingMode::Tcp => {
+            w.raw("tcp:0:").run(&b.ctx.migration_port(), false);
+        }
+        IncomingMode::Unix => {
+            w.raw("unix:");
+            b.run_file(&mut w, "migration.sock", false);
+        }
+        IncomingMode::Exec => {
+            w.raw("exec:");
+            match v.incoming_exec_cmd {
+                Some(c) => {
+                    w.verbatim(c.as_bytes());
+                }
+                None => {
+                    w.raw("nc -l ").run(&b.ctx.migration_port(), false);
+                }
+            }
+        }
+        IncomingMode::Defer => {
+            w.raw("defer");
+        }
+    }
+    b.cmd.push2("-incoming", w.finish());
+}

@@ -1,0 +1,324 @@
+//! The builder: a [`VmView`] plus [`Capabilities`] plus a [`RunContext`] → [`QemuCommand`].
+//!
+//! One function per QEMU option family, in the submodules, each taking the typed view and asking
+//! the capabilities what this binary accepts. Options are emitted in the seed's order (name,
+//! monitors, serial, disks, NICs, memory, CPUs, CD-ROMs, floppy, boot files, kernel, redirs,
+//! display, uuid, testdev, HPET, PCI assignment, extra params), with the modern machine options
+//! (`-machine`, `-accel`, `-cpu`, `-nodefaults`) right after `-name` and `-incoming` last.
+//! What the binary cannot do is a [`ProblemKind::Unsupported`] problem, collected with the
+//! view's own problems so a variant reports everything at once. Nothing here does I/O.
+
+mod chardev;
+mod disk;
+mod misc;
+mod net;
+
+use params::Params;
+
+use crate::caps::{BoolSyntax, Capabilities};
+use crate::cmd::{QemuCommand, RunText, Word, WordBuf};
+use crate::error::{BuildError, Problem, ProblemKind};
+use crate::run::RunContext;
+use crate::view::{FlatParams, ObjParams, VmView};
+
+/// The VM a variant's command line is for: `main_vm`, else the first of `vms`, else `vm1`
+/// (avocado-vt's default main VM).
+pub fn main_vm(params: &Params) -> &str {
+    params
+        .get("main_vm")
+        .filter(|s| !s.is_empty())
+        .or_else(|| params.get("vms").and_then(|v| v.split_whitespace().next()))
+        .unwrap_or("vm1")
+}
+
+/// Builds the command line of the variant's main VM (see [`main_vm`]).
+///
+/// # Errors
+///
+/// [`BuildError::Params`] with every bad or unsupported key of the VM and its objects.
+pub fn build(
+    params: &Params,
+    caps: &Capabilities,
+    ctx: &RunContext,
+) -> Result<QemuCommand, BuildError> {
+    build_vm(params, main_vm(params), caps, ctx)
+}
+
+/// Builds the command line of VM `vm` of a variant.
+///
+/// # Errors
+///
+/// [`BuildError::Params`] with every bad or unsupported key of the VM and its objects.
+pub fn build_vm(
+    params: &Params,
+    vm: &str,
+    caps: &Capabilities,
+    ctx: &RunContext,
+) -> Result<QemuCommand, BuildError> {
+    build_root(&ObjParams::root(params), vm, caps, ctx)
+}
+
+/// Builds the main VM's command line from [`FlatParams`] (a variant's entries, indexed without
+/// copying): what [`crate::for_each_cmdline`] uses, several times faster than going through
+/// `VariantView::params()`.
+///
+/// # Errors
+///
+/// [`BuildError::Params`] with every bad or unsupported key of the VM and its objects.
+pub fn build_flat(
+    flat: &FlatParams<'_>,
+    caps: &Capabilities,
+    ctx: &RunContext,
+) -> Result<QemuCommand, BuildError> {
+    let root = ObjParams::flat(flat);
+    let vm = root
+        .get("main_vm")
+        .filter(|s| !s.is_empty())
+        .or_else(|| root.get("vms").and_then(|v| v.split_whitespace().next()))
+        .unwrap_or("vm1");
+    build_root(&root, vm, caps, ctx)
+}
+
+fn build_root(
+    root: &ObjParams<'_>,
+    vm: &str,
+    caps: &Capabilities,
+    ctx: &RunContext,
+) -> Result<QemuCommand, BuildError> {
+    let mut problems = Vec::new();
+    let vm_obj = root.object(vm);
+    let view = VmView::read_obj(vm_obj.clone(), vm, &mut problems);
+    let mut b = Builder::new(vm_obj, vm, caps, ctx, problems);
+    b.all(&view);
+    b.finish(vm)
+}
+
+/// Builds the command line of an already validated view.
+///
+/// `params` is only consulted to name the cfg line of an unsupported value.
+///
+/// # Errors
+///
+/// [`BuildError::Params`] with every key this QEMU cannot honour.
+pub fn build_view(
+    view: &VmView<'_>,
+    params: &Params,
+    caps: &Capabilities,
+    ctx: &RunContext,
+) -> Result<QemuCommand, BuildError> {
+    let vm_obj = ObjParams::root(params).object(view.name);
+    let mut b = Builder::new(vm_obj, view.name, caps, ctx, Vec::new());
+    b.all(view);
+    b.finish(view.name)
+}
+
+/// An object of the VM, to name it in a problem.
+#[derive(Clone, Copy)]
+pub(crate) enum Obj<'n> {
+    /// The VM itself.
+    Vm,
+    /// A listed object: kind (`image`) and name.
+    Sub(&'static str, &'n str),
+}
+
+/// The state of one build.
+pub(crate) struct Builder<'c> {
+    pub(crate) caps: &'c Capabilities,
+    pub(crate) ctx: &'c RunContext,
+    /// The VM's object view, to name the cfg line of an unsupported value.
+    params: ObjParams<'c>,
+    vm: &'c str,
+    pub(crate) root: RunText,
+    pub(crate) run: RunText,
+    pub(crate) cmd: QemuCommand,
+    problems: Vec<Problem>,
+    /// Whether the SCSI HBA was emitted.
+    pub(crate) hba_added: bool,
+    /// IDE indexes in use (filled on the first IDE device; `u32::MAX` marks it filled).
+    pub(crate) ide_taken: Vec<u32>,
+}
+
+impl<'c> Builder<'c> {
+    fn new(
+        params: ObjParams<'c>,
+        vm: &'c str,
+        caps: &'c Capabilities,
+        ctx: &'c RunContext,
+        problems: Vec<Problem>,
+    ) -> Builder<'c> {
+        Builder {
+            caps,
+            ctx,
+            params,
+            vm,
+            root: ctx.root_dir(),
+            run: ctx.run_dir(),
+            cmd: QemuCommand::new(Word::from("")),
+            problems,
+            hba_added: false,
+            ide_taken: Vec::new(),
+        }
+    }
+
+    fn all(&mut self, v: &VmView<'_>) {
+        if let Some(d) = v.x11_display {
+            self.cmd.env.push(("DISPLAY".into(), d.into()));
+        }
+        let mut prog = WordBuf::new();
+        self.path(&mut prog, v.qemu_binary, false);
+        self.cmd.program = prog.finish();
+        misc::name(self, v);
+        misc::machine(self, v);
+        chardev::monitors(self, v);
+        chardev::serials(self, v);
+        disk::images(self, v);
+        net::nics(self, v);
+        misc::mem_smp(self, v);
+        disk::cdroms(self, v);
+        misc::boot_files(self, v);
+        net::legacy_redirs(self, v);
+        misc::display(self, v);
+        misc::uuid(self, v);
+        chardev::testdev(self, v);
+        misc::hpet(self, v);
+        misc::pci(self, v);
+        misc::extra(self, v);
+        misc::incoming(self, v);
+    }
+
+    fn finish(mut self, vm: &str) -> Result<QemuCommand, BuildError> {
+        if self.problems.is_empty() {
+            Ok(self.cmd)
+        } else {
+            crate::error::sort_problems(&mut self.problems);
+            Err(BuildError::Params {
+                vm: vm.to_string(),
+                problems: self.problems,
+            })
+        }
+    }
+
+    /// Records that this QEMU cannot do what `key` of `obj` asks.
+    pub(crate) fn unsupported(&mut self, obj: Obj<'_>, key: &str, reason: String) {
+        let (label, view) = match obj {
+            Obj::Vm => (format!("vm {}", self.vm), self.params.clone()),
+            Obj::Sub(kind, name) => (format!("{kind} {name}"), self.params.object(name)),
+        };
+        let found = view.get_with_origin(key);
+        self.problems.push(Problem {
+            object: label,
+            key: key.to_string(),
+            value: found.map(|(v, _)| v.to_string()),
+            origin: found.and_then(|(_, o)| o.cloned()),
+            kind: ProblemKind::Unsupported { reason },
+        });
+    }
+
+    /// Appends a cfg path: relative paths are joined to the root dir (as the seed's
+    /// `get_path`); `escape` when the path sits inside an option list.
+    pub(crate) fn path(&self, w: &mut WordBuf, p: &str, escape: bool) {
+        if !p.starts_with('/') {
+            w.run(&self.root, escape).raw("/");
+        }
+        if escape {
+            w.esc(p.as_bytes());
+        } else {
+            w.verbatim(p.as_bytes());
+        }
+    }
+
+    /// A socket or log file in the run dir.
+    pub(crate) fn run_file(&self, w: &mut WordBuf, file: &str, escape: bool) {
+        w.run(&self.run, escape).raw("/");
+        if escape {
+            w.esc(file.as_bytes());
+        } else {
+            w.verbatim(file.as_bytes());
+        }
+    }
+
+    /// `server=on,wait=off` or `server,nowait`, as this QEMU spells it.
+    pub(crate) fn server_nowait(&self, o: &mut Opts) {
+        match self.caps.bool_syntax {
+            BoolSyntax::OnOff => o.kv("server", "on").kv("wait", "off"),
+            BoolSyntax::Short => o.flag("server").flag("nowait"),
+        };
+    }
+}
+
+/// A QEMU id for object `name`: `prefix-name` when `name` is a valid id tail, else
+/// `prefix<index>`.
+pub(crate) fn qemu_id(prefix: &str, name: &str, index: usize) -> String {
+    let ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if ok {
+        format!("{prefix}-{name}")
+    } else {
+        format!("{prefix}{index}")
+    }
+}
+
+/// Builds one `a=b,c=d` argument; every value goes through [`crate::escape_into`].
+pub(crate) struct Opts {
+    w: WordBuf,
+    first: bool,
+}
+
+impl Opts {
+    /// Starts with `head` (a driver or backend name: fixed text or validated by the caps).
+    pub(crate) fn new(head: &str) -> Opts {
+        let mut w = WordBuf::new();
+        w.esc(head.as_bytes());
+        Opts {
+            w,
+            first: head.is_empty(),
+        }
+    }
+
+    fn sep(&mut self) {
+        if !self.first {
+            self.w.raw(",");
+        }
+        self.first = false;
+    }
+
+    /// `,key=value`.
+    pub(crate) fn kv(&mut self, key: &str, value: &str) -> &mut Self {
+        self.sep();
+        self.w.raw(key).raw("=").esc(value.as_bytes());
+        self
+    }
+
+    /// `,key` (a bare flag).
+    pub(crate) fn flag(&mut self, key: &str) -> &mut Self {
+        self.sep();
+        self.w.raw(key);
+        self
+    }
+
+    /// `,key=` followed by whatever `f` appends (paths, run-specific parts).
+    pub(crate) fn kv_with(&mut self, key: &str, f: impl FnOnce(&mut WordBuf)) -> &mut Self {
+        self.sep();
+        self.w.raw(key).raw("=");
+        f(&mut self.w);
+        self
+    }
+
+    /// Extra `key=value` pairs from the cfg, each key and value escaped.
+    pub(crate) fn extra(&mut self, pairs: &[(String, Option<String>)]) -> &mut Self {
+        for (k, v) in pairs {
+            self.sep();
+            self.w.esc(k.as_bytes());
+            if let Some(v) = v {
+                self.w.raw("=").esc(v.as_bytes());
+            }
+        }
+        self
+    }
+
+    pub(crate) fn finish(self) -> Word {
+        self.w.finish()
+    }
+}

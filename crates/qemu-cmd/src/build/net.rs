@@ -1,0 +1,176 @@
+//! NICs and their host side.
+//!
+//! * Front end: `-device MODEL,netdev=ID,mac=…` (`virtio` means `virtio-net-pci`), or the
+//!   legacy `-net nic,vlan=N,model=…,macaddr=…` on binaries without `-device`.
+//! * Back end: `-netdev user|tap|bridge,id=ID,…`, or `-net user|tap,vlan=N,…` before `-netdev`.
+//!   User networking carries `tftp=`, `bootfile=` and, on the first user NIC, one `hostfwd=` per
+//!   redir; binaries without those sub-options get `-tftp`, `-bootp` and `-redir` instead.
+
+use super::{qemu_id, Builder, Obj, Opts};
+use crate::cmd::WordBuf;
+use crate::view::{NicMode, NicView, VmView};
+
+/// Every NIC of `nics`.
+pub(super) fn nics(b: &mut Builder<'_>, v: &VmView<'_>) {
+    let first_user = v.nics.iter().position(|n| matches!(n.mode, NicMode::User));
+    for nic in &v.nics {
+        let id = qemu_id("hostnet", nic.name, nic.index);
+        let fwd = first_user == Some(nic.index);
+        backend(b, v, nic, &id, fwd);
+        front(b, nic, &id);
+    }
+}
+
+fn backend(b: &mut Builder<'_>, v: &VmView<'_>, nic: &NicView<'_>, id: &str, fwd: bool) {
+    let caps = b.caps;
+    let (kind, key) = match nic.mode {
+        NicMode::User => ("user", "nic_mode"),
+        NicMode::Tap => ("tap", "nic_mode"),
+        NicMode::Bridge { .. } => ("bridge", "nettype"),
+    };
+    if !caps.has_netdev_backend(kind) {
+        b.unsupported(
+            Obj::Sub("nic", nic.name),
+            key,
+            format!("QEMU {} has no {kind} network backend", caps.version),
+        );
+        return;
+    }
+    let mut o = Opts::new(kind);
+    if caps.has_netdev() {
+        o.kv("id", id);
+    } else {
+        o.kv("vlan", &nic.index.to_string());
+    }
+    match nic.mode {
+        NicMode::User => {
+            if let Some(t) = nic.tftp {
+                if caps.has_user_net_option("tftp") {
+                    o.kv_with("tftp", |w| b.path(w, t, true));
+                }
+            }
+            if let Some(f) = nic.bootfile {
+                if caps.has_user_net_option("bootfile") {
+                    o.kv("bootfile", f);
+                }
+            }
+            if fwd && caps.has_user_net_option("hostfwd") {
+                for r in &v.redirs {
+                    let port = b.ctx.redir_port(r.name, r.guest_port);
+                    o.kv_with("hostfwd", |w| {
+                        w.raw("tcp::").run(&port, true);
+                        w.raw("-:").raw(&r.guest_port.to_string());
+                    });
+                }
+            }
+        }
+        NicMode::Tap => {
+            match nic.ifname {
+                Some(n) => o.kv("ifname", n),
+                None => {
+                    let t = b.ctx.tap_ifname(nic.index, nic.name);
+                    o.kv_with("ifname", |w| {
+                        w.run(&t, true);
+                    })
+                }
+            };
+            if let Some(s) = nic.script {
+                o.kv_with("script", |w| b.path(w, s, true));
+            }
+            match nic.downscript {
+                Some(s) => o.kv_with("downscript", |w| b.path(w, s, true)),
+                None => o.kv("downscript", "no"),
+            };
+        }
+        NicMode::Bridge { br } => {
+            o.kv("br", br);
+        }
+    }
+    o.extra(&nic.netdev_extra);
+    let opt = if caps.has_netdev() { "-netdev" } else { "-net" };
+    b.cmd.push2(opt, o.finish());
+}
+
+fn front(b: &mut Builder<'_>, nic: &NicView<'_>, id: &str) {
+    let caps = b.caps;
+    let mac = |o: &mut Opts, key: &str| match nic.mac {
+        Some(m) => {
+            o.kv(key, &m.to_string());
+        }
+        None => {
+            let t = b.ctx.mac(nic.index, nic.name);
+            o.kv_with(key, |w: &mut WordBuf| {
+                w.run(&t, true);
+            });
+        }
+    };
+    let link = |o: &mut Opts| {
+        if caps.has_netdev() {
+            o.kv("netdev", id);
+        } else {
+            o.kv("vlan", &nic.index.to_string());
+        }
+    };
+    if caps.has_device() {
+        let model = if nic.model == "virtio" {
+            "virtio-net-pci"
+        } else {
+            nic.model
+        };
+        if !caps.has_device_type(model) {
+            b.unsupported(
+                Obj::Sub("nic", nic.name),
+                "nic_model",
+                format!("QEMU {} has no {model} device", caps.version),
+            );
+            return;
+        }
+        let mut o = Opts::new(model);
+        o.kv("id", &qemu_id("nic", nic.name, nic.index));
+        link(&mut o);
+        mac(&mut o, "mac");
+        o.extra(&nic.nic_extra);
+        b.cmd.push2("-device", o.finish());
+    } else {
+        if !caps.legacy_nic_models.contains(nic.model) {
+            b.unsupported(
+                Obj::Sub("nic", nic.name),
+                "nic_model",
+                format!("QEMU {} has no NIC model {}", caps.version, nic.model),
+            );
+            return;
+        }
+        let mut o = Opts::new("nic");
+        link(&mut o);
+        o.kv("model", nic.model);
+        mac(&mut o, "macaddr");
+        o.extra(&nic.nic_extra);
+        b.cmd.push2("-net", o.finish());
+    }
+}
+
+/// `-redir tcp:HOST::GUEST` for each redir, on binaries whose user networking has no
+/// `hostfwd=` (only when some NIC uses user networking: redirs are meaningless otherwise).
+pub(super) fn legacy_redirs(b: &mut Builder<'_>, v: &VmView<'_>) {
+    if b.caps.has_user_net_option("hostfwd")
+        || !v.nics.iter().any(|n| matches!(n.mode, NicMode::User))
+    {
+        return;
+    }
+    for r in &v.redirs {
+        if !b.caps.has_option("redir") {
+            b.unsupported(
+                Obj::Sub("redir", r.name),
+                "guest_port",
+                "neither hostfwd= nor -redir".into(),
+            );
+            continue;
+        }
+        let mut w = WordBuf::new();
+        w.raw("tcp:")
+            .run(&b.ctx.redir_port(r.name, r.guest_port), false)
+            .raw("::")
+            .raw(&r.guest_port.to_string());
+        b.cmd.push2("-redir", w.finish());
+    }
+}

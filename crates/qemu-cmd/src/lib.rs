@@ -1,0 +1,63 @@
+//! `qemu_cmd`: QEMU command lines from a test variant's params, for the QEMU at hand.
+//!
+//! Data flow: [`Params`] → typed per-object views ([`VmView`] with its [`ImageView`]s,
+//! [`NicView`]s…; every bad key reported at once) → the builder, which asks one typed
+//! [`Capabilities`] value what this QEMU accepts → a [`QemuCommand`]: argv as `OsString`s (never
+//! a shell string) plus the child's environment, renderable in a stable, shell-quoted,
+//! one-option-per-line form where run-specific parts are `@PLACEHOLDERS@`.
+//!
+//! What this crate is not: it does no I/O outside [`probe`] (which runs a binary to learn its
+//! capabilities and caches them on disk), and it never starts a VM — that is the `vm` crate's job.
+//!
+//! ```
+//! use params::Params;
+//! use qemu_cmd::{build, Capabilities, HelpTexts, RunContext};
+//!
+//! let caps = Capabilities::from_help(
+//!     &HelpTexts {
+//!         version: "QEMU emulator version 7.2.0".into(),
+//!         help: "-drive [file=file]\n-m megs\n".into(),
+//!         ..HelpTexts::default()
+//!     },
+//!     "example",
+//! )
+//! .unwrap();
+//! let mut p = Params::new();
+//! p.insert("vms", "vm1");
+//! p.insert("mem", "512");
+//! p.insert("images", "image1");
+//! p.insert("image_name", "images/disk,1");
+//! p.insert("serials", "");
+//! let cmd = build(&p, &caps, &RunContext::Placeholders).unwrap();
+//! assert_eq!(
+//!     cmd.render_stable(),
+//!     "@ROOT@/qemu \\\n    -name vm1 \\\n    -drive file=@ROOT@/images/disk,,1.qcow2 \\\n    -m 512\n"
+//! );
+//! ```
+
+mod build;
+pub mod caps;
+mod cmd;
+pub mod error;
+mod escape;
+mod matrix;
+pub mod probe;
+mod render;
+mod run;
+pub mod types;
+pub mod view;
+
+pub use build::{build, build_flat, build_view, build_vm, main_vm};
+pub use caps::{BoolSyntax, Capabilities, CapsError, HelpTexts, QemuVersion};
+pub use cmd::{Opt, QemuCommand, RunText, Word};
+pub use error::{BuildError, Problem, ProblemKind};
+pub use escape::{escape_into, escape_opt_value, split_opt_list};
+pub use matrix::{for_each_cmdline, render_matrix, MatrixError, MatrixSummary};
+pub use render::shell_quote;
+pub use run::{RunContext, RunValues};
+pub use view::{
+    CdromView, FlatParams, ImageView, MonitorView, NicMode, NicView, ObjParams, RedirView, VmView,
+};
+
+#[doc(no_inline)]
+pub use params::Params;

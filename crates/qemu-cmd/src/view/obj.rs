@@ -1,0 +1,318 @@
+//! [`ObjParams`]: a zero-copy per-object view of [`Params`], and [`Reader`], which turns keys into
+//! typed values while collecting every problem.
+//!
+//! `Params::object_params` copies the whole map for each object; a VM with a few disks, NICs,
+//! monitors and redirs would copy its ~150 keys a dozen times per command line. `ObjParams` keeps
+//! a borrowed base plus the (few) keys the object's suffix overrides, with exactly the
+//! `object_params` rules: for each key ending in `_<name>`, in map order, the text before the
+//! *first* `_<name>` takes that key's value, the later key winning; views nest
+//! (`param_<image>_<vm>`). `tests/views.rs` checks it against `object_params` on many maps.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use params::{Origin, Params, Value};
+
+use crate::error::{Problem, ProblemKind};
+use crate::types::Expected;
+
+/// One overridden key: the base name, its value, where it was set.
+type Over<'a> = (&'a str, &'a str, Option<&'a Origin>);
+
+/// FxHash (rustc's hasher): keys are short trusted parameter names, and SipHash's
+/// DoS resistance costs more than the whole lookup here.
+#[derive(Default, Clone, Copy)]
+pub struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(c);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(b)).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.0 = (self.0.rotate_left(5) ^ u64::from(i)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A variant's string parameters borrowed from `VariantView::entries()`, indexed for lookup:
+/// the cheap alternative to building a [`Params`] when only reading is needed (the matrix dry
+/// run and its bench). Same keys, values, order and origins as `VariantView::params()`.
+#[derive(Debug, Clone)]
+pub struct FlatParams<'a> {
+    order: Vec<(&'a str, &'a str, Option<&'a Origin>)>,
+    index: HashMap<&'a str, u32, BuildHasherDefault<FxHasher>>,
+}
+
+impl<'a> FlatParams<'a> {
+    /// Indexes the string entries (other values, such as `dep`, are skipped).
+    pub fn new(entries: &'a [(Arc<str>, Value, Option<Origin>)]) -> FlatParams<'a> {
+        let mut order = Vec::with_capacity(entries.len());
+        let mut index =
+            HashMap::with_capacity_and_hasher(entries.len() * 2, BuildHasherDefault::default());
+        for (k, v, o) in entries {
+            if let Value::Str(s) = v {
+                let k: &'a str = k;
+                let pos = u32::try_from(order.len()).unwrap_or(u32::MAX);
+                order.push((k, &**s, o.as_ref()));
+                index.insert(k, pos);
+            }
+        }
+        FlatParams { order, index }
+    }
+
+    fn get(&self, key: &str) -> Option<(&'a str, Option<&'a Origin>)> {
+        let i = *self.index.get(key)?;
+        self.order.get(i as usize).map(|(_, v, o)| (*v, *o))
+    }
+}
+
+/// Where an [`ObjParams`] reads from.
+#[derive(Debug, Clone, Copy)]
+enum Base<'a> {
+    Params(&'a Params),
+    Flat(&'a FlatParams<'a>),
+}
+
+impl<'a> Base<'a> {
+    fn get(self, key: &str) -> Option<(&'a str, Option<&'a Origin>)> {
+        match self {
+            Base::Params(p) => p.get(key).map(|v| (v, p.origin(key))),
+            Base::Flat(f) => f.get(key),
+        }
+    }
+
+    fn for_each(self, mut f: impl FnMut(&'a str, &'a str, Option<&'a Origin>)) {
+        match self {
+            Base::Params(p) => p.iter_with_origin().for_each(|(k, v, o)| f(k, v, o)),
+            Base::Flat(fl) => fl.order.iter().for_each(|(k, v, o)| f(k, v, *o)),
+        }
+    }
+}
+
+/// The parameters as one object sees them, borrowed from a [`Params`] (or [`FlatParams`]).
+#[derive(Debug, Clone)]
+pub struct ObjParams<'a> {
+    base: Base<'a>,
+    over: Vec<Over<'a>>,
+}
+
+impl<'a> ObjParams<'a> {
+    /// The whole map, no object selected.
+    pub fn root(base: &'a Params) -> ObjParams<'a> {
+        ObjParams {
+            base: Base::Params(base),
+            over: Vec::new(),
+        }
+    }
+
+    /// The whole map of a [`FlatParams`], no object selected.
+    pub fn flat(base: &'a FlatParams<'a>) -> ObjParams<'a> {
+        ObjParams {
+            base: Base::Flat(base),
+            over: Vec::new(),
+        }
+    }
+
+    /// The value of `key` in this view (empty strings included).
+    pub fn get(&self, key: &str) -> Option<&'a str> {
+        self.get_with_origin(key).map(|(v, _)| v)
+    }
+
+    /// The value of `key` and the `file:line` that set it.
+    pub fn get_with_origin(&self, key: &str) -> Option<(&'a str, Option<&'a Origin>)> {
+        if let Some((_, v, o)) = self.over.iter().find(|(k, _, _)| *k == key) {
+            return Some((v, *o));
+        }
+        self.base.get(key)
+    }
+
+    /// The object names listed in `key`, as [`Params::objects`] splits them.
+    pub fn objects(&self, key: &str) -> Vec<&'a str> {
+        let mut out: Vec<&'a str> = Vec::new();
+        for name in self.get(key).unwrap_or("").split_whitespace() {
+            if !out.contains(&name) {
+                out.push(name);
+            }
+        }
+        out
+    }
+
+    /// The view of object `name` inside this view (`object_params(name)` of it).
+    pub fn object(&self, name: &str) -> ObjParams<'a> {
+        let mut child = self.clone();
+        self.base.for_each(|k, v, o| {
+            let (v, o) = match self.over.iter().find(|(ok, _, _)| *ok == k) {
+                Some((_, ov, oo)) => (*ov, *oo),
+                None => (v, o),
+            };
+            visit(&mut child.over, name, k, v, o);
+        });
+        for &(k, v, o) in &self.over {
+            if self.base.get(k).is_none() {
+                visit(&mut child.over, name, k, v, o);
+            }
+        }
+        child
+    }
+}
+
+/// Applies one parent entry to the child's overrides when it ends in `_<name>`.
+fn visit<'a>(over: &mut Vec<Over<'a>>, name: &str, k: &'a str, v: &'a str, o: Option<&'a Origin>) {
+    let n = name.len();
+    let kb = k.as_bytes();
+    // Cheap rejections first: this runs for every key of every object view.
+    if kb.len() <= n
+        || kb[kb.len() - n - 1] != b'_'
+        || name.as_bytes().last() != kb.last()
+        || !k.ends_with(name)
+    {
+        return;
+    }
+    // The first occurrence of `_<name>` (it exists: the key ends with it).
+    let mut end = k.len() - n - 1;
+    let mut from = 0;
+    while let Some(i) = k[from..].find(name).map(|i| i + from) {
+        if i > 0 && k.as_bytes()[i - 1] == b'_' {
+            end = i - 1;
+            break;
+        }
+        from = i + 1;
+    }
+    let base_key = &k[..end];
+    match over.iter_mut().find(|(ok, _, _)| *ok == base_key) {
+        Some(slot) => *slot = (base_key, v, o),
+        None => over.push((base_key, v, o)),
+    }
+}
+
+/// Reads typed values of one object, recording a [`Problem`] for each bad key.
+pub(crate) struct Reader<'a, 'p> {
+    pub(crate) obj: ObjParams<'a>,
+    /// The object's kind and name, e.g. `image`, `image1` (formatted only for a problem).
+    kind: &'static str,
+    name: &'a str,
+    problems: &'p mut Vec<Problem>,
+}
+
+impl<'a, 'p> Reader<'a, 'p> {
+    pub(crate) fn new(
+        obj: ObjParams<'a>,
+        kind: &'static str,
+        name: &'a str,
+        problems: &'p mut Vec<Problem>,
+    ) -> Self {
+        Reader {
+            obj,
+            kind,
+            name,
+            problems,
+        }
+    }
+
+    /// Records a problem about `key` (value and origin looked up here).
+    pub(crate) fn problem(&mut self, key: &str, kind: ProblemKind) {
+        let found = self.obj.get_with_origin(key);
+        self.problems.push(Problem {
+            object: format!("{} {}", self.kind, self.name),
+            key: key.to_string(),
+            value: found.map(|(v, _)| v.to_string()),
+            origin: found.and_then(|(_, o)| o.cloned()),
+            kind,
+        });
+    }
+
+    /// A non-empty value (empty counts as unset, as in the reference's truthiness tests). A value
+    /// with a NUL byte cannot be an argv element and is reported.
+    pub(crate) fn str(&mut self, key: &str) -> Option<&'a str> {
+        let v = self.obj.get(key).filter(|v| !v.is_empty())?;
+        if v.contains('\0') {
+            self.problem(
+                key,
+                ProblemKind::Invalid {
+                    expected: "a value without NUL bytes".into(),
+                },
+            );
+            return None;
+        }
+        Some(v)
+    }
+
+    /// Like [`Reader::str`], but a missing value is a problem.
+    pub(crate) fn require(&mut self, key: &str) -> Option<&'a str> {
+        let v = self.str(key);
+        if v.is_none() && !self.obj.get(key).is_some_and(|v| v.contains('\0')) {
+            self.problem(key, ProblemKind::Missing);
+        }
+        v
+    }
+
+    /// Parses a non-empty value.
+    pub(crate) fn parse<T: FromStr<Err = Expected>>(&mut self, key: &str) -> Option<T> {
+        let v = self.str(key)?;
+        match v.parse() {
+            Ok(t) => Some(t),
+            Err(Expected(expected)) => {
+                self.problem(key, ProblemKind::Invalid { expected });
+                None
+            }
+        }
+    }
+
+    /// A number (Rust integer syntax, no sign for unsigned types).
+    pub(crate) fn num<T: FromStr>(&mut self, key: &str, what: &str) -> Option<T> {
+        let v = self.str(key)?;
+        match v.parse() {
+            Ok(t) => Some(t),
+            Err(_) => {
+                self.problem(
+                    key,
+                    ProblemKind::Invalid {
+                        expected: what.to_string(),
+                    },
+                );
+                None
+            }
+        }
+    }
+
+    /// A boolean: `yes`/`on`/`true` or `no`/`off`/`false`; unset or empty is `default`.
+    pub(crate) fn bool(&mut self, key: &str, default: bool) -> bool {
+        match self.str(key) {
+            None => default,
+            Some("yes" | "on" | "true") => true,
+            Some("no" | "off" | "false") => false,
+            Some(_) => {
+                self.problem(
+                    key,
+                    ProblemKind::Invalid {
+                        expected: "a boolean (yes, no, on, off, true, false)".into(),
+                    },
+                );
+                default
+            }
+        }
+    }
+
+    /// A view of a sub-object sharing this reader's problem list.
+    pub(crate) fn child<'q>(&'q mut self, kind: &'static str, name: &'a str) -> Reader<'a, 'q> {
+        Reader {
+            obj: self.obj.object(name),
+            kind,
+            name,
+            problems: self.problems,
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! The installed `qemu-system-x86_64` accepts generated command lines.
+//!
+//! For each NIC model, disk interface and CD-ROM bus the fixtures use and this QEMU has, a VM
+//! is built from params (raw image files in a temp dir, user networking, a QMP socket, `-S`,
+//! TCG), started, asked `query-status` over QMP, and told to `quit`. A [`Qemu`] guard kills and
+//! reaps the process even when an assertion fails, and the temp dir is removed on drop, so no
+//! process or file outlives the test. Without the binary the test fails: it never skips.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use params::Params;
+use qemu_cmd::probe::probe_cached;
+use qemu_cmd::{build, Capabilities, RunContext, RunValues};
+
+const QEMU: &str = "qemu-system-x86_64";
+
+/// Kills and reaps QEMU on drop (also on panic).
+struct Qemu(Child);
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One VM configuration to try.
+struct Case {
+    label: String,
+    nic_model: &'static str,
+    disk: &'static str,
+    cdrom: &'static str,
+}
+
+fn params(dir: &Path, c: &Case) -> Params {
+    let mut p = Params::new();
+    for (k, v) in [
+        ("vms", "vm1"),
+        ("qemu_binary", QEMU),
+        ("machine_type", "pc"),
+        ("vm_accelerator", "tcg"),
+        ("nodefaults", "yes"),
+        ("display", "none"),
+        ("mem", "128"),
+        ("smp", "1"),
+        ("monitors", "qmp1 hmp1"),
+        ("monitor_type_qmp1", "qmp"),
+        ("serials", "serial0"),
+        ("images", "image1 image2"),
+        ("image_name", "disk1"),
+        ("image_name_image2", "disk2"),
+        ("image_format", "raw"),
+        ("drive_format", c.disk),
+        ("drive_cache_image1", "writeback"),
+        ("image_snapshot_image2", "yes"),
+        ("drive_serial_image1", "serial,with,commas"),
+        ("nics", "nic1 nic2"),
+        ("nic_model", c.nic_model),
+        ("nic_mode", "user"),
+        ("redirs", "ssh"),
+        ("guest_port_ssh", "22"),
+        ("cdroms", "cd1"),
+        ("cdrom_cd1", "cd.iso"),
+        ("cd_format", c.cdrom),
+        ("uuid", "random"),
+        ("testdev", "yes"),
+        ("disable_hpet", "yes"),
+    ] {
+        p.insert(k, v);
+    }
+    // A literal comma in a path must survive QEMU's option parsing.
+    p.insert("image_name_image1", "disk,1");
+    let _ = dir;
+    p
+}
+
+fn qmp_line(reader: &mut BufReader<UnixStream>) -> Result<String, String> {
+    let mut line = String::new();
+    match reader.read_line(&mut line) {
+        Ok(0) => Err("QMP closed".into()),
+        Ok(_) => Ok(line),
+        Err(e) => Err(format!("reading QMP: {e}")),
+    }
+}
+
+/// QEMU's stderr after it exited (or was killed after a short grace period).
+fn stderr_of(qemu: &mut Qemu) -> String {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while matches!(qemu.0.try_wait(), Ok(None)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = qemu.0.kill();
+    let _ = qemu.0.wait();
+    let mut err = String::new();
+    if let Some(mut e) = qemu.0.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut err);
+    }
+    err
+}
+
+fn run_case(caps: &Capabilities, c: &Case) -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    for f in ["disk,1.raw", "disk2.raw", "cd.iso"] {
+        let file = std::fs::File::create(dir.path().join(f)).map_err(|e| e.to_string())?;
+        file.set_len(1 << 20).map_err(|e| e.to_string())?;
+    }
+    let ctx = RunContext::Real(Box::new(RunValues {
+        root_dir: dir.path().to_path_buf(),
+        run_dir: dir.path().to_path_buf(),
+        instance: 42,
+        uuid: "6f1e8c2a-0000-4000-8000-000000000001"
+            .parse()
+            .map_err(|e| format!("{e}"))?,
+        vnc_display: 0,
+        redir_ports: Vec::new(),
+        migration_port: 0,
+        pci_hosts: Vec::new(),
+    }));
+    let p = params(dir.path(), c);
+    let mut cmd = build(&p, caps, &ctx).map_err(|e| e.to_string())?;
+    cmd.set_program(QEMU);
+    cmd.push_args(["-S"]);
+    let shown = cmd.render();
+    let mut command = cmd.command();
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut qemu = Qemu(
+        command
+            .spawn()
+            .map_err(|e| format!("spawning {QEMU}: {e}"))?,
+    );
+    let sock = dir.path().join("monitor-qmp1.sock");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let stream = loop {
+        if let Ok(Some(status)) = qemu.0.try_wait() {
+            let mut err = String::new();
+            if let Some(mut e) = qemu.0.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut err);
+            }
+            return Err(format!(
+                "QEMU exited ({status}) for\n{shown}\n--- stderr ---\n{err}"
+            ));
+        }
+        if let Ok(s) = UnixStream::connect(&sock) {
+            break s;
+        }
+        if Instant::now() > deadline {
+            return Err(format!("no QMP socket after 20 s for\n{shown}"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .map_err(|e| e.to_string())?;
+    let talk = || -> Result<(), String> {
+        let mut writer = stream.try_clone().map_err(|e| e.to_string())?;
+        let mut reader = BufReader::new(stream);
+        let greeting = qmp_line(&mut reader)?;
+        if !greeting.contains("\"QMP\"") {
+            return Err(format!("greeting: {greeting}"));
+        }
+        for cmd in ["qmp_capabilities", "query-status"] {
+            writeln!(writer, "{{\"execute\":\"{cmd}\"}}").map_err(|e| e.to_string())?;
+            let reply = qmp_line(&mut reader)?;
+            if !reply.contains("\"return\"") {
+                return Err(format!("{cmd}: {reply}"));
+            }
+            if cmd == "query-status" && !reply.contains("prelaunch") {
+                return Err(format!("not paused by -S: {reply}"));
+            }
+        }
+        writeln!(writer, "{{\"execute\":\"quit\"}}").map_err(|e| e.to_string())?;
+        // Keep the connection until QEMU answers, so the command is not dropped with it.
+        qmp_line(&mut reader).map(drop)
+    };
+    if let Err(e) = talk() {
+        let err = stderr_of(&mut qemu);
+        return Err(format!("{e} for\n{shown}\n--- stderr ---\n{err}"));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while qemu.0.try_wait().map_err(|e| e.to_string())?.is_none() {
+        if Instant::now() > deadline {
+            return Err("QEMU did not quit".into());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}
+
+#[test]
+fn installed_qemu_accepts_generated_argv() {
+    let cache = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let caps = probe_cached(Path::new(QEMU), cache.path()).unwrap_or_else(|e| panic!("{e}"));
+    // Each model the fixtures use, where this QEMU has it.
+    let nic_models = ["rtl8139", "e1000", "virtio"];
+    let disks = [
+        ("ide", "ide-hd"),
+        ("virtio", "virtio-blk-pci"),
+        ("scsi-hd", "scsi-hd"),
+    ];
+    let cdroms = [("ide", "ide-cd"), ("scsi-cd", "scsi-cd")];
+    let mut cases = Vec::new();
+    for (i, nic) in nic_models.iter().enumerate() {
+        let model = if *nic == "virtio" {
+            "virtio-net-pci"
+        } else {
+            nic
+        };
+        if !caps.has_device_type(model) {
+            continue;
+        }
+        // Pair every NIC with a different disk and cdrom so each model is started once.
+        let (disk, _) = disks[i % disks.len()];
+        let (cdrom, _) = cdroms[i % cdroms.len()];
+        cases.push(Case {
+            label: format!("nic {nic}, disk {disk}, cdrom {cdrom}"),
+            nic_model: nic,
+            disk,
+            cdrom,
+        });
+    }
+    for (disk, dev) in disks {
+        for (cdrom, cdev) in cdroms {
+            if caps.has_device_type(dev) && caps.has_device_type(cdev) {
+                cases.push(Case {
+                    label: format!("disk {disk}, cdrom {cdrom}"),
+                    nic_model: "e1000",
+                    disk,
+                    cdrom,
+                });
+            }
+        }
+    }
+    assert!(cases.len() >= 6, "this QEMU lacks the common models");
+    // Started in parallel (each case has its own temp dir and sockets).
+    let failures: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = cases
+            .iter()
+            .map(|c| s.spawn(|| run_case(&caps, c).map_err(|e| format!("{}: {e}", c.label))))
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|h| match h.join() {
+                Ok(r) => r.err(),
+                Err(_) => Some("a case panicked".to_string()),
+            })
+            .collect()
+    });
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
