@@ -23,6 +23,14 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the tests of a config; results go to results/<job-id>/ (exit 0/1/2/130).
+    Run(tests_suite::RunArgs),
+    /// Merge result directories (e.g. CI shards) into one report.
+    Merge(tests_suite::MergeArgs),
+    /// Clean up what interrupted runs left: their QEMU processes, sockets, scratch dirs.
+    Gc(tests_suite::GcArgs),
+    /// List the test types and their parameters.
+    Tests,
     /// List the variants of a config (names, or shortnames with --short); the count goes to
     /// stderr.
     List {
@@ -163,6 +171,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
     match cli.command {
+        // Handled in `main`: they print and choose their own exit status.
+        Command::Run(_) | Command::Merge(_) | Command::Gc(_) | Command::Tests => {}
         Command::List { cfg, short } => {
             let config = cfg.load()?;
             let mut n = 0u64;
@@ -270,6 +280,13 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    match &cli.command {
+        Command::Run(args) => return tests_suite::cli_run(args).into(),
+        Command::Merge(args) => return tests_suite::cli_merge(args).into(),
+        Command::Gc(args) => return tests_suite::cli_gc(args).into(),
+        Command::Tests => return tests_suite::cli_catalogue().into(),
+        _ => {}
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Config(e)) => {

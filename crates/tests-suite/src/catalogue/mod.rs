@@ -1,0 +1,69 @@
+//! The built-in test catalogue: one module per test type, each exporting its [`TestSpec`] and
+//! its function; [`builtin`] registers them all.
+//!
+//! Tests that need no VM run today (`noop`, `sleep`, `qemu_img`, and `whql_submission` whose
+//! guest side goes through [`crate::env::VmEnv`]). The VM-based types are registered with their
+//! parameters and report [`crate::env::VM_UNAVAILABLE`] as an error until the VM layer is
+//! wired in: a missing layer never passes.
+
+pub mod noop;
+pub mod qemu_img;
+pub mod vm;
+pub mod whql;
+
+use crate::registry::{Registry, TestFn, TestSpec};
+
+/// Every built-in test type with its function.
+pub fn entries() -> Vec<(TestSpec, TestFn)> {
+    let mut v: Vec<(TestSpec, TestFn)> = vec![
+        (noop::NOOP, noop::run_noop),
+        (noop::SLEEP, noop::run_sleep),
+        (qemu_img::SPEC, qemu_img::run),
+        (whql::SPEC, whql::run),
+    ];
+    v.extend(vm::entries());
+    v
+}
+
+/// The registry of the built-in catalogue.
+pub fn builtin() -> Registry {
+    let mut r = Registry::new();
+    for (spec, f) in entries() {
+        // The built-in names are distinct (checked by a unit test), so this cannot fail;
+        // a duplicate would keep the first registration.
+        let _ = r.register(spec, f);
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_names_are_unique_and_documented() {
+        let mut r = Registry::new();
+        for (spec, f) in entries() {
+            assert!(r.register(spec, f).is_ok(), "duplicate {}", spec.name);
+            assert!(!spec.about.is_empty());
+            for p in spec.params {
+                assert!(!p.about.is_empty(), "{}: {} undocumented", spec.name, p.key);
+            }
+        }
+        for name in [
+            "boot",
+            "reboot",
+            "shutdown",
+            "migration",
+            "pci_hotplug",
+            "nic_hotplug",
+            "physical_resources_check",
+            "qemu_img",
+            "whql_submission",
+            "noop",
+            "sleep",
+        ] {
+            assert!(r.get(name).is_some(), "{name} missing");
+        }
+    }
+}

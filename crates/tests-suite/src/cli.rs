@@ -1,0 +1,309 @@
+//! The command-line surface for `kvmtest run | merge | gc | tests`: clap argument structs the
+//! `kvmtest` binary flattens, and one function per verb that prints and returns the
+//! [`ExitStatus`].
+
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use params::{Config, Parser, ParserOptions};
+
+use crate::gc::{gc, GcMode};
+use crate::progress::ProgressMode;
+use crate::registry::Registry;
+use crate::results;
+use crate::runner::{self, RunError, RunOptions, Shard};
+use crate::settings::Settings;
+use crate::verdict::ExitStatus;
+
+/// Settings flags shared by every verb.
+#[derive(Args, Debug, Clone, Default)]
+pub struct SettingsArgs {
+    /// Read settings from this file instead of searching for kvmtest.toml.
+    #[arg(long, value_name = "FILE")]
+    pub settings: Option<PathBuf>,
+    /// Where job directories go (overrides `results_dir`).
+    #[arg(long, value_name = "DIR")]
+    pub results_dir: Option<PathBuf>,
+}
+
+impl SettingsArgs {
+    fn load(&self) -> Result<Settings, ExitStatus> {
+        let loaded = match &self.settings {
+            Some(p) => Settings::load(p),
+            None => {
+                let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+                Settings::discover(&cwd)
+            }
+        };
+        let mut s = loaded.map_err(|e| {
+            eprintln!("error: {}", crate::error_chain(&e));
+            ExitStatus::Usage
+        })?;
+        if let Some(d) = &self.results_dir {
+            s.results_dir = d.clone();
+        }
+        Ok(s)
+    }
+}
+
+/// `kvmtest run CFG [STATEMENT…]`: run the tests of a config.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// The config file (looked up in `config_dirs` when relative and not found).
+    pub cfg: PathBuf,
+    /// Extra statements parsed after the file, in order (e.g. "only qcow2").
+    pub statements: Vec<String>,
+    /// Append `only F` (repeatable).
+    #[arg(long = "only", value_name = "F")]
+    pub only: Vec<String>,
+    /// Append `no F` (repeatable).
+    #[arg(long = "no", value_name = "F")]
+    pub no: Vec<String>,
+    /// Append `K = V` (repeatable).
+    #[arg(long = "assign", value_name = "K=V")]
+    pub assign: Vec<String>,
+    /// Parallel workers (overrides `jobs`).
+    #[arg(long, short = 'j', value_name = "N")]
+    pub jobs: Option<NonZeroUsize>,
+    /// Run only shard K of N: variant i (0-based) runs when i % N == K-1.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<Shard>,
+    /// The QEMU binary, set as `qemu_binary` in every variant (overrides `qemu_binary`).
+    #[arg(long, value_name = "PATH")]
+    pub qemu: Option<PathBuf>,
+    /// The guest image cache (overrides `guest_cache`).
+    #[arg(long, value_name = "DIR")]
+    pub guest_cache: Option<PathBuf>,
+    /// Extra directories to find CFG in (added before `config_dirs`).
+    #[arg(long = "config-dir", value_name = "DIR")]
+    pub config_dirs: Vec<PathBuf>,
+    /// The job id (default: start time and pid).
+    #[arg(long, value_name = "ID")]
+    pub job_id: Option<String>,
+    /// Progress display.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+    /// Print the selected variants (index and name) and exit without running.
+    #[arg(long)]
+    pub list: bool,
+    /// Settings.
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+}
+
+/// `kvmtest merge DIR…`: combine job directories (e.g. shards) into one report.
+#[derive(Args, Debug, Clone)]
+pub struct MergeArgs {
+    /// The job directories to merge.
+    #[arg(required = true)]
+    pub dirs: Vec<PathBuf>,
+    /// The merged job's id (default: a new one).
+    #[arg(long, value_name = "ID")]
+    pub job_id: Option<String>,
+    /// Settings.
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+}
+
+/// `kvmtest gc`: clean up after interrupted runs.
+#[derive(Args, Debug, Clone)]
+pub struct GcArgs {
+    /// Only print what would be removed.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Settings.
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+}
+
+fn load_config(args: &RunArgs, cfg: &Path) -> Result<Config, ExitStatus> {
+    let fail = |e: params::Error| {
+        eprint!("{}", e.render());
+        ExitStatus::Usage
+    };
+    let mut p = Parser::new(ParserOptions::default());
+    p.parse_file(cfg).map_err(fail)?;
+    for s in &args.statements {
+        p.parse_str(s).map_err(fail)?;
+    }
+    for f in &args.only {
+        p.only_filter(f).map_err(fail)?;
+    }
+    for f in &args.no {
+        p.no_filter(f).map_err(fail)?;
+    }
+    for kv in &args.assign {
+        let Some((k, v)) = kv.split_once('=') else {
+            eprintln!("error: --assign expects K=V, got `{kv}`");
+            return Err(ExitStatus::Usage);
+        };
+        p.assign(k.trim(), v.trim()).map_err(fail)?;
+    }
+    Ok(p.finish())
+}
+
+/// `kvmtest run`.
+pub fn cli_run(args: &RunArgs) -> ExitStatus {
+    match cli_run_inner(args) {
+        Ok(s) | Err(s) => s,
+    }
+}
+
+fn cli_run_inner(args: &RunArgs) -> Result<ExitStatus, ExitStatus> {
+    let mut settings = args.settings.load()?;
+    let mut dirs = args.config_dirs.clone();
+    dirs.append(&mut settings.config_dirs);
+    settings.config_dirs = dirs;
+    let cfg = settings.find_config(&args.cfg);
+    let config = load_config(args, &cfg)?;
+    if args.list {
+        let mut index = 0usize;
+        let r = config.for_each(|v| {
+            if args.shard.is_none_or(|s| s.selects(index)) {
+                use std::io::Write;
+                // a closed pipe ends the listing quietly
+                if writeln!(std::io::stdout().lock(), "{index} {}", v.name()).is_err() {
+                    return Ok(std::ops::ControlFlow::Break(()));
+                }
+            }
+            index += 1;
+            Ok(std::ops::ControlFlow::Continue(()))
+        });
+        if let Err(e) = r {
+            eprint!("{}", e.render());
+            return Err(ExitStatus::Usage);
+        }
+        return Ok(ExitStatus::Success);
+    }
+    let mut options = RunOptions::new(settings.results_dir.clone());
+    options.job_id = args.job_id.clone();
+    options.jobs = args.jobs.map_or(settings.jobs, NonZeroUsize::get);
+    options.shard = args.shard;
+    options.qemu_binary = args.qemu.clone().or(settings.qemu_binary);
+    options.guest_cache = args.guest_cache.clone().or(settings.guest_cache);
+    options.progress = args.progress;
+    options.handle_signals = true;
+    match runner::run(&config, &options) {
+        Ok(summary) => {
+            println!("results: {}", summary.job_dir.display());
+            Ok(summary.exit)
+        }
+        Err(e) => {
+            match &e {
+                RunError::Config(c) => eprint!("{}", c.render()),
+                other => eprintln!("error: {}", crate::error_chain(other)),
+            }
+            Err(match e {
+                RunError::Config(_) | RunError::JobExists(_) => ExitStatus::Usage,
+                _ => ExitStatus::TestsFailed,
+            })
+        }
+    }
+}
+
+/// `kvmtest merge`.
+pub fn cli_merge(args: &MergeArgs) -> ExitStatus {
+    let settings = match args.settings.load() {
+        Ok(s) => s,
+        Err(s) => return s,
+    };
+    let job_id = args.job_id.clone().unwrap_or_else(|| {
+        format!(
+            "{}-merged",
+            crate::time::job_id(std::time::SystemTime::now())
+        )
+    });
+    match results::merge(&args.dirs, &settings.results_dir, &job_id) {
+        Ok(report) => {
+            println!(
+                "merged {} runs, {} tests: {}",
+                report.merged_from.len(),
+                report.counts.total(),
+                report.counts
+            );
+            println!("results: {}", settings.results_dir.join(&job_id).display());
+            if report.interrupted {
+                ExitStatus::Interrupted
+            } else if report.counts.all_ok() {
+                ExitStatus::Success
+            } else {
+                ExitStatus::TestsFailed
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {}", crate::error_chain(&e));
+            ExitStatus::Usage
+        }
+    }
+}
+
+/// `kvmtest gc`.
+pub fn cli_gc(args: &GcArgs) -> ExitStatus {
+    let settings = match args.settings.load() {
+        Ok(s) => s,
+        Err(s) => return s,
+    };
+    let mode = if args.dry_run {
+        GcMode::DryRun
+    } else {
+        GcMode::Collect
+    };
+    match gc(&settings.results_dir, mode) {
+        Ok(r) => {
+            let verb = if args.dry_run {
+                "would clean"
+            } else {
+                "cleaned"
+            };
+            for id in &r.stale_runs {
+                println!("{verb} run {id}");
+            }
+            for pid in &r.killed {
+                println!("  killed process {pid}");
+            }
+            for p in &r.removed {
+                println!("  removed {}", p.display());
+            }
+            for id in &r.live_runs {
+                println!("run {id} is still running: left alone");
+            }
+            for p in &r.problems {
+                eprintln!("warning: {p}");
+            }
+            if r.stale_runs.is_empty() {
+                println!("nothing to clean");
+            }
+            ExitStatus::Success
+        }
+        Err(e) => {
+            eprintln!("error: {}", crate::error_chain(&e));
+            ExitStatus::TestsFailed
+        }
+    }
+}
+
+/// `kvmtest tests`: print the catalogue with each type's parameters.
+pub fn cli_catalogue() -> ExitStatus {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let mut print = || -> std::io::Result<()> {
+        for spec in Registry::builtin().specs() {
+            writeln!(out, "{}: {}", spec.name, spec.about)?;
+            for p in spec.params {
+                let req = if p.required { " (required)" } else { "" };
+                writeln!(out, "    {}{req}: {}", p.key, p.about)?;
+            }
+        }
+        out.flush()
+    };
+    match print() {
+        // a closed pipe (`kvmtest tests | head`) is not an error
+        Ok(()) => ExitStatus::Success,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitStatus::Success,
+        Err(e) => {
+            eprintln!("error: writing the catalogue: {e}");
+            ExitStatus::TestsFailed
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! `tests_suite`: the kvmtest test catalogue, the runner, results and housekeeping.
+//!
+//! What it is: test types registered by their `type` name ([`Registry`], [`TestSpec`]); a
+//! runner ([`run`]) that expands a [`params::Config`], selects a [`Shard`], runs each variant's
+//! test with pre/post-processing on `--jobs N` workers and writes `results/<job-id>/`
+//! (`results.json`, `junit.xml`, `events.jsonl`, per-test directories); `kvmtest.toml`
+//! [`Settings`]; `gc` for what interrupted runs left; and the clap structs of
+//! `kvmtest run | merge | gc` ([`cli`]).
+//!
+//! What it is not: a VM layer. Tests reach VMs only through the [`VmEnv`] trait; this crate
+//! ships [`NoVmEnv`], which answers "VM layer not available in this build", and the `vm` crate
+//! provides the real implementation through an [`EnvFactory`].
+//!
+//! ```
+//! use tests_suite::{run, ProgressMode, RunOptions, VerdictKind};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let mut p = params::Parser::new(params::ParserOptions::default());
+//! p.parse_str("type = noop\nvariants:\n    - a:\n    - b:\n        noop_verdict = skip\n")?;
+//! let config = p.finish();
+//! let mut options = RunOptions::new(dir.path());
+//! options.progress = ProgressMode::Quiet;
+//! let summary = run(&config, &options)?;
+//! assert_eq!(summary.report.counts.pass, 1);
+//! assert_eq!(summary.report.tests[1].verdict, VerdictKind::Skip);
+//! assert!(summary.job_dir.join("junit.xml").is_file());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod catalogue;
+pub mod cli;
+pub mod command;
+pub mod env;
+pub mod gc;
+pub mod progress;
+pub mod registry;
+pub mod results;
+pub mod runner;
+pub mod settings;
+pub mod shell;
+pub mod state;
+pub mod time;
+pub mod verdict;
+
+pub use cli::{cli_catalogue, cli_gc, cli_merge, cli_run, GcArgs, MergeArgs, RunArgs};
+pub use env::{
+    BoxFuture, EnvError, EnvFactory, GuestVm, NetRemote, NoVmEnv, NoVmFactory, RemoteHosts,
+    Teardown, VmEnv, WorkerSlot, VM_UNAVAILABLE,
+};
+pub use progress::ProgressMode;
+pub use registry::{ParamDoc, Registry, TestContext, TestFn, TestLog, TestSpec};
+pub use results::{RunReport, TestRecord};
+pub use runner::{run, RunError, RunOptions, RunSummary, Shard};
+pub use settings::{Settings, SettingsError};
+pub use shell::{RemoteShell, ShellConfig, ShellError, TcpShell};
+pub use verdict::{Counts, ExitStatus, TestError, TestResult, Verdict, VerdictKind};
+
+/// An error and its sources, joined by `: ` (for messages that must stand alone, like a
+/// verdict's).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.ends_with(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}

@@ -1,0 +1,205 @@
+//! The test registry: test types by `type` name, with their documented parameters, and the
+//! [`TestContext`] a test function receives.
+//!
+//! A test is a plain function `fn(&TestContext) -> BoxFuture<'_, TestResult>` registered with a
+//! [`TestSpec`]. Parameters marked `required` are checked by the runner before the test starts,
+//! so a missing one is an error naming the key (never a skip), even if the test would only read
+//! it late.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use params::{ParamError, Params};
+use tokio_util::sync::CancellationToken;
+
+use crate::env::{BoxFuture, RemoteHosts, VmEnv};
+use crate::state::StateStore;
+use crate::verdict::TestResult;
+
+/// One documented parameter of a test type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParamDoc {
+    /// The parameter name.
+    pub key: &'static str,
+    /// Whether the test cannot run without it (checked before the test starts).
+    pub required: bool,
+    /// What it means, with its default when it has one.
+    pub about: &'static str,
+}
+
+impl ParamDoc {
+    /// A required parameter.
+    pub const fn required(key: &'static str, about: &'static str) -> Self {
+        ParamDoc {
+            key,
+            required: true,
+            about,
+        }
+    }
+
+    /// An optional parameter.
+    pub const fn optional(key: &'static str, about: &'static str) -> Self {
+        ParamDoc {
+            key,
+            required: false,
+            about,
+        }
+    }
+}
+
+/// A test type: its `type` name, a one-line description and its parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TestSpec {
+    /// The value of `type` that selects this test.
+    pub name: &'static str,
+    /// What the test checks.
+    pub about: &'static str,
+    /// Its parameters.
+    pub params: &'static [ParamDoc],
+}
+
+impl TestSpec {
+    /// Check that every required parameter is set; the first missing one is
+    /// [`ParamError::Missing`].
+    pub fn check_required(&self, params: &Params) -> Result<(), ParamError> {
+        for p in self.params.iter().filter(|p| p.required) {
+            params.require(p.key)?;
+        }
+        Ok(())
+    }
+}
+
+/// The signature of a test function.
+pub type TestFn = for<'a> fn(&'a TestContext) -> BoxFuture<'a, TestResult>;
+
+/// Why registering a test failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    /// Two tests were registered under one name.
+    #[error("test type '{0}' is registered twice")]
+    Duplicate(&'static str),
+}
+
+/// Test types by name.
+#[derive(Clone, Default)]
+pub struct Registry {
+    tests: BTreeMap<&'static str, (TestSpec, TestFn)>,
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.tests.keys()).finish()
+    }
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Registry::default()
+    }
+
+    /// The built-in catalogue (see [`crate::catalogue`]).
+    pub fn builtin() -> Self {
+        crate::catalogue::builtin()
+    }
+
+    /// Register `f` under `spec.name`.
+    pub fn register(&mut self, spec: TestSpec, f: TestFn) -> Result<(), RegistryError> {
+        if self.tests.contains_key(spec.name) {
+            return Err(RegistryError::Duplicate(spec.name));
+        }
+        self.tests.insert(spec.name, (spec, f));
+        Ok(())
+    }
+
+    /// The test registered as `name`.
+    pub fn get(&self, name: &str) -> Option<(&TestSpec, TestFn)> {
+        self.tests.get(name).map(|(s, f)| (s, *f))
+    }
+
+    /// Every spec, sorted by name.
+    pub fn specs(&self) -> impl Iterator<Item = &TestSpec> {
+        self.tests.values().map(|(s, _)| s)
+    }
+}
+
+/// The log of one test: timestamped lines in `test.log` of the test's directory.
+#[derive(Clone)]
+pub struct TestLog {
+    file: Option<Arc<Mutex<File>>>,
+}
+
+impl fmt::Debug for TestLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TestLog")
+    }
+}
+
+impl TestLog {
+    /// A log appending to `path`.
+    pub fn create(path: &std::path::Path) -> std::io::Result<Self> {
+        let file = File::options().create(true).append(true).open(path)?;
+        Ok(TestLog {
+            file: Some(Arc::new(Mutex::new(file))),
+        })
+    }
+
+    /// A log that drops everything.
+    pub fn discard() -> Self {
+        TestLog { file: None }
+    }
+
+    /// Write one line. A log that cannot be written is not a test failure: the error is
+    /// dropped.
+    pub fn info(&self, msg: impl fmt::Display) {
+        self.write("INFO", msg);
+    }
+
+    /// Write one warning line.
+    pub fn warn(&self, msg: impl fmt::Display) {
+        self.write("WARN", msg);
+    }
+
+    fn write(&self, level: &str, msg: impl fmt::Display) {
+        if let Some(f) = &self.file {
+            if let Ok(mut f) = f.lock() {
+                let _ = writeln!(f, "{} {level} {msg}", crate::time::now_rfc3339());
+            }
+        }
+    }
+}
+
+/// Everything a test function can use.
+pub struct TestContext {
+    /// The variant's parameters, with their origins.
+    pub params: Params,
+    /// The variant's full name.
+    pub name: String,
+    /// The variant's short name.
+    pub shortname: String,
+    /// The test's own result directory (logs, copied artifacts).
+    pub dir: PathBuf,
+    /// The test's log.
+    pub log: TestLog,
+    /// Fires when the run is interrupted; long waits should select on it.
+    pub cancel: CancellationToken,
+    /// The worker's VMs.
+    pub env: Arc<dyn VmEnv>,
+    /// Hosts outside the VMs (shells, file transfer).
+    pub remote: Arc<dyn RemoteHosts>,
+    /// Key/value state kept between tests in `state.json`.
+    pub state: StateStore,
+}
+
+impl fmt::Debug for TestContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TestContext")
+            .field("name", &self.name)
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}

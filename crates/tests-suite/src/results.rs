@@ -1,0 +1,314 @@
+//! Result files: `results.json`, `junit.xml`, the `events.jsonl` stream, the `latest` link, and
+//! merging several result directories into one report.
+//!
+//! Layout of one job (see the crate README):
+//!
+//! ```text
+//! <results>/latest -> <job-id>
+//! <results>/<job-id>/results.json   the report (RunReport)
+//! <results>/<job-id>/junit.xml      one <testsuite> per test type
+//! <results>/<job-id>/events.jsonl   run/test start and finish events, one JSON object a line
+//! <results>/<job-id>/state.json     key/value state kept between tests
+//! <results>/<job-id>/tests/<NNNNN>-<shortname>/params.json, test.log, (QEMU artifacts)
+//! ```
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+use serde::{Deserialize, Serialize};
+
+use crate::verdict::{Counts, VerdictKind};
+
+/// Why writing or reading results failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ResultsError {
+    /// A file operation failed.
+    #[error("{what} {path}")]
+    Io {
+        /// The operation.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// A `results.json` could not be read.
+    #[error("{path} is not a kvmtest results.json")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The JSON error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// JUnit serialisation failed.
+    #[error("writing JUnit XML")]
+    Junit(#[source] quick_junit::SerializeError),
+    /// Two merged directories both hold the same variant.
+    #[error("variant {index} ({name}) is in more than one of the merged directories")]
+    Overlap {
+        /// The variant index.
+        index: usize,
+        /// Its name.
+        name: String,
+    },
+}
+
+fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> ResultsError + 'a {
+    move |source| ResultsError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Write `data` to `path` through a temporary file and a rename, so readers never see half a
+/// file.
+pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)
+}
+
+/// One test's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TestRecord {
+    /// The variant's 0-based position in the full enumeration (before sharding).
+    pub index: usize,
+    /// Full variant name.
+    pub name: String,
+    /// Short name.
+    pub shortname: String,
+    /// The `type` parameter, when set.
+    pub test_type: Option<String>,
+    /// The verdict.
+    pub verdict: VerdictKind,
+    /// The verdict's message.
+    pub message: Option<String>,
+    /// When it started (RFC 3339).
+    pub started: String,
+    /// How long it took, in seconds.
+    pub duration_s: f64,
+    /// Its directory, relative to the job directory.
+    pub dir: String,
+}
+
+/// The content of `results.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunReport {
+    /// The kvmtest version that wrote it.
+    pub kvmtest_version: String,
+    /// The job id.
+    pub job_id: String,
+    /// Start time (RFC 3339).
+    pub started: String,
+    /// End time (RFC 3339).
+    pub finished: String,
+    /// Whether the run was interrupted.
+    pub interrupted: bool,
+    /// `K/N` when the run was a shard.
+    pub shard: Option<String>,
+    /// Parallel workers.
+    pub jobs: usize,
+    /// Variants in the whole config (before sharding).
+    pub variants_total: usize,
+    /// Variants selected for this run (after sharding).
+    pub variants_selected: usize,
+    /// Verdict counts.
+    pub counts: Counts,
+    /// Every test that ran, by variant index.
+    pub tests: Vec<TestRecord>,
+    /// For a merged report: the job ids merged.
+    #[serde(default)]
+    pub merged_from: Vec<String>,
+}
+
+impl RunReport {
+    /// Write `results.json` and `junit.xml` into `job_dir`.
+    pub fn write(&self, job_dir: &Path) -> Result<(), ResultsError> {
+        let path = job_dir.join("results.json");
+        let text = serde_json::to_string_pretty(self).unwrap_or_default();
+        write_atomic(&path, text.as_bytes()).map_err(io_err("writing", &path))?;
+        let path = job_dir.join("junit.xml");
+        let xml = self.junit().to_string().map_err(ResultsError::Junit)?;
+        write_atomic(&path, xml.as_bytes()).map_err(io_err("writing", &path))
+    }
+
+    /// Read `results.json` of `job_dir`.
+    pub fn read(job_dir: &Path) -> Result<Self, ResultsError> {
+        let path = job_dir.join("results.json");
+        let text = fs::read_to_string(&path).map_err(io_err("reading", &path))?;
+        serde_json::from_str(&text).map_err(|source| ResultsError::Parse { path, source })
+    }
+
+    /// The JUnit report: one `<testsuite>` per test type, a `<testcase>` per variant.
+    pub fn junit(&self) -> Report {
+        let mut report = Report::new(format!("kvmtest {}", self.job_id));
+        let mut suites: BTreeMap<String, TestSuite> = BTreeMap::new();
+        for t in &self.tests {
+            let ty = t.test_type.clone().unwrap_or_else(|| "unknown".into());
+            let mut status = match t.verdict {
+                VerdictKind::Pass => TestCaseStatus::success(),
+                VerdictKind::Fail => TestCaseStatus::non_success(NonSuccessKind::Failure),
+                VerdictKind::Error => TestCaseStatus::non_success(NonSuccessKind::Error),
+                VerdictKind::Cancel => {
+                    let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
+                    s.set_type("cancelled");
+                    s
+                }
+                VerdictKind::Skip => TestCaseStatus::skipped(),
+            };
+            if let Some(m) = &t.message {
+                status.set_message(m.as_str());
+            } else if t.verdict == VerdictKind::Cancel {
+                status.set_message("cancelled by an interruption");
+            }
+            let mut case = TestCase::new(t.name.as_str(), status);
+            case.set_classname(ty.as_str());
+            case.set_time(Duration::from_secs_f64(t.duration_s.max(0.0)));
+            case.add_property(quick_junit::Property::new("dir", t.dir.as_str()));
+            suites
+                .entry(ty.clone())
+                .or_insert_with(|| TestSuite::new(ty.as_str()))
+                .add_test_case(case);
+        }
+        report.add_test_suites(suites.into_values());
+        report
+    }
+}
+
+/// The `events.jsonl` writer: one JSON object per line, flushed at once, with a `time` field.
+#[derive(Debug)]
+pub struct EventLog {
+    file: Mutex<File>,
+}
+
+impl EventLog {
+    /// Create (append to) `path`.
+    pub fn create(path: &Path) -> Result<Self, ResultsError> {
+        let file = File::options()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(io_err("creating", path))?;
+        Ok(EventLog {
+            file: Mutex::new(file),
+        })
+    }
+
+    /// Append `event` (an object; `time` is added). Write errors are dropped: the event stream
+    /// is a convenience, `results.json` is the record.
+    pub fn emit(&self, event: &str, mut fields: serde_json::Value) {
+        if let Some(obj) = fields.as_object_mut() {
+            obj.insert("event".into(), event.into());
+            obj.insert("time".into(), crate::time::now_rfc3339().into());
+        }
+        let mut line = fields.to_string();
+        line.push('\n');
+        if let Ok(mut f) = self.file.lock() {
+            let _ = f.write_all(line.as_bytes());
+        }
+    }
+}
+
+/// Point `<results>/latest` at `job_id` (replaced atomically).
+pub fn update_latest(results_dir: &Path, job_id: &str) -> Result<(), ResultsError> {
+    let link = results_dir.join("latest");
+    let tmp = results_dir.join(format!(".latest.tmp-{}", std::process::id()));
+    let _ = fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(job_id, &tmp).map_err(io_err("linking", &tmp))?;
+    fs::rename(&tmp, &link).map_err(io_err("renaming", &link))
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<(), ResultsError> {
+    fs::create_dir_all(to).map_err(io_err("creating", to))?;
+    for entry in fs::read_dir(from).map_err(io_err("reading", from))? {
+        let entry = entry.map_err(io_err("reading", from))?;
+        let src = entry.path();
+        let dst = to.join(entry.file_name());
+        let ty = entry.file_type().map_err(io_err("reading", &src))?;
+        if ty.is_dir() {
+            copy_dir(&src, &dst)?;
+        } else if ty.is_file() {
+            fs::copy(&src, &dst).map_err(io_err("copying", &src))?;
+        }
+        // Sockets and other special files are not results: skipped.
+    }
+    Ok(())
+}
+
+/// Merge the job directories `inputs` (e.g. the shards of one CI run) into a new job
+/// `job_id` under `results_dir`: tests are copied and ordered by variant index, counts summed.
+/// The same variant in two inputs is an error ([`ResultsError::Overlap`]).
+pub fn merge(
+    inputs: &[PathBuf],
+    results_dir: &Path,
+    job_id: &str,
+) -> Result<RunReport, ResultsError> {
+    let out = results_dir.join(job_id);
+    fs::create_dir_all(out.join("tests")).map_err(io_err("creating", &out))?;
+    let mut tests: BTreeMap<usize, TestRecord> = BTreeMap::new();
+    let mut merged = RunReport {
+        kvmtest_version: env!("CARGO_PKG_VERSION").into(),
+        job_id: job_id.into(),
+        started: String::new(),
+        finished: String::new(),
+        interrupted: false,
+        shard: None,
+        jobs: 0,
+        variants_total: 0,
+        variants_selected: 0,
+        counts: Counts::default(),
+        tests: Vec::new(),
+        merged_from: Vec::new(),
+    };
+    for input in inputs {
+        let r = RunReport::read(input)?;
+        if merged.started.is_empty() || r.started < merged.started {
+            merged.started = r.started.clone();
+        }
+        if r.finished > merged.finished {
+            merged.finished = r.finished.clone();
+        }
+        merged.interrupted |= r.interrupted;
+        merged.jobs += r.jobs;
+        merged.variants_total = merged.variants_total.max(r.variants_total);
+        merged.variants_selected += r.variants_selected;
+        merged.merged_from.push(r.job_id.clone());
+        for t in r.tests {
+            if tests.contains_key(&t.index) {
+                return Err(ResultsError::Overlap {
+                    index: t.index,
+                    name: t.name,
+                });
+            }
+            let src = input.join(&t.dir);
+            if src.is_dir() {
+                copy_dir(&src, &out.join(&t.dir))?;
+            }
+            tests.insert(t.index, t);
+        }
+    }
+    merged.tests = tests.into_values().collect();
+    for t in &merged.tests {
+        merged.counts.add(t.verdict);
+    }
+    merged.write(&out)?;
+    update_latest(results_dir, job_id)?;
+    Ok(merged)
+}

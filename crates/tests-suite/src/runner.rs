@@ -1,0 +1,734 @@
+//! The runner: expand a config, select a shard, run each variant's test with pre- and
+//! post-processing on `--jobs N` workers, and write the results.
+//!
+//! Order of work for one variant (one worker, one [`VmEnv`] kept across its tests so a VM
+//! can be reused):
+//! 1. its directory `tests/<index>-<shortname>/` with `params.json` and `test.log`;
+//! 2. `type` selects the test; its required parameters are checked (missing → error);
+//! 3. pre-processing: for each VM of `vms`, images with `create_image = yes` are prepared,
+//!    `restart_vm = yes` destroys a running VM first, and `start_vm = yes` starts it (the
+//!    environment reuses a running VM whose command line is identical);
+//! 4. the test, raced against the cancellation token;
+//! 5. post-processing with the variant's params — or their `on_error` view when the test
+//!    failed or errored: `kill_vm` (gracefully with `kill_vm_gracefully`, `kill_vm_timeout`),
+//!    `kill_unresponsive_vms`, `remove_image`. After a cancellation every VM is killed.
+//!
+//! Sharding rule: variant `i` (0-based, in the config's enumeration order, which is
+//! deterministic) belongs to shard `K/N` (1-based `K`) when `i % N == K - 1`. Every variant is
+//! in exactly one shard, and every machine computes the same split.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::fs;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use params::{Config, Params};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::env::{
+    EnvError, EnvFactory, NetRemote, NoVmFactory, RemoteHosts, Teardown, VmEnv, WorkerSlot,
+};
+use crate::gc::{process_start_time, ResourceRecorder, RunRecord};
+use crate::progress::{Progress, ProgressMode};
+use crate::registry::{Registry, TestContext, TestLog};
+use crate::results::{self, EventLog, ResultsError, RunReport, TestRecord};
+use crate::state::{StateError, StateStore};
+use crate::verdict::{Counts, ExitStatus, TestError, Verdict, VerdictKind};
+
+/// A `K/N` shard selector (1-based `K`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    k: usize,
+    n: usize,
+}
+
+/// Why a shard spec is invalid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("shard {0:?}: expected K/N with 1 <= K <= N")]
+pub struct ShardError(String);
+
+impl Shard {
+    /// Shard `k` of `n` (1-based).
+    pub fn new(k: usize, n: usize) -> Result<Self, ShardError> {
+        if n == 0 || k == 0 || k > n {
+            return Err(ShardError(format!("{k}/{n}")));
+        }
+        Ok(Shard { k, n })
+    }
+
+    /// Whether variant `index` (0-based enumeration position) belongs to this shard.
+    pub fn selects(&self, index: usize) -> bool {
+        index % self.n == self.k - 1
+    }
+}
+
+impl FromStr for Shard {
+    type Err = ShardError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || ShardError(s.to_string());
+        let (k, n) = s.split_once('/').ok_or_else(err)?;
+        let k = k.trim().parse().map_err(|_| err())?;
+        let n = n.trim().parse().map_err(|_| err())?;
+        Shard::new(k, n).map_err(|_| err())
+    }
+}
+
+impl fmt::Display for Shard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.k, self.n)
+    }
+}
+
+/// Why a run could not start or finish writing its results.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The config failed while its variants were enumerated.
+    #[error("expanding the config")]
+    Config(#[source] params::Error),
+    /// The job directory already exists.
+    #[error("job directory {0} already exists")]
+    JobExists(PathBuf),
+    /// A directory could not be created.
+    #[error("creating {path}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Result files.
+    #[error(transparent)]
+    Results(#[from] ResultsError),
+    /// The state file.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The run registry.
+    #[error(transparent)]
+    Registry(#[from] crate::gc::GcError),
+    /// The async runtime could not start.
+    #[error("starting the async runtime")]
+    Runtime(#[source] std::io::Error),
+}
+
+/// How to run.
+#[derive(Clone)]
+pub struct RunOptions {
+    /// Where job directories go.
+    pub results_dir: PathBuf,
+    /// The job id (default: start time and pid).
+    pub job_id: Option<String>,
+    /// Parallel workers (at least 1).
+    pub jobs: usize,
+    /// Run only this shard.
+    pub shard: Option<Shard>,
+    /// Sets `qemu_binary` in every variant (overrides the config, like avocado's
+    /// `--vt-qemu-bin`).
+    pub qemu_binary: Option<PathBuf>,
+    /// The guest image cache, for the environments.
+    pub guest_cache: Option<PathBuf>,
+    /// Progress display.
+    pub progress: ProgressMode,
+    /// The test types.
+    pub registry: Registry,
+    /// Builds each worker's VM environment.
+    pub env_factory: Arc<dyn EnvFactory>,
+    /// Hosts outside the VMs.
+    pub remote: Arc<dyn RemoteHosts>,
+    /// Install SIGINT/SIGTERM handlers that cancel the run.
+    pub handle_signals: bool,
+    /// Cancels the run when fired (the signal handlers fire it too).
+    pub cancel: CancellationToken,
+}
+
+impl fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("results_dir", &self.results_dir)
+            .field("job_id", &self.job_id)
+            .field("jobs", &self.jobs)
+            .field("shard", &self.shard)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunOptions {
+    /// Defaults: one job, no shard, the built-in catalogue, no VM layer, the real network, no
+    /// signal handlers, automatic progress.
+    pub fn new(results_dir: impl Into<PathBuf>) -> Self {
+        RunOptions {
+            results_dir: results_dir.into(),
+            job_id: None,
+            jobs: 1,
+            shard: None,
+            qemu_binary: None,
+            guest_cache: None,
+            progress: ProgressMode::Auto,
+            registry: Registry::builtin(),
+            env_factory: Arc::new(NoVmFactory),
+            remote: Arc::new(NetRemote),
+            handle_signals: false,
+            cancel: CancellationToken::new(),
+        }
+    }
+}
+
+/// What a run produced.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// The job directory.
+    pub job_dir: PathBuf,
+    /// The report written to `results.json`.
+    pub report: RunReport,
+    /// The exit status it maps to.
+    pub exit: ExitStatus,
+}
+
+/// One selected variant.
+struct Planned {
+    index: usize,
+    name: String,
+    shortname: String,
+    params: Params,
+}
+
+/// Enumerate `config` and keep the variants of `shard`: (selected, total).
+fn plan(
+    config: &Config,
+    shard: Option<Shard>,
+    qemu_binary: Option<&Path>,
+) -> Result<(Vec<Planned>, usize), RunError> {
+    let mut index = 0usize;
+    let mut out = Vec::new();
+    config
+        .for_each(|v| {
+            if shard.is_none_or(|s| s.selects(index)) {
+                let mut params = v.params().clone();
+                if let Some(q) = qemu_binary {
+                    params.insert("qemu_binary", q.to_string_lossy().into_owned());
+                }
+                out.push(Planned {
+                    index,
+                    name: v.name(),
+                    shortname: v.shortname(),
+                    params,
+                });
+            }
+            index += 1;
+            Ok(ControlFlow::Continue(()))
+        })
+        .map_err(RunError::Config)?;
+    Ok((out, index))
+}
+
+/// The variant indices shard `shard` of a config with `total` variants selects (for tests and
+/// for `--list`).
+pub fn shard_indices(total: usize, shard: Shard) -> Vec<usize> {
+    (0..total).filter(|&i| shard.selects(i)).collect()
+}
+
+fn sanitize(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(100)
+        .collect();
+    if s.is_empty() {
+        "variant".into()
+    } else {
+        s
+    }
+}
+
+/// What the workers share.
+struct Shared {
+    registry: Registry,
+    remote: Arc<dyn RemoteHosts>,
+    queue: Mutex<VecDeque<Planned>>,
+    tally: Mutex<Tally>,
+    events: EventLog,
+    state: StateStore,
+    cancel: CancellationToken,
+    job_dir: PathBuf,
+}
+
+struct Tally {
+    counts: Counts,
+    records: Vec<TestRecord>,
+    progress: Progress,
+}
+
+/// Run every selected variant of `config`. Blocks until done; builds its own async runtime,
+/// so call it from synchronous code (the CLI). The summary's `exit` is the process exit
+/// status.
+pub fn run(config: &Config, options: &RunOptions) -> Result<RunSummary, RunError> {
+    let (planned, total) = plan(config, options.shard, options.qemu_binary.as_deref())?;
+    let started_at = SystemTime::now();
+    let job_id = options
+        .job_id
+        .clone()
+        .unwrap_or_else(|| crate::time::job_id(started_at));
+    // Absolute, because tests run commands inside their own directory: a relative path
+    // handed to such a command would be resolved twice.
+    let results_dir = std::path::absolute(&options.results_dir).map_err(|source| RunError::Io {
+        path: options.results_dir.clone(),
+        source,
+    })?;
+    let job_dir = results_dir.join(&job_id);
+    if job_dir.exists() {
+        return Err(RunError::JobExists(job_dir));
+    }
+    let mkdir = |p: &Path| {
+        fs::create_dir_all(p).map_err(|source| RunError::Io {
+            path: p.to_path_buf(),
+            source,
+        })
+    };
+    mkdir(&job_dir.join("tests"))?;
+    let scratch_dir = std::env::temp_dir().join(format!("kvmtest-{job_id}"));
+    mkdir(&scratch_dir)?;
+    let recorder = ResourceRecorder::create(
+        &results_dir,
+        RunRecord {
+            job_id: job_id.clone(),
+            pid: std::process::id(),
+            pid_start_time: process_start_time(std::process::id()),
+            started: crate::time::rfc3339(started_at),
+            job_dir: job_dir.clone(),
+            scratch_dir: scratch_dir.clone(),
+            resources: Vec::new(),
+        },
+    )?;
+    results::update_latest(&results_dir, &job_id)?;
+    let events = EventLog::create(&job_dir.join("events.jsonl"))?;
+    events.emit(
+        "run_started",
+        json!({"job_id": job_id, "variants_total": total, "variants_selected": planned.len(),
+               "shard": options.shard.map(|s| s.to_string()), "jobs": options.jobs}),
+    );
+    let state = StateStore::create(&job_dir.join("state.json"))?;
+    let selected = planned.len();
+    let jobs = options.jobs.max(1);
+    let shared = Arc::new(Shared {
+        registry: options.registry.clone(),
+        remote: options.remote.clone(),
+        queue: Mutex::new(planned.into()),
+        tally: Mutex::new(Tally {
+            counts: Counts::default(),
+            records: Vec::new(),
+            progress: Progress::new(options.progress, selected),
+        }),
+        events,
+        state,
+        cancel: options.cancel.clone(),
+        job_dir: job_dir.clone(),
+    });
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(jobs.clamp(2, 16))
+        .enable_all()
+        .build()
+        .map_err(RunError::Runtime)?;
+    runtime.block_on(async {
+        if options.handle_signals {
+            // Registered before any test starts, so no SIGINT can kill the run uncleanly.
+            match Signals::register() {
+                Ok(signals) => {
+                    tokio::spawn(signals.watch(options.cancel.clone()));
+                }
+                Err(e) => eprintln!("kvmtest: cannot handle signals: {e}"),
+            }
+        }
+        let mut handles = Vec::new();
+        for index in 0..jobs {
+            let slot = WorkerSlot {
+                index,
+                scratch_dir: scratch_dir.join(format!("worker-{index}")),
+                qemu_binary: options.qemu_binary.clone(),
+                guest_cache: options.guest_cache.clone(),
+                recorder: recorder.clone(),
+            };
+            let env = fs::create_dir_all(&slot.scratch_dir)
+                .map_err(|e| EnvError::Unsupported {
+                    what: format!("scratch directory {}: {e}", slot.scratch_dir.display()),
+                })
+                .and_then(|()| options.env_factory.create(&slot));
+            handles.push(tokio::spawn(worker(shared.clone(), env)));
+        }
+        for h in handles {
+            let _ = h.await;
+        }
+    });
+    // Dropping the runtime would wait for the signal task; shut it down instead.
+    runtime.shutdown_background();
+
+    let interrupted = shared.cancel.is_cancelled();
+    let (counts, mut records) = match shared.tally.lock() {
+        Ok(mut t) => {
+            let counts = t.counts;
+            t.progress.finish(&counts, interrupted);
+            (counts, std::mem::take(&mut t.records))
+        }
+        Err(_) => (Counts::default(), Vec::new()),
+    };
+    records.sort_by_key(|r| r.index);
+    let report = RunReport {
+        kvmtest_version: env!("CARGO_PKG_VERSION").into(),
+        job_id: job_id.clone(),
+        started: crate::time::rfc3339(started_at),
+        finished: crate::time::now_rfc3339(),
+        interrupted,
+        shard: options.shard.map(|s| s.to_string()),
+        jobs,
+        variants_total: total,
+        variants_selected: selected,
+        counts,
+        tests: records,
+        merged_from: Vec::new(),
+    };
+    report.write(&job_dir)?;
+    shared.state.save()?;
+    shared.events.emit(
+        "run_finished",
+        json!({"job_id": job_id, "counts": counts, "interrupted": interrupted}),
+    );
+    let _ = fs::remove_dir_all(&scratch_dir);
+    recorder.remove()?;
+    let exit = if interrupted {
+        ExitStatus::Interrupted
+    } else if counts.all_ok() {
+        ExitStatus::Success
+    } else {
+        ExitStatus::TestsFailed
+    };
+    Ok(RunSummary {
+        job_dir,
+        report,
+        exit,
+    })
+}
+
+/// SIGINT and SIGTERM listeners.
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn register() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+        })
+    }
+
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
+    }
+
+    /// The first signal cancels the run; a second one exits at once with 130.
+    async fn watch(mut self, cancel: CancellationToken) {
+        self.next().await;
+        eprintln!(
+            "kvmtest: interrupted; stopping the current tests and writing results \
+             (interrupt again to quit at once)"
+        );
+        cancel.cancel();
+        self.next().await;
+        std::process::exit(i32::from(ExitStatus::Interrupted.code()));
+    }
+}
+
+async fn worker(shared: Arc<Shared>, env: Result<Arc<dyn VmEnv>, EnvError>) {
+    loop {
+        if shared.cancel.is_cancelled() {
+            break;
+        }
+        let next = shared.queue.lock().ok().and_then(|mut q| q.pop_front());
+        let Some(planned) = next else {
+            break;
+        };
+        let record = match &env {
+            Ok(env) => run_one(&shared, env, planned).await,
+            Err(e) => {
+                // No environment: every variant of this worker is an error, with the reason.
+                let msg = crate::error_chain(e);
+                record_without_running(&shared, planned, Verdict::Error(msg))
+            }
+        };
+        if let Ok(mut t) = shared.tally.lock() {
+            t.counts.add(record.verdict);
+            let counts = t.counts;
+            t.progress.finished(&record, &counts);
+            t.records.push(record);
+        }
+        let _ = shared.state.save();
+    }
+    if let Ok(env) = &env {
+        let how = if shared.cancel.is_cancelled() {
+            Teardown::Kill
+        } else {
+            Teardown::Graceful {
+                timeout: Duration::from_secs(60),
+            }
+        };
+        for name in env.vm_names() {
+            let _ = env.destroy_vm(&name, how).await;
+        }
+    }
+}
+
+fn test_dir_name(p: &Planned) -> String {
+    let base = if p.shortname.is_empty() {
+        &p.name
+    } else {
+        &p.shortname
+    };
+    format!("tests/{:05}-{}", p.index, sanitize(base))
+}
+
+fn record_without_running(shared: &Shared, p: Planned, verdict: Verdict) -> TestRecord {
+    let record = TestRecord {
+        index: p.index,
+        name: p.name,
+        shortname: p.shortname,
+        test_type: p.params.get("type").map(str::to_string),
+        verdict: verdict.kind(),
+        message: verdict.message().map(str::to_string),
+        started: crate::time::now_rfc3339(),
+        duration_s: 0.0,
+        dir: String::new(),
+    };
+    shared.events.emit(
+        "test_finished",
+        json!({"index": record.index, "name": record.name, "verdict": record.verdict,
+               "message": record.message, "duration_s": 0.0}),
+    );
+    record
+}
+
+fn write_params(dir: &Path, p: &Planned) -> std::io::Result<()> {
+    let params: Vec<serde_json::Value> = p
+        .params
+        .iter_with_origin()
+        .map(|(k, v, o)| json!({"key": k, "value": v, "origin": o.map(ToString::to_string)}))
+        .collect();
+    let doc = json!({"index": p.index, "name": p.name, "shortname": p.shortname, "params": params});
+    fs::write(
+        dir.join("params.json"),
+        serde_json::to_string_pretty(&doc).unwrap_or_default(),
+    )
+}
+
+async fn run_one(shared: &Arc<Shared>, env: &Arc<dyn VmEnv>, p: Planned) -> TestRecord {
+    let started = crate::time::now_rfc3339();
+    let clock = Instant::now();
+    let rel = test_dir_name(&p);
+    let dir = shared.job_dir.join(&rel);
+    let test_type = p.params.get("type").map(str::to_string);
+    shared.events.emit(
+        "test_started",
+        json!({"index": p.index, "name": p.name, "type": test_type, "dir": rel}),
+    );
+    let setup = fs::create_dir_all(&dir)
+        .and_then(|()| write_params(&dir, &p))
+        .and_then(|()| TestLog::create(&dir.join("test.log")));
+    let verdict = match setup {
+        Err(e) => Verdict::Error(format!("creating {}: {e}", dir.display())),
+        Ok(log) => {
+            let ctx = TestContext {
+                params: p.params.clone(),
+                name: p.name.clone(),
+                shortname: p.shortname.clone(),
+                dir: dir.clone(),
+                log,
+                cancel: shared.cancel.child_token(),
+                env: env.clone(),
+                remote: shared.remote.clone(),
+                state: shared.state.clone(),
+            };
+            ctx.log
+                .info(format_args!("test {} ({:?})", p.name, test_type));
+            let result = tokio::select! {
+                r = select_and_run(shared, &ctx) => r,
+                () = shared.cancel.cancelled() => Err(TestError::Cancelled),
+            };
+            let mut verdict = Verdict::from(result);
+            ctx.log.info(format_args!("verdict: {verdict:?}"));
+            if let Err(e) = postprocess(&ctx, &verdict, shared.cancel.is_cancelled()).await {
+                ctx.log.warn(format_args!("post-processing: {e}"));
+                if verdict == Verdict::Pass {
+                    verdict = Verdict::Error(format!("post-processing: {e}"));
+                }
+            }
+            verdict
+        }
+    };
+    let record = TestRecord {
+        index: p.index,
+        name: p.name,
+        shortname: p.shortname,
+        test_type,
+        verdict: verdict.kind(),
+        message: verdict.message().map(str::to_string),
+        started,
+        duration_s: clock.elapsed().as_secs_f64(),
+        dir: rel,
+    };
+    shared.events.emit(
+        "test_finished",
+        json!({"index": record.index, "name": record.name, "verdict": record.verdict,
+               "message": record.message, "duration_s": record.duration_s}),
+    );
+    record
+}
+
+/// Steps 2–4: select the test by `type`, check its parameters, pre-process, run.
+async fn select_and_run(shared: &Shared, ctx: &TestContext) -> Result<(), TestError> {
+    let ty = ctx.params.require("type")?;
+    let Some((spec, f)) = shared.registry.get(ty) else {
+        let known: Vec<&str> = shared.registry.specs().map(|s| s.name).collect();
+        return Err(TestError::Error(format!(
+            "unknown test type '{ty}'{}; known types: {}",
+            ctx.params
+                .origin("type")
+                .map(|o| format!(" (set at {o})"))
+                .unwrap_or_default(),
+            known.join(", ")
+        )));
+    };
+    spec.check_required(&ctx.params)?;
+    preprocess(ctx)
+        .await
+        .map_err(|e| TestError::Error(format!("pre-processing: {}", error_text(&e))))?;
+    f(ctx).await
+}
+
+fn error_text(e: &TestError) -> String {
+    match e {
+        TestError::Fail(m) | TestError::Error(m) | TestError::Skip(m) => m.clone(),
+        TestError::Cancelled => "cancelled".into(),
+    }
+}
+
+async fn preprocess(ctx: &TestContext) -> Result<(), TestError> {
+    for vm in ctx.params.objects("vms") {
+        let vp = ctx.params.object_params(vm);
+        for image in vp.objects("images") {
+            let ip = vp.object_params(image);
+            if ip.get_bool_or("create_image", false)? {
+                ctx.env.prepare_image(image, &ip).await?;
+            }
+        }
+        if vp.get_bool_or("restart_vm", false)? {
+            ctx.env.destroy_vm(vm, Teardown::Kill).await?;
+        }
+        if vp.get_bool_or("start_vm", false)? {
+            ctx.log.info(format_args!("starting VM {vm}"));
+            ctx.env.start_vm(vm, &vp, &ctx.dir).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn postprocess(
+    ctx: &TestContext,
+    verdict: &Verdict,
+    cancelled: bool,
+) -> Result<(), TestError> {
+    if cancelled {
+        for name in ctx.env.vm_names() {
+            ctx.env.destroy_vm(&name, Teardown::Kill).await?;
+        }
+        return Ok(());
+    }
+    let params = match verdict.kind() {
+        VerdictKind::Fail | VerdictKind::Error => ctx.params.object_params("on_error"),
+        _ => ctx.params.clone(),
+    };
+    let mut problems = Vec::new();
+    for vm in params.objects("vms") {
+        let vp = params.object_params(vm);
+        if vp.get_bool_or("kill_vm", false)? {
+            let how = if vp.get_bool_or("kill_vm_gracefully", true)? {
+                let secs = vp.get_f64("kill_vm_timeout")?.unwrap_or(60.0);
+                Teardown::Graceful {
+                    timeout: Duration::try_from_secs_f64(secs).unwrap_or(Duration::from_secs(60)),
+                }
+            } else {
+                Teardown::Kill
+            };
+            ctx.log
+                .info(format_args!("post-processing: destroying {vm} ({how:?})"));
+            if let Err(e) = ctx.env.destroy_vm(vm, how).await {
+                problems.push(crate::error_chain(&e));
+            }
+        }
+        for image in vp.objects("images") {
+            let ip = vp.object_params(image);
+            if ip.get_bool_or("remove_image", false)? {
+                if let Err(e) = ctx.env.remove_image(image, &ip).await {
+                    problems.push(crate::error_chain(&e));
+                }
+            }
+        }
+    }
+    if params.get_bool_or("kill_unresponsive_vms", false)? {
+        for name in ctx.env.vm_names() {
+            let responsive = match ctx.env.vm(&name) {
+                Ok(vm) => vm.is_alive() && vm.login(Duration::from_secs(30)).await.is_ok(),
+                Err(_) => false,
+            };
+            if !responsive {
+                ctx.log.info(format_args!(
+                    "post-processing: {name} is unresponsive, killing it"
+                ));
+                if let Err(e) = ctx.env.destroy_vm(&name, Teardown::Kill).await {
+                    problems.push(crate::error_chain(&e));
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(TestError::Error(problems.join("; ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_parsing() {
+        assert_eq!("2/3".parse::<Shard>(), Shard::new(2, 3));
+        assert!("0/3".parse::<Shard>().is_err());
+        assert!("4/3".parse::<Shard>().is_err());
+        assert!("1/0".parse::<Shard>().is_err());
+        assert!("x".parse::<Shard>().is_err());
+    }
+
+    #[test]
+    fn sanitized_names() {
+        assert_eq!(sanitize("(a=b).c d"), "_a_b_.c_d");
+        assert_eq!(sanitize(""), "variant");
+    }
+}

@@ -1,0 +1,508 @@
+//! Runner tests with `noop`/`sleep` variants: verdict counting, missing parameters, result
+//! files, sharding, merging, `--jobs`, cancellation, VM hooks through a fake environment, gc.
+
+#![allow(clippy::unwrap_used)] // Tests: a panic with the error is the report.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{config, options, read};
+use params::Params;
+use tests_suite::gc::{gc, GcMode, Resource, ResourceRecorder, RunRecord};
+use tests_suite::results::merge;
+use tests_suite::runner::shard_indices;
+use tests_suite::{
+    run, BoxFuture, EnvError, EnvFactory, ExitStatus, GuestVm, RunReport, Shard, Teardown,
+    VerdictKind, VmEnv, WorkerSlot,
+};
+
+const MIXED: &str = "\
+type = noop
+variants:
+    - p1:
+    - p2:
+    - f:
+        noop_verdict = fail
+        noop_message = expected 3 got 4
+    - e:
+        noop_verdict = error
+    - s:
+        noop_verdict = skip
+";
+
+#[test]
+fn verdicts_are_counted_and_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let summary = run(&config(MIXED), &options(dir.path())).unwrap();
+    let c = summary.report.counts;
+    assert_eq!((c.pass, c.fail, c.error, c.skip, c.cancel), (2, 1, 1, 1, 0));
+    assert_eq!(summary.exit, ExitStatus::TestsFailed);
+    assert_eq!(summary.exit.code(), 1);
+    assert!(!summary.report.interrupted);
+
+    // results.json round-trips and names the failure message.
+    let report = RunReport::read(&summary.job_dir).unwrap();
+    assert_eq!(report, summary.report);
+    let f = &report.tests[2];
+    assert_eq!((f.name.as_str(), f.verdict), ("f", VerdictKind::Fail));
+    assert_eq!(f.message.as_deref(), Some("expected 3 got 4"));
+
+    // junit.xml: one testcase per variant, failure and error and skip marked.
+    let junit = read(&summary.job_dir.join("junit.xml"));
+    assert_eq!(junit.matches("<testcase ").count(), 5, "{junit}");
+    assert!(
+        junit.contains("<failure message=\"expected 3 got 4\""),
+        "{junit}"
+    );
+    assert!(junit.contains("<error"), "{junit}");
+    assert!(junit.contains("<skipped"), "{junit}");
+    assert!(junit.contains("tests=\"5\""), "{junit}");
+
+    // events.jsonl: run start, 5 × (start, finish), run finish; every line is JSON.
+    let events: Vec<serde_json::Value> = read(&summary.job_dir.join("events.jsonl"))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 12);
+    assert_eq!(events[0]["event"], "run_started");
+    assert_eq!(events[11]["event"], "run_finished");
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e["event"] == "test_finished")
+            .count(),
+        5
+    );
+
+    // Per-test directory: params with origins, and the log.
+    let tdir = summary.job_dir.join(&report.tests[0].dir);
+    let params: serde_json::Value = serde_json::from_str(&read(&tdir.join("params.json"))).unwrap();
+    let ty = params["params"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["key"] == "type")
+        .unwrap();
+    assert_eq!(ty["value"], "noop");
+    assert_eq!(ty["origin"], "<string>:1");
+    assert!(read(&tdir.join("test.log")).contains("noop: p1"));
+    assert!(summary.job_dir.join("state.json").is_file());
+
+    // `latest` points at the job; the run registry entry is gone after a clean end.
+    let latest = std::fs::read_link(dir.path().join("latest")).unwrap();
+    assert_eq!(latest, Path::new(&report.job_id));
+    let runs = std::fs::read_dir(dir.path().join(".runs")).unwrap().count();
+    assert_eq!(runs, 0);
+}
+
+#[test]
+fn all_passing_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = "type = noop\nvariants:\n    - a:\n    - b:\n        noop_verdict = skip\n";
+    let summary = run(&config(cfg), &options(dir.path())).unwrap();
+    assert_eq!(summary.exit, ExitStatus::Success);
+}
+
+#[test]
+fn a_missing_parameter_is_an_error_naming_the_key_never_a_skip() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = "variants:\n    - no_type:\n        x = 1\n    - sleepy:\n        type = sleep\n    - bogus:\n        type = frobnicate\n";
+    let summary = run(&config(cfg), &options(dir.path())).unwrap();
+    let t = &summary.report.tests;
+    assert!(t.iter().all(|t| t.verdict == VerdictKind::Error), "{t:?}");
+    assert!(t[0].message.as_deref().unwrap().contains("'type'"));
+    assert!(t[1]
+        .message
+        .as_deref()
+        .unwrap()
+        .contains("Mandatory parameter 'sleep_time' is missing"));
+    let unknown = t[2].message.as_deref().unwrap();
+    assert!(
+        unknown.contains("unknown test type 'frobnicate' (set at <string>:7)"),
+        "{unknown}"
+    );
+    assert!(unknown.contains("qemu_img"), "{unknown}");
+}
+
+#[test]
+fn vm_based_types_error_without_a_vm_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = "main_vm = vm1\nvariants:\n    - boot:\n        type = boot\n    - mig:\n        type = migration\n        migration_protocol = tcp\n    - started:\n        type = noop\n        vms = vm1\n        start_vm = yes\n";
+    let summary = run(&config(cfg), &options(dir.path())).unwrap();
+    for t in &summary.report.tests {
+        assert_eq!(t.verdict, VerdictKind::Error, "{t:?}");
+        assert!(
+            t.message
+                .as_deref()
+                .unwrap()
+                .contains("VM layer not available in this build"),
+            "{t:?}"
+        );
+    }
+    // The noop variant failed in pre-processing, and says so.
+    assert!(summary.report.tests[2]
+        .message
+        .as_deref()
+        .unwrap()
+        .starts_with("pre-processing:"));
+}
+
+/// 3 × 4 = 12 variants.
+const MATRIX: &str = "\
+type = noop
+variants:
+    - a:
+    - b:
+    - c:
+variants:
+    - w:
+    - x:
+    - y:
+        noop_verdict = skip
+    - z:
+";
+
+fn indices(r: &RunReport) -> Vec<usize> {
+    r.tests.iter().map(|t| t.index).collect()
+}
+
+#[test]
+fn shards_partition_the_variants_deterministically() {
+    for n in 1..=13 {
+        let mut seen = BTreeSet::new();
+        for k in 1..=n {
+            let s = Shard::new(k, n).unwrap();
+            for i in shard_indices(12, s) {
+                assert!(seen.insert(i), "variant {i} in two shards of {n}");
+            }
+        }
+        assert_eq!(seen, (0..12).collect(), "shards of {n} miss variants");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(MATRIX);
+    let mut shard_dirs = Vec::new();
+    let mut union = BTreeSet::new();
+    let mut names = Vec::new();
+    for k in 1..=3 {
+        let mut o = options(dir.path());
+        o.shard = Some(Shard::new(k, 3).unwrap());
+        o.job_id = Some(format!("shard-{k}"));
+        let s = run(&cfg, &o).unwrap();
+        assert_eq!(s.report.variants_total, 12);
+        assert_eq!(s.report.variants_selected, 4);
+        assert_eq!(s.report.shard.as_deref(), Some(format!("{k}/3").as_str()));
+        let idx = indices(&s.report);
+        assert!(idx.iter().all(|i| i % 3 == k - 1), "{idx:?}");
+        // Same selection when run again (deterministic).
+        let mut again = options(dir.path());
+        again.shard = o.shard;
+        again.job_id = Some(format!("shard-{k}-again"));
+        assert_eq!(indices(&run(&cfg, &again).unwrap().report), idx);
+        union.extend(idx);
+        names.extend(s.report.tests.iter().map(|t| (t.index, t.name.clone())));
+        shard_dirs.push(s.job_dir);
+    }
+    assert_eq!(union, (0..12).collect());
+
+    // Merge: 12 tests in enumeration order, the same names as an unsharded run.
+    let merged = merge(&shard_dirs, dir.path(), "merged").unwrap();
+    assert_eq!(indices(&merged), (0..12).collect::<Vec<_>>());
+    assert_eq!((merged.counts.pass, merged.counts.skip), (9, 3));
+    let full = run(&cfg, &options(dir.path())).unwrap();
+    let full_names: Vec<_> = full
+        .report
+        .tests
+        .iter()
+        .map(|t| (t.index, t.name.clone()))
+        .collect();
+    names.sort();
+    assert_eq!(names, full_names);
+    let merged_dir = dir.path().join("merged");
+    assert!(merged_dir.join("junit.xml").is_file());
+    for t in &merged.tests {
+        assert!(
+            merged_dir.join(&t.dir).join("params.json").is_file(),
+            "{}",
+            t.dir
+        );
+    }
+    // Merging a shard twice is refused.
+    let twice = [shard_dirs[0].clone(), shard_dirs[0].clone()];
+    assert!(merge(&twice, dir.path(), "bad").is_err());
+}
+
+#[test]
+fn parallel_jobs_isolate_directories_and_overlap() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = "type = sleep\nsleep_time = 0.4\nvariants:\n    - a:\n    - b:\n    - c:\n    - d:\n    - e:\n    - f:\n";
+    let mut o = options(dir.path());
+    o.jobs = 3;
+    let start = Instant::now();
+    let s = run(&config(cfg), &o).unwrap();
+    let took = start.elapsed();
+    assert_eq!(s.report.counts.pass, 6);
+    assert!(
+        took < Duration::from_millis(2000),
+        "took {took:?}: not parallel"
+    );
+    let dirs: BTreeSet<_> = s.report.tests.iter().map(|t| t.dir.clone()).collect();
+    assert_eq!(dirs.len(), 6);
+    assert_eq!(s.report.jobs, 3);
+}
+
+#[test]
+fn cancellation_keeps_finished_results_and_cancels_the_current_test() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = "type = sleep\nvariants:\n    - quick:\n        sleep_time = 0\n    - slow:\n        sleep_time = 30\n    - never:\n        sleep_time = 0\n";
+    let o = options(dir.path());
+    let cancel = o.cancel.clone();
+    let canceller = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(500));
+        cancel.cancel();
+    });
+    let start = Instant::now();
+    let s = run(&config(cfg), &o).unwrap();
+    canceller.join().unwrap();
+    assert!(start.elapsed() < Duration::from_secs(10));
+    assert_eq!(s.exit, ExitStatus::Interrupted);
+    assert_eq!(s.exit.code(), 130);
+    assert!(s.report.interrupted);
+    let v: Vec<_> = s
+        .report
+        .tests
+        .iter()
+        .map(|t| (t.name.as_str(), t.verdict))
+        .collect();
+    assert_eq!(
+        v,
+        [("quick", VerdictKind::Pass), ("slow", VerdictKind::Cancel)]
+    );
+    assert!(read(&s.job_dir.join("junit.xml")).contains("cancelled"));
+}
+
+/// A fake environment that records the calls the runner makes.
+#[derive(Default)]
+struct FakeEnv {
+    calls: Arc<Mutex<Vec<String>>>,
+    running: Mutex<Vec<String>>,
+}
+
+impl VmEnv for FakeEnv {
+    fn start_vm<'a>(
+        &'a self,
+        name: &'a str,
+        params: &'a Params,
+        _dir: &'a Path,
+    ) -> BoxFuture<'a, Result<(), EnvError>> {
+        Box::pin(async move {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("start {name} mem={}", params.get_or("mem", "?")));
+            self.running.lock().unwrap().push(name.to_string());
+            Ok(())
+        })
+    }
+    fn vm(&self, name: &str) -> Result<Arc<dyn GuestVm>, EnvError> {
+        Err(EnvError::NoSuchVm { name: name.into() })
+    }
+    fn vm_names(&self) -> Vec<String> {
+        self.running.lock().unwrap().clone()
+    }
+    fn destroy_vm<'a>(
+        &'a self,
+        name: &'a str,
+        how: Teardown,
+    ) -> BoxFuture<'a, Result<(), EnvError>> {
+        Box::pin(async move {
+            let kind = match how {
+                Teardown::Graceful { timeout } => format!("graceful {}s", timeout.as_secs()),
+                Teardown::Kill => "kill".into(),
+            };
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("destroy {name} {kind}"));
+            self.running.lock().unwrap().retain(|n| n != name);
+            Ok(())
+        })
+    }
+    fn prepare_image<'a>(
+        &'a self,
+        image: &'a str,
+        _p: &'a Params,
+    ) -> BoxFuture<'a, Result<(), EnvError>> {
+        Box::pin(async move {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("create image {image}"));
+            Ok(())
+        })
+    }
+    fn remove_image<'a>(
+        &'a self,
+        image: &'a str,
+        _p: &'a Params,
+    ) -> BoxFuture<'a, Result<(), EnvError>> {
+        Box::pin(async move {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("remove image {image}"));
+            Ok(())
+        })
+    }
+}
+
+struct FakeFactory(Arc<Mutex<Vec<String>>>);
+
+impl EnvFactory for FakeFactory {
+    fn create(&self, slot: &WorkerSlot) -> Result<Arc<dyn VmEnv>, EnvError> {
+        assert!(slot.scratch_dir.is_dir());
+        Ok(Arc::new(FakeEnv {
+            calls: self.0.clone(),
+            running: Mutex::default(),
+        }))
+    }
+}
+
+#[test]
+fn pre_and_post_processing_go_through_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = "\
+type = noop
+vms = vm1
+images = img1
+mem = 256
+mem_vm1 = 512
+start_vm = yes
+create_image = yes
+kill_vm_timeout = 5
+kill_vm_on_error = yes
+kill_vm_gracefully_on_error = no
+variants:
+    - keep:
+    - fails:
+        noop_verdict = fail
+    - last:
+        kill_vm = yes
+        remove_image = yes
+";
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let mut o = options(dir.path());
+    o.env_factory = Arc::new(FakeFactory(calls.clone()));
+    let s = run(&config(cfg), &o).unwrap();
+    let v: Vec<_> = s.report.tests.iter().map(|t| t.verdict).collect();
+    assert_eq!(v, [VerdictKind::Pass, VerdictKind::Fail, VerdictKind::Pass]);
+    let calls = calls.lock().unwrap().clone();
+    assert_eq!(
+        calls,
+        [
+            "create image img1",
+            "start vm1 mem=512",
+            // `fails`: on_error view → kill_vm = yes, not gracefully.
+            "create image img1",
+            "start vm1 mem=512",
+            "destroy vm1 kill",
+            // `last`: kill_vm gracefully with kill_vm_timeout, then the image.
+            "create image img1",
+            "start vm1 mem=512",
+            "destroy vm1 graceful 5s",
+            "remove image img1",
+        ]
+    );
+}
+
+#[test]
+fn gc_cleans_stale_runs_and_leaves_live_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path();
+    // A stale run: its runner pid has exited.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let gone_pid = gone.id();
+    gone.wait().unwrap();
+    let mut orphan = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    let orphan_start = tests_suite::gc::process_start_time(orphan.id());
+    let scratch = results.join("scratch");
+    std::fs::create_dir_all(scratch.join("w0")).unwrap();
+    let sock = results.join("qmp.sock");
+    std::fs::write(&sock, "").unwrap();
+    let stale = ResourceRecorder::create(
+        results,
+        RunRecord {
+            job_id: "stale".into(),
+            pid: gone_pid,
+            pid_start_time: Some(1),
+            started: String::new(),
+            job_dir: results.join("stale"),
+            scratch_dir: scratch.clone(),
+            resources: Vec::new(),
+        },
+    )
+    .unwrap();
+    stale
+        .record(Resource::Process {
+            pid: orphan.id(),
+            start_time: orphan_start,
+            group: false,
+        })
+        .unwrap();
+    stale
+        .record(Resource::Socket { path: sock.clone() })
+        .unwrap();
+    // A process whose start time does not match is not ours: never killed.
+    let mut stranger = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    stale
+        .record(Resource::Process {
+            pid: stranger.id(),
+            start_time: Some(1),
+            group: false,
+        })
+        .unwrap();
+    // A live run: this process.
+    ResourceRecorder::create(
+        results,
+        RunRecord {
+            job_id: "live".into(),
+            pid: std::process::id(),
+            pid_start_time: tests_suite::gc::process_start_time(std::process::id()),
+            started: String::new(),
+            job_dir: results.join("live"),
+            scratch_dir: results.join("live-scratch"),
+            resources: Vec::new(),
+        },
+    )
+    .unwrap();
+
+    let dry = gc(results, GcMode::DryRun).unwrap();
+    assert_eq!(dry.stale_runs, ["stale"]);
+    assert!(sock.exists() && scratch.exists());
+
+    let r = gc(results, GcMode::Collect).unwrap();
+    assert_eq!(r.stale_runs, ["stale"]);
+    assert_eq!(r.live_runs, ["live"]);
+    assert_eq!(r.killed, [orphan.id()]);
+    let status = orphan.wait().unwrap();
+    assert!(!status.success(), "the orphan was killed");
+    assert!(!sock.exists() && !scratch.exists());
+    assert!(!results.join(".runs/stale.json").exists());
+    assert!(results.join(".runs/live.json").exists());
+    assert!(
+        stranger.try_wait().unwrap().is_none(),
+        "a stranger was killed"
+    );
+    stranger.kill().unwrap();
+    stranger.wait().unwrap();
+}

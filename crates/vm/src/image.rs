@@ -1,0 +1,235 @@
+//! Disk images through the real `qemu-img`, and the pre/post-processing walk over VMs and images.
+//!
+//! [`Image`] is an image's typed view (`image_name` + `image_format` → the file, `image_size`),
+//! built once from an image's params; its operations run `qemu-img` as an argv and fail with its
+//! stderr. [`process`] is the old framework's walk: for every VM of `vms`, call the image
+//! function on each of its `images` (params nested `image_VM` > `image`), then the VM function.
+//! [`postprocess_on_error`] applies the `on_error` object's params.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use params::Params;
+
+use crate::error::ImageError;
+use crate::layout::render_argv;
+
+/// The `qemu-img` binary: `qemu_img_binary` from the params, else `qemu-img` on `PATH`.
+fn qemu_img(params: &Params) -> String {
+    params
+        .get("qemu_img_binary")
+        .filter(|s| !s.is_empty())
+        .unwrap_or("qemu-img")
+        .to_owned()
+}
+
+/// An image file as the params describe it.
+#[derive(Debug, Clone)]
+pub struct Image {
+    /// The image's name in `images`.
+    pub name: String,
+    /// `image_name` + `.` + `image_format` (raw images keep the bare name), under the root dir.
+    pub path: PathBuf,
+    /// `image_format` (default `qcow2`).
+    pub format: String,
+    /// `image_size` (default `10G`), as `qemu-img` reads it.
+    pub size: String,
+    qemu_img: String,
+}
+
+fn run(argv: &[OsString]) -> Result<String, ImageError> {
+    let (program, args) = argv.split_first().ok_or_else(|| ImageError::Spawn {
+        program: String::new(),
+        source: std::io::Error::other("empty argv"),
+    })?;
+    let out = Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|source| ImageError::Spawn {
+            program: program.to_string_lossy().into_owned(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(ImageError::Failed {
+            command: render_argv(argv),
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+impl Image {
+    /// The typed view of image `name` from an image's params (`params.object_params(name)`),
+    /// relative paths under `root`.
+    ///
+    /// # Errors
+    /// [`ImageError::Params`] when `image_name` is missing.
+    pub fn from_params(name: &str, params: &Params, root: &Path) -> Result<Image, ImageError> {
+        let base = params
+            .require("image_name")
+            .map_err(|source| ImageError::Params {
+                image: name.to_owned(),
+                source: Box::new(source),
+            })?;
+        let format = params.get("image_format").unwrap_or("qcow2").to_owned();
+        let raw_device = params.get("image_raw_device") == Some("yes");
+        let file = if raw_device {
+            base.to_owned()
+        } else {
+            format!("{base}.{format}")
+        };
+        Ok(Image {
+            name: name.to_owned(),
+            path: root.join(file),
+            format,
+            size: params.get("image_size").unwrap_or("10G").to_owned(),
+            qemu_img: qemu_img(params),
+        })
+    }
+
+    fn argv(&self, args: &[&str]) -> Vec<OsString> {
+        std::iter::once(OsString::from(&self.qemu_img))
+            .chain(args.iter().map(OsString::from))
+            .collect()
+    }
+
+    /// `qemu-img create -f FORMAT PATH SIZE`.
+    ///
+    /// # Errors
+    /// [`ImageError::Failed`] with `qemu-img`'s stderr.
+    pub fn create(&self) -> Result<(), ImageError> {
+        let mut argv = self.argv(&["create", "-f", &self.format]);
+        argv.push(self.path.clone().into_os_string());
+        argv.push(self.size.clone().into());
+        run(&argv).map(|_| ())
+    }
+
+    /// `qemu-img check` (qcow2 and other formats that support it); a report of problems is
+    /// [`ImageError::Corrupt`].
+    ///
+    /// # Errors
+    /// [`ImageError::Corrupt`], [`ImageError::Failed`].
+    pub fn check(&self) -> Result<(), ImageError> {
+        let mut argv = self.argv(&["check", "-f", &self.format]);
+        argv.push(self.path.clone().into_os_string());
+        match run(&argv) {
+            Ok(_) => Ok(()),
+            Err(ImageError::Failed { stderr, status, .. })
+                if status.contains("exit status: 2") || status.contains("exit status: 3") =>
+            {
+                Err(ImageError::Corrupt {
+                    path: self.path.clone(),
+                    report: stderr,
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `qemu-img convert -f FORMAT -O TO PATH DEST`; returns the new image.
+    ///
+    /// # Errors
+    /// [`ImageError::Failed`].
+    pub fn convert(&self, to_format: &str, dest: &Path) -> Result<Image, ImageError> {
+        let mut argv = self.argv(&["convert", "-f", &self.format, "-O", to_format]);
+        argv.push(self.path.clone().into_os_string());
+        argv.push(dest.as_os_str().to_owned());
+        run(&argv)?;
+        Ok(Image {
+            name: format!("{}-{to_format}", self.name),
+            path: dest.to_path_buf(),
+            format: to_format.to_owned(),
+            size: self.size.clone(),
+            qemu_img: self.qemu_img.clone(),
+        })
+    }
+
+    /// `qemu-img info --output=json`.
+    ///
+    /// # Errors
+    /// [`ImageError::Failed`].
+    pub fn info(&self) -> Result<serde_json::Value, ImageError> {
+        let mut argv = self.argv(&["info", "--output=json", "-f", &self.format]);
+        argv.push(self.path.clone().into_os_string());
+        let text = run(&argv)?;
+        serde_json::from_str(&text).map_err(|e| ImageError::Failed {
+            command: render_argv(&argv),
+            status: "ok".into(),
+            stderr: format!("unparsable JSON: {e}"),
+        })
+    }
+
+    /// `qemu-img snapshot -c NAME` (internal snapshot; qcow2).
+    ///
+    /// # Errors
+    /// [`ImageError::Failed`].
+    pub fn snapshot_create(&self, snapshot: &str) -> Result<(), ImageError> {
+        let mut argv = self.argv(&["snapshot", "-c", snapshot]);
+        argv.push(self.path.clone().into_os_string());
+        run(&argv).map(|_| ())
+    }
+
+    /// The names of the internal snapshots (`qemu-img snapshot -l`).
+    ///
+    /// # Errors
+    /// [`ImageError::Failed`].
+    pub fn snapshot_list(&self) -> Result<Vec<String>, ImageError> {
+        let info = self.info()?;
+        Ok(info
+            .get("snapshots")
+            .and_then(|s| s.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.get("name").and_then(|n| n.as_str()).map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// Removes the image file (a missing file is fine).
+    ///
+    /// # Errors
+    /// [`ImageError::Remove`].
+    pub fn remove(&self) -> Result<(), ImageError> {
+        match std::fs::remove_file(&self.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(ImageError::Remove {
+                path: self.path.clone(),
+                source,
+            }),
+        }
+    }
+}
+
+/// The old framework's pre/post-processing walk: for every VM of `vms`, `image_fn(image_name,
+/// image_params)` for each of its `images`, then `vm_fn(vm_name, vm_params)`. Stops at the first
+/// error.
+///
+/// # Errors
+/// The first error of either function.
+pub fn process<E>(
+    params: &Params,
+    mut image_fn: impl FnMut(&str, &Params) -> Result<(), E>,
+    mut vm_fn: impl FnMut(&str, &Params) -> Result<(), E>,
+) -> Result<(), E> {
+    for vm in params.objects("vms") {
+        let vm_params = params.object_params(vm);
+        for image in vm_params.objects("images") {
+            let image_params = vm_params.object_params(image);
+            image_fn(image, &image_params)?;
+        }
+        vm_fn(vm, &vm_params)?;
+    }
+    Ok(())
+}
+
+/// Applies the `on_error` object's params (`key_on_error = value` overrides `key`), for the
+/// post-processing of a failed test.
+pub fn postprocess_on_error(params: &mut Params) {
+    let overrides = params.object_params("on_error");
+    params.update(&overrides);
+}

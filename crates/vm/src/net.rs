@@ -1,0 +1,288 @@
+//! Per-VM network identity without global locks: MAC addresses, the random UUID, redirected
+//! ports read back from QEMU, tap interface names.
+//!
+//! * **MACs.** A NIC's MAC is `nic_mac` when given, the source VM's for a migration destination,
+//!   else generated: 46 random bits in a locally administered unicast address. A generated MAC
+//!   is *reserved* by creating a file named after it in the MAC registry directory with
+//!   `O_CREAT|O_EXCL` — an atomic claim, not a lock: concurrent processes never wait for each
+//!   other, and a collision (astronomically rare) just draws again. The file records the owner's
+//!   pid and run directory, so a reservation left by a killed process is recognised as stale
+//!   (owner gone) and reclaimed; a normal teardown removes it.
+//! * **Ports.** `redirs` are forwarded from host port 0 (`hostfwd=tcp:127.0.0.1:0-:GUEST`):
+//!   QEMU binds and the kernel picks a free port, which is then read back from `info usernet`.
+//!   Nothing is probed and released, so two VMs can never be handed the same port.
+
+use std::fmt;
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+
+/// A MAC address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MacAddr(pub [u8; 6]);
+
+impl MacAddr {
+    /// A random locally administered unicast address (46 random bits).
+    pub fn random() -> io::Result<MacAddr> {
+        let mut b = [0u8; 6];
+        getrandom::fill(&mut b).map_err(|e| io::Error::other(e.to_string()))?;
+        b[0] = (b[0] & 0xfc) | 0x02;
+        Ok(MacAddr(b))
+    }
+
+    /// Whether the locally administered bit is set.
+    pub fn is_local(&self) -> bool {
+        self.0[0] & 0x02 != 0
+    }
+
+    fn file_name(&self) -> String {
+        self.to_string().replace(':', "-")
+    }
+}
+
+impl fmt::Display for MacAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [a, b, c, d, e, g] = self.0;
+        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
+    }
+}
+
+/// A string that is not a MAC address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a MAC address (expected six hex bytes such as 52:54:00:12:34:56)")]
+pub struct BadMac(pub String);
+
+impl FromStr for MacAddr {
+    type Err = BadMac;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || BadMac(s.to_owned());
+        let mut out = [0u8; 6];
+        let mut parts = s.split([':', '-']);
+        for byte in &mut out {
+            let p = parts.next().ok_or_else(bad)?;
+            if p.len() != 2 {
+                return Err(bad());
+            }
+            *byte = u8::from_str_radix(p, 16).map_err(|_| bad())?;
+        }
+        if parts.next().is_some() {
+            return Err(bad());
+        }
+        Ok(MacAddr(out))
+    }
+}
+
+/// The MAC registry directory: `KVMTEST_MAC_DIR`, else `kvmtest-macs-UID` in the temp dir.
+pub fn mac_registry_dir() -> PathBuf {
+    match std::env::var_os("KVMTEST_MAC_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => std::env::temp_dir().join(format!(
+            "kvmtest-macs-{}",
+            rustix::process::getuid().as_raw()
+        )),
+    }
+}
+
+/// A claim on a generated MAC; the registry file is removed when the last clone drops (a
+/// migration destination shares its source's claims).
+#[derive(Debug, Clone)]
+pub struct MacReservation(Arc<ReservationFile>);
+
+#[derive(Debug)]
+struct ReservationFile {
+    mac: MacAddr,
+    path: PathBuf,
+}
+
+impl Drop for ReservationFile {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+impl MacReservation {
+    /// The reserved MAC.
+    pub fn mac(&self) -> MacAddr {
+        self.0.mac
+    }
+
+    /// Generates and reserves a MAC in `dir` for a VM whose run directory is `run_dir`.
+    pub fn generate(dir: &Path, run_dir: &Path) -> io::Result<MacReservation> {
+        fs::create_dir_all(dir)?;
+        for _ in 0..64 {
+            let mac = MacAddr::random()?;
+            let path = dir.join(mac.file_name());
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut f) => {
+                    writeln!(f, "{} {}", std::process::id(), run_dir.display())?;
+                    return Ok(MacReservation(Arc::new(ReservationFile { mac, path })));
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    if is_stale(&path) {
+                        let _ = fs::remove_file(&path);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(io::Error::other(format!(
+            "no free MAC after 64 draws in {}",
+            dir.display()
+        )))
+    }
+}
+
+/// Removes reservations in `dir` whose owner process or run directory is gone.
+pub fn sweep_stale_macs(dir: &Path) {
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if is_stale(&e.path()) {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+/// A reservation whose owner process or run directory is gone.
+fn is_stale(path: &Path) -> bool {
+    let Ok(text) = fs::read_to_string(path) else {
+        return false;
+    };
+    if text.trim().is_empty() {
+        // Just created, owner not written yet.
+        return false;
+    }
+    let mut it = text.trim().splitn(2, ' ');
+    let pid_alive = it
+        .next()
+        .and_then(|p| p.parse::<u32>().ok())
+        .is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
+    let run_dir_exists = it.next().is_some_and(|d| Path::new(d).exists());
+    !(pid_alive && run_dir_exists)
+}
+
+/// A random (version 4) UUID, for `uuid = random`.
+pub fn random_uuid() -> io::Result<String> {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).map_err(|e| io::Error::other(e.to_string()))?;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    Ok(format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    ))
+}
+
+/// `(host port, guest port)` of every TCP host forward in HMP `info usernet` output.
+///
+/// ```text
+///   Protocol[State]    FD  Source Address  Port   Dest. Address  Port RecvQ SendQ
+///   TCP[HOST_FORWARD]  13       127.0.0.1 35425       10.0.2.15    23     0     0
+/// ```
+pub fn parse_usernet_forwards(text: &str) -> Vec<(u16, u16)> {
+    text.lines()
+        .filter(|l| l.trim_start().starts_with("TCP[HOST_FORWARD]"))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Some((f.get(3)?.parse().ok()?, f.get(5)?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The tap interface name of NIC `index` when `nic_ifname` is not given: `t<index>-<instance>`,
+/// at most 15 bytes (Linux's limit).
+pub fn default_ifname(index: usize, instance: &str) -> String {
+    let tail_len = 15usize.saturating_sub(format!("t{index}-").len());
+    let start = instance.len().saturating_sub(tail_len);
+    format!("t{index}-{}", &instance[start..])
+}
+
+/// The MAC that `/proc/net/arp` lists for `ip`, if any.
+pub fn arp_mac(ip: &str) -> Option<MacAddr> {
+    let text = fs::read_to_string("/proc/net/arp").ok()?;
+    text.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.first() == Some(&ip)).then(|| f.get(3)?.parse().ok())?
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mac_roundtrip_and_random_bits() {
+        let m: MacAddr = "52:54:00:AB:cd:0f".parse().expect("valid");
+        assert_eq!(m.to_string(), "52:54:00:ab:cd:0f");
+        assert!("52:54:00:ab:cd".parse::<MacAddr>().is_err());
+        assert!("52:54:00:ab:cd:0f:00".parse::<MacAddr>().is_err());
+        for _ in 0..100 {
+            let r = MacAddr::random().expect("random");
+            assert!(r.is_local());
+            assert_eq!(r.0[0] & 1, 0, "unicast");
+        }
+    }
+
+    #[test]
+    fn reservations_are_exclusive_and_freed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let run = dir.path().join("run");
+        fs::create_dir(&run).expect("run dir");
+        let a = MacReservation::generate(dir.path(), &run).expect("a");
+        let b = MacReservation::generate(dir.path(), &run).expect("b");
+        assert_ne!(a.mac(), b.mac());
+        let file = dir.path().join(a.mac().file_name());
+        assert!(file.exists());
+        let shared = a.clone();
+        drop(a);
+        assert!(file.exists(), "a clone still holds the claim");
+        drop(shared);
+        assert!(!file.exists());
+    }
+
+    #[test]
+    fn stale_reservation_is_detected() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("02-00-00-00-00-01");
+        fs::write(&p, "999999999 /nonexistent\n").expect("write");
+        assert!(is_stale(&p));
+        fs::write(
+            &p,
+            format!("{} {}\n", std::process::id(), dir.path().display()),
+        )
+        .expect("w");
+        assert!(!is_stale(&p));
+    }
+
+    #[test]
+    fn uuid_shape() {
+        let u = random_uuid().expect("uuid");
+        assert_eq!(u.len(), 36);
+        assert_eq!(&u[14..15], "4");
+    }
+
+    #[test]
+    fn usernet_and_ifname() {
+        let text = "Hub -1 (net0):\n  Protocol[State]    FD  Source Address  Port   Dest. Address  Port RecvQ SendQ\n  TCP[HOST_FORWARD]  13       127.0.0.1 35425       10.0.2.15    23     0     0\n  TCP[HOST_FORWARD]  14       127.0.0.1 35427       10.0.2.15  2222     0     0\n";
+        assert_eq!(
+            parse_usernet_forwards(text),
+            vec![(35425, 23), (35427, 2222)]
+        );
+        assert_eq!(
+            default_ifname(0, "20241126-abcdefghijkl"),
+            "t0-abcdefghijkl"
+        );
+        assert!(default_ifname(12, "x").len() <= 15);
+    }
+}

@@ -1,0 +1,529 @@
+//! Guest shells: [`Session`] runs commands over any [`Transport`] and logs everything.
+//!
+//! The protocol is avocado-vt's, driven by the params: wait for `shell_prompt` (a regex matched
+//! against the last line of output), send a command, read up to the next prompt, drop the echoed
+//! command line; then run `status_test_command` (`echo $?`) the same way for the exit status.
+//! Login answers `username`/`password` prompts when they appear; a guest that starts a shell
+//! without login (the kvmtest test guest) is just as fine. Every wait has a deadline and its error
+//! names what was awaited and shows the end of the output.
+
+mod telnet;
+mod transport;
+
+pub use telnet::{escape as telnet_escape, filter as telnet_filter, TelnetState};
+pub(crate) use transport::SerialShared;
+pub use transport::{
+    BoxFuture, RawTcpTransport, SerialTransport, SshTransport, TelnetTransport, Transport,
+};
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use params::Params;
+use regex::Regex;
+
+use crate::error::SessionError;
+
+/// avocado-vt's default `shell_prompt`.
+pub const DEFAULT_PROMPT: &str = r"^\[.*\][\#\$]\s*$";
+
+/// How a session logs in and recognises the shell, from the params.
+#[derive(Debug, Clone)]
+pub struct ShellConfig {
+    /// `shell_prompt`: matched against the last line of output.
+    pub prompt: Regex,
+    /// `username` (default `root`).
+    pub username: String,
+    /// `password` (default empty).
+    pub password: String,
+    /// `status_test_command` (default `echo $?`).
+    pub status_test_command: String,
+    /// `shell_linesep` (default `\n`).
+    pub linesep: String,
+    /// `login_timeout` in seconds (default 360, as in avocado-vt).
+    pub login_timeout: Duration,
+    /// Default command timeout (`cmd_timeout`, default 60 s).
+    pub cmd_timeout: Duration,
+    /// Recognises a login prompt (`username_prompt`, default `[Ll]ogin:\s*$`).
+    pub username_prompt: Regex,
+    /// Recognises a password prompt (`password_prompt`, default `[Pp]assword:\s*$`).
+    pub password_prompt: Regex,
+}
+
+fn regex_param(p: &Params, key: &str, default: &str) -> Result<Regex, SessionError> {
+    let value = p.get(key).unwrap_or(default);
+    Regex::new(&format!("(?m){value}")).map_err(|source| SessionError::BadPattern {
+        key: key.into(),
+        value: value.into(),
+        source,
+    })
+}
+
+fn secs_param(p: &Params, key: &str, default: f64) -> Duration {
+    let v = p
+        .get(key)
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .unwrap_or(default);
+    Duration::from_secs_f64(v)
+}
+
+impl ShellConfig {
+    /// Reads the shell settings from a VM's params.
+    ///
+    /// # Errors
+    /// [`SessionError::BadPattern`] if a prompt pattern is not a valid regex.
+    pub fn from_params(p: &Params) -> Result<ShellConfig, SessionError> {
+        Ok(ShellConfig {
+            prompt: regex_param(p, "shell_prompt", DEFAULT_PROMPT)?,
+            username: p.get("username").unwrap_or("root").to_owned(),
+            password: p.get("password").unwrap_or("").to_owned(),
+            status_test_command: p.get("status_test_command").unwrap_or("echo $?").to_owned(),
+            linesep: unescape_linesep(p.get("shell_linesep").unwrap_or("\n")),
+            login_timeout: secs_param(p, "login_timeout", 360.0),
+            cmd_timeout: secs_param(p, "cmd_timeout", 60.0),
+            username_prompt: regex_param(p, "username_prompt", r"[Ll]ogin:\s*$")?,
+            password_prompt: regex_param(p, "password_prompt", r"[Pp]assword:\s*$")?,
+        })
+    }
+}
+
+/// `shell_linesep` is written `\n` or `\r\n` in cfg files.
+fn unescape_linesep(s: &str) -> String {
+    s.replace("\\r", "\r").replace("\\n", "\n")
+}
+
+/// Removes `\r`, ANSI CSI/OSC escape sequences and other control bytes except `\n` and `\t`.
+pub fn clean_output(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw);
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\x1b' => match chars.peek() {
+                Some('[') => {
+                    chars.next();
+                    // Parameters and intermediates, then one final byte in @..~.
+                    for c in chars.by_ref() {
+                        if ('@'..='~').contains(&c) {
+                            break;
+                        }
+                    }
+                }
+                Some(']') => {
+                    chars.next();
+                    while let Some(c) = chars.next() {
+                        if c == '\x07' {
+                            break;
+                        }
+                        if c == '\x1b' && chars.peek() == Some(&'\\') {
+                            chars.next();
+                            break;
+                        }
+                    }
+                }
+                Some(_) => {
+                    chars.next();
+                }
+                None => {}
+            },
+            '\n' | '\t' => out.push(c),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The last few hundred characters of `text`, for error messages.
+fn tail(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    chars[chars.len().saturating_sub(600)..].iter().collect()
+}
+
+/// A logged-in guest shell over a [`Transport`].
+pub struct Session {
+    transport: Box<dyn Transport>,
+    config: ShellConfig,
+    /// Received bytes not consumed yet.
+    buf: Vec<u8>,
+    log: File,
+    log_path: PathBuf,
+    opened: Instant,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("transport", &self.transport.describe())
+            .field("log", &self.log_path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which pattern a wait found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    Prompt,
+    Username,
+    Password,
+}
+
+impl Session {
+    /// Wraps `transport`, logging to `log_path` (appended). Does not log in: see [`Session::login`].
+    ///
+    /// # Errors
+    /// [`SessionError::Log`] if the log cannot be opened.
+    pub fn new(
+        transport: Box<dyn Transport>,
+        config: ShellConfig,
+        log_path: &Path,
+    ) -> Result<Session, SessionError> {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(log_path)
+            .map_err(|source| SessionError::Log {
+                session: transport.describe().to_owned(),
+                path: log_path.to_path_buf(),
+                source,
+            })?;
+        let mut s = Session {
+            transport,
+            config,
+            buf: Vec::new(),
+            log,
+            log_path: log_path.to_path_buf(),
+            opened: Instant::now(),
+        };
+        let name = s.describe().to_owned();
+        s.note(&format!("session opened: {name}"))?;
+        Ok(s)
+    }
+
+    /// The transport's description.
+    pub fn describe(&self) -> &str {
+        self.transport.describe()
+    }
+
+    /// The log file.
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// The shell settings.
+    pub fn config(&self) -> &ShellConfig {
+        &self.config
+    }
+
+    fn note(&mut self, text: &str) -> Result<(), SessionError> {
+        let t = self.opened.elapsed().as_secs_f64();
+        writeln!(self.log, "\n[kvmtest +{t:.3}s] {text}").map_err(|source| SessionError::Log {
+            session: self.transport.describe().to_owned(),
+            path: self.log_path.clone(),
+            source,
+        })
+    }
+
+    async fn send(&mut self, text: &str) -> Result<(), SessionError> {
+        self.note(&format!("send {text:?}"))?;
+        self.transport
+            .write_all(text.as_bytes())
+            .await
+            .map_err(|source| SessionError::Io {
+                session: self.transport.describe().to_owned(),
+                doing: format!("sending {text:?}"),
+                source,
+            })
+    }
+
+    /// Sends `text` followed by the line separator, without waiting for anything.
+    ///
+    /// # Errors
+    /// [`SessionError::Io`] if the write fails.
+    pub async fn sendline(&mut self, text: &str) -> Result<(), SessionError> {
+        let line = format!("{text}{}", self.config.linesep);
+        self.send(&line).await
+    }
+
+    /// Reads one chunk into the buffer before `deadline`; `Ok(false)` when the deadline passed.
+    async fn fill(&mut self, deadline: Instant, awaited: &str) -> Result<bool, SessionError> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, self.transport.read()).await {
+            Err(_) => Ok(false),
+            Ok(Err(source)) => Err(SessionError::Io {
+                session: self.transport.describe().to_owned(),
+                doing: format!("waiting for {awaited}"),
+                source,
+            }),
+            Ok(Ok(chunk)) if chunk.is_empty() => Err(SessionError::Closed {
+                session: self.transport.describe().to_owned(),
+                awaited: awaited.to_owned(),
+                tail: tail(&clean_output(&self.buf)),
+            }),
+            Ok(Ok(chunk)) => {
+                self.log
+                    .write_all(&chunk)
+                    .map_err(|source| SessionError::Log {
+                        session: self.transport.describe().to_owned(),
+                        path: self.log_path.clone(),
+                        source,
+                    })?;
+                self.buf.extend_from_slice(&chunk);
+                Ok(true)
+            }
+        }
+    }
+
+    /// Which pattern the last line of the buffer matches, with the text before that line.
+    fn check(&self, patterns: &[(Seen, &Regex)]) -> Option<(Seen, String)> {
+        let text = clean_output(&self.buf);
+        let (before, last) = match text.rfind('\n') {
+            Some(i) => (&text[..i], &text[i + 1..]),
+            None => ("", text.as_str()),
+        };
+        patterns
+            .iter()
+            .find(|(_, re)| re.is_match(last))
+            .map(|(seen, _)| (*seen, before.to_owned()))
+    }
+
+    async fn wait_for(
+        &mut self,
+        patterns: &[(Seen, &Regex)],
+        timeout: Duration,
+        awaited: &str,
+    ) -> Result<(Seen, String), SessionError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(found) = self.check(patterns) {
+                self.buf.clear();
+                return Ok(found);
+            }
+            if !self.fill(deadline, awaited).await? {
+                return Err(SessionError::Timeout {
+                    session: self.transport.describe().to_owned(),
+                    awaited: awaited.to_owned(),
+                    waited: timeout,
+                    tail: tail(&clean_output(&self.buf)),
+                });
+            }
+        }
+    }
+
+    /// Reads until the last line matches `shell_prompt`; returns the text before that line.
+    ///
+    /// # Errors
+    /// [`SessionError::Timeout`] (naming `awaited`), [`SessionError::Closed`], I/O errors.
+    pub async fn read_up_to_prompt(
+        &mut self,
+        timeout: Duration,
+        awaited: &str,
+    ) -> Result<String, SessionError> {
+        let prompt = self.config.prompt.clone();
+        let (_, text) = self
+            .wait_for(&[(Seen::Prompt, &prompt)], timeout, awaited)
+            .await?;
+        Ok(text)
+    }
+
+    /// Discards what has arrived so far without waiting for more.
+    async fn discard_pending(&mut self) -> Result<(), SessionError> {
+        self.buf.clear();
+        while self.fill(Instant::now(), "pending output").await? {}
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Logs in within `timeout`: answers login and password prompts, sends an empty line when the
+    /// transport stays silent (a console whose prompt was printed before attaching), and returns
+    /// once the shell prompt shows. Extra prompts provoked on the way are swallowed.
+    ///
+    /// # Errors
+    /// [`SessionError::Timeout`] naming the shell prompt, or the transport's error.
+    pub async fn login(&mut self, timeout: Duration) -> Result<(), SessionError> {
+        let deadline = Instant::now() + timeout;
+        let cfg = self.config.clone();
+        let patterns = [
+            (Seen::Prompt, &cfg.prompt),
+            (Seen::Username, &cfg.username_prompt),
+            (Seen::Password, &cfg.password_prompt),
+        ];
+        let mut poke = Duration::from_millis(500);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(SessionError::Timeout {
+                    session: self.describe().to_owned(),
+                    awaited: "the shell prompt (login)".into(),
+                    waited: timeout,
+                    tail: tail(&clean_output(&self.buf)),
+                });
+            }
+            match self
+                .wait_for(&patterns, left.min(poke), "the shell prompt (login)")
+                .await
+            {
+                Ok((Seen::Prompt, _)) => break,
+                Ok((Seen::Username, _)) => self.sendline(&cfg.username).await?,
+                Ok((Seen::Password, _)) => self.sendline(&cfg.password).await?,
+                Err(SessionError::Timeout { .. }) => {
+                    self.sendline("").await?;
+                    poke = (poke * 2).min(Duration::from_secs(4));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        // Swallow the prompts our pokes may still provoke.
+        let settle = Instant::now() + Duration::from_millis(150);
+        while self.fill(settle, "extra prompts").await? {}
+        self.buf.clear();
+        self.note("logged in")?;
+        Ok(())
+    }
+
+    /// Runs `cmd` and returns its output (echo and prompt removed), whatever its status.
+    ///
+    /// # Errors
+    /// [`SessionError::Timeout`] naming the command, [`SessionError::Closed`], I/O errors.
+    pub async fn cmd_output(&mut self, cmd: &str) -> Result<String, SessionError> {
+        let t = self.config.cmd_timeout;
+        self.cmd_output_timeout(cmd, t).await
+    }
+
+    /// [`Session::cmd_output`] with an explicit timeout.
+    ///
+    /// # Errors
+    /// As [`Session::cmd_output`].
+    pub async fn cmd_output_timeout(
+        &mut self,
+        cmd: &str,
+        timeout: Duration,
+    ) -> Result<String, SessionError> {
+        self.discard_pending().await?;
+        self.sendline(cmd).await?;
+        let text = self
+            .read_up_to_prompt(timeout, &format!("the prompt after `{cmd}`"))
+            .await?;
+        Ok(strip_echo(&text, cmd))
+    }
+
+    /// Runs `cmd`, then `status_test_command`; returns the exit status and the output.
+    ///
+    /// # Errors
+    /// As [`Session::cmd_output`], and [`SessionError::BadStatus`] if the status is not a number.
+    pub async fn cmd_status_output(&mut self, cmd: &str) -> Result<(i32, String), SessionError> {
+        let t = self.config.cmd_timeout;
+        self.cmd_status_output_timeout(cmd, t).await
+    }
+
+    /// [`Session::cmd_status_output`] with an explicit timeout (for the command; the status
+    /// command gets the default).
+    ///
+    /// # Errors
+    /// As [`Session::cmd_status_output`].
+    pub async fn cmd_status_output_timeout(
+        &mut self,
+        cmd: &str,
+        timeout: Duration,
+    ) -> Result<(i32, String), SessionError> {
+        let output = self.cmd_output_timeout(cmd, timeout).await?;
+        let status_cmd = self.config.status_test_command.clone();
+        let status_text = self.cmd_output(&status_cmd).await?;
+        let status = status_text
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .and_then(|l| l.parse::<i32>().ok())
+            .ok_or_else(|| SessionError::BadStatus {
+                session: self.describe().to_owned(),
+                command: cmd.to_owned(),
+                status_command: status_cmd.clone(),
+                output: status_text.clone(),
+            })?;
+        Ok((status, output))
+    }
+
+    /// Runs `cmd` and returns its output; a non-zero status is an error carrying the output.
+    ///
+    /// # Errors
+    /// [`SessionError::CommandFailed`], or as [`Session::cmd_status_output`].
+    pub async fn cmd(&mut self, cmd: &str) -> Result<String, SessionError> {
+        let t = self.config.cmd_timeout;
+        self.cmd_timeout(cmd, t).await
+    }
+
+    /// [`Session::cmd`] with an explicit timeout.
+    ///
+    /// # Errors
+    /// As [`Session::cmd`].
+    pub async fn cmd_timeout(
+        &mut self,
+        cmd: &str,
+        timeout: Duration,
+    ) -> Result<String, SessionError> {
+        let (status, output) = self.cmd_status_output_timeout(cmd, timeout).await?;
+        if status != 0 {
+            return Err(SessionError::CommandFailed {
+                session: self.describe().to_owned(),
+                command: cmd.to_owned(),
+                status,
+                output,
+            });
+        }
+        Ok(output)
+    }
+}
+
+/// Drops the echoed command line (the first line, when it ends with the command).
+fn strip_echo(text: &str, cmd: &str) -> String {
+    let (first, rest) = match text.split_once('\n') {
+        Some((f, r)) => (f, r),
+        None => (text, ""),
+    };
+    let cmd = cmd.trim();
+    let echoed = if cmd.is_empty() {
+        first.trim().is_empty()
+    } else {
+        first.trim_end().ends_with(cmd)
+    };
+    if echoed {
+        rest.to_owned()
+    } else {
+        text.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cleans_escapes_and_carriage_returns() {
+        let raw = b"\x1b[?2004hkvmtest# ls\r\n\x1b]0;title\x07a\tb\r\n\x1b[1;32mgreen\x1b[0m\r\n";
+        assert_eq!(clean_output(raw), "kvmtest# ls\na\tb\ngreen\n");
+    }
+
+    #[test]
+    fn echo_is_stripped_only_when_present() {
+        assert_eq!(strip_echo("kvmtest# uname\nLinux\n", "uname"), "Linux\n");
+        assert_eq!(strip_echo("Linux\n", "uname"), "Linux\n");
+        assert_eq!(strip_echo("uname", "uname"), "");
+    }
+
+    #[test]
+    fn config_defaults_and_bad_regex() {
+        let mut p = Params::new();
+        let c = ShellConfig::from_params(&p).expect("defaults");
+        assert_eq!(c.status_test_command, "echo $?");
+        assert!(c.prompt.is_match("[root@host ~]# "));
+        p.insert("shell_prompt", "([");
+        assert!(matches!(
+            ShellConfig::from_params(&p),
+            Err(SessionError::BadPattern { .. })
+        ));
+    }
+}

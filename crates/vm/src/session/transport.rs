@@ -1,0 +1,276 @@
+//! [`Transport`]: the byte streams a guest shell runs over, one implementation per access method.
+//!
+//! * [`SerialTransport`]: the VM's serial console (a unix socket QEMU serves). The console is read
+//!   continuously by the VM's pump task, which logs everything from boot on; a session attaches
+//!   to it and gets the bytes that arrive while it is attached. One session at a time.
+//! * [`TelnetTransport`]: TCP with the minimal telnet handling of [`super::telnet`].
+//! * [`RawTcpTransport`]: plain TCP, for a shell behind `nc -l -e` (`shell_client = nc`).
+//! * [`SshTransport`]: the system `ssh` client, spawned as an argv with pipes and `-tt` (key-based
+//!   authentication only: ssh reads passwords from a terminal, not from a pipe).
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+use super::telnet;
+
+/// A boxed future, for the object-safe [`Transport`].
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A bidirectional byte stream to a guest shell.
+///
+/// `read` returns the next chunk of data (an empty chunk is end of stream) and must be
+/// cancel-safe: sessions race it against their deadlines.
+pub trait Transport: Send {
+    /// Describes the connection for messages ("serial console of vm1", "telnet 127.0.0.1:4321").
+    fn describe(&self) -> &str;
+    /// The next chunk of data; empty at end of stream.
+    fn read(&mut self) -> BoxFuture<'_, io::Result<Vec<u8>>>;
+    /// Writes all of `data`.
+    fn write_all<'a>(&'a mut self, data: &'a [u8]) -> BoxFuture<'a, io::Result<()>>;
+}
+
+/// What the serial pump shares with the attached session.
+#[derive(Debug, Default)]
+pub(crate) struct SerialShared {
+    /// The attached session's channel, if any.
+    pub(crate) subscriber: Mutex<Option<mpsc::Sender<Vec<u8>>>>,
+    /// Whether a session is attached.
+    pub(crate) attached: AtomicBool,
+}
+
+/// A session's end of the VM's serial console.
+pub struct SerialTransport {
+    describe: String,
+    rx: mpsc::Receiver<Vec<u8>>,
+    writer: Arc<tokio::sync::Mutex<OwnedWriteHalf>>,
+    shared: Arc<SerialShared>,
+}
+
+impl SerialTransport {
+    /// Attaches to the console; `None` if another session is attached.
+    pub(crate) fn attach(
+        describe: String,
+        writer: Arc<tokio::sync::Mutex<OwnedWriteHalf>>,
+        shared: Arc<SerialShared>,
+    ) -> Option<SerialTransport> {
+        if shared
+            .attached
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return None;
+        }
+        let (tx, rx) = mpsc::channel(4096);
+        *shared.subscriber.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+        Some(SerialTransport {
+            describe,
+            rx,
+            writer,
+            shared,
+        })
+    }
+}
+
+impl Drop for SerialTransport {
+    fn drop(&mut self) {
+        *self
+            .shared
+            .subscriber
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
+        self.shared.attached.store(false, Ordering::Release);
+    }
+}
+
+impl Transport for SerialTransport {
+    fn describe(&self) -> &str {
+        &self.describe
+    }
+
+    fn read(&mut self) -> BoxFuture<'_, io::Result<Vec<u8>>> {
+        Box::pin(async move { Ok(self.rx.recv().await.unwrap_or_default()) })
+    }
+
+    fn write_all<'a>(&'a mut self, data: &'a [u8]) -> BoxFuture<'a, io::Result<()>> {
+        Box::pin(async move { self.writer.lock().await.write_all(data).await })
+    }
+}
+
+/// A telnet connection with every option refused.
+pub struct TelnetTransport {
+    describe: String,
+    stream: TcpStream,
+    state: telnet::TelnetState,
+}
+
+impl TelnetTransport {
+    /// Connects to `host:port`.
+    pub async fn connect(host: &str, port: u16) -> io::Result<TelnetTransport> {
+        let stream = TcpStream::connect((host, port)).await?;
+        stream.set_nodelay(true)?;
+        Ok(TelnetTransport {
+            describe: format!("telnet {host}:{port}"),
+            stream,
+            state: telnet::TelnetState::default(),
+        })
+    }
+}
+
+impl Transport for TelnetTransport {
+    fn describe(&self) -> &str {
+        &self.describe
+    }
+
+    fn read(&mut self) -> BoxFuture<'_, io::Result<Vec<u8>>> {
+        Box::pin(async move {
+            let mut chunk = [0u8; 4096];
+            loop {
+                let n = self.stream.read(&mut chunk).await?;
+                if n == 0 {
+                    return Ok(Vec::new());
+                }
+                let (mut data, mut replies) = (Vec::new(), Vec::new());
+                telnet::filter(&mut self.state, &chunk[..n], &mut data, &mut replies);
+                if !replies.is_empty() {
+                    // Refusals are a few bytes; the socket buffer takes them at once in practice.
+                    self.stream.write_all(&replies).await?;
+                }
+                if !data.is_empty() {
+                    return Ok(data);
+                }
+            }
+        })
+    }
+
+    fn write_all<'a>(&'a mut self, data: &'a [u8]) -> BoxFuture<'a, io::Result<()>> {
+        Box::pin(async move { self.stream.write_all(&telnet::escape(data)).await })
+    }
+}
+
+/// A plain TCP connection (`nc`).
+pub struct RawTcpTransport {
+    describe: String,
+    stream: TcpStream,
+}
+
+impl RawTcpTransport {
+    /// Connects to `host:port`.
+    pub async fn connect(host: &str, port: u16) -> io::Result<RawTcpTransport> {
+        let stream = TcpStream::connect((host, port)).await?;
+        stream.set_nodelay(true)?;
+        Ok(RawTcpTransport {
+            describe: format!("nc {host}:{port}"),
+            stream,
+        })
+    }
+}
+
+impl Transport for RawTcpTransport {
+    fn describe(&self) -> &str {
+        &self.describe
+    }
+
+    fn read(&mut self) -> BoxFuture<'_, io::Result<Vec<u8>>> {
+        Box::pin(async move {
+            let mut chunk = vec![0u8; 4096];
+            let n = self.stream.read(&mut chunk).await?;
+            chunk.truncate(n);
+            Ok(chunk)
+        })
+    }
+
+    fn write_all<'a>(&'a mut self, data: &'a [u8]) -> BoxFuture<'a, io::Result<()>> {
+        Box::pin(async move { self.stream.write_all(data).await })
+    }
+}
+
+/// The system `ssh` client on pipes.
+pub struct SshTransport {
+    describe: String,
+    child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    stdout: tokio::process::ChildStdout,
+}
+
+impl SshTransport {
+    /// The argv `ssh` is run with (no shell): a forced tty, key-based authentication only, no
+    /// host key bookkeeping (test guests are recreated constantly).
+    pub fn argv(host: &str, port: u16, username: &str) -> Vec<String> {
+        [
+            "ssh",
+            "-tt",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "-p",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .chain([port.to_string(), "-l".into(), username.into(), host.into()])
+        .collect()
+    }
+
+    /// Spawns `ssh` to `host:port` as `username`. The client is killed when the transport drops.
+    pub fn spawn(host: &str, port: u16, username: &str) -> io::Result<SshTransport> {
+        let argv = Self::argv(host, port, username);
+        let mut cmd = tokio::process::Command::new(&argv[0]);
+        cmd.args(&argv[1..])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn()?;
+        let stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| io::Error::other("ssh has no stdin pipe"))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| io::Error::other("ssh has no stdout pipe"))?;
+        Ok(SshTransport {
+            describe: format!("ssh {username}@{host}:{port}"),
+            child,
+            stdin,
+            stdout,
+        })
+    }
+}
+
+impl Transport for SshTransport {
+    fn describe(&self) -> &str {
+        &self.describe
+    }
+
+    fn read(&mut self) -> BoxFuture<'_, io::Result<Vec<u8>>> {
+        Box::pin(async move {
+            let mut chunk = vec![0u8; 4096];
+            let n = self.stdout.read(&mut chunk).await?;
+            chunk.truncate(n);
+            Ok(chunk)
+        })
+    }
+
+    fn write_all<'a>(&'a mut self, data: &'a [u8]) -> BoxFuture<'a, io::Result<()>> {
+        Box::pin(async move { self.stdin.write_all(data).await })
+    }
+}
+
+impl Drop for SshTransport {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}

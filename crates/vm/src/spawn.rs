@@ -1,0 +1,93 @@
+//! Spawning children that die with kvmtest: the crate's one module with `unsafe`.
+//!
+//! A QEMU started by kvmtest must not outlive it, however kvmtest ends (panic, SIGKILL, OOM
+//! killer). The kernel offers exactly this with `prctl(PR_SET_PDEATHSIG, SIGKILL)`, set in the
+//! child between `fork` and `exec` — which `std` only allows through the `unsafe`
+//! [`CommandExt::pre_exec`]. The alternatives were weighed (see the crate README): `setpriv
+//! --pdeathsig` leaves a window in which the parent can die unnoticed and adds a host tool; a
+//! supervisor process or a pidfd watcher only works while kvmtest is still alive to run it. So
+//! this module allows `unsafe_code` for the single `pre_exec` call below, whose closure only makes
+//! async-signal-safe raw system calls.
+//!
+//! Two more details make the parent-death signal reliable:
+//! * It fires when the *thread* that forked the child exits, not the process. Children are
+//!   therefore forked by one dedicated thread that lives as long as the process ([`spawn`] sends
+//!   it the `Command`), never by a test thread or a tokio blocking thread that may end early.
+//! * If the parent died before the `prctl`, the signal would never come; the closure checks
+//!   `getppid()` afterwards and fails the spawn instead of running an orphan.
+//!
+//! Every child is also put in a new process group (the safe [`CommandExt::process_group`]), so
+//! that it and anything it forks (e.g. an `exec:` migration's shell) can be killed together.
+
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command};
+use std::sync::mpsc;
+use std::sync::{Mutex, OnceLock};
+
+/// A spawn request for the spawner thread.
+struct Request {
+    cmd: Command,
+    reply: mpsc::Sender<io::Result<Child>>,
+}
+
+static SPAWNER: OnceLock<Mutex<mpsc::Sender<Request>>> = OnceLock::new();
+
+fn spawner() -> io::Result<mpsc::Sender<Request>> {
+    if let Some(tx) = SPAWNER.get() {
+        return Ok(tx.lock().unwrap_or_else(|e| e.into_inner()).clone());
+    }
+    let (tx, rx) = mpsc::channel::<Request>();
+    std::thread::Builder::new()
+        .name("kvmtest-spawner".into())
+        .spawn(move || {
+            // Lives until the process exits: the static below keeps a sender forever.
+            for mut req in rx {
+                let result = req.cmd.spawn();
+                let _ = req.reply.send(result);
+            }
+        })?;
+    // If another thread won the race, its spawner is used and ours ends when `tx` drops.
+    let stored = SPAWNER.get_or_init(|| Mutex::new(tx));
+    Ok(stored.lock().unwrap_or_else(|e| e.into_inner()).clone())
+}
+
+/// Spawns `cmd` in a new process group, with SIGKILL as its parent-death signal, from the
+/// process-lifetime spawner thread. Blocks only for the fork/exec itself.
+pub(crate) fn spawn(mut cmd: Command) -> io::Result<Child> {
+    let parent = rustix::process::getpid();
+    cmd.process_group(0);
+    // SAFETY: the closure runs in the forked child before exec, where only async-signal-safe
+    // operations are allowed. It makes two raw system calls through rustix (prctl, getppid),
+    // which neither allocate nor take locks, and builds its error with
+    // `io::Error::from_raw_os_error`, which does not allocate either. It touches no state shared
+    // with other threads of the parent.
+    unsafe {
+        cmd.pre_exec(move || {
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+                .map_err(|e| io::Error::from_raw_os_error(e.raw_os_error()))?;
+            if rustix::process::getppid() != Some(parent) {
+                // The parent died before the prctl took effect: never run as an orphan.
+                return Err(io::Error::from_raw_os_error(libc_esrch()));
+            }
+            Ok(())
+        });
+    }
+    let (reply_tx, reply_rx) = mpsc::channel();
+    spawner()?
+        .send(Request {
+            cmd,
+            reply: reply_tx,
+        })
+        .map_err(|_| io::Error::other("the kvmtest spawner thread is gone"))?;
+    reply_rx
+        .recv()
+        .map_err(|_| io::Error::other("the kvmtest spawner thread did not answer"))?
+}
+
+/// `ESRCH` ("no such process"), without a libc dependency.
+fn libc_esrch() -> i32 {
+    rustix::io::Errno::SRCH.raw_os_error()
+}

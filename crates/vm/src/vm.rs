@@ -1,0 +1,1655 @@
+//! [`Vm`]: one QEMU guest, owned from spawn to teardown.
+//!
+//! [`Vm::create`] follows the old framework's order — check cdrom ISOs, choose ports, MACs, netdev
+//! ids and the UUID, build the argv, spawn, connect the monitors, look for known failures in
+//! QEMU's output, open the serial console — without its host-wide lock: every choice is either
+//! private to this VM (run directory, unix sockets) or made atomically by the kernel (ports) or
+//! the filesystem (MAC reservations). A `Vm` owns its process group, run directory, sockets, MAC
+//! reservations and log directory; [`Vm::destroy`] is the graceful, staged, logged teardown and
+//! `Drop` the non-blocking SIGKILL safety net.
+
+use std::ffi::OsString;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use monitor::{EventFilter, HmpClient, HmpConfig, HumanMonitor, QmpClient, QmpConfig};
+use params::Params;
+use serde_json::{json, Value};
+use tokio::io::AsyncReadExt;
+use tokio::net::UnixStream;
+
+use crate::error::{secs, Error, SessionError};
+use crate::layout::{
+    render_argv, ArgvSource, MonitorKind, MonitorSpec, NicMode, NicSpec, RedirSpec, RunLayout,
+    SerialSpec,
+};
+use crate::net::{self, MacAddr, MacReservation};
+use crate::process::{OwnedProcess, ProcessState};
+use crate::session::{
+    RawTcpTransport, SerialShared, SerialTransport, Session, ShellConfig, SshTransport,
+    TelnetTransport, Transport,
+};
+
+/// Bounds for every stage of a VM's life.
+#[derive(Debug, Clone)]
+pub struct Timeouts {
+    /// Connecting each monitor and the serial console (QEMU creating the sockets).
+    pub connect: Duration,
+    /// Guest `shutdown_command` until QEMU exits.
+    pub guest_shutdown: Duration,
+    /// `system_powerdown` until QEMU exits.
+    pub powerdown: Duration,
+    /// QMP `quit` until QEMU exits.
+    pub quit: Duration,
+    /// SIGKILL until the process is reaped.
+    pub kill: Duration,
+    /// A hotplug or unplug until confirmed.
+    pub hotplug: Duration,
+    /// A migration until both sides report success.
+    pub migrate: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(20),
+            guest_shutdown: Duration::from_secs(60),
+            powerdown: Duration::from_secs(30),
+            quit: Duration::from_secs(10),
+            kill: Duration::from_secs(5),
+            hotplug: Duration::from_secs(30),
+            migrate: Duration::from_secs(120),
+        }
+    }
+}
+
+/// What to create: a VM of a variant's params.
+#[derive(Debug, Clone)]
+pub struct VmSpec {
+    /// The VM's name (one of `vms`); its params are `params.object_params(name)`.
+    pub name: String,
+    /// The variant's params.
+    pub params: Params,
+    /// Where the VM's log directory is created (kept after teardown).
+    pub log_dir: PathBuf,
+    /// Base for relative paths in the params (cdrom ISOs).
+    pub root_dir: PathBuf,
+    /// Stage bounds.
+    pub timeouts: Timeouts,
+}
+
+impl VmSpec {
+    /// A spec with default timeouts and the current directory as root.
+    pub fn new(name: impl Into<String>, params: Params, log_dir: impl Into<PathBuf>) -> VmSpec {
+        VmSpec {
+            name: name.into(),
+            params,
+            log_dir: log_dir.into(),
+            root_dir: PathBuf::from("."),
+            timeouts: Timeouts::default(),
+        }
+    }
+}
+
+/// How a destroyed VM went down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Teardown {
+    /// The guest's `shutdown_command`, then `system_powerdown`, then `quit`, then SIGKILL.
+    Graceful,
+    /// `quit`, then SIGKILL.
+    Quick,
+}
+
+/// The stage that ended QEMU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoppedBy {
+    /// It had already exited.
+    AlreadyExited,
+    /// The guest's `shutdown_command`.
+    GuestCommand,
+    /// `system_powerdown` (ACPI power button).
+    Powerdown,
+    /// QMP `quit`.
+    Quit,
+    /// SIGKILL of the process group.
+    Kill,
+}
+
+/// How the guest is reached for a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// The serial console.
+    Serial,
+    /// `shell_client` (telnet, nc or ssh) to `shell_port` via NIC `nic`.
+    Remote {
+        /// The NIC index.
+        nic: usize,
+    },
+}
+
+/// How [`Vm::reboot`] reboots.
+#[derive(Debug)]
+pub enum RebootMethod {
+    /// Run `reboot_command` (default `reboot`) in this session.
+    Shell(Box<Session>),
+    /// QMP `system_reset`.
+    SystemReset,
+}
+
+/// How a migration moves the state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MigrationProtocol {
+    /// TCP on a kernel-chosen loopback port, read back from the destination.
+    Tcp,
+    /// A unix socket in the destination's run directory.
+    Unix,
+    /// Offline through a file: the source writes it (`exec:cat > FILE`), then the destination
+    /// reads it (`exec:cat FILE`).
+    Exec,
+}
+
+/// A hotplugged NIC.
+#[derive(Debug, Clone)]
+pub struct HotNic {
+    /// The device id.
+    pub id: String,
+    /// The netdev id.
+    pub netdev_id: String,
+    /// Its MAC.
+    pub mac: MacAddr,
+    /// The device model (`virtio-net-pci`, `e1000`…).
+    pub model: String,
+}
+
+/// A hotplugged disk.
+#[derive(Debug, Clone)]
+pub struct HotDisk {
+    /// The device id.
+    pub id: String,
+    /// The block node name.
+    pub node_name: String,
+}
+
+/// Extra inputs of [`Vm::create_with`].
+#[derive(Default)]
+pub struct CreateOptions<'a> {
+    /// Copy the MACs of this VM (a migration destination must keep the guest's MACs).
+    pub mac_source: Option<&'a Vm>,
+    /// Start with `-incoming defer`, waiting for a migration.
+    pub incoming: bool,
+}
+
+/// The VM's own log (`vm.log`): every stage with a timestamp.
+#[derive(Debug)]
+struct VmLog {
+    file: Option<File>,
+    started: Instant,
+}
+
+impl VmLog {
+    fn line(&mut self, text: &str) {
+        let t = self.started.elapsed().as_secs_f64();
+        if let Some(f) = &mut self.file {
+            let _ = writeln!(f, "[+{t:8.3}s] {text}");
+        }
+    }
+}
+
+/// The serial console: QEMU's socket, read continuously into `serial.log`.
+#[derive(Debug)]
+struct SerialConsole {
+    writer: Arc<tokio::sync::Mutex<tokio::net::unix::OwnedWriteHalf>>,
+    shared: Arc<SerialShared>,
+    pump: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for SerialConsole {
+    fn drop(&mut self) {
+        self.pump.abort();
+    }
+}
+
+/// A running QEMU guest.
+pub struct Vm {
+    name: String,
+    params: Params,
+    spec: VmSpec,
+    layout: RunLayout,
+    argv: Vec<OsString>,
+    source: Arc<dyn ArgvSource>,
+    process: OwnedProcess,
+    qmp: QmpClient,
+    hmps: Vec<(String, HmpClient)>,
+    serial: Option<SerialConsole>,
+    /// (guest port, host port).
+    redirs: Vec<(u16, u16)>,
+    reservations: Vec<MacReservation>,
+    hot_nics: Vec<HotNic>,
+    log: VmLog,
+    log_dir: PathBuf,
+    session_count: u32,
+    /// Dropped last: the sockets live here.
+    run_dir: Option<tempfile::TempDir>,
+}
+
+impl std::fmt::Debug for Vm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vm")
+            .field("name", &self.name)
+            .field("pid", &self.process.pid())
+            .field("run_dir", &self.layout.run_dir)
+            .field("log_dir", &self.log_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+fn io_err(what: impl Into<String>, path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    let what = what.into();
+    move |source| Error::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Known fatal messages in QEMU's output.
+fn classify_output(vm: &str, text: &str) -> Option<Error> {
+    let lower = text.to_lowercase();
+    let tail = tail_lines(text, 20);
+    if lower.contains("could not initialize kvm") || lower.contains("failed to initialize kvm") {
+        return Some(Error::KvmUnavailable {
+            vm: vm.into(),
+            stderr_tail: tail,
+        });
+    }
+    if lower.contains("alloc_mem_area")
+        || (lower.contains("hugepage") && (lower.contains("alloc") || lower.contains("memory")))
+        || lower.contains("insufficient free host memory pages")
+    {
+        return Some(Error::HugepageAllocation {
+            vm: vm.into(),
+            stderr_tail: tail,
+        });
+    }
+    None
+}
+
+fn tail_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn new_instance() -> String {
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let r = getrandom::u32().unwrap_or_else(|_| std::process::id());
+    format!("{t}-{r:08x}")
+}
+
+fn short_id(prefix: &str) -> String {
+    let r = getrandom::u32().unwrap_or_else(|_| std::process::id());
+    format!("{prefix}{r:08x}")
+}
+
+impl Vm {
+    /// Creates and starts the VM `spec.name`.
+    ///
+    /// # Errors
+    /// Parameter, ISO, argv, spawn, monitor and known-QEMU-failure errors, each naming the VM.
+    pub async fn create(spec: VmSpec, source: Arc<dyn ArgvSource>) -> Result<Vm, Error> {
+        Vm::create_with(spec, source, CreateOptions::default()).await
+    }
+
+    /// [`Vm::create`] with a MAC source and/or as a migration destination.
+    ///
+    /// # Errors
+    /// As [`Vm::create`].
+    pub async fn create_with(
+        spec: VmSpec,
+        source: Arc<dyn ArgvSource>,
+        opts: CreateOptions<'_>,
+    ) -> Result<Vm, Error> {
+        let name = spec.name.clone();
+        let mut params = spec.params.object_params(&name);
+        check_isos(&name, &params, &spec.root_dir)?;
+
+        let instance = new_instance();
+        let run_base = run_base();
+        let run_dir = tempfile::Builder::new()
+            .prefix(&format!("kvmtest-{name}."))
+            .tempdir_in(&run_base)
+            .map_err(io_err("creating the run directory in", &run_base))?;
+        sweep_stale(&run_base);
+        fs::write(
+            run_dir.path().join("owner"),
+            format!("{}\n", std::process::id()),
+        )
+        .map_err(io_err("recording the owner in", run_dir.path()))?;
+        let log_dir = spec.log_dir.join(format!("{name}-{instance}"));
+        fs::create_dir_all(&log_dir).map_err(io_err("creating the log directory", &log_dir))?;
+        let mut log = VmLog {
+            file: File::create(log_dir.join("vm.log")).ok(),
+            started: Instant::now(),
+        };
+        log.line(&format!(
+            "creating VM {name}: instance {instance}, run dir {}",
+            run_dir.path().display()
+        ));
+
+        // Redirected guest ports: forwarded from host port 0, read back after start.
+        let mut redirs = Vec::new();
+        for r in params.objects("redirs") {
+            let rp = params.object_params(r);
+            let raw = rp.get("guest_port").unwrap_or("");
+            let guest_port = raw.trim().parse::<u16>().map_err(|_| Error::BadParam {
+                vm: name.clone(),
+                key: format!("guest_port_{r}"),
+                value: raw.into(),
+                expected: "a TCP port number".into(),
+            })?;
+            redirs.push(RedirSpec {
+                name: r.to_owned(),
+                guest_port,
+            });
+        }
+
+        // NICs: given MAC, the source's, or generated and reserved.
+        let mut nics = Vec::new();
+        let mut reservations = Vec::new();
+        let mac_dir = net::mac_registry_dir();
+        let nic_names: Vec<String> = params
+            .objects("nics")
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        for (index, nic) in nic_names.iter().enumerate() {
+            let np = params.object_params(nic);
+            let mac = if let Some(given) = np.get("nic_mac").filter(|s| !s.is_empty()) {
+                given.parse::<MacAddr>().map_err(|e| Error::BadParam {
+                    vm: name.clone(),
+                    key: format!("nic_mac_{nic}"),
+                    value: given.into(),
+                    expected: e.to_string(),
+                })?
+            } else if let Some(src) = opts.mac_source.and_then(|s| s.layout.nics.get(index)) {
+                if let Some(r) = opts
+                    .mac_source
+                    .and_then(|s| s.reservations.iter().find(|r| r.mac() == src.mac))
+                {
+                    reservations.push(r.clone());
+                }
+                src.mac
+            } else {
+                let r = MacReservation::generate(&mac_dir, run_dir.path())
+                    .map_err(io_err("reserving a MAC address in", &mac_dir))?;
+                let mac = r.mac();
+                reservations.push(r);
+                mac
+            };
+            params.insert(format!("nic_mac_{nic}"), mac.to_string());
+            let mode = match np.get("nic_mode").unwrap_or("user") {
+                "tap" => NicMode::Tap,
+                _ => NicMode::User,
+            };
+            let ifname = np
+                .get("nic_ifname")
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .unwrap_or_else(|| net::default_ifname(index, &instance));
+            nics.push(NicSpec {
+                name: nic.clone(),
+                index,
+                mac,
+                mode,
+                netdev_id: short_id("id"),
+                ifname,
+            });
+        }
+
+        let uuid = match params.get("uuid") {
+            Some("random") => {
+                let u = net::random_uuid().map_err(io_err("generating a UUID", run_dir.path()))?;
+                params.insert("uuid", u.clone());
+                Some(u)
+            }
+            Some(u) if !u.is_empty() => Some(u.to_owned()),
+            _ => None,
+        };
+
+        let mut monitors = Vec::new();
+        for m in params.objects("monitors") {
+            let mp = params.object_params(m);
+            let kind = match mp.get("monitor_type").unwrap_or("human") {
+                "qmp" => MonitorKind::Qmp,
+                _ => MonitorKind::Human,
+            };
+            monitors.push(MonitorSpec {
+                name: m.to_owned(),
+                kind,
+                socket: run_dir.path().join(format!("monitor-{m}.sock")),
+            });
+        }
+        if !monitors.iter().any(|m| m.kind == MonitorKind::Qmp) {
+            return Err(Error::NoQmpMonitor { vm: name });
+        }
+        let serials = params
+            .objects("serials")
+            .iter()
+            .map(|s| SerialSpec {
+                name: (*s).to_owned(),
+                socket: run_dir.path().join(format!("serial-{s}.sock")),
+            })
+            .collect();
+
+        let layout = RunLayout {
+            vm: name.clone(),
+            instance: instance.clone(),
+            run_dir: run_dir.path().to_path_buf(),
+            params: params.clone(),
+            monitors,
+            serials,
+            nics,
+            redirs,
+            uuid,
+        };
+        let mut argv = source.argv(&layout).map_err(|source| Error::Argv {
+            vm: name.clone(),
+            source,
+        })?;
+        if opts.incoming {
+            argv.push("-incoming".into());
+            argv.push("defer".into());
+        }
+        log.line(&format!("argv: {}", render_argv(&argv)));
+
+        let output_log = log_dir.join("qemu.log");
+        let started = Instant::now();
+        let process = OwnedProcess::spawn(&argv, &output_log).map_err(|source| Error::Spawn {
+            vm: name.clone(),
+            program: argv
+                .first()
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            source,
+        })?;
+        log.line(&format!(
+            "spawned pid {} (its own process group)",
+            process.pid()
+        ));
+
+        let mut ctx = Starting {
+            name: &name,
+            process: &process,
+            log: &mut log,
+            timeouts: &spec.timeouts,
+        };
+        // The serial console first: with `wait=on` QEMU waits for it before anything else.
+        let serial = match layout.serials.first() {
+            Some(s) => Some(
+                ctx.open_serial(&s.socket, &log_dir.join("serial.log"))
+                    .await?,
+            ),
+            None => None,
+        };
+        let mut qmp = None;
+        let mut hmps = Vec::new();
+        for m in &layout.monitors {
+            match m.kind {
+                MonitorKind::Qmp => {
+                    let client = ctx
+                        .connect_qmp(&m.socket, &log_dir.join(format!("qmp-{}.jsonl", m.name)))
+                        .await?;
+                    if qmp.is_none() {
+                        qmp = Some(client);
+                    }
+                }
+                MonitorKind::Human => {
+                    let client = ctx
+                        .connect_hmp(&m.socket, &log_dir.join(format!("hmp-{}.jsonl", m.name)))
+                        .await?;
+                    hmps.push((m.name.clone(), client));
+                }
+            }
+        }
+        let Some(qmp) = qmp else {
+            return Err(Error::NoQmpMonitor { vm: name });
+        };
+        // Known failures that QEMU reports but survives, or reported just before exiting.
+        let text = fs::read_to_string(&output_log).unwrap_or_default();
+        if let Some(e) = classify_output(&name, &text) {
+            return Err(e);
+        }
+        let redirs = if layout.redirs.is_empty() {
+            Vec::new()
+        } else {
+            ctx.read_redirs(&qmp, &layout.redirs).await?
+        };
+        log.line(&format!(
+            "VM alive: pid {}, monitors connected in {}, redirs {redirs:?}",
+            process.pid(),
+            secs(&started.elapsed())
+        ));
+        Ok(Vm {
+            name,
+            params,
+            spec,
+            layout,
+            argv,
+            source,
+            process,
+            qmp,
+            hmps,
+            serial,
+            redirs,
+            reservations,
+            hot_nics: Vec::new(),
+            log,
+            log_dir,
+            session_count: 0,
+            run_dir: Some(run_dir),
+        })
+    }
+}
+
+/// The state shared by the connect steps of [`Vm::create_with`]: each retries while QEMU runs,
+/// and turns QEMU's exit into an error carrying its output.
+struct Starting<'a> {
+    name: &'a str,
+    process: &'a OwnedProcess,
+    log: &'a mut VmLog,
+    timeouts: &'a Timeouts,
+}
+
+impl Starting<'_> {
+    /// The error for QEMU having exited while `awaited`.
+    fn exited(&self, status: std::process::ExitStatus, awaited: &str) -> Error {
+        let text = fs::read_to_string(self.process.output_log()).unwrap_or_default();
+        classify_output(self.name, &text).unwrap_or_else(|| Error::QemuExited {
+            vm: self.name.into(),
+            awaited: awaited.into(),
+            status: status.to_string(),
+            stderr_tail: tail_lines(&text, 20),
+        })
+    }
+
+    /// Retries `attempt` every 20 ms until it succeeds, QEMU exits, or the connect timeout.
+    async fn retry<T, E: std::fmt::Display, F, Fut>(
+        &mut self,
+        awaited: &str,
+        mut attempt: F,
+    ) -> Result<T, Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, E>>,
+    {
+        let started = Instant::now();
+        let timeout = self.timeouts.connect;
+        loop {
+            let last = match attempt().await {
+                Ok(v) => {
+                    self.log.line(&format!(
+                        "connected {awaited} after {}",
+                        secs(&started.elapsed())
+                    ));
+                    return Ok(v);
+                }
+                Err(e) => e.to_string(),
+            };
+            if let ProcessState::Exited(status) = self.process.state() {
+                return Err(self.exited(status, &format!("connecting {awaited}")));
+            }
+            if started.elapsed() >= timeout {
+                return Err(Error::Timeout {
+                    vm: self.name.into(),
+                    awaited: format!("connecting {awaited}"),
+                    waited: timeout,
+                    last,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn open_serial(
+        &mut self,
+        socket: &Path,
+        log_path: &Path,
+    ) -> Result<SerialConsole, Error> {
+        let stream = self
+            .retry(&format!("the serial console {}", socket.display()), || {
+                UnixStream::connect(socket)
+            })
+            .await?;
+        let mut log =
+            File::create(log_path).map_err(io_err("creating the serial log", log_path))?;
+        let (mut rd, wr) = stream.into_split();
+        let shared = Arc::new(SerialShared::default());
+        let pump_shared = Arc::clone(&shared);
+        let pump = tokio::spawn(async move {
+            let mut chunk = vec![0u8; 8192];
+            loop {
+                let n = match rd.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                let _ = log.write_all(&chunk[..n]);
+                let sub = pump_shared
+                    .subscriber
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                if let Some(tx) = sub {
+                    // A session that stopped reading loses output rather than stalling the log.
+                    let _ = tx.try_send(chunk[..n].to_vec());
+                }
+            }
+            // End of the console: attached sessions see end of stream.
+            *pump_shared
+                .subscriber
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = None;
+        });
+        Ok(SerialConsole {
+            writer: Arc::new(tokio::sync::Mutex::new(wr)),
+            shared,
+            pump,
+        })
+    }
+
+    async fn connect_qmp(&mut self, socket: &Path, transcript: &Path) -> Result<QmpClient, Error> {
+        let cfg = QmpConfig::default()
+            .transcript(transcript)
+            .connect_timeout(Duration::from_secs(2));
+        self.retry(&format!("QMP {}", socket.display()), || {
+            QmpClient::connect_unix(socket, cfg.clone())
+        })
+        .await
+    }
+
+    async fn connect_hmp(&mut self, socket: &Path, transcript: &Path) -> Result<HmpClient, Error> {
+        let cfg = HmpConfig::default().transcript(transcript);
+        self.retry(&format!("the human monitor {}", socket.display()), || {
+            HmpClient::connect_unix(socket, cfg.clone())
+        })
+        .await
+    }
+
+    /// Reads the kernel-chosen host ports back from `info usernet`.
+    async fn read_redirs(
+        &mut self,
+        qmp: &QmpClient,
+        wanted: &[RedirSpec],
+    ) -> Result<Vec<(u16, u16)>, Error> {
+        let text = qmp.info("usernet").await.map_err(|source| Error::Monitor {
+            vm: self.name.into(),
+            what: "reading forwarded ports (info usernet)".into(),
+            source: Box::new(source),
+        })?;
+        let forwards = net::parse_usernet_forwards(&text);
+        let mut out = Vec::new();
+        for r in wanted {
+            let Some((host, _)) = forwards.iter().find(|(_, g)| *g == r.guest_port) else {
+                return Err(Error::UnexpectedReply {
+                    vm: self.name.into(),
+                    command: format!("info usernet (looking for guest port {})", r.guest_port),
+                    reply: text,
+                });
+            };
+            out.push((r.guest_port, *host));
+        }
+        Ok(out)
+    }
+}
+
+/// Verifies each cdrom ISO exists and matches `md5sum`, `md5sum_1m` or `sha1sum`.
+fn check_isos(vm: &str, params: &Params, root: &Path) -> Result<(), Error> {
+    let mut names: Vec<String> = params
+        .objects("cdroms")
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    if names.is_empty() && params.get("cdrom").is_some() {
+        names.push(String::new());
+    }
+    for c in names {
+        let cp = if c.is_empty() {
+            params.clone()
+        } else {
+            params.object_params(&c)
+        };
+        let Some(iso) = cp.get("cdrom").filter(|s| !s.is_empty()) else {
+            continue;
+        };
+        let path = root.join(iso);
+        let bad = |problem: String| Error::Iso {
+            vm: vm.into(),
+            path: path.clone(),
+            problem,
+        };
+        if !path.exists() {
+            return Err(bad("not found".into()));
+        }
+        let (tool, limit, expected) = if let Some(h) = cp.get("md5sum_1m") {
+            ("md5sum", Some(1 << 20), h)
+        } else if let Some(h) = cp.get("md5sum") {
+            ("md5sum", None, h)
+        } else if let Some(h) = cp.get("sha1sum") {
+            ("sha1sum", None, h)
+        } else {
+            continue;
+        };
+        let actual =
+            hash_file(tool, &path, limit).map_err(|e| bad(format!("hashing with {tool}: {e}")))?;
+        if !actual.eq_ignore_ascii_case(expected.trim()) {
+            return Err(bad(format!(
+                "{tool}{} is {actual}, expected {expected}",
+                if limit.is_some() {
+                    " of the first MiB"
+                } else {
+                    ""
+                }
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Hashes a file (or its first `limit` bytes) with coreutils' `md5sum`/`sha1sum` on stdin.
+fn hash_file(tool: &str, path: &Path, limit: Option<u64>) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut child = std::process::Command::new(tool)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    {
+        let mut stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| std::io::Error::other("no stdin"))?;
+        let file = File::open(path)?;
+        match limit {
+            Some(n) => std::io::copy(&mut file.take(n), &mut stdin)?,
+            None => std::io::copy(&mut { file }, &mut stdin)?,
+        };
+    }
+    let out = child.wait_with_output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text.split_whitespace().next().unwrap_or("").to_owned())
+}
+
+/// Finds a device by qdev id in a `query-pci` reply, bridges included.
+fn pci_has_device(reply: &Value, id: &str) -> bool {
+    fn walk(devices: &Value, id: &str) -> bool {
+        devices.as_array().is_some_and(|ds| {
+            ds.iter().any(|d| {
+                d.get("qdev_id").and_then(Value::as_str) == Some(id)
+                    || d.get("pci_bridge")
+                        .and_then(|b| b.get("devices"))
+                        .is_some_and(|b| walk(b, id))
+            })
+        })
+    }
+    reply.as_array().is_some_and(|buses| {
+        buses
+            .iter()
+            .any(|b| b.get("devices").is_some_and(|d| walk(d, id)))
+    })
+}
+
+impl Vm {
+    /// The VM's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The VM's params (its object view, with MACs and UUID filled in).
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// QEMU's pid (also its process group id).
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    /// The argv QEMU was started with.
+    pub fn argv(&self) -> &[OsString] {
+        &self.argv
+    }
+
+    /// The run layout (run dir, sockets, NICs).
+    pub fn layout(&self) -> &RunLayout {
+        &self.layout
+    }
+
+    /// The private run directory (sockets); removed on teardown.
+    pub fn run_dir(&self) -> &Path {
+        &self.layout.run_dir
+    }
+
+    /// The log directory (`vm.log`, `qemu.log`, `serial.log`, transcripts, sessions); kept.
+    pub fn log_dir(&self) -> &Path {
+        &self.log_dir
+    }
+
+    /// The QMP monitor (the first of `monitors` with `monitor_type = qmp`).
+    pub fn monitor(&self) -> &QmpClient {
+        &self.qmp
+    }
+
+    /// The human monitor named `name`, if the params list one.
+    pub fn human_monitor(&self, name: &str) -> Option<&HmpClient> {
+        self.hmps.iter().find(|(n, _)| n == name).map(|(_, c)| c)
+    }
+
+    /// Whether QEMU still runs.
+    pub fn is_alive(&self) -> bool {
+        self.process.state() == ProcessState::Running
+    }
+
+    /// The MAC of NIC `index`.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchNic`].
+    pub fn get_mac(&self, index: usize) -> Result<MacAddr, Error> {
+        Ok(self.nic(index)?.mac)
+    }
+
+    fn nic(&self, index: usize) -> Result<&NicSpec, Error> {
+        self.layout.nics.get(index).ok_or_else(|| Error::NoSuchNic {
+            vm: self.name.clone(),
+            index,
+            count: self.layout.nics.len(),
+        })
+    }
+
+    /// The host-side address of NIC `index`: `localhost` in user mode (ports are forwarded);
+    /// in tap mode the IP that `address_cache` maps its MAC to, verified against the host's ARP
+    /// table (refused when that IP is seen with a MAC that is not one of this VM's).
+    ///
+    /// # Errors
+    /// [`Error::NoSuchNic`], [`Error::AddressUnknown`].
+    pub fn get_address(
+        &self,
+        index: usize,
+        address_cache: &std::collections::HashMap<MacAddr, String>,
+    ) -> Result<String, Error> {
+        let nic = self.nic(index)?;
+        if nic.mode == NicMode::User {
+            return Ok("localhost".into());
+        }
+        let unknown = |why: String| Error::AddressUnknown {
+            vm: self.name.clone(),
+            nic: nic.name.clone(),
+            mac: nic.mac.to_string(),
+            why,
+        };
+        let ip = address_cache
+            .get(&nic.mac)
+            .ok_or_else(|| unknown("not in the MAC→IP address cache".into()))?;
+        match net::arp_mac(ip) {
+            Some(seen) if self.layout.nics.iter().any(|n| n.mac == seen) => Ok(ip.clone()),
+            Some(seen) => Err(unknown(format!("{ip} belongs to {seen}, not to this VM"))),
+            None => Err(unknown(format!("{ip} is not in the host's ARP table"))),
+        }
+    }
+
+    /// The host port forwarded to `guest_port` (user mode), or `guest_port` itself for a tap NIC.
+    ///
+    /// # Errors
+    /// [`Error::PortNotRedirected`], [`Error::NoSuchNic`].
+    pub fn get_port(&self, guest_port: u16, nic_index: usize) -> Result<u16, Error> {
+        if self.nic(nic_index)?.mode == NicMode::Tap {
+            return Ok(guest_port);
+        }
+        self.redirs
+            .iter()
+            .find(|(g, _)| *g == guest_port)
+            .map(|(_, h)| *h)
+            .ok_or_else(|| Error::PortNotRedirected {
+                vm: self.name.clone(),
+                guest_port,
+                redirected: self.redirs.iter().map(|(g, _)| *g).collect(),
+            })
+    }
+
+    /// The tap interface name of NIC `index` (`nic_ifname`, or a short unique name).
+    ///
+    /// # Errors
+    /// [`Error::NoSuchNic`].
+    pub fn get_ifname(&self, index: usize) -> Result<&str, Error> {
+        Ok(&self.nic(index)?.ifname)
+    }
+
+    fn monitor_err(&self, what: impl Into<String>) -> impl FnOnce(monitor::Error) -> Error + '_ {
+        let what = what.into();
+        move |source| Error::Monitor {
+            vm: self.name.clone(),
+            what,
+            source: Box::new(source),
+        }
+    }
+
+    async fn qmp_exec(&self, command: &str, args: Value) -> Result<Value, Error> {
+        self.log_line(&format!("QMP {command} {args}"));
+        self.qmp
+            .execute(command, args)
+            .await
+            .map_err(self.monitor_err(format!("QMP {command}")))
+    }
+
+    fn log_line(&self, text: &str) {
+        // Logging takes &self: reopen in append mode (rare, small writes).
+        if let Ok(mut f) = File::options()
+            .append(true)
+            .open(self.log_dir.join("vm.log"))
+        {
+            let t = self.log.started.elapsed().as_secs_f64();
+            let _ = writeln!(f, "[+{t:8.3}s] {text}");
+        }
+    }
+
+    /// Pauses the guest (`stop`, confirmed by the `STOP` event).
+    ///
+    /// # Errors
+    /// Monitor errors.
+    pub async fn pause(&self) -> Result<(), Error> {
+        let mark = self.qmp.cursor();
+        self.qmp_exec("stop", json!({})).await?;
+        self.qmp
+            .wait_event(
+                EventFilter::new("STOP").since(mark),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(self.monitor_err("waiting for STOP"))?;
+        Ok(())
+    }
+
+    /// Resumes the guest (`cont`, confirmed by the `RESUME` event).
+    ///
+    /// # Errors
+    /// Monitor errors.
+    pub async fn resume(&self) -> Result<(), Error> {
+        let mark = self.qmp.cursor();
+        self.qmp_exec("cont", json!({})).await?;
+        self.qmp
+            .wait_event(
+                EventFilter::new("RESUME").since(mark),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(self.monitor_err("waiting for RESUME"))?;
+        Ok(())
+    }
+
+    /// QEMU's run state (`query-status`), e.g. `running`, `paused`, `postmigrate`.
+    ///
+    /// # Errors
+    /// Monitor errors.
+    pub async fn status(&self) -> Result<String, Error> {
+        let r = self.qmp_exec("query-status", json!({})).await?;
+        r.get("status")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| Error::UnexpectedReply {
+                vm: self.name.clone(),
+                command: "query-status".into(),
+                reply: r.to_string(),
+            })
+    }
+
+    fn shell_config(&self) -> Result<ShellConfig, Error> {
+        Ok(ShellConfig::from_params(&self.params)?)
+    }
+
+    fn next_session_log(&mut self, kind: &str) -> PathBuf {
+        self.session_count += 1;
+        self.log_dir
+            .join(format!("session-{}-{kind}.log", self.session_count))
+    }
+
+    /// Opens a session on the serial console and logs in within `timeout`.
+    ///
+    /// # Errors
+    /// [`Error::SerialConsole`] (none, or in use), session errors.
+    pub async fn serial_login(&mut self, timeout: Duration) -> Result<Session, Error> {
+        let config = self.shell_config()?;
+        let log_path = self.next_session_log("serial");
+        let Some(console) = &self.serial else {
+            return Err(Error::SerialConsole {
+                vm: self.name.clone(),
+                problem: "does not exist (no `serials` in the params)".into(),
+            });
+        };
+        let transport = SerialTransport::attach(
+            format!("serial console of {}", self.name),
+            Arc::clone(&console.writer),
+            Arc::clone(&console.shared),
+        )
+        .ok_or_else(|| Error::SerialConsole {
+            vm: self.name.clone(),
+            problem: "is in use by another session".into(),
+        })?;
+        let mut session = Session::new(Box::new(transport), config, &log_path)?;
+        session.login(timeout).await?;
+        Ok(session)
+    }
+
+    /// Connects with `shell_client` (telnet, nc or ssh; default telnet) to `shell_port` of NIC
+    /// `nic` and logs in, retrying connection and login until `timeout` (the guest may still be
+    /// booting: a forwarded port accepts and then closes while nothing listens in the guest).
+    ///
+    /// # Errors
+    /// [`SessionError::LoginTimeout`] with the last attempt's failure; address/port errors.
+    pub async fn remote_login(&mut self, nic: usize, timeout: Duration) -> Result<Session, Error> {
+        let config = self.shell_config()?;
+        let client = self
+            .params
+            .get("shell_client")
+            .unwrap_or("telnet")
+            .to_owned();
+        let default_port = match client.as_str() {
+            "ssh" => 22,
+            "nc" => 2222,
+            _ => 23,
+        };
+        let guest_port = self
+            .params
+            .get("shell_port")
+            .and_then(|p| p.trim().parse::<u16>().ok())
+            .unwrap_or(default_port);
+        let host = self.get_address(nic, &std::collections::HashMap::new())?;
+        let port = self.get_port(guest_port, nic)?;
+        let log_path = self.next_session_log(&client);
+        let describe = format!("{client} {host}:{port}");
+        let deadline = Instant::now() + timeout;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let left = deadline.saturating_duration_since(Instant::now());
+            let attempt = async {
+                let transport: Box<dyn Transport> = match client.as_str() {
+                    "nc" => Box::new(RawTcpTransport::connect(&host, port).await.map_err(
+                        |source| SessionError::Connect {
+                            session: describe.clone(),
+                            source,
+                        },
+                    )?),
+                    "ssh" => Box::new(SshTransport::spawn(&host, port, &config.username).map_err(
+                        |source| SessionError::Connect {
+                            session: describe.clone(),
+                            source,
+                        },
+                    )?),
+                    _ => Box::new(TelnetTransport::connect(&host, port).await.map_err(
+                        |source| SessionError::Connect {
+                            session: describe.clone(),
+                            source,
+                        },
+                    )?),
+                };
+                let mut s = Session::new(transport, config.clone(), &log_path)?;
+                s.login(left.min(Duration::from_secs(20))).await?;
+                Ok::<Session, SessionError>(s)
+            };
+            let last = match attempt.await {
+                Ok(s) => return Ok(s),
+                Err(e) => e,
+            };
+            if Instant::now() >= deadline {
+                return Err(Error::Session(SessionError::LoginTimeout {
+                    session: describe,
+                    waited: timeout,
+                    attempts,
+                    last: Box::new(last),
+                }));
+            }
+            if let ProcessState::Exited(status) = self.process.state() {
+                return Err(Error::QemuExited {
+                    vm: self.name.clone(),
+                    awaited: format!("logging in over {describe}"),
+                    status: status.to_string(),
+                    stderr_tail: self.output_tail(20),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Logs in over `access` within `timeout` (the `login_timeout` param is the usual value).
+    ///
+    /// # Errors
+    /// As [`Vm::serial_login`] / [`Vm::remote_login`].
+    pub async fn wait_for_login(
+        &mut self,
+        access: Access,
+        timeout: Duration,
+    ) -> Result<Session, Error> {
+        match access {
+            Access::Serial => self.serial_login(timeout).await,
+            Access::Remote { nic } => self.remote_login(nic, timeout).await,
+        }
+    }
+
+    /// `login_timeout` from the params (default 360 s).
+    pub fn login_timeout(&self) -> Duration {
+        self.shell_config()
+            .map(|c| c.login_timeout)
+            .unwrap_or(Duration::from_secs(360))
+    }
+
+    /// Reboots the guest and logs in again over `access`. Success is the `RESET` event followed
+    /// by a fresh login.
+    ///
+    /// # Errors
+    /// Monitor errors, a timeout waiting for `RESET`, login errors.
+    pub async fn reboot(
+        &mut self,
+        method: RebootMethod,
+        access: Access,
+        timeout: Duration,
+    ) -> Result<Session, Error> {
+        let started = Instant::now();
+        let mark = self.qmp.cursor();
+        match method {
+            RebootMethod::Shell(mut session) => {
+                let cmd = self
+                    .params
+                    .get("reboot_command")
+                    .unwrap_or("reboot")
+                    .to_owned();
+                self.log_line(&format!(
+                    "reboot: sending `{cmd}` on {}",
+                    session.describe()
+                ));
+                session.sendline(&cmd).await?;
+                // The session ends with the guest; the serial console is freed for the new one.
+                drop(session);
+            }
+            RebootMethod::SystemReset => {
+                self.qmp_exec("system_reset", json!({})).await?;
+            }
+        }
+        self.qmp
+            .wait_event(EventFilter::new("RESET").since(mark), timeout)
+            .await
+            .map_err(self.monitor_err("waiting for the RESET event of the reboot"))?;
+        self.log_line(&format!("reboot: RESET after {}", secs(&started.elapsed())));
+        let left = timeout.saturating_sub(started.elapsed());
+        let session = self.wait_for_login(access, left).await?;
+        self.log_line(&format!(
+            "reboot: logged in after {}",
+            secs(&started.elapsed())
+        ));
+        Ok(session)
+    }
+
+    async fn wait_in_pci(&self, id: &str, present: bool) -> Result<(), Error> {
+        let started = Instant::now();
+        let timeout = self.spec.timeouts.hotplug;
+        loop {
+            let reply = self.qmp_exec("query-pci", json!({})).await?;
+            if pci_has_device(&reply, id) == present {
+                return Ok(());
+            }
+            if started.elapsed() >= timeout {
+                return Err(Error::Timeout {
+                    vm: self.name.clone(),
+                    awaited: format!(
+                        "device {id} to {} query-pci",
+                        if present { "appear in" } else { "leave" }
+                    ),
+                    waited: timeout,
+                    last: "query-pci does not show the expected state".into(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Hotplugs a NIC of `model` (e.g. `virtio-net-pci`) on a new user-mode netdev with a
+    /// generated, reserved MAC; confirmed by `query-pci`.
+    ///
+    /// # Errors
+    /// Monitor errors, a timeout waiting for the device in `query-pci`.
+    pub async fn hotplug_nic(&mut self, model: &str) -> Result<HotNic, Error> {
+        let mac_dir = net::mac_registry_dir();
+        let r = MacReservation::generate(&mac_dir, &self.layout.run_dir)
+            .map_err(io_err("reserving a MAC address in", &mac_dir))?;
+        let nic = HotNic {
+            id: short_id("hotnic"),
+            netdev_id: short_id("hotnet"),
+            mac: r.mac(),
+            model: model.to_owned(),
+        };
+        self.reservations.push(r);
+        self.qmp_exec("netdev_add", json!({"type": "user", "id": nic.netdev_id}))
+            .await?;
+        self.qmp_exec(
+            "device_add",
+            json!({"driver": model, "id": nic.id, "netdev": nic.netdev_id, "mac": nic.mac.to_string()}),
+        )
+        .await?;
+        self.wait_in_pci(&nic.id, true).await?;
+        self.hot_nics.push(nic.clone());
+        Ok(nic)
+    }
+
+    /// Unplugs a device: `device_del`, then the `DEVICE_DELETED` event (which needs the guest's
+    /// cooperation for PCI), then its absence from `query-pci`.
+    ///
+    /// # Errors
+    /// Monitor errors, timeouts naming the event or the `query-pci` state.
+    pub async fn unplug_device(&mut self, id: &str) -> Result<(), Error> {
+        let mark = self.qmp.cursor();
+        self.qmp_exec("device_del", json!({"id": id})).await?;
+        self.qmp
+            .wait_event(
+                EventFilter::new("DEVICE_DELETED")
+                    .data(json!({"device": id}))
+                    .since(mark),
+                self.spec.timeouts.hotplug,
+            )
+            .await
+            .map_err(self.monitor_err(format!("waiting for DEVICE_DELETED of {id}")))?;
+        self.wait_in_pci(id, false).await
+    }
+
+    /// Unplugs a hotplugged NIC and removes its netdev; its MAC reservation is released.
+    ///
+    /// # Errors
+    /// As [`Vm::unplug_device`].
+    pub async fn unplug_nic(&mut self, nic: &HotNic) -> Result<(), Error> {
+        self.unplug_device(&nic.id).await?;
+        self.qmp_exec("netdev_del", json!({"id": nic.netdev_id}))
+            .await?;
+        self.hot_nics.retain(|n| n.id != nic.id);
+        self.reservations.retain(|r| r.mac() != nic.mac);
+        Ok(())
+    }
+
+    /// Hotplugs the image file `path` (format `format`: `qcow2`, `raw`) as a `driver` device
+    /// (e.g. `virtio-blk-pci`); confirmed by `query-pci`.
+    ///
+    /// # Errors
+    /// Monitor errors, a timeout waiting for the device in `query-pci`.
+    pub async fn hotplug_disk(
+        &mut self,
+        path: &Path,
+        format: &str,
+        driver: &str,
+    ) -> Result<HotDisk, Error> {
+        let disk = HotDisk {
+            id: short_id("hotdisk"),
+            node_name: short_id("node"),
+        };
+        self.qmp_exec(
+            "blockdev-add",
+            json!({"driver": format, "node-name": disk.node_name,
+                   "file": {"driver": "file", "filename": path.to_string_lossy()}}),
+        )
+        .await?;
+        self.qmp_exec(
+            "device_add",
+            json!({"driver": driver, "id": disk.id, "drive": disk.node_name}),
+        )
+        .await?;
+        self.wait_in_pci(&disk.id, true).await?;
+        Ok(disk)
+    }
+
+    /// Unplugs a hotplugged disk and removes its block node.
+    ///
+    /// # Errors
+    /// As [`Vm::unplug_device`].
+    pub async fn unplug_disk(&mut self, disk: &HotDisk) -> Result<(), Error> {
+        self.unplug_device(&disk.id).await?;
+        self.qmp_exec("blockdev-del", json!({"node-name": disk.node_name}))
+            .await?;
+        Ok(())
+    }
+
+    /// The last `n` lines of QEMU's stdout/stderr.
+    pub fn output_tail(&self, n: usize) -> String {
+        tail_lines(
+            &fs::read_to_string(self.process.output_log()).unwrap_or_default(),
+            n,
+        )
+    }
+
+    /// QEMU's output, the serial log and the VM log between clear markers, for failure reports.
+    pub fn debug_report(&self) -> String {
+        let mut out = String::new();
+        for (title, file) in [
+            ("QEMU output", "qemu.log"),
+            ("serial console", "serial.log"),
+            ("VM log", "vm.log"),
+        ] {
+            let text = fs::read_to_string(self.log_dir.join(file)).unwrap_or_default();
+            out.push_str(&format!(
+                "---- {title} of {} ({}) ----\n{}\n---- end of {title} ----\n",
+                self.name,
+                self.log_dir.join(file).display(),
+                tail_lines(&text, 60)
+            ));
+        }
+        out
+    }
+
+    /// Migrates the guest to a new local VM started with `-incoming defer` and this VM's MACs,
+    /// checks success on both sides (source `completed` and `postmigrate`, destination
+    /// `running`), then replaces `self` with the destination and tears the source down.
+    /// On failure the destination is destroyed and `self` is left as it was.
+    ///
+    /// # Errors
+    /// [`Error::Migration`] naming the side that failed, timeouts, monitor errors.
+    pub async fn migrate(&mut self, protocol: MigrationProtocol) -> Result<(), Error> {
+        let started = Instant::now();
+        let dest = Vm::create_with(
+            self.spec.clone(),
+            Arc::clone(&self.source),
+            CreateOptions {
+                mac_source: Some(self),
+                incoming: true,
+            },
+        )
+        .await?;
+        match self.migrate_to(&dest, protocol).await {
+            Ok(uri) => {
+                self.log_line(&format!(
+                    "migrated over {uri} in {}; the destination (pid {}) replaces this VM",
+                    secs(&started.elapsed()),
+                    dest.pid()
+                ));
+                let source = std::mem::replace(self, dest);
+                source.destroy(Teardown::Quick).await?;
+                Ok(())
+            }
+            Err(e) => {
+                let _ = dest.destroy(Teardown::Quick).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn migrate_to(&self, dest: &Vm, protocol: MigrationProtocol) -> Result<String, Error> {
+        let timeout = self.spec.timeouts.migrate;
+        let file = dest.run_dir().join("migration.state");
+        let (out_uri, in_uri) = match protocol {
+            MigrationProtocol::Tcp => (None, "tcp:127.0.0.1:0".to_owned()),
+            MigrationProtocol::Unix => {
+                let u = format!("unix:{}", dest.layout.migration_socket().display());
+                (Some(u.clone()), u)
+            }
+            MigrationProtocol::Exec => (
+                Some(format!("exec:cat > '{}'", file.display())),
+                format!("exec:cat '{}'", file.display()),
+            ),
+        };
+        let fail = |uri: &str, why: String| Error::Migration {
+            vm: self.name.clone(),
+            uri: uri.to_owned(),
+            why,
+        };
+        if protocol == MigrationProtocol::Exec {
+            // Offline: the state goes to a file first, the destination reads it afterwards.
+            let uri = out_uri.clone().unwrap_or_default();
+            self.pause().await?;
+            self.qmp_exec("migrate", json!({"uri": uri})).await?;
+            self.wait_migration(&uri, timeout).await?;
+            dest.qmp_exec("migrate-incoming", json!({"uri": in_uri}))
+                .await?;
+            // The source was paused, so the destination stays paused after loading: wait for
+            // its incoming migration to complete, then resume it.
+            dest.wait_migration(&in_uri, timeout).await?;
+            dest.qmp_exec("cont", json!({})).await?;
+        } else {
+            dest.qmp_exec("migrate-incoming", json!({"uri": in_uri}))
+                .await?;
+            let uri = match out_uri {
+                Some(u) => u,
+                None => {
+                    // The kernel chose the port: read it back from the destination.
+                    let info = dest.qmp_exec("query-migrate", json!({})).await?;
+                    let port = info
+                        .get("socket-address")
+                        .and_then(Value::as_array)
+                        .and_then(|a| a.first())
+                        .and_then(|a| a.get("port"))
+                        .and_then(|p| {
+                            p.as_str()
+                                .map(str::to_owned)
+                                .or_else(|| p.as_u64().map(|n| n.to_string()))
+                        })
+                        .ok_or_else(|| Error::UnexpectedReply {
+                            vm: dest.name.clone(),
+                            command: "query-migrate (socket-address of the listener)".into(),
+                            reply: info.to_string(),
+                        })?;
+                    format!("tcp:127.0.0.1:{port}")
+                }
+            };
+            self.qmp_exec("migrate", json!({"uri": uri})).await?;
+            self.wait_migration(&uri, timeout).await?;
+        }
+        // Source side: paused after migration.
+        let src_status = self.status().await?;
+        if src_status != "postmigrate" && protocol != MigrationProtocol::Exec {
+            return Err(fail(
+                &in_uri,
+                format!("source is `{src_status}`, not `postmigrate`"),
+            ));
+        }
+        // Destination side: running.
+        let deadline = Instant::now() + timeout;
+        loop {
+            let st = dest.status().await?;
+            if st == "running" {
+                break;
+            }
+            if let ProcessState::Exited(status) = dest.process.state() {
+                return Err(fail(
+                    &in_uri,
+                    format!(
+                        "destination QEMU exited ({status}): {}",
+                        dest.output_tail(10)
+                    ),
+                ));
+            }
+            if Instant::now() >= deadline {
+                return Err(fail(&in_uri, format!("destination stayed `{st}`")));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(in_uri)
+    }
+
+    /// Polls `query-migrate` (source or destination side) until `completed`.
+    async fn wait_migration(&self, uri: &str, timeout: Duration) -> Result<(), Error> {
+        let started = Instant::now();
+        loop {
+            let info = self.qmp_exec("query-migrate", json!({})).await?;
+            let status = info.get("status").and_then(Value::as_str).unwrap_or("");
+            match status {
+                "completed" => return Ok(()),
+                "failed" | "cancelled" => {
+                    return Err(Error::Migration {
+                        vm: self.name.clone(),
+                        uri: uri.to_owned(),
+                        why: format!("source reports `{status}`: {info}"),
+                    })
+                }
+                _ => {}
+            }
+            if started.elapsed() >= timeout {
+                return Err(Error::Timeout {
+                    vm: self.name.clone(),
+                    awaited: format!("migration over {uri} to complete"),
+                    waited: timeout,
+                    last: format!("query-migrate: {info}"),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits up to `timeout` for QEMU to exit; logs how the stage ended.
+    async fn stage_wait(&mut self, stage: &str, timeout: Duration) -> bool {
+        let started = Instant::now();
+        let exited = self.process.wait_timeout(timeout).await;
+        match exited {
+            Some(status) => {
+                self.log.line(&format!(
+                    "teardown: {stage}: QEMU exited ({status}) after {}",
+                    secs(&started.elapsed())
+                ));
+                true
+            }
+            None => {
+                self.log.line(&format!(
+                    "teardown: {stage}: QEMU still runs after {}",
+                    secs(&timeout)
+                ));
+                false
+            }
+        }
+    }
+
+    /// Tears the VM down in bounded, logged stages (see [`Teardown`]), then closes the
+    /// monitors, removes the run directory and frees the MACs. Returns the stage that ended QEMU.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] if even SIGKILL did not end QEMU within its bound; [`Error::Io`] if the
+    /// run directory could not be removed.
+    pub async fn destroy(mut self, how: Teardown) -> Result<StoppedBy, Error> {
+        let t = self.spec.timeouts.clone();
+        let stopped = 'stages: {
+            if !self.is_alive() {
+                break 'stages StoppedBy::AlreadyExited;
+            }
+            if how == Teardown::Graceful {
+                if let Some(cmd) = self.params.get("shutdown_command").map(str::to_owned) {
+                    self.log.line(&format!("teardown: guest command `{cmd}`"));
+                    let access = if self.serial.is_some() {
+                        Access::Serial
+                    } else {
+                        Access::Remote { nic: 0 }
+                    };
+                    let bound = t.guest_shutdown.min(Duration::from_secs(30));
+                    match self.wait_for_login(access, bound).await {
+                        Ok(mut s) => {
+                            let sent = s.sendline(&cmd).await;
+                            if sent.is_ok()
+                                && self.stage_wait("guest command", t.guest_shutdown).await
+                            {
+                                break 'stages StoppedBy::GuestCommand;
+                            }
+                        }
+                        Err(e) => self
+                            .log
+                            .line(&format!("teardown: no session for the guest command: {e}")),
+                    }
+                }
+                let mark = self.qmp.cursor();
+                self.log.line("teardown: system_powerdown");
+                if self
+                    .qmp
+                    .execute("system_powerdown", json!({}))
+                    .await
+                    .is_ok()
+                {
+                    let ev = self
+                        .qmp
+                        .wait_event(EventFilter::new("SHUTDOWN").since(mark), t.powerdown)
+                        .await;
+                    self.log.line(&format!(
+                        "teardown: SHUTDOWN event: {}",
+                        if ev.is_ok() { "seen" } else { "not seen" }
+                    ));
+                    if self.stage_wait("system_powerdown", t.powerdown).await {
+                        break 'stages StoppedBy::Powerdown;
+                    }
+                }
+            }
+            self.log.line("teardown: quit");
+            let _ = self.qmp.execute("quit", json!({})).await;
+            if self.stage_wait("quit", t.quit).await {
+                break 'stages StoppedBy::Quit;
+            }
+            self.log.line("teardown: SIGKILL of the process group");
+            self.process.kill();
+            if self.stage_wait("SIGKILL", t.kill).await {
+                break 'stages StoppedBy::Kill;
+            }
+            return Err(Error::Timeout {
+                vm: self.name.clone(),
+                awaited: "QEMU to die after SIGKILL".into(),
+                waited: t.kill,
+                last: format!("pid {} still not reaped", self.pid()),
+            });
+        };
+        self.qmp.close().await;
+        for (_, h) in &self.hmps {
+            h.close().await;
+        }
+        self.serial = None;
+        self.reservations.clear();
+        if let Some(dir) = self.run_dir.take() {
+            let path = dir.path().to_path_buf();
+            dir.close()
+                .map_err(io_err("removing the run directory", &path))?;
+        }
+        self.log.line(&format!("teardown done: {stopped:?}"));
+        Ok(stopped)
+    }
+}
+
+impl Drop for Vm {
+    /// The safety net: SIGKILL the process group (never blocks); the run directory and MAC
+    /// reservations are removed as the fields drop.
+    fn drop(&mut self) {
+        if self.process.state() == ProcessState::Running {
+            self.log
+                .line("dropped without destroy(): SIGKILL of the process group");
+            self.process.kill();
+        }
+    }
+}
+
+/// Removes what VMs of dead kvmtest processes left behind (a SIGKILLed kvmtest runs no
+/// destructors; its QEMU died with it): run directories under `run_base` whose `owner` pid is gone,
+/// and MAC reservations whose owner is gone. Called by every [`Vm::create`]; safe to call
+/// concurrently (removal races are ignored).
+pub fn sweep_stale(run_base: &Path) {
+    let alive = |pid: &str| Path::new(&format!("/proc/{}", pid.trim())).exists();
+    if let Ok(entries) = fs::read_dir(run_base) {
+        for e in entries.flatten() {
+            let path = e.path();
+            let is_ours = e.file_name().to_string_lossy().starts_with("kvmtest-");
+            if !is_ours {
+                continue;
+            }
+            if let Ok(owner) = fs::read_to_string(path.join("owner")) {
+                if !owner.trim().is_empty() && !alive(&owner) {
+                    let _ = fs::remove_dir_all(&path);
+                }
+            }
+        }
+    }
+    net::sweep_stale_macs(&net::mac_registry_dir());
+}
+
+/// The default base of run directories: `KVMTEST_RUN_DIR`, else the temp dir.
+pub fn run_base() -> PathBuf {
+    match std::env::var_os("KVMTEST_RUN_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => std::env::temp_dir(),
+    }
+}

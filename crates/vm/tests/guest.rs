@@ -1,0 +1,340 @@
+//! Integration tests on the real test guest under TCG: boot and log in (serial, telnet, nc),
+//! commands and statuses, hotplug, reboot, migration, pause/resume, and teardown without leaks.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{argv_source, assert_no_leftovers, guest_params, logs, spec};
+use vm::{Access, MigrationProtocol, RebootMethod, SessionError, StoppedBy, Teardown, Vm};
+
+/// Unwraps, printing the VM's QEMU output, serial log and VM log on failure.
+macro_rules! ok {
+    ($vm:expr, $e:expr $(,)?) => {
+        match $e {
+            Ok(v) => v,
+            Err(e) => panic!("{e}\n{}", $vm.debug_report()),
+        }
+    };
+}
+
+/// Counts PCI devices in the guest.
+async fn pci_count(s: &mut vm::Session) -> usize {
+    let out = s.cmd("ls /sys/bus/pci/devices").await.expect("ls pci");
+    out.split_whitespace().count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boot_login_commands_and_graceful_destroy() {
+    let logs = logs();
+    let t0 = Instant::now();
+    let mut vm = Vm::create(spec(guest_params(), logs.path()), argv_source())
+        .await
+        .expect("create");
+    let created = t0.elapsed();
+    let timeout = vm.login_timeout();
+    let mut serial = ok!(vm, vm.wait_for_login(Access::Serial, timeout).await);
+    let serial_login = t0.elapsed();
+
+    let uname = ok!(vm, serial.cmd("uname -s").await);
+    assert_eq!(uname.trim(), "Linux");
+    let (status, out) = ok!(vm, serial.cmd_status_output("ls /nonexistent").await);
+    assert_ne!(status, 0, "ls of a missing file: {out}");
+    match serial.cmd("false").await {
+        Err(SessionError::CommandFailed { status: 1, .. }) => {}
+        other => panic!("`false` should fail with status 1: {other:?}"),
+    }
+    // The UUID reached the guest.
+    let uuid = vm.params().get("uuid").expect("uuid set").to_owned();
+    let guest_uuid = ok!(vm, serial.cmd("cat /sys/class/dmi/id/product_uuid").await);
+    assert_eq!(guest_uuid.trim(), uuid);
+    // The generated MAC reached the guest.
+    let mac = ok!(vm, vm.get_mac(0)).to_string();
+    let guest_mac = ok!(vm, serial.cmd("cat /sys/class/net/eth0/address").await);
+    assert_eq!(guest_mac.trim(), mac);
+    drop(serial);
+
+    // Telnet through the redirected port.
+    let port = ok!(vm, vm.get_port(23, 0));
+    assert_ne!(port, 0);
+    assert_eq!(ok!(vm, vm.get_address(0, &Default::default())), "localhost");
+    assert!(matches!(
+        vm.get_port(8080, 0),
+        Err(vm::Error::PortNotRedirected {
+            guest_port: 8080,
+            ..
+        })
+    ));
+    let mut telnet = ok!(
+        vm,
+        vm.wait_for_login(Access::Remote { nic: 0 }, timeout).await
+    );
+    let telnet_login = t0.elapsed();
+    let addr = ok!(vm, telnet.cmd("ip -4 addr show eth0").await);
+    assert!(addr.contains("10.0.2.15"), "{addr}");
+    drop(telnet);
+
+    // Raw TCP (`nc`) shell on guest port 2222.
+    let mut nc = ok!(vm, vm_nc_session(&mut vm, timeout).await);
+    let echo = ok!(vm, nc.cmd("echo hello-nc").await);
+    assert_eq!(echo.trim(), "hello-nc");
+    drop(nc);
+
+    // The human monitor and QMP agree.
+    let hmp = vm.human_monitor("hmp1").expect("hmp1");
+    let info = ok!(vm, monitor::HumanMonitor::info(hmp, "status").await);
+    assert!(info.contains("running"), "{info}");
+
+    let pid = vm.pid();
+    let run_dir = vm.run_dir().to_path_buf();
+    let log_dir = vm.log_dir().to_path_buf();
+    let t1 = Instant::now();
+    let stopped = vm.destroy(Teardown::Graceful).await.expect("destroy");
+    let teardown = t1.elapsed();
+    assert_eq!(stopped, StoppedBy::GuestCommand);
+    assert_no_leftovers(pid, &run_dir);
+    let serial_log = std::fs::read_to_string(log_dir.join("serial.log")).expect("serial log");
+    assert!(serial_log.contains("KVMTEST-GUEST-READY"), "{serial_log}");
+    eprintln!(
+        "timings: create {:.2} s, serial login at {:.2} s, telnet login at {:.2} s, \
+         graceful teardown {:.2} s",
+        created.as_secs_f64(),
+        serial_login.as_secs_f64(),
+        telnet_login.as_secs_f64(),
+        teardown.as_secs_f64()
+    );
+}
+
+/// A `nc` session: the VM's `shell_client` is telnet, so connect a raw TCP transport directly.
+async fn vm_nc_session(vm: &mut Vm, timeout: Duration) -> Result<vm::Session, vm::Error> {
+    let port = vm.get_port(2222, 0)?;
+    let config = vm::ShellConfig::from_params(vm.params())?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let attempt = async {
+            let t = vm::session::RawTcpTransport::connect("127.0.0.1", port)
+                .await
+                .map_err(|source| SessionError::Connect {
+                    session: format!("nc 127.0.0.1:{port}"),
+                    source,
+                })?;
+            let mut s =
+                vm::Session::new(Box::new(t), config.clone(), &vm.log_dir().join("nc.log"))?;
+            s.login(Duration::from_secs(10)).await?;
+            Ok::<_, SessionError>(s)
+        };
+        match attempt.await {
+            Ok(s) => return Ok(s),
+            Err(e) if Instant::now() >= deadline => return Err(e.into()),
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hotplug_nic_and_disk_seen_in_guest() {
+    let logs = logs();
+    let mut vm = Vm::create(spec(guest_params(), logs.path()), argv_source())
+        .await
+        .expect("create");
+    let timeout = vm.login_timeout();
+    let mut s = ok!(vm, vm.wait_for_login(Access::Serial, timeout).await);
+    let before = pci_count(&mut s).await;
+
+    let nic = ok!(vm, vm.hotplug_nic("virtio-net-pci").await);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut after = pci_count(&mut s).await;
+    while after != before + 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        after = pci_count(&mut s).await;
+    }
+    assert_eq!(after, before + 1, "hotplugged NIC not seen in the guest");
+    // The guest sees the NIC with our MAC.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut macs = ok!(vm, s.cmd("cat /sys/class/net/*/address").await);
+    while !macs.contains(&nic.mac.to_string()) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        macs = ok!(vm, s.cmd("cat /sys/class/net/*/address").await);
+    }
+    assert!(
+        macs.contains(&nic.mac.to_string()),
+        "{} not in {macs}",
+        nic.mac
+    );
+
+    ok!(vm, vm.unplug_nic(&nic).await);
+    let mut back = pci_count(&mut s).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while back != before && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        back = pci_count(&mut s).await;
+    }
+    assert_eq!(back, before, "unplugged NIC still in the guest");
+
+    // A virtio disk on a fresh qcow2 image made with the real qemu-img.
+    let mut ip = params::Params::new();
+    ip.insert(
+        "image_name",
+        logs.path().join("hot").to_string_lossy().into_owned(),
+    );
+    ip.insert("image_size", "16M");
+    let img = vm::image::Image::from_params("hot", &ip, std::path::Path::new("/")).expect("image");
+    img.create().expect("qemu-img create");
+    let disk = ok!(
+        vm,
+        vm.hotplug_disk(&img.path, "qcow2", "virtio-blk-pci").await
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut blocks = ok!(vm, s.cmd("ls /sys/block").await);
+    while !blocks.contains("vda") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        blocks = ok!(vm, s.cmd("ls /sys/block").await);
+    }
+    assert!(blocks.contains("vda"), "hotplugged disk not seen: {blocks}");
+    ok!(vm, vm.unplug_disk(&disk).await);
+    drop(s);
+
+    let pid = vm.pid();
+    let run_dir = vm.run_dir().to_path_buf();
+    vm.destroy(Teardown::Quick).await.expect("destroy");
+    assert_no_leftovers(pid, &run_dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reboot_by_shell_and_by_system_reset() {
+    let logs = logs();
+    let mut vm = Vm::create(spec(guest_params(), logs.path()), argv_source())
+        .await
+        .expect("create");
+    let timeout = vm.login_timeout();
+    let mut s = ok!(vm, vm.wait_for_login(Access::Serial, timeout).await);
+    ok!(vm, s.cmd("touch /tmp/before-reboot").await);
+
+    let t = Instant::now();
+    let mut s = ok!(
+        vm,
+        vm.reboot(RebootMethod::Shell(Box::new(s)), Access::Serial, timeout)
+            .await
+    );
+    eprintln!("shell reboot to login: {:.2} s", t.elapsed().as_secs_f64());
+    // A fresh boot: the initramfs is new, the file is gone.
+    let (status, _) = ok!(vm, s.cmd_status_output("test -e /tmp/before-reboot").await);
+    assert_ne!(status, 0, "the guest did not really reboot");
+    drop(s);
+
+    let t = Instant::now();
+    let mut s = ok!(
+        vm,
+        vm.reboot(
+            RebootMethod::SystemReset,
+            Access::Remote { nic: 0 },
+            timeout
+        )
+        .await,
+    );
+    eprintln!(
+        "system_reset to telnet login: {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
+    ok!(vm, s.cmd("true").await);
+    drop(s);
+
+    // Pause and resume.
+    ok!(vm, vm.pause().await);
+    assert_eq!(ok!(vm, vm.status().await), "paused");
+    ok!(vm, vm.resume().await);
+    assert_eq!(ok!(vm, vm.status().await), "running");
+
+    let pid = vm.pid();
+    let run_dir = vm.run_dir().to_path_buf();
+    vm.destroy(Teardown::Quick).await.expect("destroy");
+    assert_no_leftovers(pid, &run_dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_over_tcp_unix_and_exec() {
+    let logs = logs();
+    let mut vm = Vm::create(spec(guest_params(), logs.path()), argv_source())
+        .await
+        .expect("create");
+    let timeout = vm.login_timeout();
+    let mut s = ok!(vm, vm.wait_for_login(Access::Serial, timeout).await);
+    ok!(vm, s.cmd("echo survived > /tmp/marker").await);
+    drop(s);
+    let mac = ok!(vm, vm.get_mac(0));
+
+    let mut seen = vec![(vm.pid(), vm.run_dir().to_path_buf())];
+    for proto in [
+        MigrationProtocol::Tcp,
+        MigrationProtocol::Unix,
+        MigrationProtocol::Exec,
+    ] {
+        let t = Instant::now();
+        ok!(vm, vm.migrate(proto).await);
+        let took = t.elapsed();
+        let (old_pid, old_dir) = seen.last().cloned().expect("previous");
+        assert_ne!(vm.pid(), old_pid, "{proto:?}: destination replaces source");
+        assert_no_leftovers(old_pid, &old_dir);
+        assert_eq!(ok!(vm, vm.get_mac(0)), mac, "{proto:?}: MAC kept");
+        let mut s = ok!(vm, vm.wait_for_login(Access::Serial, timeout).await);
+        let out = ok!(vm, s.cmd("cat /tmp/marker").await);
+        assert_eq!(out.trim(), "survived", "{proto:?}: guest state kept");
+        drop(s);
+        let mut t2 = ok!(
+            vm,
+            vm.wait_for_login(Access::Remote { nic: 0 }, timeout).await
+        );
+        ok!(vm, t2.cmd("true").await);
+        drop(t2);
+        eprintln!("migration over {proto:?}: {:.2} s", took.as_secs_f64());
+        seen.push((vm.pid(), vm.run_dir().to_path_buf()));
+    }
+    let (pid, run_dir) = seen.last().cloned().expect("last");
+    vm.destroy(Teardown::Quick).await.expect("destroy");
+    assert_no_leftovers(pid, &run_dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_without_destroy_kills_qemu() {
+    let logs = logs();
+    let mut p = guest_params();
+    p.insert("extra_params", "-S");
+    let vm = Vm::create(spec(p, logs.path()), argv_source())
+        .await
+        .expect("create");
+    let pid = vm.pid();
+    let run_dir = vm.run_dir().to_path_buf();
+    assert!(support::process_alive(pid));
+    drop(vm);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while support::process_alive(pid) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_no_leftovers(pid, &run_dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qemu_failure_is_reported_with_its_output() {
+    let logs = logs();
+    let mut p = guest_params();
+    p.insert("extra_params", "-no-such-option");
+    let err = Vm::create(spec(p, logs.path()), argv_source())
+        .await
+        .expect_err("QEMU must refuse the option");
+    let text = err.to_string();
+    assert!(
+        matches!(err, vm::Error::QemuExited { .. }) && text.contains("no-such-option"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_qmp_monitor_is_an_error() {
+    let logs = logs();
+    let mut p = guest_params();
+    p.insert("monitors", "hmp1");
+    let err = Vm::create(spec(p, logs.path()), argv_source())
+        .await
+        .expect_err("no QMP");
+    assert!(matches!(err, vm::Error::NoQmpMonitor { .. }), "{err}");
+}

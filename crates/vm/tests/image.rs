@@ -1,0 +1,65 @@
+//! `qemu-img` operations on real images, and the `process` walk over VMs and images.
+
+use params::Params;
+use vm::image::{postprocess_on_error, process, Image};
+
+#[test]
+fn create_check_snapshot_convert_remove() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut p = Params::new();
+    p.insert("image_name", "disk");
+    p.insert("image_size", "8M");
+    let img = Image::from_params("image1", &p, dir.path()).expect("view");
+    assert_eq!(img.path, dir.path().join("disk.qcow2"));
+    img.create().expect("create");
+    img.check().expect("check");
+    img.snapshot_create("s1").expect("snapshot");
+    assert_eq!(img.snapshot_list().expect("list"), vec!["s1".to_owned()]);
+    let raw = img
+        .convert("raw", &dir.path().join("disk.raw"))
+        .expect("convert");
+    assert_eq!(raw.info().expect("info")["format"], "raw");
+    img.remove().expect("remove");
+    assert!(!img.path.exists());
+    img.remove().expect("removing twice is fine");
+    // A failing qemu-img names the command and shows its stderr.
+    let err = img.check().expect_err("missing file").to_string();
+    assert!(
+        err.contains("qemu-img") && err.contains("disk.qcow2"),
+        "{err}"
+    );
+}
+
+#[test]
+fn process_walks_vms_then_images_with_nested_params() {
+    let mut p = Params::new();
+    p.insert("vms", "vm1 vm2");
+    p.insert("images", "a b");
+    p.insert("image_size", "1G");
+    p.insert("image_size_b_vm2", "2G");
+    p.insert("images_vm2", "b");
+    let seen = std::cell::RefCell::new(Vec::new());
+    process::<()>(
+        &p,
+        |img, ip| {
+            seen.borrow_mut()
+                .push(format!("{img}={}", ip.get("image_size").unwrap_or("")));
+            Ok(())
+        },
+        |vm, _| {
+            seen.borrow_mut().push(format!("vm:{vm}"));
+            Ok(())
+        },
+    )
+    .expect("walk");
+    assert_eq!(
+        seen.into_inner(),
+        ["a=1G", "b=1G", "vm:vm1", "b=2G", "vm:vm2"]
+    );
+
+    let mut q = Params::new();
+    q.insert("kill_vm", "no");
+    q.insert("kill_vm_on_error", "yes");
+    postprocess_on_error(&mut q);
+    assert_eq!(q.get("kill_vm"), Some("yes"));
+}
