@@ -3,13 +3,13 @@
 //!
 //! Each bench is one row of [`BENCHES`]: a name, its options, a one-line description and a
 //! function taking the remaining arguments. Dispatch and usage text come from the table, so a
-//! new bench (e.g. `qmp`, whose `bench_qmp.rs` has `pub fn main(&[String]) -> Result<()>`) is two
-//! additions here and nothing in `main.rs`:
+//! new bench (a `bench_NAME.rs` with `pub fn main(&[String]) -> Result<()>`) is two additions
+//! here and nothing in `main.rs`:
 //!
 //! ```text
-//! #[path = "bench_qmp.rs"]
-//! mod qmp;
-//! Bench { name: "qmp", options: "[--calls N] …", about: "…", run: qmp::main },
+//! #[path = "bench_NAME.rs"]
+//! mod NAME;
+//! Bench { name: "NAME", options: "[--runs N] …", about: "…", run: NAME::main },
 //! ```
 //!
 //! Shared here: [`measure`] (spawn one process, reap it with `wait4` and read *its own* peak

@@ -138,12 +138,15 @@ pub fn main(args: &[String]) -> Result<()> {
     };
     println!(
         "fuzz {TARGET}: {:.0} s wall (libFuzzer: {} s), {runs} execs ({rate}), corpus {}, \
-         coverage {}, peak RSS {} MB, oom/timeout/crash {}, findings: {findings}; log {}",
+         coverage {}{}, oom/timeout/crash {}, findings: {findings}; log {}",
         elapsed.as_secs_f64(),
         stats.seconds.map_or("?".into(), |s| s.to_string()),
         stats.corpus.as_deref().unwrap_or("?"),
         stats.cov.as_deref().unwrap_or("?"),
-        stats.peak_rss_mb.map_or("?".into(), |s| s.to_string()),
+        // Fork mode does not report the children's RSS.
+        stats
+            .peak_rss_mb
+            .map_or(String::new(), |mb| format!(", peak RSS {mb} MB")),
         stats.findings.as_deref().unwrap_or("?"),
         log_path.display()
     );

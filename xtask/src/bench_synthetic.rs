@@ -11,7 +11,7 @@
 //! Reported: variants per second, and each run's own peak RSS. The engine enumerates lazily,
 //! so memory must not grow with the number of variants: the 10^6 run's peak RSS must stay
 //! within 1.5× the 10^5 run's, or the bench fails. `--ref-runs N` also times the reference
-//! parser on the 10^5 config (about 20 s a run) for a speed-up ratio.
+//! parser on the 10^5 config (about a minute of CPU a run) for a speed-up ratio.
 
 use std::fmt::Write as _;
 

@@ -1,0 +1,179 @@
+//! `cargo xtask run-suite [ARGS…]`: the bundled suite (`fixtures/suite/tests.cfg`) on the test
+//! guest, in one command.
+//!
+//! 1. Builds the test guest if its files are missing (`cargo xtask fixtures guest`; when they
+//!    exist, rebuilding is left to an explicit `cargo xtask fixtures guest`, which needs the
+//!    Debian archive).
+//! 2. Builds `kvmtest` in release mode.
+//! 3. Replaces itself (`exec`) with
+//!    `kvmtest run fixtures/suite/tests.cfg --guest-cache GUEST --results-dir results
+//!    --jobs N [--no fail_demo] ARGS…`, so Ctrl-C reaches kvmtest directly (it stops the tests,
+//!    kills their VMs, writes the results and exits 130) and its exit code is this command's:
+//!    0 all passed, 1 some failed, 2 usage or config error, 130 interrupted.
+//!
+//! `--jobs` defaults to 1 (the fewest guest boots: one worker reuses one VM); ARGS may set it,
+//! and any other `kvmtest run` flag. The variant built to fail (`fail_demo`) is excluded unless
+//! ARGS mention it (`--only fail_demo`).
+
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+/// The suite's config, relative to the workspace root.
+pub const SUITE_CFG: &str = "fixtures/suite/tests.cfg";
+
+/// What a suite run needs: the workspace root, the guest directory and the release `kvmtest`.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The workspace root (the working directory of the run).
+    pub root: PathBuf,
+    /// The built test guest.
+    pub guest_dir: PathBuf,
+    /// The release `kvmtest` binary.
+    pub kvmtest: PathBuf,
+}
+
+/// Builds the guest if needed and `kvmtest` in release mode.
+pub fn prepare() -> Result<Prepared> {
+    let root = crate::root();
+    let guest_dir = crate::guest::guest_dir();
+    let ready = ["manifest.json", "vmlinux", "initrd.gz"]
+        .iter()
+        .all(|f| guest_dir.join(f).is_file());
+    if !ready {
+        eprintln!(
+            "run-suite: the test guest is missing in {}: building it",
+            guest_dir.display()
+        );
+        crate::guest::main(&["guest".to_owned()])
+            .context("building the test guest (`cargo xtask fixtures guest`)")?;
+    }
+    let mut build = crate::cargo();
+    build.args(["build", "--release", "--package", "kvmtest-cli", "--bin", "kvmtest"]);
+    crate::run(build).context("building kvmtest")?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|t| if t.is_absolute() { t } else { root.join(t) })
+        .unwrap_or_else(|| root.join("target"));
+    let kvmtest = target.join("release").join("kvmtest");
+    if !kvmtest.is_file() {
+        bail!("built kvmtest, but {} does not exist", kvmtest.display());
+    }
+    Ok(Prepared {
+        root,
+        guest_dir,
+        kvmtest,
+    })
+}
+
+fn has_flag(args: &[String], long: &str, short: Option<&str>) -> bool {
+    args.iter().any(|a| {
+        a == long
+            || a.starts_with(&format!("{long}="))
+            || short.is_some_and(|s| a == s || (a.starts_with(s) && a.len() > s.len()))
+    })
+}
+
+/// The `kvmtest run` argv of the suite (program first), with ARGS after the defaults.
+pub fn suite_argv(p: &Prepared, jobs: Option<usize>, args: &[String]) -> Vec<OsString> {
+    let mut argv: Vec<OsString> = vec![
+        p.kvmtest.clone().into(),
+        "run".into(),
+        p.root.join(SUITE_CFG).into(),
+        "--guest-cache".into(),
+        p.guest_dir.clone().into(),
+    ];
+    if !has_flag(args, "--results-dir", None) {
+        argv.push("--results-dir".into());
+        argv.push(p.root.join("results").into());
+    }
+    if !has_flag(args, "--jobs", Some("-j")) {
+        argv.push("--jobs".into());
+        argv.push(jobs.unwrap_or(1).to_string().into());
+    }
+    if !args.iter().any(|a| a.contains("fail_demo")) {
+        argv.push("--no".into());
+        argv.push("fail_demo".into());
+    }
+    argv.extend(args.iter().map(OsString::from));
+    argv
+}
+
+/// `cargo xtask run-suite [ARGS…]`.
+pub fn main(args: &[String]) -> Result<()> {
+    let p = prepare()?;
+    let argv = suite_argv(&p, None, args);
+    let Some((program, rest)) = argv.split_first() else {
+        bail!("empty argv");
+    };
+    eprintln!(
+        "run-suite: $ {}",
+        argv.iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    eprintln!(
+        "run-suite: results go to {}/latest/ (results.json, junit.xml, events.jsonl, tests/)",
+        results_dir(args, &p.root).display()
+    );
+    // exec: kvmtest takes over this process (signals, exit code); it only returns on failure.
+    let err = Command::new(program).args(rest).current_dir(&p.root).exec();
+    Err(err).with_context(|| format!("executing {}", Path::new(program).display()))
+}
+
+fn results_dir(args: &[String], root: &Path) -> PathBuf {
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if let Some(v) = a.strip_prefix("--results-dir=") {
+            return root.join(v);
+        }
+        if a == "--results-dir" {
+            if let Some(v) = it.next() {
+                return root.join(v);
+            }
+        }
+    }
+    root.join("results")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prepared() -> Prepared {
+        Prepared {
+            root: PathBuf::from("/ws"),
+            guest_dir: PathBuf::from("/ws/target/guest"),
+            kvmtest: PathBuf::from("/ws/target/release/kvmtest"),
+        }
+    }
+
+    fn strings(v: &[OsString]) -> Vec<String> {
+        v.iter().map(|a| a.to_string_lossy().into_owned()).collect()
+    }
+
+    #[test]
+    fn defaults_exclude_the_failing_demo() {
+        let a = strings(&suite_argv(&prepared(), None, &[]));
+        assert!(a.windows(2).any(|w| w == ["--no", "fail_demo"]));
+        assert!(a.windows(2).any(|w| w == ["--jobs", "1"]));
+        assert!(a.windows(2).any(|w| w == ["--results-dir", "/ws/results"]));
+    }
+
+    #[test]
+    fn args_override_defaults() {
+        let args: Vec<String> = ["--only", "fail_demo", "-j2", "--results-dir", "r"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        let a = strings(&suite_argv(&prepared(), None, &args));
+        assert!(!a.iter().any(|x| x == "--no"));
+        assert!(!a.iter().any(|x| x == "--jobs"));
+        assert_eq!(a.iter().filter(|x| *x == "--results-dir").count(), 1);
+        assert_eq!(results_dir(&args, Path::new("/ws")), PathBuf::from("/ws/r"));
+    }
+}
