@@ -41,6 +41,7 @@ mod cmd;
 pub mod error;
 mod escape;
 mod matrix;
+pub mod names;
 pub mod probe;
 mod render;
 mod run;

@@ -18,15 +18,19 @@ use crate::types::{MacAddr, PciHostAddr, Uuid};
 pub struct RunValues {
     /// Base for relative paths in the cfg (images, ISOs, kernels, scripts, the binary).
     pub root_dir: PathBuf,
-    /// This run's private directory: monitor and serial sockets, test log, migration socket.
+    /// This run's private directory: monitor and serial sockets, test log, migration socket,
+    /// named as in [`crate::names`].
     pub run_dir: PathBuf,
-    /// A number unique to this VM instance: NIC MACs and tap names are derived from it.
+    /// A number unique to this VM instance: the MACs of NICs without `nic_mac` and the tap
+    /// names of NICs without `nic_ifname` are derived from it.
     pub instance: u64,
     /// The UUID used for `uuid = random`.
     pub uuid: Uuid,
     /// The VNC display number (`-vnc :N`).
     pub vnc_display: u16,
-    /// Host ports forwarded to each guest port of `redirs`, by guest port.
+    /// Host ports forwarded to each guest port of `redirs`, by guest port. A guest port not
+    /// listed (the usual case) is forwarded from host port 0: the kernel picks a free port
+    /// when QEMU binds, and the caller reads it back (`info usernet`), so nothing is probed.
     pub redir_ports: Vec<(u16, u16)>,
     /// The port an incoming migration listens on (`tcp`, `exec`).
     pub migration_port: u16,
@@ -112,8 +116,8 @@ impl RunContext {
         }
     }
 
-    /// The host port forwarded to `guest_port` (redir `name`); 0 when the run has none, which
-    /// makes QEMU fail loudly rather than forward to a guessed port.
+    /// The host port forwarded to `guest_port` (redir `name`); 0 when the run lists none,
+    /// which lets the kernel choose the port when QEMU binds it (read back afterwards).
     pub fn redir_port(&self, name: &str, guest_port: u16) -> RunText {
         let ph = format!("@PORT_{name}@");
         match self {

@@ -3,8 +3,9 @@
 //!
 //! The `vm` crate decides the run directory and socket names, MACs, netdev ids, the UUID and
 //! which guest ports are forwarded; an [`ArgvSource`] (the `qemu-cmd` builder, or a closure in
-//! tests) turns the layout into QEMU's argv. Socket names follow `qemu-cmd`'s run-dir convention
-//! (`monitor-NAME.sock`, `serial-NAME.sock`, `migration.sock`).
+//! tests) turns the layout into QEMU's argv. Socket names and NIC ids come from
+//! [`qemu_cmd::names`] (`monitor-NAME.sock`, `serial-NAME.sock`, `migration.sock`,
+//! `hostnet-NIC`), the one place both sides read them from.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -63,7 +64,7 @@ pub struct NicSpec {
     pub mac: MacAddr,
     /// User or tap.
     pub mode: NicMode,
-    /// A netdev id unique in this VM.
+    /// Its netdev id, unique in this VM ([`qemu_cmd::names::netdev_id`]).
     pub netdev_id: String,
     /// The tap interface name (`nic_ifname` or a short generated one).
     pub ifname: String,
@@ -87,7 +88,10 @@ pub struct RunLayout {
     pub instance: String,
     /// The private run directory (sockets).
     pub run_dir: PathBuf,
-    /// The VM's params (its object view), with `nic_mac_NIC` and a concrete `uuid` filled in.
+    /// Base for relative paths in the params (kernel, initrd, images, ISOs): the spec's root.
+    pub root_dir: PathBuf,
+    /// The VM's params (its object view), with `nic_mac_NIC`, `nic_ifname_NIC` (tap NICs) and
+    /// a concrete `uuid` filled in.
     pub params: Params,
     /// Monitor sockets, in `monitors` order.
     pub monitors: Vec<MonitorSpec>,
@@ -112,7 +116,7 @@ impl RunLayout {
 
     /// The socket of the migration destination's `unix:` listener.
     pub fn migration_socket(&self) -> PathBuf {
-        self.run_dir.join("migration.sock")
+        self.run_dir.join(qemu_cmd::names::MIGRATION_SOCKET)
     }
 }
 

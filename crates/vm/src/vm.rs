@@ -396,17 +396,23 @@ impl Vm {
                 "tap" => NicMode::Tap,
                 _ => NicMode::User,
             };
-            let ifname = np
-                .get("nic_ifname")
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .unwrap_or_else(|| net::default_ifname(index, &instance));
+            let ifname = match np.get("nic_ifname").filter(|s| !s.is_empty()) {
+                Some(given) => given.to_owned(),
+                None => {
+                    let generated = net::default_ifname(index, &instance);
+                    if mode == NicMode::Tap {
+                        // Passed on like the MAC, so the argv builder uses this very name.
+                        params.insert(format!("nic_ifname_{nic}"), generated.clone());
+                    }
+                    generated
+                }
+            };
             nics.push(NicSpec {
                 name: nic.clone(),
                 index,
                 mac,
                 mode,
-                netdev_id: short_id("id"),
+                netdev_id: qemu_cmd::names::netdev_id(nic, index),
                 ifname,
             });
         }
@@ -431,7 +437,7 @@ impl Vm {
             monitors.push(MonitorSpec {
                 name: m.to_owned(),
                 kind,
-                socket: run_dir.path().join(format!("monitor-{m}.sock")),
+                socket: run_dir.path().join(qemu_cmd::names::monitor_socket(m)),
             });
         }
         if !monitors.iter().any(|m| m.kind == MonitorKind::Qmp) {
@@ -442,7 +448,7 @@ impl Vm {
             .iter()
             .map(|s| SerialSpec {
                 name: (*s).to_owned(),
-                socket: run_dir.path().join(format!("serial-{s}.sock")),
+                socket: run_dir.path().join(qemu_cmd::names::serial_socket(s)),
             })
             .collect();
 
@@ -450,6 +456,7 @@ impl Vm {
             vm: name.clone(),
             instance: instance.clone(),
             run_dir: run_dir.path().to_path_buf(),
+            root_dir: spec.root_dir.clone(),
             params: params.clone(),
             monitors,
             serials,

@@ -33,7 +33,7 @@ fn compat_unix(b: &Builder<'_>, file: &str) -> crate::cmd::Word {
 pub(super) fn monitors(b: &mut Builder<'_>, v: &VmView<'_>) {
     let modern = b.caps.has_chardev() && b.caps.has_option("mon");
     for (i, m) in v.monitors.iter().enumerate() {
-        let file = format!("monitor-{}.sock", m.name);
+        let file = crate::names::monitor_socket(m.name);
         if m.kind == MonitorKind::Qmp && !b.caps.has_qmp() && !modern {
             b.unsupported(
                 Obj::Sub("monitor", m.name),
@@ -69,7 +69,7 @@ pub(super) fn monitors(b: &mut Builder<'_>, v: &VmView<'_>) {
 /// Every serial console of `serials`.
 pub(super) fn serials(b: &mut Builder<'_>, v: &VmView<'_>) {
     for (i, name) in v.serials.iter().enumerate() {
-        let file = format!("serial-{name}.sock");
+        let file = crate::names::serial_socket(name);
         if b.caps.has_chardev() {
             let id = qemu_id("serial", name, i);
             socket_chardev(b, &id, &file);

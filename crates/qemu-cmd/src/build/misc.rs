@@ -268,7 +268,7 @@ pub(super) fn incoming(b: &mut Builder<'_>, v: &VmView<'_>) {
         }
         IncomingMode::Unix => {
             w.raw("unix:");
-            b.run_file(&mut w, "migration.sock", false);
+            b.run_file(&mut w, crate::names::MIGRATION_SOCKET, false);
         }
         IncomingMode::Exec => {
             w.raw("exec:");

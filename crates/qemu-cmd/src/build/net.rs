@@ -3,10 +3,15 @@
 //! * Front end: `-device MODEL,netdev=ID,mac=…` (`virtio` means `virtio-net-pci`), or the
 //!   legacy `-net nic,vlan=N,model=…,macaddr=…` on binaries without `-device`.
 //! * Back end: `-netdev user|tap|bridge,id=ID,…`, or `-net user|tap,vlan=N,…` before `-netdev`.
-//!   User networking carries `tftp=`, `bootfile=` and, on the first user NIC, one `hostfwd=` per
-//!   redir; binaries without those sub-options get `-tftp`, `-bootp` and `-redir` instead.
+//!   User networking carries `tftp=`, `bootfile=` and, on the first user NIC, one
+//!   `hostfwd=tcp:127.0.0.1:HOST-:GUEST` per redir (loopback only: a test guest's shell is not
+//!   offered to the network; `HOST` is 0 unless the run context names a port, so the kernel
+//!   picks it); binaries without those sub-options get `-tftp`, `-bootp` and `-redir` instead
+//!   (`-redir` has no bind address).
+//! * MACs: `nic_mac` when given (the `vm` crate passes the MACs it reserved that way), else one
+//!   derived from the run context.
 
-use super::{qemu_id, Builder, Obj, Opts};
+use super::{Builder, Obj, Opts};
 use crate::cmd::WordBuf;
 use crate::view::{NicMode, NicView, VmView};
 
@@ -14,7 +19,7 @@ use crate::view::{NicMode, NicView, VmView};
 pub(super) fn nics(b: &mut Builder<'_>, v: &VmView<'_>) {
     let first_user = v.nics.iter().position(|n| matches!(n.mode, NicMode::User));
     for nic in &v.nics {
-        let id = qemu_id("hostnet", nic.name, nic.index);
+        let id = crate::names::netdev_id(nic.name, nic.index);
         let fwd = first_user == Some(nic.index);
         backend(b, v, nic, &id, fwd);
         front(b, nic, &id);
@@ -58,7 +63,7 @@ fn backend(b: &mut Builder<'_>, v: &VmView<'_>, nic: &NicView<'_>, id: &str, fwd
                 for r in &v.redirs {
                     let port = b.ctx.redir_port(r.name, r.guest_port);
                     o.kv_with("hostfwd", |w| {
-                        w.raw("tcp::").run(&port, true);
+                        w.raw("tcp:127.0.0.1:").run(&port, true);
                         w.raw("-:").raw(&r.guest_port.to_string());
                     });
                 }
@@ -126,7 +131,7 @@ fn front(b: &mut Builder<'_>, nic: &NicView<'_>, id: &str) {
             return;
         }
         let mut o = Opts::new(model);
-        o.kv("id", &qemu_id("nic", nic.name, nic.index));
+        o.kv("id", &crate::names::nic_device_id(nic.name, nic.index));
         link(&mut o);
         mac(&mut o, "mac");
         o.extra(&nic.nic_extra);

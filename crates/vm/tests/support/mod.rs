@@ -1,4 +1,5 @@
-//! Shared test support: the real test guest, a hand-built argv, params, leak checks.
+//! Shared test support: the real test guest, its params (`guest.cfg`), the `qemu-cmd` argv
+//! source, leak checks.
 //!
 //! The guest comes from `KVMTEST_GUEST_DIR`, else `target/guest/` at the workspace root (what
 //! `cargo xtask fixtures guest` writes). If it is missing the tests build it by running that
@@ -6,14 +7,14 @@
 
 #![allow(dead_code)]
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use params::Params;
-use vm::{qemu_path_opt, ArgvSource, BoxError, MonitorKind, RunLayout, VmSpec};
+use params::{Params, Parser, ParserOptions};
+use qemu_cmd::probe::probe_cached;
+use vm::{QemuCmdArgv, VmSpec};
 
 /// The built guest.
 pub struct Guest {
@@ -68,130 +69,52 @@ pub fn guest() -> &'static Guest {
     })
 }
 
-/// Params of a one-VM variant for the test guest.
+/// Params of the one-VM variant of `guest.cfg` (next to this file), as a user's cfg gives them.
+/// When `KVMTEST_GUEST_DIR` points elsewhere, `kernel` and `initrd` are that guest's.
 pub fn guest_params() -> Params {
-    let mut p = Params::new();
-    for (k, v) in [
-        ("vms", "vm1"),
-        ("main_vm", "vm1"),
-        ("mem", "256"),
-        ("monitors", "qmp1 hmp1"),
-        ("monitor_type_qmp1", "qmp"),
-        ("monitor_type_hmp1", "human"),
-        ("serials", "serial0"),
-        ("nics", "nic1"),
-        ("nic_model", "virtio-net-pci"),
-        ("redirs", "telnet nc"),
-        ("guest_port_telnet", "23"),
-        ("guest_port_nc", "2222"),
-        ("shell_prompt", r"^kvmtest#\s*$"),
-        ("shell_client", "telnet"),
-        ("shell_port", "23"),
-        ("login_timeout", "180"),
-        ("cmd_timeout", "60"),
-        ("uuid", "random"),
-        ("shutdown_command", "shutdown"),
-    ] {
-        p.insert(k, v);
+    let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/guest.cfg");
+    let mut parser = Parser::new(ParserOptions::default());
+    parser
+        .parse_file(&cfg)
+        .unwrap_or_else(|e| panic!("{}: {e}", cfg.display()));
+    let variants = parser
+        .finish()
+        .collect()
+        .unwrap_or_else(|e| panic!("{}: {e}", cfg.display()));
+    assert_eq!(variants.len(), 1, "{} has one variant", cfg.display());
+    let mut p = variants[0].params.clone();
+    let g = guest();
+    let root = workspace_root();
+    for (key, path) in [("kernel", &g.kernel), ("initrd", &g.initrd)] {
+        let in_cfg = root.join(p.get(key).unwrap_or_default());
+        if in_cfg != *path {
+            p.insert(key, path.to_string_lossy().into_owned());
+        }
     }
     p
 }
 
-/// HAND-BUILT ARGV, until `qemu-cmd` is wired in: the minimum to boot the test guest under TCG
-/// with the layout's monitors, serial console, NICs (user mode, hostfwd from port 0) and UUID.
-/// `extra_params` (whitespace-separated) is appended, as in avocado-vt.
-pub fn hand_built_argv(layout: &RunLayout) -> Result<Vec<OsString>, BoxError> {
-    let g = guest();
-    let p = &layout.params;
-    let mut a: Vec<OsString> = Vec::new();
-    let mut push = |s: &str| a.push(s.into());
-    for s in [
-        "qemu-system-x86_64",
-        "-name",
-        &layout.vm,
-        "-nodefaults",
-        "-no-user-config",
-        "-display",
-        "none",
-        "-accel",
-        "tcg",
-        "-m",
-        p.get("mem").unwrap_or("256"),
-        "-smp",
-        "1",
-    ] {
-        push(s);
-    }
-    for m in &layout.monitors {
-        a.push("-chardev".into());
-        a.push(qemu_path_opt(
-            &format!("socket,id=mon-{},path=", m.name),
-            &m.socket,
-            ",server=on,wait=off",
-        ));
-        a.push("-mon".into());
-        let mode = match m.kind {
-            MonitorKind::Qmp => "control",
-            MonitorKind::Human => "readline",
-        };
-        a.push(format!("chardev=mon-{},mode={mode}", m.name).into());
-    }
-    for s in &layout.serials {
-        a.push("-chardev".into());
-        a.push(qemu_path_opt(
-            &format!("socket,id=ser-{},path=", s.name),
-            &s.socket,
-            ",server=on,wait=off",
-        ));
-        a.push("-serial".into());
-        a.push(format!("chardev:ser-{}", s.name).into());
-    }
-    for (i, n) in layout.nics.iter().enumerate() {
-        let np = p.object_params(&n.name);
-        let mut netdev = format!("user,id={}", n.netdev_id);
-        if i == 0 {
-            for f in layout.hostfwds() {
-                netdev.push_str(&format!(",hostfwd={f}"));
-            }
-        }
-        a.push("-netdev".into());
-        a.push(netdev.into());
-        a.push("-device".into());
-        a.push(
-            format!(
-                "{},id=nic-{},netdev={},mac={}",
-                np.get("nic_model").unwrap_or("virtio-net-pci"),
-                n.name,
-                n.netdev_id,
-                n.mac
-            )
-            .into(),
-        );
-    }
-    if let Some(u) = &layout.uuid {
-        a.push("-uuid".into());
-        a.push(u.into());
-    }
-    a.push("-kernel".into());
-    a.push(g.kernel.clone().into());
-    a.push("-initrd".into());
-    a.push(g.initrd.clone().into());
-    a.push("-append".into());
-    a.push("console=ttyS0 quiet panic=-1".into());
-    if let Some(extra) = p.get("extra_params") {
-        a.extend(extra.split_whitespace().map(OsString::from));
-    }
-    Ok(a)
+/// The real argv source: `qemu-cmd` for the installed `qemu-system-x86_64` (capabilities probed
+/// once per test process, cached under `target/`), accelerator from [`vm::probe_accel`].
+pub fn argv_source() -> Arc<QemuCmdArgv> {
+    static SOURCE: OnceLock<Arc<QemuCmdArgv>> = OnceLock::new();
+    SOURCE
+        .get_or_init(|| {
+            let binary = Path::new("qemu-system-x86_64");
+            let cache = workspace_root().join("target").join("qemu-caps-cache");
+            let caps = probe_cached(binary, &cache)
+                .unwrap_or_else(|e| panic!("probing {}: {e}", binary.display()));
+            let source = QemuCmdArgv::new(binary, caps);
+            eprintln!("accelerator: {}", vm::probe_accel());
+            Arc::new(source)
+        })
+        .clone()
 }
 
-/// The hand-built argv as an [`ArgvSource`].
-pub fn argv_source() -> Arc<dyn ArgvSource> {
-    Arc::new(hand_built_argv)
-}
-
-/// A spec for `params`, logging under `logs`.
+/// A spec for `params`, logging under `logs`, relative cfg paths from the workspace root.
 pub fn spec(params: Params, logs: &Path) -> VmSpec {
     let mut s = VmSpec::new("vm1", params, logs);
+    s.root_dir = workspace_root();
     s.timeouts.connect = Duration::from_secs(30);
     s
 }

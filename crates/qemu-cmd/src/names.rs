@@ -1,0 +1,45 @@
+//! Names shared with whoever runs the command line: files in the run directory and QEMU ids.
+//!
+//! The `vm` crate connects to the sockets the builder puts in the run directory and addresses
+//! devices by the ids the builder gives them, so both sides take the names from here and cannot
+//! drift apart.
+
+use crate::build::qemu_id;
+
+/// The unix socket of monitor `name` in the run directory: `monitor-NAME.sock`.
+pub fn monitor_socket(name: &str) -> String {
+    format!("monitor-{name}.sock")
+}
+
+/// The unix socket of serial port `name` in the run directory: `serial-NAME.sock`.
+pub fn serial_socket(name: &str) -> String {
+    format!("serial-{name}.sock")
+}
+
+/// The unix socket an incoming `unix:` migration listens on, in the run directory.
+pub const MIGRATION_SOCKET: &str = "migration.sock";
+
+/// The netdev id of NIC `name` (index `index` in `nics`): `hostnet-NAME`, or `hostnetN` when the
+/// name is not a valid QEMU id.
+pub fn netdev_id(name: &str, index: usize) -> String {
+    qemu_id("hostnet", name, index)
+}
+
+/// The `-device` id of NIC `name` (index `index` in `nics`): `nic-NAME`, or `nicN`.
+pub fn nic_device_id(name: &str, index: usize) -> String {
+    qemu_id("nic", name, index)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(monitor_socket("qmp1"), "monitor-qmp1.sock");
+        assert_eq!(serial_socket("serial0"), "serial-serial0.sock");
+        assert_eq!(netdev_id("nic1", 0), "hostnet-nic1");
+        assert_eq!(netdev_id("a b", 2), "hostnet2");
+        assert_eq!(nic_device_id("nic1", 0), "nic-nic1");
+    }
+}
