@@ -1,71 +1,14 @@
 //! Conformance with the reference parser: every case of `../shared/conformance/cases` must give
 //! byte-identical JSON dumps, or an error at the same file and line as the reference.
 
-use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
-use params::{Parser, ParserOptions};
+mod support;
+
+use support::run_case;
 
 fn cases_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance/cases")
-}
-
-/// Run one case the way `reference-dump.py` does; Ok(stdout) or Err(error).
-fn run_case(cfg: &Path, args: &[String]) -> Result<String, params::Error> {
-    let mut options = ParserOptions::default();
-    let mut pos = Vec::new();
-    let (mut only, mut no, mut assign) = (Vec::new(), Vec::new(), Vec::new());
-    let mut i = 0;
-    while i < args.len() {
-        match args[i].as_str() {
-            "--defaults" => options.defaults = true,
-            "--keep-dups" => options.keep_dups = true,
-            "--expand" => {
-                i += 1;
-                options.expand_defaults = args[i]
-                    .split(',')
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
-                    .collect();
-            }
-            "--only" => {
-                i += 1;
-                only.push(args[i].clone());
-            }
-            "--no" => {
-                i += 1;
-                no.push(args[i].clone());
-            }
-            "--assign" => {
-                i += 1;
-                assign.push(args[i].clone());
-            }
-            other => pos.push(other.to_string()),
-        }
-        i += 1;
-    }
-    let mut p = Parser::new(options);
-    p.parse_file(cfg)?;
-    for s in &pos {
-        p.parse_str(s)?;
-    }
-    for f in &only {
-        p.only_filter(f)?;
-    }
-    for f in &no {
-        p.no_filter(f)?;
-    }
-    for kv in &assign {
-        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        p.assign(k.trim(), v.trim())?;
-    }
-    let cfg = p.finish();
-    let mut out = Vec::new();
-    cfg.for_each(|v| {
-        v.write_json(&mut out);
-        Ok(ControlFlow::Continue(()))
-    })?;
-    Ok(String::from_utf8(out).unwrap_or_default())
 }
 
 #[test]

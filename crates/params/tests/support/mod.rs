@@ -1,0 +1,65 @@
+//! Shared by the conformance and fixture tests: run one case exactly as
+//! `reference-dump.py` does.
+
+use std::ops::ControlFlow;
+use std::path::Path;
+
+use params::{Parser, ParserOptions};
+
+/// Run one case the way `reference-dump.py` does: Ok(stdout) or Err(the first error).
+pub fn run_case(cfg: &Path, args: &[String]) -> Result<String, params::Error> {
+    let mut options = ParserOptions::default();
+    let mut pos = Vec::new();
+    let (mut only, mut no, mut assign) = (Vec::new(), Vec::new(), Vec::new());
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--defaults" => options.defaults = true,
+            "--keep-dups" => options.keep_dups = true,
+            "--expand" => {
+                i += 1;
+                options.expand_defaults = args[i]
+                    .split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect();
+            }
+            "--only" => {
+                i += 1;
+                only.push(args[i].clone());
+            }
+            "--no" => {
+                i += 1;
+                no.push(args[i].clone());
+            }
+            "--assign" => {
+                i += 1;
+                assign.push(args[i].clone());
+            }
+            other => pos.push(other.to_string()),
+        }
+        i += 1;
+    }
+    let mut p = Parser::new(options);
+    p.parse_file(cfg)?;
+    for s in &pos {
+        p.parse_str(s)?;
+    }
+    for f in &only {
+        p.only_filter(f)?;
+    }
+    for f in &no {
+        p.no_filter(f)?;
+    }
+    for kv in &assign {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        p.assign(k.trim(), v.trim())?;
+    }
+    let cfg = p.finish();
+    let mut out = Vec::new();
+    cfg.for_each(|v| {
+        v.write_json(&mut out);
+        Ok(ControlFlow::Continue(()))
+    })?;
+    Ok(String::from_utf8(out).unwrap_or_default())
+}
