@@ -902,6 +902,10 @@ impl<'c> Walker<'c> {
         }
     }
 
+    pub(crate) fn final_pos_of(&self, k: KeyId) -> Pos {
+        self.final_pos(k)
+    }
+
     pub(crate) fn work_has_tuples(&self) -> bool {
         self.work.tuples > 0
     }

@@ -600,17 +600,22 @@ impl VariantView<'_, '_> {
 
     /// The final dict in order (suffixes flattened): name, value, origin.
     pub fn entries(&self) -> Vec<(Arc<str>, Value, Option<Origin>)> {
-        self.inner
-            .entries()
-            .into_iter()
-            .map(|(k, v, p)| {
-                let o = self
-                    .inner
-                    .location(p)
-                    .and_then(|l| l.line.map(|line| Origin { file: l.file, line }));
-                (k, v, o)
-            })
-            .collect()
+        let w = self.inner.walker();
+        let origin = |p: Pos| {
+            w.cfg.files.get(p.file as usize).map(|f| Origin { file: f.clone(), line: p.line })
+        };
+        if let (VariantRef::Work(_), false) = (self.inner, w.work_has_tuples()) {
+            // one pass over the final dict, no intermediate copies
+            let keys = w.final_keys_in_order();
+            let mut out = Vec::with_capacity(keys.len());
+            for k in keys {
+                if let Some(v) = w.final_get(k) {
+                    out.push((w.cfg.syms.resolve(k).clone(), v.clone(), origin(w.final_pos_of(k))));
+                }
+            }
+            return out;
+        }
+        self.inner.entries().into_iter().map(|(k, v, p)| (k, v, origin(p))).collect()
     }
 
     /// The string-valued parameters (every key but `dep` and the file maps), with origins.
