@@ -24,6 +24,8 @@ mod fuzz;
 mod params;
 #[path = "bench_qmp.rs"]
 mod qmp;
+#[path = "bench_suite.rs"]
+mod suite;
 #[path = "bench_synthetic.rs"]
 mod synthetic;
 
@@ -74,6 +76,12 @@ const BENCHES: &[Bench] = &[
         options: "[--runs N] [--large-runs N] [--ref-runs N]",
         about: "kvmtest alone on generated 10^5 and 10^6 variant configs (speed, flat RSS)",
         run: synthetic::main,
+    },
+    Bench {
+        name: "suite",
+        options: "[--runs N] [--jobs LIST]",
+        about: "the bundled suite on the test guest: --jobs 1 vs --jobs 2 throughput",
+        run: suite::main,
     },
 ];
 

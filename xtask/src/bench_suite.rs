@@ -5,7 +5,8 @@
 //! Each run goes to a fresh results directory in a temporary directory; a run whose tests do
 //! not all pass is an error (a fast failing suite proves nothing). Reported per job count: the
 //! wall time of each run, tests per minute of the best run, the speedup over the first job
-//! count, and the QEMU starts (`qemu-argv.json` files written by VMs started in the run).
+//! count, and the QEMU processes started (`qemu-argv.json` files: VMs and migration
+//! destinations).
 //! Runs of different job counts alternate, so load changes on the machine hit them alike.
 //!
 //! What to expect: with one worker the suite reuses one VM for most tests (two QEMU starts);

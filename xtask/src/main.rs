@@ -5,6 +5,8 @@
 //! - `tidy`: repository rules (every Rust file starts with `//!`; no ignored tests; no debug macros).
 //! - `bench NAME`: benchmarks (`cargo xtask bench` lists them), see `bench.rs`.
 //! - `fuzz [SECONDS]`: run the `parse` fuzz target of `fuzz/` (cargo-fuzz, nightly).
+//! - `run-suite [ARGS…]`: build the guest if needed and run the bundled suite
+//!   (`fixtures/suite/tests.cfg`) with `kvmtest run` on real guests.
 //! - `fixtures guest [--out DIR] [--check]`: build (and boot-check) the test guest, see
 //!   `fixtures/guest/README.md`.
 
@@ -15,6 +17,7 @@ use anyhow::{bail, Context, Result};
 
 mod bench;
 mod guest;
+mod run_suite;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -120,9 +123,10 @@ fn main() -> Result<()> {
         Some("bench") => bench::main(&args[1..]),
         Some("fuzz") => bench::fuzz(&args[1..]),
         Some("fixtures") => guest::main(&args[1..]),
+        Some("run-suite") => run_suite::main(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci|tidy|bench NAME|fuzz [SECONDS]|fixtures guest [--check]>"
+                "usage: cargo xtask <ci|tidy|run-suite [ARGS]|bench NAME|fuzz [SECONDS]|fixtures guest [--check]>"
             );
             eprint!("{}", bench::usage());
             bail!("unknown or missing subcommand")

@@ -52,7 +52,14 @@ pub fn prepare() -> Result<Prepared> {
             .context("building the test guest (`cargo xtask fixtures guest`)")?;
     }
     let mut build = crate::cargo();
-    build.args(["build", "--release", "--package", "kvmtest-cli", "--bin", "kvmtest"]);
+    build.args([
+        "build",
+        "--release",
+        "--package",
+        "kvmtest-cli",
+        "--bin",
+        "kvmtest",
+    ]);
     crate::run(build).context("building kvmtest")?;
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)

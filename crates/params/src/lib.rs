@@ -602,7 +602,10 @@ impl VariantView<'_, '_> {
     pub fn entries(&self) -> Vec<(Arc<str>, Value, Option<Origin>)> {
         let w = self.inner.walker();
         let origin = |p: Pos| {
-            w.cfg.files.get(p.file as usize).map(|f| Origin { file: f.clone(), line: p.line })
+            w.cfg.files.get(p.file as usize).map(|f| Origin {
+                file: f.clone(),
+                line: p.line,
+            })
         };
         if let (VariantRef::Work(_), false) = (self.inner, w.work_has_tuples()) {
             // one pass over the final dict, no intermediate copies
@@ -610,12 +613,20 @@ impl VariantView<'_, '_> {
             let mut out = Vec::with_capacity(keys.len());
             for k in keys {
                 if let Some(v) = w.final_get(k) {
-                    out.push((w.cfg.syms.resolve(k).clone(), v.clone(), origin(w.final_pos_of(k))));
+                    out.push((
+                        w.cfg.syms.resolve(k).clone(),
+                        v.clone(),
+                        origin(w.final_pos_of(k)),
+                    ));
                 }
             }
             return out;
         }
-        self.inner.entries().into_iter().map(|(k, v, p)| (k, v, origin(p))).collect()
+        self.inner
+            .entries()
+            .into_iter()
+            .map(|(k, v, p)| (k, v, origin(p)))
+            .collect()
     }
 
     /// The string-valued parameters (every key but `dep` and the file maps), with origins.

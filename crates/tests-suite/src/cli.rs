@@ -184,6 +184,7 @@ fn cli_run_inner(args: &RunArgs) -> Result<ExitStatus, ExitStatus> {
     options.guest_cache = args.guest_cache.clone().or(settings.guest_cache);
     options.progress = args.progress;
     options.handle_signals = true;
+    options.env_factory = std::sync::Arc::new(crate::vm_env::VmLayerFactory::new());
     match runner::run(&config, &options) {
         Ok(summary) => {
             println!("results: {}", summary.job_dir.display());

@@ -1,10 +1,9 @@
 //! The boundary between the catalogue and the VM layer: [`VmEnv`], [`GuestVm`] and
 //! [`RemoteHosts`].
 //!
-//! The catalogue and the runner are written against these traits only. This crate implements
-//! none of them for real VMs: [`NoVmEnv`] answers every VM request with
-//! [`EnvError::Unavailable`], and a later step implements [`VmEnv`] on top of `crates/vm` and
-//! hands an [`EnvFactory`] to the runner. Tests use scripted fakes.
+//! The catalogue and the runner are written against these traits only. [`NoVmEnv`] answers
+//! every VM request with [`EnvError::Unavailable`]; [`crate::vm_env`] implements them on top of
+//! `crates/vm` (real QEMU guests); tests of the runner use scripted fakes.
 //!
 //! Futures are boxed ([`BoxFuture`]) so the traits stay object safe: the runner holds one
 //! `Arc<dyn VmEnv>` per worker, and tests see it through [`crate::TestContext::env`].
@@ -73,8 +72,75 @@ pub enum Teardown {
     Kill,
 }
 
-/// A living VM, as tests see it. The VM layer implements this; the set of operations grows
-/// with the catalogue (hotplug and migration helpers are built from the monitor calls).
+/// How a test reaches the guest's shell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginVia {
+    /// The serial console (one session at a time).
+    Serial,
+    /// The VM's `shell_client` (telnet, nc, ssh) through NIC `nic`.
+    Remote {
+        /// The NIC index.
+        nic: usize,
+    },
+}
+
+/// How [`GuestVm::reboot`] reboots the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RebootMethod {
+    /// The guest's `reboot_command` in a shell.
+    Shell,
+    /// QMP `system_reset`.
+    SystemReset,
+}
+
+/// How [`GuestVm::shutdown`] powers the guest off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShutdownMethod {
+    /// The guest's `shutdown_command` in a shell.
+    Shell,
+    /// QMP `system_powerdown` (the ACPI power button).
+    SystemPowerdown,
+}
+
+/// How [`GuestVm::migrate`] moves the guest to a new QEMU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MigrationProtocol {
+    /// TCP on loopback.
+    Tcp,
+    /// A unix socket.
+    Unix,
+    /// Through a file written and read by commands (offline by nature).
+    Exec,
+}
+
+/// Whether the guest keeps running during a migration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MigrationMode {
+    /// Live: the guest runs while its memory is copied.
+    Live,
+    /// Offline: the guest is stopped first and resumed on the destination.
+    Offline,
+}
+
+/// A device hot-plugged through [`GuestVm::hotplug_nic`] or [`GuestVm::hotplug_disk`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hotplugged {
+    /// The device's qdev id (what `device_del` takes).
+    pub id: String,
+    /// The driver (`virtio-net-pci`, `e1000`, `virtio-blk-pci`…).
+    pub driver: String,
+    /// The MAC, for a NIC.
+    pub mac: Option<String>,
+}
+
+fn unsupported<T: Send + 'static>(what: &str) -> BoxFuture<'static, Result<T, EnvError>> {
+    let what = what.to_string();
+    Box::pin(async move { Err(EnvError::Unsupported { what }) })
+}
+
+/// A living VM, as tests see it. The VM layer implements this. The lifecycle operations have
+/// default bodies answering [`EnvError::Unsupported`], so scripted fakes implement only what
+/// their tests use.
 pub trait GuestVm: Send + Sync {
     /// The VM's name (an entry of `vms`).
     fn name(&self) -> &str;
@@ -90,6 +156,62 @@ pub trait GuestVm: Send + Sync {
         command: &'a str,
         args: serde_json::Value,
     ) -> BoxFuture<'a, Result<serde_json::Value, EnvError>>;
+    /// Log in over `via` (the default ignores `via` and calls [`login`](GuestVm::login)).
+    fn login_via(
+        &self,
+        via: LoginVia,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<Box<dyn RemoteShell>, EnvError>> {
+        let _ = via;
+        self.login(timeout)
+    }
+    /// Reboot the guest and log in again over the serial console within `timeout`.
+    fn reboot(
+        &self,
+        method: RebootMethod,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<Box<dyn RemoteShell>, EnvError>> {
+        let _ = (method, timeout);
+        unsupported("reboot")
+    }
+    /// Power the guest off and wait up to `timeout` for QEMU to exit; the VM is gone afterwards.
+    fn shutdown(
+        &self,
+        method: ShutdownMethod,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<(), EnvError>> {
+        let _ = (method, timeout);
+        unsupported("shutdown")
+    }
+    /// Migrate the guest to a new local QEMU, which then stands for this VM.
+    fn migrate(
+        &self,
+        protocol: MigrationProtocol,
+        mode: MigrationMode,
+    ) -> BoxFuture<'_, Result<(), EnvError>> {
+        let _ = (protocol, mode);
+        unsupported("migration")
+    }
+    /// Hot-plug a NIC of `driver` on a new user-mode netdev (confirmed by `query-pci`).
+    fn hotplug_nic<'a>(&'a self, driver: &'a str) -> BoxFuture<'a, Result<Hotplugged, EnvError>> {
+        let _ = driver;
+        unsupported("NIC hotplug")
+    }
+    /// Hot-plug the image file `path` of `format` as a `driver` device.
+    fn hotplug_disk<'a>(
+        &'a self,
+        path: &'a Path,
+        format: &'a str,
+        driver: &'a str,
+    ) -> BoxFuture<'a, Result<Hotplugged, EnvError>> {
+        let _ = (path, format, driver);
+        unsupported("disk hotplug")
+    }
+    /// Unplug a hot-plugged device and wait until QEMU confirms it is gone.
+    fn unplug<'a>(&'a self, device: &'a Hotplugged) -> BoxFuture<'a, Result<(), EnvError>> {
+        let _ = device;
+        unsupported("unplug")
+    }
 }
 
 /// The VMs of one runner worker, kept between tests so a VM can be reused.
@@ -130,6 +252,12 @@ pub trait VmEnv: Send + Sync {
         image: &'a str,
         params: &'a Params,
     ) -> BoxFuture<'a, Result<(), EnvError>>;
+    /// The test whose directory is `test_dir` is over (post-processing done): copy what the
+    /// VMs that survive it logged during the test into `test_dir`. The default does nothing.
+    fn end_test<'a>(&'a self, test_dir: &'a Path) -> BoxFuture<'a, ()> {
+        let _ = test_dir;
+        Box::pin(async {})
+    }
 }
 
 /// The environment of a build without a VM layer: every VM request is

@@ -7,9 +7,10 @@
 //! [`Settings`]; `gc` for what interrupted runs left; and the clap structs of
 //! `kvmtest run | merge | gc` ([`cli`]).
 //!
-//! What it is not: a VM layer. Tests reach VMs only through the [`VmEnv`] trait; this crate
-//! ships [`NoVmEnv`], which answers "VM layer not available in this build", and the `vm` crate
-//! provides the real implementation through an [`EnvFactory`].
+//! What it is not: a VM layer. Tests reach VMs only through the [`VmEnv`] / [`GuestVm`]
+//! traits; [`vm_env`] implements them with the `vm` crate (real QEMU guests, handed to the
+//! runner as [`VmLayerFactory`]), and [`NoVmEnv`] answers "VM layer not available in this
+//! build" for runs that must not start guests.
 //!
 //! ```
 //! use tests_suite::{run, ProgressMode, RunOptions, VerdictKind};
@@ -41,10 +42,12 @@ pub mod shell;
 pub mod state;
 pub mod time;
 pub mod verdict;
+pub mod vm_env;
 
 pub use cli::{cli_catalogue, cli_gc, cli_merge, cli_run, GcArgs, MergeArgs, RunArgs};
 pub use env::{
-    BoxFuture, EnvError, EnvFactory, GuestVm, NetRemote, NoVmEnv, NoVmFactory, RemoteHosts,
+    BoxFuture, EnvError, EnvFactory, GuestVm, Hotplugged, LoginVia, MigrationMode,
+    MigrationProtocol, NetRemote, NoVmEnv, NoVmFactory, RebootMethod, RemoteHosts, ShutdownMethod,
     Teardown, VmEnv, WorkerSlot, VM_UNAVAILABLE,
 };
 pub use progress::ProgressMode;
@@ -54,6 +57,7 @@ pub use runner::{run, RunError, RunOptions, RunSummary, Shard};
 pub use settings::{Settings, SettingsError};
 pub use shell::{RemoteShell, ShellConfig, ShellError, TcpShell};
 pub use verdict::{Counts, ExitStatus, TestError, TestResult, Verdict, VerdictKind};
+pub use vm_env::{VmLayerEnv, VmLayerFactory, WorkerPaths};
 
 /// An error and its sources, joined by `: ` (for messages that must stand alone, like a
 /// verdict's).

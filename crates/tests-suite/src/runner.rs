@@ -578,6 +578,8 @@ async fn run_one(shared: &Arc<Shared>, env: &Arc<dyn VmEnv>, p: Planned) -> Test
                     verdict = Verdict::Error(format!("post-processing: {e}"));
                 }
             }
+            // The VMs that outlive this test leave their share of the logs in its directory.
+            env.end_test(&dir).await;
             verdict
         }
     };

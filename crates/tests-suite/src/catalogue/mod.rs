@@ -1,10 +1,10 @@
 //! The built-in test catalogue: one module per test type, each exporting its [`TestSpec`] and
 //! its function; [`builtin`] registers them all.
 //!
-//! Tests that need no VM run today (`noop`, `sleep`, `qemu_img`, and `whql_submission` whose
-//! guest side goes through [`crate::env::VmEnv`]). The VM-based types are registered with their
-//! parameters and report [`crate::env::VM_UNAVAILABLE`] as an error until the VM layer is
-//! wired in: a missing layer never passes.
+//! `noop`, `sleep` and `qemu_img` need no VM; `whql_submission` and the VM-based types of
+//! [`vm`] reach their guests through [`crate::env::VmEnv`] (real VMs with
+//! [`crate::vm_env::VmLayerFactory`]; with [`crate::env::NoVmEnv`] they report
+//! [`crate::env::VM_UNAVAILABLE`] as an error: a missing layer never passes).
 
 pub mod noop;
 pub mod qemu_img;

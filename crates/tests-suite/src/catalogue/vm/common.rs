@@ -1,0 +1,253 @@
+//! Helpers shared by the VM-based tests: the main VM, logins, bounded polling of guest commands,
+//! cancellation, and the PCI ids of the device models the catalogue knows.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::env::{EnvError, GuestVm, LoginVia};
+use crate::registry::TestContext;
+use crate::shell::RemoteShell;
+use crate::verdict::TestError;
+
+/// Seconds from an optional numeric parameter.
+pub(super) fn secs(ctx: &TestContext, key: &str, default: f64) -> Result<Duration, TestError> {
+    let v = ctx.params.get_f64(key)?.unwrap_or(default);
+    Duration::try_from_secs_f64(v)
+        .map_err(|_| TestError::error(format!("{key} = {v}: expected a number of seconds >= 0")))
+}
+
+/// `login_timeout` (default 240 s).
+pub(super) fn login_timeout(ctx: &TestContext) -> Result<Duration, TestError> {
+    secs(ctx, "login_timeout", 240.0)
+}
+
+/// The VM named by `main_vm`.
+pub(super) fn main_vm(ctx: &TestContext) -> Result<Arc<dyn GuestVm>, TestError> {
+    Ok(ctx.env.vm(ctx.params.require("main_vm")?)?)
+}
+
+/// Runs `fut` unless the run is cancelled first.
+pub(super) async fn cancellable<T>(
+    ctx: &TestContext,
+    fut: impl Future<Output = Result<T, TestError>>,
+) -> Result<T, TestError> {
+    tokio::select! {
+        r = fut => r,
+        () = ctx.cancel.cancelled() => Err(TestError::Cancelled),
+    }
+}
+
+/// Logs into `vm` as `login_via` says (serial by default).
+pub(super) async fn login(
+    ctx: &TestContext,
+    vm: &Arc<dyn GuestVm>,
+) -> Result<Box<dyn RemoteShell>, TestError> {
+    let via = match ctx.params.get("login_via").unwrap_or("serial") {
+        "serial" => LoginVia::Serial,
+        "remote" => LoginVia::Remote { nic: 0 },
+        other => {
+            return Err(TestError::error(format!(
+                "login_via = {other:?}: expected serial or remote"
+            )))
+        }
+    };
+    let timeout = login_timeout(ctx)?;
+    ctx.log
+        .info(format_args!("logging into {} ({via:?})", vm.name()));
+    let shell = cancellable(ctx, async {
+        vm.login_via(via, timeout).await.map_err(TestError::from)
+    })
+    .await?;
+    Ok(shell)
+}
+
+/// Runs `cmd` in the guest and returns its output whatever its status (logged).
+pub(super) async fn guest_output(
+    ctx: &TestContext,
+    shell: &mut Box<dyn RemoteShell>,
+    cmd: &str,
+) -> Result<String, TestError> {
+    let out = cancellable(ctx, async {
+        shell
+            .cmd_output(cmd, Duration::from_secs(60))
+            .await
+            .map_err(TestError::from)
+    })
+    .await?;
+    ctx.log
+        .info(format_args!("guest `{cmd}` printed {:?}", out.trim_end()));
+    Ok(out)
+}
+
+/// Runs `cmd` in the guest; a non-zero status is an error carrying the output (logged).
+pub(super) async fn guest_cmd(
+    ctx: &TestContext,
+    shell: &mut Box<dyn RemoteShell>,
+    cmd: &str,
+) -> Result<String, crate::shell::ShellError> {
+    let r = tokio::select! {
+        r = shell.cmd(cmd) => r,
+        () = ctx.cancel.cancelled() => return Err(crate::shell::ShellError::Io {
+            what: "guest command",
+            source: std::io::Error::other("cancelled"),
+        }),
+    };
+    match &r {
+        Ok(out) => ctx
+            .log
+            .info(format_args!("guest `{cmd}` printed {:?}", out.trim_end())),
+        Err(e) => ctx
+            .log
+            .warn(format_args!("guest `{cmd}`: {}", crate::error_chain(e))),
+    }
+    r
+}
+
+/// Runs `cmd` every `interval` until `done(output)` holds, for at most `timeout`; returns the
+/// last output and whether it held.
+pub(super) async fn poll_guest(
+    ctx: &TestContext,
+    shell: &mut Box<dyn RemoteShell>,
+    cmd: &str,
+    timeout: Duration,
+    interval: Duration,
+    mut done: impl FnMut(&str) -> bool,
+) -> Result<(String, bool), TestError> {
+    let started = Instant::now();
+    loop {
+        let out = guest_output(ctx, shell, cmd).await?;
+        if done(&out) {
+            return Ok((out, true));
+        }
+        if started.elapsed() >= timeout {
+            return Ok((out, false));
+        }
+        cancellable(ctx, async {
+            tokio::time::sleep(interval).await;
+            Ok(())
+        })
+        .await?;
+    }
+}
+
+/// A failure naming what the product was asked to do, with the environment's error chain.
+pub(super) fn fail_env(what: &str, e: &EnvError) -> TestError {
+    TestError::fail(format!("{what}: {}", crate::error_chain(e)))
+}
+
+/// The QEMU driver of a `nic_model` / `pci_model` for a NIC (`virtio` → `virtio-net-pci`).
+pub(super) fn nic_driver(model: &str) -> &str {
+    match model {
+        "virtio" => "virtio-net-pci",
+        other => other,
+    }
+}
+
+/// The QEMU driver of a block `pci_model` (`virtio` → `virtio-blk-pci`).
+pub(super) fn block_driver(model: &str) -> &str {
+    match model {
+        "virtio" => "virtio-blk-pci",
+        other => other,
+    }
+}
+
+/// The PCI `vendor:device` id a NIC driver shows (to the host's `query-pci` and the guest's
+/// `lspci`), for the models the test guest has drivers for.
+pub(super) fn nic_pci_id(driver: &str) -> Option<&'static str> {
+    Some(match driver {
+        "virtio-net-pci" => "1af4:1000",
+        "e1000" => "8086:100e",
+        "e1000e" => "8086:10d3",
+        "rtl8139" => "10ec:8139",
+        _ => return None,
+    })
+}
+
+/// The PCI `vendor:device` id behind a `drive_format` (the disk's controller).
+pub(super) fn disk_pci_id(drive_format: &str) -> Option<&'static str> {
+    Some(match drive_format {
+        "virtio" | "virtio-blk-pci" => "1af4:1001",
+        // The PIIX3 IDE function of the `pc` machine.
+        "ide" => "8086:7010",
+        "ahci" => "8086:2922",
+        _ => return None,
+    })
+}
+
+/// One PCI function from `query-pci`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct PciFunction {
+    /// `vendor:device`, lower-case hex.
+    pub id: String,
+    /// The class code.
+    pub class: u64,
+    /// The qdev id, if the device has one.
+    pub qdev_id: String,
+}
+
+/// Every function of a `query-pci` reply, behind bridges too.
+pub(super) fn pci_functions(reply: &Value) -> Vec<PciFunction> {
+    fn walk(devices: &Value, out: &mut Vec<PciFunction>) {
+        for d in devices.as_array().into_iter().flatten() {
+            let num = |v: Option<&Value>| v.and_then(Value::as_u64).unwrap_or(0);
+            let id = d.get("id");
+            out.push(PciFunction {
+                id: format!(
+                    "{:04x}:{:04x}",
+                    num(id.and_then(|i| i.get("vendor"))),
+                    num(id.and_then(|i| i.get("device")))
+                ),
+                class: num(d.get("class_info").and_then(|c| c.get("class"))),
+                qdev_id: d
+                    .get("qdev_id")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned(),
+            });
+            if let Some(b) = d.get("pci_bridge").and_then(|b| b.get("devices")) {
+                walk(b, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for bus in reply.as_array().into_iter().flatten() {
+        if let Some(d) = bus.get("devices") {
+            walk(d, &mut out);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_pci_is_flattened_with_ids() {
+        let reply = serde_json::json!([{"bus": 0, "devices": [
+            {"id": {"vendor": 0x1af4, "device": 0x1000}, "class_info": {"class": 0x200},
+             "qdev_id": "nic-nic1"},
+            {"id": {"vendor": 0x8086, "device": 0x7010}, "class_info": {"class": 0x101},
+             "qdev_id": "", "pci_bridge": {"devices": [
+                {"id": {"vendor": 0x10ec, "device": 0x8139}, "class_info": {"class": 0x200}}]}}
+        ]}]);
+        let f = pci_functions(&reply);
+        assert_eq!(f.len(), 3);
+        assert_eq!(f[0].id, "1af4:1000");
+        assert_eq!(f[0].qdev_id, "nic-nic1");
+        assert_eq!(f[2].id, "10ec:8139");
+        assert_eq!(f[1].class, 0x101);
+    }
+
+    #[test]
+    fn models_map_to_drivers_and_ids() {
+        assert_eq!(nic_driver("virtio"), "virtio-net-pci");
+        assert_eq!(nic_pci_id(nic_driver("rtl8139")), Some("10ec:8139"));
+        assert_eq!(block_driver("virtio"), "virtio-blk-pci");
+        assert_eq!(disk_pci_id("ide"), Some("8086:7010"));
+        assert_eq!(nic_pci_id("ne2k_pci"), None);
+    }
+}

@@ -1,0 +1,211 @@
+//! The VM environment (`tests_suite::vm_env`) on the real test guest under TCG: the suite's
+//! failing demo variant fails with a message naming what was expected and what the guest
+//! printed, with the serial log and QMP transcript in its directory; a VM is reused only while
+//! the command line stays identical and `kill_vm` does not forbid it; an interrupted run kills
+//! its VMs and keeps finished results. Every test checks that no QEMU it started survives.
+//!
+//! The guest comes from `KVMTEST_GUEST_DIR`, else `target/guest/` at the workspace root (built
+//! by `cargo xtask fixtures guest`); without it these tests fail, naming that command.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use params::{Parser, ParserOptions};
+use tests_suite::{run, ExitStatus, RunOptions, VerdictKind, VmLayerFactory};
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .unwrap()
+        .to_path_buf()
+}
+
+fn guest_dir() -> PathBuf {
+    let dir = match std::env::var_os("KVMTEST_GUEST_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => workspace_root().join("target").join("guest"),
+    };
+    for f in ["vmlinux", "initrd.gz"] {
+        assert!(
+            dir.join(f).is_file(),
+            "the test guest is missing ({} has no {f}): build it with \
+             `cargo xtask fixtures guest` (or set KVMTEST_GUEST_DIR)",
+            dir.display()
+        );
+    }
+    dir
+}
+
+fn suite_base() -> PathBuf {
+    workspace_root().join("fixtures/suite/base.cfg")
+}
+
+fn vm_options(results: &Path) -> RunOptions {
+    let mut o = common::options(results);
+    o.env_factory = Arc::new(VmLayerFactory::with_guest_dir(guest_dir()));
+    o
+}
+
+/// Every QEMU pid the VMs of a job logged (`vm.log`: "spawned pid N").
+fn qemu_pids(job_dir: &Path) -> Vec<u32> {
+    let mut pids = Vec::new();
+    let mut stack = vec![job_dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().is_some_and(|f| f == "vm.log") {
+                for line in common::read(&p).lines() {
+                    if let Some(rest) = line.split("spawned pid ").nth(1) {
+                        let pid: u32 = rest.split_whitespace().next().unwrap().parse().unwrap();
+                        if !pids.contains(&pid) {
+                            pids.push(pid);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    pids
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X']))
+    })
+}
+
+fn assert_nothing_left(results: &Path, job_dir: &Path, expected_vms: usize) {
+    let pids = qemu_pids(job_dir);
+    assert_eq!(pids.len(), expected_vms, "QEMU starts: {pids:?}");
+    for pid in pids {
+        assert!(!alive(pid), "QEMU {pid} still runs after the run");
+    }
+    let runs: Vec<_> = std::fs::read_dir(results.join(".runs"))
+        .map(|d| d.flatten().collect())
+        .unwrap_or_default();
+    assert!(runs.is_empty(), "run registry entries left: {runs:?}");
+}
+
+/// The VM directory (`vm1-…`) of a test directory.
+fn vm_dir(test_dir: &Path) -> PathBuf {
+    std::fs::read_dir(test_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.is_dir())
+        .unwrap_or_else(|| panic!("no VM directory in {}", test_dir.display()))
+}
+
+#[test]
+fn fail_demo_names_expected_and_printed_and_keeps_the_logs() {
+    let results = tempfile::tempdir().unwrap();
+    let mut p = Parser::new(ParserOptions::default());
+    p.parse_file(workspace_root().join("fixtures/suite/tests.cfg"))
+        .unwrap();
+    p.only_filter("fail_demo").unwrap();
+    let config = p.finish();
+    let summary = run(&config, &vm_options(results.path())).unwrap();
+    assert_eq!(summary.exit, ExitStatus::TestsFailed);
+    let t = &summary.report.tests[0];
+    assert_eq!(t.verdict, VerdictKind::Fail, "{:?}", t.message);
+    let msg = t.message.as_deref().unwrap();
+    // Expected: the match_string; printed: the guest's lspci, with the NIC it does have.
+    assert!(msg.contains("\"dead:beef\""), "{msg}");
+    assert!(msg.contains("lspci"), "{msg}");
+    assert!(
+        msg.contains("the guest printed") && msg.contains("1af4:1000"),
+        "{msg}"
+    );
+    let dir = vm_dir(&summary.job_dir.join(&t.dir));
+    for f in ["serial.log", "qmp-qmp1.jsonl", "qemu.log", "qemu-argv.json"] {
+        assert!(dir.join(f).is_file(), "{f} missing in {}", dir.display());
+    }
+    assert!(common::read(&dir.join("serial.log")).contains("KVMTEST-GUEST-READY"));
+    assert!(common::read(&dir.join("qmp-qmp1.jsonl")).contains("device_add"));
+    // The device of the failed test was unplugged anyway.
+    assert!(common::read(&dir.join("qmp-qmp1.jsonl")).contains("device_del"));
+    assert_nothing_left(results.path(), &summary.job_dir, 1);
+}
+
+#[test]
+fn a_vm_is_reused_only_with_the_same_command_line_and_without_kill_vm() {
+    let results = tempfile::tempdir().unwrap();
+    let config = common::config(&format!(
+        "include {}\ntype = boot\nvariants:\n    - first:\n    - second:\n        kill_vm = yes\n    \
+         - third:\n    - fourth:\n        mem = 320\n",
+        suite_base().display()
+    ));
+    let summary = run(&config, &vm_options(results.path())).unwrap();
+    let tests = &summary.report.tests;
+    for t in tests {
+        assert_eq!(t.verdict, VerdictKind::Pass, "{}: {:?}", t.name, t.message);
+    }
+    let dir = |i: usize| summary.job_dir.join(&tests[i].dir);
+    let reused = |i: usize| vm_dir(&dir(i)).join("REUSED.txt").is_file();
+    assert!(!reused(0), "the first test starts the VM");
+    assert!(reused(1), "the second test has the same command line");
+    assert!(
+        !reused(2),
+        "kill_vm = yes in the second test forbids reusing its VM"
+    );
+    assert!(!reused(3), "mem differs: a new VM");
+    // Every test directory holds the exact argv of its VM.
+    let argv: Vec<String> =
+        serde_json::from_str(&common::read(&vm_dir(&dir(3)).join("qemu-argv.json"))).unwrap();
+    assert!(
+        argv.windows(2).any(|w| w[0] == "-m" && w[1] == "320"),
+        "{argv:?}"
+    );
+    assert!(vm_dir(&dir(1)).join("qemu-argv.json").is_file());
+    assert_nothing_left(results.path(), &summary.job_dir, 3);
+}
+
+#[test]
+fn an_interrupted_run_kills_its_vms_and_keeps_finished_results() {
+    let results = tempfile::tempdir().unwrap();
+    let config = common::config(&format!(
+        "include {}\nvariants:\n    - boot:\n        type = boot\n    - wait:\n        \
+         type = sleep\n        sleep_time = 600\n",
+        suite_base().display()
+    ));
+    let options = vm_options(results.path());
+    let cancel = options.cancel.clone();
+    let job_id = "interrupted".to_owned();
+    let mut options = options;
+    options.job_id = Some(job_id.clone());
+    let runner = std::thread::spawn(move || run(&config, &options));
+    let events = results.path().join(&job_id).join("events.jsonl");
+    let started = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&events).unwrap_or_default();
+        if text.matches("\"test_started\"").count() >= 2 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(240),
+            "the second test did not start: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The VM runs (reused by the sleeping test) when the run is interrupted.
+    let pids = qemu_pids(&results.path().join(&job_id));
+    assert_eq!(pids.len(), 1);
+    assert!(alive(pids[0]));
+    cancel.cancel();
+    let summary = runner.join().unwrap().unwrap();
+    assert_eq!(summary.exit, ExitStatus::Interrupted);
+    assert!(summary.report.interrupted);
+    let verdicts: Vec<_> = summary.report.tests.iter().map(|t| t.verdict).collect();
+    assert_eq!(verdicts, [VerdictKind::Pass, VerdictKind::Cancel]);
+    assert!(summary.job_dir.join("junit.xml").is_file());
+    assert_nothing_left(results.path(), &summary.job_dir, 1);
+}
