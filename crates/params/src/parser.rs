@@ -306,7 +306,7 @@ impl Parser {
     pub fn parse_file(&mut self, path: impl AsRef<Path>) -> Result<(), Error> {
         let path = path.as_ref();
         let name: Arc<str> = Arc::from(path.to_string_lossy().as_ref());
-        let text = read_config(path, &name, None)?;
+        let text = read_config(path, None)?;
         self.includes.clear();
         if let Ok(c) = path.canonicalize() {
             self.includes.push(c);
@@ -585,8 +585,7 @@ impl Parser {
                         }
                         self.flush(target, &mut pre, file);
                         let name: Arc<str> = Arc::from(path.to_string_lossy().as_ref());
-                        let text =
-                            read_config(&path, &name, Some(lx.error(ErrorKind::Io, "", Some(&t))))?;
+                        let text = read_config(&path, Some(lx.error(ErrorKind::Io, "", Some(&t))))?;
                         let fid = self.cfg.add_file(name.clone(), &text);
                         let mut sub = Lexer::new(Reader::new(name, true, &text), fid);
                         self.includes.push(canon);
@@ -1178,15 +1177,10 @@ fn resolve_include(raw: &str, reader: &Reader) -> PathBuf {
     }
 }
 
-fn read_config(path: &Path, name: &Arc<str>, at: Option<Error>) -> Result<String, Error> {
+fn read_config(path: &Path, at: Option<Error>) -> Result<String, Error> {
     let bytes = std::fs::read(path).map_err(|e| {
-        let base = at.clone().unwrap_or_else(|| {
-            Error::new(ErrorKind::Io, "").at(Location {
-                file: name.clone(),
-                line: None,
-                col: None,
-            })
-        });
+        // the top-level file has no location of its own: the message names it
+        let base = at.clone().unwrap_or_else(|| Error::new(ErrorKind::Io, ""));
         Error {
             kind: ErrorKind::Io,
             message: format!("cannot read `{}`: {e}", path.display()),
