@@ -489,6 +489,11 @@ impl<'c> Walker<'c> {
         below: &crate::LabelBits,
         out: &mut Vec<Item>,
     ) -> Result<Outcome, Error> {
+        // With nothing below (a leaf), "might still match" is "matches": decide with one
+        // evaluation per filter.
+        if below.is_empty() {
+            return self.process_leaf(items);
+        }
         for &it in items {
             match it {
                 Item::Op(_) | Item::Join(_) => {}
@@ -539,6 +544,39 @@ impl<'c> Walker<'c> {
                             }
                         }
                         None => out.push(it),
+                    }
+                }
+            }
+        }
+        Ok(Outcome::Ok)
+    }
+
+    /// [`Walker::process`] with no labels below, where every filter is decided by one
+    /// evaluation and nothing stays pending.
+    fn process_leaf(&mut self, items: &[Item]) -> Result<Outcome, Error> {
+        let none = crate::LabelBits::default();
+        for &it in items {
+            match it {
+                Item::Op(_) | Item::Join(_) => {}
+                Item::Only(f) => {
+                    if !self.eval_filter(f, false, &none)? {
+                        return Ok(Outcome::Pruned);
+                    }
+                }
+                Item::No(f) => {
+                    if self.eval_filter(f, false, &none)? {
+                        return Ok(Outcome::Pruned);
+                    }
+                }
+                Item::Cond(c) => {
+                    let cond = &self.cfg.conds[c as usize];
+                    let t = self.eval_filter(cond.filter, false, &none)? != cond.neg;
+                    self.truth[c as usize] = t;
+                    if t {
+                        let body = &self.cfg.conds[c as usize].body;
+                        if let Outcome::Pruned = self.process_leaf(body)? {
+                            return Ok(Outcome::Pruned);
+                        }
                     }
                 }
             }

@@ -60,6 +60,12 @@ use tree::{Cond, FileId, FilterId, Node, NodeId, Op, OpData, Pos};
 pub(crate) struct LabelBits(Vec<u64>);
 
 impl LabelBits {
+    /// No label at all (a leaf).
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.iter().all(|w| *w == 0)
+    }
+
     #[inline]
     pub(crate) fn contains_idx(&self, i: u32) -> bool {
         self.0
