@@ -1,8 +1,9 @@
 //! The VM environment (`tests_suite::vm_env`) on the real test guest under TCG: the suite's
 //! failing demo variant fails with a message naming what was expected and what the guest
-//! printed, with the serial log and QMP transcript in its directory; a VM is reused only while
-//! the command line stays identical and `kill_vm` does not forbid it; an interrupted run kills
-//! its VMs and keeps finished results. Every test checks that no QEMU it started survives.
+//! printed (in the verdict, `results.json` and `junit.xml`), with the argv, QEMU output, serial
+//! log and QMP transcript in its directory; a VM is reused only while the command line stays
+//! identical and `kill_vm` does not forbid it; an interrupted run kills its VMs and keeps
+//! finished results. Every test checks that no QEMU it started survives.
 //!
 //! The guest comes from `KVMTEST_GUEST_DIR`, else `target/guest/` at the workspace root (built
 //! by `cargo xtask fixtures guest`); without it these tests fail, naming that command.
@@ -15,36 +16,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{alive, guest_dir, suite_base, workspace_root};
 use params::{Parser, ParserOptions};
-use tests_suite::{run, ExitStatus, RunOptions, VerdictKind, VmLayerFactory};
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .unwrap()
-        .to_path_buf()
-}
-
-fn guest_dir() -> PathBuf {
-    let dir = match std::env::var_os("KVMTEST_GUEST_DIR") {
-        Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => workspace_root().join("target").join("guest"),
-    };
-    for f in ["vmlinux", "initrd.gz"] {
-        assert!(
-            dir.join(f).is_file(),
-            "the test guest is missing ({} has no {f}): build it with \
-             `cargo xtask fixtures guest` (or set KVMTEST_GUEST_DIR)",
-            dir.display()
-        );
-    }
-    dir
-}
-
-fn suite_base() -> PathBuf {
-    workspace_root().join("fixtures/suite/base.cfg")
-}
+use tests_suite::{run, ExitStatus, RunOptions, RunReport, VerdictKind, VmLayerFactory};
 
 fn vm_options(results: &Path) -> RunOptions {
     let mut o = common::options(results);
@@ -74,13 +48,6 @@ fn qemu_pids(job_dir: &Path) -> Vec<u32> {
         }
     }
     pids
-}
-
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        s.rsplit_once(')')
-            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X']))
-    })
 }
 
 fn assert_nothing_left(results: &Path, job_dir: &Path, expected_vms: usize) {
@@ -125,8 +92,35 @@ fn fail_demo_names_expected_and_printed_and_keeps_the_logs() {
         msg.contains("the guest printed") && msg.contains("1af4:1000"),
         "{msg}"
     );
+    // The result files carry the same message: results.json as written, junit.xml (escaped)
+    // in the failed testcase's <failure>.
+    let written = RunReport::read(&summary.job_dir).unwrap();
+    assert_eq!(written.tests.len(), 1);
+    assert_eq!(written.tests[0].verdict, VerdictKind::Fail);
+    assert_eq!(written.tests[0].message.as_deref(), Some(msg));
+    let junit = common::read(&summary.job_dir.join("junit.xml"));
+    let case = junit
+        .split("<testcase ")
+        .find(|c| c.contains(&format!("name=\"{}\"", t.name)))
+        .unwrap_or_else(|| panic!("no testcase {} in {junit}", t.name));
+    let failure = case
+        .split("<failure ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no <failure> in {case}"));
+    for part in ["dead:beef", "the guest printed", "1af4:1000"] {
+        assert!(
+            failure.contains(part),
+            "{part} missing in junit.xml: {case}"
+        );
+    }
     let dir = vm_dir(&summary.job_dir.join(&t.dir));
-    for f in ["serial.log", "qmp-qmp1.jsonl", "qemu.log", "qemu-argv.json"] {
+    for f in [
+        "serial.log",
+        "qmp-qmp1.jsonl",
+        "qemu.log",
+        "qemu-argv.json",
+        "qemu-argv.txt",
+    ] {
         assert!(dir.join(f).is_file(), "{f} missing in {}", dir.display());
     }
     assert!(common::read(&dir.join("serial.log")).contains("KVMTEST-GUEST-READY"));
