@@ -16,6 +16,8 @@
 //! RSS and CPU time, not the maximum over every child so far), the release build of `kvmtest`,
 //! and locating the reference parser's Python (see [`reference_python`]).
 
+#[path = "bench_boot.rs"]
+mod boot;
 #[path = "bench_cmdline.rs"]
 mod cmdline;
 #[path = "bench_fuzz.rs"]
@@ -82,6 +84,12 @@ const BENCHES: &[Bench] = &[
         options: "[--runs N] [--jobs LIST]",
         about: "the bundled suite on the test guest: --jobs 1 vs --jobs 2 throughput",
         run: suite::main,
+    },
+    Bench {
+        name: "boot",
+        options: "[--runs N]",
+        about: "Vm::create to serial login vs bare QEMU (same argv) to the guest's ready marker",
+        run: boot::main,
     },
 ];
 

@@ -185,7 +185,33 @@ impl QemuCmdArgv {
             return Err(QemuArgvError::Environment { vars });
         }
         cmd.set_program(&self.binary);
-        Ok(cmd.argv())
+        let mut argv = cmd.argv();
+        vnc_any_free_display(&mut argv);
+        Ok(argv)
+    }
+}
+
+/// The first display QEMU may take for `display = vnc`, and the last (`-vnc …,to=N`).
+pub const VNC_DISPLAYS: std::ops::RangeInclusive<u16> = 0..=99;
+
+/// `display = vnc`: `qemu-cmd` renders `-vnc :0` (the run's display, always 0 here); this turns
+/// it into `-vnc 127.0.0.1:0,to=99`. QEMU binds display 0, 1, … in turn and keeps the first
+/// free one, so concurrent VMs (in any processes) never collide and nothing is probed and
+/// released; `vm` reads the display back with `query-vnc` ([`crate::Vm::vnc_port`]). Loopback
+/// only: a VNC server without a password is not offered to the network (tunnel to reach it).
+fn vnc_any_free_display(argv: &mut [OsString]) {
+    let mut it = argv.iter_mut();
+    while let Some(arg) = it.next() {
+        if arg == "-vnc" {
+            if let Some(value) = it.next().filter(|v| *v == ":0") {
+                *value = format!(
+                    "127.0.0.1:{},to={}",
+                    VNC_DISPLAYS.start(),
+                    VNC_DISPLAYS.end()
+                )
+                .into();
+            }
+        }
     }
 }
 
@@ -212,6 +238,17 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vnc_takes_any_free_display() {
+        let mut argv: Vec<OsString> = ["qemu", "-vnc", ":0", "-name", ":0"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        vnc_any_free_display(&mut argv);
+        assert_eq!(argv[2], "127.0.0.1:0,to=99");
+        assert_eq!(argv[4], ":0", "only the value of -vnc changes");
+    }
 
     #[test]
     fn cpu_flags() {

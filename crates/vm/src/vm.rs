@@ -176,7 +176,8 @@ pub struct HotDisk {
 /// Extra inputs of [`Vm::create_with`].
 #[derive(Default)]
 pub struct CreateOptions<'a> {
-    /// Copy the MACs of this VM (a migration destination must keep the guest's MACs).
+    /// Copy the MACs and the UUID of this VM (a migration destination must keep the guest's
+    /// MACs and its UUID, which the guest reads from SMBIOS, `query-uuid`).
     pub mac_source: Option<&'a Vm>,
     /// Start with `-incoming defer`, waiting for a migration.
     pub incoming: bool,
@@ -226,6 +227,8 @@ pub struct Vm {
     serial: Option<SerialConsole>,
     /// (guest port, host port).
     redirs: Vec<(u16, u16)>,
+    /// The VNC server's TCP port (`query-vnc`), if QEMU serves VNC.
+    vnc_port: Option<u16>,
     reservations: Vec<MacReservation>,
     hot_nics: Vec<HotNic>,
     log: VmLog,
@@ -417,14 +420,20 @@ impl Vm {
             });
         }
 
-        let uuid = match params.get("uuid") {
-            Some("random") => {
+        let source_uuid = opts.mac_source.and_then(|s| s.layout.uuid.clone());
+        let uuid = match (source_uuid, params.get("uuid")) {
+            // A migration destination is the same machine: it keeps the source's UUID.
+            (Some(u), _) => {
+                params.insert("uuid", u.clone());
+                Some(u)
+            }
+            (None, Some("random")) => {
                 let u = net::random_uuid().map_err(io_err("generating a UUID", run_dir.path()))?;
                 params.insert("uuid", u.clone());
                 Some(u)
             }
-            Some(u) if !u.is_empty() => Some(u.to_owned()),
-            _ => None,
+            (None, Some(u)) if !u.is_empty() => Some(u.to_owned()),
+            (None, _) => None,
         };
 
         let mut monitors = Vec::new();
@@ -536,8 +545,13 @@ impl Vm {
         } else {
             ctx.read_redirs(&qmp, &layout.redirs).await?
         };
+        let vnc_port = if argv.iter().any(|a| a == "-vnc") {
+            ctx.read_vnc_port(&qmp).await?
+        } else {
+            None
+        };
         log.line(&format!(
-            "VM alive: pid {}, monitors connected in {}, redirs {redirs:?}",
+            "VM alive: pid {}, monitors connected in {}, redirs {redirs:?}, vnc port {vnc_port:?}",
             process.pid(),
             secs(&started.elapsed())
         ));
@@ -553,6 +567,7 @@ impl Vm {
             hmps,
             serial,
             redirs,
+            vnc_port,
             reservations,
             hot_nics: Vec::new(),
             log,
@@ -684,6 +699,24 @@ impl Starting<'_> {
             HmpClient::connect_unix(socket, cfg.clone())
         })
         .await
+    }
+
+    /// Reads the VNC server's port back (`query-vnc`'s `service`): QEMU chose the display.
+    async fn read_vnc_port(&mut self, qmp: &QmpClient) -> Result<Option<u16>, Error> {
+        let reply = qmp
+            .execute("query-vnc", json!({}))
+            .await
+            .map_err(|source| Error::Monitor {
+                vm: self.name.into(),
+                what: "reading the VNC display (query-vnc)".into(),
+                source: Box::new(source),
+            })?;
+        if reply["enabled"].as_bool() != Some(true) {
+            return Ok(None);
+        }
+        Ok(reply["service"]
+            .as_str()
+            .and_then(|s| s.parse::<u16>().ok()))
     }
 
     /// Reads the kernel-chosen host ports back from `info usernet`.
@@ -905,6 +938,12 @@ impl Vm {
             Some(seen) => Err(unknown(format!("{ip} belongs to {seen}, not to this VM"))),
             None => Err(unknown(format!("{ip} is not in the host's ARP table"))),
         }
+    }
+
+    /// The TCP port of the VM's VNC server (`display = vnc`), as QEMU reports it (`query-vnc`);
+    /// `None` without VNC. The display number is the port minus 5900.
+    pub fn vnc_port(&self) -> Option<u16> {
+        self.vnc_port
     }
 
     /// The host port forwarded to `guest_port` (user mode), or `guest_port` itself for a tap NIC.

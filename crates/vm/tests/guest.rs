@@ -251,6 +251,20 @@ async fn reboot_by_shell_and_by_system_reset() {
     assert_no_leftovers(pid, &run_dir);
 }
 
+/// The UUID QEMU reports (`query-uuid`).
+async fn qmp_uuid(vm: &Vm) -> String {
+    let reply = ok!(
+        vm,
+        vm.monitor()
+            .execute("query-uuid", serde_json::json!({}))
+            .await
+    );
+    reply["UUID"]
+        .as_str()
+        .expect("UUID in query-uuid")
+        .to_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_over_tcp_unix_and_exec() {
     let logs = logs();
@@ -262,6 +276,8 @@ async fn migrate_over_tcp_unix_and_exec() {
     ok!(vm, s.cmd("echo survived > /tmp/marker").await);
     drop(s);
     let mac = ok!(vm, vm.get_mac(0));
+    let uuid = vm.params().get("uuid").expect("uuid set").to_owned();
+    assert_eq!(qmp_uuid(&vm).await, uuid, "source: QMP query-uuid");
 
     let mut seen = vec![(vm.pid(), vm.run_dir().to_path_buf())];
     for proto in [
@@ -276,9 +292,17 @@ async fn migrate_over_tcp_unix_and_exec() {
         assert_ne!(vm.pid(), old_pid, "{proto:?}: destination replaces source");
         assert_no_leftovers(old_pid, &old_dir);
         assert_eq!(ok!(vm, vm.get_mac(0)), mac, "{proto:?}: MAC kept");
+        assert_eq!(vm.params().get("uuid"), Some(uuid.as_str()), "{proto:?}");
+        assert_eq!(
+            qmp_uuid(&vm).await,
+            uuid,
+            "{proto:?}: UUID kept (query-uuid)"
+        );
         let mut s = ok!(vm, vm.wait_for_login(Access::Serial, timeout).await);
         let out = ok!(vm, s.cmd("cat /tmp/marker").await);
         assert_eq!(out.trim(), "survived", "{proto:?}: guest state kept");
+        let guest_uuid = ok!(vm, s.cmd("cat /sys/class/dmi/id/product_uuid").await);
+        assert_eq!(guest_uuid.trim(), uuid, "{proto:?}: the guest's UUID");
         drop(s);
         let mut t2 = ok!(
             vm,
@@ -337,4 +361,48 @@ async fn no_qmp_monitor_is_an_error() {
         .await
         .expect_err("no QMP");
     assert!(matches!(err, vm::Error::NoQmpMonitor { .. }), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_vnc_displays_never_collide() {
+    let logs = logs();
+    let vnc_params = || {
+        let mut p = guest_params();
+        p.insert("display", "vnc");
+        p.insert("extra_params", "-S");
+        p
+    };
+    // Both started at once: QEMU takes the first free display in 0..=99 (`to=99`), so the
+    // second bind of a display fails inside QEMU and it moves on, whatever the timing.
+    let (a, b) = tokio::join!(
+        Vm::create(spec(vnc_params(), logs.path()), argv_source()),
+        Vm::create(spec(vnc_params(), logs.path()), argv_source()),
+    );
+    let (a, b) = (a.expect("create a"), b.expect("create b"));
+    let ports = [a.vnc_port(), b.vnc_port()];
+    let [Some(pa), Some(pb)] = ports else {
+        panic!("no VNC port read back: {ports:?}");
+    };
+    assert_ne!(pa, pb, "two VMs got the same VNC display");
+    for port in [pa, pb] {
+        assert!((5900..=5999).contains(&port), "{port}");
+        // A VNC server answers with its protocol version.
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect to VNC");
+        let mut banner = [0u8; 12];
+        tokio::io::AsyncReadExt::read_exact(&mut s, &mut banner)
+            .await
+            .expect("VNC banner");
+        assert!(banner.starts_with(b"RFB "), "{banner:?}");
+    }
+    let runs = [
+        (a.pid(), a.run_dir().to_path_buf()),
+        (b.pid(), b.run_dir().to_path_buf()),
+    ];
+    a.destroy(Teardown::Quick).await.expect("destroy a");
+    b.destroy(Teardown::Quick).await.expect("destroy b");
+    for (pid, dir) in runs {
+        assert_no_leftovers(pid, &dir);
+    }
 }
