@@ -1284,56 +1284,8 @@ enum Protocol {
     Telnet,
 }
 
-const IAC: u8 = 255;
-const DONT: u8 = 254;
-const DO: u8 = 253;
-const WONT: u8 = 252;
-const WILL: u8 = 251;
-const SB: u8 = 250;
-const SE: u8 = 240;
-
-/// Where a telnet command sequence split across reads stopped.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum TelnetState {
-    Data,
-    Iac,
-    Option(u8),
-    Sub,
-    SubIac,
-}
-
-/// Removes telnet commands from `input`, appending data to `data` and replies to `replies`:
-/// `DO x` is answered `WONT x`, `WILL x` with `DONT x`; subnegotiations are skipped.
-fn telnet_filter(state: &mut TelnetState, input: &[u8], data: &mut Vec<u8>, replies: &mut Vec<u8>) {
-    for &b in input {
-        *state = match (*state, b) {
-            (TelnetState::Data, IAC) => TelnetState::Iac,
-            (TelnetState::Data, _) => {
-                data.push(b);
-                TelnetState::Data
-            }
-            (TelnetState::Iac, IAC) => {
-                data.push(IAC);
-                TelnetState::Data
-            }
-            (TelnetState::Iac, DO | DONT | WILL | WONT) => TelnetState::Option(b),
-            (TelnetState::Iac, SB) => TelnetState::Sub,
-            (TelnetState::Iac, _) => TelnetState::Data,
-            (TelnetState::Option(cmd), opt) => {
-                match cmd {
-                    DO => replies.extend_from_slice(&[IAC, WONT, opt]),
-                    WILL => replies.extend_from_slice(&[IAC, DONT, opt]),
-                    _ => {}
-                }
-                TelnetState::Data
-            }
-            (TelnetState::Sub, IAC) => TelnetState::SubIac,
-            (TelnetState::Sub, _) => TelnetState::Sub,
-            (TelnetState::SubIac, SE) => TelnetState::Data,
-            (TelnetState::SubIac, _) => TelnetState::Sub,
-        };
-    }
-}
+// The telnet side (refuse every option, strip commands) is the vm crate's own client filter.
+use vm::session::{telnet_filter, TelnetState};
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
@@ -1904,21 +1856,6 @@ mod tests {
                     10.0.2.15  2222     0     0\n  UDP[236 sec]       33      10.0.2.15    68  \
                     10.0.2.2    67     0     0\n";
         assert_eq!(parse_usernet(text), vec![(40667, 23), (35677, 2222)]);
-    }
-
-    #[test]
-    fn telnet_options_refused_and_data_kept() {
-        let mut state = TelnetState::Data;
-        let (mut data, mut replies) = (Vec::new(), Vec::new());
-        // DO ECHO, WILL SGA, a subnegotiation, an escaped 0xff, split across two reads.
-        let input = [
-            b'a', IAC, DO, 1, IAC, WILL, 3, IAC, SB, 31, 0, IAC, SE, IAC, IAC, b'b',
-        ];
-        telnet_filter(&mut state, &input[..5], &mut data, &mut replies);
-        telnet_filter(&mut state, &input[5..], &mut data, &mut replies);
-        assert_eq!(data, [b'a', IAC, b'b']);
-        assert_eq!(replies, [IAC, WONT, 1, IAC, DONT, 3]);
-        assert_eq!(state, TelnetState::Data);
     }
 
     #[test]
