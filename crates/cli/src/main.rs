@@ -13,6 +13,11 @@ use params::{Config, Parser, ParserOptions};
 
 mod explain;
 
+/// mimalloc: the enumeration allocates and frees many small strings per variant; glibc's
+/// allocator spends a large share of `show --count` in `free`.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// QEMU/KVM virtualization tests driven by Cartesian configs.
 #[derive(ClapParser, Debug)]
 #[command(name = "kvmtest", version, about, long_about = None)]

@@ -67,8 +67,11 @@ pub(crate) struct Work {
     pub(crate) tuple_keys: Vec<TupleKey>,
     tuple_index: HashMap<(KeyId, Sym), KeyId>,
     base: usize,
-    /// Ops applied so far, with the (undo, order) lengths before each.
-    applied: Vec<(OpId, usize, usize)>,
+    /// Ops applied so far, with the (undo, order, file-map) lengths before each.
+    applied: Vec<(OpId, usize, usize, usize)>,
+    /// The file-map statements applied, in order. The map keys' slots hold a marker (for
+    /// their place in the dict and their origin); their values are built from these.
+    filemaps: Vec<OpId>,
     /// Regex match results per (op, key), computed on first use.
     regex_cache: HashMap<(OpId, KeyId), bool>,
 }
@@ -97,6 +100,7 @@ impl Work {
             tuple_index: HashMap::new(),
             base: nsyms,
             applied: Vec::new(),
+            filemaps: Vec::new(),
             regex_cache: HashMap::new(),
         }
     }
@@ -158,7 +162,8 @@ impl Work {
         slot.seq = k as u64;
     }
 
-    fn rollback(&mut self, undo_len: usize, order_len: usize) {
+    fn rollback(&mut self, undo_len: usize, order_len: usize, maps_len: usize) {
+        self.filemaps.truncate(maps_len);
         while self.undo.len() > undo_len {
             let Some((k, old)) = self.undo.pop() else {
                 break;
@@ -362,8 +367,8 @@ pub(crate) struct Walker<'c> {
     pub(crate) stride: Option<(u64, u64, u64)>,
     /// Index of the next variant in enumeration order.
     pub(crate) index: u64,
-    /// `FileMap` results on a dict without the map, per op.
-    filemap_fresh: HashMap<OpId, Value>,
+    /// What the file-map keys' slots hold in the working dict (see `Work::filemaps`).
+    map_marker: Value,
 }
 
 /// What a sink says after seeing a variant.
@@ -442,7 +447,7 @@ impl<'c> Walker<'c> {
             pending_pool: Vec::new(),
             stride: None,
             index: 0,
-            filemap_fresh: HashMap::new(),
+            map_marker: Value::Map(Arc::new(Vec::new())),
         }
     }
 
@@ -788,13 +793,17 @@ impl<'c> Walker<'c> {
         }
     }
 
-    /// Decide which suffix of the operation list is the compiled tail (compiling it if it is
-    /// not the cached one) and return where the exactly-applied part ends.
+    /// Decide which suffix of the operation list is the compiled tail, bring the tail's
+    /// layers in line with it and return where the exactly-applied part ends.
+    ///
+    /// The tail must hold the node bodies this variant shares with the previous one (made
+    /// only of compilable operations), except small bodies near the changing end, which are
+    /// cheaper to apply exactly than to re-layer when they change; it may hold more when the
+    /// layers already there still match.
     fn choose_tail(&mut self) -> usize {
         let cfg = self.cfg;
         let ops = &self.ops_buf;
         let n = ops.len();
-        // the part shared with the previous variant, made only of compilable operations
         let mut q = 0;
         let max = n.min(self.prev_ops.len());
         while q < max
@@ -803,19 +812,16 @@ impl<'c> Walker<'c> {
         {
             q += 1;
         }
+        let bounds = &self.seg_bounds;
         let mut split = n - q;
         if q > 0 {
-            // start at a node boundary, and leave small node bodies to the exact part so that
-            // the tail is shared by a whole sibling group, not recompiled for each
-            if let Some(&b) = self.seg_bounds.iter().find(|&&b| b >= split) {
-                split = b;
-            }
+            split = bounds.iter().copied().find(|&b| b >= split).unwrap_or(n);
             let weight = |o: OpId| match &cfg.ops[o as usize].data {
                 OpData::Batch { entries } => entries.len(),
                 _ => 1,
             };
             let mut budget = 8usize;
-            while let Some(&next) = self.seg_bounds.iter().find(|&&b| b > split) {
+            while let Some(&next) = bounds.iter().find(|&&b| b > split) {
                 let w: usize = ops[split..next].iter().map(|&o| weight(o)).sum();
                 if next >= n || w > budget {
                     break;
@@ -824,19 +830,18 @@ impl<'c> Walker<'c> {
                 split = next;
             }
         }
-        // the cached tail still fits and is at least as long: keep it
-        if !self.tail.ops.is_empty()
-            && self.tail.ops.len() >= n - split
-            && ops.ends_with(&self.tail.ops)
-        {
-            return n - self.tail.ops.len();
-        }
-        if split >= n {
-            self.tail.clear();
-        } else {
-            self.tail.compile(&ops[split..], &cfg.ops, cfg.syms.len());
-        }
-        split
+        // non-empty node bodies, root first; those at or after `split` must be in the tail
+        let seg = |i: usize| &ops[bounds[i]..bounds.get(i + 1).copied().unwrap_or(n)];
+        let need = (0..bounds.len())
+            .filter(|&i| bounds[i] >= split && !seg(i).is_empty())
+            .count();
+        let segments = (0..bounds.len())
+            .rev()
+            .map(seg)
+            .filter(|s| !s.is_empty())
+            .take_while(|s| s.iter().all(|&o| cfg.compilable[o as usize]));
+        self.tail.sync(segments, need, q, &cfg.ops, cfg.syms.len());
+        n - self.tail.len()
     }
 
     fn leaf(&mut self, sink: &mut dyn Sink) -> Result<Option<usize>, Error> {
@@ -901,15 +906,18 @@ impl<'c> Walker<'c> {
         while lcp < max && applied[lcp].0 == ops[lcp] && !cfg.reads_header[ops[lcp] as usize] {
             lcp += 1;
         }
-        if let Some(&(_, u, o)) = self.work.applied.get(lcp) {
-            self.work.rollback(u, o);
+        if let Some(&(_, u, o, m)) = self.work.applied.get(lcp) {
+            self.work.rollback(u, o, m);
             self.work.applied.truncate(lcp);
         }
         for i in lcp..split {
             let op = self.ops_buf[i];
-            self.work
-                .applied
-                .push((op, self.work.undo.len(), self.work.order.len()));
+            self.work.applied.push((
+                op,
+                self.work.undo.len(),
+                self.work.order.len(),
+                self.work.filemaps.len(),
+            ));
             if let Err(e) = self.apply(op) {
                 // leave the dict consistent for a caller that continues after an error
                 self.work.applied.pop();
@@ -920,18 +928,23 @@ impl<'c> Walker<'c> {
         for k in self.over_keys.drain(..) {
             self.over[k as usize] = None;
         }
-        for &i in &self.tail.dynamic {
-            let a = &self.tail.acts[i as usize];
-            let before = self.work.get(a.key).and_then(Value::as_str);
-            let v = Value::Str(a.apply(before));
-            self.over[a.key as usize] = Some((v, a.pos));
-            self.over_keys.push(a.key);
+        // (an affine act on a key the exact part did not set gives the act's fixed value)
+        for (k, a) in self.tail.affine_acts() {
+            if let Some(before) = self.work.get(k) {
+                let v = a.apply(before.as_str());
+                self.over[k as usize] = Some((v, a.pos));
+                self.over_keys.push(k);
+            }
         }
         for (d, key) in [(0usize, K_NAME_MAP), (1, K_SHORT_MAP)] {
-            if let Some(v) = self.tail.apply_map(d, self.work.get(key)) {
-                self.over[key as usize] = Some((v, self.tail.map_pos[d]));
-                self.over_keys.push(key);
-            }
+            let exact = self.exact_map(key);
+            let vp = match self.tail.apply_map(d, exact) {
+                Ok(vp) => vp,
+                Err(Some(m)) => (Value::Map(Arc::new(m)), self.work.pos(key)),
+                Err(None) => continue,
+            };
+            self.over[key as usize] = Some(vp);
+            self.over_keys.push(key);
         }
         self.postfix()?;
         match sink.variant(&VariantRef::Work(self))? {
@@ -955,8 +968,9 @@ impl<'c> Walker<'c> {
             return Some(v);
         }
         if let Some(a) = self.tail.act(k) {
-            if let crate::tail::Present::Const(v) = &a.present {
-                return Some(v);
+            // affine acts on keys the exact part set are in the overlay
+            if a.affine.is_none() || self.work.get(k).is_none() {
+                return Some(&a.absent);
             }
         }
         self.work.get(k)
@@ -975,7 +989,7 @@ impl<'c> Walker<'c> {
     /// Keys of the final dict in insertion order.
     pub(crate) fn final_keys_in_order(&self) -> Vec<KeyId> {
         let mut keys = self.work.keys_in_order();
-        for &k in &self.tail.order {
+        for &k in self.tail.order(&self.cfg.ops).iter() {
             if self.work.get(k).is_none() {
                 keys.push(k);
             }
@@ -1215,11 +1229,7 @@ impl Walker<'_> {
         let lookup = |key: &str| -> Option<Value> {
             match &flat {
                 Some(m) => m.get(key).cloned(),
-                None => self
-                    .cfg
-                    .syms
-                    .get(key)
-                    .and_then(|k| self.work.get(k).cloned()),
+                None => self.cfg.syms.get(key).and_then(|k| self.work_value(k)),
             }
         };
         let mut out = String::with_capacity(value.len() + 16);
@@ -1253,8 +1263,41 @@ impl Walker<'_> {
         self.work
             .keys_in_order()
             .into_iter()
-            .filter_map(|k| self.work.get(k).map(|v| (k, v.clone(), self.work.pos(k))))
+            .filter_map(|k| self.work_value(k).map(|v| (k, v, self.work.pos(k))))
             .collect()
+    }
+
+    /// A key's value in the working dict (the file maps built from their statements).
+    pub(crate) fn work_value(&self, k: KeyId) -> Option<Value> {
+        if k == K_NAME_MAP || k == K_SHORT_MAP {
+            return self.exact_map(k).map(|m| Value::Map(Arc::new(m)));
+        }
+        self.work.get(k).cloned()
+    }
+
+    /// The file map `key` as the exactly-applied statements built it (`None`: absent).
+    fn exact_map(&self, key: KeyId) -> Option<Vec<(Arc<str>, Arc<str>)>> {
+        self.work.get(key)?;
+        let short = key == K_SHORT_MAP;
+        let mut out: Vec<(Arc<str>, Arc<str>)> = Vec::new();
+        for &o in &self.work.filemaps {
+            let OpData::FileMap {
+                short: s,
+                file,
+                text,
+            } = &self.cfg.ops[o as usize].data
+            else {
+                continue;
+            };
+            if *s != short {
+                continue;
+            }
+            match out.iter_mut().find(|(f, _)| f == file) {
+                Some(e) => e.1 = crate::tail::cat3(text, ".", &e.1),
+                None => out.push((file.clone(), text.clone())),
+            }
+        }
+        Some(out)
     }
 
     fn value_of(&self, op: OpId, value: &Arc<str>, subst: bool) -> Value {
@@ -1360,31 +1403,10 @@ impl Walker<'_> {
                     }
                 }
             }
-            OpData::FileMap { short, file, text } => {
+            OpData::FileMap { short, .. } => {
                 let dest = if *short { K_SHORT_MAP } else { K_NAME_MAP };
-                let new = match self.work.get(dest) {
-                    Some(Value::Map(m)) => {
-                        let mut map: Vec<(Arc<str>, Arc<str>)> = Vec::with_capacity(m.len() + 1);
-                        map.extend(m.iter().cloned());
-                        match map.iter_mut().find(|(f, _)| f == file) {
-                            Some(e) => {
-                                let mut s = String::with_capacity(text.len() + 1 + e.1.len());
-                                s.push_str(text);
-                                s.push('.');
-                                s.push_str(&e.1);
-                                e.1 = Arc::from(s.as_str());
-                            }
-                            None => map.push((file.clone(), text.clone())),
-                        }
-                        Value::Map(Arc::new(map))
-                    }
-                    _ => self
-                        .filemap_fresh
-                        .entry(op_id)
-                        .or_insert_with(|| Value::Map(Arc::new(vec![(file.clone(), text.clone())])))
-                        .clone(),
-                };
-                self.work.set(dest, new, pos);
+                self.work.filemaps.push(op_id);
+                self.work.set(dest, self.map_marker.clone(), pos);
             }
             OpData::Suffix { suffix } => {
                 let sfx = cfg.suffix_syms[op_id as usize];

@@ -214,7 +214,7 @@ impl Walker<'_> {
         replay.copy_header_from(self);
         let snapshot = |w: &Walker<'_>| -> Vec<Option<Value>> {
             ids.iter()
-                .map(|k| k.and_then(|k| w.work.get(k).cloned()))
+                .map(|k| k.and_then(|k| w.work_value(k)))
                 .collect()
         };
         let mut before = snapshot(&replay);
