@@ -4,7 +4,8 @@
 //! `only virtio_net`, `only qcow2`, `only virtio_scsi` (40,665 variants), config expansion
 //! included, against a capabilities fixture (default `fixtures/qemu-caps/qemu-7.2.json`). The
 //! work runs in the release-built `matrix` example of `kvmtest-qemu-cmd` (xtask itself is a
-//! debug build), N times (default 5); the best run gives command lines per second. Variants
+//! debug build) on as many threads as there are CPUs (what `kvmtest cmdline` does), N times
+//! (default 5); the best run gives command lines per second. Variants
 //! whose params this QEMU cannot honour (7.2 has no `pc-0.14` machine, so with the default
 //! fixture that is all of them; every key is still read, validated and rendered) are counted
 //! separately, not failures of the bench. One summary line is printed; the target (≥ 50,000/s)

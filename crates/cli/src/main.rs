@@ -13,6 +13,11 @@ use params::{Config, Parser, ParserOptions};
 
 mod explain;
 
+/// The default for `--threads`: the number of CPUs.
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// mimalloc: the enumeration allocates and frees many small strings per variant; glibc's
 /// allocator spends a large share of `show --count` in `free`.
 #[global_allocator]
@@ -86,6 +91,10 @@ enum Command {
         /// Use a capabilities file (e.g. fixtures/qemu-caps/qemu-9.2.json) instead of probing.
         #[arg(long, value_name = "FIXTURE")]
         caps: Option<PathBuf>,
+        /// Threads that expand variants and build command lines (output order is kept);
+        /// default: the number of CPUs.
+        #[arg(long, value_name = "N")]
+        threads: Option<usize>,
     },
 }
 
@@ -197,9 +206,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             threads,
         } => {
             let config = cfg.load()?;
-            let threads = threads
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-                .max(1);
+            let threads = threads.unwrap_or_else(default_threads).max(1);
             if count {
                 let n = config.count_parallel(threads)?;
                 writeln!(out, "{n}")?;
@@ -231,7 +238,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
             out.flush()?;
         }
-        Command::Cmdline { cfg, qemu, caps } => {
+        Command::Cmdline {
+            cfg,
+            qemu,
+            caps,
+            threads,
+        } => {
             let caps = match (caps, qemu) {
                 (Some(file), _) => qemu_cmd::Capabilities::load(&file)
                     .map_err(|e| Failure::Usage(error_chain(&e)))?,
@@ -242,10 +254,14 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 }
             };
             let config = cfg.load()?;
-            let sum = qemu_cmd::render_matrix(&config, &caps, &mut out).map_err(|e| match e {
-                qemu_cmd::MatrixError::Config(e) => Failure::Config(e),
-                qemu_cmd::MatrixError::Io(e) => Failure::Io(e),
-            })?;
+            let threads = threads.unwrap_or_else(default_threads).max(1);
+            let sum =
+                qemu_cmd::render_matrix(&config, &caps, threads, &mut out).map_err(
+                    |e| match e {
+                        qemu_cmd::MatrixError::Config(e) => Failure::Config(e),
+                        qemu_cmd::MatrixError::Io(e) => Failure::Io(e),
+                    },
+                )?;
             out.flush()?;
             eprintln!(
                 "{} variants: {} command lines, {} with problems (QEMU {})",

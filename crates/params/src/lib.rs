@@ -375,87 +375,148 @@ impl Config {
         workers: usize,
         emit: &mut dyn FnMut(&[u8]) -> Result<(), Error>,
     ) -> Result<u64, Error> {
-        self.parallel(workers, true, emit)
+        self.chunked::<Vec<u8>>(workers, &|buf, v| v.write_json(buf), &mut |buf, _| {
+            emit(&buf)?;
+            Ok(ControlFlow::Continue(()))
+        })
     }
 
     /// Count the variants with `workers` threads (every dict is fully built).
     pub fn count_parallel(&self, workers: usize) -> Result<u64, Error> {
-        self.parallel(workers, false, &mut |_| Ok(()))
+        self.chunked::<()>(workers, &|_, _| {}, &mut |_, _| {
+            Ok(ControlFlow::Continue(()))
+        })
     }
 
-    fn parallel(
+    /// Compute `map` of every variant with `workers` threads and hand the results to `emit`
+    /// in enumeration order, as [`Config::write_json_parallel`] does for JSON; `emit` may stop
+    /// the enumeration with `ControlFlow::Break`. Returns the number of variants emitted.
+    ///
+    /// # Errors
+    ///
+    /// The enumeration's error (after the results of the variants before it were emitted), or
+    /// the first error `emit` returns.
+    pub fn map_parallel<T: Send>(
         &self,
         workers: usize,
-        json: bool,
-        emit: &mut dyn FnMut(&[u8]) -> Result<(), Error>,
+        map: &(dyn Fn(&VariantView<'_, '_>) -> T + Sync),
+        emit: &mut dyn FnMut(T) -> Result<ControlFlow<()>, Error>,
     ) -> Result<u64, Error> {
-        const CHUNK: u64 = 128;
-        enum Msg {
-            Chunk(Vec<u8>, u64),
-            Failed(Vec<u8>, Error),
-            Done,
-        }
-        let has_join = self.joins.iter().any(|j| !j.is_empty());
-        if workers <= 1 || has_join {
-            let mut n = 0u64;
-            let mut buf = Vec::new();
-            self.for_each(|v| {
-                n += 1;
-                if json {
-                    buf.clear();
-                    v.write_json(&mut buf);
-                    emit(&buf)?;
+        let mut emitted = 0u64;
+        self.chunked::<Vec<T>>(
+            workers,
+            &|out, v| {
+                let view = VariantView {
+                    inner: v,
+                    params: std::cell::OnceCell::new(),
+                };
+                out.push(map(&view));
+            },
+            &mut |items, _| {
+                for t in items {
+                    emitted += 1;
+                    if emit(t)?.is_break() {
+                        return Ok(ControlFlow::Break(()));
+                    }
                 }
                 Ok(ControlFlow::Continue(()))
-            })?;
-            return Ok(n);
+            },
+        )?;
+        Ok(emitted)
+    }
+
+    /// The parallel engine: every variant is added by `fill` to a chunk of type `C`, and the
+    /// chunks of consecutive variants reach `emit` in enumeration order with their sizes.
+    fn chunked<C: Default + Send>(
+        &self,
+        workers: usize,
+        fill: &(dyn Fn(&mut C, &VariantRef<'_, '_>) + Sync),
+        emit: &mut dyn FnMut(C, u64) -> Result<ControlFlow<()>, Error>,
+    ) -> Result<u64, Error> {
+        const CHUNK: u64 = 128;
+        type Emit<'e, C> = dyn FnMut(C, u64) -> Result<ControlFlow<()>, Error> + 'e;
+        enum Msg<C> {
+            Chunk(C, u64),
+            Failed(C, Error),
+            Done,
         }
-        struct ChunkSink {
-            tx: std::sync::mpsc::SyncSender<Msg>,
-            json: bool,
+        struct ChunkSink<'f, C> {
+            tx: Option<std::sync::mpsc::SyncSender<Msg<C>>>,
+            fill: &'f (dyn Fn(&mut C, &VariantRef<'_, '_>) + Sync),
             cur: Option<u64>,
-            buf: Vec<u8>,
+            chunk: C,
             count: u64,
+            /// One thread: chunks go straight to the caller.
+            direct: Option<&'f mut Emit<'f, C>>,
         }
-        impl Sink for ChunkSink {
+        impl<C: Default> ChunkSink<'_, C> {
+            /// Hand the finished chunk on; false when nobody wants more.
+            fn flush(&mut self) -> Result<bool, Error> {
+                let chunk = std::mem::take(&mut self.chunk);
+                let count = std::mem::take(&mut self.count);
+                if let Some(emit) = self.direct.as_mut() {
+                    return Ok(emit(chunk, count)?.is_continue());
+                }
+                Ok(self
+                    .tx
+                    .as_ref()
+                    .is_some_and(|tx| tx.send(Msg::Chunk(chunk, count)).is_ok()))
+            }
+        }
+        impl<C: Default> Sink for ChunkSink<'_, C> {
             fn variant(&mut self, v: &VariantRef<'_, '_>) -> Result<Flow, Error> {
                 let chunk = (v.walker().index - 1) / CHUNK;
-                if self.cur.is_some_and(|c| c != chunk) {
-                    let buf = std::mem::take(&mut self.buf);
-                    if self
-                        .tx
-                        .send(Msg::Chunk(buf, std::mem::take(&mut self.count)))
-                        .is_err()
-                    {
-                        return Ok(Flow::Stop);
-                    }
+                if self.cur.is_some_and(|c| c != chunk) && !self.flush()? {
+                    return Ok(Flow::Stop);
                 }
                 self.cur = Some(chunk);
                 self.count += 1;
-                if self.json {
-                    v.write_json(&mut self.buf);
-                }
+                (self.fill)(&mut self.chunk, v);
                 Ok(Flow::Continue)
             }
+        }
+        let has_join = self.joins.iter().any(|j| !j.is_empty());
+        if workers <= 1 || has_join {
+            let mut total = 0u64;
+            let mut counting = |c: C, n: u64| {
+                total += n;
+                emit(c, n)
+            };
+            let mut sink = ChunkSink {
+                tx: None,
+                fill,
+                cur: None,
+                chunk: C::default(),
+                count: 0,
+                direct: Some(&mut counting),
+            };
+            let r = Walker::new(self).run(&mut sink);
+            // what was built before an error still reaches the caller
+            if sink.count > 0 {
+                sink.flush()?;
+            }
+            r?;
+            return Ok(total);
         }
         let n = workers as u64;
         std::thread::scope(|scope| {
             let mut rxs = Vec::new();
             for w in 0..n {
-                let (tx, rx) = std::sync::mpsc::sync_channel::<Msg>(2);
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Msg<C>>(2);
                 rxs.push(rx);
                 scope.spawn(move || {
                     let mut walker = Walker::new(self);
                     walker.stride = Some((w, n, CHUNK));
                     let mut sink = ChunkSink {
-                        tx: tx.clone(),
-                        json,
+                        tx: Some(tx.clone()),
+                        fill,
                         cur: None,
-                        buf: Vec::new(),
+                        chunk: C::default(),
                         count: 0,
+                        direct: None,
                     };
                     let r = walker.run(&mut sink);
-                    let last = std::mem::take(&mut sink.buf);
+                    let last = std::mem::take(&mut sink.chunk);
                     let msg = match r {
                         Ok(()) if sink.cur.is_some() => Msg::Chunk(last, sink.count),
                         Ok(()) => Msg::Done,
@@ -472,12 +533,14 @@ impl Config {
             loop {
                 let msg = rxs[c % rxs.len()].recv().unwrap_or(Msg::Done);
                 match msg {
-                    Msg::Chunk(bytes, k) => {
+                    Msg::Chunk(chunk, k) => {
                         total += k;
-                        emit(&bytes)?;
+                        if emit(chunk, k)?.is_break() {
+                            return Ok(total);
+                        }
                     }
-                    Msg::Failed(bytes, e) => {
-                        emit(&bytes)?;
+                    Msg::Failed(chunk, e) => {
+                        let _ = emit(chunk, 0)?;
                         return Err(e);
                     }
                     Msg::Done => return Ok(total),
@@ -531,6 +594,28 @@ pub(crate) fn refs(v: &str) -> Vec<&str> {
         start = j + 1;
     }
     out
+}
+
+/// An entry of a variant's final dict, borrowed from the walk (see
+/// [`VariantView::entry_refs`]).
+#[derive(Debug, Clone, Copy)]
+pub struct EntryRef<'v> {
+    /// The key.
+    pub key: &'v str,
+    /// The value.
+    pub value: &'v Value,
+    /// The file of the statement that set it (`None` for the generated `name`, `shortname`
+    /// and `dep`).
+    pub file: Option<&'v Arc<str>>,
+    /// The statement's 1-based line in `file`.
+    pub line: u32,
+}
+
+impl EntryRef<'_> {
+    /// Where the value was set.
+    pub fn origin(&self) -> Option<Origin> {
+        self.file.map(|f| Origin::new(f.clone(), self.line))
+    }
 }
 
 /// A variant being enumerated, borrowed from the walk.
@@ -597,6 +682,30 @@ impl VariantView<'_, '_> {
                 f(&k, &v);
             }
         }
+    }
+
+    /// Every entry of the final dict in order, borrowed for as long as the view lives (no
+    /// value is copied); `None` when the dict must be flattened first (`suffix` keys, `join`
+    /// results): use [`VariantView::entries`] then.
+    pub fn entry_refs(&self) -> Option<Vec<EntryRef<'_>>> {
+        let w = self.inner.walker();
+        if !matches!(self.inner, VariantRef::Work(_)) || w.work_has_tuples() {
+            return None;
+        }
+        let keys = w.final_keys_in_order();
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            if let Some(value) = w.final_get(k) {
+                let p = w.final_pos_of(k);
+                out.push(EntryRef {
+                    key: w.cfg.syms.resolve(k),
+                    value,
+                    file: w.cfg.files.get(p.file as usize),
+                    line: p.line,
+                });
+            }
+        }
+        Some(out)
     }
 
     /// Write the reference's JSON dump line (keys sorted, trailing newline).

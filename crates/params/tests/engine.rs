@@ -188,6 +188,53 @@ fn parallel_output_is_identical_to_sequential() {
     assert!(seq.1.is_some());
     assert_eq!(seq.0.lines().count(), 333);
     assert_eq!(parallel_json(&cfg, 2), seq);
+    for workers in [1, 3] {
+        assert_eq!(parallel_json(&cfg, workers), seq, "{workers} workers");
+    }
+}
+
+fn mapped_names(cfg: &Config, workers: usize, stop_after: usize) -> (Vec<String>, u64) {
+    let mut names = Vec::new();
+    let n = cfg
+        .map_parallel(workers, &|v| v.name(), &mut |name| {
+            names.push(name);
+            Ok(if names.len() == stop_after {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            })
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    (names, n)
+}
+
+#[test]
+fn map_parallel_keeps_order_and_stops_when_asked() {
+    let mut text = String::from("variants:\n");
+    for i in 0..20 {
+        text.push_str(&format!("  - a{i}:\n"));
+    }
+    text.push_str("variants:\n");
+    for i in 0..50 {
+        text.push_str(&format!("  - b{i}:\n    k = {i}\n"));
+    }
+    let cfg = load(&text);
+    let mut seq = Vec::new();
+    cfg.for_each(|v| {
+        seq.push(v.name());
+        Ok(ControlFlow::Continue(()))
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(seq.len(), 1000);
+    for workers in [1, 2, 3] {
+        assert_eq!(mapped_names(&cfg, workers, 0), (seq.clone(), 1000));
+        // a stop in the third chunk: exactly the variants before it came out
+        assert_eq!(
+            mapped_names(&cfg, workers, 300),
+            (seq[..300].to_vec(), 300),
+            "{workers} workers"
+        );
+    }
 }
 
 #[test]

@@ -2,11 +2,12 @@
 //! release-built workload of `cargo xtask bench cmdline`.
 //!
 //! `cargo run --release -p kvmtest-qemu-cmd --example matrix -- CFG [STATEMENT…]
-//! [--only F]… [--caps FILE | --qemu PATH] [--bench]`
+//! [--only F]… [--caps FILE | --qemu PATH] [--threads N] [--bench]`
 //!
 //! Without `--bench` it prints every variant's stable command line (or its problems). With
 //! `--bench` it builds them all (config expansion included), prints nothing per variant, and
-//! ends with one line on stdout: `variants=N ok=N errors=N seconds=S first_error=…`.
+//! ends with one line on stdout: `variants=N ok=N errors=N seconds=S threads=N first_error=…`.
+//! `--threads` (default: the number of CPUs) sets how many threads expand and build.
 
 use std::io::Write;
 use std::ops::ControlFlow;
@@ -14,7 +15,12 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use params::{Parser, ParserOptions};
-use qemu_cmd::{for_each_cmdline, render_matrix, Capabilities, RunContext};
+
+/// The allocator `kvmtest` itself uses (see crates/cli/README.md), so that the bench measures
+/// what `kvmtest cmdline` does.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+use qemu_cmd::{map_cmdlines, render_matrix, Capabilities, RunContext};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -24,18 +30,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut caps_file: Option<PathBuf> = None;
     let mut qemu: Option<PathBuf> = None;
     let mut bench = false;
+    let mut threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     while let Some(a) = args.next() {
         match a.as_str() {
             "--only" => only.extend(args.next()),
             "--caps" => caps_file = args.next().map(PathBuf::from),
             "--qemu" => qemu = args.next().map(PathBuf::from),
             "--bench" => bench = true,
+            "--threads" => {
+                threads = args
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .ok_or("--threads N")?;
+            }
             _ if cfg.is_none() => cfg = Some(PathBuf::from(a)),
             _ => statements.push(a),
         }
     }
     let cfg = cfg.ok_or(
-        "usage: matrix CFG [STATEMENT…] [--only F]… [--caps FILE | --qemu PATH] [--bench]",
+        "usage: matrix CFG [STATEMENT…] [--only F]… [--caps FILE | --qemu PATH] [--threads N] [--bench]",
     )?;
     let caps = match (caps_file, qemu) {
         (Some(f), _) => Capabilities::load(f)?,
@@ -60,7 +73,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if !bench {
         let stdout = std::io::stdout();
         let mut out = std::io::BufWriter::new(stdout.lock());
-        let sum = render_matrix(&config, &caps, &mut out)?;
+        let sum = render_matrix(&config, &caps, threads, &mut out)?;
         out.flush()?;
         eprintln!(
             "{} variants, {} ok, {} with errors",
@@ -70,29 +83,36 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let (mut n, mut ok, mut errors, mut words) = (0u64, 0u64, 0u64, 0usize);
     let mut first_error = String::new();
-    for_each_cmdline(&config, &caps, &RunContext::Placeholders, |_, r| {
-        n += 1;
-        match r {
-            Ok(cmd) => {
-                ok += 1;
-                words += cmd.options().len();
-            }
-            Err(e) => {
-                errors += 1;
-                if first_error.is_empty() {
-                    first_error = e
-                        .problems()
-                        .first()
-                        .map(|p| p.to_string())
-                        .unwrap_or_default();
+    map_cmdlines(
+        &config,
+        &caps,
+        &RunContext::Placeholders,
+        threads,
+        &|_, r| r.map(|cmd| cmd.options().len()),
+        &mut |r| {
+            n += 1;
+            match r {
+                Ok(len) => {
+                    ok += 1;
+                    words += len;
+                }
+                Err(e) => {
+                    errors += 1;
+                    if first_error.is_empty() {
+                        first_error = e
+                            .problems()
+                            .first()
+                            .map(|p| p.to_string())
+                            .unwrap_or_default();
+                    }
                 }
             }
-        }
-        ControlFlow::Continue(())
-    })?;
+            ControlFlow::Continue(())
+        },
+    )?;
     let secs = start.elapsed().as_secs_f64();
     println!(
-        "variants={n} ok={ok} errors={errors} seconds={secs:.6} options={words} first_error={first_error}"
+        "variants={n} ok={ok} errors={errors} seconds={secs:.6} threads={threads} options={words} first_error={first_error}"
     );
     Ok(())
 }

@@ -53,11 +53,12 @@ pub use caps::{BoolSyntax, Capabilities, CapsError, HelpTexts, QemuVersion};
 pub use cmd::{Opt, QemuCommand, RunText, Word};
 pub use error::{BuildError, Problem, ProblemKind};
 pub use escape::{escape_into, escape_opt_value, split_opt_list};
-pub use matrix::{for_each_cmdline, render_matrix, MatrixError, MatrixSummary};
+pub use matrix::{for_each_cmdline, map_cmdlines, render_matrix, MatrixError, MatrixSummary};
 pub use render::shell_quote;
 pub use run::{RunContext, RunValues};
 pub use view::{
-    CdromView, FlatParams, ImageView, MonitorView, NicMode, NicView, ObjParams, RedirView, VmView,
+    CdromView, FlatParams, ImageView, MonitorView, NicMode, NicView, ObjParams, RedirView, Src,
+    VmView,
 };
 
 #[doc(no_inline)]

@@ -1,7 +1,8 @@
 //! Command lines for a whole test matrix: the dry run behind `kvmtest cmdline`.
 //!
 //! [`for_each_cmdline`] enumerates a parsed config's variants and builds each one's command
-//! line; [`render_matrix`] writes them in the stable form, bad variants as `#` comment lines
+//! line; [`map_cmdlines`] does the same on several threads, results in order; [`render_matrix`]
+//! writes them in the stable form, bad variants as `#` comment lines
 //! listing every problem, and returns the counts. Nothing is started.
 
 use std::io::{self, Write};
@@ -51,15 +52,52 @@ pub fn for_each_cmdline(
     mut f: impl FnMut(&VariantView<'_, '_>, Result<QemuCommand, BuildError>) -> ControlFlow<()>,
 ) -> Result<(), params::Error> {
     config.for_each(|v| {
-        let entries = v.entries();
-        let flat = FlatParams::new(&entries);
-        let r = build_flat(&flat, caps, ctx);
+        let r = build_variant(v, caps, ctx);
         Ok(f(v, r))
     })
 }
 
+/// Builds a variant's command line reading its entries in place (a copy only when the dict
+/// must be flattened first).
+fn build_variant(
+    v: &VariantView<'_, '_>,
+    caps: &Capabilities,
+    ctx: &RunContext,
+) -> Result<QemuCommand, BuildError> {
+    match v.entry_refs() {
+        Some(refs) => build_flat(&FlatParams::from_refs(&refs), caps, ctx),
+        None => {
+            let entries = v.entries();
+            build_flat(&FlatParams::new(&entries), caps, ctx)
+        }
+    }
+}
+
+/// Builds the main VM's command line of every variant of `config` with `workers` threads,
+/// maps each variant and its outcome with `map` (on the worker), and hands the results to
+/// `emit` in enumeration order; `emit` may stop the walk with `ControlFlow::Break`.
+///
+/// # Errors
+///
+/// The config's enumeration error, if any (after the variants before it were emitted).
+pub fn map_cmdlines<T: Send>(
+    config: &Config,
+    caps: &Capabilities,
+    ctx: &RunContext,
+    workers: usize,
+    map: &(dyn Fn(&VariantView<'_, '_>, Result<QemuCommand, BuildError>) -> T + Sync),
+    emit: &mut dyn FnMut(T) -> ControlFlow<()>,
+) -> Result<u64, params::Error> {
+    config.map_parallel(
+        workers,
+        &|v| map(v, build_variant(v, caps, ctx)),
+        &mut |t| Ok(emit(t)),
+    )
+}
+
 /// Writes the stable command line of every variant to `out` (placeholders for run-specific
 /// parts), each preceded by `# N: NAME`; a variant with problems gets `# error:` lines instead.
+/// `workers` threads build and render them; the output does not depend on their number.
 ///
 /// # Errors
 ///
@@ -67,41 +105,61 @@ pub fn for_each_cmdline(
 pub fn render_matrix(
     config: &Config,
     caps: &Capabilities,
+    workers: usize,
     out: &mut dyn Write,
 ) -> Result<MatrixSummary, MatrixError> {
     let mut sum = MatrixSummary::default();
     let mut failed: Option<io::Error> = None;
-    for_each_cmdline(config, caps, &RunContext::Placeholders, |v, r| {
-        sum.variants += 1;
-        let name = v.name();
-        let mut text = if name.is_empty() {
-            format!("# {}\n", sum.variants)
-        } else {
-            format!("# {}: {name}\n", sum.variants)
-        };
-        match r {
+    // rendered on the workers: (name, text, built)
+    let render = |v: &VariantView<'_, '_>, r: Result<QemuCommand, BuildError>| {
+        let mut text = String::new();
+        let ok = match r {
             Ok(cmd) => {
-                sum.ok += 1;
                 text.push_str(&cmd.render_stable());
+                true
             }
             Err(e) => {
-                sum.errors += 1;
                 for line in e.to_string().lines() {
                     text.push_str("# error: ");
                     text.push_str(line.trim_start());
                     text.push('\n');
                 }
+                false
             }
-        }
+        };
         text.push('\n');
-        match out.write_all(text.as_bytes()) {
-            Ok(()) => ControlFlow::Continue(()),
-            Err(e) => {
-                failed = Some(e);
-                ControlFlow::Break(())
+        (v.name(), text, ok)
+    };
+    map_cmdlines(
+        config,
+        caps,
+        &RunContext::Placeholders,
+        workers,
+        &render,
+        &mut |(name, text, ok)| {
+            sum.variants += 1;
+            if ok {
+                sum.ok += 1;
+            } else {
+                sum.errors += 1;
             }
-        }
-    })
+            let head = if name.is_empty() {
+                format!("# {}\n", sum.variants)
+            } else {
+                format!("# {}: {name}\n", sum.variants)
+            };
+            match out
+                .write_all(head.as_bytes())
+                .and_then(|()| out.write_all(text.as_bytes()))
+            {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(e) => {
+                    failed = Some(e);
+                    ControlFlow::Break(())
+                }
+            }
+        },
+    )
     .map_err(MatrixError::Config)?;
     match failed {
         Some(e) => Err(MatrixError::Io(e)),

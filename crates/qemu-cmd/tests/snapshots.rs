@@ -17,7 +17,21 @@ fn fixture_configs_by_qemu_generation() {
         let config = common::config(cfg);
         for (caps_name, caps) in &caps {
             let mut out = Vec::new();
-            let sum = render_matrix(&config, caps, &mut out).unwrap_or_else(|e| panic!("{e}"));
+            let sum = render_matrix(&config, caps, 1, &mut out).unwrap_or_else(|e| panic!("{e}"));
+            // several threads give the same text, in the same order
+            let mut par = Vec::new();
+            let sum2 = render_matrix(&config, caps, 3, &mut par).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                sum,
+                sum2,
+                "{} with {caps_name}: summaries differ",
+                cfg.display()
+            );
+            assert!(
+                out == par,
+                "{} with {caps_name}: 3 threads rendered differently",
+                cfg.display()
+            );
             let text = String::from_utf8_lossy(&out);
             let header = format!(
                 "config: {}\ncaps: {} (QEMU {})\nvariants: {}, ok: {}, errors: {}\n\n",

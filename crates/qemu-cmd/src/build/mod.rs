@@ -209,7 +209,7 @@ impl<'c> Builder<'c> {
             object: label,
             key: key.to_string(),
             value: found.map(|(v, _)| v.to_string()),
-            origin: found.and_then(|(_, o)| o.cloned()),
+            origin: found.and_then(|(_, o)| o.origin()),
             kind: ProblemKind::Unsupported { reason },
         });
     }

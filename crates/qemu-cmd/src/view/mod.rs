@@ -9,7 +9,7 @@
 mod obj;
 
 pub(crate) use obj::Reader;
-pub use obj::{FlatParams, FxHasher, ObjParams};
+pub use obj::{FlatParams, FxHasher, ObjParams, Src};
 
 use params::Params;
 

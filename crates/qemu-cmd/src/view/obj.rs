@@ -13,13 +13,43 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::str::FromStr;
 use std::sync::Arc;
 
-use params::{Origin, Params, Value};
+use params::{EntryRef, Origin, Params, Value};
 
 use crate::error::{Problem, ProblemKind};
 use crate::types::Expected;
 
 /// One overridden key: the base name, its value, where it was set.
-type Over<'a> = (&'a str, &'a str, Option<&'a Origin>);
+type Over<'a> = (&'a str, &'a str, Src<'a>);
+
+/// Where a value was set, borrowed: an [`Origin`] of a [`Params`], or the file and line a
+/// variant entry carries. Turned into an owned [`Origin`] only when a problem is reported.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Src<'a> {
+    /// Not known (generated keys such as `name`).
+    #[default]
+    Unknown,
+    /// A [`Params`] value's origin.
+    Origin(&'a Origin),
+    /// A variant entry's file and line.
+    At(&'a Arc<str>, u32),
+}
+
+impl Src<'_> {
+    /// The owned origin.
+    pub fn origin(self) -> Option<Origin> {
+        match self {
+            Src::Unknown => None,
+            Src::Origin(o) => Some(o.clone()),
+            Src::At(f, line) => Some(Origin::new(f.clone(), line)),
+        }
+    }
+}
+
+impl<'a> From<Option<&'a Origin>> for Src<'a> {
+    fn from(o: Option<&'a Origin>) -> Src<'a> {
+        o.map_or(Src::Unknown, Src::Origin)
+    }
+}
 
 /// FxHash (rustc's hasher): keys are short trusted parameter names, and SipHash's
 /// DoS resistance costs more than the whole lookup here.
@@ -52,28 +82,49 @@ impl Hasher for FxHasher {
 /// run and its bench). Same keys, values, order and origins as `VariantView::params()`.
 #[derive(Debug, Clone)]
 pub struct FlatParams<'a> {
-    order: Vec<(&'a str, &'a str, Option<&'a Origin>)>,
+    order: Vec<(&'a str, &'a str, Src<'a>)>,
     index: HashMap<&'a str, u32, BuildHasherDefault<FxHasher>>,
 }
 
 impl<'a> FlatParams<'a> {
     /// Indexes the string entries (other values, such as `dep`, are skipped).
     pub fn new(entries: &'a [(Arc<str>, Value, Option<Origin>)]) -> FlatParams<'a> {
-        let mut order = Vec::with_capacity(entries.len());
-        let mut index =
-            HashMap::with_capacity_and_hasher(entries.len() * 2, BuildHasherDefault::default());
+        Self::index(
+            entries
+                .iter()
+                .map(|(k, v, o)| (&**k, v, Src::from(o.as_ref()))),
+            entries.len(),
+        )
+    }
+
+    /// Indexes borrowed entries (`VariantView::entry_refs`): nothing is copied.
+    pub fn from_refs(entries: &'a [EntryRef<'a>]) -> FlatParams<'a> {
+        Self::index(
+            entries.iter().map(|e| {
+                let src = e.file.map_or(Src::Unknown, |f| Src::At(f, e.line));
+                (e.key, e.value, src)
+            }),
+            entries.len(),
+        )
+    }
+
+    fn index(
+        entries: impl Iterator<Item = (&'a str, &'a Value, Src<'a>)>,
+        len: usize,
+    ) -> FlatParams<'a> {
+        let mut order = Vec::with_capacity(len);
+        let mut index = HashMap::with_capacity_and_hasher(len * 2, BuildHasherDefault::default());
         for (k, v, o) in entries {
             if let Value::Str(s) = v {
-                let k: &'a str = k;
                 let pos = u32::try_from(order.len()).unwrap_or(u32::MAX);
-                order.push((k, &**s, o.as_ref()));
+                order.push((k, &**s, o));
                 index.insert(k, pos);
             }
         }
         FlatParams { order, index }
     }
 
-    fn get(&self, key: &str) -> Option<(&'a str, Option<&'a Origin>)> {
+    fn get(&self, key: &str) -> Option<(&'a str, Src<'a>)> {
         let i = *self.index.get(key)?;
         self.order.get(i as usize).map(|(_, v, o)| (*v, *o))
     }
@@ -87,16 +138,16 @@ enum Base<'a> {
 }
 
 impl<'a> Base<'a> {
-    fn get(self, key: &str) -> Option<(&'a str, Option<&'a Origin>)> {
+    fn get(self, key: &str) -> Option<(&'a str, Src<'a>)> {
         match self {
-            Base::Params(p) => p.get(key).map(|v| (v, p.origin(key))),
+            Base::Params(p) => p.get(key).map(|v| (v, p.origin(key).into())),
             Base::Flat(f) => f.get(key),
         }
     }
 
-    fn for_each(self, mut f: impl FnMut(&'a str, &'a str, Option<&'a Origin>)) {
+    fn for_each(self, mut f: impl FnMut(&'a str, &'a str, Src<'a>)) {
         match self {
-            Base::Params(p) => p.iter_with_origin().for_each(|(k, v, o)| f(k, v, o)),
+            Base::Params(p) => p.iter_with_origin().for_each(|(k, v, o)| f(k, v, o.into())),
             Base::Flat(fl) => fl.order.iter().for_each(|(k, v, o)| f(k, v, *o)),
         }
     }
@@ -132,7 +183,7 @@ impl<'a> ObjParams<'a> {
     }
 
     /// The value of `key` and the `file:line` that set it.
-    pub fn get_with_origin(&self, key: &str) -> Option<(&'a str, Option<&'a Origin>)> {
+    pub fn get_with_origin(&self, key: &str) -> Option<(&'a str, Src<'a>)> {
         if let Some((_, v, o)) = self.over.iter().find(|(k, _, _)| *k == key) {
             return Some((v, *o));
         }
@@ -170,7 +221,7 @@ impl<'a> ObjParams<'a> {
 }
 
 /// Applies one parent entry to the child's overrides when it ends in `_<name>`.
-fn visit<'a>(over: &mut Vec<Over<'a>>, name: &str, k: &'a str, v: &'a str, o: Option<&'a Origin>) {
+fn visit<'a>(over: &mut Vec<Over<'a>>, name: &str, k: &'a str, v: &'a str, o: Src<'a>) {
     let n = name.len();
     let kb = k.as_bytes();
     // Cheap rejections first: this runs for every key of every object view.
@@ -229,7 +280,7 @@ impl<'a, 'p> Reader<'a, 'p> {
             object: format!("{} {}", self.kind, self.name),
             key: key.to_string(),
             value: found.map(|(v, _)| v.to_string()),
-            origin: found.and_then(|(_, o)| o.cloned()),
+            origin: found.and_then(|(_, o)| o.origin()),
             kind,
         });
     }
