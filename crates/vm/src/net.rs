@@ -12,6 +12,7 @@
 //!   QEMU binds and the kernel picks a free port, which is then read back from `info usernet`.
 //!   Nothing is probed and released, so two VMs can never be handed the same port.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::fs;
 use std::io::{self, Write};
@@ -217,9 +218,108 @@ pub fn arp_mac(ip: &str) -> Option<MacAddr> {
     })
 }
 
+/// The MAC→IP address cache of tap-mode NICs, filled from a DHCP server's lease file (what
+/// the host's DHCP server handed out; [`crate::Vm::get_address`] then checks the host's ARP
+/// table before trusting an entry).
+///
+/// Two formats are read, told apart by their content:
+/// * dnsmasq (libvirt's networks, `dnsmasq --dhcp-leasefile`): one lease per line,
+///   `EXPIRY MAC IP HOSTNAME CLIENT-ID`;
+/// * ISC dhcpd (`dhcpd.leases`): `lease IP { … hardware ethernet MAC; … }` blocks, where a
+///   later block for the same MAC wins and `binding state free` blocks are dropped.
+///
+/// Lines that are neither are skipped: lease files are written by other programs and may hold
+/// entries (IPv6 `duid` lines, comments) that are not ours to judge.
+pub fn address_cache_from_leases(text: &str) -> HashMap<MacAddr, String> {
+    let mut cache = HashMap::new();
+    if text.contains("lease ") && text.contains('{') {
+        // ISC dhcpd
+        let mut ip: Option<&str> = None;
+        let mut mac: Option<MacAddr> = None;
+        let mut free = false;
+        for line in text.lines() {
+            let l = line.trim().trim_end_matches(';').trim();
+            if let Some(rest) = l.strip_prefix("lease ") {
+                ip = rest
+                    .split_whitespace()
+                    .next()
+                    .filter(|ip| ip.parse::<std::net::IpAddr>().is_ok());
+                mac = None;
+                free = false;
+            } else if let Some(m) = l.strip_prefix("hardware ethernet ") {
+                mac = m.trim().parse().ok();
+            } else if l.starts_with("binding state ") {
+                free = !l.ends_with(" active");
+            } else if l == "}" {
+                if let (Some(ip), Some(mac)) = (ip.take(), mac.take()) {
+                    if free {
+                        cache.remove(&mac);
+                    } else {
+                        cache.insert(mac, ip.to_string());
+                    }
+                }
+            }
+        }
+        return cache;
+    }
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (Some(mac), Some(ip)) = (f.get(1), f.get(2)) else {
+            continue;
+        };
+        if f[0].parse::<u64>().is_err() || ip.parse::<std::net::IpAddr>().is_err() {
+            continue;
+        }
+        if let Ok(mac) = mac.parse::<MacAddr>() {
+            cache.insert(mac, (*ip).to_string());
+        }
+    }
+    cache
+}
+
+/// [`address_cache_from_leases`] of the lease file `path`.
+///
+/// # Errors
+/// Reading the file.
+pub fn read_address_cache(path: &Path) -> io::Result<HashMap<MacAddr, String>> {
+    Ok(address_cache_from_leases(&fs::read_to_string(path)?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn address_cache_from_dnsmasq_and_dhcpd_leases() {
+        let dnsmasq = "1764201600 52:54:00:12:34:56 192.168.122.45 guest1 01:52:54:00:12:34:56\n\
+                       1764201700 52:54:00:AB:CD:EF 192.168.122.46 * *\n\
+                       duid 00:01:00:01:2c:3e:1d:aa:52:54:00:00:00:01\n\
+                       garbage line\n";
+        let c = address_cache_from_leases(dnsmasq);
+        assert_eq!(c.len(), 2);
+        let m: MacAddr = "52:54:00:ab:cd:ef".parse().expect("mac");
+        assert_eq!(c.get(&m).map(String::as_str), Some("192.168.122.46"));
+
+        let dhcpd = "# The format of this file is documented in dhcpd.leases(5).\n\
+                     lease 10.0.0.5 {\n  starts 4 2026/11/26 10:00:00;\n  binding state active;\n  hardware ethernet 52:54:00:00:00:01;\n}\n\
+                     lease 10.0.0.6 {\n  binding state active;\n  hardware ethernet 52:54:00:00:00:02;\n}\n\
+                     lease 10.0.0.7 {\n  binding state active;\n  hardware ethernet 52:54:00:00:00:01;\n}\n\
+                     lease 10.0.0.6 {\n  binding state free;\n  hardware ethernet 52:54:00:00:00:02;\n}\n";
+        let c = address_cache_from_leases(dhcpd);
+        let one: MacAddr = "52:54:00:00:00:01".parse().expect("mac");
+        assert_eq!(
+            c.get(&one).map(String::as_str),
+            Some("10.0.0.7"),
+            "the later lease wins"
+        );
+        assert_eq!(c.len(), 1, "a freed lease is dropped: {c:?}");
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("leases");
+        fs::write(&f, dnsmasq).expect("write");
+        assert_eq!(read_address_cache(&f).expect("read").len(), 2);
+        assert!(read_address_cache(&dir.path().join("missing")).is_err());
+    }
 
     #[test]
     fn mac_roundtrip_and_random_bits() {
