@@ -1389,14 +1389,31 @@ impl Vm {
         out
     }
 
-    /// Migrates the guest to a new local VM started with `-incoming defer` and this VM's MACs,
-    /// checks success on both sides (source `completed` and `postmigrate`, destination
+    /// Migrates the guest live to a new local VM started with `-incoming defer` and this VM's
+    /// MACs, checks success on both sides (source `completed` and `postmigrate`, destination
     /// `running`), then replaces `self` with the destination and tears the source down.
     /// On failure the destination is destroyed and `self` is left as it was.
+    /// ([`MigrationProtocol::Exec`] goes through a file, so it is offline by nature.)
     ///
     /// # Errors
     /// [`Error::Migration`] naming the side that failed, timeouts, monitor errors.
     pub async fn migrate(&mut self, protocol: MigrationProtocol) -> Result<(), Error> {
+        self.migrate_with(protocol, false).await
+    }
+
+    /// [`Vm::migrate`], offline when `offline`: the source is paused before the state is sent,
+    /// and the destination is resumed once it has loaded it. On failure the destination is
+    /// destroyed and the source resumed (when this call paused it).
+    ///
+    /// # Errors
+    /// As [`Vm::migrate`].
+    pub async fn migrate_with(
+        &mut self,
+        protocol: MigrationProtocol,
+        offline: bool,
+    ) -> Result<(), Error> {
+        let offline = offline || protocol == MigrationProtocol::Exec;
+        let was_running = self.status().await? == "running";
         let started = Instant::now();
         let dest = Vm::create_with(
             self.spec.clone(),
@@ -1407,7 +1424,7 @@ impl Vm {
             },
         )
         .await?;
-        match self.migrate_to(&dest, protocol).await {
+        match self.migrate_to(&dest, protocol, offline).await {
             Ok(uri) => {
                 self.log_line(&format!(
                     "migrated over {uri} in {}; the destination (pid {}) replaces this VM",
@@ -1420,12 +1437,20 @@ impl Vm {
             }
             Err(e) => {
                 let _ = dest.destroy(Teardown::Quick).await;
+                if offline && was_running {
+                    let _ = self.resume().await;
+                }
                 Err(e)
             }
         }
     }
 
-    async fn migrate_to(&self, dest: &Vm, protocol: MigrationProtocol) -> Result<String, Error> {
+    async fn migrate_to(
+        &self,
+        dest: &Vm,
+        protocol: MigrationProtocol,
+        offline: bool,
+    ) -> Result<String, Error> {
         let timeout = self.spec.timeouts.migrate;
         let file = dest.run_dir().join("migration.state");
         let (out_uri, in_uri) = match protocol {
@@ -1482,39 +1507,63 @@ impl Vm {
                     format!("tcp:127.0.0.1:{port}")
                 }
             };
+            if offline {
+                self.pause().await?;
+            }
             self.qmp_exec("migrate", json!({"uri": uri})).await?;
             self.wait_migration(&uri, timeout).await?;
+            if offline {
+                // The guest was paused: the destination stays paused once it has loaded the
+                // state (it leaves `inmigrate`); then it is resumed.
+                dest.wait_status(&in_uri, timeout, |st| st != "inmigrate")
+                    .await?;
+                dest.qmp_exec("cont", json!({})).await?;
+            }
         }
         // Source side: paused after migration.
         let src_status = self.status().await?;
-        if src_status != "postmigrate" && protocol != MigrationProtocol::Exec {
+        if src_status != "postmigrate" && !offline {
             return Err(fail(
                 &in_uri,
                 format!("source is `{src_status}`, not `postmigrate`"),
             ));
         }
         // Destination side: running.
+        dest.wait_status(&in_uri, timeout, |st| st == "running")
+            .await?;
+        Ok(in_uri)
+    }
+
+    /// Polls `query-status` of a migration destination until `done` accepts the status;
+    /// [`Error::Migration`] when QEMU exits or the status stays unaccepted.
+    async fn wait_status(
+        &self,
+        uri: &str,
+        timeout: Duration,
+        done: impl Fn(&str) -> bool,
+    ) -> Result<(), Error> {
+        let fail = |why: String| Error::Migration {
+            vm: self.name.clone(),
+            uri: uri.to_owned(),
+            why,
+        };
         let deadline = Instant::now() + timeout;
         loop {
-            let st = dest.status().await?;
-            if st == "running" {
-                break;
+            let st = self.status().await?;
+            if done(&st) {
+                return Ok(());
             }
-            if let ProcessState::Exited(status) = dest.process.state() {
-                return Err(fail(
-                    &in_uri,
-                    format!(
-                        "destination QEMU exited ({status}): {}",
-                        dest.output_tail(10)
-                    ),
-                ));
+            if let ProcessState::Exited(status) = self.process.state() {
+                return Err(fail(format!(
+                    "destination QEMU exited ({status}): {}",
+                    self.output_tail(10)
+                )));
             }
             if Instant::now() >= deadline {
-                return Err(fail(&in_uri, format!("destination stayed `{st}`")));
+                return Err(fail(format!("destination stayed `{st}`")));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Ok(in_uri)
     }
 
     /// Polls `query-migrate` (source or destination side) until `completed`.

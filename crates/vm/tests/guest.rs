@@ -266,7 +266,7 @@ async fn qmp_uuid(vm: &Vm) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn migrate_over_tcp_unix_and_exec() {
+async fn migrate_over_tcp_unix_and_exec_live_and_offline() {
     let logs = logs();
     let mut vm = Vm::create(spec(guest_params(), logs.path()), argv_source())
         .await
@@ -280,13 +280,20 @@ async fn migrate_over_tcp_unix_and_exec() {
     assert_eq!(qmp_uuid(&vm).await, uuid, "source: QMP query-uuid");
 
     let mut seen = vec![(vm.pid(), vm.run_dir().to_path_buf())];
-    for proto in [
-        MigrationProtocol::Tcp,
-        MigrationProtocol::Unix,
-        MigrationProtocol::Exec,
+    for (proto, offline) in [
+        (MigrationProtocol::Tcp, false),
+        (MigrationProtocol::Unix, false),
+        (MigrationProtocol::Exec, false),
+        (MigrationProtocol::Tcp, true),
+        (MigrationProtocol::Unix, true),
     ] {
         let t = Instant::now();
-        ok!(vm, vm.migrate(proto).await);
+        ok!(vm, vm.migrate_with(proto, offline).await);
+        assert_eq!(
+            ok!(vm, vm.status().await),
+            "running",
+            "{proto:?} (offline: {offline}): the destination runs"
+        );
         let took = t.elapsed();
         let (old_pid, old_dir) = seen.last().cloned().expect("previous");
         assert_ne!(vm.pid(), old_pid, "{proto:?}: destination replaces source");

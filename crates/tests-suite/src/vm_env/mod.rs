@@ -35,8 +35,8 @@ use params::Params;
 use regex::Regex;
 use serde_json::{json, Value};
 use vm::{
-    Access, ArgvSource, CreateOptions, HotDisk, HotNic, MacAddr, MonitorKind, MonitorSpec, NicMode,
-    NicSpec, RedirSpec, RunLayout, SerialSpec, Session, Vm, VmSpec,
+    Access, ArgvSource, HotDisk, HotNic, MacAddr, MonitorKind, MonitorSpec, NicMode, NicSpec,
+    RedirSpec, RunLayout, SerialSpec, Session, Vm, VmSpec,
 };
 
 pub use paths::WorkerPaths;
@@ -239,7 +239,6 @@ impl VmLayerEnv {
             name: name.to_owned(),
             fingerprint,
             spec,
-            source: Arc::clone(&self.source),
             recorder: self.recorder.clone(),
             recorded: Mutex::new(Vec::new()),
             hot: Mutex::new(HashMap::new()),
@@ -487,7 +486,6 @@ pub struct LiveVm {
     name: String,
     fingerprint: String,
     spec: VmSpec,
-    source: Arc<dyn ArgvSource>,
     recorder: ResourceRecorder,
     recorded: Mutex<Vec<Resource>>,
     hot: Mutex<HashMap<String, Hot>>,
@@ -955,18 +953,14 @@ impl GuestVm for LiveVm {
                 name: self.name.clone(),
             })?;
             let old = vm.pid();
-            let r = match (protocol, mode) {
-                (MigrationProtocol::Exec, _) => vm.migrate(vm::MigrationProtocol::Exec).await,
-                (MigrationProtocol::Tcp, MigrationMode::Live) => {
-                    vm.migrate(vm::MigrationProtocol::Tcp).await
-                }
-                (MigrationProtocol::Unix, MigrationMode::Live) => {
-                    vm.migrate(vm::MigrationProtocol::Unix).await
-                }
-                (p, MigrationMode::Offline) => {
-                    offline_migrate(vm, &self.spec, &self.source, p).await
-                }
+            let p = match protocol {
+                MigrationProtocol::Tcp => vm::MigrationProtocol::Tcp,
+                MigrationProtocol::Unix => vm::MigrationProtocol::Unix,
+                MigrationProtocol::Exec => vm::MigrationProtocol::Exec,
             };
+            let r = vm
+                .migrate_with(p, matches!(mode, MigrationMode::Offline))
+                .await;
             if vm.pid() != old {
                 // The destination replaced the source (even if a later check failed).
                 self.forget_all();
@@ -1053,157 +1047,6 @@ impl GuestVm for LiveVm {
             }
         })
     }
-}
-
-/// Offline migration over tcp or unix: the source is stopped first, the destination (started
-/// with `-incoming defer` and the source's MACs) is resumed once it has loaded the state, and
-/// then replaces the source. On failure the destination is destroyed and the source resumed.
-async fn offline_migrate(
-    src: &mut Vm,
-    spec: &VmSpec,
-    source: &Arc<dyn ArgvSource>,
-    protocol: MigrationProtocol,
-) -> Result<(), vm::Error> {
-    let dest = Vm::create_with(
-        spec.clone(),
-        Arc::clone(source),
-        CreateOptions {
-            mac_source: Some(src),
-            incoming: true,
-        },
-    )
-    .await?;
-    match offline_steps(src, &dest, protocol).await {
-        Ok(()) => {
-            let old = std::mem::replace(src, dest);
-            old.destroy(vm::Teardown::Quick).await?;
-            Ok(())
-        }
-        Err(e) => {
-            let _ = dest.destroy(vm::Teardown::Quick).await;
-            let _ = src.resume().await;
-            Err(e)
-        }
-    }
-}
-
-async fn qmp(vm: &Vm, command: &str, args: Value) -> Result<Value, vm::Error> {
-    vm.monitor()
-        .execute(command, args)
-        .await
-        .map_err(|e| vm::Error::Monitor {
-            vm: vm.name().to_owned(),
-            what: format!("QMP {command}"),
-            source: Box::new(e),
-        })
-}
-
-async fn poll_until(
-    vm: &Vm,
-    what: &str,
-    timeout: Duration,
-    mut done: impl FnMut(&Value) -> Result<bool, String>,
-    command: &str,
-) -> Result<(), vm::Error> {
-    let started = Instant::now();
-    loop {
-        let v = qmp(vm, command, json!({})).await?;
-        match done(&v) {
-            Ok(true) => return Ok(()),
-            Ok(false) => {}
-            Err(why) => {
-                return Err(vm::Error::Migration {
-                    vm: vm.name().to_owned(),
-                    uri: String::new(),
-                    why,
-                })
-            }
-        }
-        if started.elapsed() >= timeout {
-            return Err(vm::Error::Timeout {
-                vm: vm.name().to_owned(),
-                awaited: what.to_owned(),
-                waited: timeout,
-                last: format!("{command}: {v}"),
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn offline_steps(src: &Vm, dest: &Vm, protocol: MigrationProtocol) -> Result<(), vm::Error> {
-    let timeout = Duration::from_secs(120);
-    let uri = match protocol {
-        MigrationProtocol::Unix => {
-            let u = format!("unix:{}", dest.layout().migration_socket().display());
-            qmp(dest, "migrate-incoming", json!({ "uri": u })).await?;
-            u
-        }
-        _ => {
-            qmp(
-                dest,
-                "migrate-incoming",
-                json!({ "uri": "tcp:127.0.0.1:0" }),
-            )
-            .await?;
-            let info = qmp(dest, "query-migrate", json!({})).await?;
-            let port = info
-                .get("socket-address")
-                .and_then(Value::as_array)
-                .and_then(|a| a.first())
-                .and_then(|a| a.get("port"))
-                .and_then(|p| {
-                    p.as_str()
-                        .map(str::to_owned)
-                        .or_else(|| p.as_u64().map(|n| n.to_string()))
-                })
-                .ok_or_else(|| vm::Error::UnexpectedReply {
-                    vm: dest.name().to_owned(),
-                    command: "query-migrate (socket-address of the listener)".into(),
-                    reply: info.to_string(),
-                })?;
-            format!("tcp:127.0.0.1:{port}")
-        }
-    };
-    src.pause().await?;
-    qmp(src, "migrate", json!({ "uri": uri })).await?;
-    let status_of = |v: &Value| {
-        v.get("status")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned()
-    };
-    poll_until(
-        src,
-        &format!("the offline migration over {uri} to complete"),
-        timeout,
-        |v| match status_of(v).as_str() {
-            "completed" => Ok(true),
-            s @ ("failed" | "cancelled") => Err(format!("source reports `{s}`: {v}")),
-            _ => Ok(false),
-        },
-        "query-migrate",
-    )
-    .await?;
-    // The destination has loaded the state once it leaves `inmigrate`; the guest was stopped,
-    // so it stays paused until resumed.
-    poll_until(
-        dest,
-        "the destination to load the migrated state",
-        timeout,
-        |v| Ok(status_of(v) == "paused" || status_of(v) == "running"),
-        "query-status",
-    )
-    .await?;
-    qmp(dest, "cont", json!({})).await?;
-    poll_until(
-        dest,
-        "the destination to run",
-        Duration::from_secs(30),
-        |v| Ok(status_of(v) == "running"),
-        "query-status",
-    )
-    .await
 }
 
 /// A guest shell from `crates/vm` ([`Session`]) as a [`RemoteShell`].
