@@ -1470,6 +1470,16 @@ impl Vm {
             why,
         };
         if protocol == MigrationProtocol::Exec {
+            // QEMU runs `exec:` URIs with `/bin/sh -c`: the path is single-quoted, so a quote
+            // in it (only possible through a run directory chosen by the caller) is refused.
+            if file.to_string_lossy().contains('\'') {
+                return Err(fail(
+                    &file.display().to_string(),
+                    "the state file's path contains a single quote, which an `exec:` \
+                     migration URI cannot carry safely"
+                        .into(),
+                ));
+            }
             // Offline: the state goes to a file first, the destination reads it afterwards.
             let uri = out_uri.clone().unwrap_or_default();
             self.pause().await?;
