@@ -6,10 +6,12 @@
 //! output does not depend on the pruning.
 //!
 //! Building a dict: the statements that apply to a variant, in file order, form a list of
-//! operation ids. Consecutive variants share a prefix of that list, so the working dict keeps an
-//! undo log per applied operation; a new variant rolls back to the longest common prefix with
-//! the previous one and applies only the rest. Nothing is kept per variant, so memory does not
-//! grow with the number of variants.
+//! operation ids, one segment per node of the path (deepest first). Consecutive variants share
+//! both ends of that list. The root side is the compiled tail ([`crate::tail`]), a stack of
+//! per-node layers; the deepest segments are applied on the working dict, which keeps an undo
+//! log per applied operation: a new variant rolls back to the longest common prefix with the
+//! previous one and applies only the rest. Nothing is kept per variant, so memory does not grow
+//! with the number of variants.
 
 use std::collections::HashMap;
 use std::sync::Arc;
