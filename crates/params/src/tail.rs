@@ -3,7 +3,7 @@
 //! A variant's operation list is its path's node bodies, the deepest node first (file order:
 //! the first-defined `variants` block is the deepest and varies fastest) and the root last.
 //! The *tail* is the longest suffix of whole node bodies made only of operations whose effect
-//! is a per-key function (`=`, `+=`, `<=`, `?=` without `${}`, and the file-map updates); the
+//! is a per-key function (`=`, `+=`, `<=`, `~=` without `${}`, and the file-map updates); the
 //! rest is applied exactly to the working dict.
 //!
 //! The tail is compiled into one action per key — the composition of every operation on it —
