@@ -348,7 +348,9 @@ pub(crate) struct Walker<'c> {
     deps: Vec<Arc<str>>,
     truth: Vec<bool>,
     ops_buf: Vec<OpId>,
+    /// The labels of `ctx` (long names) and of `short`, joined by `.`, kept in step with them.
     name_buf: String,
+    short_buf: String,
     /// The previous variant's full operation list.
     prev_ops: Vec<OpId>,
     /// Where each path node's operations start in `ops_buf` (leaf first).
@@ -439,6 +441,7 @@ impl<'c> Walker<'c> {
             truth: vec![false; cfg.conds.len()],
             ops_buf: Vec::new(),
             name_buf: String::new(),
+            short_buf: String::new(),
             prev_ops: Vec::new(),
             seg_bounds: Vec::new(),
             tail: Tail::default(),
@@ -627,10 +630,23 @@ impl<'c> Walker<'c> {
             }
         }
         let ctx_len = self.ctx.len();
+        let (name_len, short_buf_len) = (self.name_buf.len(), self.short_buf.len());
+        for (i, l) in node.name.iter().enumerate() {
+            if ctx_len + i > 0 {
+                self.name_buf.push('.');
+            }
+            self.name_buf.push_str(cfg.syms.resolve(l.long));
+        }
         self.ctx.extend_from_slice(&node.name);
         self.path.push(node_id);
         let short_len = self.short.len();
         if node.append_to_shortname {
+            for (i, l) in node.name.iter().enumerate() {
+                if short_len + i > 0 {
+                    self.short_buf.push('.');
+                }
+                self.short_buf.push_str(cfg.syms.resolve(l.name));
+            }
             self.short.extend(node.name.iter().map(|l| l.name));
         }
         let below = &cfg.desc[node_id as usize];
@@ -656,6 +672,10 @@ impl<'c> Walker<'c> {
             Err(e) => {
                 self.path.pop();
                 self.ctx.truncate(ctx_len);
+                self.short.truncate(short_len);
+                self.deps.truncate(deps_len);
+                self.name_buf.truncate(name_len);
+                self.short_buf.truncate(short_buf_len);
                 return Err(e);
             }
         };
@@ -691,6 +711,8 @@ impl<'c> Walker<'c> {
         self.path.pop();
         self.ctx.truncate(ctx_len);
         self.deps.truncate(deps_len);
+        self.name_buf.truncate(name_len);
+        self.short_buf.truncate(short_buf_len);
         Ok(result)
     }
 
@@ -856,24 +878,10 @@ impl<'c> Walker<'c> {
             }
         }
         // name, shortname, dep
-        self.name_buf.clear();
-        for (i, l) in self.ctx.iter().enumerate() {
-            if i > 0 {
-                self.name_buf.push('.');
-            }
-            self.name_buf.push_str(cfg.syms.resolve(l.long));
-        }
         let name = Value::from(self.name_buf.as_str());
-        let mut short = String::new();
-        for (i, s) in self.short.iter().enumerate() {
-            if i > 0 {
-                short.push('.');
-            }
-            short.push_str(cfg.syms.resolve(*s));
-        }
         self.work.set_header(K_NAME, name);
         self.work
-            .set_header(K_SHORTNAME, Value::from(short.as_str()));
+            .set_header(K_SHORTNAME, Value::from(self.short_buf.as_str()));
         let dep_same = matches!(&self.dep_cache, Some(Value::List(l)) if l.len() == self.deps.len() && l.iter().zip(&self.deps).all(|(a, b)| **a == **b));
         if !dep_same {
             self.dep_cache = Some(Value::List(Arc::new(
