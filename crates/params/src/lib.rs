@@ -375,15 +375,16 @@ impl Config {
         workers: usize,
         emit: &mut dyn FnMut(&[u8]) -> Result<(), Error>,
     ) -> Result<u64, Error> {
-        self.chunked::<Vec<u8>>(workers, &|buf, v| v.write_json(buf), &mut |buf, _| {
-            emit(&buf)?;
+        // small chunks: a JSON line is ~6 KB here, and every chunk in flight is memory
+        self.chunked::<Vec<u8>>(workers, 32, &|buf, v| v.write_json(buf), &mut |buf, _| {
+            emit(buf)?;
             Ok(ControlFlow::Continue(()))
         })
     }
 
     /// Count the variants with `workers` threads (every dict is fully built).
     pub fn count_parallel(&self, workers: usize) -> Result<u64, Error> {
-        self.chunked::<()>(workers, &|_, _| {}, &mut |_, _| {
+        self.chunked::<()>(workers, 128, &|_, _| {}, &mut |_, _| {
             Ok(ControlFlow::Continue(()))
         })
     }
@@ -405,6 +406,7 @@ impl Config {
         let mut emitted = 0u64;
         self.chunked::<Vec<T>>(
             workers,
+            64,
             &|out, v| {
                 let view = VariantView {
                     inner: v,
@@ -413,7 +415,7 @@ impl Config {
                 out.push(map(&view));
             },
             &mut |items, _| {
-                for t in items {
+                for t in items.drain(..) {
                     emitted += 1;
                     if emit(t)?.is_break() {
                         return Ok(ControlFlow::Break(()));
@@ -426,46 +428,61 @@ impl Config {
     }
 
     /// The parallel engine: every variant is added by `fill` to a chunk of type `C`, and the
-    /// chunks of consecutive variants reach `emit` in enumeration order with their sizes.
-    fn chunked<C: Default + Send>(
+    /// chunks of `chunk` consecutive variants reach `emit` in enumeration order with their
+    /// sizes (larger chunks: less switching between the walkers' parts of the tree; smaller:
+    /// less memory in flight).
+    /// Emptied chunks go back to the worker that filled them, so a run needs only a few
+    /// buffers, however many variants it has.
+    fn chunked<C: Chunk>(
         &self,
         workers: usize,
+        chunk: u64,
         fill: &(dyn Fn(&mut C, &VariantRef<'_, '_>) + Sync),
-        emit: &mut dyn FnMut(C, u64) -> Result<ControlFlow<()>, Error>,
+        emit: &mut dyn FnMut(&mut C, u64) -> Result<ControlFlow<()>, Error>,
     ) -> Result<u64, Error> {
-        const CHUNK: u64 = 128;
-        type Emit<'e, C> = dyn FnMut(C, u64) -> Result<ControlFlow<()>, Error> + 'e;
+        use std::sync::mpsc;
+        type Emit<'e, C> = dyn FnMut(&mut C, u64) -> Result<ControlFlow<()>, Error> + 'e;
         enum Msg<C> {
             Chunk(C, u64),
             Failed(C, Error),
             Done,
         }
         struct ChunkSink<'f, C> {
-            tx: Option<std::sync::mpsc::SyncSender<Msg<C>>>,
+            tx: Option<mpsc::SyncSender<Msg<C>>>,
+            /// Emptied chunks coming back.
+            spare: Option<mpsc::Receiver<C>>,
             fill: &'f (dyn Fn(&mut C, &VariantRef<'_, '_>) + Sync),
+            size: u64,
             cur: Option<u64>,
             chunk: C,
             count: u64,
             /// One thread: chunks go straight to the caller.
             direct: Option<&'f mut Emit<'f, C>>,
         }
-        impl<C: Default> ChunkSink<'_, C> {
+        impl<C: Chunk> ChunkSink<'_, C> {
             /// Hand the finished chunk on; false when nobody wants more.
             fn flush(&mut self) -> Result<bool, Error> {
-                let chunk = std::mem::take(&mut self.chunk);
                 let count = std::mem::take(&mut self.count);
                 if let Some(emit) = self.direct.as_mut() {
-                    return Ok(emit(chunk, count)?.is_continue());
+                    let go = emit(&mut self.chunk, count)?.is_continue();
+                    self.chunk.reset();
+                    return Ok(go);
                 }
+                let next = self
+                    .spare
+                    .as_ref()
+                    .and_then(|r| r.try_recv().ok())
+                    .unwrap_or_default();
+                let chunk = std::mem::replace(&mut self.chunk, next);
                 Ok(self
                     .tx
                     .as_ref()
                     .is_some_and(|tx| tx.send(Msg::Chunk(chunk, count)).is_ok()))
             }
         }
-        impl<C: Default> Sink for ChunkSink<'_, C> {
+        impl<C: Chunk> Sink for ChunkSink<'_, C> {
             fn variant(&mut self, v: &VariantRef<'_, '_>) -> Result<Flow, Error> {
-                let chunk = (v.walker().index - 1) / CHUNK;
+                let chunk = (v.walker().index - 1) / self.size;
                 if self.cur.is_some_and(|c| c != chunk) && !self.flush()? {
                     return Ok(Flow::Stop);
                 }
@@ -478,13 +495,15 @@ impl Config {
         let has_join = self.joins.iter().any(|j| !j.is_empty());
         if workers <= 1 || has_join {
             let mut total = 0u64;
-            let mut counting = |c: C, n: u64| {
+            let mut counting = |c: &mut C, n: u64| {
                 total += n;
                 emit(c, n)
             };
             let mut sink = ChunkSink {
                 tx: None,
+                spare: None,
                 fill,
+                size: chunk,
                 cur: None,
                 chunk: C::default(),
                 count: 0,
@@ -501,15 +520,20 @@ impl Config {
         let n = workers as u64;
         std::thread::scope(|scope| {
             let mut rxs = Vec::new();
+            let mut backs = Vec::new();
             for w in 0..n {
-                let (tx, rx) = std::sync::mpsc::sync_channel::<Msg<C>>(2);
+                let (tx, rx) = mpsc::sync_channel::<Msg<C>>(2);
+                let (back_tx, back_rx) = mpsc::channel::<C>();
                 rxs.push(rx);
+                backs.push(back_tx);
                 scope.spawn(move || {
                     let mut walker = Walker::new(self);
-                    walker.stride = Some((w, n, CHUNK));
+                    walker.stride = Some((w, n, chunk));
                     let mut sink = ChunkSink {
                         tx: Some(tx.clone()),
+                        spare: Some(back_rx),
                         fill,
+                        size: chunk,
                         cur: None,
                         chunk: C::default(),
                         count: 0,
@@ -531,16 +555,19 @@ impl Config {
             let mut total = 0u64;
             let mut c = 0usize;
             loop {
-                let msg = rxs[c % rxs.len()].recv().unwrap_or(Msg::Done);
+                let w = c % rxs.len();
+                let msg = rxs[w].recv().unwrap_or(Msg::Done);
                 match msg {
-                    Msg::Chunk(chunk, k) => {
+                    Msg::Chunk(mut chunk, k) => {
                         total += k;
-                        if emit(chunk, k)?.is_break() {
+                        if emit(&mut chunk, k)?.is_break() {
                             return Ok(total);
                         }
+                        chunk.reset();
+                        let _ = backs[w].send(chunk);
                     }
-                    Msg::Failed(chunk, e) => {
-                        let _ = emit(chunk, 0)?;
+                    Msg::Failed(mut chunk, e) => {
+                        let _ = emit(&mut chunk, 0)?;
                         return Err(e);
                     }
                     Msg::Done => return Ok(total),
@@ -575,6 +602,21 @@ impl Config {
     pub fn files(&self) -> &[Arc<str>] {
         &self.files
     }
+}
+
+/// A buffer of results for [`Config::chunked`]: emptied and reused.
+trait Chunk: Default + Send {
+    fn reset(&mut self);
+}
+
+impl<T: Send> Chunk for Vec<T> {
+    fn reset(&mut self) {
+        self.clear();
+    }
+}
+
+impl Chunk for () {
+    fn reset(&mut self) {}
 }
 
 /// Collect `${…}` references of a value (the keys it may look up).

@@ -228,7 +228,7 @@ fn map_parallel_keeps_order_and_stops_when_asked() {
     assert_eq!(seq.len(), 1000);
     for workers in [1, 2, 3] {
         assert_eq!(mapped_names(&cfg, workers, 0), (seq.clone(), 1000));
-        // a stop in the third chunk: exactly the variants before it came out
+        // a stop after several chunks: exactly the variants before it came out
         assert_eq!(
             mapped_names(&cfg, workers, 300),
             (seq[..300].to_vec(), 300),
