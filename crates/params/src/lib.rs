@@ -438,10 +438,9 @@ impl Config {
         workers: usize,
         chunk: u64,
         fill: &(dyn Fn(&mut C, &VariantRef<'_, '_>) + Sync),
-        emit: &mut dyn FnMut(&mut C, u64) -> Result<ControlFlow<()>, Error>,
+        emit: &mut Emit<'_, C>,
     ) -> Result<u64, Error> {
         use std::sync::mpsc;
-        type Emit<'e, C> = dyn FnMut(&mut C, u64) -> Result<ControlFlow<()>, Error> + 'e;
         enum Msg<C> {
             Chunk(C, u64),
             Failed(C, Error),
@@ -603,6 +602,9 @@ impl Config {
         &self.files
     }
 }
+
+/// What receives the chunks of [`Config::chunked`].
+type Emit<'e, C> = dyn FnMut(&mut C, u64) -> Result<ControlFlow<()>, Error> + 'e;
 
 /// A buffer of results for [`Config::chunked`]: emptied and reused.
 trait Chunk: Default + Send {
