@@ -60,7 +60,8 @@ enum Command {
         /// Only count the variants (every dict is still fully built).
         #[arg(long)]
         count: bool,
-        /// Threads that build variants for `--json` and `--count` (output order is kept);
+        /// Threads that build variants for `--json` and `--count`, plus one that walks the
+        /// tree when N > 1 (output order and errors are those of one thread);
         /// default: the number of CPUs.
         #[arg(long, value_name = "N")]
         threads: Option<usize>,
@@ -91,7 +92,8 @@ enum Command {
         /// Use a capabilities file (e.g. fixtures/qemu-caps/qemu-9.2.json) instead of probing.
         #[arg(long, value_name = "FIXTURE")]
         caps: Option<PathBuf>,
-        /// Threads that expand variants and build command lines (output order is kept);
+        /// Threads that build variants and command lines, plus one that walks the tree when
+        /// N > 1 (output order is kept);
         /// default: the number of CPUs.
         #[arg(long, value_name = "N")]
         threads: Option<usize>,

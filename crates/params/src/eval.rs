@@ -341,6 +341,9 @@ pub(crate) fn flatten(
 /// The walker: enumerates variants of a [`Config`] and builds their dicts.
 pub(crate) struct Walker<'c> {
     pub(crate) cfg: &'c Config,
+    /// The operations (`cfg.ops`, or a thread's private copy of them: see
+    /// [`Config::private_ops`]).
+    pub(crate) ops: &'c [crate::tree::Op],
     pub(crate) work: Work,
     ctx: Vec<CtxLabel>,
     path: Vec<NodeId>,
@@ -366,9 +369,10 @@ pub(crate) struct Walker<'c> {
     dep_cache: Option<Value>,
     /// Reused pending-item buffers (one per depth of the walk).
     pending_pool: Vec<Vec<Item>>,
-    /// With several walkers in parallel: (this walker, walkers, chunk size). Walker `w` builds
-    /// the variants whose index `i` has `(i / chunk) % walkers == w` and only counts the rest.
-    pub(crate) stride: Option<(u64, u64, u64)>,
+    /// Gather only: at a leaf, collect what the dict is built from (header values in
+    /// `name_buf`, `short_buf`, `dep_cache`; the operations in `ops_buf` and `seg_bounds`) and
+    /// hand the walker to the sink without building (the parallel engine's producer).
+    pub(crate) gather_only: bool,
     /// Index of the next variant in enumeration order.
     pub(crate) index: u64,
     /// What the file-map keys' slots hold in the working dict (see `Work::filemaps`).
@@ -431,8 +435,14 @@ enum Outcome {
 
 impl<'c> Walker<'c> {
     pub(crate) fn new(cfg: &'c Config) -> Walker<'c> {
+        Self::with_ops(cfg, &cfg.ops)
+    }
+
+    /// A walker that reads operations from `ops` (a copy of `cfg.ops`).
+    pub(crate) fn with_ops(cfg: &'c Config, ops: &'c [crate::tree::Op]) -> Walker<'c> {
         Walker {
             cfg,
+            ops,
             work: Work::new(cfg.syms.len()),
             ctx: Vec::new(),
             path: Vec::new(),
@@ -450,7 +460,7 @@ impl<'c> Walker<'c> {
             post_new: Vec::new(),
             dep_cache: None,
             pending_pool: Vec::new(),
-            stride: None,
+            gather_only: false,
             index: 0,
             map_marker: Value::Map(Arc::new(Vec::new())),
         }
@@ -631,22 +641,10 @@ impl<'c> Walker<'c> {
         }
         let ctx_len = self.ctx.len();
         let (name_len, short_buf_len) = (self.name_buf.len(), self.short_buf.len());
-        for (i, l) in node.name.iter().enumerate() {
-            if ctx_len + i > 0 {
-                self.name_buf.push('.');
-            }
-            self.name_buf.push_str(cfg.syms.resolve(l.long));
-        }
         self.ctx.extend_from_slice(&node.name);
         self.path.push(node_id);
         let short_len = self.short.len();
         if node.append_to_shortname {
-            for (i, l) in node.name.iter().enumerate() {
-                if short_len + i > 0 {
-                    self.short_buf.push('.');
-                }
-                self.short_buf.push_str(cfg.syms.resolve(l.name));
-            }
             self.short.extend(node.name.iter().map(|l| l.name));
         }
         let below = &cfg.desc[node_id as usize];
@@ -681,6 +679,21 @@ impl<'c> Walker<'c> {
         };
         let mut result = Some(0usize);
         if ok {
+            // the name texts, for the variants below (not built for pruned nodes)
+            for (i, l) in node.name.iter().enumerate() {
+                if ctx_len + i > 0 {
+                    self.name_buf.push('.');
+                }
+                self.name_buf.push_str(cfg.syms.resolve(l.long));
+            }
+            if node.append_to_shortname {
+                for (i, l) in node.name.iter().enumerate() {
+                    if short_len + i > 0 {
+                        self.short_buf.push('.');
+                    }
+                    self.short_buf.push_str(cfg.syms.resolve(l.name));
+                }
+            }
             if node.children.is_empty() {
                 result = self.leaf(sink)?;
             } else {
@@ -795,7 +808,7 @@ impl<'c> Walker<'c> {
             }
         }
         let pos = node.content.iter().find_map(|i| match i {
-            Item::Op(o) => Some(self.cfg.ops[*o as usize].pos),
+            Item::Op(o) => Some(self.ops[*o as usize].pos),
             _ => None,
         });
         match pos {
@@ -840,7 +853,8 @@ impl<'c> Walker<'c> {
         let mut split = n - q;
         if q > 0 {
             split = bounds.iter().copied().find(|&b| b >= split).unwrap_or(n);
-            let weight = |o: OpId| match &cfg.ops[o as usize].data {
+            let all = self.ops;
+            let weight = |o: OpId| match &all[o as usize].data {
                 OpData::Batch { entries } => entries.len(),
                 _ => 1,
             };
@@ -864,35 +878,51 @@ impl<'c> Walker<'c> {
             .map(seg)
             .filter(|s| !s.is_empty())
             .take_while(|s| s.iter().all(|&o| cfg.compilable[o as usize]));
-        self.tail.sync(segments, need, q, &cfg.ops, cfg.syms.len());
+        self.tail.sync(segments, need, q, self.ops, cfg.syms.len());
         n - self.tail.len()
     }
 
     fn leaf(&mut self, sink: &mut dyn Sink) -> Result<Option<usize>, Error> {
-        let cfg = self.cfg;
-        let i = self.index;
         self.index += 1;
-        if let Some((w, n, chunk)) = self.stride {
-            if (i / chunk) % n != w {
-                return Ok(Some(1));
-            }
+        self.gather();
+        if self.gather_only {
+            return match sink.variant(&VariantRef::Work(self))? {
+                Flow::Continue => Ok(Some(1)),
+                Flow::Stop => Ok(None),
+            };
         }
-        // name, shortname, dep
-        let name = Value::from(self.name_buf.as_str());
-        self.work.set_header(K_NAME, name);
-        self.work
-            .set_header(K_SHORTNAME, Value::from(self.short_buf.as_str()));
+        self.build(sink)
+    }
+
+    /// The current leaf's name and short name.
+    pub(crate) fn header_texts(&self) -> (&str, &str) {
+        (&self.name_buf, &self.short_buf)
+    }
+
+    /// The dep list of the current leaf (a shared value, rebuilt only when it changes).
+    pub(crate) fn dep_value(&self) -> Option<&Value> {
+        self.dep_cache.as_ref()
+    }
+
+    /// Collect what the current leaf's dict is built from: the header values and the
+    /// operations that apply, in file order, one segment per path node (deepest first).
+    fn gather(&mut self) {
+        let cfg = self.cfg;
+        if !self.gather_only {
+            let name = Value::from(self.name_buf.as_str());
+            self.work.set_header(K_NAME, name);
+            self.work
+                .set_header(K_SHORTNAME, Value::from(self.short_buf.as_str()));
+        }
         let dep_same = matches!(&self.dep_cache, Some(Value::List(l)) if l.len() == self.deps.len() && l.iter().zip(&self.deps).all(|(a, b)| **a == **b));
         if !dep_same {
             self.dep_cache = Some(Value::List(Arc::new(
                 self.deps.iter().map(|s| s.to_string()).collect(),
             )));
         }
-        if let Some(d) = &self.dep_cache {
+        if let (Some(d), false) = (&self.dep_cache, self.gather_only) {
             self.work.set_header(K_DEP, d.clone());
         }
-
-        // the operations that apply, in file order
         self.prev_ops.clear();
         std::mem::swap(&mut self.prev_ops, &mut self.ops_buf);
         self.seg_bounds.clear();
@@ -907,6 +937,54 @@ impl<'c> Walker<'c> {
                 }
             }
         }
+    }
+
+    /// The operations gathered for the current leaf and where each path node's segment
+    /// starts (see [`Walker::gather`]).
+    pub(crate) fn gathered_ops(&self) -> (&[OpId], &[usize]) {
+        (&self.ops_buf, &self.seg_bounds)
+    }
+
+    /// Build variant `index` (1-based) from what a gathering walker collected, and hand it to
+    /// `sink`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn build_gathered(
+        &mut self,
+        index: u64,
+        name: &str,
+        short: &str,
+        dep: Option<&Value>,
+        ops: &[OpId],
+        bounds: &[usize],
+        sink: &mut dyn Sink,
+    ) -> Result<Option<usize>, Error> {
+        self.index = index;
+        self.work.set_header(K_NAME, Value::from(name));
+        self.work.set_header(K_SHORTNAME, Value::from(short));
+        if let Some(d) = dep {
+            // a private copy, made when the list changes: no reference count shared with
+            // the gathering thread
+            if self.dep_cache.as_ref() != Some(d) {
+                self.dep_cache = Some(match d {
+                    Value::List(l) => Value::List(Arc::new((**l).clone())),
+                    other => other.clone(),
+                });
+            }
+            if let Some(d) = &self.dep_cache {
+                self.work.set_header(K_DEP, d.clone());
+            }
+        }
+        self.prev_ops.clear();
+        std::mem::swap(&mut self.prev_ops, &mut self.ops_buf);
+        self.ops_buf.extend_from_slice(ops);
+        self.seg_bounds.clear();
+        self.seg_bounds.extend_from_slice(bounds);
+        self.build(sink)
+    }
+
+    /// Build the gathered leaf's dict and hand it to `sink`.
+    fn build(&mut self, sink: &mut dyn Sink) -> Result<Option<usize>, Error> {
+        let cfg = self.cfg;
         let split = self.choose_tail();
         let ops = &self.ops_buf;
         // the rest is applied exactly, sharing the common prefix with what is applied
@@ -999,7 +1077,7 @@ impl<'c> Walker<'c> {
     /// Keys of the final dict in insertion order.
     pub(crate) fn final_keys_in_order(&self) -> Vec<KeyId> {
         let mut keys = self.work.keys_in_order();
-        for &k in self.tail.order(&self.cfg.ops).iter() {
+        for &k in self.tail.order(self.ops).iter() {
             if self.work.get(k).is_none() {
                 keys.push(k);
             }
@@ -1220,7 +1298,7 @@ impl Walker<'_> {
     }
 
     fn op_error(&self, op: OpId, msg: String) -> Error {
-        let pos = self.cfg.ops[op as usize].pos;
+        let pos = self.ops[op as usize].pos;
         self.cfg.error_at(ErrorKind::Value, msg, pos)
     }
 
@@ -1295,7 +1373,7 @@ impl Walker<'_> {
                 short: s,
                 file,
                 text,
-            } = &self.cfg.ops[o as usize].data
+            } = &self.ops[o as usize].data
             else {
                 continue;
             };
@@ -1330,7 +1408,7 @@ impl Walker<'_> {
 
     fn apply(&mut self, op_id: OpId) -> Result<(), Error> {
         let cfg = self.cfg;
-        let op = &cfg.ops[op_id as usize];
+        let op = &self.ops[op_id as usize];
         let pos = op.pos;
         match &op.data {
             OpData::Batch { entries } => {

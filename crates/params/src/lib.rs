@@ -52,7 +52,7 @@ pub use value::Value;
 
 use eval::{Flow, KeyId, Sink, VariantRef, Walker};
 use intern::{Interner, Sym};
-use tree::{Cond, FileId, FilterId, Node, NodeId, Op, OpData, Pos};
+use tree::{Cond, FileId, FilterId, Node, NodeId, Op, OpData, OpId, Pos};
 
 /// The set of labels below a node: a bitset over the dense label numbering of
 /// `Config::label_index`.
@@ -446,37 +446,27 @@ impl Config {
             Failed(C, Error),
             Done,
         }
+        enum Job {
+            Leaves(Box<Leaves>),
+            /// The walk ended (with its error): the worker whose turn is next reports it.
+            Finish(Option<Error>),
+        }
+        /// One thread: chunks go straight to the caller.
         struct ChunkSink<'f, C> {
-            tx: Option<mpsc::SyncSender<Msg<C>>>,
-            /// Emptied chunks coming back.
-            spare: Option<mpsc::Receiver<C>>,
             fill: &'f (dyn Fn(&mut C, &VariantRef<'_, '_>) + Sync),
             size: u64,
             cur: Option<u64>,
             chunk: C,
             count: u64,
-            /// One thread: chunks go straight to the caller.
-            direct: Option<&'f mut Emit<'f, C>>,
+            emit: &'f mut Emit<'f, C>,
         }
         impl<C: Chunk> ChunkSink<'_, C> {
             /// Hand the finished chunk on; false when nobody wants more.
             fn flush(&mut self) -> Result<bool, Error> {
                 let count = std::mem::take(&mut self.count);
-                if let Some(emit) = self.direct.as_mut() {
-                    let go = emit(&mut self.chunk, count)?.is_continue();
-                    self.chunk.reset();
-                    return Ok(go);
-                }
-                let next = self
-                    .spare
-                    .as_ref()
-                    .and_then(|r| r.try_recv().ok())
-                    .unwrap_or_default();
-                let chunk = std::mem::replace(&mut self.chunk, next);
-                Ok(self
-                    .tx
-                    .as_ref()
-                    .is_some_and(|tx| tx.send(Msg::Chunk(chunk, count)).is_ok()))
+                let go = (self.emit)(&mut self.chunk, count)?.is_continue();
+                self.chunk.reset();
+                Ok(go)
             }
         }
         impl<C: Chunk> Sink for ChunkSink<'_, C> {
@@ -491,6 +481,44 @@ impl Config {
                 Ok(Flow::Continue)
             }
         }
+        /// The producer: gathered leaves, `size` per chunk, to the workers in turn.
+        struct GatherSink {
+            size: usize,
+            leaves: Box<Leaves>,
+            jobs: Vec<mpsc::SyncSender<Job>>,
+            spare: mpsc::Receiver<Box<Leaves>>,
+            sent: usize,
+        }
+        impl GatherSink {
+            fn send(&mut self) -> bool {
+                let mut next = self.spare.try_recv().unwrap_or_default();
+                next.reset();
+                let full = std::mem::replace(&mut self.leaves, next);
+                let w = self.sent % self.jobs.len();
+                self.sent += 1;
+                self.jobs[w].send(Job::Leaves(full)).is_ok()
+            }
+        }
+        impl Sink for GatherSink {
+            fn variant(&mut self, v: &VariantRef<'_, '_>) -> Result<Flow, Error> {
+                self.leaves.push(v.walker());
+                if self.leaves.len() == self.size && !self.send() {
+                    return Ok(Flow::Stop);
+                }
+                Ok(Flow::Continue)
+            }
+        }
+        /// A worker's sink: results into the current chunk.
+        struct FillSink<'f, 'o, C> {
+            fill: &'f (dyn Fn(&mut C, &VariantRef<'_, '_>) + Sync),
+            out: &'o mut C,
+        }
+        impl<C> Sink for FillSink<'_, '_, C> {
+            fn variant(&mut self, v: &VariantRef<'_, '_>) -> Result<Flow, Error> {
+                (self.fill)(self.out, v);
+                Ok(Flow::Continue)
+            }
+        }
         let has_join = self.joins.iter().any(|j| !j.is_empty());
         if workers <= 1 || has_join {
             let mut total = 0u64;
@@ -499,14 +527,12 @@ impl Config {
                 emit(c, n)
             };
             let mut sink = ChunkSink {
-                tx: None,
-                spare: None,
                 fill,
                 size: chunk,
                 cur: None,
                 chunk: C::default(),
                 count: 0,
-                direct: Some(&mut counting),
+                emit: &mut counting,
             };
             let r = Walker::new(self).run(&mut sink);
             // what was built before an error still reaches the caller
@@ -516,41 +542,89 @@ impl Config {
             r?;
             return Ok(total);
         }
-        let n = workers as u64;
+        // One producer walks the tree and gathers each leaf's operations; `workers` threads
+        // build the dicts of whole chunks in turn; results come back in chunk order.
         std::thread::scope(|scope| {
             let mut rxs = Vec::new();
             let mut backs = Vec::new();
-            for w in 0..n {
-                let (tx, rx) = mpsc::sync_channel::<Msg<C>>(2);
+            let mut jobs = Vec::new();
+            let (spare_tx, spare_rx) = mpsc::channel::<Box<Leaves>>();
+            for _ in 0..workers {
+                let (tx, rx) = mpsc::sync_channel::<Msg<C>>(4);
                 let (back_tx, back_rx) = mpsc::channel::<C>();
+                let (job_tx, job_rx) = mpsc::sync_channel::<Job>(8);
                 rxs.push(rx);
                 backs.push(back_tx);
+                jobs.push(job_tx);
+                let spare_tx = spare_tx.clone();
                 scope.spawn(move || {
-                    let mut walker = Walker::new(self);
-                    walker.stride = Some((w, n, chunk));
-                    let mut sink = ChunkSink {
-                        tx: Some(tx.clone()),
-                        spare: Some(back_rx),
-                        fill,
-                        size: chunk,
-                        cur: None,
-                        chunk: C::default(),
-                        count: 0,
-                        direct: None,
-                    };
-                    let r = walker.run(&mut sink);
-                    let last = std::mem::take(&mut sink.chunk);
-                    let msg = match r {
-                        Ok(()) if sink.cur.is_some() => Msg::Chunk(last, sink.count),
-                        Ok(()) => Msg::Done,
-                        Err(e) => Msg::Failed(last, e),
-                    };
-                    let done = matches!(msg, Msg::Done);
-                    if tx.send(msg).is_ok() && !done {
-                        let _ = tx.send(Msg::Done);
+                    // private copies of the values the dicts share, so that the workers do
+                    // not contend on their reference counts
+                    let ops = self.private_ops();
+                    let mut walker = Walker::with_ops(self, &ops);
+                    for job in job_rx {
+                        let leaves = match job {
+                            Job::Leaves(l) => l,
+                            Job::Finish(err) => {
+                                let _ = tx.send(match err {
+                                    None => Msg::Done,
+                                    Some(e) => Msg::Failed(C::default(), e),
+                                });
+                                return;
+                            }
+                        };
+                        let mut out = back_rx.try_recv().unwrap_or_default();
+                        let mut failed = None;
+                        let mut count = 0u64;
+                        for i in 0..leaves.len() {
+                            let mut sink = FillSink {
+                                fill,
+                                out: &mut out,
+                            };
+                            match leaves.build(i, &mut walker, &mut sink) {
+                                Ok(_) => count += 1,
+                                Err(e) => {
+                                    failed = Some(e);
+                                    break;
+                                }
+                            }
+                        }
+                        let _ = spare_tx.send(leaves);
+                        let msg = match failed {
+                            Some(e) => Msg::Failed(out, e),
+                            None => Msg::Chunk(out, count),
+                        };
+                        let stop = matches!(msg, Msg::Failed(..));
+                        if tx.send(msg).is_err() || stop {
+                            return;
+                        }
                     }
                 });
             }
+            drop(spare_tx);
+            let size = usize::try_from(chunk).unwrap_or(usize::MAX).max(1);
+            scope.spawn(move || {
+                let mut walker = Walker::new(self);
+                walker.gather_only = true;
+                let mut sink = GatherSink {
+                    size,
+                    leaves: Box::default(),
+                    jobs,
+                    spare: spare_rx,
+                    sent: 0,
+                };
+                let r = walker.run(&mut sink);
+                if sink.leaves.len() > 0 {
+                    sink.send();
+                }
+                // the worker whose turn is next reports the end; the others just stop
+                let next = sink.sent % sink.jobs.len();
+                let mut err = r.err();
+                for i in 0..sink.jobs.len() {
+                    let w = (next + i) % sink.jobs.len();
+                    let _ = sink.jobs[w].send(Job::Finish(err.take()));
+                }
+            });
             let mut total = 0u64;
             let mut c = 0usize;
             loop {
@@ -574,6 +648,54 @@ impl Config {
                 c += 1;
             }
         })
+    }
+
+    /// A copy of the operations with their own strings (not sharing reference counts with
+    /// `self.ops`).
+    fn private_ops(&self) -> Vec<Op> {
+        let own = |s: &Arc<str>| -> Arc<str> { Arc::from(&**s) };
+        self.ops
+            .iter()
+            .map(|op| Op {
+                pos: op.pos,
+                data: match &op.data {
+                    OpData::Assign {
+                        kind,
+                        key,
+                        value,
+                        subst,
+                    } => OpData::Assign {
+                        kind: *kind,
+                        key: *key,
+                        value: own(value),
+                        subst: *subst,
+                    },
+                    OpData::Regex {
+                        kind,
+                        re,
+                        value,
+                        subst,
+                    } => OpData::Regex {
+                        kind: *kind,
+                        re: re.clone(),
+                        value: own(value),
+                        subst: *subst,
+                    },
+                    OpData::Del { key } => OpData::Del { key: own(key) },
+                    OpData::Batch { entries } => OpData::Batch {
+                        entries: entries.iter().map(|(k, v, l)| (*k, own(v), *l)).collect(),
+                    },
+                    OpData::FileMap { short, file, text } => OpData::FileMap {
+                        short: *short,
+                        file: own(file),
+                        text: own(text),
+                    },
+                    OpData::Suffix { suffix } => OpData::Suffix {
+                        suffix: own(suffix),
+                    },
+                },
+            })
+            .collect()
     }
 
     /// Count the variants (every dict is fully built).
@@ -600,6 +722,80 @@ impl Config {
     /// The source file names, in the order they were read.
     pub fn files(&self) -> &[Arc<str>] {
         &self.files
+    }
+}
+
+/// Leaves gathered by the parallel engine's producer (see [`Walker::gather`]), flattened
+/// into a few buffers that are recycled.
+#[derive(Default)]
+struct Leaves {
+    /// Index (1-based) of each leaf.
+    index: Vec<u64>,
+    names: String,
+    shorts: String,
+    /// Per leaf: ends of its name and short name, of its ops and of its segment bounds.
+    ends: Vec<(usize, usize, usize, usize)>,
+    deps: Vec<Option<Value>>,
+    ops: Vec<OpId>,
+    bounds: Vec<usize>,
+}
+
+impl Leaves {
+    fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Empty, keeping the buffers.
+    fn reset(&mut self) {
+        self.index.clear();
+        self.names.clear();
+        self.shorts.clear();
+        self.ends.clear();
+        self.deps.clear();
+        self.ops.clear();
+        self.bounds.clear();
+    }
+
+    /// Record the leaf a gathering walker stands on.
+    fn push(&mut self, w: &Walker<'_>) {
+        self.index.push(w.index);
+        let (name, short) = w.header_texts();
+        self.names.push_str(name);
+        self.shorts.push_str(short);
+        let (ops, bounds) = w.gathered_ops();
+        self.ops.extend_from_slice(ops);
+        self.bounds.extend_from_slice(bounds);
+        self.ends.push((
+            self.names.len(),
+            self.shorts.len(),
+            self.ops.len(),
+            self.bounds.len(),
+        ));
+        self.deps.push(w.dep_value().cloned());
+    }
+
+    /// Build leaf `i` on `walker` (a building walker of the same config) into `sink`.
+    fn build(
+        &self,
+        i: usize,
+        walker: &mut Walker<'_>,
+        sink: &mut dyn Sink,
+    ) -> Result<Option<usize>, Error> {
+        let start = if i == 0 {
+            (0, 0, 0, 0)
+        } else {
+            self.ends[i - 1]
+        };
+        let end = self.ends[i];
+        walker.build_gathered(
+            self.index[i],
+            &self.names[start.0..end.0],
+            &self.shorts[start.1..end.1],
+            self.deps[i].as_ref(),
+            &self.ops[start.2..end.2],
+            &self.bounds[start.3..end.3],
+            sink,
+        )
     }
 }
 

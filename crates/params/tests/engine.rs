@@ -193,6 +193,24 @@ fn parallel_output_is_identical_to_sequential() {
     }
 }
 
+#[test]
+fn a_walk_error_in_parallel_comes_after_the_same_variants() {
+    // the filter with a broken word is only evaluated once the walk reaches `b`'s block, after
+    // every variant of `a`: the error comes from the walk, not from building a dict
+    let mut text = String::from("variants:\n");
+    for i in 0..300 {
+        text.push_str(&format!("  - v{i}:\n"));
+    }
+    text.push_str("variants:\n  - a:\n  - b:\n    only x .y\n");
+    let cfg = load(&text);
+    let seq = sequential_json(&cfg);
+    assert!(seq.1.is_some(), "the broken filter is reported");
+    assert_eq!(seq.0.lines().count(), 300);
+    for workers in [2, 3] {
+        assert_eq!(parallel_json(&cfg, workers), seq, "{workers} workers");
+    }
+}
+
 fn mapped_names(cfg: &Config, workers: usize, stop_after: usize) -> (Vec<String>, u64) {
     let mut names = Vec::new();
     let n = cfg
