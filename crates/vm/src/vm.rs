@@ -1111,8 +1111,19 @@ impl Vm {
             .get("shell_port")
             .and_then(|p| p.trim().parse::<u16>().ok())
             .unwrap_or(default_port);
-        let host = self.get_address(nic, &std::collections::HashMap::new())?;
+        // tap NICs: the MAC→IP cache from the DHCP server's lease file, when one is named
+        let cache = match self.params.get("dhcp_lease_file").filter(|f| !f.is_empty()) {
+            Some(f) => net::read_address_cache(Path::new(f))
+                .map_err(io_err("reading the DHCP lease file", Path::new(f)))?,
+            None => std::collections::HashMap::new(),
+        };
+        let host = self.get_address(nic, &cache)?;
         let port = self.get_port(guest_port, nic)?;
+        let identity = self
+            .params
+            .get("ssh_identity_file")
+            .filter(|f| !f.is_empty())
+            .map(PathBuf::from);
         let log_path = self.next_session_log(&client);
         let describe = format!("{client} {host}:{port}");
         let deadline = Instant::now() + timeout;
@@ -1128,12 +1139,18 @@ impl Vm {
                             source,
                         },
                     )?),
-                    "ssh" => Box::new(SshTransport::spawn(&host, port, &config.username).map_err(
-                        |source| SessionError::Connect {
+                    "ssh" => Box::new(
+                        SshTransport::spawn_with_identity(
+                            &host,
+                            port,
+                            &config.username,
+                            identity.as_deref(),
+                        )
+                        .map_err(|source| SessionError::Connect {
                             session: describe.clone(),
                             source,
-                        },
-                    )?),
+                        })?,
+                    ),
                     _ => Box::new(TelnetTransport::connect(&host, port).await.map_err(
                         |source| SessionError::Connect {
                             session: describe.clone(),

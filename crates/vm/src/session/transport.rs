@@ -204,6 +204,25 @@ impl SshTransport {
     /// The argv `ssh` is run with (no shell): a forced tty, key-based authentication only, no
     /// host key bookkeeping (test guests are recreated constantly).
     pub fn argv(host: &str, port: u16, username: &str) -> Vec<String> {
+        Self::argv_with_identity(host, port, username, None)
+    }
+
+    /// [`SshTransport::argv`] authenticating with the private key `identity` only
+    /// (`ssh_identity_file`).
+    pub fn argv_with_identity(
+        host: &str,
+        port: u16,
+        username: &str,
+        identity: Option<&std::path::Path>,
+    ) -> Vec<String> {
+        let identity = identity.map(|p| {
+            [
+                "-i".to_owned(),
+                p.to_string_lossy().into_owned(),
+                "-o".to_owned(),
+                "IdentitiesOnly=yes".to_owned(),
+            ]
+        });
         [
             "ssh",
             "-tt",
@@ -219,13 +238,25 @@ impl SshTransport {
         ]
         .iter()
         .map(|s| (*s).to_owned())
-        .chain([port.to_string(), "-l".into(), username.into(), host.into()])
+        .chain([port.to_string(), "-l".into(), username.into()])
+        .chain(identity.into_iter().flatten())
+        .chain([host.into()])
         .collect()
     }
 
     /// Spawns `ssh` to `host:port` as `username`. The client is killed when the transport drops.
     pub fn spawn(host: &str, port: u16, username: &str) -> io::Result<SshTransport> {
-        let argv = Self::argv(host, port, username);
+        Self::spawn_with_identity(host, port, username, None)
+    }
+
+    /// [`SshTransport::spawn`] with [`SshTransport::argv_with_identity`].
+    pub fn spawn_with_identity(
+        host: &str,
+        port: u16,
+        username: &str,
+        identity: Option<&std::path::Path>,
+    ) -> io::Result<SshTransport> {
+        let argv = Self::argv_with_identity(host, port, username, identity);
         let mut cmd = tokio::process::Command::new(&argv[0]);
         cmd.args(&argv[1..])
             .stdin(std::process::Stdio::piped())
