@@ -373,8 +373,6 @@ pub(crate) struct Walker<'c> {
     /// `name_buf`, `short_buf`, `dep_cache`; the operations in `ops_buf` and `seg_bounds`) and
     /// hand the walker to the sink without building (the parallel engine's producer).
     pub(crate) gather_only: bool,
-    /// Index of the next variant in enumeration order.
-    pub(crate) index: u64,
     /// What the file-map keys' slots hold in the working dict (see `Work::filemaps`).
     map_marker: Value,
 }
@@ -461,7 +459,6 @@ impl<'c> Walker<'c> {
             dep_cache: None,
             pending_pool: Vec::new(),
             gather_only: false,
-            index: 0,
             map_marker: Value::Map(Arc::new(Vec::new())),
         }
     }
@@ -883,7 +880,6 @@ impl<'c> Walker<'c> {
     }
 
     fn leaf(&mut self, sink: &mut dyn Sink) -> Result<Option<usize>, Error> {
-        self.index += 1;
         self.gather();
         if self.gather_only {
             return match sink.variant(&VariantRef::Work(self))? {
@@ -945,12 +941,9 @@ impl<'c> Walker<'c> {
         (&self.ops_buf, &self.seg_bounds)
     }
 
-    /// Build variant `index` (1-based) from what a gathering walker collected, and hand it to
-    /// `sink`.
-    #[allow(clippy::too_many_arguments)]
+    /// Build a variant from what a gathering walker collected, and hand it to `sink`.
     pub(crate) fn build_gathered(
         &mut self,
-        index: u64,
         name: &str,
         short: &str,
         dep: Option<&Value>,
@@ -958,7 +951,6 @@ impl<'c> Walker<'c> {
         bounds: &[usize],
         sink: &mut dyn Sink,
     ) -> Result<Option<usize>, Error> {
-        self.index = index;
         self.work.set_header(K_NAME, Value::from(name));
         self.work.set_header(K_SHORTNAME, Value::from(short));
         if let Some(d) = dep {
@@ -1380,10 +1372,7 @@ impl Walker<'_> {
             if *s != short {
                 continue;
             }
-            match out.iter_mut().find(|(f, _)| f == file) {
-                Some(e) => e.1 = crate::tail::cat3(text, ".", &e.1),
-                None => out.push((file.clone(), text.clone())),
-            }
+            crate::tail::prefix_file(&mut out, file, text);
         }
         Some(out)
     }

@@ -455,7 +455,6 @@ impl Config {
         struct ChunkSink<'f, C> {
             fill: &'f (dyn Fn(&mut C, &VariantRef<'_, '_>) + Sync),
             size: u64,
-            cur: Option<u64>,
             chunk: C,
             count: u64,
             emit: &'f mut Emit<'f, C>,
@@ -471,13 +470,11 @@ impl Config {
         }
         impl<C: Chunk> Sink for ChunkSink<'_, C> {
             fn variant(&mut self, v: &VariantRef<'_, '_>) -> Result<Flow, Error> {
-                let chunk = (v.walker().index - 1) / self.size;
-                if self.cur.is_some_and(|c| c != chunk) && !self.flush()? {
+                (self.fill)(&mut self.chunk, v);
+                self.count += 1;
+                if self.count == self.size && !self.flush()? {
                     return Ok(Flow::Stop);
                 }
-                self.cur = Some(chunk);
-                self.count += 1;
-                (self.fill)(&mut self.chunk, v);
                 Ok(Flow::Continue)
             }
         }
@@ -529,7 +526,6 @@ impl Config {
             let mut sink = ChunkSink {
                 fill,
                 size: chunk,
-                cur: None,
                 chunk: C::default(),
                 count: 0,
                 emit: &mut counting,
@@ -590,11 +586,10 @@ impl Config {
                             }
                         }
                         let _ = spare_tx.send(leaves);
-                        let msg = match failed {
-                            Some(e) => Msg::Failed(out, e),
-                            None => Msg::Chunk(out, count),
+                        let (msg, stop) = match failed {
+                            Some(e) => (Msg::Failed(out, e), true),
+                            None => (Msg::Chunk(out, count), false),
                         };
-                        let stop = matches!(msg, Msg::Failed(..));
                         if tx.send(msg).is_err() || stop {
                             return;
                         }
@@ -729,8 +724,6 @@ impl Config {
 /// into a few buffers that are recycled.
 #[derive(Default)]
 struct Leaves {
-    /// Index (1-based) of each leaf.
-    index: Vec<u64>,
     names: String,
     shorts: String,
     /// Per leaf: ends of its name and short name, of its ops and of its segment bounds.
@@ -742,12 +735,11 @@ struct Leaves {
 
 impl Leaves {
     fn len(&self) -> usize {
-        self.index.len()
+        self.ends.len()
     }
 
     /// Empty, keeping the buffers.
     fn reset(&mut self) {
-        self.index.clear();
         self.names.clear();
         self.shorts.clear();
         self.ends.clear();
@@ -758,7 +750,6 @@ impl Leaves {
 
     /// Record the leaf a gathering walker stands on.
     fn push(&mut self, w: &Walker<'_>) {
-        self.index.push(w.index);
         let (name, short) = w.header_texts();
         self.names.push_str(name);
         self.shorts.push_str(short);
@@ -788,7 +779,6 @@ impl Leaves {
         };
         let end = self.ends[i];
         walker.build_gathered(
-            self.index[i],
             &self.names[start.0..end.0],
             &self.shorts[start.1..end.1],
             self.deps[i].as_ref(),

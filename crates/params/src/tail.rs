@@ -111,7 +111,7 @@ pub(crate) fn compilable(op: &Op) -> bool {
     }
 }
 
-pub(crate) fn cat3(a: &str, b: &str, c: &str) -> Arc<str> {
+fn cat3(a: &str, b: &str, c: &str) -> Arc<str> {
     let mut s = String::with_capacity(a.len() + b.len() + c.len());
     s.push_str(a);
     s.push_str(b);
@@ -326,10 +326,7 @@ impl Tail {
             return Ok((Value::Map(tail.clone()), *pos));
         };
         for (f, p) in tail.iter() {
-            match out.iter_mut().find(|(g, _)| g == f) {
-                Some(e) => e.1 = cat3(p, ".", &e.1),
-                None => out.push((f.clone(), p.clone())),
-            }
+            prefix_file(&mut out, f, p);
         }
         Ok((Value::Map(Arc::new(out)), *pos))
     }
@@ -394,6 +391,15 @@ impl Tail {
             }
         }
         std::cell::Ref::map(self.order.borrow(), |c| c.keys.as_slice())
+    }
+}
+
+/// A file-map update: `file`'s name gets `prefix.` in front, or the file is added with `prefix`
+/// (what the reference does for each entry's statement, and what a tail's prefixes do).
+pub(crate) fn prefix_file(map: &mut MapVec, file: &Arc<str>, prefix: &Arc<str>) {
+    match map.iter_mut().find(|(f, _)| f == file) {
+        Some(e) => e.1 = cat3(prefix, ".", &e.1),
+        None => map.push((file.clone(), prefix.clone())),
     }
 }
 
