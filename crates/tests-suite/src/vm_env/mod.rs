@@ -170,6 +170,19 @@ fn vm_err(name: &str, what: &str, e: impl std::error::Error + Send + Sync + 'sta
     }
 }
 
+/// Runs blocking `work` (`qemu-img`) off the async threads; its error, or a failure to run it,
+/// becomes an [`EnvError::Vm`] naming `name` and `what`.
+async fn blocking<E: std::error::Error + Send + Sync + 'static>(
+    name: &str,
+    what: &str,
+    work: impl FnOnce() -> Result<(), E> + Send + 'static,
+) -> Result<(), EnvError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| vm_err(name, what, Cause(e.to_string())))?
+        .map_err(|e| vm_err(name, what, e))
+}
+
 /// A plain-text error cause (timeouts of this module, file problems).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -333,11 +346,7 @@ impl VmEnv for VmLayerEnv {
                 // Kept: a reused VM may have it open.
                 return Ok(());
             }
-            let name = image.to_owned();
-            tokio::task::spawn_blocking(move || img.create())
-                .await
-                .map_err(|e| vm_err(&name, "creating the image", Cause(e.to_string())))?
-                .map_err(|e| vm_err(&name, "creating the image", e))
+            blocking(image, "creating the image", move || img.create()).await
         })
     }
 
@@ -349,11 +358,7 @@ impl VmEnv for VmLayerEnv {
         Box::pin(async move {
             let img = vm::image::Image::from_params(image, params, &self.image_dir)
                 .map_err(|e| vm_err(image, "image parameters", e))?;
-            let name = image.to_owned();
-            tokio::task::spawn_blocking(move || img.remove())
-                .await
-                .map_err(|e| vm_err(&name, "removing the image", Cause(e.to_string())))?
-                .map_err(|e| vm_err(&name, "removing the image", e))
+            blocking(image, "removing the image", move || img.remove()).await
         })
     }
 
