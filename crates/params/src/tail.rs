@@ -335,7 +335,7 @@ impl Tail {
     pub(crate) fn order(&self, all: &[Op]) -> std::cell::Ref<'_, [KeyId]> {
         {
             let mut c = self.order.borrow_mut();
-            if c.generation != self.generation || self.generation == 0 {
+            if c.generation != self.generation {
                 let c = &mut *c;
                 c.generation = self.generation;
                 c.keys.clear();

@@ -59,8 +59,8 @@ pub fn build_vm(
 }
 
 /// Builds the main VM's command line from [`FlatParams`] (a variant's entries, indexed without
-/// copying): what [`crate::for_each_cmdline`] uses, several times faster than going through
-/// `VariantView::params()`.
+/// copying): what [`crate::for_each_cmdline`] and [`crate::map_cmdlines`] use, several times
+/// faster than going through `VariantView::params()`.
 ///
 /// # Errors
 ///
