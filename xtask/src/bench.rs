@@ -122,13 +122,29 @@ pub(crate) fn root() -> PathBuf {
     crate::root()
 }
 
-/// The shared conformance data (`../shared/conformance` beside the repository, or
-/// `$KVMTEST_CONFORMANCE_DIR`).
+/// The conformance data: `$KVMTEST_CONFORMANCE_DIR`, or the copy vendored in the repository
+/// (`fixtures/conformance`: `cases/` and `huge/`, see its README).
 pub(crate) fn conformance_dir() -> PathBuf {
     match std::env::var_os("KVMTEST_CONFORMANCE_DIR") {
         Some(d) => PathBuf::from(d),
-        None => root().join("../shared/conformance"),
+        None => root().join("fixtures/conformance"),
     }
+}
+
+/// The reference dump script: `xtask/reference/dump.py` (ours: avocado-vt's parser, one JSON
+/// line per variant or `--count`), run by the reference's Python in the benches that time the
+/// reference; `$KVMTEST_REF_DUMP` names another with the same interface.
+pub(crate) fn reference_dump() -> Result<PathBuf> {
+    let dump = match std::env::var_os("KVMTEST_REF_DUMP") {
+        Some(f) => PathBuf::from(f),
+        None => root().join("xtask/reference/dump.py"),
+    };
+    ensure!(
+        dump.is_file(),
+        "the reference dump script {} was not found",
+        dump.display()
+    );
+    Ok(dump)
 }
 
 /// The cargo target directory (`$CARGO_TARGET_DIR` or `target/`).

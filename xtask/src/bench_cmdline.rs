@@ -72,10 +72,7 @@ pub fn main(args: &[String]) -> Result<()> {
             _ => bail!("unknown argument {a:?} (accepted: --runs N, --caps FILE)"),
         }
     }
-    let conformance = std::env::var_os("KVMTEST_CONFORMANCE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("../shared/conformance"));
-    let cfg = conformance.join("huge/tests.cfg");
+    let cfg = super::conformance_dir().join("huge/tests.cfg");
     ensure!(cfg.is_file(), "{} not found", cfg.display());
 
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());

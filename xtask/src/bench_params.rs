@@ -6,9 +6,9 @@
 //! the only form in which the reference output is kept), then time both programs on
 //! `huge/tests.cfg` with five `only` statements (40,665 variants) in two modes:
 //!
-//! * count: `kvmtest show --count` vs `reference-dump.py --count` (every dict is built, none
+//! * count: `kvmtest show --count` vs `xtask/reference/dump.py --count` (every dict is built, none
 //!   printed);
-//! * json: `kvmtest show --json` vs `reference-dump.py`, standard output to `/dev/null`.
+//! * json: `kvmtest show --json` vs `xtask/reference/dump.py`, standard output to `/dev/null`.
 //!
 //! kvmtest is run N times (default 5) and the reference N' times (default 1: it needs ~7 s a
 //! run); the best wall time of each gives the speed-up. Peak RSS is each process's own
@@ -22,8 +22,8 @@ use std::process::{Command, Stdio};
 use anyhow::{bail, ensure, Context, Result};
 
 use super::{
-    build_kvmtest, conformance_dir, measure, numeric_options, ratio, reference_python, repeat, Mib,
-    Out, Runs, Sample, Secs,
+    build_kvmtest, conformance_dir, measure, numeric_options, ratio, reference_dump,
+    reference_python, repeat, Mib, Out, Runs, Sample, Secs,
 };
 
 /// The statements parsed after `tests.cfg`, as avocado-vt's CLI arguments.
@@ -36,7 +36,7 @@ const STATEMENTS: [&str; 5] = [
 ];
 /// Variants they select (reference).
 const VARIANTS: u64 = 40_665;
-/// md5 of the reference's JSON dump for that selection (`shared/conformance/check.sh`).
+/// md5 of the reference's JSON dump for that selection (`fixtures/conformance/README.md`).
 const JSON_MD5: &str = "0d045f2fbef534ac9788da4aad62b488";
 /// Speed-up targets (reference wall time / kvmtest wall time).
 const COUNT_TARGET: f64 = 100.0;
@@ -68,12 +68,9 @@ pub fn main(args: &[String]) -> Result<()> {
 
     let exe = build_kvmtest()?;
     let python = reference_python()?;
-    let conformance = conformance_dir();
-    let cfg = conformance.join("huge/tests.cfg");
-    let dump = conformance.join("reference-dump.py");
-    for f in [&cfg, &dump] {
-        ensure!(f.is_file(), "{} not found", f.display());
-    }
+    let cfg = conformance_dir().join("huge/tests.cfg");
+    ensure!(cfg.is_file(), "{} not found", cfg.display());
+    let dump = reference_dump()?;
     let cfg = cfg.to_string_lossy().into_owned();
     let dump = dump.to_string_lossy().into_owned();
     let kvmtest_args = |mode: Mode| {
@@ -102,7 +99,7 @@ pub fn main(args: &[String]) -> Result<()> {
     if md5 != JSON_MD5 {
         bail!(
             "kvmtest show --json on huge/tests.cfg has md5 {md5}, the reference's is {JSON_MD5}: \
-             the output differs from avocado-vt (run ../shared/conformance/check.sh --huge)"
+             the output differs from avocado-vt (run cargo test -p kvmtest-params --test conformance)"
         );
     }
 

@@ -18,7 +18,7 @@ use std::fmt::Write as _;
 use anyhow::{bail, ensure, Context, Result};
 
 use super::{
-    build_kvmtest, conformance_dir, measure, numeric_options, ratio, reference_python, repeat, Mib,
+    build_kvmtest, measure, numeric_options, ratio, reference_dump, reference_python, repeat, Mib,
     Out, Runs, Secs,
 };
 
@@ -86,7 +86,7 @@ pub fn main(args: &[String]) -> Result<()> {
         (0, _) | (_, None) => None,
         (n, Some(cfg)) => {
             let python = reference_python()?;
-            let dump = conformance_dir().join("reference-dump.py");
+            let dump = reference_dump()?;
             let dump = dump.to_string_lossy().into_owned();
             let expected = results.first().map_or(0, |(n, _)| *n);
             let r = repeat("reference", n, || {

@@ -1,7 +1,12 @@
 //! `cargo xtask`: the one automation entry point (ci, tidy, bench, fixtures).
 //!
 //! Subcommands:
-//! - `ci`: rustfmt check, clippy (warnings denied), the whole test suite, tidy checks.
+//! - `ci`: rustfmt check, clippy (warnings denied), tidy checks, the slow fixtures (the test guest,
+//!   QEMU 10.0 unpacked), the whole test suite on the system QEMU, then the QEMU-facing crates'
+//!   tests again with `KVMTEST_QEMU` pointing at the unpacked QEMU.
+//! - `deps`: install the system packages the tests need (apt; see `deps.rs`), from any state.
+//! - `check-install [a|b|c|all] [--keep]`: prove `deps` from each starting state in throw-away
+//!   mmdebstrap roots (`check_install.rs`).
 //! - `tidy`: repository rules (every Rust file starts with `//!`; no ignored tests; no debug macros).
 //! - `bench NAME`: benchmarks (`cargo xtask bench` lists them), see `bench.rs`.
 //! - `fuzz [SECONDS]`: run the `parse` fuzz target of `fuzz/` (cargo-fuzz, nightly).
@@ -9,14 +14,19 @@
 //!   (`fixtures/suite/tests.cfg`) with `kvmtest run` on real guests.
 //! - `fixtures guest [--out DIR] [--check]`: build (and boot-check) the test guest, see
 //!   `fixtures/guest/README.md`.
+//! - `fixtures qemu X.Y`: unpack QEMU X.Y beside the build (`qemu_fixture.rs`); prints the
+//!   launcher to put in `KVMTEST_QEMU`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 
 mod bench;
+mod check_install;
+mod deps;
 mod guest;
+mod qemu_fixture;
 mod run_suite;
 
 fn root() -> PathBuf {
@@ -95,6 +105,35 @@ fn tidy() -> Result<()> {
     }
 }
 
+/// The crates whose tests start or probe QEMU: run once per QEMU of the matrix.
+const QEMU_FACING: &[&str] = &[
+    "kvmtest-monitor",
+    "kvmtest-qemu-cmd",
+    "kvmtest-vm",
+    "kvmtest-tests-suite",
+];
+
+/// The first line of `BINARY -version`, for the logs.
+fn qemu_version_line(binary: &Path) -> Result<String> {
+    let out = Command::new(binary)
+        .arg("-version")
+        .output()
+        .with_context(|| format!("running {} -version", binary.display()))?;
+    ensure!(
+        out.status.success(),
+        "{} -version failed: {}",
+        binary.display(),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string())
+}
+
+/// `cargo xtask ci`: formatting, lints, fixtures, the whole test suite on the system QEMU, the
+/// QEMU-facing crates' tests again on the other QEMU major version, tidy.
 fn ci() -> Result<()> {
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--", "--check"]);
@@ -109,24 +148,63 @@ fn ci() -> Result<()> {
         "warnings",
     ]);
     run(clippy)?;
+    tidy()?;
+    // Slow fixtures first, never inside a test's timeout.
+    guest::main(&["guest".to_owned()]).context("building the test guest")?;
+    let other = qemu_fixture::fetch(qemu_fixture::OTHER_QEMU).with_context(|| {
+        format!(
+            "unpacking QEMU {} for the version matrix",
+            qemu_fixture::OTHER_QEMU
+        )
+    })?;
+    let system = PathBuf::from(qemu_cmd::probe::DEFAULT_QEMU);
+    eprintln!(
+        "== tests on the system QEMU: {} ({})",
+        system.display(),
+        qemu_version_line(&system)?
+    );
     let mut test = cargo();
-    test.args(["test", "--workspace"]);
+    test.args(["test", "--workspace"])
+        .env_remove(qemu_cmd::probe::QEMU_ENV);
     run(test)?;
-    tidy()
+    eprintln!(
+        "== QEMU-facing tests on {} ({})",
+        other.display(),
+        qemu_version_line(&other)?
+    );
+    let mut test = cargo();
+    test.arg("test");
+    for p in QEMU_FACING {
+        test.args(["-p", p]);
+    }
+    test.env(qemu_cmd::probe::QEMU_ENV, &other);
+    run(test)?;
+    eprintln!(
+        "ci: ok: system QEMU ({}) and {} ({})",
+        qemu_version_line(&system)?,
+        other.display(),
+        qemu_version_line(&other)?
+    );
+    Ok(())
 }
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("ci") => ci(),
+        Some("deps") => deps::main(&args[1..]),
+        Some("check-install") => check_install::main(&args[1..]),
         Some("tidy") => tidy(),
         Some("bench") => bench::main(&args[1..]),
         Some("fuzz") => bench::fuzz(&args[1..]),
-        Some("fixtures") => guest::main(&args[1..]),
+        Some("fixtures") => match args.get(1).map(String::as_str) {
+            Some("qemu") => qemu_fixture::main(&args[2..]),
+            _ => guest::main(&args[1..]),
+        },
         Some("run-suite") => run_suite::main(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci|tidy|run-suite [ARGS]|bench NAME|fuzz [SECONDS]|fixtures guest [--check]>"
+                "usage: cargo xtask <ci|deps|check-install [STATE]|tidy|run-suite [ARGS]|bench NAME|fuzz [SECONDS]|fixtures guest [--check]|fixtures qemu X.Y>"
             );
             eprint!("{}", bench::usage());
             bail!("unknown or missing subcommand")

@@ -86,10 +86,10 @@ enum Command {
         #[command(flatten)]
         cfg: CfgArgs,
         /// Probe this QEMU binary for its capabilities (cached per binary path, size and mtime).
-        /// Default: qemu-system-x86_64 on PATH.
+        /// Default: $KVMTEST_QEMU, else qemu-system-x86_64 on PATH.
         #[arg(long, value_name = "PATH", conflicts_with = "caps")]
         qemu: Option<PathBuf>,
-        /// Use a capabilities file (e.g. fixtures/qemu-caps/qemu-9.2.json) instead of probing.
+        /// Use a capabilities file (e.g. fixtures/qemu-caps/qemu-10.0.json) instead of probing.
         #[arg(long, value_name = "FIXTURE")]
         caps: Option<PathBuf>,
         /// Threads that build variants and command lines, plus one that walks the tree when
@@ -250,7 +250,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 (Some(file), _) => qemu_cmd::Capabilities::load(&file)
                     .map_err(|e| Failure::Usage(error_chain(&e)))?,
                 (None, binary) => {
-                    let binary = binary.unwrap_or_else(|| PathBuf::from("qemu-system-x86_64"));
+                    let binary = binary.unwrap_or_else(qemu_cmd::probe::default_binary);
                     qemu_cmd::probe::probe_cached(&binary, &qemu_cmd::probe::default_cache_dir())
                         .map_err(|e| Failure::Usage(error_chain(&e)))?
                 }

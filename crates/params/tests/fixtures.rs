@@ -11,10 +11,14 @@
 //!
 //! Sub-files for includes live in subfolders (`inc/`) and are not cases themselves. Cases where
 //! kvmtest still differs from the reference are kept in `pending/` (see `MISMATCHES.md`) and
-//! are not run here. Cases are parsed by absolute path (never changing the working directory);
-//! `_name_map_file` keys are basenames, so the outputs do not depend on it.
+//! are not run here. Each case is its own test (`ok::NAME`, `err::NAME`, run by libtest-mimic),
+//! so a failing case hides no other. Cases are parsed by absolute path (never changing the
+//! working directory); `_name_map_file` keys are basenames, so the outputs do not depend on it.
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use libtest_mimic::{Arguments, Failed, Trial};
 
 mod support;
 
@@ -28,15 +32,15 @@ fn fixtures_root() -> PathBuf {
 }
 
 /// The cases of one fixtures folder: its top-level `*.cfg` files, sorted.
-fn cases(kind: &str) -> Vec<PathBuf> {
+fn cases(kind: &str) -> Result<Vec<PathBuf>, String> {
     let dir = fixtures_root().join(kind);
     let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .map_err(|e| format!("reading {}: {e}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "cfg"))
         .collect();
     cases.sort();
-    cases
+    Ok(cases)
 }
 
 fn stem(cfg: &Path) -> String {
@@ -94,101 +98,86 @@ fn first_difference(expected: &str, got: &str) -> String {
     format!("{exp_n} variants expected, {got_n} produced")
 }
 
-#[test]
-fn ok_fixtures_match_the_reference_output() {
-    let cases = cases("ok");
-    assert!(
-        cases.len() >= 40,
-        "expected at least 40 ok/ cases, found {}",
-        cases.len()
-    );
-    let mut failures = Vec::new();
-    for cfg in &cases {
-        let name = stem(cfg);
-        let expected = match std::fs::read_to_string(sibling(cfg, "expected")) {
-            Ok(e) => e,
-            Err(e) => {
-                failures.push(format!("{name}: no ok/{name}.expected ({e})"));
-                continue;
-            }
-        };
-        match run_case(cfg, &case_args(cfg)) {
-            Ok(got) if got == expected => {}
-            Ok(got) => failures.push(format!(
-                "{name}: output differs: {}",
-                first_difference(&expected, &got)
-            )),
-            Err(e) => failures.push(format!("{name}: unexpected error: {e}")),
-        }
+/// One `ok/` case: byte-identical output to `ok/NAME.expected`.
+fn check_ok(cfg: &Path) -> Result<(), Failed> {
+    let name = stem(cfg);
+    let expected = std::fs::read_to_string(sibling(cfg, "expected"))
+        .map_err(|e| format!("no ok/{name}.expected ({e})"))?;
+    match run_case(cfg, &case_args(cfg)) {
+        Ok(got) if got == expected => Ok(()),
+        Ok(got) => Err(format!("output differs: {}", first_difference(&expected, &got)).into()),
+        Err(e) => Err(format!("unexpected error: {e}").into()),
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} ok/ fixtures fail:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
-    );
 }
 
-#[test]
-fn err_fixtures_fail_where_the_reference_fails() {
-    let cases = cases("err");
-    assert!(
-        cases.len() >= 20,
-        "expected at least 20 err/ cases, found {}",
-        cases.len()
-    );
-    let mut failures = Vec::new();
-    for cfg in &cases {
-        let name = stem(cfg);
-        let reference = match std::fs::read_to_string(sibling(cfg, "reference")) {
-            Ok(r) => r,
-            Err(e) => {
-                failures.push(format!("{name}: no err/{name}.reference ({e})"));
-                continue;
-            }
-        };
-        let Some(ref_line) = reference.lines().find(|l| l.starts_with("ERROR ")) else {
-            failures.push(format!("{name}: err/{name}.reference holds no ERROR line"));
-            continue;
-        };
-        let err = match run_case(cfg, &case_args(cfg)) {
-            Ok(_) => {
-                failures.push(format!(
-                    "{name}: parsed without error; the reference says {ref_line}"
-                ));
-                continue;
-            }
-            Err(e) => e,
-        };
-        let Some((ref_file, ref_num)) = reference_location(ref_line) else {
-            continue; // a Python-level crash: any error will do
-        };
-        let Some(loc) = &err.location else {
-            failures.push(format!(
-                "{name}: error without location; the reference says {ref_file}:{ref_num}: {err}"
-            ));
-            continue;
-        };
-        let file: &str = &loc.file;
-        let same_file = file == ref_file || file.ends_with(&format!("/{ref_file}"));
-        let same_line = ref_num <= 0 || loc.line.map(i64::from) == Some(ref_num);
-        if !(same_file && same_line) {
-            failures.push(format!(
-                "{name}: error at {loc}, the reference says {ref_file}:{ref_num}: {err}"
-            ));
+/// One `err/` case: it must fail, where the reference names a line at the same file and line.
+fn check_err(cfg: &Path) -> Result<(), Failed> {
+    let name = stem(cfg);
+    let reference = std::fs::read_to_string(sibling(cfg, "reference"))
+        .map_err(|e| format!("no err/{name}.reference ({e})"))?;
+    let Some(ref_line) = reference.lines().find(|l| l.starts_with("ERROR ")) else {
+        return Err(format!("err/{name}.reference holds no ERROR line").into());
+    };
+    let err = match run_case(cfg, &case_args(cfg)) {
+        Ok(_) => {
+            return Err(format!("parsed without error; the reference says {ref_line}").into());
         }
+        Err(e) => e,
+    };
+    let Some((ref_file, ref_num)) = reference_location(ref_line) else {
+        return Ok(()); // a Python-level crash: any error will do
+    };
+    let Some(loc) = &err.location else {
+        return Err(format!(
+            "error without location; the reference says {ref_file}:{ref_num}: {err}"
+        )
+        .into());
+    };
+    let file: &str = &loc.file;
+    let same_file = file == ref_file || file.ends_with(&format!("/{ref_file}"));
+    let same_line = ref_num <= 0 || loc.line.map(i64::from) == Some(ref_num);
+    if same_file && same_line {
+        Ok(())
+    } else {
+        Err(format!("error at {loc}, the reference says {ref_file}:{ref_num}: {err}").into())
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} err/ fixtures fail:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
-    );
 }
 
-#[test]
+/// The trials of one fixtures folder: `KIND::all_present` (at least `min` cases), then
+/// `KIND::NAME` per case.
+fn folder_trials(
+    kind: &'static str,
+    min: usize,
+    check: fn(&Path) -> Result<(), Failed>,
+) -> Vec<Trial> {
+    let cases = match cases(kind) {
+        Ok(cases) => cases,
+        Err(e) => {
+            return vec![Trial::test(format!("{kind}::all_present"), move || {
+                Err(e.into())
+            })]
+        }
+    };
+    let n = cases.len();
+    let mut trials = vec![Trial::test(format!("{kind}::all_present"), move || {
+        if n >= min {
+            Ok(())
+        } else {
+            Err(format!("expected at least {min} {kind}/ cases, found {n}").into())
+        }
+    })];
+    trials.extend(
+        cases
+            .into_iter()
+            .map(|cfg| Trial::test(format!("{kind}::{}", stem(&cfg)), move || check(&cfg))),
+    );
+    trials
+}
+
+/// The rendered diagnostic of every `err/` case, pinned by insta snapshots
+/// (`snapshots/fixtures__err_fixture_diagnostics@NAME.cfg.snap`: the snapshot names come from
+/// this file's and this function's names). One trial, as `insta::glob!` checks every file and
+/// then reports all mismatches together.
 fn err_fixture_diagnostics() {
     let root = fixtures_root();
     let root_text = root.to_string_lossy().into_owned();
@@ -205,4 +194,15 @@ fn err_fixture_diagnostics() {
             insta::assert_snapshot!(rendered);
         });
     });
+}
+
+fn main() -> ExitCode {
+    let args = Arguments::from_args();
+    let mut trials = folder_trials("ok", 40, check_ok);
+    trials.extend(folder_trials("err", 20, check_err));
+    trials.push(Trial::test("err_fixture_diagnostics", || {
+        err_fixture_diagnostics();
+        Ok(())
+    }));
+    libtest_mimic::run(&args, trials).exit_code()
 }

@@ -478,17 +478,32 @@ fn parse_properties(text: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// `x86 NAME …` lines of `-cpu help`, up to the first blank line.
+/// The CPU models of `-cpu help`: the list up to the first blank line after it starts. Up to
+/// QEMU 9.x each line is `x86 NAME …` (`x86 [NAME]` in old releases); from 10.0 the architecture
+/// prefix is gone and the lines are indented, `  NAME …`, under an `Available CPUs:` header.
+/// Both forms are read; unindented lines without the `x86` prefix are headers.
 fn parse_cpus(text: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for line in text.lines() {
-        if line.trim().is_empty() && !out.is_empty() {
+        if line.trim().is_empty() {
+            if out.is_empty() {
+                continue;
+            }
             break;
         }
         let mut words = line.split_whitespace();
-        if words.next() == Some("x86") {
-            if let Some(name) = words.next() {
-                out.insert(name.trim_matches(|c| c == '[' || c == ']').to_string());
+        let first = words.next();
+        let name = if line.starts_with(char::is_whitespace) {
+            first
+        } else if first == Some("x86") {
+            words.next()
+        } else {
+            None
+        };
+        if let Some(name) = name {
+            let name = name.trim_matches(|c| c == '[' || c == ']');
+            if !name.is_empty() {
+                out.insert(name.to_string());
             }
         }
     }
@@ -538,6 +553,16 @@ mod tests {
         assert!(d.contains("virtio-net-pci") && d.contains("virtio-net"));
         let c = parse_cpus("Available CPUs:\nx86 486  (alias)\nx86 [qemu64]\n\nRecognized CPUID flags:\n  x86 fpu\n");
         assert_eq!(c.into_iter().collect::<Vec<_>>(), ["486", "qemu64"]);
+        // QEMU 10.0: no architecture prefix, indented, the flags after a blank line
+        let c = parse_cpus(
+            "Available CPUs:\n  486                   (alias configured by machine type)\n  \
+             qemu64-v1             QEMU Virtual CPU version 2.5+\n  max                   \
+             Enables all\n\nRecognized CPUID flags:\n  3dnow 3dnowext\n",
+        );
+        assert_eq!(
+            c.into_iter().collect::<Vec<_>>(),
+            ["486", "max", "qemu64-v1"]
+        );
         let p = parse_properties("pc-i440fx-7.2 options:\n  hpet=<bool>   - Enable\n");
         assert!(p.contains("hpet"));
     }

@@ -17,6 +17,23 @@ use serde::{Deserialize, Serialize};
 
 use crate::caps::{Capabilities, CapsError, HelpTexts};
 
+/// The environment variable that names the QEMU binary to use when none is given explicitly
+/// (`--qemu`, `qemu_binary`): a path, or a name looked up on `PATH`.
+pub const QEMU_ENV: &str = "KVMTEST_QEMU";
+
+/// The binary used when neither an explicit choice nor [`QEMU_ENV`] names one.
+pub const DEFAULT_QEMU: &str = "qemu-system-x86_64";
+
+/// The QEMU binary to use by default: `$KVMTEST_QEMU` when it is set and not empty, else
+/// [`DEFAULT_QEMU`] (looked up on `PATH` when run). Every layer (tests, the runner, the CLI,
+/// xtask) takes its default from here, so one setting selects the QEMU of a whole run.
+pub fn default_binary() -> PathBuf {
+    match std::env::var_os(QEMU_ENV) {
+        Some(q) if !q.is_empty() => PathBuf::from(q),
+        _ => PathBuf::from(DEFAULT_QEMU),
+    }
+}
+
 /// How long one probe command may run.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 

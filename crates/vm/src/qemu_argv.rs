@@ -328,7 +328,7 @@ mod tests {
 
     fn caps() -> Capabilities {
         let fixture =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/qemu-caps/qemu-9.2.json");
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/qemu-caps/qemu-10.0.json");
         Capabilities::load(&fixture).expect("caps fixture")
     }
 

@@ -1,12 +1,12 @@
 //! Shared by the conformance and fixture tests: run one case exactly as
-//! `reference-dump.py` does.
+//! the reference dump (`xtask/reference/dump.py`) does.
 
 use std::ops::ControlFlow;
 use std::path::Path;
 
 use params::{Parser, ParserOptions};
 
-/// Run one case the way `reference-dump.py` does: Ok(stdout) or Err(the first error).
+/// Run one case the way the reference dump does: Ok(stdout) or Err(the first error).
 pub fn run_case(cfg: &Path, args: &[String]) -> Result<String, params::Error> {
     let mut options = ParserOptions::default();
     let mut pos = Vec::new();

@@ -1,0 +1,291 @@
+//! `cargo xtask deps`: installs what kvmtest's tests need on a Debian host, from any starting state.
+//!
+//! The system QEMU is the one of the host's own Debian release (bookworm: 7.2). A new machine of
+//! this kind may ship `qemu-utils` from `<codename>-backports` (10.x), whose `Breaks:
+//! qemu-system-common (<< 8.0)` makes a plain `apt-get install qemu-system-x86 qemu-utils` fail.
+//! So every package of the `qemu` source that is installed, plus the ones we need, is requested
+//! as `PACKAGE/<codename>` (apt's "take the version of this release" form) with
+//! `--allow-downgrades`: one consistent QEMU, whatever was there before. Nothing is pinned to a
+//! build string; the release is read from `/etc/os-release` at run time.
+//!
+//! The other QEMU major version is not installed system-wide: `cargo xtask fixtures qemu 10.0`
+//! unpacks it beside the build (see `qemu_fixture.rs`). For that, `deps` adds the backports suite
+//! in a list file of its own, `/etc/apt/sources.list.d/kvmtest-backports.list`, on the mirror the
+//! host already uses for its release (from `apt-get indextargets`). Backports are
+//! `NotAutomatic`, so the list never upgrades anything by itself. The host's own source files
+//! are never edited.
+//!
+//! Idempotent: a second run installs nothing (`check-install` asserts it). Runs `apt-get` as
+//! root, through `sudo` when not root.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{bail, ensure, Context, Result};
+
+/// Our own apt list file (the host's `debian.sources` is never touched).
+pub const LIST_FILE: &str = "/etc/apt/sources.list.d/kvmtest-backports.list";
+
+/// The system QEMU: the packages requested from the host's release.
+const QEMU_PACKAGES: &[&str] = &[
+    "qemu-system-x86",
+    "qemu-system-common",
+    "qemu-system-data",
+    "qemu-utils",
+];
+
+/// Everything else the tests, the guest build and the benches use.
+const TOOLS: &[&str] = &[
+    // the test guest (xtask/src/guest.rs): apt-get download + dpkg-deb, cpio, modules, xz
+    "busybox-static",
+    "cpio",
+    "kmod",
+    "xz-utils",
+    // bench qmp: PyPI's qemu.qmp in a venv
+    "python3-venv",
+    // crates/vm/tests/ssh.rs: a private `sshd -i`
+    "openssh-client",
+    "openssh-server",
+    // the tests' VMs and QEMU's pdeath helper
+    "util-linux",
+    "iproute2",
+];
+
+/// `ID` and `VERSION_CODENAME` of `/etc/os-release`.
+pub fn os_release() -> Result<(String, String)> {
+    let text = std::fs::read_to_string("/etc/os-release").context("reading /etc/os-release")?;
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
+            .map(|v| v.trim().trim_matches('"').to_string())
+    };
+    let id = field("ID").unwrap_or_default();
+    let codename = field("VERSION_CODENAME").unwrap_or_default();
+    ensure!(
+        id == "debian" && !codename.is_empty(),
+        "cargo xtask deps knows Debian only (this is ID={id:?}, VERSION_CODENAME={codename:?}); \
+         install qemu-system-x86 and qemu-utils of one QEMU version, and {} by hand",
+        TOOLS.join(" ")
+    );
+    Ok((id, codename))
+}
+
+/// A command, through `sudo` unless we are root.
+pub fn as_root(program: &str) -> Command {
+    if is_root() {
+        Command::new(program)
+    } else {
+        let mut c = Command::new("sudo");
+        c.arg(program);
+        c
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Runs `cmd`, echoing it; fails with its status.
+pub fn run(mut cmd: Command) -> Result<()> {
+    eprintln!("$ {cmd:?}");
+    let status = cmd.status().with_context(|| format!("spawning {cmd:?}"))?;
+    ensure!(status.success(), "{cmd:?} failed: {status}");
+    Ok(())
+}
+
+/// Runs `cmd` and returns its stdout; fails with its stderr.
+pub fn output(mut cmd: Command) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("spawning {cmd:?}"))?;
+    ensure!(
+        out.status.success(),
+        "{cmd:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The mirror the host uses for `codename` itself (first `deb` index target of that suite).
+pub fn mirror_of(codename: &str) -> Result<String> {
+    let mut c = Command::new("apt-get");
+    c.args(["indextargets", "--format", "$(RELEASE) $(REPO_URI)"]);
+    let text = output(c)?;
+    text.lines()
+        .filter_map(|l| l.split_once(' '))
+        .find(|(release, _)| *release == codename)
+        .map(|(_, uri)| uri.trim().to_string())
+        .with_context(|| {
+            format!(
+                "no apt source for `{codename}` on this host (apt-get indextargets lists none); \
+                 run `apt-get update` or configure the release's mirror first"
+            )
+        })
+}
+
+/// The content of our backports list file for `codename`.
+pub fn backports_line(mirror: &str, codename: &str) -> String {
+    format!(
+        "# written by kvmtest's `cargo xtask deps`: the other QEMU major version for \
+         `cargo xtask fixtures qemu` (NotAutomatic: nothing is upgraded from here by itself)\n\
+         deb {mirror} {codename}-backports main\n"
+    )
+}
+
+/// Writes [`LIST_FILE`] when it is missing or different. Returns whether it changed.
+fn ensure_backports_list(codename: &str) -> Result<bool> {
+    let mirror = mirror_of(codename)?;
+    let want = backports_line(&mirror, codename);
+    if std::fs::read_to_string(LIST_FILE).is_ok_and(|have| have == want) {
+        return Ok(false);
+    }
+    let tmp = tempfile::NamedTempFile::new().context("a temp file for the apt list")?;
+    std::fs::write(tmp.path(), &want).context("writing the apt list")?;
+    let mut install = as_root("install");
+    install.args(["-m", "0644"]).arg(tmp.path()).arg(LIST_FILE);
+    run(install)?;
+    Ok(true)
+}
+
+/// Installed packages built from the `qemu` source package (whatever their origin).
+fn installed_qemu_family() -> Result<BTreeSet<String>> {
+    let mut c = Command::new("dpkg-query");
+    c.args([
+        "-W",
+        "-f",
+        "${db:Status-Abbrev} ${Package} ${source:Package}\n",
+    ]);
+    let text = output(c)?;
+    Ok(text
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let (status, package, source) = (w.next()?, w.next()?, w.next()?);
+            (status.starts_with("ii") && source == "qemu").then(|| package.to_string())
+        })
+        .collect())
+}
+
+/// The packages to request, QEMU's pinned to the host's release.
+pub fn install_list(codename: &str, installed_qemu: &BTreeSet<String>) -> Vec<String> {
+    let mut qemu: BTreeSet<&str> = QEMU_PACKAGES.iter().copied().collect();
+    qemu.extend(installed_qemu.iter().map(String::as_str));
+    let mut list: Vec<String> = qemu.iter().map(|p| format!("{p}/{codename}")).collect();
+    list.extend(TOOLS.iter().map(|t| (*t).to_string()));
+    list
+}
+
+/// `major.minor` of the first `version X.Y.Z` in a `--version` text.
+pub fn major_minor(version_text: &str) -> Option<String> {
+    let rest = &version_text[version_text.find("version ")? + "version ".len()..];
+    let v: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    let mut parts = v.split('.');
+    Some(format!("{}.{}", parts.next()?, parts.next()?))
+}
+
+/// `cargo xtask deps [--no-update]`.
+pub fn main(args: &[String]) -> Result<()> {
+    let mut update = true;
+    for a in args {
+        match a.as_str() {
+            "--no-update" => update = false,
+            other => bail!("cargo xtask deps: unknown argument {other:?} (known: --no-update)"),
+        }
+    }
+    let (_, codename) = os_release()?;
+    let changed = ensure_backports_list(&codename)?;
+    if update || changed {
+        let mut c = as_root("apt-get");
+        c.args(["update", "-qq"]);
+        run(c)?;
+    }
+    let list = install_list(&codename, &installed_qemu_family()?);
+    let mut c = as_root("apt-get");
+    c.env("DEBIAN_FRONTEND", "noninteractive").args([
+        "install",
+        "-y",
+        "-q",
+        "--no-install-recommends",
+        "--allow-downgrades",
+    ]);
+    c.args(&list);
+    run(c)?;
+    // sshd's privilege separation directory (crates/vm/tests/ssh.rs runs a private `sshd -i`)
+    if !Path::new("/run/sshd").is_dir() {
+        let mut c = as_root("mkdir");
+        c.args(["-p", "/run/sshd"]);
+        run(c)?;
+    }
+    let mut check = as_root("apt-get");
+    check.args(["check", "-q"]);
+    run(check)?;
+    let system = output({
+        let mut c = Command::new("qemu-system-x86_64");
+        c.arg("--version");
+        c
+    })?;
+    let img = output({
+        let mut c = Command::new("qemu-img");
+        c.arg("--version");
+        c
+    })?;
+    let (s, i) = (major_minor(&system), major_minor(&img));
+    ensure!(
+        s.is_some() && s == i,
+        "inconsistent QEMU after install: qemu-system-x86_64 {s:?}, qemu-img {i:?}"
+    );
+    eprintln!(
+        "deps: ok: system QEMU {} ({}), qemu-img {}",
+        s.unwrap_or_default(),
+        system.lines().next().unwrap_or_default().trim(),
+        i.unwrap_or_default()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_installed_qemu_package_is_pinned_to_the_release() {
+        let installed: BTreeSet<String> = ["qemu-utils", "qemu-block-extra"]
+            .iter()
+            .map(|s| (*s).to_string())
+            .collect();
+        let list = install_list("bookworm", &installed);
+        assert!(list.contains(&"qemu-utils/bookworm".to_string()));
+        assert!(list.contains(&"qemu-block-extra/bookworm".to_string()));
+        assert!(list.contains(&"qemu-system-x86/bookworm".to_string()));
+        assert!(list.contains(&"cpio".to_string()));
+        assert_eq!(
+            list.iter().filter(|p| p.starts_with("qemu-utils")).count(),
+            1
+        );
+    }
+
+    #[test]
+    fn versions_are_read_from_version_texts() {
+        assert_eq!(
+            major_minor("QEMU emulator version 7.2.19 (Debian 1:7.2+dfsg-7+deb12u18)\n"),
+            Some("7.2".into())
+        );
+        assert_eq!(
+            major_minor("qemu-img version 10.0.2 (Debian 1:10.0.2+ds-2+deb13u1~bpo12+1)"),
+            Some("10.0".into())
+        );
+        assert_eq!(major_minor("nothing here"), None);
+    }
+
+    #[test]
+    fn the_list_file_names_the_backports_suite_of_the_host_mirror() {
+        let line = backports_line("http://deb.debian.org/debian/", "bookworm");
+        assert!(line.ends_with("deb http://deb.debian.org/debian/ bookworm-backports main\n"));
+    }
+}
