@@ -15,8 +15,9 @@
 //!   is read from the serial console's unix socket. QEMU is then killed. A guard kills and reaps
 //!   it on every exit path (error, panic).
 //!
-//! Both use TCG (`vm_accelerator = tcg`), so the numbers compare on any machine. The guest must
-//! be built (`cargo xtask fixtures guest`). Output: each sample, both medians, and one summary
+//! Both use TCG (`vm_accelerator = tcg`), so the numbers compare on any machine, and the QEMU
+//! under test (`KVMTEST_QEMU`, else `qemu-system-x86_64`). The guest must be built
+//! (`cargo xtask fixtures guest`; found through `vm::fixtures`, as the tests find it). Output: each sample, both medians, and one summary
 //! line with the overhead against the target (< 0.5 s; reported, not enforced).
 
 use std::ffi::OsString;
@@ -36,19 +37,9 @@ use vm::{Access, QemuCmdArgv, Teardown, Vm, VmSpec};
 const READY_MARKER: &[u8] = b"KVMTEST-GUEST-READY";
 /// Longest a bare QEMU may take to print the marker.
 const BARE_TIMEOUT: Duration = Duration::from_secs(180);
-/// The QEMU binary both sides run.
-const QEMU: &str = "qemu-system-x86_64";
-
 fn root() -> PathBuf {
     let xtask = Path::new(env!("CARGO_MANIFEST_DIR"));
     xtask.parent().unwrap_or(xtask).to_path_buf()
-}
-
-fn guest_dir() -> PathBuf {
-    match std::env::var_os("KVMTEST_GUEST_DIR") {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => root().join("target").join("guest"),
-    }
 }
 
 /// Entry point: `args` are the arguments after `bench boot`.
@@ -69,8 +60,11 @@ pub fn main(args: &[String]) -> Result<()> {
         }
     }
     let params = guest_params()?;
+    // The QEMU binary both sides run.
+    let qemu = qemu_cmd::probe::default_binary();
     let source = Arc::new(
-        QemuCmdArgv::probe(QEMU).with_context(|| format!("probing {QEMU} (is QEMU installed?)"))?,
+        QemuCmdArgv::probe(&qemu)
+            .with_context(|| format!("probing {} (is QEMU installed?)", qemu.display()))?,
     );
     let logs = tempfile::Builder::new()
         .prefix("kvmtest-bench-boot.")
@@ -156,15 +150,12 @@ fn guest_params() -> Result<Params> {
         cfg.display()
     );
     let mut p = variants[0].params.clone();
-    let guest = guest_dir();
-    for (key, file) in [("kernel", "vmlinuz"), ("initrd", "initrd.gz")] {
-        let path = guest.join(file);
-        ensure!(
-            path.is_file(),
-            "the test guest is missing ({}): run `cargo xtask fixtures guest`",
-            path.display()
-        );
-        p.insert(key, path.to_string_lossy().into_owned());
+    let guest = vm::fixtures::require_guest()?;
+    for (key, file) in [
+        ("kernel", vm::fixtures::VMLINUZ),
+        ("initrd", vm::fixtures::INITRD),
+    ] {
+        p.insert(key, guest.join(file).to_string_lossy().into_owned());
     }
     p.insert("vm_accelerator", "tcg");
     Ok(p)

@@ -8,10 +8,12 @@
 //! Steps, in one run:
 //! 1. build `crates/monitor/examples/qmp_bench.rs` in release mode;
 //! 2. find a Python with `qemu.qmp`: `$KVMTEST_QMP_PYTHON` if set, otherwise
-//!    the venv `target/qmp-venv` (created with `python3 -m venv` and filled with
-//!    `pip install qemu.qmp` when missing; it lives outside git);
+//!    the venv `qmp-venv` in the target dir (`vm::fixtures::target_dir`:
+//!    `CARGO_TARGET_DIR` or `target/`; created with `python3 -m venv` and filled
+//!    with `pip install qemu.qmp` when missing; it lives outside git);
 //! 3. start one `qemu-system-x86_64 -S -display none -nodefaults -accel tcg
-//!    -machine none` with QMP on a unix socket in a tempdir; a guard kills and
+//!    -machine none` (`$KVMTEST_QEMU` when set) with QMP on a unix socket in a
+//!    tempdir; a guard kills and
 //!    reaps it on every exit path (success, error, panic);
 //! 4. run the example with `--socket` (it measures `kvmtest-monitor` and the
 //!    bare `UnixStream` floor in alternating rounds), then
@@ -111,7 +113,9 @@ impl Qemu {
         let stderr_log = dir.path().join("qemu.stderr");
         let stderr = std::fs::File::create(&stderr_log)
             .with_context(|| format!("creating {}", stderr_log.display()))?;
-        let mut cmd = Command::new("qemu-system-x86_64");
+        // The QEMU under test: `KVMTEST_QEMU`, else `qemu-system-x86_64`.
+        let binary = qemu_cmd::probe::default_binary();
+        let mut cmd = Command::new(&binary);
         cmd.args([
             "-S",
             "-display",
@@ -128,9 +132,13 @@ impl Qemu {
         .stdout(Stdio::null())
         .stderr(stderr);
         eprintln!("$ {cmd:?}");
-        let child = cmd.spawn().context(
-            "starting qemu-system-x86_64 (install it with `apt-get install -y qemu-system-x86`)",
-        )?;
+        let child = cmd.spawn().with_context(|| {
+            format!(
+                "starting {} (install it with `apt-get install -y qemu-system-x86`, or name one \
+                 with KVMTEST_QEMU)",
+                binary.display()
+            )
+        })?;
         let mut qemu = Self {
             child,
             socket,
@@ -333,14 +341,14 @@ fn python_with_qemu_qmp() -> Result<PathBuf> {
         if !has_qemu_qmp(&python) {
             bail!(
                 "KVMTEST_QMP_PYTHON={} cannot `import qemu.qmp` (run `{} -m pip install qemu.qmp`, \
-                 or unset it to use target/qmp-venv)",
+                 or unset it to use qmp-venv in the target dir)",
                 python.display(),
                 python.display()
             );
         }
         return Ok(python);
     }
-    let venv = root().join("target").join("qmp-venv");
+    let venv = vm::fixtures::target_dir().join("qmp-venv");
     let python = venv.join("bin").join("python3");
     if !python.exists() {
         let mut cmd = Command::new("python3");

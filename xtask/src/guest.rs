@@ -6,8 +6,9 @@
 //! virtio-net/blk/scsi, e1000, e1000e, rtl8139, IDE and AHCI, and ACPI power-button handling.
 //!
 //! * `cargo xtask fixtures guest [--out DIR]` builds `vmlinux` (the kernel as a PVH-bootable ELF),
-//!   `vmlinuz` (the package's bzImage), `initrd.gz` and `manifest.json` into the guest directory ([`guest_dir`]: `KVMTEST_GUEST_DIR`, else `target/guest/` under the
-//!   workspace root). The manifest records the inputs (package names, versions and `.deb`
+//!   `vmlinuz` (the package's bzImage), `initrd.gz` and `manifest.json` into the guest directory
+//!   ([`guest_dir`]: `KVMTEST_GUEST_DIR`, else `guest/` under the cargo target dir,
+//!   `CARGO_TARGET_DIR` when it is set; the rule is `vm::fixtures`). The manifest records the inputs (package names, versions and `.deb`
 //!   checksums, the requested modules, the checksum of every file written into the initramfs) and
 //!   the outputs (sha256 and size); when the inputs and outputs still match, nothing is rebuilt.
 //! * `--check [--accel auto|kvm|tcg]` then boots the guest and checks the serial shell, telnet,
@@ -48,7 +49,6 @@ const RECIPE: u32 = 1;
 /// The Debian metapackage whose dependency names the current kernel package.
 const KERNEL_META: &str = "linux-image-amd64";
 const BUSYBOX: &str = "busybox-static";
-const QEMU: &str = "qemu-system-x86_64";
 
 /// Modules the guest loads at boot, in this order (`modprobe` adds their dependencies). The PCI
 /// hotplug drivers (ACPI, PCIe native, SHPC) are built into Debian's kernel.
@@ -91,7 +91,7 @@ pub fn main(args: &[String]) -> Result<()> {
 
 const USAGE: &str = "usage: cargo xtask fixtures guest [--out DIR] [--check [--accel auto|kvm|tcg]]
   builds the test guest (Debian kernel + busybox initramfs) into DIR
-  (default: $KVMTEST_GUEST_DIR, else target/guest/ under the workspace root);
+  (default: $KVMTEST_GUEST_DIR, else guest/ under the target dir: $CARGO_TARGET_DIR or target/);
   --check boots it and checks serial, telnet, nc, DHCP, disks, hotplug and powerdown";
 
 /// Which accelerator `--check` boots with.
@@ -153,18 +153,11 @@ impl Options {
     }
 }
 
-/// Where the guest is built and looked for: `KVMTEST_GUEST_DIR`, else `target/guest/` under the
-/// workspace root (not under `CARGO_TARGET_DIR`: the guest is not a cargo artefact).
+/// Where the guest is built and looked for: `KVMTEST_GUEST_DIR`, else `guest/` under the cargo
+/// target dir (`CARGO_TARGET_DIR` when it is set, else the one this xtask was built in), so the
+/// tests, which look there through the same rule ([`vm::fixtures::guest_dir`]), find it.
 pub fn guest_dir() -> PathBuf {
-    match std::env::var_os("KVMTEST_GUEST_DIR") {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => workspace_root().join("target").join("guest"),
-    }
-}
-
-fn workspace_root() -> PathBuf {
-    let xtask = Path::new(env!("CARGO_MANIFEST_DIR"));
-    xtask.parent().unwrap_or(xtask).to_path_buf()
+    vm::fixtures::guest_dir()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1555,7 +1548,9 @@ fn poll<S: Stream>(
 }
 
 fn check(built: &Built, choice: AccelChoice) -> Result<()> {
-    let qemu = Path::new(QEMU);
+    // The QEMU under test: `KVMTEST_QEMU`, else `qemu-system-x86_64`.
+    let qemu_binary = qemu_cmd::probe::default_binary();
+    let qemu = qemu_binary.as_path();
     let accel = match choice {
         AccelChoice::Auto => probe_accel(qemu, &built.kernel, &built.initrd),
         AccelChoice::Kvm => Accel::Kvm {

@@ -1,8 +1,9 @@
 //! `cargo xtask run-suite [ARGS…]`: the bundled suite (`fixtures/suite/tests.cfg`) on the test
 //! guest, in one command.
 //!
-//! 1. Builds the test guest if its files are missing (`cargo xtask fixtures guest`; when they
-//!    exist, rebuilding is left to an explicit `cargo xtask fixtures guest`, which needs the
+//! 1. Builds the test guest if its files are missing (`cargo xtask fixtures guest`, into the
+//!    guest dir of `vm::fixtures`: `KVMTEST_GUEST_DIR`, else `guest/` under the target dir; when
+//!    they exist, rebuilding is left to an explicit `cargo xtask fixtures guest`, which needs the
 //!    Debian archive).
 //! 2. Builds `kvmtest` in release mode.
 //! 3. Replaces itself (`exec`) with
@@ -40,10 +41,7 @@ pub struct Prepared {
 pub fn prepare() -> Result<Prepared> {
     let root = crate::root();
     let guest_dir = crate::guest::guest_dir();
-    let ready = ["manifest.json", "vmlinux", "initrd.gz"]
-        .iter()
-        .all(|f| guest_dir.join(f).is_file());
-    if !ready {
+    if vm::fixtures::require_guest_in(&guest_dir).is_err() {
         eprintln!(
             "run-suite: the test guest is missing in {}: building it",
             guest_dir.display()
@@ -61,11 +59,7 @@ pub fn prepare() -> Result<Prepared> {
         "kvmtest",
     ]);
     crate::run(build).context("building kvmtest")?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map(|t| if t.is_absolute() { t } else { root.join(t) })
-        .unwrap_or_else(|| root.join("target"));
-    let kvmtest = target.join("release").join("kvmtest");
+    let kvmtest = vm::fixtures::target_dir().join("release").join("kvmtest");
     if !kvmtest.is_file() {
         bail!("built kvmtest, but {} does not exist", kvmtest.display());
     }

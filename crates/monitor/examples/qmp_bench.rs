@@ -7,7 +7,8 @@
 //! ```
 //!
 //! Without `--socket` it starts its own `qemu-system-x86_64 -machine none -S`
-//! in a tempdir and kills it at the end. With `--socket`, it uses that QMP
+//! (`$KVMTEST_QEMU` when set: see [`qemu_binary`]) in a tempdir and kills it
+//! at the end. With `--socket`, it uses that QMP
 //! socket (QEMU serves one client at a time, so the clients take turns), which
 //! is how the xtask runs it next to `bench/qmp_py_bench.py`.
 //!
@@ -58,6 +59,16 @@ fn parse_args() -> Result<Args, BoxError> {
     Ok(args)
 }
 
+/// The QEMU binary: `$KVMTEST_QEMU` when set and not empty, else
+/// `qemu-system-x86_64` — the rule of `qemu_cmd::probe::default_binary`, read
+/// here directly because the monitor crate depends on no other kvmtest crate.
+fn qemu_binary() -> PathBuf {
+    match std::env::var_os("KVMTEST_QEMU") {
+        Some(q) if !q.is_empty() => PathBuf::from(q),
+        _ => PathBuf::from("qemu-system-x86_64"),
+    }
+}
+
 /// Kills and reaps the QEMU this benchmark started, even on error.
 struct OwnQemu {
     child: Child,
@@ -69,7 +80,8 @@ impl OwnQemu {
     fn start() -> Result<Self, BoxError> {
         let dir = tempfile::tempdir()?;
         let socket = dir.path().join("qmp.sock");
-        let child = Command::new("qemu-system-x86_64")
+        let binary = qemu_binary();
+        let child = Command::new(&binary)
             .args([
                 "-S",
                 "-display",
@@ -85,7 +97,7 @@ impl OwnQemu {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()
-            .map_err(|e| format!("starting qemu-system-x86_64: {e}"))?;
+            .map_err(|e| format!("starting {}: {e}", binary.display()))?;
         let end = Instant::now() + Duration::from_secs(10);
         while !socket.exists() {
             if Instant::now() > end {

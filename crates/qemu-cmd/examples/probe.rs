@@ -1,14 +1,17 @@
 //! Prints the capabilities of a QEMU binary as JSON (the format of `fixtures/qemu-caps/`).
 //!
 //! `cargo run -p kvmtest-qemu-cmd --example probe -- [BINARY] [--raw DIR] [--note TEXT]`:
-//! probes BINARY (default `qemu-system-x86_64`, no cache); `--raw DIR` also saves each probe's
-//! raw output there, so the parser can be tested against it.
+//! probes BINARY (default [`default_binary`]: `$KVMTEST_QEMU`, else `qemu-system-x86_64`; no
+//! cache); `--raw DIR` also saves each probe's raw output there, so the parser can be tested
+//! against it.
 
 use std::path::PathBuf;
 
+use qemu_cmd::probe::default_binary;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let mut binary = PathBuf::from("qemu-system-x86_64");
+    let mut binary = default_binary();
     let mut raw: Option<PathBuf> = None;
     let mut note: Option<String> = None;
     while let Some(a) = args.next() {

@@ -1,4 +1,5 @@
-//! The installed `qemu-system-x86_64` accepts generated command lines.
+//! The QEMU under test accepts generated command lines: [`default_binary`], that is
+//! `$KVMTEST_QEMU`, else the installed `qemu-system-x86_64`.
 //!
 //! For each NIC model, disk interface and CD-ROM bus the fixtures use and this QEMU has, a VM
 //! is built from params (raw image files in a temp dir, user networking, a QMP socket, `-S`,
@@ -10,15 +11,13 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use params::Params;
-use qemu_cmd::probe::probe_cached;
+use qemu_cmd::probe::{default_binary, probe_cached, CacheKey};
 use qemu_cmd::{build, Capabilities, RunContext, RunValues};
-
-const QEMU: &str = "qemu-system-x86_64";
 
 /// Kills and reaps QEMU on drop (also on panic).
 struct Qemu(Child);
@@ -38,11 +37,11 @@ struct Case {
     cdrom: &'static str,
 }
 
-fn params(dir: &Path, c: &Case) -> Params {
+fn params(dir: &Path, qemu: &Path, c: &Case) -> Params {
     let mut p = Params::new();
+    p.insert("qemu_binary", qemu.to_string_lossy().into_owned());
     for (k, v) in [
         ("vms", "vm1"),
-        ("qemu_binary", QEMU),
         ("machine_type", "pc"),
         ("vm_accelerator", "tcg"),
         ("nodefaults", "yes"),
@@ -104,7 +103,7 @@ fn stderr_of(qemu: &mut Qemu) -> String {
     err
 }
 
-fn run_case(caps: &Capabilities, c: &Case) -> Result<(), String> {
+fn run_case(qemu: &Path, caps: &Capabilities, c: &Case) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     for f in ["disk,1.raw", "disk2.raw", "cd.iso"] {
         let file = std::fs::File::create(dir.path().join(f)).map_err(|e| e.to_string())?;
@@ -122,9 +121,9 @@ fn run_case(caps: &Capabilities, c: &Case) -> Result<(), String> {
         migration_port: 0,
         pci_hosts: Vec::new(),
     }));
-    let p = params(dir.path(), c);
+    let p = params(dir.path(), qemu, c);
     let mut cmd = build(&p, caps, &ctx).map_err(|e| e.to_string())?;
-    cmd.set_program(QEMU);
+    cmd.set_program(qemu);
     cmd.push_args(["-S"]);
     let shown = cmd.render();
     let mut command = cmd.command();
@@ -135,7 +134,7 @@ fn run_case(caps: &Capabilities, c: &Case) -> Result<(), String> {
     let mut qemu = Qemu(
         command
             .spawn()
-            .map_err(|e| format!("spawning {QEMU}: {e}"))?,
+            .map_err(|e| format!("spawning {}: {e}", qemu.display()))?,
     );
     let sock = dir.path().join("monitor-qmp1.sock");
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -198,7 +197,10 @@ fn run_case(caps: &Capabilities, c: &Case) -> Result<(), String> {
 #[test]
 fn installed_qemu_accepts_generated_argv() {
     let cache = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let caps = probe_cached(Path::new(QEMU), cache.path()).unwrap_or_else(|e| panic!("{e}"));
+    let qemu: PathBuf = default_binary();
+    let caps = probe_cached(&qemu, cache.path()).unwrap_or_else(|e| panic!("{e}"));
+    let path = CacheKey::of(&qemu).map_or_else(|_| qemu.clone(), |k| k.path);
+    eprintln!("QEMU under test: {} ({})", path.display(), caps.version);
     // Each model the fixtures use, where this QEMU has it.
     let nic_models = ["rtl8139", "e1000", "virtio"];
     let disks = [
@@ -244,7 +246,7 @@ fn installed_qemu_accepts_generated_argv() {
     let failures: Vec<String> = std::thread::scope(|s| {
         let handles: Vec<_> = cases
             .iter()
-            .map(|c| s.spawn(|| run_case(&caps, c).map_err(|e| format!("{}: {e}", c.label))))
+            .map(|c| s.spawn(|| run_case(&qemu, &caps, c).map_err(|e| format!("{}: {e}", c.label))))
             .collect();
         handles
             .into_iter()

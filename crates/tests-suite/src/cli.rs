@@ -69,7 +69,8 @@ pub struct RunArgs {
     /// Run only shard K of N: variant i (0-based) runs when i % N == K-1.
     #[arg(long, value_name = "K/N")]
     pub shard: Option<Shard>,
-    /// The QEMU binary, set as `qemu_binary` in every variant (overrides `qemu_binary`).
+    /// The QEMU binary, set as `qemu_binary` in every variant. Precedence: this flag, then
+    /// `qemu_binary` in kvmtest.toml, then $KVMTEST_QEMU, then qemu-system-x86_64 on PATH.
     #[arg(long, value_name = "PATH")]
     pub qemu: Option<PathBuf>,
     /// The guest image cache (overrides `guest_cache`).
@@ -180,6 +181,8 @@ fn cli_run_inner(args: &RunArgs) -> Result<ExitStatus, ExitStatus> {
     options.job_id = args.job_id.clone();
     options.jobs = args.jobs.map_or(settings.jobs, NonZeroUsize::get);
     options.shard = args.shard;
+    // `--qemu` > `qemu_binary` (settings); with neither, the VM layer takes the default of every
+    // kvmtest layer, `$KVMTEST_QEMU` else `qemu-system-x86_64` (`qemu_cmd::probe::default_binary`).
     options.qemu_binary = args.qemu.clone().or(settings.qemu_binary);
     options.guest_cache = args.guest_cache.clone().or(settings.guest_cache);
     options.progress = args.progress;

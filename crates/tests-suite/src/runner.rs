@@ -130,7 +130,8 @@ pub struct RunOptions {
     /// Run only this shard.
     pub shard: Option<Shard>,
     /// Sets `qemu_binary` in every variant (overrides the config, like avocado's
-    /// `--vt-qemu-bin`).
+    /// `--vt-qemu-bin`) and is the binary the VM layer runs. `None`: the VM layer's default,
+    /// `$KVMTEST_QEMU`, else `qemu-system-x86_64` on `PATH`.
     pub qemu_binary: Option<PathBuf>,
     /// The guest image cache, for the environments.
     pub guest_cache: Option<PathBuf>,

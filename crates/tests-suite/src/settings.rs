@@ -67,7 +67,7 @@ pub struct Settings {
     pub source: Option<PathBuf>,
     /// Where job directories go (default `results`).
     pub results_dir: PathBuf,
-    /// The QEMU binary to run, if set.
+    /// The QEMU binary to run, if set: overridden by `--qemu`, overrides `$KVMTEST_QEMU`.
     pub qemu_binary: Option<PathBuf>,
     /// Where built guest images are cached, if set.
     pub guest_cache: Option<PathBuf>,

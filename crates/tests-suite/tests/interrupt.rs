@@ -1,17 +1,19 @@
 //! Ctrl-C: this test binary runs itself as a child that runs a slow suite through the CLI
 //! entry point; the parent sends SIGINT mid-run and checks exit code 130, that the finished
-//! test's result was kept, and that the run cleaned up after itself.
+//! test's result was kept, and that the run cleaned up after itself. The child is held by a
+//! [`ChildGuard`], so it is killed even when the parent fails.
 
 #![allow(clippy::unwrap_used)] // Tests: a panic with the error is the report.
 
 mod common;
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use common::read;
+use common::{read, ChildGuard};
 use tests_suite::{cli_run, RunArgs, RunReport, VerdictKind};
 
 /// Set in the child's environment to the directory it works in.
@@ -72,7 +74,7 @@ fn events(results: &Path) -> String {
 fn sigint_stops_the_run_with_130_and_keeps_results() {
     let dir = tempfile::tempdir().unwrap();
     let results = dir.path().join("results");
-    let mut child = Command::new(std::env::current_exe().unwrap())
+    let child = Command::new(std::env::current_exe().unwrap())
         .args([
             "interrupt_child",
             "--exact",
@@ -84,6 +86,7 @@ fn sigint_stops_the_run_with_130_and_keeps_results() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let mut child = ChildGuard::new(child);
     wait_for("the slow test to start", Duration::from_secs(60), || {
         let e = events(&results);
         e.contains("\"verdict\":\"pass\"") && e.contains("\"name\":\"slow\"")
@@ -92,7 +95,7 @@ fn sigint_stops_the_run_with_130_and_keeps_results() {
     rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
     let start = Instant::now();
     let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
+        if let Some(s) = child.child().try_wait().unwrap() {
             break s;
         }
         assert!(
@@ -101,9 +104,18 @@ fn sigint_stops_the_run_with_130_and_keeps_results() {
         );
         std::thread::sleep(Duration::from_millis(50));
     };
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    let c = child.child();
+    c.stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    c.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
     assert_eq!(
         status.code(),
         Some(130),

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{config, options, read};
+use common::{config, options, read, ChildGuard};
 use params::Params;
 use tests_suite::gc::{gc, GcMode, Resource, ResourceRecorder, RunRecord};
 use tests_suite::results::merge;
@@ -427,10 +427,13 @@ fn gc_cleans_stale_runs_and_leaves_live_ones() {
     let mut gone = std::process::Command::new("true").spawn().unwrap();
     let gone_pid = gone.id();
     gone.wait().unwrap();
-    let mut orphan = std::process::Command::new("sleep")
-        .arg("60")
-        .spawn()
-        .unwrap();
+    // Guarded: killed and reaped even if an assertion below fails.
+    let mut orphan = ChildGuard::new(
+        std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap(),
+    );
     let orphan_start = tests_suite::gc::process_start_time(orphan.id());
     let scratch = results.join("scratch");
     std::fs::create_dir_all(scratch.join("w0")).unwrap();
@@ -460,10 +463,12 @@ fn gc_cleans_stale_runs_and_leaves_live_ones() {
         .record(Resource::Socket { path: sock.clone() })
         .unwrap();
     // A process whose start time does not match is not ours: never killed.
-    let mut stranger = std::process::Command::new("sleep")
-        .arg("60")
-        .spawn()
-        .unwrap();
+    let mut stranger = ChildGuard::new(
+        std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap(),
+    );
     stale
         .record(Resource::Process {
             pid: stranger.id(),
@@ -494,15 +499,13 @@ fn gc_cleans_stale_runs_and_leaves_live_ones() {
     assert_eq!(r.stale_runs, ["stale"]);
     assert_eq!(r.live_runs, ["live"]);
     assert_eq!(r.killed, [orphan.id()]);
-    let status = orphan.wait().unwrap();
+    let status = orphan.child().wait().unwrap();
     assert!(!status.success(), "the orphan was killed");
     assert!(!sock.exists() && !scratch.exists());
     assert!(!results.join(".runs/stale.json").exists());
     assert!(results.join(".runs/live.json").exists());
     assert!(
-        stranger.try_wait().unwrap().is_none(),
+        stranger.child().try_wait().unwrap().is_none(),
         "a stranger was killed"
     );
-    stranger.kill().unwrap();
-    stranger.wait().unwrap();
 }

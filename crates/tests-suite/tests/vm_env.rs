@@ -5,8 +5,9 @@
 //! identical and `kill_vm` does not forbid it; an interrupted run kills its VMs and keeps
 //! finished results. Every test checks that no QEMU it started survives.
 //!
-//! The guest comes from `KVMTEST_GUEST_DIR`, else `target/guest/` at the workspace root (built
-//! by `cargo xtask fixtures guest`); without it these tests fail, naming that command.
+//! The guest comes from `KVMTEST_GUEST_DIR`, else `<target dir>/guest` (`vm::fixtures`: under
+//! `CARGO_TARGET_DIR` when it is set), built beforehand by `cargo xtask fixtures guest`; without
+//! it these tests fail at once, naming that command.
 
 #![allow(clippy::unwrap_used)]
 

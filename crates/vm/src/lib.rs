@@ -27,6 +27,7 @@
 //! ```
 
 pub mod error;
+pub mod fixtures;
 pub mod image;
 pub mod layout;
 pub mod net;

@@ -3,32 +3,38 @@
 //!
 //! The "children" are this test binary run again with one test selected and an environment
 //! variable telling that test to act as the child; without the variable those tests return at
-//! once.
+//! once. Each child is held by a [`ChildGuard`]: if the parent test fails (a timeout, an
+//! assertion), the guard SIGKILLs and reaps the child, and the child's QEMU dies with it, so no
+//! process outlives a failing test.
 
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{argv_source, guest_params, process_alive, spec};
+use support::{argv_source, guest_params, process_alive, spec, ChildGuard};
 use vm::{Teardown, Vm};
 
 const CHILD_OUT: &str = "KVMTEST_VM_TEST_CHILD_OUT";
 const CHILD_RELEASE: &str = "KVMTEST_VM_TEST_CHILD_RELEASE";
 
-fn spawn_child(test: &str, out: &Path, release: &Path) -> Child {
-    Command::new(std::env::current_exe().expect("current exe"))
+/// How long a child may take to create its VM and report it.
+const CHILD_READY: Duration = Duration::from_secs(60);
+
+fn spawn_child(test: &str, out: &Path, release: &Path) -> ChildGuard {
+    let child = Command::new(std::env::current_exe().expect("current exe"))
         .args(["--exact", test, "--nocapture", "--test-threads=1"])
         .env(CHILD_OUT, out)
         .env(CHILD_RELEASE, release)
         .stdin(Stdio::null())
         .spawn()
-        .expect("spawning the child test process")
+        .expect("spawning the child test process");
+    ChildGuard::new(child)
 }
 
 /// Waits for `path` to hold a complete line.
-fn wait_file(path: &Path, timeout: Duration, child: &mut Child) -> String {
+fn wait_file(path: &Path, timeout: Duration, child: &mut ChildGuard) -> String {
     let deadline = Instant::now() + timeout;
     loop {
         if let Ok(text) = std::fs::read_to_string(path) {
@@ -36,7 +42,7 @@ fn wait_file(path: &Path, timeout: Duration, child: &mut Child) -> String {
                 return text;
             }
         }
-        if let Ok(Some(status)) = child.try_wait() {
+        if let Ok(Some(status)) = child.child().try_wait() {
             panic!("child exited ({status}) before writing {}", path.display());
         }
         assert!(
@@ -105,18 +111,21 @@ fn sigkilled_test_process_takes_qemu_with_it() {
     if child_env().is_some() {
         return;
     }
+    // Fail here, naming `cargo xtask fixtures guest`, rather than in the children.
+    support::guest();
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("child.out");
     let never = dir.path().join("never-released");
     let mut child = spawn_child("child_process", &out, &never);
-    let line = wait_file(&out, Duration::from_secs(60), &mut child);
+    let line = wait_file(&out, CHILD_READY, &mut child);
     let mut f = line.split_whitespace();
     let pid: u32 = f.next().and_then(|p| p.parse().ok()).expect("pid");
+    child.set_qemu(pid);
     let run_dir = PathBuf::from(f.next().expect("run dir"));
     assert!(process_alive(pid), "QEMU runs while the child does");
 
-    child.kill().expect("SIGKILL the child");
-    child.wait().expect("reap the child");
+    child.child().kill().expect("SIGKILL the child");
+    child.wait();
     let deadline = Instant::now() + Duration::from_secs(5);
     while process_alive(pid) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
@@ -141,21 +150,25 @@ fn concurrent_processes_never_share_redir_ports() {
     if child_env().is_some() {
         return;
     }
+    // Fail here, naming `cargo xtask fixtures guest`, rather than in the children.
+    support::guest();
     let dir = tempfile::tempdir().expect("tempdir");
     let release = dir.path().join("release");
     let outs: Vec<PathBuf> = (0..2)
         .map(|i| dir.path().join(format!("child{i}.out")))
         .collect();
-    let mut children: Vec<Child> = outs
+    let mut children: Vec<ChildGuard> = outs
         .iter()
         .map(|o| spawn_child("child_process", o, &release))
         .collect();
     let mut all_ports = Vec::new();
     let mut pids = Vec::new();
     for (o, c) in outs.iter().zip(children.iter_mut()) {
-        let line = wait_file(o, Duration::from_secs(60), c);
+        let line = wait_file(o, CHILD_READY, c);
         let mut f = line.split_whitespace();
-        pids.push(f.next().and_then(|p| p.parse::<u32>().ok()).expect("pid"));
+        let pid = f.next().and_then(|p| p.parse::<u32>().ok()).expect("pid");
+        c.set_qemu(pid);
+        pids.push(pid);
         let _run_dir = f.next();
         let ports: Vec<u16> = f.map(|p| p.parse().expect("port")).collect();
         assert_eq!(ports.len(), 4);
@@ -178,8 +191,8 @@ fn concurrent_processes_never_share_redir_ports() {
         );
     }
     std::fs::write(&release, "go\n").expect("release");
-    for mut c in children {
-        let status = c.wait().expect("child");
+    for c in &mut children {
+        let status = c.wait();
         assert!(status.success(), "child failed: {status}");
     }
     for p in pids {

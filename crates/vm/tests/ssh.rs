@@ -2,16 +2,21 @@
 //! a private `sshd -i` (inetd mode) started on a connection the test accepted itself, with a
 //! host key, an authorized key and a config in a temporary directory. Nothing listens after
 //! the test, no port is probed and released, and the host's own sshd (if any) is not involved.
+//! The `sshd` is held by a [`ChildGuard`], so it is killed and reaped even when the test fails.
 //! `.ci/run` installs `openssh-server`; without `/usr/sbin/sshd` the test fails, it does not skip.
+
+mod support;
 
 use std::fs;
 use std::net::TcpListener;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use params::Params;
+use support::ChildGuard;
 use vm::session::SshTransport;
 use vm::{Session, ShellConfig};
 
@@ -70,13 +75,16 @@ async fn ssh_sessions_log_in_and_run_commands() {
     let port = listener.local_addr().expect("addr").port();
     let server_log = dir.path().join("sshd.log");
     let log = fs::File::create(&server_log).expect("sshd log");
-    // One connection, one `sshd -i` on it; the thread ends with the session.
+    // One connection, one `sshd -i` on it, which ends with the session. The thread hands the
+    // sshd to a guard the test holds (or, if the test is already gone, drops it: killed).
+    let sshd: Arc<Mutex<Option<ChildGuard>>> = Arc::new(Mutex::new(None));
+    let slot = sshd.clone();
     let server = std::thread::spawn(move || {
         let (sock, _) = listener.accept().expect("accept");
         drop(listener);
         let fd = OwnedFd::from(sock);
         let out = fd.try_clone().expect("dup");
-        let status = Command::new(SSHD)
+        let child = Command::new(SSHD)
             .arg("-i")
             .arg("-f")
             .arg(&config)
@@ -84,8 +92,9 @@ async fn ssh_sessions_log_in_and_run_commands() {
             .stdin(Stdio::from(fd))
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(log))
-            .status();
-        status.map(|s| s.to_string())
+            .spawn()
+            .expect("spawning sshd");
+        *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(ChildGuard::new(child));
     });
 
     let mut p = Params::new();
@@ -127,9 +136,22 @@ async fn ssh_sessions_log_in_and_run_commands() {
         "the session is logged"
     );
     drop(s);
-    // the client is killed with the session; sshd then ends
-    let ended = tokio::task::spawn_blocking(move || server.join())
+    let spawned = tokio::task::spawn_blocking(move || server.join())
         .await
         .expect("join task");
-    assert!(ended.is_ok(), "sshd thread panicked");
+    assert!(spawned.is_ok(), "the sshd thread panicked");
+    // The client is killed with the session; sshd then ends.
+    let mut guard = sshd
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+        .expect("sshd was spawned");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while guard.child().try_wait().expect("polling sshd").is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "sshd still runs 10 s after the session ended"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

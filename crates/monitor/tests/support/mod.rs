@@ -5,23 +5,81 @@
 //! and its [`tempfile::TempDir`] removes the sockets, transcripts and logs.
 //! On a panic it prints QEMU's stderr and the transcripts between markers,
 //! so a failure explains itself.
+//!
+//! The QEMU under test is [`qemu_binary`]: `$KVMTEST_QEMU`, else `qemu-system-x86_64` — the
+//! rule of `qemu_cmd::probe::default_binary`, restated here because `monitor` depends on no
+//! other kvmtest crate, not even for its tests. The first QMP connection of a test process
+//! prints `QEMU under test: <path> (<query-version>)`.
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use monitor::{HmpClient, HmpConfig, QmpClient, QmpConfig};
 
-/// The QEMU binary the tests use.
-pub const QEMU: &str = "qemu-system-x86_64";
+/// The environment variable that selects the QEMU binary (as in `qemu_cmd::probe::QEMU_ENV`).
+pub const QEMU_ENV: &str = "KVMTEST_QEMU";
+/// The QEMU binary used when [`QEMU_ENV`] is unset or empty.
+pub const DEFAULT_QEMU: &str = "qemu-system-x86_64";
+
+/// The QEMU binary the tests use: `$KVMTEST_QEMU` when set and not empty, else
+/// `qemu-system-x86_64` (looked up on `PATH`). The same rule as
+/// `qemu_cmd::probe::default_binary`, read here directly: the monitor crate depends on no other
+/// kvmtest crate, not even as a dev-dependency.
+pub fn qemu_binary() -> PathBuf {
+    match std::env::var_os(QEMU_ENV) {
+        Some(q) if !q.is_empty() => PathBuf::from(q),
+        _ => PathBuf::from(DEFAULT_QEMU),
+    }
+}
+
+/// `binary` when it is a path, else where it is on `PATH` (for the report line).
+fn resolve(binary: &Path) -> PathBuf {
+    if binary.components().count() > 1 {
+        return binary.to_path_buf();
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|d| d.join(binary))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| binary.to_path_buf())
+}
+
+/// Prints `QEMU under test: <path> (<version>)` once per test process, with the version that
+/// `query-version` returns on `qmp`.
+async fn report_version(binary: &Path, qmp: &QmpClient) {
+    static REPORTED: AtomicBool = AtomicBool::new(false);
+    if REPORTED.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let version = match qmp.run(&qapi::qmp::query_version {}).await {
+        Ok(v) => format!(
+            "{}.{}.{} {}",
+            v.qemu.major,
+            v.qemu.minor,
+            v.qemu.micro,
+            v.package.trim()
+        )
+        .trim_end()
+        .to_owned(),
+        Err(e) => format!("query-version failed: {}", chain(&e)),
+    };
+    eprintln!(
+        "QEMU under test: {} ({version}, from query-version)",
+        resolve(binary).display()
+    );
+}
 
 /// A QEMU process started with `-S -display none -nodefaults -accel tcg`
 /// and a QMP and a human monitor on unix sockets in a private tempdir.
 pub struct Qemu {
     child: Child,
     dir: tempfile::TempDir,
+    binary: PathBuf,
     argv: Vec<String>,
 }
 
@@ -55,9 +113,11 @@ impl Qemu {
         argv.push("-monitor".into());
         argv.push(format!("unix:{},server=on,wait=off", hmp.display()));
         argv.extend(extra.iter().map(|s| s.to_string()));
-        eprintln!("starting: {QEMU} {}", argv.join(" "));
+        let binary = qemu_binary();
+        let shown = binary.display();
+        eprintln!("starting: {shown} {}", argv.join(" "));
         let stderr = std::fs::File::create(dir.path().join("qemu.stderr")).expect("stderr log");
-        let child = match Command::new(QEMU)
+        let child = match Command::new(&binary)
             .args(&argv)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -66,12 +126,17 @@ impl Qemu {
         {
             Ok(child) => child,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-                "{QEMU} is not installed (not found on PATH); these tests need a real QEMU: \
-                 apt-get install -y qemu-system-x86"
+                "{shown} is not installed (not found); these tests need a real QEMU: \
+                 apt-get install -y qemu-system-x86, or name one with {QEMU_ENV}"
             ),
-            Err(e) => panic!("spawning {QEMU}: {e}"),
+            Err(e) => panic!("spawning {shown}: {e}"),
         };
-        Self { child, dir, argv }
+        Self {
+            child,
+            dir,
+            binary,
+            argv,
+        }
     }
 
     /// `-machine pc` with nothing else.
@@ -107,9 +172,11 @@ impl Qemu {
     /// Connects a QMP client with `config` (plus the transcript).
     pub async fn qmp_with(&self, config: QmpConfig) -> QmpClient {
         let config = config.transcript(self.dir().join("qmp.jsonl"));
-        QmpClient::connect_unix(self.qmp_path(), config)
+        let qmp = QmpClient::connect_unix(self.qmp_path(), config)
             .await
-            .unwrap_or_else(|e| panic!("connecting QMP: {}", chain(&e)))
+            .unwrap_or_else(|e| panic!("connecting QMP: {}", chain(&e)));
+        report_version(&self.binary, &qmp).await;
+        qmp
     }
 
     /// Connects a human monitor client writing `hmp.jsonl`.
@@ -153,7 +220,11 @@ impl Drop for Qemu {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::thread::panicking() {
-            eprintln!("===== argv: {QEMU} {}", self.argv.join(" "));
+            eprintln!(
+                "===== argv: {} {}",
+                self.binary.display(),
+                self.argv.join(" ")
+            );
             for name in ["qemu.stderr", "qmp.jsonl", "hmp.jsonl"] {
                 let path = self.dir.path().join(name);
                 if let Ok(text) = std::fs::read_to_string(&path) {

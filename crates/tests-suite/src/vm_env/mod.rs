@@ -73,9 +73,12 @@ impl VmLayerFactory {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum FactoryError {
-    /// No QEMU binary was named and none is on `PATH`.
-    #[error("no QEMU binary: `{0}` is not on PATH (name one with --qemu or qemu_binary)")]
-    NoQemu(&'static str),
+    /// No QEMU binary was named and the default one is not on `PATH`.
+    #[error(
+        "no QEMU binary: `{0}` is not on PATH (name one with --qemu, qemu_binary in kvmtest.toml \
+         or KVMTEST_QEMU)"
+    )]
+    NoQemu(String),
     /// Probing the QEMU binary's capabilities failed.
     #[error("probing the capabilities of {binary}")]
     Probe {
@@ -96,7 +99,17 @@ pub enum FactoryError {
     },
 }
 
-const DEFAULT_QEMU: &str = "qemu-system-x86_64";
+/// The QEMU binary when neither `--qemu` nor `qemu_binary` (settings) chose one:
+/// `$KVMTEST_QEMU`, else `qemu-system-x86_64` (`qemu_cmd::probe::default_binary`, the default
+/// of every kvmtest layer); a bare name is looked up on `PATH`.
+fn default_qemu() -> Result<PathBuf, FactoryError> {
+    let binary = vm::fixtures::default_qemu();
+    if binary.components().count() > 1 {
+        return Ok(binary);
+    }
+    let name = binary.to_string_lossy().into_owned();
+    find_in_path(&name).ok_or(FactoryError::NoQemu(name))
+}
 
 fn find_in_path(program: &str) -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?)
@@ -127,7 +140,7 @@ impl EnvFactory for VmLayerFactory {
         })?;
         let binary = match &slot.qemu_binary {
             Some(b) => b.clone(),
-            None => find_in_path(DEFAULT_QEMU).ok_or(wrap(FactoryError::NoQemu(DEFAULT_QEMU)))?,
+            None => default_qemu().map_err(wrap)?,
         };
         let builder = vm::QemuCmdArgv::probe(&binary).map_err(|e| {
             wrap(FactoryError::Probe {

@@ -1,9 +1,16 @@
-//! Helpers shared by the integration tests: configs from text, quiet run options, and the test
-//! guest (its directory, the suite's base config, QEMU liveness).
+//! Helpers shared by the integration tests: configs from text, quiet run options, the test
+//! guest (its directory, the suite's base config, QEMU liveness), and a guard that kills child
+//! processes when a test fails.
+//!
+//! The guest is never built by a test: [`guest_dir`] takes it from [`vm::fixtures`]
+//! (`KVMTEST_GUEST_DIR`, else `<target dir>/guest`, built by `cargo xtask fixtures guest`) and
+//! panics naming that command when it is missing.
 
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::sync::Once;
 
 use params::{Config, Parser, ParserOptions};
 use tests_suite::{ProgressMode, RunOptions};
@@ -38,22 +45,33 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// The test guest: `KVMTEST_GUEST_DIR`, else `target/guest/` at the workspace root (built by
-/// `cargo xtask fixtures guest`). Panics naming that command when it is missing.
+/// The test guest directory ([`vm::fixtures::require_guest`]). Panics naming
+/// `cargo xtask fixtures guest` and the directory when the guest is missing. Also prints, once,
+/// the QEMU the VM layer will run ([`report_qemu`]).
 pub fn guest_dir() -> PathBuf {
-    let dir = match std::env::var_os("KVMTEST_GUEST_DIR") {
-        Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => workspace_root().join("target").join("guest"),
-    };
-    for f in ["vmlinux", "initrd.gz"] {
-        assert!(
-            dir.join(f).is_file(),
-            "the test guest is missing ({} has no {f}): build it with \
-             `cargo xtask fixtures guest` (or set KVMTEST_GUEST_DIR)",
-            dir.display()
-        );
-    }
+    let dir = vm::fixtures::require_guest().unwrap_or_else(|e| panic!("{e}"));
+    report_qemu();
     dir
+}
+
+/// Prints `QEMU under test: <path> (<version>)` once per test process: the QEMU that
+/// `VmLayerFactory` runs without `--qemu`/`qemu_binary` ([`vm::fixtures::default_qemu`]:
+/// `KVMTEST_QEMU`, else `qemu-system-x86_64`), probed as the factory probes it.
+pub fn report_qemu() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let binary = vm::fixtures::default_qemu();
+        match vm::QemuCmdArgv::probe(&binary) {
+            Ok(q) => eprintln!(
+                "QEMU under test: {}",
+                vm::fixtures::describe_qemu(&binary, &q.caps().version)
+            ),
+            Err(e) => eprintln!(
+                "QEMU under test: {} (probing failed: {e})",
+                binary.display()
+            ),
+        }
+    });
 }
 
 /// The bundled suite's base config (one VM of the test guest).
@@ -67,4 +85,32 @@ pub fn alive(pid: u32) -> bool {
         s.rsplit_once(')')
             .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X']))
     })
+}
+
+/// A child process that is SIGKILLed and reaped when the guard drops, also when the test
+/// panics: no process a test started outlives it.
+pub struct ChildGuard(Child);
+
+impl ChildGuard {
+    /// Guards `child`.
+    pub fn new(child: Child) -> ChildGuard {
+        ChildGuard(child)
+    }
+
+    /// The guarded child.
+    pub fn child(&mut self) -> &mut Child {
+        &mut self.0
+    }
+
+    /// Its pid.
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -1,19 +1,23 @@
 //! Shared test support: the real test guest, its params (`guest.cfg`), the `qemu-cmd` argv
-//! source, leak checks.
+//! source, leak checks, and a guard that kills child processes when a test fails.
 //!
-//! The guest comes from `KVMTEST_GUEST_DIR`, else `target/guest/` at the workspace root (what
-//! `cargo xtask fixtures guest` writes). If it is missing the tests build it by running that
-//! command, and fail (never skip) with the command named if that does not work.
+//! The guest is never built here: it comes from [`vm::fixtures::guest_dir`]
+//! (`KVMTEST_GUEST_DIR`, else `<target dir>/guest`, where `cargo xtask fixtures guest` puts it;
+//! `cargo xtask ci` runs that before `cargo test`). If it is missing, every test that needs it
+//! fails at once (never skips) with a message naming that command and the directory looked in.
+//! The QEMU under test is [`qemu_cmd::probe::default_binary`] (`KVMTEST_QEMU`, else
+//! `qemu-system-x86_64`); its capabilities are cached under the same target dir.
 
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::Child;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use params::{Params, Parser, ParserOptions};
-use qemu_cmd::probe::probe_cached;
+use qemu_cmd::probe::{default_binary, probe_cached};
+use vm::fixtures::{self, INITRD, VMLINUZ};
 use vm::{QemuCmdArgv, VmSpec};
 
 /// The built guest.
@@ -27,44 +31,14 @@ fn workspace_root() -> PathBuf {
     here.ancestors().nth(2).unwrap_or(here).to_path_buf()
 }
 
-/// The test guest, built once per test process if it is missing.
+/// The test guest; panics naming `cargo xtask fixtures guest` when it is not built.
 pub fn guest() -> &'static Guest {
     static GUEST: OnceLock<Guest> = OnceLock::new();
     GUEST.get_or_init(|| {
-        let dir = match std::env::var_os("KVMTEST_GUEST_DIR") {
-            Some(d) if !d.is_empty() => PathBuf::from(d),
-            _ => workspace_root().join("target").join("guest"),
-        };
-        let ready = |d: &Path| {
-            ["manifest.json", "vmlinuz", "initrd.gz"]
-                .iter()
-                .all(|f| d.join(f).exists())
-        };
-        if !ready(&dir) {
-            eprintln!(
-                "test guest missing in {}: running `cargo xtask fixtures guest`",
-                dir.display()
-            );
-            // A separate target dir: the outer `cargo test` may hold the lock on its own.
-            let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-                .current_dir(workspace_root())
-                .args(["run", "--quiet", "--package", "xtask", "--target-dir"])
-                .arg(workspace_root().join("target").join("xtask-for-tests"))
-                .args(["--", "fixtures", "guest"])
-                .status();
-            match status {
-                Ok(s) if s.success() && ready(&dir) => {}
-                other => panic!(
-                    "the test guest is missing in {} and building it failed ({other:?}).\n\
-                     Build it with `cargo xtask fixtures guest` (or point KVMTEST_GUEST_DIR at a \
-                     built guest) and rerun.",
-                    dir.display()
-                ),
-            }
-        }
+        let dir = fixtures::require_guest().unwrap_or_else(|e| panic!("{e}"));
         Guest {
-            kernel: dir.join("vmlinuz"),
-            initrd: dir.join("initrd.gz"),
+            kernel: dir.join(VMLINUZ),
+            initrd: dir.join(INITRD),
         }
     })
 }
@@ -94,17 +68,22 @@ pub fn guest_params() -> Params {
     p
 }
 
-/// The real argv source: `qemu-cmd` for the installed `qemu-system-x86_64` (capabilities probed
-/// once per test process, cached under `target/`), accelerator from [`vm::probe_accel`].
+/// The real argv source: `qemu-cmd` for the QEMU under test ([`default_binary`]:
+/// `KVMTEST_QEMU`, else `qemu-system-x86_64`; capabilities probed once per test process, cached
+/// under [`fixtures::caps_cache_dir`]), accelerator from [`vm::probe_accel`]. Prints
+/// `QEMU under test: <path> (<version>)` once.
 pub fn argv_source() -> Arc<QemuCmdArgv> {
     static SOURCE: OnceLock<Arc<QemuCmdArgv>> = OnceLock::new();
     SOURCE
         .get_or_init(|| {
-            let binary = Path::new("qemu-system-x86_64");
-            let cache = workspace_root().join("target").join("qemu-caps-cache");
-            let caps = probe_cached(binary, &cache)
+            let binary = default_binary();
+            let caps = probe_cached(&binary, &fixtures::caps_cache_dir())
                 .unwrap_or_else(|e| panic!("probing {}: {e}", binary.display()));
-            let source = QemuCmdArgv::new(binary, caps);
+            eprintln!(
+                "QEMU under test: {}",
+                fixtures::describe_qemu(&binary, &caps.version)
+            );
+            let source = QemuCmdArgv::new(&binary, caps);
             eprintln!("accelerator: {}", vm::probe_accel());
             Arc::new(source)
         })
@@ -129,6 +108,15 @@ pub fn process_alive(pid: u32) -> bool {
     }
 }
 
+/// The start time of process `pid` (clock ticks since boot, `/proc/PID/stat` field 22), which
+/// tells a process from a later one that reuses its pid.
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    // `rest` starts at field 3 (state).
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
 /// Asserts QEMU `pid` is gone and `run_dir` (with its sockets) removed.
 pub fn assert_no_leftovers(pid: u32, run_dir: &Path) {
     assert!(!process_alive(pid), "QEMU pid {pid} still runs");
@@ -151,5 +139,71 @@ pub fn logs() -> tempfile::TempDir {
             b.tempdir_in(d).expect("creating a log dir")
         }
         _ => b.tempdir().expect("creating a log dir"),
+    }
+}
+
+/// A child process that is SIGKILLed and reaped when the guard drops — also when the test
+/// panics — so that no process outlives a failing test. If the child is known to run a QEMU
+/// ([`ChildGuard::set_qemu`]), that QEMU dies with it through `vm`'s parent-death signal; the
+/// guard checks that it did (and kills its process group otherwise), then sweeps the run
+/// directories the killed child left ([`vm::sweep_stale`]).
+pub struct ChildGuard {
+    child: Child,
+    /// The child's QEMU: pid and start time (so a reused pid is never killed).
+    qemu: Option<(u32, Option<u64>)>,
+}
+
+impl ChildGuard {
+    /// Guards `child`.
+    pub fn new(child: Child) -> ChildGuard {
+        ChildGuard { child, qemu: None }
+    }
+
+    /// The guarded child.
+    pub fn child(&mut self) -> &mut Child {
+        &mut self.child
+    }
+
+    /// Records that the child started QEMU `pid`.
+    pub fn set_qemu(&mut self, pid: u32) {
+        self.qemu = Some((pid, process_start_time(pid)));
+    }
+
+    /// Waits for the child to exit on its own (it is still killed on drop if it does not).
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        self.child.wait().expect("waiting for the child")
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let running = matches!(self.child.try_wait(), Ok(None));
+        if running {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+        if let Some((pid, start)) = self.qemu {
+            let ours = || start.is_some() && process_alive(pid) && process_start_time(pid) == start;
+            // The child's QEMU gets SIGKILL from the kernel when the child dies
+            // (PR_SET_PDEATHSIG, set by `vm` on every QEMU it spawns).
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while ours() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if ours() {
+                eprintln!("QEMU {pid} outlived its killed parent: killing its process group");
+                if let Some(p) = i32::try_from(pid)
+                    .ok()
+                    .and_then(rustix::process::Pid::from_raw)
+                {
+                    let _ = rustix::process::kill_process_group(p, rustix::process::Signal::KILL);
+                }
+            }
+        }
+        if running {
+            // Only after a kill by this guard: a test that ends its child itself checks the run
+            // dir it leaves, and a sweep from here must not remove it under that test.
+            vm::sweep_stale(&vm::run_base());
+        }
     }
 }
