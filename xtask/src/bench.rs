@@ -147,12 +147,10 @@ pub(crate) fn reference_dump() -> Result<PathBuf> {
     Ok(dump)
 }
 
-/// The cargo target directory (`$CARGO_TARGET_DIR` or `target/`).
+/// The cargo target directory: `vm::fixtures::target_dir` (`$CARGO_TARGET_DIR`, else the one
+/// this xtask binary was built in), the one rule every fixture follows.
 pub(crate) fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(d) => root().join(d),
-        None => root().join("target"),
-    }
+    vm::fixtures::target_dir()
 }
 
 /// Build `kvmtest` in release mode (default target directory) and return its path.

@@ -190,6 +190,9 @@ fn cli_run_inner(args: &RunArgs) -> Result<ExitStatus, ExitStatus> {
     options.env_factory = std::sync::Arc::new(crate::vm_env::VmLayerFactory::new());
     match runner::run(&config, &options) {
         Ok(summary) => {
+            for q in &summary.report.qemu {
+                println!("qemu: {q}");
+            }
             println!("results: {}", summary.job_dir.display());
             Ok(summary.exit)
         }

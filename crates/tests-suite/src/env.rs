@@ -252,6 +252,11 @@ pub trait VmEnv: Send + Sync {
         image: &'a str,
         params: &'a Params,
     ) -> BoxFuture<'a, Result<(), EnvError>>;
+    /// The QEMU this environment starts, as `<path> (<version>)`, for the results; `None` when
+    /// it starts none. The default is `None`.
+    fn qemu(&self) -> Option<String> {
+        None
+    }
     /// The test whose directory is `test_dir` is over (post-processing done): copy what the
     /// VMs that survive it logged during the test into `test_dir`. The default does nothing.
     fn end_test<'a>(&'a self, test_dir: &'a Path) -> BoxFuture<'a, ()> {

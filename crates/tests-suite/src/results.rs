@@ -106,6 +106,9 @@ pub struct TestRecord {
     pub duration_s: f64,
     /// Its directory, relative to the job directory.
     pub dir: String,
+    /// The QEMU of the environment it ran in, `<path> (<version>)`; absent without a VM layer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qemu: Option<String>,
 }
 
 /// The content of `results.json`.
@@ -136,6 +139,18 @@ pub struct RunReport {
     /// For a merged report: the job ids merged.
     #[serde(default)]
     pub merged_from: Vec<String>,
+    /// Every QEMU the run's tests ran on (`<path> (<version>)`), sorted.
+    #[serde(default)]
+    pub qemu: Vec<String>,
+}
+
+impl RunReport {
+    /// Sets [`RunReport::qemu`] from the tests' records.
+    pub fn collect_qemu(&mut self) {
+        let all: std::collections::BTreeSet<&String> =
+            self.tests.iter().filter_map(|t| t.qemu.as_ref()).collect();
+        self.qemu = all.into_iter().cloned().collect();
+    }
 }
 
 impl RunReport {
@@ -182,6 +197,9 @@ impl RunReport {
             case.set_classname(ty.as_str());
             case.set_time(Duration::from_secs_f64(t.duration_s.max(0.0)));
             case.add_property(quick_junit::Property::new("dir", t.dir.as_str()));
+            if let Some(q) = &t.qemu {
+                case.add_property(quick_junit::Property::new("qemu", q.as_str()));
+            }
             suites
                 .entry(ty.clone())
                 .or_insert_with(|| TestSuite::new(ty.as_str()))
@@ -276,6 +294,7 @@ pub fn merge(
         counts: Counts::default(),
         tests: Vec::new(),
         merged_from: Vec::new(),
+        qemu: Vec::new(),
     };
     for input in inputs {
         let r = RunReport::read(input)?;
@@ -305,6 +324,7 @@ pub fn merge(
         }
     }
     merged.tests = tests.into_values().collect();
+    merged.collect_qemu();
     for t in &merged.tests {
         merged.counts.add(t.verdict);
     }

@@ -386,7 +386,7 @@ pub fn run(config: &Config, options: &RunOptions) -> Result<RunSummary, RunError
         Err(_) => (Counts::default(), Vec::new()),
     };
     records.sort_by_key(|r| r.index);
-    let report = RunReport {
+    let mut report = RunReport {
         kvmtest_version: env!("CARGO_PKG_VERSION").into(),
         job_id: job_id.clone(),
         started: crate::time::rfc3339(started_at),
@@ -399,7 +399,9 @@ pub fn run(config: &Config, options: &RunOptions) -> Result<RunSummary, RunError
         counts,
         tests: records,
         merged_from: Vec::new(),
+        qemu: Vec::new(),
     };
+    report.collect_qemu();
     report.write(&job_dir)?;
     shared.state.save()?;
     shared.events.emit(
@@ -516,6 +518,7 @@ fn record_without_running(shared: &Shared, p: Planned, verdict: Verdict) -> Test
         started: crate::time::now_rfc3339(),
         duration_s: 0.0,
         dir: String::new(),
+        qemu: None,
     };
     shared.events.emit(
         "test_finished",
@@ -594,6 +597,7 @@ async fn run_one(shared: &Arc<Shared>, env: &Arc<dyn VmEnv>, p: Planned) -> Test
         started,
         duration_s: clock.elapsed().as_secs_f64(),
         dir: rel,
+        qemu: env.qemu(),
     };
     shared.events.emit(
         "test_finished",

@@ -97,6 +97,15 @@ fn fail_demo_names_expected_and_printed_and_keeps_the_logs() {
     // in the failed testcase's <failure>.
     let written = RunReport::read(&summary.job_dir).unwrap();
     assert_eq!(written.tests.len(), 1);
+    // Which QEMU ran: the default one (`KVMTEST_QEMU`, else on PATH), with its version, in
+    // the test's record, the run's list and junit.xml.
+    let binary = vm::fixtures::default_qemu();
+    let caps = vm::QemuCmdArgv::probe(&binary).unwrap();
+    let qemu = vm::fixtures::describe_qemu(&binary, &caps.caps().version);
+    eprintln!("QEMU under test: {qemu}");
+    assert_eq!(written.tests[0].qemu.as_deref(), Some(qemu.as_str()));
+    assert_eq!(written.qemu, vec![qemu.clone()]);
+    assert!(common::read(&summary.job_dir.join("junit.xml")).contains(&qemu));
     assert_eq!(written.tests[0].verdict, VerdictKind::Fail);
     assert_eq!(written.tests[0].message.as_deref(), Some(msg));
     let junit = common::read(&summary.job_dir.join("junit.xml"));

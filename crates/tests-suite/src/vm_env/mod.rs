@@ -148,12 +148,11 @@ impl EnvFactory for VmLayerFactory {
                 source: Box::new(e),
             })
         })?;
+        let qemu = vm::fixtures::describe_qemu(builder.binary(), &builder.caps().version);
         let source = WorkerPaths::new(Arc::new(builder), guest_dir, &image_dir);
-        Ok(Arc::new(VmLayerEnv::new(
-            Arc::new(source),
-            image_dir,
-            slot.recorder.clone(),
-        )))
+        Ok(Arc::new(
+            VmLayerEnv::new(Arc::new(source), image_dir, slot.recorder.clone()).with_qemu(qemu),
+        ))
     }
 }
 
@@ -164,6 +163,7 @@ pub struct VmLayerEnv {
     root_dir: PathBuf,
     recorder: ResourceRecorder,
     vms: Mutex<BTreeMap<String, Arc<LiveVm>>>,
+    qemu: Option<String>,
 }
 
 impl std::fmt::Debug for VmLayerEnv {
@@ -224,7 +224,15 @@ impl VmLayerEnv {
             root_dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
             recorder,
             vms: Mutex::new(BTreeMap::new()),
+            qemu: None,
         }
+    }
+
+    /// Names the QEMU this environment starts (`<path> (<version>)`), reported with every test.
+    #[must_use]
+    pub fn with_qemu(mut self, qemu: String) -> Self {
+        self.qemu = Some(qemu);
+        self
     }
 
     fn get(&self, name: &str) -> Option<Arc<LiveVm>> {
@@ -283,6 +291,10 @@ impl VmLayerEnv {
 }
 
 impl VmEnv for VmLayerEnv {
+    fn qemu(&self) -> Option<String> {
+        self.qemu.clone()
+    }
+
     fn start_vm<'a>(
         &'a self,
         name: &'a str,
