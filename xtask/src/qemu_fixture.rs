@@ -361,7 +361,9 @@ pub fn fetch(series: &str) -> Result<PathBuf> {
     let mut dl = Command::new("apt-get");
     dl.current_dir(&debs)
         .args(["download", "-q", "-o", "APT::Sandbox::User=root"])
-        .args(packages.iter().map(|p| format!("{}={}", p.name, p.version)));
+        .args(packages.iter().map(|p| format!("{}={}", p.name, p.version)))
+        // Standard output is this command's result (the launcher's path): apt talks on stderr.
+        .stdout(std::io::stderr());
     crate::deps::run(dl)?;
     let mut by_name: BTreeMap<String, PathBuf> = BTreeMap::new();
     for e in fs::read_dir(&debs)? {
