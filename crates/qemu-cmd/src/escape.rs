@@ -52,58 +52,15 @@ mod tests {
     }
 }
 
-/// Splits a QEMU option list (`a=b,c,d=e,,f`) into `(key, value)` pairs, the inverse of
-/// [`escape_into`]: a doubled comma is a literal comma, a single comma separates items, and an
-/// item without `=` is a bare flag (`None`).
-///
-/// Used to read `nic_extra_params`-style keys (re-emitted escaped, so a value can only ever land
-/// in its own key) and by tests to check that built arguments split back into what was put in.
-///
-/// # Errors
-///
-/// `Err(item)` for an item with an empty key (`=x`, or an empty item between two commas).
-pub fn split_opt_list(s: &str) -> Result<Vec<(String, Option<String>)>, String> {
-    let mut items = Vec::new();
-    let mut cur = String::new();
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == ',' {
-            if chars.peek() == Some(&',') {
-                chars.next();
-                cur.push(',');
-                continue;
-            }
-            items.push(std::mem::take(&mut cur));
-        } else {
-            cur.push(c);
-        }
-    }
-    items.push(cur);
-    items
-        .into_iter()
-        .map(|item| {
-            let (k, v) = match item.split_once('=') {
-                Some((k, v)) => (k.to_string(), Some(v.to_string())),
-                None => (item.clone(), None),
-            };
-            if k.is_empty() {
-                Err(item)
-            } else {
-                Ok((k, v))
-            }
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod split_tests {
-    use super::*;
+    use super::escape_opt_value;
 
     #[test]
     fn round_trip() {
         let v = "a,,b=c";
         let built = format!("file={},if=ide,snapshot", escape_opt_value(v));
-        let got = split_opt_list(&built);
+        let got = spec::opts::split_opt_list(&built);
         assert_eq!(
             got,
             Ok(vec![
@@ -112,8 +69,5 @@ mod split_tests {
                 ("snapshot".to_string(), None),
             ])
         );
-        assert!(split_opt_list("a=1,,").is_ok());
-        assert!(split_opt_list("a=1,").is_err());
-        assert!(split_opt_list("=x").is_err());
     }
 }

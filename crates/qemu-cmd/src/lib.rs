@@ -38,27 +38,29 @@
 mod build;
 pub mod caps;
 mod cmd;
-pub mod error;
 mod escape;
 mod matrix;
 pub mod names;
 pub mod probe;
 mod render;
 mod run;
-pub mod types;
-pub mod view;
 
 pub use build::{build, build_flat, build_view, build_vm, main_vm};
 pub use caps::{BoolSyntax, Capabilities, CapsError, HelpTexts, QemuVersion};
 pub use cmd::{Opt, QemuCommand, RunText, Word};
-pub use error::{BuildError, Problem, ProblemKind};
-pub use escape::{escape_into, escape_opt_value, split_opt_list};
+pub use escape::{escape_into, escape_opt_value};
 pub use matrix::{for_each_cmdline, map_cmdlines, render_matrix, MatrixError, MatrixSummary};
 pub use render::shell_quote;
 pub use run::{RunContext, RunValues};
-pub use view::{
-    CdromView, FlatParams, ImageView, MonitorView, NicMode, NicView, ObjParams, RedirView, Src,
-    VmView,
+/// The typed reading of the params lives in the `spec` crate; these are re-exported so this
+/// crate's API reads as one: `qemu_cmd::types::Accel`, `qemu_cmd::VmView`…
+pub use spec::opts::split_opt_list;
+/// A VM's params cannot make a command line for this QEMU: [`spec::SpecError`], whose problem
+/// list the builder extends with what the binary lacks.
+pub use spec::SpecError as BuildError;
+pub use spec::{
+    types, view, CdromView, FlatParams, ImageView, MonitorView, NicMode, NicView, ObjParams,
+    Problem, ProblemKind, RedirView, Src, VmView,
 };
 
 #[doc(no_inline)]

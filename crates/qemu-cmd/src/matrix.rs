@@ -13,9 +13,9 @@ use params::{Config, VariantView};
 use crate::build::build_flat;
 use crate::caps::Capabilities;
 use crate::cmd::QemuCommand;
-use crate::error::BuildError;
 use crate::run::RunContext;
-use crate::view::FlatParams;
+use spec::problem::SpecError;
+use spec::view::FlatParams;
 
 /// How a matrix dry run went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -49,7 +49,7 @@ pub fn for_each_cmdline(
     config: &Config,
     caps: &Capabilities,
     ctx: &RunContext,
-    mut f: impl FnMut(&VariantView<'_, '_>, Result<QemuCommand, BuildError>) -> ControlFlow<()>,
+    mut f: impl FnMut(&VariantView<'_, '_>, Result<QemuCommand, SpecError>) -> ControlFlow<()>,
 ) -> Result<(), params::Error> {
     config.for_each(|v| {
         let r = build_variant(v, caps, ctx);
@@ -63,7 +63,7 @@ fn build_variant(
     v: &VariantView<'_, '_>,
     caps: &Capabilities,
     ctx: &RunContext,
-) -> Result<QemuCommand, BuildError> {
+) -> Result<QemuCommand, SpecError> {
     match v.entry_refs() {
         Some(refs) => build_flat(&FlatParams::from_refs(&refs), caps, ctx),
         None => {
@@ -85,7 +85,7 @@ pub fn map_cmdlines<T: Send>(
     caps: &Capabilities,
     ctx: &RunContext,
     workers: usize,
-    map: &(dyn Fn(&VariantView<'_, '_>, Result<QemuCommand, BuildError>) -> T + Sync),
+    map: &(dyn Fn(&VariantView<'_, '_>, Result<QemuCommand, SpecError>) -> T + Sync),
     emit: &mut dyn FnMut(T) -> ControlFlow<()>,
 ) -> Result<u64, params::Error> {
     config.map_parallel(
@@ -111,7 +111,7 @@ pub fn render_matrix(
     let mut sum = MatrixSummary::default();
     let mut failed: Option<io::Error> = None;
     // rendered on the workers: (name, text, built)
-    let render = |v: &VariantView<'_, '_>, r: Result<QemuCommand, BuildError>| {
+    let render = |v: &VariantView<'_, '_>, r: Result<QemuCommand, SpecError>| {
         let mut text = String::new();
         let ok = match r {
             Ok(cmd) => {

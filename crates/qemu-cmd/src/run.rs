@@ -11,7 +11,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use crate::cmd::RunText;
-use crate::types::{MacAddr, PciHostAddr, Uuid};
+use spec::types::{MacAddr, PciHostAddr, Uuid};
 
 /// Concrete run-specific values.
 #[derive(Debug, Clone)]

@@ -205,6 +205,9 @@ pub enum Error {
     /// A guest session failed.
     #[error(transparent)]
     Session(#[from] SessionError),
+    /// The VM's params have bad keys (every one listed, with its `file:line`).
+    #[error(transparent)]
+    Spec(#[from] spec::SpecError),
 }
 
 /// Why a guest shell session failed.
@@ -275,17 +278,6 @@ pub enum SessionError {
         status_command: String,
         /// What it printed.
         output: String,
-    },
-    /// `shell_prompt` (or another pattern) is not a valid regex.
-    #[error("parameter `{key}` = {value:?} is not a valid regex")]
-    BadPattern {
-        /// The key.
-        key: String,
-        /// The value.
-        value: String,
-        /// The regex error.
-        #[source]
-        source: regex::Error,
     },
     /// Logging in did not succeed within the login timeout.
     #[error("logging in to {session}: gave up after {} and {attempts} attempts", secs(.waited))]

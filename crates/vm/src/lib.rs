@@ -44,7 +44,7 @@ pub use layout::{
 };
 pub use net::MacAddr;
 pub use qemu_argv::{probe_accel, AccelChoice, QemuArgvError, QemuCmdArgv};
-pub use session::{Session, ShellConfig, Transport};
+pub use session::{Session, SessionSpec, Transport};
 pub use vm::{
     run_base, sweep_stale, Access, CreateOptions, HotDisk, HotNic, MigrationProtocol, RebootMethod,
     StoppedBy, Teardown, Timeouts, Vm, VmSpec,

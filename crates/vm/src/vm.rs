@@ -29,7 +29,7 @@ use crate::layout::{
 use crate::net::{self, MacAddr, MacReservation};
 use crate::process::{OwnedProcess, ProcessState};
 use crate::session::{
-    RawTcpTransport, SerialShared, SerialTransport, Session, ShellConfig, SshTransport,
+    RawTcpTransport, SerialShared, SerialTransport, Session, SessionSpec, SshTransport,
     TelnetTransport, Transport,
 };
 
@@ -217,6 +217,8 @@ impl Drop for SerialConsole {
 pub struct Vm {
     name: String,
     params: Params,
+    /// The session keys, read once at creation.
+    session: SessionSpec,
     spec: VmSpec,
     layout: RunLayout,
     argv: Vec<OsString>,
@@ -319,6 +321,7 @@ impl Vm {
     ) -> Result<Vm, Error> {
         let name = spec.name.clone();
         let mut params = spec.params.object_params(&name);
+        let session = SessionSpec::read(&params, &name)?;
         check_isos(&name, &params, &spec.root_dir)?;
 
         let instance = new_instance();
@@ -558,6 +561,7 @@ impl Vm {
         Ok(Vm {
             name,
             params,
+            session,
             spec,
             layout,
             argv,
@@ -1051,8 +1055,8 @@ impl Vm {
             })
     }
 
-    fn shell_config(&self) -> Result<ShellConfig, Error> {
-        Ok(ShellConfig::from_params(&self.params)?)
+    fn shell_config(&self) -> Result<SessionSpec, Error> {
+        Ok(self.session.clone())
     }
 
     fn next_session_log(&mut self, kind: &str) -> PathBuf {
@@ -1201,11 +1205,15 @@ impl Vm {
         }
     }
 
-    /// `login_timeout` from the params (default 360 s).
+    /// `login_timeout` from the params (default 360 s, as in avocado-vt; a bad value made
+    /// [`Vm::create`] fail).
     pub fn login_timeout(&self) -> Duration {
-        self.shell_config()
-            .map(|c| c.login_timeout)
-            .unwrap_or(Duration::from_secs(360))
+        self.session.login_timeout
+    }
+
+    /// The session settings read from the params when the VM was created.
+    pub fn session_spec(&self) -> &SessionSpec {
+        &self.session
     }
 
     /// Reboots the guest and logs in again over `access`. Success is the `RESET` event followed

@@ -108,7 +108,7 @@ async fn boot_login_commands_and_graceful_destroy() {
 /// A `nc` session: the VM's `shell_client` is telnet, so connect a raw TCP transport directly.
 async fn vm_nc_session(vm: &mut Vm, timeout: Duration) -> Result<vm::Session, vm::Error> {
     let port = vm.get_port(2222, 0)?;
-    let config = vm::ShellConfig::from_params(vm.params())?;
+    let config = vm.session_spec().clone();
     let deadline = Instant::now() + timeout;
     loop {
         let attempt = async {

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use params::Params;
 use support::ChildGuard;
 use vm::session::SshTransport;
-use vm::{Session, ShellConfig};
+use vm::{Session, SessionSpec};
 
 const SSHD: &str = "/usr/sbin/sshd";
 
@@ -102,7 +102,7 @@ async fn ssh_sessions_log_in_and_run_commands() {
     p.insert("shell_prompt", r"[\#\$]\s*$");
     p.insert("login_timeout", "30");
     p.insert("cmd_timeout", "20");
-    let config = ShellConfig::from_params(&p).expect("shell config");
+    let config = SessionSpec::read(&p, "vm1").expect("shell config");
     let transport =
         SshTransport::spawn_with_identity("127.0.0.1", port, &config.username, Some(&user_key))
             .expect("ssh spawns");

@@ -7,8 +7,8 @@
 
 use super::{qemu_id, Builder, Obj, Opts};
 use crate::cmd::WordBuf;
-use crate::types::MonitorKind;
-use crate::view::VmView;
+use spec::types::MonitorKind;
+use spec::view::VmView;
 
 /// A unix-socket chardev in the run dir: `-chardev socket,id=ID,path=RUN/FILE,server=on,wait=off`.
 fn socket_chardev(b: &mut Builder<'_>, id: &str, file: &str) {

@@ -12,8 +12,8 @@
 
 use super::{qemu_id, Builder, Obj, Opts};
 use crate::cmd::WordBuf;
-use crate::types::{CdromInterface, DiskInterface, DriveCache};
-use crate::view::{ImageView, VmView};
+use spec::types::{CdromInterface, DiskInterface, DriveCache};
+use spec::view::{ImageView, VmView};
 
 /// The SCSI HBA's id (one per VM, added before the first SCSI disk or CD-ROM).
 const HBA_ID: &str = "scsi-hba0";

@@ -3,8 +3,8 @@
 
 use super::{Builder, Obj, Opts};
 use crate::cmd::{Word, WordBuf};
-use crate::types::{Accel, DisplayKind, IncomingMode};
-use crate::view::{UuidSpec, VmView};
+use spec::types::{Accel, DisplayKind, IncomingMode};
+use spec::view::{UuidSpec, VmView};
 
 /// `-name`: an option list on QEMUs with `-device` (`guest=` implied), plain text before.
 pub(super) fn name(b: &mut Builder<'_>, v: &VmView<'_>) {

@@ -17,9 +17,9 @@ use params::Params;
 
 use crate::caps::{BoolSyntax, Capabilities};
 use crate::cmd::{QemuCommand, RunText, Word, WordBuf};
-use crate::error::{BuildError, Problem, ProblemKind};
 use crate::run::RunContext;
-use crate::view::{FlatParams, ObjParams, VmView};
+use spec::problem::{Problem, ProblemKind, SpecError};
+use spec::view::{FlatParams, ObjParams, VmView};
 
 /// The VM a variant's command line is for: `main_vm`, else the first of `vms`, else `vm1`
 /// (avocado-vt's default main VM).
@@ -35,12 +35,12 @@ pub fn main_vm(params: &Params) -> &str {
 ///
 /// # Errors
 ///
-/// [`BuildError::Params`] with every bad or unsupported key of the VM and its objects.
+/// [`SpecError::Params`] with every bad or unsupported key of the VM and its objects.
 pub fn build(
     params: &Params,
     caps: &Capabilities,
     ctx: &RunContext,
-) -> Result<QemuCommand, BuildError> {
+) -> Result<QemuCommand, SpecError> {
     build_vm(params, main_vm(params), caps, ctx)
 }
 
@@ -48,13 +48,13 @@ pub fn build(
 ///
 /// # Errors
 ///
-/// [`BuildError::Params`] with every bad or unsupported key of the VM and its objects.
+/// [`SpecError::Params`] with every bad or unsupported key of the VM and its objects.
 pub fn build_vm(
     params: &Params,
     vm: &str,
     caps: &Capabilities,
     ctx: &RunContext,
-) -> Result<QemuCommand, BuildError> {
+) -> Result<QemuCommand, SpecError> {
     build_root(&ObjParams::root(params), vm, caps, ctx)
 }
 
@@ -64,12 +64,12 @@ pub fn build_vm(
 ///
 /// # Errors
 ///
-/// [`BuildError::Params`] with every bad or unsupported key of the VM and its objects.
+/// [`SpecError::Params`] with every bad or unsupported key of the VM and its objects.
 pub fn build_flat(
     flat: &FlatParams<'_>,
     caps: &Capabilities,
     ctx: &RunContext,
-) -> Result<QemuCommand, BuildError> {
+) -> Result<QemuCommand, SpecError> {
     let root = ObjParams::flat(flat);
     let vm = root
         .get("main_vm")
@@ -84,7 +84,7 @@ fn build_root(
     vm: &str,
     caps: &Capabilities,
     ctx: &RunContext,
-) -> Result<QemuCommand, BuildError> {
+) -> Result<QemuCommand, SpecError> {
     let mut problems = Vec::new();
     let vm_obj = root.object(vm);
     let view = VmView::read_obj(vm_obj.clone(), vm, &mut problems);
@@ -99,13 +99,13 @@ fn build_root(
 ///
 /// # Errors
 ///
-/// [`BuildError::Params`] with every key this QEMU cannot honour.
+/// [`SpecError::Params`] with every key this QEMU cannot honour.
 pub fn build_view(
     view: &VmView<'_>,
     params: &Params,
     caps: &Capabilities,
     ctx: &RunContext,
-) -> Result<QemuCommand, BuildError> {
+) -> Result<QemuCommand, SpecError> {
     let vm_obj = ObjParams::root(params).object(view.name);
     let mut b = Builder::new(vm_obj, view.name, caps, ctx, Vec::new());
     b.all(view);
@@ -186,12 +186,12 @@ impl<'c> Builder<'c> {
         misc::incoming(self, v);
     }
 
-    fn finish(mut self, vm: &str) -> Result<QemuCommand, BuildError> {
+    fn finish(mut self, vm: &str) -> Result<QemuCommand, SpecError> {
         if self.problems.is_empty() {
             Ok(self.cmd)
         } else {
-            crate::error::sort_problems(&mut self.problems);
-            Err(BuildError::Params {
+            spec::sort_problems(&mut self.problems);
+            Err(SpecError::Params {
                 vm: vm.to_string(),
                 problems: self.problems,
             })

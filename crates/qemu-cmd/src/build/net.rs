@@ -13,7 +13,7 @@
 
 use super::{Builder, Obj, Opts};
 use crate::cmd::WordBuf;
-use crate::view::{NicMode, NicView, VmView};
+use spec::view::{NicMode, NicView, VmView};
 
 /// Every NIC of `nics`.
 pub(super) fn nics(b: &mut Builder<'_>, v: &VmView<'_>) {

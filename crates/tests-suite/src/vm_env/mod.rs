@@ -201,15 +201,6 @@ async fn blocking<E: std::error::Error + Send + Sync + 'static>(
 #[error("{0}")]
 struct Cause(String);
 
-fn secs_param(p: &Params, key: &str, default: f64) -> Duration {
-    let v = p
-        .get(key)
-        .and_then(|s| s.trim().parse::<f64>().ok())
-        .filter(|v| v.is_finite() && *v >= 0.0)
-        .unwrap_or(default);
-    Duration::from_secs_f64(v)
-}
-
 impl VmLayerEnv {
     /// An environment with an explicit argv source (tests, or a caller with its own builder);
     /// images named relatively live in `image_dir`.
@@ -266,13 +257,13 @@ impl VmLayerEnv {
         let mut spec = VmSpec::new(name, params.clone(), test_dir);
         spec.root_dir = self.root_dir.clone();
         spec.timeouts.connect = Duration::from_secs(30);
-        let vm = Vm::create(spec.clone(), Arc::clone(&self.source))
+        let vm = Vm::create(spec, Arc::clone(&self.source))
             .await
             .map_err(|e| vm_err(name, "start", e))?;
         let live = Arc::new(LiveVm {
             name: name.to_owned(),
             fingerprint,
-            spec,
+            session: vm.session_spec().clone(),
             recorder: self.recorder.clone(),
             recorded: Mutex::new(Vec::new()),
             hot: Mutex::new(HashMap::new()),
@@ -315,11 +306,8 @@ impl VmEnv for VmLayerEnv {
             if let Ok(mut m) = self.vms.lock() {
                 m.insert(name.to_owned(), Arc::clone(&live));
             }
-            let p = params.object_params(name);
-            if let Some(marker) = p.get("guest_ready_marker").filter(|m| !m.is_empty()) {
-                let login = secs_param(&p, "login_timeout", 240.0);
-                let timeout = secs_param(&p, "guest_ready_timeout", login.as_secs_f64());
-                if let Err(e) = live.wait_ready(marker, 1, timeout).await {
+            if let Some((marker, timeout)) = live.ready_marker() {
+                if let Err(e) = live.wait_ready(&marker, 1, timeout).await {
                     // Never leave a guest that did not come up for the next test to reuse.
                     let _ = self.destroy_vm(name, Teardown::Kill).await;
                     return Err(e);
@@ -515,7 +503,8 @@ enum Hot {
 pub struct LiveVm {
     name: String,
     fingerprint: String,
-    spec: VmSpec,
+    /// The session keys, as `Vm::create` read (and checked) them.
+    session: vm::SessionSpec,
     recorder: ResourceRecorder,
     recorded: Mutex<Vec<Resource>>,
     hot: Mutex<HashMap<String, Hot>>,
@@ -763,14 +752,11 @@ impl LiveVm {
             .unwrap_or_default()
     }
 
+    /// `guest_ready_marker` and how long to wait for it (`guest_ready_timeout`, else
+    /// `login_timeout`), as the session spec read them.
     fn ready_marker(&self) -> Option<(String, Duration)> {
-        let p = self.spec.params.object_params(&self.name);
-        let marker = p.get("guest_ready_marker").filter(|m| !m.is_empty())?;
-        let login = secs_param(&p, "login_timeout", 240.0);
-        Some((
-            marker.to_owned(),
-            secs_param(&p, "guest_ready_timeout", login.as_secs_f64()),
-        ))
+        let marker = self.session.ready_marker.clone()?;
+        Some((marker, self.session.ready_timeout))
     }
 
     fn markers_seen(vm: &Vm, marker: &str) -> usize {

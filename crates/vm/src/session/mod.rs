@@ -21,79 +21,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use params::Params;
 use regex::Regex;
 
 use crate::error::SessionError;
 
-/// avocado-vt's default `shell_prompt`.
-pub const DEFAULT_PROMPT: &str = r"^\[.*\][\#\$]\s*$";
-
-/// How a session logs in and recognises the shell, from the params.
-#[derive(Debug, Clone)]
-pub struct ShellConfig {
-    /// `shell_prompt`: matched against the last line of output.
-    pub prompt: Regex,
-    /// `username` (default `root`).
-    pub username: String,
-    /// `password` (default empty).
-    pub password: String,
-    /// `status_test_command` (default `echo $?`).
-    pub status_test_command: String,
-    /// `shell_linesep` (default `\n`).
-    pub linesep: String,
-    /// `login_timeout` in seconds (default 360, as in avocado-vt).
-    pub login_timeout: Duration,
-    /// Default command timeout (`cmd_timeout`, default 60 s).
-    pub cmd_timeout: Duration,
-    /// Recognises a login prompt (`username_prompt`, default `[Ll]ogin:\s*$`).
-    pub username_prompt: Regex,
-    /// Recognises a password prompt (`password_prompt`, default `[Pp]assword:\s*$`).
-    pub password_prompt: Regex,
-}
-
-fn regex_param(p: &Params, key: &str, default: &str) -> Result<Regex, SessionError> {
-    let value = p.get(key).unwrap_or(default);
-    Regex::new(&format!("(?m){value}")).map_err(|source| SessionError::BadPattern {
-        key: key.into(),
-        value: value.into(),
-        source,
-    })
-}
-
-fn secs_param(p: &Params, key: &str, default: f64) -> Duration {
-    let v = p
-        .get(key)
-        .and_then(|s| s.trim().parse::<f64>().ok())
-        .filter(|v| v.is_finite() && *v >= 0.0)
-        .unwrap_or(default);
-    Duration::from_secs_f64(v)
-}
-
-impl ShellConfig {
-    /// Reads the shell settings from a VM's params.
-    ///
-    /// # Errors
-    /// [`SessionError::BadPattern`] if a prompt pattern is not a valid regex.
-    pub fn from_params(p: &Params) -> Result<ShellConfig, SessionError> {
-        Ok(ShellConfig {
-            prompt: regex_param(p, "shell_prompt", DEFAULT_PROMPT)?,
-            username: p.get("username").unwrap_or("root").to_owned(),
-            password: p.get("password").unwrap_or("").to_owned(),
-            status_test_command: p.get("status_test_command").unwrap_or("echo $?").to_owned(),
-            linesep: unescape_linesep(p.get("shell_linesep").unwrap_or("\n")),
-            login_timeout: secs_param(p, "login_timeout", 360.0),
-            cmd_timeout: secs_param(p, "cmd_timeout", 60.0),
-            username_prompt: regex_param(p, "username_prompt", r"[Ll]ogin:\s*$")?,
-            password_prompt: regex_param(p, "password_prompt", r"[Pp]assword:\s*$")?,
-        })
-    }
-}
-
-/// `shell_linesep` is written `\n` or `\r\n` in cfg files.
-fn unescape_linesep(s: &str) -> String {
-    s.replace("\\r", "\r").replace("\\n", "\n")
-}
+/// How a session logs in and recognises the shell: the session family of keys, read once by
+/// the `spec` crate (defaults, every bad value an error naming its `file:line`).
+pub use spec::session::{SessionSpec, DEFAULT_PROMPT};
 
 /// Removes `\r`, ANSI CSI/OSC escape sequences and other control bytes except `\n` and `\t`.
 pub fn clean_output(raw: &[u8]) -> String {
@@ -146,7 +80,7 @@ fn tail(text: &str) -> String {
 /// A logged-in guest shell over a [`Transport`].
 pub struct Session {
     transport: Box<dyn Transport>,
-    config: ShellConfig,
+    config: SessionSpec,
     /// Received bytes not consumed yet.
     buf: Vec<u8>,
     log: File,
@@ -178,7 +112,7 @@ impl Session {
     /// [`SessionError::Log`] if the log cannot be opened.
     pub fn new(
         transport: Box<dyn Transport>,
-        config: ShellConfig,
+        config: SessionSpec,
         log_path: &Path,
     ) -> Result<Session, SessionError> {
         let log = File::options()
@@ -214,7 +148,7 @@ impl Session {
     }
 
     /// The shell settings.
-    pub fn config(&self) -> &ShellConfig {
+    pub fn config(&self) -> &SessionSpec {
         &self.config
     }
 
@@ -500,6 +434,7 @@ fn strip_echo(text: &str, cmd: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use params::Params;
 
     #[test]
     fn cleans_escapes_and_carriage_returns() {
@@ -517,13 +452,11 @@ mod tests {
     #[test]
     fn config_defaults_and_bad_regex() {
         let mut p = Params::new();
-        let c = ShellConfig::from_params(&p).expect("defaults");
+        let c = SessionSpec::read(&p, "vm1").expect("defaults");
         assert_eq!(c.status_test_command, "echo $?");
         assert!(c.prompt.is_match("[root@host ~]# "));
         p.insert("shell_prompt", "([");
-        assert!(matches!(
-            ShellConfig::from_params(&p),
-            Err(SessionError::BadPattern { .. })
-        ));
+        let err = SessionSpec::read(&p, "vm1").expect_err("a bad regex");
+        assert_eq!(err.problems()[0].key, "shell_prompt");
     }
 }

@@ -19,9 +19,9 @@ pub(super) fn secs(ctx: &TestContext, key: &str, default: f64) -> Result<Duratio
         .map_err(|_| TestError::error(format!("{key} = {v}: expected a number of seconds >= 0")))
 }
 
-/// `login_timeout` (default 240 s).
+/// `login_timeout` of the main VM (default 360 s, as the VM layer and avocado-vt read it).
 pub(super) fn login_timeout(ctx: &TestContext) -> Result<Duration, TestError> {
-    secs(ctx, "login_timeout", 240.0)
+    Ok(crate::catalogue::session_spec(ctx)?.login_timeout)
 }
 
 /// The VM named by `main_vm`.

@@ -18,7 +18,7 @@ use crate::registry::{ParamDoc, TestFn, TestSpec};
 const MAIN_VM: ParamDoc = ParamDoc::required("main_vm", "the VM under test (an entry of `vms`)");
 const LOGIN_TIMEOUT: ParamDoc = ParamDoc::optional(
     "login_timeout",
-    "seconds to wait for a guest login (default 240)",
+    "seconds to wait for a guest login (default 360, as avocado-vt)",
 );
 const LOGIN_VIA: ParamDoc = ParamDoc::optional(
     "login_via",

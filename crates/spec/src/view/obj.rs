@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use params::{EntryRef, Origin, Params, Value};
 
-use crate::error::{Problem, ProblemKind};
+use crate::problem::{Problem, ProblemKind};
 use crate::types::Expected;
 
 /// One overridden key: the base name, its value, where it was set.
@@ -250,8 +250,9 @@ fn visit<'a>(over: &mut Vec<Over<'a>>, name: &str, k: &'a str, v: &'a str, o: Sr
 }
 
 /// Reads typed values of one object, recording a [`Problem`] for each bad key.
-pub(crate) struct Reader<'a, 'p> {
-    pub(crate) obj: ObjParams<'a>,
+pub struct Reader<'a, 'p> {
+    /// The object's params.
+    pub obj: ObjParams<'a>,
     /// The object's kind and name, e.g. `image`, `image1` (formatted only for a problem).
     kind: &'static str,
     name: &'a str,
@@ -259,7 +260,8 @@ pub(crate) struct Reader<'a, 'p> {
 }
 
 impl<'a, 'p> Reader<'a, 'p> {
-    pub(crate) fn new(
+    /// A reader of object `kind name` (`image image1`) over `obj`, appending to `problems`.
+    pub fn new(
         obj: ObjParams<'a>,
         kind: &'static str,
         name: &'a str,
@@ -274,7 +276,7 @@ impl<'a, 'p> Reader<'a, 'p> {
     }
 
     /// Records a problem about `key` (value and origin looked up here).
-    pub(crate) fn problem(&mut self, key: &str, kind: ProblemKind) {
+    pub fn problem(&mut self, key: &str, kind: ProblemKind) {
         let found = self.obj.get_with_origin(key);
         self.problems.push(Problem {
             object: format!("{} {}", self.kind, self.name),
@@ -287,7 +289,7 @@ impl<'a, 'p> Reader<'a, 'p> {
 
     /// A non-empty value (empty counts as unset, as in the reference's truthiness tests). A value
     /// with a NUL byte cannot be an argv element and is reported.
-    pub(crate) fn str(&mut self, key: &str) -> Option<&'a str> {
+    pub fn str(&mut self, key: &str) -> Option<&'a str> {
         let v = self.obj.get(key).filter(|v| !v.is_empty())?;
         if v.contains('\0') {
             self.problem(
@@ -302,7 +304,7 @@ impl<'a, 'p> Reader<'a, 'p> {
     }
 
     /// Like [`Reader::str`], but a missing value is a problem.
-    pub(crate) fn require(&mut self, key: &str) -> Option<&'a str> {
+    pub fn require(&mut self, key: &str) -> Option<&'a str> {
         let v = self.str(key);
         if v.is_none() && !self.obj.get(key).is_some_and(|v| v.contains('\0')) {
             self.problem(key, ProblemKind::Missing);
@@ -311,7 +313,7 @@ impl<'a, 'p> Reader<'a, 'p> {
     }
 
     /// Parses a non-empty value.
-    pub(crate) fn parse<T: FromStr<Err = Expected>>(&mut self, key: &str) -> Option<T> {
+    pub fn parse<T: FromStr<Err = Expected>>(&mut self, key: &str) -> Option<T> {
         let v = self.str(key)?;
         match v.parse() {
             Ok(t) => Some(t),
@@ -323,7 +325,7 @@ impl<'a, 'p> Reader<'a, 'p> {
     }
 
     /// A number (Rust integer syntax, no sign for unsigned types).
-    pub(crate) fn num<T: FromStr>(&mut self, key: &str, what: &str) -> Option<T> {
+    pub fn num<T: FromStr>(&mut self, key: &str, what: &str) -> Option<T> {
         let v = self.str(key)?;
         match v.parse() {
             Ok(t) => Some(t),
@@ -340,7 +342,7 @@ impl<'a, 'p> Reader<'a, 'p> {
     }
 
     /// A boolean: `yes`/`on`/`true` or `no`/`off`/`false`; unset or empty is `default`.
-    pub(crate) fn bool(&mut self, key: &str, default: bool) -> bool {
+    pub fn bool(&mut self, key: &str, default: bool) -> bool {
         match self.str(key) {
             None => default,
             Some("yes" | "on" | "true") => true,
@@ -358,7 +360,7 @@ impl<'a, 'p> Reader<'a, 'p> {
     }
 
     /// A view of a sub-object sharing this reader's problem list.
-    pub(crate) fn child<'q>(&'q mut self, kind: &'static str, name: &'a str) -> Reader<'a, 'q> {
+    pub fn child<'q>(&'q mut self, kind: &'static str, name: &'a str) -> Reader<'a, 'q> {
         Reader {
             obj: self.obj.object(name),
             kind,

@@ -8,13 +8,13 @@
 
 mod obj;
 
-pub(crate) use obj::Reader;
+pub use obj::Reader;
 pub use obj::{FlatParams, FxHasher, ObjParams, Src};
 
 use params::Params;
 
-use crate::error::{BuildError, Problem, ProblemKind};
-use crate::escape::split_opt_list;
+use crate::opts::split_opt_list;
+use crate::problem::{Problem, ProblemKind, SpecError};
 use crate::types::{
     Accel, CdromInterface, DiskInterface, DisplayKind, DriveCache, ErrorAction, ImageFormat,
     IncomingMode, MacAddr, MemSize, MonitorKind, PciAssignable, Uuid,
@@ -244,15 +244,15 @@ impl<'a> VmView<'a> {
     ///
     /// # Errors
     ///
-    /// [`BuildError::Params`] listing every problem.
-    pub fn new(params: &'a Params, vm: &'a str) -> Result<VmView<'a>, BuildError> {
+    /// [`SpecError::Params`] listing every problem.
+    pub fn new(params: &'a Params, vm: &'a str) -> Result<VmView<'a>, SpecError> {
         let mut problems = Vec::new();
         let view = VmView::read(&ObjParams::root(params), vm, &mut problems);
         if problems.is_empty() {
             Ok(view)
         } else {
-            crate::error::sort_problems(&mut problems);
-            Err(BuildError::Params {
+            crate::problem::sort_problems(&mut problems);
+            Err(SpecError::Params {
                 vm: vm.to_string(),
                 problems,
             })
@@ -260,12 +260,12 @@ impl<'a> VmView<'a> {
     }
 
     /// Reads the view, appending problems to `problems` and using defaults for bad keys.
-    pub(crate) fn read(root: &ObjParams<'a>, vm: &'a str, problems: &mut Vec<Problem>) -> Self {
+    pub fn read(root: &ObjParams<'a>, vm: &'a str, problems: &mut Vec<Problem>) -> Self {
         VmView::read_obj(root.object(vm), vm, problems)
     }
 
     /// Like [`VmView::read`], from the VM's object view (already `object(vm)`).
-    pub(crate) fn read_obj(obj: ObjParams<'a>, vm: &'a str, problems: &mut Vec<Problem>) -> Self {
+    pub fn read_obj(obj: ObjParams<'a>, vm: &'a str, problems: &mut Vec<Problem>) -> Self {
         let mut r = Reader::new(obj, "vm", vm, problems);
         let smp = r.num::<u32>("smp", "a vCPU count").map(|cpus| Smp {
             cpus,

@@ -1,9 +1,9 @@
-//! Build errors: every bad key of a variant, reported at once.
+//! Problems: every bad key of a variant, reported at once.
 //!
 //! A [`Problem`] names the object (`image image1`), the key, the value and the cfg `file:line`
-//! that set it. Views collect problems instead of stopping at the first one, the builder adds
-//! what this QEMU lacks, and [`BuildError`] carries the whole list, so a user fixes a variant in
-//! one pass rather than one run per typo.
+//! that set it. Specs collect problems instead of stopping at the first one, a command-line
+//! builder adds what its QEMU lacks, and [`SpecError`] carries the whole list, so a user fixes a
+//! variant in one pass rather than one run per typo.
 
 use std::fmt;
 
@@ -58,9 +58,10 @@ impl fmt::Display for Problem {
     }
 }
 
-/// Building a command line failed.
+/// A VM's params cannot be used: every problem found (by the spec, or by a command-line builder
+/// for the QEMU at hand), or no such VM.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BuildError {
+pub enum SpecError {
     /// The params of the VM have bad keys; all of them are listed.
     #[error("{count} problem(s) in the params of vm {vm}:{list}", count = .problems.len(), list = ProblemList(.problems))]
     Params {
@@ -74,12 +75,12 @@ pub enum BuildError {
     NoSuchVm(String),
 }
 
-impl BuildError {
-    /// The problems (empty for [`BuildError::NoSuchVm`]).
+impl SpecError {
+    /// The problems (empty for [`SpecError::NoSuchVm`]).
     pub fn problems(&self) -> &[Problem] {
         match self {
-            BuildError::Params { problems, .. } => problems,
-            BuildError::NoSuchVm(_) => &[],
+            SpecError::Params { problems, .. } => problems,
+            SpecError::NoSuchVm(_) => &[],
         }
     }
 }
@@ -97,7 +98,7 @@ impl fmt::Display for ProblemList<'_> {
 
 /// Sorts problems into cfg order (file, line); those without a line (missing keys) go last, in
 /// the order they were found.
-pub(crate) fn sort_problems(problems: &mut [Problem]) {
+pub fn sort_problems(problems: &mut [Problem]) {
     problems.sort_by(|a, b| match (&a.origin, &b.origin) {
         (Some(x), Some(y)) => (&x.file, x.line).cmp(&(&y.file, y.line)),
         (Some(_), None) => std::cmp::Ordering::Less,

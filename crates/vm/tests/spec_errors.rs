@@ -1,0 +1,28 @@
+//! Bad session keys stop `Vm::create` before anything starts: every bad key is reported at
+//! once, as the `spec` crate reads it, instead of becoming a default.
+
+mod support;
+
+use support::{argv_source, guest_params, logs, spec};
+use vm::{Error, Vm};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_session_keys_fail_create_with_every_problem() {
+    let logs = logs();
+    let mut p = guest_params();
+    p.insert("login_timeout", "soon");
+    p.insert("guest_ready_timeout", "-5");
+    p.insert("shell_prompt", "([");
+    let err = match Vm::create(spec(p, logs.path()), argv_source()).await {
+        Ok(_) => panic!("a VM was created from bad session keys"),
+        Err(e) => e,
+    };
+    let Error::Spec(spec_err) = &err else {
+        panic!("expected the spec's error, got {err}");
+    };
+    let keys: Vec<&str> = spec_err.problems().iter().map(|p| p.key.as_str()).collect();
+    for k in ["login_timeout", "guest_ready_timeout", "shell_prompt"] {
+        assert!(keys.contains(&k), "{k} not reported: {err}");
+    }
+    assert!(err.to_string().contains("\"soon\""), "{err}");
+}
