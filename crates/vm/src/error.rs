@@ -334,7 +334,7 @@ pub enum ImageError {
         image: String,
         /// The parameter error.
         #[source]
-        source: Box<params::ParamError>,
+        source: Box<spec::SpecError>,
     },
     /// `qemu-img check` found problems.
     #[error("image {path}: `qemu-img check` found problems: {report}")]

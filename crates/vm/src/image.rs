@@ -66,25 +66,18 @@ impl Image {
     /// relative paths under `root`.
     ///
     /// # Errors
-    /// [`ImageError::Params`] when `image_name` is missing.
+    /// [`ImageError::Params`] with every bad image key (`image_name` missing, an unknown
+    /// `image_format`, a `image_raw_device` that is not a boolean…), as `spec` reads them.
     pub fn from_params(name: &str, params: &Params, root: &Path) -> Result<Image, ImageError> {
-        let base = params
-            .require("image_name")
+        let view = spec::ImageView::of(params, params.get("main_vm").unwrap_or("vm1"), name)
             .map_err(|source| ImageError::Params {
                 image: name.to_owned(),
                 source: Box::new(source),
             })?;
-        let format = params.get("image_format").unwrap_or("qcow2").to_owned();
-        let raw_device = params.get("image_raw_device") == Some("yes");
-        let file = if raw_device {
-            base.to_owned()
-        } else {
-            format!("{base}.{format}")
-        };
         Ok(Image {
             name: name.to_owned(),
-            path: root.join(file),
-            format,
+            path: root.join(view.file_name()),
+            format: view.format.to_string(),
             size: params.get("image_size").unwrap_or("10G").to_owned(),
             qemu_img: qemu_img(params),
         })

@@ -44,13 +44,27 @@ pub struct SerialSpec {
     pub socket: PathBuf,
 }
 
-/// How a NIC reaches the host (`nic_mode`).
+/// How a NIC reaches the host, as `spec::NicMode` reads `nic_mode` / `nettype`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NicMode {
-    /// QEMU's user-mode network (`nic_mode = user`, the default).
+    /// QEMU's user-mode network (`nic_mode = user`, `nettype = user`, the default): the guest
+    /// is reached through forwarded host ports.
     User,
-    /// A tap device (`nic_mode = tap`).
+    /// A tap device (`nic_mode = tap`) whose name kvmtest chooses and passes to QEMU.
     Tap,
+    /// A tap device that QEMU's bridge helper creates and plugs into a host bridge
+    /// (`nettype = bridge`, `netdst`): reached at the guest's own address, like a tap.
+    Bridge,
+}
+
+impl From<&spec::NicMode<'_>> for NicMode {
+    fn from(m: &spec::NicMode<'_>) -> NicMode {
+        match m {
+            spec::NicMode::User => NicMode::User,
+            spec::NicMode::Tap => NicMode::Tap,
+            spec::NicMode::Bridge { .. } => NicMode::Bridge,
+        }
+    }
 }
 
 /// One NIC.

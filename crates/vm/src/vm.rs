@@ -398,10 +398,7 @@ impl Vm {
                 mac
             };
             params.insert(format!("nic_mac_{nic}"), mac.to_string());
-            let mode = match np.get("nic_mode").unwrap_or("user") {
-                "tap" => NicMode::Tap,
-                _ => NicMode::User,
-            };
+            let mode = NicMode::from(&spec::NicMode::of(&params, &name, nic)?);
             let ifname = match np.get("nic_ifname").filter(|s| !s.is_empty()) {
                 Some(given) => given.to_owned(),
                 None => {
@@ -950,12 +947,13 @@ impl Vm {
         self.vnc_port
     }
 
-    /// The host port forwarded to `guest_port` (user mode), or `guest_port` itself for a tap NIC.
+    /// The host port forwarded to `guest_port` (user mode), or `guest_port` itself for a tap or
+    /// bridged NIC.
     ///
     /// # Errors
     /// [`Error::PortNotRedirected`], [`Error::NoSuchNic`].
     pub fn get_port(&self, guest_port: u16, nic_index: usize) -> Result<u16, Error> {
-        if self.nic(nic_index)?.mode == NicMode::Tap {
+        if self.nic(nic_index)?.mode != NicMode::User {
             return Ok(guest_port);
         }
         self.redirs

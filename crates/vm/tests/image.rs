@@ -63,3 +63,29 @@ fn process_walks_vms_then_images_with_nested_params() {
     postprocess_on_error(&mut q);
     assert_eq!(q.get("kill_vm"), Some("yes"));
 }
+
+/// `image_raw_device` means what it means to the command-line builder: any boolean spelling
+/// (`yes`, `on`, `true`); a value that is no boolean is an error, not "no".
+#[test]
+fn raw_device_is_read_as_the_builder_reads_it() {
+    let root = std::path::Path::new("/images");
+    let mut p = Params::new();
+    p.insert("image_name", "/dev/sdb");
+    for yes in ["yes", "on", "true"] {
+        p.insert("image_raw_device", yes);
+        let img = Image::from_params("image1", &p, root).expect("view");
+        assert_eq!(img.path, std::path::Path::new("/dev/sdb"), "{yes}");
+    }
+    p.insert("image_raw_device", "maybe");
+    let err = Image::from_params("image1", &p, root).expect_err("a bad boolean is an error");
+    assert!(
+        format!(
+            "{err}: {}",
+            std::error::Error::source(&err)
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        )
+        .contains("image_raw_device"),
+        "{err}"
+    );
+}

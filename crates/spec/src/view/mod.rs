@@ -91,7 +91,48 @@ pub struct ImageView<'a> {
     pub readonly: bool,
 }
 
-impl ImageView<'_> {
+impl<'a> ImageView<'a> {
+    /// Image `image` from its object params (`params.object_params(image)`), every bad key
+    /// reported at once. The one reading of the image keys: the builder, the VM layer
+    /// (`qemu-img`) and the runner (image placement) all use it.
+    ///
+    /// # Errors
+    ///
+    /// [`SpecError::Params`] listing every problem (`vm` names the VM in the message).
+    pub fn of(params: &'a Params, vm: &str, image: &'a str) -> Result<ImageView<'a>, SpecError> {
+        let mut problems = Vec::new();
+        let mut r = Reader::new(ObjParams::root(params), "image", image, &mut problems);
+        let view = ImageView::read(&mut r, image);
+        if problems.is_empty() {
+            Ok(view)
+        } else {
+            crate::problem::sort_problems(&mut problems);
+            Err(SpecError::Params {
+                vm: vm.to_string(),
+                problems,
+            })
+        }
+    }
+
+    /// Reads the image keys through `i` (the image's reader).
+    pub fn read(i: &mut Reader<'a, '_>, name: &'a str) -> ImageView<'a> {
+        ImageView {
+            name,
+            image_name: i.require("image_name").unwrap_or(""),
+            format: i.parse("image_format").unwrap_or(ImageFormat::Qcow2),
+            raw_device: i.bool("image_raw_device", false),
+            interface: i.parse("drive_format"),
+            index: i.num("drive_index", "a drive index"),
+            cache: i.parse("drive_cache"),
+            werror: i.parse("drive_werror"),
+            rerror: i.parse("drive_rerror"),
+            serial: i.str("drive_serial"),
+            snapshot: i.bool("image_snapshot", false),
+            boot: i.bool("image_boot", false),
+            readonly: i.bool("image_readonly", false),
+        }
+    }
+
     /// The file as the cfg names it: `image_name.format`, or `image_name` for a raw device.
     pub fn file_name(&self) -> String {
         if self.raw_device {
@@ -295,21 +336,7 @@ impl<'a> VmView<'a> {
             if !i.bool("boot_drive", true) {
                 continue;
             }
-            images.push(ImageView {
-                name,
-                image_name: i.require("image_name").unwrap_or(""),
-                format: i.parse("image_format").unwrap_or(ImageFormat::Qcow2),
-                raw_device: i.bool("image_raw_device", false),
-                interface: i.parse("drive_format"),
-                index: i.num("drive_index", "a drive index"),
-                cache: i.parse("drive_cache"),
-                werror: i.parse("drive_werror"),
-                rerror: i.parse("drive_rerror"),
-                serial: i.str("drive_serial"),
-                snapshot: i.bool("image_snapshot", false),
-                boot: i.bool("image_boot", false),
-                readonly: i.bool("image_readonly", false),
-            });
+            images.push(ImageView::read(&mut i, name));
         }
         let mut nics = Vec::new();
         for (index, name) in r.obj.objects("nics").into_iter().enumerate() {
@@ -403,33 +430,66 @@ impl<'a> VmView<'a> {
     }
 }
 
+impl<'a> NicMode<'a> {
+    /// How NIC `nic` of `params` (the VM's object params) reaches the host: `nic_mode` (user,
+    /// tap) or, as avocado-vt writes it, `nettype` (user, bridge with `netdst`, default
+    /// `virbr0`). The one reading of these keys: the builder and the VM layer both use it.
+    ///
+    /// # Errors
+    ///
+    /// [`SpecError::Params`] naming the bad key, its value and `file:line`.
+    pub fn of(params: &'a Params, vm: &str, nic: &'a str) -> Result<NicMode<'a>, SpecError> {
+        let mut problems = Vec::new();
+        let mut r = Reader::new(
+            ObjParams::root(params).object(nic),
+            "nic",
+            nic,
+            &mut problems,
+        );
+        let mode = NicMode::read(&mut r);
+        if problems.is_empty() {
+            Ok(mode)
+        } else {
+            Err(SpecError::Params {
+                vm: vm.to_string(),
+                problems,
+            })
+        }
+    }
+
+    /// Reads the mode keys of the NIC `n` reads, recording problems there.
+    pub fn read(n: &mut Reader<'a, '_>) -> NicMode<'a> {
+        match (n.str("nic_mode"), n.str("nettype")) {
+            (Some("user"), _) => NicMode::User,
+            (Some("tap"), _) => NicMode::Tap,
+            (Some(_), _) => {
+                n.problem(
+                    "nic_mode",
+                    ProblemKind::Invalid {
+                        expected: "a NIC mode (user, tap)".into(),
+                    },
+                );
+                NicMode::User
+            }
+            (None, None | Some("user")) => NicMode::User,
+            (None, Some("bridge")) => NicMode::Bridge {
+                br: n.str("netdst").unwrap_or("virbr0"),
+            },
+            (None, Some(_)) => {
+                n.problem(
+                    "nettype",
+                    ProblemKind::Invalid {
+                        expected: "a network type kvmtest supports (user, bridge)".into(),
+                    },
+                );
+                NicMode::User
+            }
+        }
+    }
+}
+
 fn read_nic<'a>(n: &mut Reader<'a, '_>, name: &'a str, index: usize) -> NicView<'a> {
-    let mode = match (n.str("nic_mode"), n.str("nettype")) {
-        (Some("user"), _) => NicMode::User,
-        (Some("tap"), _) => NicMode::Tap,
-        (Some(_), _) => {
-            n.problem(
-                "nic_mode",
-                ProblemKind::Invalid {
-                    expected: "a NIC mode (user, tap)".into(),
-                },
-            );
-            NicMode::User
-        }
-        (None, None | Some("user")) => NicMode::User,
-        (None, Some("bridge")) => NicMode::Bridge {
-            br: n.str("netdst").unwrap_or("virbr0"),
-        },
-        (None, Some(_)) => {
-            n.problem(
-                "nettype",
-                ProblemKind::Invalid {
-                    expected: "a network type kvmtest supports (user, bridge)".into(),
-                },
-            );
-            NicMode::User
-        }
-    };
+    let mode = NicMode::read(n);
     let extra = |n: &mut Reader<'a, '_>, key: &str| match n.str(key) {
         None => Vec::new(),
         Some(s) => split_opt_list(s).unwrap_or_else(|item| {
@@ -457,5 +517,59 @@ fn read_nic<'a>(n: &mut Reader<'a, '_>, name: &'a str, index: usize) -> NicView<
         bootfile: n.str("bootp"),
         nic_extra,
         netdev_extra,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> Params {
+        let mut p = Params::new();
+        for (k, v) in pairs {
+            p.insert(*k, *v);
+        }
+        p
+    }
+
+    #[test]
+    fn nettype_bridge_is_a_bridged_nic_on_netdst() {
+        let p = params(&[("nettype", "bridge"), ("netdst", "br0")]);
+        assert_eq!(
+            NicMode::of(&p, "vm1", "nic1").ok(),
+            Some(NicMode::Bridge { br: "br0" })
+        );
+        let p = params(&[("nettype", "bridge")]);
+        assert_eq!(
+            NicMode::of(&p, "vm1", "nic1").ok(),
+            Some(NicMode::Bridge { br: "virbr0" })
+        );
+        let p = params(&[("nic_mode", "tap")]);
+        assert_eq!(NicMode::of(&p, "vm1", "nic1").ok(), Some(NicMode::Tap));
+        let p = params(&[("nic_mode", "wifi")]);
+        let err = NicMode::of(&p, "vm1", "nic1").err();
+        assert_eq!(
+            err.map(|e| e.problems()[0].key.clone()).as_deref(),
+            Some("nic_mode")
+        );
+    }
+
+    #[test]
+    fn image_raw_device_is_a_boolean_like_every_other() {
+        for yes in ["yes", "on", "true"] {
+            let p = params(&[("image_name", "/dev/sdb"), ("image_raw_device", yes)]);
+            let v = ImageView::of(&p, "vm1", "image1").unwrap_or_else(|e| panic!("{e}"));
+            assert!(v.raw_device, "{yes}");
+            assert_eq!(v.file_name(), "/dev/sdb");
+        }
+        let p = params(&[("image_name", "images/disk"), ("image_raw_device", "no")]);
+        let v = ImageView::of(&p, "vm1", "image1").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(v.file_name(), "images/disk.qcow2");
+        let p = params(&[("image_name", "images/disk"), ("image_raw_device", "maybe")]);
+        let err = ImageView::of(&p, "vm1", "image1").err();
+        assert_eq!(
+            err.map(|e| e.problems()[0].key.clone()).as_deref(),
+            Some("image_raw_device")
+        );
     }
 }

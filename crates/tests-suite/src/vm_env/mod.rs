@@ -201,6 +201,12 @@ async fn blocking<E: std::error::Error + Send + Sync + 'static>(
 #[error("{0}")]
 struct Cause(String);
 
+/// The NIC's mode as the `spec` crate reads it; user mode when the keys are bad (the argv
+/// build of the same params then fails with the problem, so the fallback never runs a VM).
+fn spec_nic_mode(p: &Params, vm: &str, nic: &str) -> NicMode {
+    ::spec::NicMode::of(p, vm, nic).map_or(NicMode::User, |m| NicMode::from(&m))
+}
+
 impl VmLayerEnv {
     /// An environment with an explicit argv source (tests, or a caller with its own builder);
     /// images named relatively live in `image_dir`.
@@ -448,10 +454,8 @@ fn placeholder_layout(name: &str, params: &Params, root_dir: &Path) -> RunLayout
             name: nic.clone(),
             index,
             mac,
-            mode: match np.get("nic_mode") {
-                Some("tap") => NicMode::Tap,
-                _ => NicMode::User,
-            },
+            // A bad mode key is reported by the build this layout is rendered with.
+            mode: spec_nic_mode(&p, name, nic),
             netdev_id: format!("@NETDEV{index}@"),
             ifname: np.get("nic_ifname").unwrap_or("@IFNAME@").to_owned(),
         });

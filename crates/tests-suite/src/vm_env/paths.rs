@@ -73,7 +73,9 @@ impl WorkerPaths {
             .collect();
         for image in images {
             let ip = p.object_params(&image);
-            let raw = ip.get("image_raw_device") == Some("yes");
+            // As `spec` reads it (`yes`/`on`/`true`); a bad value fails the argv build of the
+            // same params, so nothing runs with a misplaced image.
+            let raw = ::spec::ImageView::of(&ip, "", &image).is_ok_and(|v| v.raw_device);
             if let Some(name) = ip.get("image_name").filter(|v| !v.is_empty() && !raw) {
                 let placed = under(&self.image_dir, name);
                 p.insert(format!("image_name_{image}"), placed);

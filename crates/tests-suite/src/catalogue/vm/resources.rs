@@ -35,7 +35,21 @@ fn number(text: &str) -> Option<f64> {
 pub fn run(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
     Box::pin(async move {
         let p = ctx.params.object_params(ctx.params.require("main_vm")?);
-        let mem = p.require_u64("mem")?;
+        // `mem` as the builder reads it (`1024`, `512M`, `2G`): the spec's memory size, in MiB.
+        let mem = p
+            .require("mem")?
+            .parse::<::spec::types::MemSize>()
+            .map_err(|e| {
+                TestError::error(format!(
+                    "{}mem = {:?}: expected {}",
+                    p.origin("mem")
+                        .map(|o| format!("{o}: "))
+                        .unwrap_or_default(),
+                    p.get("mem").unwrap_or_default(),
+                    e.0
+                ))
+            })?
+            .mib();
         let smp = p.get_u64("smp")?.unwrap_or(1);
         let tolerance = p.get_f64("mem_chk_tolerance")?.unwrap_or(5.0);
         let images: Vec<String> = p
