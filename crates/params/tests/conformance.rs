@@ -24,7 +24,7 @@ use params::{Parser, ParserOptions};
 
 mod support;
 
-use support::run_case;
+use support::{case_files, run_case, stem};
 
 /// Cases the vendored set holds (at least: more may be added).
 const MIN_CASES: usize = 141;
@@ -47,22 +47,6 @@ fn conformance_dir() -> PathBuf {
 }
 
 /// The cases: the `*.cfg` files of `cases/`, sorted.
-fn case_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| format!("conformance cases missing at {}: {e}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "cfg"))
-        .collect();
-    cases.sort();
-    Ok(cases)
-}
-
-fn stem(cfg: &Path) -> String {
-    cfg.file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
 /// Where two texts first differ, for a readable failure message: the line, and a window of
 /// each around the first differing character.
 fn first_difference(expected: &str, got: &str) -> String {

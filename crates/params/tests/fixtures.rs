@@ -22,7 +22,7 @@ use libtest_mimic::{Arguments, Failed, Trial};
 
 mod support;
 
-use support::run_case;
+use support::{case_files, run_case, stem};
 
 /// `fixtures/params`, canonicalized so that the snapshot placeholder replaces it exactly.
 fn fixtures_root() -> PathBuf {
@@ -33,20 +33,7 @@ fn fixtures_root() -> PathBuf {
 
 /// The cases of one fixtures folder: its top-level `*.cfg` files, sorted.
 fn cases(kind: &str) -> Result<Vec<PathBuf>, String> {
-    let dir = fixtures_root().join(kind);
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map_err(|e| format!("reading {}: {e}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "cfg"))
-        .collect();
-    cases.sort();
-    Ok(cases)
-}
-
-fn stem(cfg: &Path) -> String {
-    cfg.file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default()
+    case_files(&fixtures_root().join(kind))
 }
 
 /// A file next to the case with another extension (`expected`, `reference`, `args`).

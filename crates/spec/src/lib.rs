@@ -28,3 +28,18 @@ pub use view::{
     CdromView, FlatParams, ImageView, MonitorView, NicMode, NicView, ObjParams, RedirView, Src,
     VmView,
 };
+
+/// Helpers of this crate's unit tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use params::Params;
+
+    /// Params from `key = value` pairs.
+    pub fn params(pairs: &[(&str, &str)]) -> Params {
+        let mut p = Params::new();
+        for (k, v) in pairs {
+            p.insert(*k, *v);
+        }
+        p
+    }
+}

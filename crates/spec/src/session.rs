@@ -258,14 +258,7 @@ impl SessionSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn params(pairs: &[(&str, &str)]) -> Params {
-        let mut p = Params::new();
-        for (k, v) in pairs {
-            p.insert(*k, *v);
-        }
-        p
-    }
+    use crate::test_support::params;
 
     #[test]
     fn defaults_are_avocado_vts() {

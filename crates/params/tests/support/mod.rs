@@ -2,7 +2,7 @@
 //! the reference dump (`xtask/reference/dump.py`) does.
 
 use std::ops::ControlFlow;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use params::{Parser, ParserOptions};
 
@@ -62,4 +62,22 @@ pub fn run_case(cfg: &Path, args: &[String]) -> Result<String, params::Error> {
         Ok(ControlFlow::Continue(()))
     })?;
     Ok(String::from_utf8(out).unwrap_or_default())
+}
+
+/// The cases of a folder: its top-level `*.cfg` files, sorted (sub-folders hold included files).
+pub fn case_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("reading the cases in {}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "cfg"))
+        .collect();
+    cases.sort();
+    Ok(cases)
+}
+
+/// A case's name: its file name without `.cfg`.
+pub fn stem(cfg: &Path) -> String {
+    cfg.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }

@@ -523,14 +523,7 @@ fn read_nic<'a>(n: &mut Reader<'a, '_>, name: &'a str, index: usize) -> NicView<
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn params(pairs: &[(&str, &str)]) -> Params {
-        let mut p = Params::new();
-        for (k, v) in pairs {
-            p.insert(*k, *v);
-        }
-        p
-    }
+    use crate::test_support::params;
 
     #[test]
     fn nettype_bridge_is_a_bridged_nic_on_netdst() {
