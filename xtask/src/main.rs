@@ -16,6 +16,7 @@
 //!   `fixtures/guest/README.md`.
 //! - `fixtures qemu X.Y`: unpack QEMU X.Y beside the build (`qemu_fixture.rs`); prints the
 //!   launcher to put in `KVMTEST_QEMU`.
+#![allow(clippy::disallowed_methods)] // xtask is the automation: running programs is its job
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -208,6 +209,18 @@ fn main() -> Result<()> {
             );
             eprint!("{}", bench::usage());
             bail!("unknown or missing subcommand")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The repository rules hold as a test too, so `cargo test` alone catches a file without
+    /// its `//!` doc, an ignored test or a leftover debug macro.
+    #[test]
+    fn the_repository_is_tidy() {
+        if let Err(e) = super::tidy() {
+            panic!("{e:#}");
         }
     }
 }

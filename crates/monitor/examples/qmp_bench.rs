@@ -19,6 +19,7 @@
 //! `calls / rounds` sequential calls and one pipelined burst of `--inflight`
 //! commands; latencies are pooled, throughput is the median over rounds.
 //! Each client prints one JSON line; the last line is the summary.
+#![allow(clippy::disallowed_methods)] // tests and examples start their own peers
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;

@@ -4,6 +4,7 @@
 //! probes BINARY (default [`default_binary`]: `$KVMTEST_QEMU`, else `qemu-system-x86_64`; no
 //! cache); `--raw DIR` also saves each probe's raw output there, so the parser can be tested
 //! against it.
+#![allow(clippy::disallowed_methods)] // tests and examples start their own peers
 
 use std::path::PathBuf;
 

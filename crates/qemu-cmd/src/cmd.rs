@@ -230,6 +230,8 @@ impl QemuCommand {
 
     /// A `std::process::Command` with this program, argv and environment (not spawned).
     pub fn command(&self) -> std::process::Command {
+        // The `Command` is handed to the caller (the `vm` crate spawns it), not run here.
+        #[allow(clippy::disallowed_methods)]
         let mut c = std::process::Command::new(self.program());
         c.args(self.args());
         for (k, v) in &self.env {

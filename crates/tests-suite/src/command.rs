@@ -65,6 +65,8 @@ pub async fn run(ctx: &TestContext, argv: &[OsString]) -> Result<CmdOutput, Test
         return Err(TestError::error("empty command"));
     };
     ctx.log.info(format_args!("run: {display}"));
+    // This module is the runner's one way to run a program.
+    #[allow(clippy::disallowed_methods)]
     let child = tokio::process::Command::new(prog)
         .args(args)
         .current_dir(&ctx.dir)

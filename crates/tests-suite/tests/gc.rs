@@ -6,7 +6,7 @@
 //!
 //! QEMU gets `vm`'s parent-death signal when the child dies, so the process may already be gone
 //! when gc looks; what gc must guarantee is that none is left, whichever of the two killed it.
-
+#![allow(clippy::disallowed_methods)] // tests and examples start their own peers
 #![allow(clippy::unwrap_used)] // Tests: a panic with the error is the report.
 
 mod common;

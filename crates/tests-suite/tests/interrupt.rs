@@ -2,7 +2,7 @@
 //! entry point; the parent sends SIGINT mid-run and checks exit code 130, that the finished
 //! test's result was kept, and that the run cleaned up after itself. The child is held by a
 //! [`ChildGuard`], so it is killed even when the parent fails.
-
+#![allow(clippy::disallowed_methods)] // tests and examples start their own peers
 #![allow(clippy::unwrap_used)] // Tests: a panic with the error is the report.
 
 mod common;

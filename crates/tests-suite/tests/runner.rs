@@ -1,6 +1,6 @@
 //! Runner tests with `noop`/`sleep` variants: verdict counting, missing parameters, result
 //! files, sharding, merging, `--jobs`, cancellation, VM hooks through a fake environment, gc.
-
+#![allow(clippy::disallowed_methods)] // tests and examples start their own peers
 #![allow(clippy::unwrap_used)] // Tests: a panic with the error is the report.
 
 mod common;

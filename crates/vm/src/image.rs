@@ -43,6 +43,8 @@ fn run(argv: &[OsString]) -> Result<String, ImageError> {
         program: String::new(),
         source: std::io::Error::other("empty argv"),
     })?;
+    // `qemu-img`: this module owns it.
+    #[allow(clippy::disallowed_methods)]
     let out = Command::new(program)
         .args(args)
         .stdin(std::process::Stdio::null())

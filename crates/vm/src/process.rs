@@ -52,6 +52,8 @@ impl OwnedProcess {
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty argv"))?;
         let out = File::options().create(true).append(true).open(output_log)?;
         let err = out.try_clone()?;
+        // The one place QEMU is spawned from.
+        #[allow(clippy::disallowed_methods)]
         let mut cmd = Command::new(program);
         cmd.args(args)
             .stdin(Stdio::null())

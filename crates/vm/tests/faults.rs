@@ -6,6 +6,7 @@
 //! once. Each child is held by a [`ChildGuard`]: if the parent test fails (a timeout, an
 //! assertion), the guard SIGKILLs and reaps the child, and the child's QEMU dies with it, so no
 //! process outlives a failing test.
+#![allow(clippy::disallowed_methods)] // tests and examples start their own peers
 
 mod support;
 

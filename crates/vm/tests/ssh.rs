@@ -4,6 +4,7 @@
 //! the test, no port is probed and released, and the host's own sshd (if any) is not involved.
 //! The `sshd` is held by a [`ChildGuard`], so it is killed and reaped even when the test fails.
 //! `.ci/run` installs `openssh-server`; without `/usr/sbin/sshd` the test fails, it does not skip.
+#![allow(clippy::disallowed_methods)] // tests and examples start their own peers
 
 mod support;
 

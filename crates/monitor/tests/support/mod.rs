@@ -10,7 +10,7 @@
 //! rule of `qemu_cmd::probe::default_binary`, restated here because `monitor` depends on no
 //! other kvmtest crate, not even for its tests. The first QMP connection of a test process
 //! prints `QEMU under test: <path> (<query-version>)`.
-
+#![allow(clippy::disallowed_methods)] // tests and examples start their own peers
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 use std::path::{Path, PathBuf};
