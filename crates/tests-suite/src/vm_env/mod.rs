@@ -192,7 +192,7 @@ async fn blocking<E: std::error::Error + Send + Sync + 'static>(
 ) -> Result<(), EnvError> {
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(|e| vm_err(name, what, Cause(e.to_string())))?
+        .map_err(|e| vm_err(name, what, e))?
         .map_err(|e| vm_err(name, what, e))
 }
 
@@ -249,7 +249,11 @@ impl VmLayerEnv {
         let argv = self
             .source
             .argv(&layout)
-            .map_err(|e| vm_err(name, "building the command line", Cause(e.to_string())))?;
+            .map_err(|source| EnvError::Vm {
+                name: name.into(),
+                what: "building the command line".into(),
+                source,
+            })?;
         Ok(vm::render_argv(&argv))
     }
 
