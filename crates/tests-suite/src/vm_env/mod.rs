@@ -246,14 +246,11 @@ impl VmLayerEnv {
     /// The argv source's error.
     pub fn fingerprint(&self, name: &str, params: &Params) -> Result<String, EnvError> {
         let layout = placeholder_layout(name, params, &self.root_dir);
-        let argv = self
-            .source
-            .argv(&layout)
-            .map_err(|source| EnvError::Vm {
-                name: name.into(),
-                what: "building the command line".into(),
-                source,
-            })?;
+        let argv = self.source.argv(&layout).map_err(|source| EnvError::Vm {
+            name: name.into(),
+            what: "building the command line".into(),
+            source,
+        })?;
         Ok(vm::render_argv(&argv))
     }
 

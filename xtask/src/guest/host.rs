@@ -1,0 +1,92 @@
+//! Running host tools for the guest build (argv only, failing with the tool's stderr) and the
+//! sha256 digests the manifest records.
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use anyhow::{bail, ensure, Context, Result};
+use serde_json::{json, Value};
+
+/// Runs `cmd` to completion, failing with its stderr when it fails.
+pub(super) fn output(cmd: &mut Command) -> Result<Output> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("spawning {}", show(cmd)))?;
+    if !out.status.success() {
+        bail!(
+            "{} failed ({}): {}",
+            show(cmd),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(out)
+}
+
+/// Runs `cmd` and returns its stdout as text.
+pub(super) fn stdout_of(cmd: &mut Command) -> Result<String> {
+    let out = output(cmd)?;
+    String::from_utf8(out.stdout).with_context(|| format!("{} printed non-UTF-8", show(cmd)))
+}
+
+/// Shell-like rendering of an argv, for logs only.
+pub(super) fn show(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| {
+            let a = a.to_string_lossy();
+            if !a.is_empty()
+                && a.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
+            {
+                a.into_owned()
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub(super) fn sha256_file(path: &Path) -> Result<String> {
+    let text = stdout_of(Command::new("sha256sum").arg("--").arg(path))?;
+    parse_sha256sum(&text).with_context(|| format!("sha256sum of {}", path.display()))
+}
+
+pub(super) fn sha256_bytes(data: &[u8]) -> Result<String> {
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("spawning sha256sum")?;
+    child
+        .stdin
+        .take()
+        .context("sha256sum's stdin")?
+        .write_all(data)
+        .context("writing to sha256sum")?;
+    let out = child.wait_with_output().context("waiting for sha256sum")?;
+    ensure!(out.status.success(), "sha256sum failed: {}", out.status);
+    parse_sha256sum(&String::from_utf8_lossy(&out.stdout))
+}
+
+fn parse_sha256sum(text: &str) -> Result<String> {
+    let hash = text.split_whitespace().next().unwrap_or_default();
+    ensure!(
+        hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
+        "unexpected sha256sum output {text:?}"
+    );
+    Ok(hash.to_owned())
+}
+
+/// `{"sha256": …, "size": …}` of a file.
+pub(super) fn file_digest(path: &Path) -> Result<Value> {
+    let size = fs::metadata(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .len();
+    Ok(json!({ "sha256": sha256_file(path)?, "size": size }))
+}
