@@ -22,7 +22,8 @@ use std::process::Command;
 
 use anyhow::{bail, ensure, Context, Result};
 
-use crate::deps::{major_minor, os_release, output, run};
+use crate::deps::{major_minor, os_release};
+use crate::host::{run, stdout_of};
 
 /// A mounted `/proc` in a root, unmounted (and the root removed unless kept) when dropped.
 struct Root {
@@ -35,7 +36,7 @@ impl Root {
     fn mount_proc(&mut self) -> Result<()> {
         let mut m = Command::new("mount");
         m.args(["-t", "proc", "proc"]).arg(self.dir.join("proc"));
-        run(m)?;
+        run(&mut m)?;
         self.proc_mounted = true;
         Ok(())
     }
@@ -88,7 +89,7 @@ pub fn changes_nothing(summary: &str) -> bool {
 
 /// The installed `qemu` source packages and their versions, in a root.
 fn qemu_packages(root: &Root) -> Result<Vec<(String, String)>> {
-    let text = output(root.chroot(&[
+    let text = stdout_of(&mut root.chroot(&[
         "dpkg-query",
         "-W",
         "-f",
@@ -102,32 +103,6 @@ fn qemu_packages(root: &Root) -> Result<Vec<(String, String)>> {
                 .then(|| (w[1].to_string(), w[2].to_string()))
         })
         .collect())
-}
-
-/// The host's own suites of its release (`bookworm`, `bookworm-updates`, `bookworm-security`),
-/// with their URIs, as apt lists them; backports excluded.
-fn host_suites(codename: &str) -> Result<Vec<(String, String)>> {
-    let mut c = Command::new("apt-get");
-    c.args(["indextargets", "--format", "$(REPO_URI) $(RELEASE)"]);
-    let mut out: Vec<(String, String)> = Vec::new();
-    for line in output(c)?.lines() {
-        let Some((uri, suite)) = line.trim().split_once(' ') else {
-            continue;
-        };
-        let ours = suite == codename
-            || suite
-                .strip_prefix(codename)
-                .is_some_and(|r| r.starts_with('-'));
-        let pair = (uri.to_string(), suite.to_string());
-        if ours && !suite.ends_with("-backports") && !out.contains(&pair) {
-            out.push(pair);
-        }
-    }
-    ensure!(
-        !out.is_empty(),
-        "apt lists no source for {codename} on this host"
-    );
-    Ok(out)
 }
 
 fn check_state(state: char, keep: bool) -> Result<()> {
@@ -154,11 +129,11 @@ fn check_state(state: char, keep: bool) -> Result<()> {
         .arg("--include=ca-certificates")
         .arg(&codename)
         .arg(&dir);
-    for (uri, suite) in host_suites(&codename)? {
+    for (uri, suite) in crate::deps::host_suites(&codename)? {
         mm.arg(format!("deb {uri} {suite} main"));
     }
     mm.arg(format!("deb {mirror} {codename}-backports main"));
-    run(mm)?;
+    run(&mut mm)?;
     std::fs::copy("/etc/resolv.conf", dir.join("etc/resolv.conf")).ok();
     root.mount_proc()?;
     let apt = |args: &[&str]| {
@@ -166,18 +141,18 @@ fn check_state(state: char, keep: bool) -> Result<()> {
         argv.extend_from_slice(args);
         root.chroot(&argv)
     };
-    run(apt(&["update"]))?;
+    run(&mut apt(&["update"]))?;
     match state {
         'a' => {}
         'b' => {
-            run(apt(&[
+            run(&mut apt(&[
                 "install",
                 "-t",
                 &format!("{codename}-backports"),
                 "qemu-utils",
             ]))?;
         }
-        'c' => run(apt(&["install", "qemu-system-x86", "qemu-utils"]))?,
+        'c' => run(&mut apt(&["install", "qemu-system-x86", "qemu-utils"]))?,
         other => bail!("unknown state {other:?}"),
     }
     // The machine's own sources: the host's files, nothing else (no backports).
@@ -194,13 +169,13 @@ fn check_state(state: char, keep: bool) -> Result<()> {
             format!("deb {mirror} {codename} main\ndeb {mirror} {codename}-updates main\n"),
         )?;
     }
-    run(apt(&["update"]))?;
+    run(&mut apt(&["update"]))?;
     let before = qemu_packages(&root)?;
     eprintln!("check-install {state}: QEMU packages before: {before:?}");
     let xtask = std::env::current_exe().context("this xtask binary")?;
     std::fs::copy(&xtask, dir.join("usr/local/bin/xtask"))
         .with_context(|| format!("copying {} into the root", xtask.display()))?;
-    run(root.chroot(&["/usr/local/bin/xtask", "deps"]))?;
+    run(&mut root.chroot(&["/usr/local/bin/xtask", "deps"]))?;
     let after = qemu_packages(&root)?;
     let versions: std::collections::BTreeSet<&str> = after
         .iter()
@@ -210,8 +185,8 @@ fn check_state(state: char, keep: bool) -> Result<()> {
         versions.len() == 1,
         "state {state}: QEMU packages of several versions after deps: {after:?}"
     );
-    let sys = output(root.chroot(&["qemu-system-x86_64", "-version"]))?;
-    let img = output(root.chroot(&["qemu-img", "--version"]))?;
+    let sys = stdout_of(&mut root.chroot(&["qemu-system-x86_64", "-version"]))?;
+    let img = stdout_of(&mut root.chroot(&["qemu-img", "--version"]))?;
     ensure!(
         major_minor(&sys).is_some() && major_minor(&sys) == major_minor(&img),
         "state {state}: qemu-system-x86_64 says {sys:?}, qemu-img {img:?}"
@@ -241,14 +216,14 @@ fn check_state(state: char, keep: bool) -> Result<()> {
         crate::qemu_fixture::OTHER_QEMU,
     ]);
     fetch.env("CARGO_TARGET_DIR", "/root/target");
-    let launcher = output(fetch)?;
+    let launcher = stdout_of(&mut fetch)?;
     let launcher = launcher
         .lines()
         .last()
         .unwrap_or_default()
         .trim()
         .to_string();
-    let other = output(root.chroot(&[&launcher, "-version"]))?;
+    let other = stdout_of(&mut root.chroot(&[&launcher, "-version"]))?;
     eprintln!(
         "check-install {state}: ok: after deps {after:?}; {}; {}; second run: {summary}; {} in the root: {}",
         sys.lines().next().unwrap_or_default(),
@@ -287,7 +262,7 @@ pub fn main(args: &[String]) -> Result<()> {
             "--no-install-recommends",
             "mmdebstrap",
         ]);
-        run(c)?;
+        run(&mut c)?;
     }
     for s in states {
         check_state(s, keep).with_context(|| format!("check-install state {s}"))?;

@@ -24,6 +24,8 @@ use std::process::Command;
 
 use anyhow::{bail, ensure, Context, Result};
 
+use crate::host::{is_root, run, stdout_of};
+
 /// Our own apt list file (the host's `debian.sources` is never touched).
 pub const LIST_FILE: &str = "/etc/apt/sources.list.d/kvmtest-backports.list";
 
@@ -82,48 +84,40 @@ pub fn as_root(program: &str) -> Command {
     }
 }
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
-/// Runs `cmd`, echoing it; fails with its status.
-pub fn run(mut cmd: Command) -> Result<()> {
-    eprintln!("$ {cmd:?}");
-    let status = cmd.status().with_context(|| format!("spawning {cmd:?}"))?;
-    ensure!(status.success(), "{cmd:?} failed: {status}");
-    Ok(())
-}
-
-/// Runs `cmd` and returns its stdout; fails with its stderr.
-pub fn output(mut cmd: Command) -> Result<String> {
-    let out = cmd.output().with_context(|| format!("spawning {cmd:?}"))?;
-    ensure!(
-        out.status.success(),
-        "{cmd:?} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// The mirror the host uses for `codename` itself (first `deb` index target of that suite).
-pub fn mirror_of(codename: &str) -> Result<String> {
+/// The host's own suites of its release (`bookworm`, `bookworm-updates`, `bookworm-security`),
+/// with their URIs, as apt lists them (`apt-get indextargets`); backports excluded.
+pub fn host_suites(codename: &str) -> Result<Vec<(String, String)>> {
     let mut c = Command::new("apt-get");
-    c.args(["indextargets", "--format", "$(RELEASE) $(REPO_URI)"]);
-    let text = output(c)?;
-    text.lines()
-        .filter_map(|l| l.split_once(' '))
-        .find(|(release, _)| *release == codename)
-        .map(|(_, uri)| uri.trim().to_string())
-        .with_context(|| {
-            format!(
-                "no apt source for `{codename}` on this host (apt-get indextargets lists none); \
-                 run `apt-get update` or configure the release's mirror first"
-            )
-        })
+    c.args(["indextargets", "--format", "$(REPO_URI) $(RELEASE)"]);
+    let mut out: Vec<(String, String)> = Vec::new();
+    for line in stdout_of(&mut c)?.lines() {
+        let Some((uri, suite)) = line.trim().split_once(' ') else {
+            continue;
+        };
+        let ours = suite == codename
+            || suite
+                .strip_prefix(codename)
+                .is_some_and(|r| r.starts_with('-'));
+        let pair = (uri.to_string(), suite.to_string());
+        if ours && !suite.ends_with("-backports") && !out.contains(&pair) {
+            out.push(pair);
+        }
+    }
+    ensure!(
+        !out.is_empty(),
+        "no apt source for `{codename}` on this host (apt-get indextargets lists none); run \
+         `apt-get update` or configure the release's mirror first"
+    );
+    Ok(out)
+}
+
+/// The mirror the host uses for `codename` itself.
+pub fn mirror_of(codename: &str) -> Result<String> {
+    host_suites(codename)?
+        .into_iter()
+        .find(|(_, suite)| suite == codename)
+        .map(|(uri, _)| uri)
+        .with_context(|| format!("no apt source for `{codename}` itself on this host"))
 }
 
 /// The content of our backports list file for `codename`.
@@ -146,7 +140,7 @@ fn ensure_backports_list(codename: &str) -> Result<bool> {
     std::fs::write(tmp.path(), &want).context("writing the apt list")?;
     let mut install = as_root("install");
     install.args(["-m", "0644"]).arg(tmp.path()).arg(LIST_FILE);
-    run(install)?;
+    run(&mut install)?;
     Ok(true)
 }
 
@@ -158,7 +152,7 @@ fn installed_qemu_family() -> Result<BTreeSet<String>> {
         "-f",
         "${db:Status-Abbrev} ${Package} ${source:Package}\n",
     ]);
-    let text = output(c)?;
+    let text = stdout_of(&mut c)?;
     Ok(text
         .lines()
         .filter_map(|l| {
@@ -203,7 +197,7 @@ pub fn main(args: &[String]) -> Result<()> {
     if update || changed {
         let mut c = as_root("apt-get");
         c.args(["update", "-qq"]);
-        run(c)?;
+        run(&mut c)?;
     }
     let list = install_list(&codename, &installed_qemu_family()?);
     let mut c = as_root("apt-get");
@@ -215,26 +209,18 @@ pub fn main(args: &[String]) -> Result<()> {
         "--allow-downgrades",
     ]);
     c.args(&list);
-    run(c)?;
+    run(&mut c)?;
     // sshd's privilege separation directory (crates/vm/tests/ssh.rs runs a private `sshd -i`)
     if !Path::new("/run/sshd").is_dir() {
         let mut c = as_root("mkdir");
         c.args(["-p", "/run/sshd"]);
-        run(c)?;
+        run(&mut c)?;
     }
     let mut check = as_root("apt-get");
     check.args(["check", "-q"]);
-    run(check)?;
-    let system = output({
-        let mut c = Command::new("qemu-system-x86_64");
-        c.arg("--version");
-        c
-    })?;
-    let img = output({
-        let mut c = Command::new("qemu-img");
-        c.arg("--version");
-        c
-    })?;
+    run(&mut check)?;
+    let system = stdout_of(Command::new("qemu-system-x86_64").arg("--version"))?;
+    let img = stdout_of(Command::new("qemu-img").arg("--version"))?;
     let (s, i) = (major_minor(&system), major_minor(&img));
     ensure!(
         s.is_some() && s == i,

@@ -21,12 +21,14 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{bail, Context, Result};
 
+mod apt;
 mod bench;
 mod check_install;
 mod deps;
 mod guest;
+mod host;
 mod qemu_fixture;
 mod run_suite;
 
@@ -41,16 +43,9 @@ fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
+/// Runs `cmd` from the workspace root ([`host::run`]: echoed, failing with its status).
 fn run(mut cmd: Command) -> Result<()> {
-    eprintln!("$ {cmd:?}");
-    let status = cmd
-        .current_dir(root())
-        .status()
-        .with_context(|| format!("spawning {cmd:?}"))?;
-    if !status.success() {
-        bail!("{cmd:?} failed: {status}");
-    }
-    Ok(())
+    host::run(cmd.current_dir(root()))
 }
 
 fn tidy() -> Result<()> {
@@ -116,17 +111,7 @@ const QEMU_FACING: &[&str] = &[
 
 /// The first line of `BINARY -version`, for the logs.
 fn qemu_version_line(binary: &Path) -> Result<String> {
-    let out = Command::new(binary)
-        .arg("-version")
-        .output()
-        .with_context(|| format!("running {} -version", binary.display()))?;
-    ensure!(
-        out.status.success(),
-        "{} -version failed: {}",
-        binary.display(),
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    Ok(String::from_utf8_lossy(&out.stdout)
+    Ok(host::stdout_of(Command::new(binary).arg("-version"))?
         .lines()
         .next()
         .unwrap_or_default()

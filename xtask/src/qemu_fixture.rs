@@ -23,7 +23,6 @@
 //! The result is recorded in `manifest.json` (packages, versions, SHA256); a second run with the
 //! same resolution and an intact tree does nothing. Prints the launcher's path on stdout.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -32,7 +31,9 @@ use std::process::Command;
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::{json, Value};
 
-use crate::deps::{major_minor, output};
+use crate::apt::{self, Package};
+use crate::deps::major_minor;
+use crate::host::stdout_of;
 
 /// The QEMU version CI runs beside the system's (bookworm's 7.2): the current major version.
 pub const OTHER_QEMU: &str = "10.0";
@@ -53,14 +54,8 @@ pub fn launcher(version: &str) -> PathBuf {
     fixture_dir(version).join("bin").join(BINARY)
 }
 
-/// A package to unpack: name, version, architecture.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Package {
-    /// The package name.
-    pub name: String,
-    /// Its full Debian version.
-    pub version: String,
-}
+/// A package to unpack, as `(name, version)`.
+type NameVersion = (String, String);
 
 /// Debian's upstream part of a version: `1:10.0.2+ds-2+deb13u1~bpo12+1` → `10.0.2`.
 fn upstream(version: &str) -> &str {
@@ -99,17 +94,14 @@ pub fn madison_versions(text: &str) -> Vec<(String, String)> {
 }
 
 /// `Inst NAME [OLD] (NEW RELEASE [ARCH])` lines of `apt-get install -s`.
-pub fn simulated_installs(text: &str) -> Vec<Package> {
+pub fn simulated_installs(text: &str) -> Vec<NameVersion> {
     text.lines()
         .filter_map(|l| {
             let rest = l.strip_prefix("Inst ")?;
             let (name, rest) = rest.split_once(' ')?;
             let open = rest.find('(')?;
             let version = rest[open + 1..].split_whitespace().next()?;
-            Some(Package {
-                name: name.to_string(),
-                version: version.to_string(),
-            })
+            Some((name.to_string(), version.to_string()))
         })
         .collect()
 }
@@ -121,7 +113,7 @@ fn data_dirs(binary: &Path, envs: &[(String, String)]) -> Result<Vec<PathBuf>> {
     for (k, v) in envs {
         c.env(k, v);
     }
-    Ok(output(c)?
+    Ok(stdout_of(&mut c)?
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
@@ -185,28 +177,6 @@ fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
-/// SHA256 of a file (`sha256sum`, present on every Debian host).
-fn sha256(path: &Path) -> Result<String> {
-    let mut c = Command::new("sha256sum");
-    c.arg(path);
-    Ok(output(c)?
-        .split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_string())
-}
-
-/// apt's SHA256 for `name=version`.
-fn apt_sha256(p: &Package) -> Result<String> {
-    let mut c = Command::new("apt-cache");
-    c.args(["show", &format!("{}={}", p.name, p.version)]);
-    let text = output(c)?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("SHA256: "))
-        .map(|s| s.trim().to_string())
-        .with_context(|| format!("apt-cache show {}={} has no SHA256", p.name, p.version))
-}
-
 /// The packages `qemu-system-x86` at `version` recommends at exactly its own version: the
 /// same build's loadable modules (`qemu-system-modules-opengl`, `-spice`, `qemu-system-gui`,
 /// `qemu-block-extra`). They are unpacked too: QEMU looks for a module in `QEMU_MODULE_DIR` and
@@ -216,7 +186,7 @@ fn apt_sha256(p: &Package) -> Result<String> {
 fn same_build_recommends(version: &str) -> Result<Vec<String>> {
     let mut c = Command::new("apt-cache");
     c.args(["show", &format!("qemu-system-x86={version}")]);
-    let text = output(c)?;
+    let text = stdout_of(&mut c)?;
     let recommends = text
         .lines()
         .find_map(|l| l.strip_prefix("Recommends:"))
@@ -241,7 +211,7 @@ pub fn exact_version_relations(field: &str, version: &str) -> Vec<String> {
 fn resolve(series: &str) -> Result<(String, Vec<Package>)> {
     let mut c = Command::new("apt-cache");
     c.args(["madison", "qemu-system-x86"]);
-    let versions = madison_versions(&output(c)?);
+    let versions = madison_versions(&stdout_of(&mut c)?);
     let Some((version, suite)) = versions.iter().find(|(v, _)| is_series(v, series)).cloned()
     else {
         bail!(
@@ -270,39 +240,37 @@ fn resolve(series: &str) -> Result<(String, Vec<Package>)> {
     for m in same_build_recommends(&version)? {
         sim.arg(format!("{m}/{suite}"));
     }
-    let mut packages = simulated_installs(&output(sim)?);
-    if !packages.iter().any(|p| p.name == "qemu-system-x86") {
+    let mut packages = simulated_installs(&stdout_of(&mut sim)?);
+    if !packages.iter().any(|(name, _)| name == "qemu-system-x86") {
         // Already the installed version: unpack its packages all the same.
-        packages.push(Package {
-            name: "qemu-system-x86".into(),
-            version: version.clone(),
-        });
+        packages.push(("qemu-system-x86".into(), version.clone()));
     }
     for common in ["qemu-system-common", "qemu-system-data"] {
-        if !packages.iter().any(|p| p.name == common) {
+        if !packages.iter().any(|(name, _)| name == common) {
             let mut c = Command::new("apt-cache");
             c.args(["madison", common]);
-            let vs = madison_versions(&output(c)?);
+            let vs = madison_versions(&stdout_of(&mut c)?);
             let (v, _) = vs
                 .iter()
                 .find(|(v, _)| upstream(v) == upstream(&version))
                 .with_context(|| format!("apt knows no {common} for {version}"))?;
-            packages.push(Package {
-                name: common.into(),
-                version: v.clone(),
-            });
+            packages.push((common.into(), v.clone()));
         }
     }
-    packages.sort_by(|a, b| a.name.cmp(&b.name));
+    packages.sort();
+    let packages = packages
+        .iter()
+        .map(|(name, v)| Package::exact(name, v))
+        .collect::<Result<_>>()?;
     Ok((version, packages))
 }
 
-fn manifest_of(version: &str, packages: &[Package], shas: &[String]) -> Value {
+fn manifest_of(version: &str, packages: &[Package]) -> Value {
     json!({
         "recipe": RECIPE,
         "qemu-system-x86": version,
-        "packages": packages.iter().zip(shas).map(|(p, s)| json!({
-            "name": p.name, "version": p.version, "sha256": s,
+        "packages": packages.iter().map(|p| json!({
+            "name": p.name, "version": p.version, "sha256": p.sha256,
         })).collect::<Vec<_>>(),
     })
 }
@@ -311,7 +279,7 @@ fn manifest_of(version: &str, packages: &[Package], shas: &[String]) -> Value {
 fn check(launcher: &Path, root: &Path, series: &str) -> Result<String> {
     let mut v = Command::new(launcher);
     v.arg("-version");
-    let text = output(v)?;
+    let text = stdout_of(&mut v)?;
     let line = text.lines().next().unwrap_or_default().to_string();
     ensure!(
         major_minor(&text).as_deref() == Some(series),
@@ -334,8 +302,7 @@ pub fn fetch(series: &str) -> Result<PathBuf> {
     let debs = dir.join("debs");
     let (version, packages) = resolve(series)?;
     let manifest_path = dir.join("manifest.json");
-    let shas: Vec<String> = packages.iter().map(apt_sha256).collect::<Result<_>>()?;
-    let want = manifest_of(&version, &packages, &shas);
+    let want = manifest_of(&version, &packages);
     let have: Option<Value> = fs::read_to_string(&manifest_path)
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok());
@@ -358,37 +325,9 @@ pub fn fetch(series: &str) -> Result<PathBuf> {
         fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
     }
     fs::create_dir_all(&debs).with_context(|| format!("creating {}", debs.display()))?;
-    let mut dl = Command::new("apt-get");
-    dl.current_dir(&debs)
-        .args(["download", "-q", "-o", "APT::Sandbox::User=root"])
-        .args(packages.iter().map(|p| format!("{}={}", p.name, p.version)))
-        // Standard output is this command's result (the launcher's path): apt talks on stderr.
-        .stdout(std::io::stderr());
-    crate::deps::run(dl)?;
-    let mut by_name: BTreeMap<String, PathBuf> = BTreeMap::new();
-    for e in fs::read_dir(&debs)? {
-        let path = e?.path();
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if let Some((pkg, _)) = name.split_once('_') {
-            by_name.insert(pkg.to_string(), path);
-        }
-    }
-    for (p, want_sha) in packages.iter().zip(&shas) {
-        let deb = by_name
-            .get(&p.name)
-            .with_context(|| format!("apt-get download wrote no .deb for {}", p.name))?;
-        let got = sha256(deb)?;
-        ensure!(
-            &got == want_sha,
-            "{}: SHA256 {got} is not apt's {want_sha}",
-            deb.display()
-        );
-        let mut x = Command::new("dpkg-deb");
-        x.arg("-x").arg(deb).arg(&root);
-        output(x)?;
+    let refs: Vec<&Package> = packages.iter().collect();
+    for deb in apt::download(&refs, &debs)? {
+        apt::extract(&deb, &root)?;
     }
     let real = root.join("usr/bin").join(BINARY);
     ensure!(real.is_file(), "{} missing after unpacking", real.display());
@@ -421,7 +360,7 @@ pub fn fetch(series: &str) -> Result<PathBuf> {
     for (k, v) in &lib_env {
         ldd.env(k, v);
     }
-    let ldd_out = output(ldd)?;
+    let ldd_out = stdout_of(&mut ldd)?;
     let missing: Vec<&str> = ldd_out
         .lines()
         .filter(|l| l.contains("not found"))
@@ -503,14 +442,11 @@ mod tests {
         assert_eq!(
             simulated_installs(s),
             vec![
-                Package {
-                    name: "qemu-system-x86".into(),
-                    version: "1:10.0.2+ds-2+deb13u1~bpo12+1".into()
-                },
-                Package {
-                    name: "seabios".into(),
-                    version: "1.16.3-2~bpo12+1".into()
-                },
+                (
+                    "qemu-system-x86".to_string(),
+                    "1:10.0.2+ds-2+deb13u1~bpo12+1".to_string()
+                ),
+                ("seabios".to_string(), "1.16.3-2~bpo12+1".to_string()),
             ]
         );
     }

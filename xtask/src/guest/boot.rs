@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
 
-use super::host::show;
 use super::wire::{Protocol, Qmp, Wire};
 use super::{KVM_PROBE_TIMEOUT, READY_MARKER};
+use crate::host::show;
 
 /// The accelerator to run guests with, and why it was chosen.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,7 +5,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::SystemTime;
@@ -14,59 +14,11 @@ use anyhow::{bail, ensure, Context, Result};
 use serde_json::{json, Value};
 
 use super::files::GUEST_FILES;
-use super::host::{file_digest, output, sha256_file, show, stdout_of};
-use super::packages::{Package, Packages};
+use super::packages::Packages;
 use super::wire::find;
 use super::{MODULES, PROMPT, READY_MARKER};
-
-/// Whether this process runs as root (the owner of `/proc/self` is the effective uid).
-fn is_root() -> bool {
-    fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-}
-
-/// `apt-get download NAME=VERSION…` into `dir`, then the path of each package's `.deb`, checked
-/// against the archive's sha256.
-fn download(packages: &[&Package], dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut cmd = Command::new("apt-get");
-    cmd.current_dir(dir).args(["download", "-q"]);
-    if is_root() {
-        // The sandbox user `_apt` cannot write into our private temporary directory.
-        cmd.args(["-o", "APT::Sandbox::User=root"]);
-    }
-    cmd.args(packages.iter().map(|p| format!("{}={}", p.name, p.version)));
-    eprintln!("$ {}", show(&cmd));
-    output(&mut cmd).context("downloading the guest's packages (run `apt-get update` first?)")?;
-    let names: Vec<String> = fs::read_dir(dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
-        .collect::<io::Result<_>>()?;
-    packages
-        .iter()
-        .map(|p| {
-            let prefix = format!("{}_", p.name);
-            let deb = names
-                .iter()
-                .find(|n| n.starts_with(&prefix) && n.ends_with(".deb"))
-                .with_context(|| format!("apt-get download left no .deb for {}", p.name))?;
-            let path = dir.join(deb);
-            let sha = sha256_file(&path)?;
-            ensure!(
-                sha == p.sha256,
-                "{} has sha256 {sha}, the archive index says {}",
-                path.display(),
-                p.sha256
-            );
-            Ok(path)
-        })
-        .collect()
-}
-
-fn extract(deb: &Path, dir: &Path) -> Result<()> {
-    let mut cmd = Command::new("dpkg-deb");
-    cmd.arg("-x").arg(deb).arg(dir);
-    eprintln!("$ {}", show(&cmd));
-    output(&mut cmd).map(drop)
-}
+use crate::apt::{download, extract};
+use crate::host::{file_digest, output, show, stdout_of};
 
 /// Module names compare with `-` and `_` as the same character, as the kernel does.
 fn module_key(name: &str) -> String {

@@ -21,8 +21,9 @@
 //! when its guard drops, and is started under `setpriv --pdeathsig KILL` so that it also dies
 //! with this process.
 //!
-//! This module holds the options, the entry point and the constants shared by the submodules:
-//! * `host`: running host tools (argv only, stderr in the error) and sha256 digests;
+//! Host tools and sha256 digests come from `crate::host`, package download and unpacking from
+//! `crate::apt` (shared with `fixtures qemu`). This module holds the options, the entry point
+//! and the constants shared by the submodules:
 //! * `packages`: the Debian packages (apt resolution), the build's inputs and the manifest
 //!   (`build_if_needed` decides whether to rebuild);
 //! * `initramfs`: the build: download and unpack the `.deb`s, pick the kernel modules, assemble
@@ -36,7 +37,6 @@
 mod boot;
 mod check;
 mod files;
-mod host;
 mod initramfs;
 mod packages;
 mod wire;

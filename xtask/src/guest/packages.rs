@@ -12,18 +12,10 @@ use anyhow::{Context, Result};
 use serde_json::{json, Value};
 
 use super::files::GUEST_FILES;
-use super::host::{file_digest, sha256_bytes, stdout_of};
 use super::initramfs::build;
 use super::{BUSYBOX, KERNEL_META, MODULES, RECIPE};
-
-/// A Debian package at the exact version apt would download now.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Package {
-    pub(super) name: String,
-    pub(super) version: String,
-    /// From the archive's index; `apt-get download` checks it, and so do we.
-    pub(super) sha256: String,
-}
+use crate::apt::Package;
+use crate::host::{file_digest, sha256_bytes, stdout_of};
 
 /// The package that `linux-image-amd64` depends on (`Depends: linux-image-6.1.0-56-amd64`).
 fn parse_kernel_package(depends: &str) -> Option<String> {

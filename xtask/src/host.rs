@@ -1,16 +1,33 @@
-//! Running host tools for the guest build (argv only, failing with the tool's stderr) and the
-//! sha256 digests the manifest records.
+//! Running host tools (argv only, failing with the tool's stderr) and sha256 digests: one set of
+//! helpers for every xtask that runs programs (the guest build, `deps`, `check-install`,
+//! `fixtures qemu`).
 
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::{json, Value};
 
+/// Whether this process runs as root (the owner of `/proc/self` is the effective uid).
+pub(crate) fn is_root() -> bool {
+    fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// Runs `cmd` with its output shown (echoing the argv first), failing with its status.
+pub(crate) fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("$ {}", show(cmd));
+    let status = cmd
+        .status()
+        .with_context(|| format!("spawning {}", show(cmd)))?;
+    ensure!(status.success(), "{} failed: {status}", show(cmd));
+    Ok(())
+}
+
 /// Runs `cmd` to completion, failing with its stderr when it fails.
-pub(super) fn output(cmd: &mut Command) -> Result<Output> {
+pub(crate) fn output(cmd: &mut Command) -> Result<Output> {
     let out = cmd
         .stdin(Stdio::null())
         .output()
@@ -27,13 +44,13 @@ pub(super) fn output(cmd: &mut Command) -> Result<Output> {
 }
 
 /// Runs `cmd` and returns its stdout as text.
-pub(super) fn stdout_of(cmd: &mut Command) -> Result<String> {
+pub(crate) fn stdout_of(cmd: &mut Command) -> Result<String> {
     let out = output(cmd)?;
     String::from_utf8(out.stdout).with_context(|| format!("{} printed non-UTF-8", show(cmd)))
 }
 
 /// Shell-like rendering of an argv, for logs only.
-pub(super) fn show(cmd: &Command) -> String {
+pub(crate) fn show(cmd: &Command) -> String {
     std::iter::once(cmd.get_program())
         .chain(cmd.get_args())
         .map(|a| {
@@ -51,12 +68,12 @@ pub(super) fn show(cmd: &Command) -> String {
         .join(" ")
 }
 
-pub(super) fn sha256_file(path: &Path) -> Result<String> {
+pub(crate) fn sha256_file(path: &Path) -> Result<String> {
     let text = stdout_of(Command::new("sha256sum").arg("--").arg(path))?;
     parse_sha256sum(&text).with_context(|| format!("sha256sum of {}", path.display()))
 }
 
-pub(super) fn sha256_bytes(data: &[u8]) -> Result<String> {
+pub(crate) fn sha256_bytes(data: &[u8]) -> Result<String> {
     let mut child = Command::new("sha256sum")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -84,7 +101,7 @@ fn parse_sha256sum(text: &str) -> Result<String> {
 }
 
 /// `{"sha256": …, "size": …}` of a file.
-pub(super) fn file_digest(path: &Path) -> Result<Value> {
+pub(crate) fn file_digest(path: &Path) -> Result<Value> {
     let size = fs::metadata(path)
         .with_context(|| format!("reading {}", path.display()))?
         .len();
