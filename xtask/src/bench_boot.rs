@@ -6,7 +6,7 @@
 //! ```
 //!
 //! In one run, `N` times each (default 3), alternating which goes first:
-//! * **kvmtest**: `Vm::create` with the `vm` crate's public API, `QemuCmdArgv` (probed
+//! * **kvmtest**: `Vm::create` with the `vm` crate's public API, `Qemu` (probed
 //!   capabilities, cached) and the vm tests' guest (`crates/vm/tests/support/guest.cfg`), then
 //!   `wait_for_login(Access::Serial)`; the clock runs from before `create` until the shell
 //!   answers. The VM is then destroyed (`Teardown::Quick`, not timed).
@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use params::{Params, Parser, ParserOptions};
-use vm::{Access, QemuCmdArgv, Teardown, Vm, VmSpec};
+use vm::{Access, PlanOptions, Qemu, Teardown, Vm, VmSetup};
 
 /// The marker the test guest prints on its serial console once it is ready.
 const READY_MARKER: &[u8] = b"KVMTEST-GUEST-READY";
@@ -63,7 +63,7 @@ pub fn main(args: &[String]) -> Result<()> {
     // The QEMU binary both sides run.
     let qemu = qemu_cmd::probe::default_binary();
     let source = Arc::new(
-        QemuCmdArgv::probe(&qemu)
+        Qemu::probe(&qemu)
             .with_context(|| format!("probing {} (is QEMU installed?)", qemu.display()))?,
     );
     let logs = tempfile::Builder::new()
@@ -161,23 +161,23 @@ fn guest_params() -> Result<Params> {
     Ok(p)
 }
 
-fn spec(params: &Params, logs: &Path) -> VmSpec {
-    let mut s = VmSpec::new("vm1", params.clone(), logs);
-    s.root_dir = root();
-    s
+/// Starts VM `vm1` of `params` on `qemu`, relative cfg paths from the workspace root.
+async fn start(params: &Params, qemu: &Arc<Qemu>, logs: &Path) -> Result<Vm> {
+    let setup = VmSetup::from_params(params, "vm1", logs).context("reading the params")?;
+    Vm::start(Arc::clone(qemu), setup, &PlanOptions::new(root()))
+        .await
+        .context("Vm::start")
 }
 
 /// One kvmtest boot: `Vm::create` → logged-in serial shell. Returns the time and the VM's argv
 /// with its run directory (for the bare run).
 async fn kvmtest_boot(
     params: &Params,
-    source: &Arc<QemuCmdArgv>,
+    source: &Arc<Qemu>,
     logs: &Path,
 ) -> Result<(Duration, (Vec<OsString>, PathBuf))> {
     let t0 = Instant::now();
-    let mut guest = Vm::create(spec(params, logs), source.clone())
-        .await
-        .context("Vm::create")?;
+    let mut guest = start(params, source, logs).await?;
     let timeout = guest.login_timeout();
     let login = guest.wait_for_login(Access::Serial, timeout).await;
     let took = t0.elapsed();
@@ -199,12 +199,10 @@ async fn kvmtest_boot(
 /// The argv (and run dir) of a VM created and destroyed at once (untimed).
 async fn argv_of_fresh_vm(
     params: &Params,
-    source: &Arc<QemuCmdArgv>,
+    source: &Arc<Qemu>,
     logs: &Path,
 ) -> Result<(Vec<OsString>, PathBuf)> {
-    let guest = Vm::create(spec(params, logs), source.clone())
-        .await
-        .context("Vm::create")?;
+    let guest = start(params, source, logs).await?;
     let argv = (guest.argv().to_vec(), guest.run_dir().to_path_buf());
     guest.destroy(Teardown::Quick).await.context("destroy")?;
     Ok(argv)

@@ -17,7 +17,7 @@
 //! Where the reference returns `None`, raises a bare `ValueError`, or turns a missing parameter into
 //! a test skip, this type returns a [`ParamError`] that names the key, the offending value and, when
 //! known, the `file:line` that set it. `Params` itself stays a faithful string map and knows nothing
-//! about QEMU: consumers build typed views (`NicView`, `ImageView`…) from it once and validate there.
+//! about QEMU: consumers read typed specs (the `spec` crate: `VmSpec`, `NicSpec`…) from it once and validate there.
 //!
 //! ```
 //! use params::{Origin, Params};

@@ -20,7 +20,7 @@ use params::{Parser, ParserOptions};
 /// what `kvmtest cmdline` does.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use qemu_cmd::{map_cmdlines, render_matrix, Capabilities, RunContext};
+use qemu_cmd::{map_cmdlines, render_matrix, Capabilities, RunPlan};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -86,7 +86,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     map_cmdlines(
         &config,
         &caps,
-        &RunContext::Placeholders,
+        &RunPlan::dry(),
         threads,
         &|_, r| r.map(|cmd| cmd.options().len()),
         &mut |r| {

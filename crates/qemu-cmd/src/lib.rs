@@ -1,17 +1,18 @@
 //! `qemu_cmd`: QEMU command lines from a test variant's params, for the QEMU at hand.
 //!
-//! Data flow: [`Params`] → typed per-object views ([`VmView`] with its [`ImageView`]s,
-//! [`NicView`]s…; every bad key reported at once) → the builder, which asks one typed
-//! [`Capabilities`] value what this QEMU accepts → a [`QemuCommand`]: argv as `OsString`s (never
-//! a shell string) plus the child's environment, renderable in a stable, shell-quoted,
-//! one-option-per-line form where run-specific parts are `@PLACEHOLDERS@`.
+//! Data flow: [`Params`] → the `spec` crate's owned, typed [`VmSpec`] (with its [`ImageSpec`]s,
+//! [`NicSpec`]s…; every bad key reported at once) + a [`RunPlan`] (the run-specific choices the
+//! `vm` crate made, or placeholders) → [`build`], which asks one typed [`Capabilities`] value what
+//! this QEMU accepts → a [`QemuCommand`]: argv as `OsString`s (never a shell string) plus the
+//! child's environment, renderable in a stable, shell-quoted, one-option-per-line form where
+//! run-specific parts are `@PLACEHOLDERS@`.
 //!
 //! What this crate is not: it does no I/O outside [`probe`] (which runs a binary to learn its
 //! capabilities and caches them on disk), and it never starts a VM — that is the `vm` crate's job.
 //!
 //! ```
 //! use params::Params;
-//! use qemu_cmd::{build, Capabilities, HelpTexts, RunContext};
+//! use qemu_cmd::{build, Capabilities, HelpTexts, RunPlan, VmSpec};
 //!
 //! let caps = Capabilities::from_help(
 //!     &HelpTexts {
@@ -28,7 +29,8 @@
 //! p.insert("images", "image1");
 //! p.insert("image_name", "images/disk,1");
 //! p.insert("serials", "");
-//! let cmd = build(&p, &caps, &RunContext::Placeholders).unwrap();
+//! let spec = VmSpec::new(&p, "vm1").unwrap();
+//! let cmd = build(&spec, &RunPlan::dry(), &caps).unwrap();
 //! assert_eq!(
 //!     cmd.render_stable(),
 //!     "@ROOT@/qemu \\\n    -name vm1 \\\n    -drive file=@ROOT@/images/disk,,1.qcow2 \\\n    -m 512\n"
@@ -41,26 +43,26 @@ mod cmd;
 mod escape;
 mod matrix;
 pub mod names;
+mod plan;
 pub mod probe;
 mod render;
-mod run;
 
-pub use build::{build, build_flat, build_view, build_vm, main_vm};
+pub use build::{build, cmdline, cmdline_flat, main_vm};
 pub use caps::{BoolSyntax, Capabilities, CapsError, HelpTexts, QemuVersion};
 pub use cmd::{Opt, QemuCommand, RunText, Word};
 pub use escape::{escape_into, escape_opt_value};
 pub use matrix::{for_each_cmdline, map_cmdlines, render_matrix, MatrixError, MatrixSummary};
-pub use render::shell_quote;
-pub use run::{RunContext, RunValues};
+pub use plan::{Incoming, NicRun, RunPlan, RunValues, VncRange};
+pub use render::{render_argv, shell_quote};
 /// The typed reading of the params lives in the `spec` crate; these are re-exported so this
-/// crate's API reads as one: `qemu_cmd::types::Accel`, `qemu_cmd::VmView`…
+/// crate's API reads as one: `qemu_cmd::types::Accel`, `qemu_cmd::VmSpec`…
 pub use spec::opts::split_opt_list;
 /// A VM's params cannot make a command line for this QEMU: [`spec::SpecError`], whose problem
 /// list the builder extends with what the binary lacks.
 pub use spec::SpecError as BuildError;
 pub use spec::{
-    types, view, CdromView, FlatParams, ImageView, MonitorView, NicMode, NicView, ObjParams,
-    Problem, ProblemKind, RedirView, Src, VmView,
+    types, CdromSpec, FlatParams, ImageSpec, MonitorSpec, NicMode, NicSpec, ObjParams, Problem,
+    ProblemKind, RedirSpec, Src, VmSpec,
 };
 
 #[doc(no_inline)]

@@ -10,12 +10,12 @@ use std::ops::ControlFlow;
 
 use params::{Config, VariantView};
 
-use crate::build::build_flat;
+use crate::build::cmdline_flat;
 use crate::caps::Capabilities;
 use crate::cmd::QemuCommand;
-use crate::run::RunContext;
+use crate::plan::RunPlan;
 use spec::problem::SpecError;
-use spec::view::FlatParams;
+use spec::read::FlatParams;
 
 /// How a matrix dry run went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -48,11 +48,11 @@ pub enum MatrixError {
 pub fn for_each_cmdline(
     config: &Config,
     caps: &Capabilities,
-    ctx: &RunContext,
+    plan: &RunPlan,
     mut f: impl FnMut(&VariantView<'_, '_>, Result<QemuCommand, SpecError>) -> ControlFlow<()>,
 ) -> Result<(), params::Error> {
     config.for_each(|v| {
-        let r = build_variant(v, caps, ctx);
+        let r = build_variant(v, caps, plan);
         Ok(f(v, r))
     })
 }
@@ -62,13 +62,13 @@ pub fn for_each_cmdline(
 fn build_variant(
     v: &VariantView<'_, '_>,
     caps: &Capabilities,
-    ctx: &RunContext,
+    plan: &RunPlan,
 ) -> Result<QemuCommand, SpecError> {
     match v.entry_refs() {
-        Some(refs) => build_flat(&FlatParams::from_refs(&refs), caps, ctx),
+        Some(refs) => cmdline_flat(&FlatParams::from_refs(&refs), caps, plan),
         None => {
             let entries = v.entries();
-            build_flat(&FlatParams::new(&entries), caps, ctx)
+            cmdline_flat(&FlatParams::new(&entries), caps, plan)
         }
     }
 }
@@ -83,14 +83,14 @@ fn build_variant(
 pub fn map_cmdlines<T: Send>(
     config: &Config,
     caps: &Capabilities,
-    ctx: &RunContext,
+    plan: &RunPlan,
     workers: usize,
     map: &(dyn Fn(&VariantView<'_, '_>, Result<QemuCommand, SpecError>) -> T + Sync),
     emit: &mut dyn FnMut(T) -> ControlFlow<()>,
 ) -> Result<u64, params::Error> {
     config.map_parallel(
         workers,
-        &|v| map(v, build_variant(v, caps, ctx)),
+        &|v| map(v, build_variant(v, caps, plan)),
         &mut |t| Ok(emit(t)),
     )
 }
@@ -133,7 +133,7 @@ pub fn render_matrix(
     map_cmdlines(
         config,
         caps,
-        &RunContext::Placeholders,
+        &RunPlan::dry(),
         workers,
         &render,
         &mut |(name, text, ok)| {

@@ -32,3 +32,16 @@ pub fn shell_quote(s: &str) -> Cow<'_, str> {
     out.push('\'');
     Cow::Owned(out)
 }
+
+/// An argv as one line for logs: each word [`shell_quote`]d (lossy for non-UTF-8 bytes),
+/// separated by spaces. Never executed.
+///
+/// ```
+/// assert_eq!(qemu_cmd::render_argv(&["qemu", "-name", "a b"]), "qemu -name 'a b'");
+/// ```
+pub fn render_argv<S: AsRef<std::ffi::OsStr>>(argv: &[S]) -> String {
+    argv.iter()
+        .map(|a| shell_quote(&a.as_ref().to_string_lossy()).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}

@@ -5,7 +5,7 @@ mod common;
 
 use params::Params;
 use proptest::prelude::*;
-use qemu_cmd::{build, split_opt_list, Capabilities, ObjParams, RunContext};
+use qemu_cmd::{cmdline, split_opt_list, Capabilities, ObjParams, RunPlan};
 
 /// The keys whose values are fuzzed, with the option key each must land in verbatim.
 const FUZZED: &[&str] = &[
@@ -44,10 +44,10 @@ fn params(values: &[String]) -> Params {
 
 fn check(caps: &Capabilities, values: &[String]) -> Result<(), TestCaseError> {
     let benign: Vec<String> = FUZZED.iter().map(|_| "x".to_string()).collect();
-    let base = build(&params(&benign), caps, &RunContext::Placeholders)
+    let base = cmdline(&params(&benign), caps, &RunPlan::dry())
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
     let p = params(values);
-    match build(&p, caps, &RunContext::Placeholders) {
+    match cmdline(&p, caps, &RunPlan::dry()) {
         Ok(cmd) => {
             // Same number of argv elements: no value split into or merged with another.
             prop_assert_eq!(cmd.args().len(), base.args().len());
@@ -144,11 +144,7 @@ proptest! {
 fn nul_bytes_are_reported_not_passed() {
     let mut values: Vec<String> = FUZZED.iter().map(|_| "x".to_string()).collect();
     values[1] = "a\0b".into();
-    let r = build(
-        &params(&values),
-        &common::caps("qemu-7.2"),
-        &RunContext::Placeholders,
-    );
+    let r = cmdline(&params(&values), &common::caps("qemu-7.2"), &RunPlan::dry());
     let problems = r.err().map(|e| e.problems().to_vec()).unwrap_or_default();
     assert_eq!(problems.len(), 1);
     assert_eq!(problems[0].key, "drive_serial");

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use params::Params;
 use qemu_cmd::probe::{default_binary, probe_cached, CacheKey};
-use qemu_cmd::{build, Capabilities, RunContext, RunValues};
+use qemu_cmd::types::MacAddr;
+use qemu_cmd::{build, main_vm, Capabilities, NicRun, RunPlan, RunValues, VmSpec, VncRange};
 
 /// Kills and reaps QEMU on drop (also on panic).
 struct Qemu(Child);
@@ -109,20 +110,36 @@ fn run_case(qemu: &Path, caps: &Capabilities, c: &Case) -> Result<(), String> {
         let file = std::fs::File::create(dir.path().join(f)).map_err(|e| e.to_string())?;
         file.set_len(1 << 20).map_err(|e| e.to_string())?;
     }
-    let ctx = RunContext::Real(Box::new(RunValues {
-        root_dir: dir.path().to_path_buf(),
-        run_dir: dir.path().to_path_buf(),
-        instance: 42,
-        uuid: "6f1e8c2a-0000-4000-8000-000000000001"
-            .parse()
-            .map_err(|e| format!("{e}"))?,
-        vnc_display: 0,
-        redir_ports: Vec::new(),
-        migration_port: 0,
-        pci_hosts: Vec::new(),
-    }));
     let p = params(dir.path(), qemu, c);
-    let mut cmd = build(&p, caps, &ctx).map_err(|e| e.to_string())?;
+    let spec = VmSpec::new(&p, main_vm(&p)).map_err(|e| e.to_string())?;
+    // What `vm` decides: given MACs and tap names kept, the others generated.
+    let nics = spec
+        .nics
+        .iter()
+        .enumerate()
+        .map(|(i, n)| NicRun {
+            mac: n.mac.unwrap_or_else(|| MacAddr::derived(42, i)),
+            ifname: n.ifname.clone().unwrap_or_else(|| format!("t{i}-kvmtest")),
+        })
+        .collect();
+    let plan = RunPlan {
+        accel: None,
+        incoming: None,
+        values: Some(RunValues {
+            root_dir: dir.path().to_path_buf(),
+            image_dir: dir.path().to_path_buf(),
+            run_dir: dir.path().to_path_buf(),
+            nics,
+            uuid: "6f1e8c2a-0000-4000-8000-000000000001"
+                .parse()
+                .map_err(|e| format!("{e}"))?,
+            vnc: VncRange::DEFAULT,
+            redir_ports: Vec::new(),
+            migration_port: 0,
+            pci_hosts: Vec::new(),
+        }),
+    };
+    let mut cmd = build(&spec, &plan, caps).map_err(|e| e.to_string())?;
     cmd.set_program(qemu);
     cmd.push_args(["-S"]);
     let shown = cmd.render();

@@ -7,8 +7,10 @@
 //! command-line builder (`qemu-cmd`), the VM layer (`vm`) and the runner (`tests-suite`) can no
 //! longer disagree about a key.
 //!
-//! * [`view`]: the VM's hardware, borrowed from the params ([`VmView`] with its images, CD-ROMs,
-//!   NICs, monitors, redirs), read through [`view::Reader`] over zero-copy per-object params.
+//! * [`vm`]: the VM's hardware, owned ([`VmSpec`] with its images, CD-ROMs, NICs, monitors,
+//!   redirs) with the `file:line` of every value ([`Origins`]).
+//! * [`read`]: how a family is read: [`read::Reader`] over zero-copy per-object params
+//!   ([`ObjParams`], the `object_params` rules without copying), collecting [`read::Findings`].
 //! * [`types`]: the value types (sizes, MACs, UUIDs, interfaces, accelerators…) and their
 //!   parsers.
 //! * [`opts`]: QEMU option lists as users write them in `*_extra_params`.
@@ -17,16 +19,22 @@
 //! * [`problem`]: [`Problem`], [`ProblemKind`], [`SpecError`].
 
 pub mod opts;
+pub mod origins;
 pub mod problem;
+pub mod read;
 pub mod session;
+pub mod tools;
 pub mod types;
-pub mod view;
+pub mod vm;
 
-pub use problem::{sort_problems, Problem, ProblemKind, SpecError};
-pub use session::{KeyDoc, SessionSpec, SESSION_KEYS};
-pub use view::{
-    CdromView, FlatParams, ImageView, MonitorView, NicMode, NicView, ObjParams, RedirView, Src,
-    VmView,
+pub use origins::Origins;
+pub use problem::{into_result, sort_problems, Problem, ProblemKind, SpecError};
+pub use read::{FlatParams, ObjParams, Src};
+pub use session::{KeyDoc, SessionSpec, ShellClient, SESSION_KEYS};
+pub use tools::{HostTools, TOOL_KEYS};
+pub use vm::{
+    CdromSpec, ChecksumAlgo, ImageSize, ImageSpec, IsoChecksum, MonitorSpec, NicMode, NicSpec,
+    RedirSpec, VmSpec,
 };
 
 /// Helpers of this crate's unit tests.

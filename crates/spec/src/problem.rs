@@ -96,6 +96,23 @@ impl fmt::Display for ProblemList<'_> {
     }
 }
 
+/// `value` if no problem was found, else every problem (sorted) for VM `vm`.
+///
+/// # Errors
+///
+/// [`SpecError::Params`] when `problems` is not empty.
+pub fn into_result<T>(value: T, vm: &str, mut problems: Vec<Problem>) -> Result<T, SpecError> {
+    if problems.is_empty() {
+        Ok(value)
+    } else {
+        sort_problems(&mut problems);
+        Err(SpecError::Params {
+            vm: vm.to_string(),
+            problems,
+        })
+    }
+}
+
 /// Sorts problems into cfg order (file, line); those without a line (missing keys) go last, in
 /// the order they were found.
 pub fn sort_problems(problems: &mut [Problem]) {

@@ -90,7 +90,75 @@ pub const SESSION_KEYS: &[KeyDoc] = &[
         default: None,
         meaning: "seconds to wait for `guest_ready_marker` (default: `login_timeout`)",
     },
+    KeyDoc {
+        key: "shell_client",
+        default: Some("telnet"),
+        meaning: "how a remote login connects: telnet, nc (a raw TCP shell) or ssh",
+    },
+    KeyDoc {
+        key: "shell_port",
+        default: None,
+        meaning:
+            "guest TCP port of the remote shell (default: 22 for ssh, 2222 for nc, 23 for telnet)",
+    },
+    KeyDoc {
+        key: "ssh_identity_file",
+        default: None,
+        meaning: "private key for ssh logins (unset: ssh's own defaults and the password)",
+    },
+    KeyDoc {
+        key: "dhcp_lease_file",
+        default: None,
+        meaning: "dnsmasq lease file mapping tap NICs' MACs to their addresses",
+    },
+    KeyDoc {
+        key: "reboot_command",
+        default: Some("reboot"),
+        meaning: "guest command of a shell reboot",
+    },
+    KeyDoc {
+        key: "shutdown_command",
+        default: None,
+        meaning: "guest command tried first when a VM is shut down gracefully (unset: skipped)",
+    },
 ];
+
+/// How a remote login connects (`shell_client`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShellClient {
+    /// Telnet (the seed's default).
+    Telnet,
+    /// A raw TCP shell (`nc -l` in the guest).
+    Nc,
+    /// The system's `ssh` client.
+    Ssh,
+}
+
+impl ShellClient {
+    /// The name as the cfg writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShellClient::Telnet => "telnet",
+            ShellClient::Nc => "nc",
+            ShellClient::Ssh => "ssh",
+        }
+    }
+
+    /// The guest port when `shell_port` is unset.
+    pub fn default_port(self) -> u16 {
+        match self {
+            ShellClient::Telnet => 23,
+            ShellClient::Nc => 2222,
+            ShellClient::Ssh => 22,
+        }
+    }
+}
+
+impl std::fmt::Display for ShellClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// The session settings of one VM (read from the VM's object params).
 #[derive(Debug, Clone)]
@@ -117,6 +185,18 @@ pub struct SessionSpec {
     pub ready_marker: Option<String>,
     /// `guest_ready_timeout`, else `login_timeout`.
     pub ready_timeout: Duration,
+    /// `shell_client`.
+    pub shell_client: ShellClient,
+    /// `shell_port`, else the client's default.
+    pub shell_port: u16,
+    /// `ssh_identity_file`.
+    pub ssh_identity_file: Option<std::path::PathBuf>,
+    /// `dhcp_lease_file`.
+    pub dhcp_lease_file: Option<std::path::PathBuf>,
+    /// `reboot_command`.
+    pub reboot_command: String,
+    /// `shutdown_command`, when set and not empty.
+    pub shutdown_command: Option<String>,
 }
 
 /// Reads keys of one object, collecting problems.
@@ -199,6 +279,56 @@ impl KeyReader<'_> {
     }
 }
 
+impl KeyReader<'_> {
+    /// A non-empty value, or `None`.
+    fn opt(&self, key: &str) -> Option<String> {
+        self.params
+            .get(key)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    }
+
+    fn shell_client(&mut self) -> ShellClient {
+        match self.text("shell_client").as_str() {
+            "telnet" => ShellClient::Telnet,
+            "nc" => ShellClient::Nc,
+            "ssh" => ShellClient::Ssh,
+            _ => {
+                self.problem(
+                    "shell_client",
+                    ProblemKind::Invalid {
+                        expected: "a shell client (telnet, nc, ssh)".into(),
+                    },
+                );
+                ShellClient::Telnet
+            }
+        }
+    }
+
+    fn port(&mut self, key: &str, default: u16) -> u16 {
+        match self
+            .params
+            .get(key)
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+        {
+            None => default,
+            Some(v) => match v.parse::<u16>() {
+                Ok(p) if p > 0 => p,
+                _ => {
+                    self.problem(
+                        key,
+                        ProblemKind::Invalid {
+                            expected: "a TCP port (1-65535)".into(),
+                        },
+                    );
+                    default
+                }
+            },
+        }
+    }
+}
+
 /// `shell_linesep` is written `\n` or `\r\n` in cfg files.
 fn unescape_linesep(s: &str) -> String {
     s.replace("\\r", "\r").replace("\\n", "\n")
@@ -219,6 +349,8 @@ impl SessionSpec {
         let login_timeout = r.secs("login_timeout", Duration::from_secs(360));
         let cmd_timeout = r.secs("cmd_timeout", Duration::from_secs(60));
         let ready_timeout = r.secs("guest_ready_timeout", login_timeout);
+        let shell_client = r.shell_client();
+        let shell_port = r.port("shell_port", shell_client.default_port());
         let prompt = r.regex("shell_prompt");
         let username_prompt = r.regex("username_prompt");
         let password_prompt = r.regex("password_prompt");
@@ -241,6 +373,12 @@ impl SessionSpec {
                         .filter(|m| !m.is_empty())
                         .map(str::to_string),
                     ready_timeout,
+                    shell_client,
+                    shell_port,
+                    ssh_identity_file: r.opt("ssh_identity_file").map(Into::into),
+                    dhcp_lease_file: r.opt("dhcp_lease_file").map(Into::into),
+                    reboot_command: r.text("reboot_command"),
+                    shutdown_command: r.opt("shutdown_command"),
                 })
             }
             _ => {
@@ -271,6 +409,31 @@ mod tests {
         assert_eq!(s.linesep, "\n");
         assert!(s.prompt.is_match("[root@guest ~]# "));
         assert!(s.ready_marker.is_none());
+        assert_eq!(s.shell_client, ShellClient::Telnet);
+        assert_eq!(s.shell_port, 23);
+        assert_eq!(s.reboot_command, "reboot");
+        assert!(s.shutdown_command.is_none());
+    }
+
+    #[test]
+    fn the_shell_port_follows_the_client_unless_given() {
+        let s = SessionSpec::read(&params(&[("shell_client", "ssh")]), "vm1")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((s.shell_client, s.shell_port), (ShellClient::Ssh, 22));
+        let s = SessionSpec::read(
+            &params(&[("shell_client", "nc"), ("shell_port", "2323")]),
+            "vm1",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((s.shell_client, s.shell_port), (ShellClient::Nc, 2323));
+        let err = SessionSpec::read(
+            &params(&[("shell_client", "rsh"), ("shell_port", "0")]),
+            "vm1",
+        )
+        .err()
+        .unwrap_or_else(|| panic!("rsh and port 0 were accepted"));
+        let keys: Vec<&str> = err.problems().iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["shell_client", "shell_port"], "{err}");
     }
 
     #[test]

@@ -57,7 +57,7 @@ pub use runner::{run, RunError, RunOptions, RunSummary, Shard};
 pub use settings::{Settings, SettingsError};
 pub use shell::{RemoteShell, ShellConfig, ShellError, TcpShell};
 pub use verdict::{Counts, ExitStatus, TestError, TestResult, Verdict, VerdictKind};
-pub use vm_env::{VmLayerEnv, VmLayerFactory, WorkerPaths};
+pub use vm_env::{VmLayerEnv, VmLayerFactory};
 
 /// An error and its sources, joined by `: ` (for messages that must stand alone, like a
 /// verdict's).

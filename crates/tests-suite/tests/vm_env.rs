@@ -100,7 +100,7 @@ fn fail_demo_names_expected_and_printed_and_keeps_the_logs() {
     // Which QEMU ran: the default one (`KVMTEST_QEMU`, else on PATH), with its version, in
     // the test's record, the run's list and junit.xml.
     let binary = vm::fixtures::default_qemu();
-    let caps = vm::QemuCmdArgv::probe(&binary).unwrap();
+    let caps = vm::Qemu::probe(&binary).unwrap();
     let qemu = vm::fixtures::describe_qemu(&binary, &caps.caps().version);
     eprintln!("QEMU under test: {qemu}");
     assert_eq!(written.tests[0].qemu.as_deref(), Some(qemu.as_str()));

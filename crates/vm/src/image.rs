@@ -11,18 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use params::Params;
+use spec::{HostTools, ImageSpec};
 
 use crate::error::ImageError;
-use crate::layout::render_argv;
-
-/// The `qemu-img` binary: `qemu_img_binary` from the params, else `qemu-img` on `PATH`.
-fn qemu_img(params: &Params) -> String {
-    params
-        .get("qemu_img_binary")
-        .filter(|s| !s.is_empty())
-        .unwrap_or("qemu-img")
-        .to_owned()
-}
+use qemu_cmd::render_argv;
 
 /// An image file as the params describe it.
 #[derive(Debug, Clone)]
@@ -35,7 +27,7 @@ pub struct Image {
     pub format: String,
     /// `image_size` (default `10G`), as `qemu-img` reads it.
     pub size: String,
-    qemu_img: String,
+    qemu_img: PathBuf,
 }
 
 fn run(argv: &[OsString]) -> Result<String, ImageError> {
@@ -64,25 +56,31 @@ fn run(argv: &[OsString]) -> Result<String, ImageError> {
 }
 
 impl Image {
-    /// The typed view of image `name` from an image's params (`params.object_params(name)`),
-    /// relative paths under `root`.
+    /// The image `spec` describes, relative paths under `root`, handled with `qemu_img`.
+    pub fn new(spec: &ImageSpec, root: &Path, qemu_img: impl Into<PathBuf>) -> Image {
+        Image {
+            name: spec.name.clone(),
+            path: root.join(spec.file_name()),
+            format: spec.format.to_string(),
+            size: spec.size.to_string(),
+            qemu_img: qemu_img.into(),
+        }
+    }
+
+    /// Image `name` of a VM's params (`params.object_params(vm)`), as `spec` reads it
+    /// ([`ImageSpec::of`], [`HostTools`]), relative paths under `root`.
     ///
     /// # Errors
     /// [`ImageError::Params`] with every bad image key (`image_name` missing, an unknown
-    /// `image_format`, a `image_raw_device` that is not a boolean…), as `spec` reads them.
+    /// `image_format`, a `image_raw_device` that is not a boolean…).
     pub fn from_params(name: &str, params: &Params, root: &Path) -> Result<Image, ImageError> {
-        let view = spec::ImageView::of(params, params.get("main_vm").unwrap_or("vm1"), name)
-            .map_err(|source| ImageError::Params {
-                image: name.to_owned(),
-                source: Box::new(source),
-            })?;
-        Ok(Image {
-            name: name.to_owned(),
-            path: root.join(view.file_name()),
-            format: view.format.to_string(),
-            size: params.get("image_size").unwrap_or("10G").to_owned(),
-            qemu_img: qemu_img(params),
-        })
+        let wrap = |source| ImageError::Params {
+            image: name.to_owned(),
+            source: Box::new(source),
+        };
+        let spec = ImageSpec::of(params, "", name).map_err(wrap)?;
+        let tools = HostTools::read(params).map_err(wrap)?;
+        Ok(Image::new(&spec, root, tools.qemu_img))
     }
 
     fn argv(&self, args: &[&str]) -> Vec<OsString> {

@@ -1,23 +1,26 @@
 //! `vm`: QEMU guests owned from spawn to teardown.
 //!
 //! What this crate is: the one place in kvmtest that starts processes. A [`Vm`] is created from
-//! a variant's params and an [`ArgvSource`] ([`QemuCmdArgv`], the `qemu-cmd` builder, or any
-//! closure), in its own process group, dying with kvmtest even on SIGKILL; it owns its run
-//! directory, monitor and serial sockets, MAC reservations and logs. Guests are reached through [`Session`]s over the
+//! a [`VmSetup`] (the `spec` crate's typed reading of a variant's params: hardware and session
+//! settings) and a [`VmPlan`] (the run-specific choices, decided here once: run directory, MACs,
+//! tap names, UUID, VNC displays, `-incoming`), on a [`Qemu`] (binary + capabilities), in its own
+//! process group, dying with kvmtest even on SIGKILL; it owns its run directory, monitor and
+//! serial sockets, MAC reservations and logs. Guests are reached through [`Session`]s over the
 //! serial console, telnet, `nc` or ssh; operations (pause, reboot, hotplug, migration) go through
 //! QMP and are confirmed by events and queries; [`Vm::destroy`] tears down in bounded stages and
 //! `Drop` is a SIGKILL safety net. Images are handled with the real `qemu-img` ([`image`]).
 //!
-//! What it is not: it does not build command lines (that is `qemu-cmd`, which [`QemuCmdArgv`]
-//! calls with what `vm` decided) nor parse configs
-//! (`params`), and it speaks QMP/HMP only through the `monitor` crate.
+//! What it is not: it does not build command lines (that is `qemu_cmd::build`, which [`Qemu`]
+//! calls with the spec and the plan) nor read params (`spec`) nor parse configs (`params`), and
+//! it speaks QMP/HMP only through the `monitor` crate.
 //!
 //! ```no_run
 //! # async fn demo(params: params::Params) -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
-//! use vm::{Access, QemuCmdArgv, Teardown, Vm, VmSpec};
-//! let argv = Arc::new(QemuCmdArgv::probe("/usr/bin/qemu-system-x86_64")?);
-//! let mut guest = Vm::create(VmSpec::new("vm1", params, "/tmp/logs"), argv).await?;
+//! use vm::{Access, PlanOptions, Qemu, Teardown, Vm, VmSetup};
+//! let qemu = Arc::new(Qemu::probe("/usr/bin/qemu-system-x86_64")?);
+//! let setup = VmSetup::from_params(&params, "vm1", "/tmp/logs")?;
+//! let mut guest = Vm::start(qemu, setup, &PlanOptions::new("/srv/kvmtest")).await?;
 //! let timeout = guest.login_timeout();
 //! let mut shell = guest.wait_for_login(Access::Serial, timeout).await?;
 //! let kernel = shell.cmd("uname -r").await?;
@@ -29,23 +32,21 @@
 pub mod error;
 pub mod fixtures;
 pub mod image;
-pub mod layout;
 pub mod net;
+pub mod plan;
 pub mod process;
-pub mod qemu_argv;
+pub mod qemu;
 pub mod session;
 mod spawn;
 mod vm;
 
 pub use error::{BoxError, Error, ImageError, SessionError};
-pub use layout::{
-    qemu_path_opt, render_argv, ArgvSource, MonitorKind, MonitorSpec, NicMode, NicSpec, RedirSpec,
-    RunLayout, SerialSpec,
-};
 pub use net::MacAddr;
-pub use qemu_argv::{probe_accel, AccelChoice, QemuArgvError, QemuCmdArgv};
+pub use plan::{run_base, sweep_stale, PlanOptions, VmPlan};
+pub use qemu::{probe_accel, AccelChoice, Qemu, QemuArgvError};
+pub use qemu_cmd::render_argv;
 pub use session::{Session, SessionSpec, Transport};
 pub use vm::{
-    run_base, sweep_stale, Access, CreateOptions, HotDisk, HotNic, MigrationProtocol, RebootMethod,
-    StoppedBy, Teardown, Timeouts, Vm, VmSpec,
+    Access, HotDisk, HotNic, MigrationProtocol, RebootMethod, StoppedBy, Teardown, Timeouts, Vm,
+    VmSetup,
 };

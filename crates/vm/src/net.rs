@@ -13,66 +13,29 @@
 //!   Nothing is probed and released, so two VMs can never be handed the same port.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::Arc;
 
-/// A MAC address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct MacAddr(pub [u8; 6]);
+use spec::types::Uuid;
 
-impl MacAddr {
-    /// A random locally administered unicast address (46 random bits).
-    pub fn random() -> io::Result<MacAddr> {
-        let mut b = [0u8; 6];
-        getrandom::fill(&mut b).map_err(|e| io::Error::other(e.to_string()))?;
-        b[0] = (b[0] & 0xfc) | 0x02;
-        Ok(MacAddr(b))
-    }
+pub use spec::types::MacAddr;
 
-    /// Whether the locally administered bit is set.
-    pub fn is_local(&self) -> bool {
-        self.0[0] & 0x02 != 0
-    }
-
-    fn file_name(&self) -> String {
-        self.to_string().replace(':', "-")
-    }
+/// A random locally administered unicast address (46 random bits).
+///
+/// # Errors
+/// The system's random source failed.
+pub fn random_mac() -> io::Result<MacAddr> {
+    let mut b = [0u8; 6];
+    getrandom::fill(&mut b).map_err(|e| io::Error::other(e.to_string()))?;
+    b[0] = (b[0] & 0xfc) | 0x02;
+    Ok(MacAddr(b))
 }
 
-impl fmt::Display for MacAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let [a, b, c, d, e, g] = self.0;
-        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
-    }
-}
-
-/// A string that is not a MAC address.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not a MAC address (expected six hex bytes such as 52:54:00:12:34:56)")]
-pub struct BadMac(pub String);
-
-impl FromStr for MacAddr {
-    type Err = BadMac;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || BadMac(s.to_owned());
-        let mut out = [0u8; 6];
-        let mut parts = s.split([':', '-']);
-        for byte in &mut out {
-            let p = parts.next().ok_or_else(bad)?;
-            if p.len() != 2 {
-                return Err(bad());
-            }
-            *byte = u8::from_str_radix(p, 16).map_err(|_| bad())?;
-        }
-        if parts.next().is_some() {
-            return Err(bad());
-        }
-        Ok(MacAddr(out))
-    }
+/// The registry file name of `mac` (`:` is not welcome in every file system).
+fn mac_file_name(mac: MacAddr) -> String {
+    mac.to_string().replace(':', "-")
 }
 
 /// The MAC registry directory: `KVMTEST_MAC_DIR`, else `kvmtest-macs-UID` in the temp dir.
@@ -113,8 +76,8 @@ impl MacReservation {
     pub fn generate(dir: &Path, run_dir: &Path) -> io::Result<MacReservation> {
         fs::create_dir_all(dir)?;
         for _ in 0..64 {
-            let mac = MacAddr::random()?;
-            let path = dir.join(mac.file_name());
+            let mac = random_mac()?;
+            let path = dir.join(mac_file_name(mac));
             match fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -169,20 +132,25 @@ fn is_stale(path: &Path) -> bool {
 }
 
 /// A random (version 4) UUID, for `uuid = random`.
-pub fn random_uuid() -> io::Result<String> {
+///
+/// # Errors
+/// The system's random source failed.
+pub fn random_uuid() -> io::Result<Uuid> {
     let mut b = [0u8; 16];
     getrandom::fill(&mut b).map_err(|e| io::Error::other(e.to_string()))?;
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    Ok(format!(
+    format!(
         "{}-{}-{}-{}-{}",
         &h[0..8],
         &h[8..12],
         &h[12..16],
         &h[16..20],
         &h[20..32]
-    ))
+    )
+    .parse()
+    .map_err(|e: spec::types::Expected| io::Error::other(e.0))
 }
 
 /// `(host port, guest port)` of every TCP host forward in HMP `info usernet` output.
@@ -328,8 +296,8 @@ mod tests {
         assert!("52:54:00:ab:cd".parse::<MacAddr>().is_err());
         assert!("52:54:00:ab:cd:0f:00".parse::<MacAddr>().is_err());
         for _ in 0..100 {
-            let r = MacAddr::random().expect("random");
-            assert!(r.is_local());
+            let r = random_mac().expect("random");
+            assert_eq!(r.0[0] & 2, 2, "locally administered");
             assert_eq!(r.0[0] & 1, 0, "unicast");
         }
     }
@@ -342,7 +310,7 @@ mod tests {
         let a = MacReservation::generate(dir.path(), &run).expect("a");
         let b = MacReservation::generate(dir.path(), &run).expect("b");
         assert_ne!(a.mac(), b.mac());
-        let file = dir.path().join(a.mac().file_name());
+        let file = dir.path().join(mac_file_name(a.mac()));
         assert!(file.exists());
         let shared = a.clone();
         drop(a);
@@ -367,7 +335,7 @@ mod tests {
 
     #[test]
     fn uuid_shape() {
-        let u = random_uuid().expect("uuid");
+        let u = random_uuid().expect("uuid").to_string();
         assert_eq!(u.len(), 36);
         assert_eq!(&u[14..15], "4");
     }

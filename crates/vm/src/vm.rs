@@ -13,7 +13,7 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use monitor::{EventFilter, HmpClient, HmpConfig, HumanMonitor, QmpClient, QmpConfig};
 use params::Params;
@@ -22,16 +22,17 @@ use tokio::io::AsyncReadExt;
 use tokio::net::UnixStream;
 
 use crate::error::{secs, Error, SessionError};
-use crate::layout::{
-    render_argv, ArgvSource, MonitorKind, MonitorSpec, NicMode, NicSpec, RedirSpec, RunLayout,
-    SerialSpec,
-};
 use crate::net::{self, MacAddr, MacReservation};
+use crate::plan::{PlanOptions, VmPlan};
 use crate::process::{OwnedProcess, ProcessState};
+use crate::qemu::Qemu;
 use crate::session::{
     RawTcpTransport, SerialShared, SerialTransport, Session, SessionSpec, SshTransport,
     TelnetTransport, Transport,
 };
+use spec::types::{DisplayKind, MonitorKind};
+use spec::vm::ChecksumAlgo;
+use spec::{NicMode, NicSpec, ShellClient, VmSpec};
 
 /// Bounds for every stage of a VM's life.
 #[derive(Debug, Clone)]
@@ -66,30 +67,49 @@ impl Default for Timeouts {
     }
 }
 
-/// What to create: a VM of a variant's params.
+/// What to create, besides its [`VmPlan`]: the VM's hardware and session settings, read once
+/// from the params, where it logs, and the bounds of its stages.
 #[derive(Debug, Clone)]
-pub struct VmSpec {
-    /// The VM's name (one of `vms`); its params are `params.object_params(name)`.
-    pub name: String,
-    /// The variant's params.
-    pub params: Params,
+pub struct VmSetup {
+    /// The hardware.
+    pub spec: VmSpec,
+    /// How tests reach its shell.
+    pub session: SessionSpec,
     /// Where the VM's log directory is created (kept after teardown).
     pub log_dir: PathBuf,
-    /// Base for relative paths in the params (cdrom ISOs).
-    pub root_dir: PathBuf,
     /// Stage bounds.
     pub timeouts: Timeouts,
 }
 
-impl VmSpec {
-    /// A spec with default timeouts and the current directory as root.
-    pub fn new(name: impl Into<String>, params: Params, log_dir: impl Into<PathBuf>) -> VmSpec {
-        VmSpec {
-            name: name.into(),
-            params,
-            log_dir: log_dir.into(),
-            root_dir: PathBuf::from("."),
-            timeouts: Timeouts::default(),
+impl VmSetup {
+    /// VM `vm` of a variant's `params`: its [`VmSpec`] and [`SessionSpec`], every bad key of
+    /// both reported at once; default timeouts.
+    ///
+    /// # Errors
+    /// [`Error::Spec`] listing every problem.
+    pub fn from_params(
+        params: &Params,
+        vm: &str,
+        log_dir: impl Into<PathBuf>,
+    ) -> Result<VmSetup, Error> {
+        let mut problems = Vec::new();
+        let mut keep = |e: spec::SpecError| problems.extend(e.problems().iter().cloned());
+        let spec = VmSpec::new(params, vm).map_err(&mut keep).ok();
+        let session = SessionSpec::read(&params.object_params(vm), vm)
+            .map_err(&mut keep)
+            .ok();
+        match (spec, session) {
+            (Some(spec), Some(session)) => Ok(VmSetup {
+                spec,
+                session,
+                log_dir: log_dir.into(),
+                timeouts: Timeouts::default(),
+            }),
+            _ => Err(Error::Spec(
+                spec::into_result((), vm, problems)
+                    .err()
+                    .unwrap_or_else(|| spec::SpecError::NoSuchVm(vm.to_string())),
+            )),
         }
     }
 }
@@ -173,16 +193,6 @@ pub struct HotDisk {
     pub node_name: String,
 }
 
-/// Extra inputs of [`Vm::create_with`].
-#[derive(Default)]
-pub struct CreateOptions<'a> {
-    /// Copy the MACs and the UUID of this VM (a migration destination must keep the guest's
-    /// MACs and its UUID, which the guest reads from SMBIOS, `query-uuid`).
-    pub mac_source: Option<&'a Vm>,
-    /// Start with `-incoming defer`, waiting for a migration.
-    pub incoming: bool,
-}
-
 /// The VM's own log (`vm.log`): every stage with a timestamp.
 #[derive(Debug)]
 struct VmLog {
@@ -216,13 +226,12 @@ impl Drop for SerialConsole {
 /// A running QEMU guest.
 pub struct Vm {
     name: String,
-    params: Params,
-    /// The session keys, read once at creation.
-    session: SessionSpec,
-    spec: VmSpec,
-    layout: RunLayout,
+    /// Spec, session settings, log dir, timeouts: read once at creation.
+    setup: VmSetup,
+    qemu: Arc<Qemu>,
     argv: Vec<OsString>,
-    source: Arc<dyn ArgvSource>,
+    /// The stable rendering of the argv (run-specific parts as placeholders).
+    stable_cmdline: String,
     process: OwnedProcess,
     qmp: QmpClient,
     hmps: Vec<(String, HmpClient)>,
@@ -231,13 +240,12 @@ pub struct Vm {
     redirs: Vec<(u16, u16)>,
     /// The VNC server's TCP port (`query-vnc`), if QEMU serves VNC.
     vnc_port: Option<u16>,
-    reservations: Vec<MacReservation>,
     hot_nics: Vec<HotNic>,
     log: VmLog,
     log_dir: PathBuf,
     session_count: u32,
-    /// Dropped last: the sockets live here.
-    run_dir: Option<tempfile::TempDir>,
+    /// Dropped last: the run directory (sockets) and MAC reservations live here.
+    plan: VmPlan,
 }
 
 impl std::fmt::Debug for Vm {
@@ -245,7 +253,7 @@ impl std::fmt::Debug for Vm {
         f.debug_struct("Vm")
             .field("name", &self.name)
             .field("pid", &self.process.pid())
-            .field("run_dir", &self.layout.run_dir)
+            .field("run_dir", &self.plan.run_dir())
             .field("log_dir", &self.log_dir)
             .finish_non_exhaustive()
     }
@@ -287,201 +295,60 @@ fn tail_lines(text: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-fn new_instance() -> String {
-    let t = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let r = getrandom::u32().unwrap_or_else(|_| std::process::id());
-    format!("{t}-{r:08x}")
-}
-
 fn short_id(prefix: &str) -> String {
     let r = getrandom::u32().unwrap_or_else(|_| std::process::id());
     format!("{prefix}{r:08x}")
 }
 
 impl Vm {
-    /// Creates and starts the VM `spec.name`.
+    /// Decides a plan for `setup`'s VM ([`VmPlan::decide`]) and starts it.
     ///
     /// # Errors
-    /// Parameter, ISO, argv, spawn, monitor and known-QEMU-failure errors, each naming the VM.
-    pub async fn create(spec: VmSpec, source: Arc<dyn ArgvSource>) -> Result<Vm, Error> {
-        Vm::create_with(spec, source, CreateOptions::default()).await
+    /// As [`VmPlan::decide`] and [`Vm::create`].
+    pub async fn start(
+        qemu: Arc<Qemu>,
+        setup: VmSetup,
+        opts: &PlanOptions<'_>,
+    ) -> Result<Vm, Error> {
+        let plan = VmPlan::decide(&qemu, &setup.spec, opts)?;
+        Vm::create(qemu, setup, plan).await
     }
 
-    /// [`Vm::create`] with a MAC source and/or as a migration destination.
+    /// Creates and starts the VM of `setup` as `plan` decided: checks the CD-ROM ISOs, builds
+    /// the command line, spawns QEMU in its own process group, connects the serial console and
+    /// the monitors, looks for known failures in QEMU's output, and reads back the ports the
+    /// kernel chose.
     ///
     /// # Errors
-    /// As [`Vm::create`].
-    pub async fn create_with(
-        spec: VmSpec,
-        source: Arc<dyn ArgvSource>,
-        opts: CreateOptions<'_>,
-    ) -> Result<Vm, Error> {
-        let name = spec.name.clone();
-        let mut params = spec.params.object_params(&name);
-        let session = SessionSpec::read(&params, &name)?;
-        check_isos(&name, &params, &spec.root_dir)?;
+    /// ISO, command-line, spawn, monitor and known-QEMU-failure errors, each naming the VM.
+    pub async fn create(qemu: Arc<Qemu>, setup: VmSetup, plan: VmPlan) -> Result<Vm, Error> {
+        let name = setup.spec.name.clone();
+        let spec = &setup.spec;
+        if !spec.monitors.iter().any(|m| m.kind == MonitorKind::Qmp) {
+            return Err(Error::NoQmpMonitor { vm: name });
+        }
+        check_isos(&name, spec, &plan.values().root_dir)?;
 
-        let instance = new_instance();
-        let run_base = run_base();
-        let run_dir = tempfile::Builder::new()
-            .prefix(&format!("kvmtest-{name}."))
-            .tempdir_in(&run_base)
-            .map_err(io_err("creating the run directory in", &run_base))?;
-        sweep_stale(&run_base);
-        fs::write(
-            run_dir.path().join("owner"),
-            format!("{}\n", std::process::id()),
-        )
-        .map_err(io_err("recording the owner in", run_dir.path()))?;
-        let log_dir = spec.log_dir.join(format!("{name}-{instance}"));
+        let log_dir = setup.log_dir.join(format!("{name}-{}", plan.instance()));
         fs::create_dir_all(&log_dir).map_err(io_err("creating the log directory", &log_dir))?;
         let mut log = VmLog {
             file: File::create(log_dir.join("vm.log")).ok(),
             started: Instant::now(),
         };
         log.line(&format!(
-            "creating VM {name}: instance {instance}, run dir {}",
-            run_dir.path().display()
+            "creating VM {name}: instance {}, run dir {}",
+            plan.instance(),
+            plan.run_dir().display()
         ));
-
-        // Redirected guest ports: forwarded from host port 0, read back after start.
-        let mut redirs = Vec::new();
-        for r in params.objects("redirs") {
-            let rp = params.object_params(r);
-            let raw = rp.get("guest_port").unwrap_or("");
-            let guest_port = raw.trim().parse::<u16>().map_err(|_| Error::BadParam {
+        let cmd = qemu
+            .command(spec, &plan.plan())
+            .map_err(|source| Error::Argv {
                 vm: name.clone(),
-                key: format!("guest_port_{r}"),
-                value: raw.into(),
-                expected: "a TCP port number".into(),
+                source: Box::new(source),
             })?;
-            redirs.push(RedirSpec {
-                name: r.to_owned(),
-                guest_port,
-            });
-        }
-
-        // NICs: given MAC, the source's, or generated and reserved.
-        let mut nics = Vec::new();
-        let mut reservations = Vec::new();
-        let mac_dir = net::mac_registry_dir();
-        let nic_names: Vec<String> = params
-            .objects("nics")
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect();
-        for (index, nic) in nic_names.iter().enumerate() {
-            let np = params.object_params(nic);
-            let mac = if let Some(given) = np.get("nic_mac").filter(|s| !s.is_empty()) {
-                given.parse::<MacAddr>().map_err(|e| Error::BadParam {
-                    vm: name.clone(),
-                    key: format!("nic_mac_{nic}"),
-                    value: given.into(),
-                    expected: e.to_string(),
-                })?
-            } else if let Some(src) = opts.mac_source.and_then(|s| s.layout.nics.get(index)) {
-                if let Some(r) = opts
-                    .mac_source
-                    .and_then(|s| s.reservations.iter().find(|r| r.mac() == src.mac))
-                {
-                    reservations.push(r.clone());
-                }
-                src.mac
-            } else {
-                let r = MacReservation::generate(&mac_dir, run_dir.path())
-                    .map_err(io_err("reserving a MAC address in", &mac_dir))?;
-                let mac = r.mac();
-                reservations.push(r);
-                mac
-            };
-            params.insert(format!("nic_mac_{nic}"), mac.to_string());
-            let mode = NicMode::from(&spec::NicMode::of(&params, &name, nic)?);
-            let ifname = match np.get("nic_ifname").filter(|s| !s.is_empty()) {
-                Some(given) => given.to_owned(),
-                None => {
-                    let generated = net::default_ifname(index, &instance);
-                    if mode == NicMode::Tap {
-                        // Passed on like the MAC, so the argv builder uses this very name.
-                        params.insert(format!("nic_ifname_{nic}"), generated.clone());
-                    }
-                    generated
-                }
-            };
-            nics.push(NicSpec {
-                name: nic.clone(),
-                index,
-                mac,
-                mode,
-                netdev_id: qemu_cmd::names::netdev_id(nic, index),
-                ifname,
-            });
-        }
-
-        let source_uuid = opts.mac_source.and_then(|s| s.layout.uuid.clone());
-        let uuid = match (source_uuid, params.get("uuid")) {
-            // A migration destination is the same machine: it keeps the source's UUID.
-            (Some(u), _) => {
-                params.insert("uuid", u.clone());
-                Some(u)
-            }
-            (None, Some("random")) => {
-                let u = net::random_uuid().map_err(io_err("generating a UUID", run_dir.path()))?;
-                params.insert("uuid", u.clone());
-                Some(u)
-            }
-            (None, Some(u)) if !u.is_empty() => Some(u.to_owned()),
-            (None, _) => None,
-        };
-
-        let mut monitors = Vec::new();
-        for m in params.objects("monitors") {
-            let mp = params.object_params(m);
-            let kind = match mp.get("monitor_type").unwrap_or("human") {
-                "qmp" => MonitorKind::Qmp,
-                _ => MonitorKind::Human,
-            };
-            monitors.push(MonitorSpec {
-                name: m.to_owned(),
-                kind,
-                socket: run_dir.path().join(qemu_cmd::names::monitor_socket(m)),
-            });
-        }
-        if !monitors.iter().any(|m| m.kind == MonitorKind::Qmp) {
-            return Err(Error::NoQmpMonitor { vm: name });
-        }
-        let serials = params
-            .objects("serials")
-            .iter()
-            .map(|s| SerialSpec {
-                name: (*s).to_owned(),
-                socket: run_dir.path().join(qemu_cmd::names::serial_socket(s)),
-            })
-            .collect();
-
-        let layout = RunLayout {
-            vm: name.clone(),
-            instance: instance.clone(),
-            run_dir: run_dir.path().to_path_buf(),
-            root_dir: spec.root_dir.clone(),
-            params: params.clone(),
-            monitors,
-            serials,
-            nics,
-            redirs,
-            uuid,
-        };
-        let mut argv = source.argv(&layout).map_err(|source| Error::Argv {
-            vm: name.clone(),
-            source,
-        })?;
-        if opts.incoming {
-            argv.push("-incoming".into());
-            argv.push("defer".into());
-        }
-        log.line(&format!("argv: {}", render_argv(&argv)));
+        let argv = cmd.argv();
+        let stable_cmdline = cmd.render_stable();
+        log.line(&format!("argv: {}", qemu_cmd::render_argv(&argv)));
 
         let output_log = log_dir.join("qemu.log");
         let started = Instant::now();
@@ -502,23 +369,28 @@ impl Vm {
             name: &name,
             process: &process,
             log: &mut log,
-            timeouts: &spec.timeouts,
+            timeouts: &setup.timeouts,
         };
+        let run_dir = plan.run_dir();
         // The serial console first: with `wait=on` QEMU waits for it before anything else.
-        let serial = match layout.serials.first() {
+        let serial = match spec.serials.first() {
             Some(s) => Some(
-                ctx.open_serial(&s.socket, &log_dir.join("serial.log"))
-                    .await?,
+                ctx.open_serial(
+                    &run_dir.join(qemu_cmd::names::serial_socket(s)),
+                    &log_dir.join("serial.log"),
+                )
+                .await?,
             ),
             None => None,
         };
         let mut qmp = None;
         let mut hmps = Vec::new();
-        for m in &layout.monitors {
+        for m in &spec.monitors {
+            let socket = run_dir.join(qemu_cmd::names::monitor_socket(&m.name));
             match m.kind {
                 MonitorKind::Qmp => {
                     let client = ctx
-                        .connect_qmp(&m.socket, &log_dir.join(format!("qmp-{}.jsonl", m.name)))
+                        .connect_qmp(&socket, &log_dir.join(format!("qmp-{}.jsonl", m.name)))
                         .await?;
                     if qmp.is_none() {
                         qmp = Some(client);
@@ -526,7 +398,7 @@ impl Vm {
                 }
                 MonitorKind::Human => {
                     let client = ctx
-                        .connect_hmp(&m.socket, &log_dir.join(format!("hmp-{}.jsonl", m.name)))
+                        .connect_hmp(&socket, &log_dir.join(format!("hmp-{}.jsonl", m.name)))
                         .await?;
                     hmps.push((m.name.clone(), client));
                 }
@@ -540,12 +412,13 @@ impl Vm {
         if let Some(e) = classify_output(&name, &text) {
             return Err(e);
         }
-        let redirs = if layout.redirs.is_empty() {
+        let guest_ports: Vec<u16> = spec.redirs.iter().map(|r| r.guest_port).collect();
+        let redirs = if guest_ports.is_empty() {
             Vec::new()
         } else {
-            ctx.read_redirs(&qmp, &layout.redirs).await?
+            ctx.read_redirs(&qmp, &guest_ports).await?
         };
-        let vnc_port = if argv.iter().any(|a| a == "-vnc") {
+        let vnc_port = if spec.display == Some(DisplayKind::Vnc) {
             ctx.read_vnc_port(&qmp).await?
         } else {
             None
@@ -557,24 +430,21 @@ impl Vm {
         ));
         Ok(Vm {
             name,
-            params,
-            session,
-            spec,
-            layout,
+            setup,
+            qemu,
             argv,
-            source,
+            stable_cmdline,
             process,
             qmp,
             hmps,
             serial,
             redirs,
             vnc_port,
-            reservations,
             hot_nics: Vec::new(),
             log,
             log_dir,
             session_count: 0,
-            run_dir: Some(run_dir),
+            plan,
         })
     }
 }
@@ -724,7 +594,7 @@ impl Starting<'_> {
     async fn read_redirs(
         &mut self,
         qmp: &QmpClient,
-        wanted: &[RedirSpec],
+        wanted: &[u16],
     ) -> Result<Vec<(u16, u16)>, Error> {
         let text = qmp.info("usernet").await.map_err(|source| Error::Monitor {
             vm: self.name.into(),
@@ -733,40 +603,25 @@ impl Starting<'_> {
         })?;
         let forwards = net::parse_usernet_forwards(&text);
         let mut out = Vec::new();
-        for r in wanted {
-            let Some((host, _)) = forwards.iter().find(|(_, g)| *g == r.guest_port) else {
+        for &guest_port in wanted {
+            let Some((host, _)) = forwards.iter().find(|(_, g)| *g == guest_port) else {
                 return Err(Error::UnexpectedReply {
                     vm: self.name.into(),
-                    command: format!("info usernet (looking for guest port {})", r.guest_port),
+                    command: format!("info usernet (looking for guest port {guest_port})"),
                     reply: text,
                 });
             };
-            out.push((r.guest_port, *host));
+            out.push((guest_port, *host));
         }
         Ok(out)
     }
 }
 
-/// Verifies each cdrom ISO exists and matches `md5sum`, `md5sum_1m` or `sha1sum`.
-fn check_isos(vm: &str, params: &Params, root: &Path) -> Result<(), Error> {
-    let mut names: Vec<String> = params
-        .objects("cdroms")
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-    if names.is_empty() && params.get("cdrom").is_some() {
-        names.push(String::new());
-    }
-    for c in names {
-        let cp = if c.is_empty() {
-            params.clone()
-        } else {
-            params.object_params(&c)
-        };
-        let Some(iso) = cp.get("cdrom").filter(|s| !s.is_empty()) else {
-            continue;
-        };
-        let path = root.join(iso);
+/// Verifies each CD-ROM ISO exists and, when the spec names a checksum (`md5sum_1m`,
+/// `md5sum`, `sha1sum`), matches it.
+fn check_isos(vm: &str, spec: &VmSpec, root: &Path) -> Result<(), Error> {
+    for cd in &spec.cdroms {
+        let path = root.join(&cd.iso);
         let bad = |problem: String| Error::Iso {
             vm: vm.into(),
             path: path.clone(),
@@ -775,55 +630,41 @@ fn check_isos(vm: &str, params: &Params, root: &Path) -> Result<(), Error> {
         if !path.exists() {
             return Err(bad("not found".into()));
         }
-        let (tool, limit, expected) = if let Some(h) = cp.get("md5sum_1m") {
-            ("md5sum", Some(1 << 20), h)
-        } else if let Some(h) = cp.get("md5sum") {
-            ("md5sum", None, h)
-        } else if let Some(h) = cp.get("sha1sum") {
-            ("sha1sum", None, h)
-        } else {
-            continue;
-        };
-        let actual =
-            hash_file(tool, &path, limit).map_err(|e| bad(format!("hashing with {tool}: {e}")))?;
-        if !actual.eq_ignore_ascii_case(expected.trim()) {
+        let Some(sum) = &cd.checksum else { continue };
+        let actual = hash_file(sum.algo, &path)
+            .map_err(|e| bad(format!("computing its {}: {e}", sum.algo.key())))?;
+        if !actual.eq_ignore_ascii_case(&sum.expected) {
             return Err(bad(format!(
-                "{tool}{} is {actual}, expected {expected}",
-                if limit.is_some() {
-                    " of the first MiB"
-                } else {
-                    ""
-                }
+                "{} is {actual}, expected {}",
+                sum.algo.key(),
+                sum.expected
             )));
         }
     }
     Ok(())
 }
 
-/// Hashes a file (or its first `limit` bytes) with coreutils' `md5sum`/`sha1sum` on stdin.
-fn hash_file(tool: &str, path: &Path, limit: Option<u64>) -> std::io::Result<String> {
+/// The hex digest of `path` (of its first MiB for [`ChecksumAlgo::Md5FirstMiB`]), streamed.
+fn hash_file(algo: ChecksumAlgo, path: &Path) -> std::io::Result<String> {
+    use md5::Digest;
     use std::io::Read;
-    // ISO checksums (`cdrom_md5sum`…): coreutils' hashers, run here and nowhere else.
-    #[allow(clippy::disallowed_methods)]
-    let mut child = std::process::Command::new(tool)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()?;
-    {
-        let mut stdin = child
-            .stdin
-            .take()
-            .ok_or_else(|| std::io::Error::other("no stdin"))?;
-        let file = File::open(path)?;
-        match limit {
-            Some(n) => std::io::copy(&mut file.take(n), &mut stdin)?,
-            None => std::io::copy(&mut { file }, &mut stdin)?,
-        };
+    fn stream<D: Digest>(mut r: impl Read) -> std::io::Result<String> {
+        let mut d = D::new();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            match r.read(&mut buf)? {
+                0 => break,
+                n => d.update(&buf[..n]),
+            }
+        }
+        Ok(d.finalize().iter().map(|b| format!("{b:02x}")).collect())
     }
-    let out = child.wait_with_output()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    Ok(text.split_whitespace().next().unwrap_or("").to_owned())
+    let file = File::open(path)?;
+    match algo {
+        ChecksumAlgo::Md5FirstMiB => stream::<md5::Md5>(file.take(1 << 20)),
+        ChecksumAlgo::Md5 => stream::<md5::Md5>(file),
+        ChecksumAlgo::Sha1 => stream::<sha1::Sha1>(file),
+    }
 }
 
 /// Finds a device by qdev id in a `query-pci` reply, bridges included.
@@ -851,9 +692,19 @@ impl Vm {
         &self.name
     }
 
-    /// The VM's params (its object view, with MACs and UUID filled in).
-    pub fn params(&self) -> &Params {
-        &self.params
+    /// What the VM was created from: spec, session settings, log dir, timeouts.
+    pub fn setup(&self) -> &VmSetup {
+        &self.setup
+    }
+
+    /// Its hardware, as read from the params.
+    pub fn spec(&self) -> &VmSpec {
+        &self.setup.spec
+    }
+
+    /// The QEMU binary it runs on.
+    pub fn qemu(&self) -> &Arc<Qemu> {
+        &self.qemu
     }
 
     /// QEMU's pid (also its process group id).
@@ -866,14 +717,36 @@ impl Vm {
         &self.argv
     }
 
-    /// The run layout (run dir, sockets, NICs).
-    pub fn layout(&self) -> &RunLayout {
-        &self.layout
+    /// The argv as rendered for review: run-specific parts as placeholders. Two VMs of
+    /// the same spec on the same QEMU render the same text ([`Qemu::fingerprint`] of the spec).
+    pub fn stable_cmdline(&self) -> &str {
+        &self.stable_cmdline
+    }
+
+    /// The run-specific choices it was started with (run dir, MACs, tap names, UUID…).
+    pub fn plan(&self) -> &VmPlan {
+        &self.plan
     }
 
     /// The private run directory (sockets); removed on teardown.
     pub fn run_dir(&self) -> &Path {
-        &self.layout.run_dir
+        self.plan.run_dir()
+    }
+
+    /// The unix sockets QEMU serves in the run directory: each monitor's, then each serial
+    /// port's (names from [`qemu_cmd::names`], as the command line has them).
+    pub fn sockets(&self) -> Vec<PathBuf> {
+        let spec = &self.setup.spec;
+        let run = self.plan.run_dir();
+        spec.monitors
+            .iter()
+            .map(|m| run.join(qemu_cmd::names::monitor_socket(&m.name)))
+            .chain(
+                spec.serials
+                    .iter()
+                    .map(|s| run.join(qemu_cmd::names::serial_socket(s))),
+            )
+            .collect()
     }
 
     /// The log directory (`vm.log`, `qemu.log`, `serial.log`, transcripts, sessions); kept.
@@ -901,15 +774,19 @@ impl Vm {
     /// # Errors
     /// [`Error::NoSuchNic`].
     pub fn get_mac(&self, index: usize) -> Result<MacAddr, Error> {
-        Ok(self.nic(index)?.mac)
+        Ok(self.nic(index)?.1.mac)
     }
 
-    fn nic(&self, index: usize) -> Result<&NicSpec, Error> {
-        self.layout.nics.get(index).ok_or_else(|| Error::NoSuchNic {
-            vm: self.name.clone(),
-            index,
-            count: self.layout.nics.len(),
-        })
+    /// NIC `index`: its spec and the plan's decisions for it.
+    fn nic(&self, index: usize) -> Result<(&NicSpec, &qemu_cmd::NicRun), Error> {
+        let nics = &self.setup.spec.nics;
+        nics.get(index)
+            .zip(self.plan.values().nics.get(index))
+            .ok_or_else(|| Error::NoSuchNic {
+                vm: self.name.clone(),
+                index,
+                count: nics.len(),
+            })
     }
 
     /// The host-side address of NIC `index`: `localhost` in user mode (ports are forwarded);
@@ -923,21 +800,22 @@ impl Vm {
         index: usize,
         address_cache: &std::collections::HashMap<MacAddr, String>,
     ) -> Result<String, Error> {
-        let nic = self.nic(index)?;
+        let (nic, run) = self.nic(index)?;
         if nic.mode == NicMode::User {
             return Ok("localhost".into());
         }
         let unknown = |why: String| Error::AddressUnknown {
             vm: self.name.clone(),
             nic: nic.name.clone(),
-            mac: nic.mac.to_string(),
+            mac: run.mac.to_string(),
             why,
         };
         let ip = address_cache
-            .get(&nic.mac)
+            .get(&run.mac)
             .ok_or_else(|| unknown("not in the MAC→IP address cache".into()))?;
+        let ours = |mac: MacAddr| self.plan.values().nics.iter().any(|n| n.mac == mac);
         match net::arp_mac(ip) {
-            Some(seen) if self.layout.nics.iter().any(|n| n.mac == seen) => Ok(ip.clone()),
+            Some(seen) if ours(seen) => Ok(ip.clone()),
             Some(seen) => Err(unknown(format!("{ip} belongs to {seen}, not to this VM"))),
             None => Err(unknown(format!("{ip} is not in the host's ARP table"))),
         }
@@ -955,7 +833,7 @@ impl Vm {
     /// # Errors
     /// [`Error::PortNotRedirected`], [`Error::NoSuchNic`].
     pub fn get_port(&self, guest_port: u16, nic_index: usize) -> Result<u16, Error> {
-        if self.nic(nic_index)?.mode != NicMode::User {
+        if self.nic(nic_index)?.0.mode != NicMode::User {
             return Ok(guest_port);
         }
         self.redirs
@@ -974,7 +852,7 @@ impl Vm {
     /// # Errors
     /// [`Error::NoSuchNic`].
     pub fn get_ifname(&self, index: usize) -> Result<&str, Error> {
-        Ok(&self.nic(index)?.ifname)
+        Ok(&self.nic(index)?.1.ifname)
     }
 
     fn monitor_err(&self, what: impl Into<String>) -> impl FnOnce(monitor::Error) -> Error + '_ {
@@ -1056,7 +934,7 @@ impl Vm {
     }
 
     fn shell_config(&self) -> Result<SessionSpec, Error> {
-        Ok(self.session.clone())
+        Ok(self.setup.session.clone())
     }
 
     fn next_session_log(&mut self, kind: &str) -> PathBuf {
@@ -1100,35 +978,19 @@ impl Vm {
     /// [`SessionError::LoginTimeout`] with the last attempt's failure; address/port errors.
     pub async fn remote_login(&mut self, nic: usize, timeout: Duration) -> Result<Session, Error> {
         let config = self.shell_config()?;
-        let client = self
-            .params
-            .get("shell_client")
-            .unwrap_or("telnet")
-            .to_owned();
-        let default_port = match client.as_str() {
-            "ssh" => 22,
-            "nc" => 2222,
-            _ => 23,
-        };
-        let guest_port = self
-            .params
-            .get("shell_port")
-            .and_then(|p| p.trim().parse::<u16>().ok())
-            .unwrap_or(default_port);
+        let client = config.shell_client;
+        let guest_port = config.shell_port;
         // tap NICs: the MAC→IP cache from the DHCP server's lease file, when one is named
-        let cache = match self.params.get("dhcp_lease_file").filter(|f| !f.is_empty()) {
-            Some(f) => net::read_address_cache(Path::new(f))
-                .map_err(io_err("reading the DHCP lease file", Path::new(f)))?,
+        let cache = match &config.dhcp_lease_file {
+            Some(f) => {
+                net::read_address_cache(f).map_err(io_err("reading the DHCP lease file", f))?
+            }
             None => std::collections::HashMap::new(),
         };
         let host = self.get_address(nic, &cache)?;
         let port = self.get_port(guest_port, nic)?;
-        let identity = self
-            .params
-            .get("ssh_identity_file")
-            .filter(|f| !f.is_empty())
-            .map(PathBuf::from);
-        let log_path = self.next_session_log(&client);
+        let identity = config.ssh_identity_file.clone();
+        let log_path = self.next_session_log(client.as_str());
         let describe = format!("{client} {host}:{port}");
         let deadline = Instant::now() + timeout;
         let mut attempts = 0;
@@ -1136,14 +998,16 @@ impl Vm {
             attempts += 1;
             let left = deadline.saturating_duration_since(Instant::now());
             let attempt = async {
-                let transport: Box<dyn Transport> = match client.as_str() {
-                    "nc" => Box::new(RawTcpTransport::connect(&host, port).await.map_err(
-                        |source| SessionError::Connect {
-                            session: describe.clone(),
-                            source,
-                        },
-                    )?),
-                    "ssh" => Box::new(
+                let transport: Box<dyn Transport> = match client {
+                    ShellClient::Nc => Box::new(
+                        RawTcpTransport::connect(&host, port)
+                            .await
+                            .map_err(|source| SessionError::Connect {
+                                session: describe.clone(),
+                                source,
+                            })?,
+                    ),
+                    ShellClient::Ssh => Box::new(
                         SshTransport::spawn_with_identity(
                             &host,
                             port,
@@ -1155,12 +1019,14 @@ impl Vm {
                             source,
                         })?,
                     ),
-                    _ => Box::new(TelnetTransport::connect(&host, port).await.map_err(
-                        |source| SessionError::Connect {
-                            session: describe.clone(),
-                            source,
-                        },
-                    )?),
+                    ShellClient::Telnet => Box::new(
+                        TelnetTransport::connect(&host, port)
+                            .await
+                            .map_err(|source| SessionError::Connect {
+                                session: describe.clone(),
+                                source,
+                            })?,
+                    ),
                 };
                 let mut s = Session::new(transport, config.clone(), &log_path)?;
                 s.login(left.min(Duration::from_secs(20))).await?;
@@ -1208,12 +1074,12 @@ impl Vm {
     /// `login_timeout` from the params (default 360 s, as in avocado-vt; a bad value made
     /// [`Vm::create`] fail).
     pub fn login_timeout(&self) -> Duration {
-        self.session.login_timeout
+        self.setup.session.login_timeout
     }
 
     /// The session settings read from the params when the VM was created.
     pub fn session_spec(&self) -> &SessionSpec {
-        &self.session
+        &self.setup.session
     }
 
     /// Reboots the guest and logs in again over `access`. Success is the `RESET` event followed
@@ -1231,11 +1097,7 @@ impl Vm {
         let mark = self.qmp.cursor();
         match method {
             RebootMethod::Shell(mut session) => {
-                let cmd = self
-                    .params
-                    .get("reboot_command")
-                    .unwrap_or("reboot")
-                    .to_owned();
+                let cmd = self.setup.session.reboot_command.clone();
                 self.log_line(&format!(
                     "reboot: sending `{cmd}` on {}",
                     session.describe()
@@ -1264,7 +1126,7 @@ impl Vm {
 
     async fn wait_in_pci(&self, id: &str, present: bool) -> Result<(), Error> {
         let started = Instant::now();
-        let timeout = self.spec.timeouts.hotplug;
+        let timeout = self.setup.timeouts.hotplug;
         loop {
             let reply = self.qmp_exec("query-pci", json!({})).await?;
             if pci_has_device(&reply, id) == present {
@@ -1292,7 +1154,7 @@ impl Vm {
     /// Monitor errors, a timeout waiting for the device in `query-pci`.
     pub async fn hotplug_nic(&mut self, model: &str) -> Result<HotNic, Error> {
         let mac_dir = net::mac_registry_dir();
-        let r = MacReservation::generate(&mac_dir, &self.layout.run_dir)
+        let r = MacReservation::generate(&mac_dir, self.plan.run_dir())
             .map_err(io_err("reserving a MAC address in", &mac_dir))?;
         let nic = HotNic {
             id: short_id("hotnic"),
@@ -1300,7 +1162,7 @@ impl Vm {
             mac: r.mac(),
             model: model.to_owned(),
         };
-        self.reservations.push(r);
+        self.plan.reservations.push(r);
         self.qmp_exec("netdev_add", json!({"type": "user", "id": nic.netdev_id}))
             .await?;
         self.qmp_exec(
@@ -1326,7 +1188,7 @@ impl Vm {
                 EventFilter::new("DEVICE_DELETED")
                     .data(json!({"device": id}))
                     .since(mark),
-                self.spec.timeouts.hotplug,
+                self.setup.timeouts.hotplug,
             )
             .await
             .map_err(self.monitor_err(format!("waiting for DEVICE_DELETED of {id}")))?;
@@ -1342,7 +1204,7 @@ impl Vm {
         self.qmp_exec("netdev_del", json!({"id": nic.netdev_id}))
             .await?;
         self.hot_nics.retain(|n| n.id != nic.id);
-        self.reservations.retain(|r| r.mac() != nic.mac);
+        self.plan.reservations.retain(|r| r.mac() != nic.mac);
         Ok(())
     }
 
@@ -1440,15 +1302,13 @@ impl Vm {
         let offline = offline || protocol == MigrationProtocol::Exec;
         let was_running = self.status().await? == "running";
         let started = Instant::now();
-        let dest = Vm::create_with(
-            self.spec.clone(),
-            Arc::clone(&self.source),
-            CreateOptions {
-                mac_source: Some(self),
-                incoming: true,
-            },
-        )
-        .await?;
+        let opts = PlanOptions {
+            root_dir: self.plan.values().root_dir.clone(),
+            image_dir: Some(self.plan.values().image_dir.clone()),
+            mac_source: Some(self),
+            incoming: Some(qemu_cmd::Incoming::defer()),
+        };
+        let dest = Vm::start(Arc::clone(&self.qemu), self.setup.clone(), &opts).await?;
         match self.migrate_to(&dest, protocol, offline).await {
             Ok(uri) => {
                 self.log_line(&format!(
@@ -1476,12 +1336,17 @@ impl Vm {
         protocol: MigrationProtocol,
         offline: bool,
     ) -> Result<String, Error> {
-        let timeout = self.spec.timeouts.migrate;
+        let timeout = self.setup.timeouts.migrate;
         let file = dest.run_dir().join("migration.state");
         let (out_uri, in_uri) = match protocol {
             MigrationProtocol::Tcp => (None, "tcp:127.0.0.1:0".to_owned()),
             MigrationProtocol::Unix => {
-                let u = format!("unix:{}", dest.layout.migration_socket().display());
+                let u = format!(
+                    "unix:{}",
+                    dest.run_dir()
+                        .join(qemu_cmd::names::MIGRATION_SOCKET)
+                        .display()
+                );
                 (Some(u.clone()), u)
             }
             MigrationProtocol::Exec => (
@@ -1659,13 +1524,13 @@ impl Vm {
     /// [`Error::Timeout`] if even SIGKILL did not end QEMU within its bound; [`Error::Io`] if the
     /// run directory could not be removed.
     pub async fn destroy(mut self, how: Teardown) -> Result<StoppedBy, Error> {
-        let t = self.spec.timeouts.clone();
+        let t = self.setup.timeouts.clone();
         let stopped = 'stages: {
             if !self.is_alive() {
                 break 'stages StoppedBy::AlreadyExited;
             }
             if how == Teardown::Graceful {
-                if let Some(cmd) = self.params.get("shutdown_command").map(str::to_owned) {
+                if let Some(cmd) = self.setup.session.shutdown_command.clone() {
                     self.log.line(&format!("teardown: guest command `{cmd}`"));
                     let access = if self.serial.is_some() {
                         Access::Serial
@@ -1730,12 +1595,7 @@ impl Vm {
             h.close().await;
         }
         self.serial = None;
-        self.reservations.clear();
-        if let Some(dir) = self.run_dir.take() {
-            let path = dir.path().to_path_buf();
-            dir.close()
-                .map_err(io_err("removing the run directory", &path))?;
-        }
+        self.plan.release()?;
         self.log.line(&format!("teardown done: {stopped:?}"));
         Ok(stopped)
     }
@@ -1750,36 +1610,5 @@ impl Drop for Vm {
                 .line("dropped without destroy(): SIGKILL of the process group");
             self.process.kill();
         }
-    }
-}
-
-/// Removes what VMs of dead kvmtest processes left behind (a SIGKILLed kvmtest runs no
-/// destructors; its QEMU died with it): run directories under `run_base` whose `owner` pid is gone,
-/// and MAC reservations whose owner is gone. Called by every [`Vm::create`]; safe to call
-/// concurrently (removal races are ignored).
-pub fn sweep_stale(run_base: &Path) {
-    let alive = |pid: &str| Path::new(&format!("/proc/{}", pid.trim())).exists();
-    if let Ok(entries) = fs::read_dir(run_base) {
-        for e in entries.flatten() {
-            let path = e.path();
-            let is_ours = e.file_name().to_string_lossy().starts_with("kvmtest-");
-            if !is_ours {
-                continue;
-            }
-            if let Ok(owner) = fs::read_to_string(path.join("owner")) {
-                if !owner.trim().is_empty() && !alive(&owner) {
-                    let _ = fs::remove_dir_all(&path);
-                }
-            }
-        }
-    }
-    net::sweep_stale_macs(&net::mac_registry_dir());
-}
-
-/// The default base of run directories: `KVMTEST_RUN_DIR`, else the temp dir.
-pub fn run_base() -> PathBuf {
-    match std::env::var_os("KVMTEST_RUN_DIR") {
-        Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => std::env::temp_dir(),
     }
 }

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{argv_source, guest_params, process_alive, spec, ChildGuard};
-use vm::{Teardown, Vm};
+use support::{guest_params, process_alive, start, ChildGuard};
+use vm::Teardown;
 
 const CHILD_OUT: &str = "KVMTEST_VM_TEST_CHILD_OUT";
 const CHILD_RELEASE: &str = "KVMTEST_VM_TEST_CHILD_RELEASE";
@@ -69,9 +69,7 @@ async fn child_main(out: PathBuf, release: PathBuf) {
     for (i, port) in [22, 23, 80, 2222].iter().enumerate() {
         p.insert(format!("guest_port_r{}", i + 1), port.to_string());
     }
-    let vm = Vm::create(spec(p, &logs), argv_source())
-        .await
-        .expect("child: create");
+    let vm = start(p, &logs).await.expect("child: create");
     let ports: Vec<String> = [22, 23, 80, 2222]
         .iter()
         .map(|g| vm.get_port(*g, 0).expect("port").to_string())

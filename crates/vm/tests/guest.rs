@@ -5,7 +5,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{argv_source, assert_no_leftovers, guest_params, logs, spec};
+use support::{assert_no_leftovers, guest_params, logs, start};
 use vm::{Access, MigrationProtocol, RebootMethod, SessionError, StoppedBy, Teardown, Vm};
 
 /// Unwraps, printing the VM's QEMU output, serial log and VM log on failure.
@@ -28,9 +28,7 @@ async fn pci_count(s: &mut vm::Session) -> usize {
 async fn boot_login_commands_and_graceful_destroy() {
     let logs = logs();
     let t0 = Instant::now();
-    let mut vm = Vm::create(spec(guest_params(), logs.path()), argv_source())
-        .await
-        .expect("create");
+    let mut vm = start(guest_params(), logs.path()).await.expect("create");
     let created = t0.elapsed();
     let timeout = vm.login_timeout();
     let mut serial = ok!(vm, vm.wait_for_login(Access::Serial, timeout).await);
@@ -45,7 +43,7 @@ async fn boot_login_commands_and_graceful_destroy() {
         other => panic!("`false` should fail with status 1: {other:?}"),
     }
     // The UUID reached the guest.
-    let uuid = vm.params().get("uuid").expect("uuid set").to_owned();
+    let uuid = vm.plan().values().uuid.to_string();
     let guest_uuid = ok!(vm, serial.cmd("cat /sys/class/dmi/id/product_uuid").await);
     assert_eq!(guest_uuid.trim(), uuid);
     // The generated MAC reached the guest.
@@ -134,9 +132,7 @@ async fn vm_nc_session(vm: &mut Vm, timeout: Duration) -> Result<vm::Session, vm
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hotplug_nic_and_disk_seen_in_guest() {
     let logs = logs();
-    let mut vm = Vm::create(spec(guest_params(), logs.path()), argv_source())
-        .await
-        .expect("create");
+    let mut vm = start(guest_params(), logs.path()).await.expect("create");
     let timeout = vm.login_timeout();
     let mut s = ok!(vm, vm.wait_for_login(Access::Serial, timeout).await);
     let before = pci_count(&mut s).await;
@@ -203,9 +199,7 @@ async fn hotplug_nic_and_disk_seen_in_guest() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reboot_by_shell_and_by_system_reset() {
     let logs = logs();
-    let mut vm = Vm::create(spec(guest_params(), logs.path()), argv_source())
-        .await
-        .expect("create");
+    let mut vm = start(guest_params(), logs.path()).await.expect("create");
     let timeout = vm.login_timeout();
     let mut s = ok!(vm, vm.wait_for_login(Access::Serial, timeout).await);
     ok!(vm, s.cmd("touch /tmp/before-reboot").await);
@@ -268,15 +262,13 @@ async fn qmp_uuid(vm: &Vm) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_over_tcp_unix_and_exec_live_and_offline() {
     let logs = logs();
-    let mut vm = Vm::create(spec(guest_params(), logs.path()), argv_source())
-        .await
-        .expect("create");
+    let mut vm = start(guest_params(), logs.path()).await.expect("create");
     let timeout = vm.login_timeout();
     let mut s = ok!(vm, vm.wait_for_login(Access::Serial, timeout).await);
     ok!(vm, s.cmd("echo survived > /tmp/marker").await);
     drop(s);
     let mac = ok!(vm, vm.get_mac(0));
-    let uuid = vm.params().get("uuid").expect("uuid set").to_owned();
+    let uuid = vm.plan().values().uuid.to_string();
     assert_eq!(qmp_uuid(&vm).await, uuid, "source: QMP query-uuid");
 
     let mut seen = vec![(vm.pid(), vm.run_dir().to_path_buf())];
@@ -299,7 +291,7 @@ async fn migrate_over_tcp_unix_and_exec_live_and_offline() {
         assert_ne!(vm.pid(), old_pid, "{proto:?}: destination replaces source");
         assert_no_leftovers(old_pid, &old_dir);
         assert_eq!(ok!(vm, vm.get_mac(0)), mac, "{proto:?}: MAC kept");
-        assert_eq!(vm.params().get("uuid"), Some(uuid.as_str()), "{proto:?}");
+        assert_eq!(vm.plan().values().uuid.to_string(), uuid, "{proto:?}");
         assert_eq!(
             qmp_uuid(&vm).await,
             uuid,
@@ -330,9 +322,7 @@ async fn drop_without_destroy_kills_qemu() {
     let logs = logs();
     let mut p = guest_params();
     p.insert("extra_params", "-S");
-    let vm = Vm::create(spec(p, logs.path()), argv_source())
-        .await
-        .expect("create");
+    let vm = start(p, logs.path()).await.expect("create");
     let pid = vm.pid();
     let run_dir = vm.run_dir().to_path_buf();
     assert!(support::process_alive(pid));
@@ -349,7 +339,7 @@ async fn qemu_failure_is_reported_with_its_output() {
     let logs = logs();
     let mut p = guest_params();
     p.insert("extra_params", "-no-such-option");
-    let err = Vm::create(spec(p, logs.path()), argv_source())
+    let err = start(p, logs.path())
         .await
         .expect_err("QEMU must refuse the option");
     let text = err.to_string();
@@ -364,9 +354,7 @@ async fn no_qmp_monitor_is_an_error() {
     let logs = logs();
     let mut p = guest_params();
     p.insert("monitors", "hmp1");
-    let err = Vm::create(spec(p, logs.path()), argv_source())
-        .await
-        .expect_err("no QMP");
+    let err = start(p, logs.path()).await.expect_err("no QMP");
     assert!(matches!(err, vm::Error::NoQmpMonitor { .. }), "{err}");
 }
 
@@ -382,8 +370,8 @@ async fn concurrent_vnc_displays_never_collide() {
     // Both started at once: QEMU takes the first free display in 0..=99 (`to=99`), so the
     // second bind of a display fails inside QEMU and it moves on, whatever the timing.
     let (a, b) = tokio::join!(
-        Vm::create(spec(vnc_params(), logs.path()), argv_source()),
-        Vm::create(spec(vnc_params(), logs.path()), argv_source()),
+        start(vnc_params(), logs.path()),
+        start(vnc_params(), logs.path()),
     );
     let (a, b) = (a.expect("create a"), b.expect("create b"));
     let ports = [a.vnc_port(), b.vnc_port()];

@@ -12,8 +12,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use support::{argv_source, guest_params, logs, spec};
-use vm::{Error, QemuCmdArgv, Vm};
+use support::{guest_params, logs, start_on};
+use vm::{Error, Qemu};
 
 /// A fake QEMU in `dir` that prints `stderr` and exits 1.
 fn fake_qemu(dir: &Path, name: &str, stderr: &str) -> PathBuf {
@@ -33,9 +33,9 @@ type Case = (&'static str, &'static str, fn(&Error) -> bool);
 
 async fn create_with_fake(binary: &Path) -> Error {
     let logs = logs();
-    let caps = argv_source().caps().clone();
-    let source = Arc::new(QemuCmdArgv::new(binary, caps));
-    Vm::create(spec(guest_params(), logs.path()), source)
+    let caps = support::qemu().caps().clone();
+    let qemu = Arc::new(Qemu::new(binary, caps));
+    start_on(qemu, guest_params(), logs.path())
         .await
         .expect_err("the fake QEMU exits at once")
 }

@@ -3,8 +3,8 @@
 
 mod support;
 
-use support::{argv_source, guest_params, logs, spec};
-use vm::{Error, Vm};
+use support::{guest_params, logs, start};
+use vm::Error;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_session_keys_fail_create_with_every_problem() {
@@ -13,7 +13,8 @@ async fn bad_session_keys_fail_create_with_every_problem() {
     p.insert("login_timeout", "soon");
     p.insert("guest_ready_timeout", "-5");
     p.insert("shell_prompt", "([");
-    let err = match Vm::create(spec(p, logs.path()), argv_source()).await {
+    p.insert("mem", "lots");
+    let err = match start(p, logs.path()).await {
         Ok(_) => panic!("a VM was created from bad session keys"),
         Err(e) => e,
     };
@@ -21,7 +22,13 @@ async fn bad_session_keys_fail_create_with_every_problem() {
         panic!("expected the spec's error, got {err}");
     };
     let keys: Vec<&str> = spec_err.problems().iter().map(|p| p.key.as_str()).collect();
-    for k in ["login_timeout", "guest_ready_timeout", "shell_prompt"] {
+    // Hardware and session keys, all at once.
+    for k in [
+        "login_timeout",
+        "guest_ready_timeout",
+        "shell_prompt",
+        "mem",
+    ] {
         assert!(keys.contains(&k), "{k} not reported: {err}");
     }
     assert!(err.to_string().contains("\"soon\""), "{err}");

@@ -8,7 +8,7 @@
 use super::{qemu_id, Builder, Obj, Opts};
 use crate::cmd::WordBuf;
 use spec::types::MonitorKind;
-use spec::view::VmView;
+use spec::vm::VmSpec;
 
 /// A unix-socket chardev in the run dir: `-chardev socket,id=ID,path=RUN/FILE,server=on,wait=off`.
 fn socket_chardev(b: &mut Builder<'_>, id: &str, file: &str) {
@@ -30,20 +30,20 @@ fn compat_unix(b: &Builder<'_>, file: &str) -> crate::cmd::Word {
 }
 
 /// Every monitor of `monitors`.
-pub(super) fn monitors(b: &mut Builder<'_>, v: &VmView<'_>) {
+pub(super) fn monitors(b: &mut Builder<'_>, v: &VmSpec) {
     let modern = b.caps.has_chardev() && b.caps.has_option("mon");
     for (i, m) in v.monitors.iter().enumerate() {
-        let file = crate::names::monitor_socket(m.name);
+        let file = crate::names::monitor_socket(&m.name);
         if m.kind == MonitorKind::Qmp && !b.caps.has_qmp() && !modern {
             b.unsupported(
-                Obj::Sub("monitor", m.name),
+                Obj::Sub("monitor", &m.name),
                 "monitor_type",
                 format!("QEMU {} has no QMP", b.caps.version),
             );
             continue;
         }
         if modern {
-            let id = qemu_id("mon", m.name, i);
+            let id = qemu_id("mon", &m.name, i);
             socket_chardev(b, &id, &file);
             let mut o = Opts::new("");
             o.kv("chardev", &id);
@@ -67,7 +67,7 @@ pub(super) fn monitors(b: &mut Builder<'_>, v: &VmView<'_>) {
 }
 
 /// Every serial console of `serials`.
-pub(super) fn serials(b: &mut Builder<'_>, v: &VmView<'_>) {
+pub(super) fn serials(b: &mut Builder<'_>, v: &VmSpec) {
     for (i, name) in v.serials.iter().enumerate() {
         let file = crate::names::serial_socket(name);
         if b.caps.has_chardev() {
@@ -85,7 +85,7 @@ pub(super) fn serials(b: &mut Builder<'_>, v: &VmView<'_>) {
 
 /// `testdev = yes`: the old `testdev` device logging to a file, or its modern equivalent
 /// (`pc-testdev` plus an `isa-debugcon` on the old log port 0xf1).
-pub(super) fn testdev(b: &mut Builder<'_>, v: &VmView<'_>) {
+pub(super) fn testdev(b: &mut Builder<'_>, v: &VmSpec) {
     if !v.testdev {
         return;
     }

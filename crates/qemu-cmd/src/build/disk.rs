@@ -13,13 +13,13 @@
 use super::{qemu_id, Builder, Obj, Opts};
 use crate::cmd::WordBuf;
 use spec::types::{CdromInterface, DiskInterface, DriveCache};
-use spec::view::{ImageView, VmView};
+use spec::vm::{ImageSpec, VmSpec};
 
 /// The SCSI HBA's id (one per VM, added before the first SCSI disk or CD-ROM).
 const HBA_ID: &str = "scsi-hba0";
 
 /// Every image of `images`.
-pub(super) fn images(b: &mut Builder<'_>, v: &VmView<'_>) {
+pub(super) fn images(b: &mut Builder<'_>, v: &VmSpec) {
     for (i, img) in v.images.iter().enumerate() {
         if !b.caps.has_device() {
             legacy_drive(b, img);
@@ -32,7 +32,7 @@ pub(super) fn images(b: &mut Builder<'_>, v: &VmView<'_>) {
         };
         if !b.caps.has_device_type(model) {
             b.unsupported(
-                Obj::Sub("image", img.name),
+                Obj::Sub("image", &img.name),
                 "drive_format",
                 format!("QEMU {} has no {model} device", b.caps.version),
             );
@@ -41,14 +41,14 @@ pub(super) fn images(b: &mut Builder<'_>, v: &VmView<'_>) {
         if model == "scsi-hd" && !scsi_hba(b, v) {
             continue;
         }
-        let node = qemu_id("drive", img.name, i);
+        let node = qemu_id("drive", &img.name, i);
         if b.caps.has_blockdev() && !img.snapshot {
             blockdev(b, img, &node);
         } else {
             drive_none(b, img, &node);
         }
         let mut o = Opts::new(model);
-        o.kv("id", &qemu_id("disk", img.name, i));
+        o.kv("id", &qemu_id("disk", &img.name, i));
         o.kv("drive", &node);
         if model == "scsi-hd" {
             o.kv("bus", &format!("{HBA_ID}.0"));
@@ -67,7 +67,7 @@ pub(super) fn images(b: &mut Builder<'_>, v: &VmView<'_>) {
                 o.kv("rerror", r.as_str());
             }
         }
-        if let Some(s) = img.serial {
+        if let Some(s) = img.serial.as_deref() {
             o.kv("serial", s);
         }
         if img.boot {
@@ -80,7 +80,7 @@ pub(super) fn images(b: &mut Builder<'_>, v: &VmView<'_>) {
 /// Places an IDE device: its `drive_index`, else the first index no IDE device of the VM asked
 /// for or was given (QEMU's own placement of bus-less IDE devices collides with explicit ones).
 /// On a PC machine index N is `bus=ide.(N/2),unit=(N%2)`; on q35's AHCI each bus has one unit.
-fn ide_position(b: &mut Builder<'_>, v: &VmView<'_>, o: &mut Opts, index: Option<u32>) {
+fn ide_position(b: &mut Builder<'_>, v: &VmSpec, o: &mut Opts, index: Option<u32>) {
     if b.ide_taken.is_empty() {
         let explicit = v
             .images
@@ -112,6 +112,7 @@ fn ide_position(b: &mut Builder<'_>, v: &VmView<'_>, o: &mut Opts, index: Option
     };
     let q35 = v
         .machine_type
+        .as_deref()
         .is_some_and(|m| m == "q35" || m.starts_with("pc-q35"));
     if q35 {
         o.kv("bus", &format!("ide.{i}"));
@@ -122,11 +123,11 @@ fn ide_position(b: &mut Builder<'_>, v: &VmView<'_>, o: &mut Opts, index: Option
 }
 
 /// Adds the SCSI HBA once; false (and a problem) when this QEMU lacks it.
-fn scsi_hba(b: &mut Builder<'_>, v: &VmView<'_>) -> bool {
+fn scsi_hba(b: &mut Builder<'_>, v: &VmSpec) -> bool {
     if b.hba_added {
         return true;
     }
-    if !b.caps.has_device_type(v.scsi_hba) {
+    if !b.caps.has_device_type(&v.scsi_hba) {
         b.unsupported(
             Obj::Vm,
             "scsi_hba",
@@ -134,27 +135,28 @@ fn scsi_hba(b: &mut Builder<'_>, v: &VmView<'_>) -> bool {
         );
         return false;
     }
-    let mut o = Opts::new(v.scsi_hba);
+    let mut o = Opts::new(&v.scsi_hba);
     o.kv("id", HBA_ID);
     b.cmd.push2("-device", o.finish());
     b.hba_added = true;
     true
 }
 
-/// The file of an image: `image_name.format` under the root dir, or the raw device as is.
-fn image_file(b: &Builder<'_>, w: &mut WordBuf, img: &ImageView<'_>) {
+/// The file of an image: `image_name.format` under the plan's image dir, or the raw device as
+/// is.
+fn image_file(b: &Builder<'_>, w: &mut WordBuf, img: &ImageSpec) {
     if img.raw_device {
         w.esc(img.image_name.as_bytes());
     } else {
-        b.path(w, &img.file_name(), true);
+        b.path_under(&b.images, w, &img.file_name(), true);
     }
 }
 
 /// The seed's `-drive file=…` with every option in the drive itself.
-fn legacy_drive(b: &mut Builder<'_>, img: &ImageView<'_>) {
+fn legacy_drive(b: &mut Builder<'_>, img: &ImageSpec) {
     if !b.caps.has_drive() {
         b.unsupported(
-            Obj::Sub("image", img.name),
+            Obj::Sub("image", &img.name),
             "image_name",
             format!("QEMU {} has no -drive", b.caps.version),
         );
@@ -187,7 +189,7 @@ fn legacy_drive(b: &mut Builder<'_>, img: &ImageView<'_>) {
             o.kv("rerror", r.as_str());
         }
     }
-    if let Some(s) = img.serial {
+    if let Some(s) = img.serial.as_deref() {
         o.kv("serial", s);
     }
     if img.snapshot {
@@ -203,7 +205,7 @@ fn legacy_drive(b: &mut Builder<'_>, img: &ImageView<'_>) {
 }
 
 /// `-drive …,if=none,id=NODE` for a `-device` to attach to.
-fn drive_none(b: &mut Builder<'_>, img: &ImageView<'_>, node: &str) {
+fn drive_none(b: &mut Builder<'_>, img: &ImageSpec, node: &str) {
     let mut o = Opts::new("");
     o.kv_with("file", |w| image_file(b, w, img));
     o.kv("if", "none").kv("id", node);
@@ -227,7 +229,7 @@ fn drive_none(b: &mut Builder<'_>, img: &ImageView<'_>, node: &str) {
 }
 
 /// The protocol and format `-blockdev` nodes of one disk.
-fn blockdev(b: &mut Builder<'_>, img: &ImageView<'_>, node: &str) {
+fn blockdev(b: &mut Builder<'_>, img: &ImageSpec, node: &str) {
     let file_node = format!("file-{node}");
     let (direct, no_flush) = match img.cache {
         Some(DriveCache::None | DriveCache::Directsync) => (true, false),
@@ -270,13 +272,13 @@ fn blockdev(b: &mut Builder<'_>, img: &ImageView<'_>, node: &str) {
 }
 
 /// Every CD-ROM with an ISO.
-pub(super) fn cdroms(b: &mut Builder<'_>, v: &VmView<'_>) {
+pub(super) fn cdroms(b: &mut Builder<'_>, v: &VmSpec) {
     for (i, cd) in v.cdroms.iter().enumerate() {
         let caps = b.caps;
         if !caps.has_device() {
             if caps.has_drive() {
                 let mut o = Opts::new("");
-                o.kv_with("file", |w| b.path(w, cd.iso, true));
+                o.kv_with("file", |w| b.path(w, &cd.iso, true));
                 o.kv("media", "cdrom");
                 if let Some(i) = cd.index {
                     o.kv("index", &i.to_string());
@@ -284,7 +286,7 @@ pub(super) fn cdroms(b: &mut Builder<'_>, v: &VmView<'_>) {
                 b.cmd.push2("-drive", o.finish());
             } else {
                 let mut w = WordBuf::new();
-                b.path(&mut w, cd.iso, false);
+                b.path(&mut w, &cd.iso, false);
                 b.cmd.push2("-cdrom", w.finish());
             }
             continue;
@@ -295,7 +297,7 @@ pub(super) fn cdroms(b: &mut Builder<'_>, v: &VmView<'_>) {
         };
         if !caps.has_device_type(model) {
             b.unsupported(
-                Obj::Sub("cdrom", cd.name),
+                Obj::Sub("cdrom", &cd.name),
                 "cd_format",
                 format!("QEMU {} has no {model} device", caps.version),
             );
@@ -304,12 +306,12 @@ pub(super) fn cdroms(b: &mut Builder<'_>, v: &VmView<'_>) {
         if model == "scsi-cd" && !scsi_hba(b, v) {
             continue;
         }
-        let node = qemu_id("drive", cd.name, i);
+        let node = qemu_id("drive", &cd.name, i);
         if caps.has_blockdev() {
             let file_node = format!("file-{node}");
             let mut o = Opts::new("");
             o.kv("driver", "file");
-            o.kv_with("filename", |w| b.path(w, cd.iso, true));
+            o.kv_with("filename", |w| b.path(w, &cd.iso, true));
             o.kv("node-name", &file_node).kv("read-only", "on");
             b.cmd.push2("-blockdev", o.finish());
             let mut o = Opts::new("");
@@ -318,12 +320,12 @@ pub(super) fn cdroms(b: &mut Builder<'_>, v: &VmView<'_>) {
             b.cmd.push2("-blockdev", o.finish());
         } else {
             let mut o = Opts::new("");
-            o.kv_with("file", |w| b.path(w, cd.iso, true));
+            o.kv_with("file", |w| b.path(w, &cd.iso, true));
             o.kv("if", "none").kv("id", &node).kv("media", "cdrom");
             b.cmd.push2("-drive", o.finish());
         }
         let mut o = Opts::new(model);
-        o.kv("id", &qemu_id("cd", cd.name, i));
+        o.kv("id", &qemu_id("cd", &cd.name, i));
         o.kv("drive", &node);
         if model == "scsi-cd" {
             o.kv("bus", &format!("{HBA_ID}.0"));

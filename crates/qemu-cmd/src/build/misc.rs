@@ -4,22 +4,22 @@
 use super::{Builder, Obj, Opts};
 use crate::cmd::{Word, WordBuf};
 use spec::types::{Accel, DisplayKind, IncomingMode};
-use spec::view::{UuidSpec, VmView};
+use spec::vm::{UuidSpec, VmSpec};
 
 /// `-name`: an option list on QEMUs with `-device` (`guest=` implied), plain text before.
-pub(super) fn name(b: &mut Builder<'_>, v: &VmView<'_>) {
+pub(super) fn name(b: &mut Builder<'_>, v: &VmSpec) {
     let w = if b.caps.has_device() {
-        Opts::new(v.name).finish()
+        Opts::new(&v.name).finish()
     } else {
-        Word::from(v.name)
+        Word::from(v.name.as_str())
     };
     b.cmd.push2("-name", w);
 }
 
 /// `-machine`/`-M`, `-accel`/`-enable-kvm`, `-cpu`, `-nodefaults`.
-pub(super) fn machine(b: &mut Builder<'_>, v: &VmView<'_>) {
+pub(super) fn machine(b: &mut Builder<'_>, v: &VmSpec) {
     let caps = b.caps;
-    if let Some(m) = v.machine_type {
+    if let Some(m) = v.machine_type.as_deref() {
         if !caps.machines.is_empty() && !caps.has_machine(m) {
             b.unsupported(
                 Obj::Vm,
@@ -32,16 +32,17 @@ pub(super) fn machine(b: &mut Builder<'_>, v: &VmView<'_>) {
     let hpet_prop = v.disable_hpet && !caps.has_no_hpet() && caps.has_machine_hpet();
     if v.machine_type.is_some() || hpet_prop {
         if caps.has_machine_option() {
-            let mut o = Opts::new(v.machine_type.unwrap_or(""));
+            let mut o = Opts::new(v.machine_type.as_deref().unwrap_or(""));
             if hpet_prop {
                 o.kv("hpet", "off");
             }
             b.cmd.push2("-machine", o.finish());
-        } else if let Some(m) = v.machine_type {
+        } else if let Some(m) = v.machine_type.as_deref() {
             b.cmd.push2("-M", Word::from(m));
         }
     }
-    match v.accel {
+    // The cfg's `vm_accelerator`, else the one the run plan chose.
+    match v.accel.or(b.plan.accel) {
         None => {}
         Some(a) if caps.has_option("accel") && caps.has_accelerator(a.as_str()) => {
             b.cmd.push2("-accel", Word::from(a.as_str()));
@@ -57,7 +58,7 @@ pub(super) fn machine(b: &mut Builder<'_>, v: &VmView<'_>) {
             format!("QEMU {} cannot select accelerator {a}", caps.version),
         ),
     }
-    if let Some(cpu) = v.cpu_model {
+    if let Some(cpu) = v.cpu_model.as_deref() {
         if !caps.cpu_models.is_empty() && !caps.has_cpu_model(cpu) {
             b.unsupported(
                 Obj::Vm,
@@ -77,7 +78,7 @@ pub(super) fn machine(b: &mut Builder<'_>, v: &VmView<'_>) {
 }
 
 /// `-m` and `-smp`.
-pub(super) fn mem_smp(b: &mut Builder<'_>, v: &VmView<'_>) {
+pub(super) fn mem_smp(b: &mut Builder<'_>, v: &VmSpec) {
     if let Some(m) = v.mem {
         b.cmd.push2("-m", Word::from(m.to_string().as_str()));
     }
@@ -97,17 +98,17 @@ pub(super) fn mem_smp(b: &mut Builder<'_>, v: &VmView<'_>) {
 }
 
 /// `-fda`, legacy `-tftp`/`-bootp`, `-kernel`, `-append`, `-initrd`.
-pub(super) fn boot_files(b: &mut Builder<'_>, v: &VmView<'_>) {
+pub(super) fn boot_files(b: &mut Builder<'_>, v: &VmSpec) {
     let plain = |b: &mut Builder<'_>, opt: &str, p: &str| {
         let mut w = WordBuf::new();
         b.path(&mut w, p, false);
         b.cmd.push2(opt, w.finish());
     };
-    if let Some(f) = v.floppy {
+    if let Some(f) = v.floppy.as_deref() {
         plain(b, "-fda", f);
     }
     // The `tftp=`/`bootfile=` sub-options of user networking replace these where they exist.
-    if let Some(t) = v.tftp {
+    if let Some(t) = v.tftp.as_deref() {
         if !b.caps.has_user_net_option("tftp") {
             if b.caps.has_option("tftp") {
                 plain(b, "-tftp", t);
@@ -116,7 +117,7 @@ pub(super) fn boot_files(b: &mut Builder<'_>, v: &VmView<'_>) {
             }
         }
     }
-    if let Some(f) = v.bootp {
+    if let Some(f) = v.bootp.as_deref() {
         if !b.caps.has_user_net_option("bootfile") {
             if b.caps.has_option("bootp") {
                 b.cmd.push2("-bootp", Word::from(f));
@@ -125,25 +126,25 @@ pub(super) fn boot_files(b: &mut Builder<'_>, v: &VmView<'_>) {
             }
         }
     }
-    if let Some(k) = v.kernel {
+    if let Some(k) = v.kernel.as_deref() {
         plain(b, "-kernel", k);
     }
-    if let Some(c) = v.kernel_cmdline {
+    if let Some(c) = v.kernel_cmdline.as_deref() {
         b.cmd.push2("-append", Word::from(c));
     }
-    if let Some(i) = v.initrd {
+    if let Some(i) = v.initrd.as_deref() {
         plain(b, "-initrd", i);
     }
 }
 
-/// `-vnc :N`, SDL, `-nographic`, `-display none`; `-vga`.
-pub(super) fn display(b: &mut Builder<'_>, v: &VmView<'_>) {
+/// `-vnc` on the plan's displays (loopback only), SDL, `-nographic`, `-display none`; `-vga`.
+pub(super) fn display(b: &mut Builder<'_>, v: &VmSpec) {
     let caps = b.caps;
     match v.display {
         None => {}
         Some(DisplayKind::Vnc) => {
             let mut w = WordBuf::new();
-            w.raw(":").run(&b.ctx.vnc_display(), true);
+            w.run(&b.plan.vnc(), false);
             b.cmd.push2("-vnc", w.finish());
         }
         Some(DisplayKind::Sdl) if caps.has_option("sdl") => b.cmd.flag("-sdl"),
@@ -160,7 +161,7 @@ pub(super) fn display(b: &mut Builder<'_>, v: &VmView<'_>) {
             format!("QEMU {} has no {d} display", caps.version),
         ),
     }
-    if let Some(vga) = v.vga {
+    if let Some(vga) = v.vga.as_deref() {
         if caps.has_option("vga") {
             b.cmd.push2("-vga", Word::from(vga));
         } else {
@@ -170,12 +171,12 @@ pub(super) fn display(b: &mut Builder<'_>, v: &VmView<'_>) {
 }
 
 /// `-uuid`, fixed or per run.
-pub(super) fn uuid(b: &mut Builder<'_>, v: &VmView<'_>) {
+pub(super) fn uuid(b: &mut Builder<'_>, v: &VmSpec) {
     let w = match &v.uuid {
         None => return,
         Some(UuidSpec::Random) => {
             let mut w = WordBuf::new();
-            w.run(&b.ctx.uuid(), false);
+            w.run(&b.plan.uuid(), false);
             w.finish()
         }
         Some(UuidSpec::Fixed(u)) => Word::from(u.to_string().as_str()),
@@ -189,7 +190,7 @@ pub(super) fn uuid(b: &mut Builder<'_>, v: &VmView<'_>) {
 
 /// `-no-hpet` where it exists; the machine property is set by [`machine`]; a QEMU with neither
 /// has no HPET to disable.
-pub(super) fn hpet(b: &mut Builder<'_>, v: &VmView<'_>) {
+pub(super) fn hpet(b: &mut Builder<'_>, v: &VmSpec) {
     if v.disable_hpet && b.caps.has_no_hpet() {
         b.cmd.flag("-no-hpet");
     }
@@ -197,7 +198,7 @@ pub(super) fn hpet(b: &mut Builder<'_>, v: &VmView<'_>) {
 
 /// PCI assignment: `-pcidevice host=` (old qemu-kvm), `-device vfio-pci,host=`, or
 /// `-device pci-assign,host=`.
-pub(super) fn pci(b: &mut Builder<'_>, v: &VmView<'_>) {
+pub(super) fn pci(b: &mut Builder<'_>, v: &VmSpec) {
     let Some(req) = v.pci else { return };
     let caps = b.caps;
     let device = if caps.has_option("pcidevice") {
@@ -214,7 +215,7 @@ pub(super) fn pci(b: &mut Builder<'_>, v: &VmView<'_>) {
         );
         return;
     };
-    for host in b.ctx.pci_hosts(req.count) {
+    for host in b.plan.pci_hosts(req.count) {
         let mut o = Opts::new(device.unwrap_or(""));
         o.kv_with("host", |w| {
             w.run(&host, true);
@@ -229,7 +230,7 @@ pub(super) fn pci(b: &mut Builder<'_>, v: &VmView<'_>) {
 }
 
 /// `extra_params`: already split into words; a word starting with `-` starts a display line.
-pub(super) fn extra(b: &mut Builder<'_>, v: &VmView<'_>) {
+pub(super) fn extra(b: &mut Builder<'_>, v: &VmSpec) {
     let mut group: Vec<Word> = Vec::new();
     for w in &v.extra_params {
         if w.starts_with('-') && !group.is_empty() {
@@ -242,9 +243,11 @@ pub(super) fn extra(b: &mut Builder<'_>, v: &VmView<'_>) {
     }
 }
 
-/// `-incoming tcp:0:PORT | unix:PATH | exec:CMD | defer`.
-pub(super) fn incoming(b: &mut Builder<'_>, v: &VmView<'_>) {
-    let Some(mode) = v.incoming else { return };
+/// `-incoming tcp:0:PORT | unix:PATH | exec:CMD | defer`, when the plan makes the VM a
+/// migration destination.
+pub(super) fn incoming(b: &mut Builder<'_>, _v: &VmSpec) {
+    let Some(inc) = &b.plan.incoming else { return };
+    let mode = inc.mode;
     let caps = b.caps;
     let listed = !caps.incoming.is_empty();
     let ok = caps.has_option("incoming")
@@ -254,9 +257,8 @@ pub(super) fn incoming(b: &mut Builder<'_>, v: &VmView<'_>) {
             mode != IncomingMode::Defer
         };
     if !ok {
-        b.unsupported(
-            Obj::Vm,
-            "migration_mode",
+        b.plan_problem(
+            "incoming",
             format!("QEMU {} cannot accept -incoming {mode}", caps.version),
         );
         return;
@@ -264,7 +266,7 @@ pub(super) fn incoming(b: &mut Builder<'_>, v: &VmView<'_>) {
     let mut w = WordBuf::new();
     match mode {
         IncomingMode::Tcp => {
-            w.raw("tcp:0:").run(&b.ctx.migration_port(), false);
+            w.raw("tcp:0:").run(&b.plan.migration_port(), false);
         }
         IncomingMode::Unix => {
             w.raw("unix:");
@@ -272,12 +274,12 @@ pub(super) fn incoming(b: &mut Builder<'_>, v: &VmView<'_>) {
         }
         IncomingMode::Exec => {
             w.raw("exec:");
-            match v.incoming_exec_cmd {
+            match &inc.exec_cmd {
                 Some(c) => {
                     w.verbatim(c.as_bytes());
                 }
                 None => {
-                    w.raw("nc -l ").run(&b.ctx.migration_port(), false);
+                    w.raw("nc -l ").run(&b.plan.migration_port(), false);
                 }
             }
         }

@@ -1,4 +1,4 @@
-//! The builder: a [`VmView`] plus [`Capabilities`] plus a [`RunContext`] → [`QemuCommand`].
+//! The builder: a [`VmSpec`] plus [`Capabilities`] plus a [`RunContext`] → [`QemuCommand`].
 //!
 //! One function per QEMU option family, in the submodules, each taking the typed view and asking
 //! the capabilities what this binary accepts. Options are emitted in the seed's order (name,
@@ -17,99 +17,77 @@ use params::Params;
 
 use crate::caps::{BoolSyntax, Capabilities};
 use crate::cmd::{QemuCommand, RunText, Word, WordBuf};
-use crate::run::RunContext;
+use crate::plan::RunPlan;
 use spec::problem::{Problem, ProblemKind, SpecError};
-use spec::view::{FlatParams, ObjParams, VmView};
+use spec::read::{Findings, FlatParams, ObjParams};
+use spec::vm::VmSpec;
 
 /// The VM a variant's command line is for: `main_vm`, else the first of `vms`, else `vm1`
 /// (avocado-vt's default main VM).
 pub fn main_vm(params: &Params) -> &str {
-    params
-        .get("main_vm")
+    main_vm_of(&ObjParams::root(params))
+}
+
+fn main_vm_of<'a>(root: &ObjParams<'a>) -> &'a str {
+    root.get("main_vm")
         .filter(|s| !s.is_empty())
-        .or_else(|| params.get("vms").and_then(|v| v.split_whitespace().next()))
+        .or_else(|| root.get("vms").and_then(|v| v.split_whitespace().next()))
         .unwrap_or("vm1")
 }
 
-/// Builds the command line of the variant's main VM (see [`main_vm`]).
+/// The command line of `spec` for this run (`plan`) on this QEMU (`caps`).
 ///
 /// # Errors
 ///
-/// [`SpecError::Params`] with every bad or unsupported key of the VM and its objects.
-pub fn build(
-    params: &Params,
-    caps: &Capabilities,
-    ctx: &RunContext,
-) -> Result<QemuCommand, SpecError> {
-    build_vm(params, main_vm(params), caps, ctx)
+/// [`SpecError::Params`] with every value this QEMU cannot honour, each with the cfg line the
+/// spec recorded for it.
+pub fn build(spec: &VmSpec, plan: &RunPlan, caps: &Capabilities) -> Result<QemuCommand, SpecError> {
+    let mut b = Builder::new(spec, caps, plan, Vec::new());
+    b.all(spec);
+    b.finish()
 }
 
-/// Builds the command line of VM `vm` of a variant.
+/// Reads the spec of the variant's main VM (see [`main_vm`]) and builds its command line: a
+/// dry run's or the command-line matrix's one step. Problems of the params and what the binary
+/// lacks are reported together.
 ///
 /// # Errors
 ///
 /// [`SpecError::Params`] with every bad or unsupported key of the VM and its objects.
-pub fn build_vm(
+pub fn cmdline(
     params: &Params,
-    vm: &str,
     caps: &Capabilities,
-    ctx: &RunContext,
+    plan: &RunPlan,
 ) -> Result<QemuCommand, SpecError> {
-    build_root(&ObjParams::root(params), vm, caps, ctx)
+    read_and_build(&ObjParams::root(params), caps, plan)
 }
 
-/// Builds the main VM's command line from [`FlatParams`] (a variant's entries, indexed without
-/// copying): what [`crate::for_each_cmdline`] and [`crate::map_cmdlines`] use, several times
-/// faster than going through `VariantView::params()`.
+/// [`cmdline`] from [`FlatParams`] (a variant's entries, indexed without copying): what
+/// [`crate::for_each_cmdline`] and [`crate::map_cmdlines`] use, several times faster than going
+/// through `VariantView::params()`.
 ///
 /// # Errors
 ///
 /// [`SpecError::Params`] with every bad or unsupported key of the VM and its objects.
-pub fn build_flat(
+pub fn cmdline_flat(
     flat: &FlatParams<'_>,
     caps: &Capabilities,
-    ctx: &RunContext,
+    plan: &RunPlan,
 ) -> Result<QemuCommand, SpecError> {
-    let root = ObjParams::flat(flat);
-    let vm = root
-        .get("main_vm")
-        .filter(|s| !s.is_empty())
-        .or_else(|| root.get("vms").and_then(|v| v.split_whitespace().next()))
-        .unwrap_or("vm1");
-    build_root(&root, vm, caps, ctx)
+    read_and_build(&ObjParams::flat(flat), caps, plan)
 }
 
-fn build_root(
+fn read_and_build(
     root: &ObjParams<'_>,
-    vm: &str,
     caps: &Capabilities,
-    ctx: &RunContext,
+    plan: &RunPlan,
 ) -> Result<QemuCommand, SpecError> {
-    let mut problems = Vec::new();
-    let vm_obj = root.object(vm);
-    let view = VmView::read_obj(vm_obj.clone(), vm, &mut problems);
-    let mut b = Builder::new(vm_obj, vm, caps, ctx, problems);
-    b.all(&view);
-    b.finish(vm)
-}
-
-/// Builds the command line of an already validated view.
-///
-/// `params` is only consulted to name the cfg line of an unsupported value.
-///
-/// # Errors
-///
-/// [`SpecError::Params`] with every key this QEMU cannot honour.
-pub fn build_view(
-    view: &VmView<'_>,
-    params: &Params,
-    caps: &Capabilities,
-    ctx: &RunContext,
-) -> Result<QemuCommand, SpecError> {
-    let vm_obj = ObjParams::root(params).object(view.name);
-    let mut b = Builder::new(vm_obj, view.name, caps, ctx, Vec::new());
-    b.all(view);
-    b.finish(view.name)
+    let vm = main_vm_of(root);
+    let mut found = Findings::new();
+    let spec = VmSpec::read(root.object(vm), vm, &mut found);
+    let mut b = Builder::new(&spec, caps, plan, found.problems);
+    b.all(&spec);
+    b.finish()
 }
 
 /// An object of the VM, to name it in a problem.
@@ -124,11 +102,11 @@ pub(crate) enum Obj<'n> {
 /// The state of one build.
 pub(crate) struct Builder<'c> {
     pub(crate) caps: &'c Capabilities,
-    pub(crate) ctx: &'c RunContext,
-    /// The VM's object view, to name the cfg line of an unsupported value.
-    params: ObjParams<'c>,
-    vm: &'c str,
+    pub(crate) plan: &'c RunPlan,
+    /// The spec, whose origins name the cfg line of an unsupported value.
+    spec: &'c VmSpec,
     pub(crate) root: RunText,
+    pub(crate) images: RunText,
     pub(crate) run: RunText,
     pub(crate) cmd: QemuCommand,
     problems: Vec<Problem>,
@@ -140,19 +118,18 @@ pub(crate) struct Builder<'c> {
 
 impl<'c> Builder<'c> {
     fn new(
-        params: ObjParams<'c>,
-        vm: &'c str,
+        spec: &'c VmSpec,
         caps: &'c Capabilities,
-        ctx: &'c RunContext,
+        plan: &'c RunPlan,
         problems: Vec<Problem>,
     ) -> Builder<'c> {
         Builder {
             caps,
-            ctx,
-            params,
-            vm,
-            root: ctx.root_dir(),
-            run: ctx.run_dir(),
+            plan,
+            spec,
+            root: plan.root_dir(),
+            images: plan.image_dir(),
+            run: plan.run_dir(),
             cmd: QemuCommand::new(Word::from("")),
             problems,
             hba_added: false,
@@ -160,12 +137,13 @@ impl<'c> Builder<'c> {
         }
     }
 
-    fn all(&mut self, v: &VmView<'_>) {
-        if let Some(d) = v.x11_display {
-            self.cmd.env.push(("DISPLAY".into(), d.into()));
+    fn all(&mut self, v: &VmSpec) {
+        if let Some(d) = &v.x11_display.as_deref() {
+            self.cmd.env.push(("DISPLAY".into(), d.to_string()));
         }
+        self.check_plan(v);
         let mut prog = WordBuf::new();
-        self.path(&mut prog, v.qemu_binary, false);
+        self.path(&mut prog, &v.qemu_binary, false);
         self.cmd.program = prog.finish();
         misc::name(self, v);
         misc::machine(self, v);
@@ -186,13 +164,30 @@ impl<'c> Builder<'c> {
         misc::incoming(self, v);
     }
 
-    fn finish(mut self, vm: &str) -> Result<QemuCommand, SpecError> {
+    /// A plan with values must have decided every NIC of the spec (a caller's mistake, reported
+    /// rather than rendered as a placeholder QEMU would reject).
+    fn check_plan(&mut self, v: &VmSpec) {
+        if let Some(values) = &self.plan.values {
+            if values.nics.len() != v.nics.len() {
+                self.plan_problem(
+                    "nics",
+                    format!(
+                        "the run plan decides {} NIC(s), the spec has {}",
+                        values.nics.len(),
+                        v.nics.len()
+                    ),
+                );
+            }
+        }
+    }
+
+    fn finish(mut self) -> Result<QemuCommand, SpecError> {
         if self.problems.is_empty() {
             Ok(self.cmd)
         } else {
             spec::sort_problems(&mut self.problems);
             Err(SpecError::Params {
-                vm: vm.to_string(),
+                vm: self.spec.name.clone(),
                 problems: self.problems,
             })
         }
@@ -200,16 +195,27 @@ impl<'c> Builder<'c> {
 
     /// Records that this QEMU cannot do what `key` of `obj` asks.
     pub(crate) fn unsupported(&mut self, obj: Obj<'_>, key: &str, reason: String) {
-        let (label, view) = match obj {
-            Obj::Vm => (format!("vm {}", self.vm), self.params.clone()),
-            Obj::Sub(kind, name) => (format!("{kind} {name}"), self.params.object(name)),
+        let (kind, name) = match obj {
+            Obj::Vm => ("vm", self.spec.name.as_str()),
+            Obj::Sub(kind, name) => (kind, name),
         };
-        let found = view.get_with_origin(key);
+        let read = self.spec.origins.get(kind, name, key);
         self.problems.push(Problem {
-            object: label,
+            object: format!("{kind} {name}"),
             key: key.to_string(),
-            value: found.map(|(v, _)| v.to_string()),
-            origin: found.and_then(|(_, o)| o.origin()),
+            value: read.map(|r| r.value.clone()),
+            origin: read.and_then(|r| r.origin.clone()),
+            kind: ProblemKind::Unsupported { reason },
+        });
+    }
+
+    /// A problem with the run plan (not the cfg): named as such, without a cfg line.
+    pub(crate) fn plan_problem(&mut self, key: &str, reason: String) {
+        self.problems.push(Problem {
+            object: "run plan".into(),
+            key: key.to_string(),
+            value: None,
+            origin: None,
             kind: ProblemKind::Unsupported { reason },
         });
     }
@@ -217,8 +223,13 @@ impl<'c> Builder<'c> {
     /// Appends a cfg path: relative paths are joined to the root dir (as the seed's
     /// `get_path`); `escape` when the path sits inside an option list.
     pub(crate) fn path(&self, w: &mut WordBuf, p: &str, escape: bool) {
+        self.path_under(&self.root, w, p, escape);
+    }
+
+    /// Appends a cfg path, relative paths joined to `dir`.
+    pub(crate) fn path_under(&self, dir: &RunText, w: &mut WordBuf, p: &str, escape: bool) {
         if !p.starts_with('/') {
-            w.run(&self.root, escape).raw("/");
+            w.run(dir, escape).raw("/");
         }
         if escape {
             w.esc(p.as_bytes());

@@ -5,28 +5,28 @@
 //! * Back end: `-netdev user|tap|bridge,id=ID,…`, or `-net user|tap,vlan=N,…` before `-netdev`.
 //!   User networking carries `tftp=`, `bootfile=` and, on the first user NIC, one
 //!   `hostfwd=tcp:127.0.0.1:HOST-:GUEST` per redir (loopback only: a test guest's shell is not
-//!   offered to the network; `HOST` is 0 unless the run context names a port, so the kernel
+//!   offered to the network; `HOST` is 0 unless the run plan names a port, so the kernel
 //!   picks it); binaries without those sub-options get `-tftp`, `-bootp` and `-redir` instead
 //!   (`-redir` has no bind address).
-//! * MACs: `nic_mac` when given (the `vm` crate passes the MACs it reserved that way), else one
-//!   derived from the run context.
+//! * MACs and tap names: `nic_mac` / `nic_ifname` when the cfg gives them, else the run plan's
+//!   (the `vm` crate generates and reserves them).
 
 use super::{Builder, Obj, Opts};
 use crate::cmd::WordBuf;
-use spec::view::{NicMode, NicView, VmView};
+use spec::vm::{NicMode, NicSpec, VmSpec};
 
 /// Every NIC of `nics`.
-pub(super) fn nics(b: &mut Builder<'_>, v: &VmView<'_>) {
+pub(super) fn nics(b: &mut Builder<'_>, v: &VmSpec) {
     let first_user = v.nics.iter().position(|n| matches!(n.mode, NicMode::User));
     for nic in &v.nics {
-        let id = crate::names::netdev_id(nic.name, nic.index);
+        let id = crate::names::netdev_id(&nic.name, nic.index);
         let fwd = first_user == Some(nic.index);
         backend(b, v, nic, &id, fwd);
         front(b, nic, &id);
     }
 }
 
-fn backend(b: &mut Builder<'_>, v: &VmView<'_>, nic: &NicView<'_>, id: &str, fwd: bool) {
+fn backend(b: &mut Builder<'_>, v: &VmSpec, nic: &NicSpec, id: &str, fwd: bool) {
     let caps = b.caps;
     let (kind, key) = match nic.mode {
         NicMode::User => ("user", "nic_mode"),
@@ -35,7 +35,7 @@ fn backend(b: &mut Builder<'_>, v: &VmView<'_>, nic: &NicView<'_>, id: &str, fwd
     };
     if !caps.has_netdev_backend(kind) {
         b.unsupported(
-            Obj::Sub("nic", nic.name),
+            Obj::Sub("nic", &nic.name),
             key,
             format!("QEMU {} has no {kind} network backend", caps.version),
         );
@@ -49,19 +49,19 @@ fn backend(b: &mut Builder<'_>, v: &VmView<'_>, nic: &NicView<'_>, id: &str, fwd
     }
     match nic.mode {
         NicMode::User => {
-            if let Some(t) = nic.tftp {
+            if let Some(t) = nic.tftp.as_deref() {
                 if caps.has_user_net_option("tftp") {
                     o.kv_with("tftp", |w| b.path(w, t, true));
                 }
             }
-            if let Some(f) = nic.bootfile {
+            if let Some(f) = nic.bootfile.as_deref() {
                 if caps.has_user_net_option("bootfile") {
                     o.kv("bootfile", f);
                 }
             }
             if fwd && caps.has_user_net_option("hostfwd") {
-                for r in &v.redirs {
-                    let port = b.ctx.redir_port(r.name, r.guest_port);
+                for (i, r) in v.redirs.iter().enumerate() {
+                    let port = b.plan.redir_port(i, &r.name);
                     o.kv_with("hostfwd", |w| {
                         w.raw("tcp:127.0.0.1:").run(&port, true);
                         w.raw("-:").raw(&r.guest_port.to_string());
@@ -70,24 +70,24 @@ fn backend(b: &mut Builder<'_>, v: &VmView<'_>, nic: &NicView<'_>, id: &str, fwd
             }
         }
         NicMode::Tap => {
-            match nic.ifname {
+            match nic.ifname.as_deref() {
                 Some(n) => o.kv("ifname", n),
                 None => {
-                    let t = b.ctx.tap_ifname(nic.index, nic.name);
+                    let t = b.plan.tap_ifname(nic.index, &nic.name);
                     o.kv_with("ifname", |w| {
                         w.run(&t, true);
                     })
                 }
             };
-            if let Some(s) = nic.script {
+            if let Some(s) = nic.script.as_deref() {
                 o.kv_with("script", |w| b.path(w, s, true));
             }
-            match nic.downscript {
+            match nic.downscript.as_deref() {
                 Some(s) => o.kv_with("downscript", |w| b.path(w, s, true)),
                 None => o.kv("downscript", "no"),
             };
         }
-        NicMode::Bridge { br } => {
+        NicMode::Bridge { ref br } => {
             o.kv("br", br);
         }
     }
@@ -96,14 +96,14 @@ fn backend(b: &mut Builder<'_>, v: &VmView<'_>, nic: &NicView<'_>, id: &str, fwd
     b.cmd.push2(opt, o.finish());
 }
 
-fn front(b: &mut Builder<'_>, nic: &NicView<'_>, id: &str) {
+fn front(b: &mut Builder<'_>, nic: &NicSpec, id: &str) {
     let caps = b.caps;
     let mac = |o: &mut Opts, key: &str| match nic.mac {
         Some(m) => {
             o.kv(key, &m.to_string());
         }
         None => {
-            let t = b.ctx.mac(nic.index, nic.name);
+            let t = b.plan.mac(nic.index, &nic.name);
             o.kv_with(key, |w: &mut WordBuf| {
                 w.run(&t, true);
             });
@@ -120,26 +120,26 @@ fn front(b: &mut Builder<'_>, nic: &NicView<'_>, id: &str) {
         let model = if nic.model == "virtio" {
             "virtio-net-pci"
         } else {
-            nic.model
+            nic.model.as_str()
         };
         if !caps.has_device_type(model) {
             b.unsupported(
-                Obj::Sub("nic", nic.name),
+                Obj::Sub("nic", &nic.name),
                 "nic_model",
                 format!("QEMU {} has no {model} device", caps.version),
             );
             return;
         }
         let mut o = Opts::new(model);
-        o.kv("id", &crate::names::nic_device_id(nic.name, nic.index));
+        o.kv("id", &crate::names::nic_device_id(&nic.name, nic.index));
         link(&mut o);
         mac(&mut o, "mac");
         o.extra(&nic.nic_extra);
         b.cmd.push2("-device", o.finish());
     } else {
-        if !caps.legacy_nic_models.contains(nic.model) {
+        if !caps.legacy_nic_models.contains(nic.model.as_str()) {
             b.unsupported(
-                Obj::Sub("nic", nic.name),
+                Obj::Sub("nic", &nic.name),
                 "nic_model",
                 format!("QEMU {} has no NIC model {}", caps.version, nic.model),
             );
@@ -147,7 +147,7 @@ fn front(b: &mut Builder<'_>, nic: &NicView<'_>, id: &str) {
         }
         let mut o = Opts::new("nic");
         link(&mut o);
-        o.kv("model", nic.model);
+        o.kv("model", &nic.model);
         mac(&mut o, "macaddr");
         o.extra(&nic.nic_extra);
         b.cmd.push2("-net", o.finish());
@@ -156,16 +156,16 @@ fn front(b: &mut Builder<'_>, nic: &NicView<'_>, id: &str) {
 
 /// `-redir tcp:HOST::GUEST` for each redir, on binaries whose user networking has no
 /// `hostfwd=` (only when some NIC uses user networking: redirs are meaningless otherwise).
-pub(super) fn legacy_redirs(b: &mut Builder<'_>, v: &VmView<'_>) {
+pub(super) fn legacy_redirs(b: &mut Builder<'_>, v: &VmSpec) {
     if b.caps.has_user_net_option("hostfwd")
         || !v.nics.iter().any(|n| matches!(n.mode, NicMode::User))
     {
         return;
     }
-    for r in &v.redirs {
+    for (i, r) in v.redirs.iter().enumerate() {
         if !b.caps.has_option("redir") {
             b.unsupported(
-                Obj::Sub("redir", r.name),
+                Obj::Sub("redir", &r.name),
                 "guest_port",
                 "neither hostfwd= nor -redir".into(),
             );
@@ -173,7 +173,7 @@ pub(super) fn legacy_redirs(b: &mut Builder<'_>, v: &VmView<'_>) {
         }
         let mut w = WordBuf::new();
         w.raw("tcp:")
-            .run(&b.ctx.redir_port(r.name, r.guest_port), false)
+            .run(&b.plan.redir_port(i, &r.name), false)
             .raw("::")
             .raw(&r.guest_port.to_string());
         b.cmd.push2("-redir", w.finish());

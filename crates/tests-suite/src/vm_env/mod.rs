@@ -4,9 +4,9 @@
 //! What it adds on top of `vm::Vm`:
 //! * **Reuse.** A VM is kept after a test (when `kill_vm` did not destroy it) and reused by the
 //!   next test only if the command line the next test's params would give is identical. The
-//!   comparison is made on the argv the [`vm::ArgvSource`] produces for a *placeholder* layout
-//!   (fixed socket paths, MACs, netdev ids and UUID), so run-specific parts never count and
-//!   everything that does reach QEMU's command line does.
+//!   comparison is made on [`vm::Qemu::fingerprint`]: the stable rendering of the same build,
+//!   run-specific parts (run directory, MACs, tap names, UUID, ports) as placeholders, so they
+//!   never count and everything that does reach QEMU's command line does.
 //! * **Per-test files.** A VM started by a test logs into that test's directory
 //!   (`<test>/<vm>-<instance>/`: `vm.log`, `qemu.log` with QEMU's stdout and stderr,
 //!   `serial.log`, `qmp-*.jsonl` and `hmp-*.jsonl` transcripts, `session-*.log`, and
@@ -18,11 +18,10 @@
 //! * **Readiness.** With `guest_ready_marker` set, starting (and rebooting) waits until the
 //!   marker appears on the serial console (`guest_ready_timeout`, default `login_timeout`).
 //!
-//! The argv comes from `vm::QemuCmdArgv` (the `qemu-cmd` builder, capabilities probed once
-//! per worker and cached on disk) behind [`WorkerPaths`], which places relative guest files
-//! and images.
-
-pub mod paths;
+//! The argv comes from [`vm::Qemu`] (the `qemu-cmd` builder, capabilities probed once per worker
+//! and cached on disk). Each VM's plan resolves relative cfg paths (kernel, initrd, ISOs) under
+//! the guest directory and relative `image_name`s under the worker's image directory, so
+//! `--jobs N` workers never share an image file; absolute paths are used as they are.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -34,12 +33,7 @@ use std::time::{Duration, Instant};
 use params::Params;
 use regex::Regex;
 use serde_json::{json, Value};
-use vm::{
-    Access, ArgvSource, HotDisk, HotNic, MacAddr, MonitorKind, MonitorSpec, NicMode, NicSpec,
-    RedirSpec, RunLayout, SerialSpec, Session, Vm, VmSpec,
-};
-
-pub use paths::WorkerPaths;
+use vm::{Access, HotDisk, HotNic, PlanOptions, Qemu, Session, Vm, VmSetup};
 
 use crate::env::{
     BoxFuture, EnvError, EnvFactory, GuestVm, Hotplugged, LoginVia, MigrationMode,
@@ -142,28 +136,30 @@ impl EnvFactory for VmLayerFactory {
             Some(b) => b.clone(),
             None => default_qemu().map_err(wrap)?,
         };
-        let builder = vm::QemuCmdArgv::probe(&binary).map_err(|e| {
+        let qemu = Qemu::probe(&binary).map_err(|e| {
             wrap(FactoryError::Probe {
                 binary: binary.clone(),
                 source: Box::new(e),
             })
         })?;
-        let qemu = vm::fixtures::describe_qemu(builder.binary(), &builder.caps().version);
-        let source = WorkerPaths::new(Arc::new(builder), guest_dir, &image_dir);
-        Ok(Arc::new(
-            VmLayerEnv::new(Arc::new(source), image_dir, slot.recorder.clone()).with_qemu(qemu),
-        ))
+        Ok(Arc::new(VmLayerEnv::new(
+            Arc::new(qemu),
+            guest_dir,
+            image_dir,
+            slot.recorder.clone(),
+        )))
     }
 }
 
 /// The VMs of one worker, on top of `crates/vm`.
 pub struct VmLayerEnv {
-    source: Arc<dyn ArgvSource>,
+    qemu: Arc<Qemu>,
+    guest_dir: PathBuf,
     image_dir: PathBuf,
-    root_dir: PathBuf,
     recorder: ResourceRecorder,
     vms: Mutex<BTreeMap<String, Arc<LiveVm>>>,
-    qemu: Option<String>,
+    /// `<path> (<version>)` of the QEMU, reported with every test.
+    qemu_name: String,
 }
 
 impl std::fmt::Debug for VmLayerEnv {
@@ -201,35 +197,24 @@ async fn blocking<E: std::error::Error + Send + Sync + 'static>(
 #[error("{0}")]
 struct Cause(String);
 
-/// The NIC's mode as the `spec` crate reads it; user mode when the keys are bad (the argv
-/// build of the same params then fails with the problem, so the fallback never runs a VM).
-fn spec_nic_mode(p: &Params, vm: &str, nic: &str) -> NicMode {
-    ::spec::NicMode::of(p, vm, nic).map_or(NicMode::User, |m| NicMode::from(&m))
-}
-
 impl VmLayerEnv {
-    /// An environment with an explicit argv source (tests, or a caller with its own builder);
-    /// images named relatively live in `image_dir`.
+    /// An environment starting VMs on `qemu`: relative cfg paths (kernel, initrd, ISOs) under
+    /// `guest_dir`, relative images in `image_dir`.
     pub fn new(
-        source: Arc<dyn ArgvSource>,
+        qemu: Arc<Qemu>,
+        guest_dir: impl Into<PathBuf>,
         image_dir: impl Into<PathBuf>,
         recorder: ResourceRecorder,
     ) -> Self {
+        let qemu_name = vm::fixtures::describe_qemu(qemu.binary(), &qemu.caps().version);
         VmLayerEnv {
-            source,
+            qemu,
+            guest_dir: guest_dir.into(),
             image_dir: image_dir.into(),
-            root_dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
             recorder,
             vms: Mutex::new(BTreeMap::new()),
-            qemu: None,
+            qemu_name,
         }
-    }
-
-    /// Names the QEMU this environment starts (`<path> (<version>)`), reported with every test.
-    #[must_use]
-    pub fn with_qemu(mut self, qemu: String) -> Self {
-        self.qemu = Some(qemu);
-        self
     }
 
     fn get(&self, name: &str) -> Option<Arc<LiveVm>> {
@@ -240,42 +225,45 @@ impl VmLayerEnv {
         self.vms.lock().ok().and_then(|mut m| m.remove(name))
     }
 
-    /// The command line `params` would give VM `name`, with placeholders for run-specific parts.
-    ///
-    /// # Errors
-    /// The argv source's error.
-    pub fn fingerprint(&self, name: &str, params: &Params) -> Result<String, EnvError> {
-        let layout = placeholder_layout(name, params, &self.root_dir);
-        let argv = self.source.argv(&layout).map_err(|source| EnvError::Vm {
-            name: name.into(),
-            what: "building the command line".into(),
-            source,
-        })?;
-        Ok(vm::render_argv(&argv))
+    /// The setup of VM `name` of `params` (spec and session keys, every problem at once).
+    fn setup(name: &str, params: &Params, test_dir: &Path) -> Result<VmSetup, EnvError> {
+        let mut setup =
+            VmSetup::from_params(params, name, test_dir).map_err(|e| vm_err(name, "start", e))?;
+        setup.timeouts.connect = Duration::from_secs(30);
+        Ok(setup)
     }
 
-    async fn create(
-        &self,
-        name: &str,
-        params: &Params,
-        test_dir: &Path,
-        fingerprint: String,
-    ) -> Result<Arc<LiveVm>, EnvError> {
-        let mut spec = VmSpec::new(name, params.clone(), test_dir);
-        spec.root_dir = self.root_dir.clone();
-        spec.timeouts.connect = Duration::from_secs(30);
-        let vm = Vm::create(spec, Arc::clone(&self.source))
+    /// The command line VM `name` of `params` would get, run-specific parts as placeholders.
+    ///
+    /// # Errors
+    /// The spec's problems, or what this QEMU cannot do.
+    pub fn fingerprint(&self, setup: &VmSetup) -> Result<String, EnvError> {
+        self.qemu
+            .fingerprint(&setup.spec)
+            .map_err(|e| vm_err(&setup.spec.name, "building the command line", e))
+    }
+
+    async fn create(&self, setup: VmSetup, fingerprint: String) -> Result<Arc<LiveVm>, EnvError> {
+        let name = setup.spec.name.clone();
+        let test_dir = setup.log_dir.clone();
+        let opts = PlanOptions {
+            root_dir: self.guest_dir.clone(),
+            image_dir: Some(self.image_dir.clone()),
+            mac_source: None,
+            incoming: None,
+        };
+        let vm = Vm::start(Arc::clone(&self.qemu), setup, &opts)
             .await
-            .map_err(|e| vm_err(name, "start", e))?;
+            .map_err(|e| vm_err(&name, "start", e))?;
         let live = Arc::new(LiveVm {
-            name: name.to_owned(),
+            name,
             fingerprint,
             session: vm.session_spec().clone(),
             recorder: self.recorder.clone(),
             recorded: Mutex::new(Vec::new()),
             hot: Mutex::new(HashMap::new()),
             segment: Mutex::new(Segment {
-                test_dir: test_dir.to_path_buf(),
+                test_dir,
                 reused: false,
                 log_dirs: vec![vm.log_dir().to_path_buf()],
                 offsets: HashMap::new(),
@@ -290,7 +278,7 @@ impl VmLayerEnv {
 
 impl VmEnv for VmLayerEnv {
     fn qemu(&self) -> Option<String> {
-        self.qemu.clone()
+        Some(self.qemu_name.clone())
     }
 
     fn start_vm<'a>(
@@ -300,7 +288,8 @@ impl VmEnv for VmLayerEnv {
         test_dir: &'a Path,
     ) -> BoxFuture<'a, Result<(), EnvError>> {
         Box::pin(async move {
-            let fingerprint = self.fingerprint(name, params)?;
+            let setup = Self::setup(name, params, test_dir)?;
+            let fingerprint = self.fingerprint(&setup)?;
             if let Some(live) = self.get(name) {
                 if live.is_alive() && live.fingerprint == fingerprint {
                     live.begin_reuse(test_dir);
@@ -309,7 +298,7 @@ impl VmEnv for VmLayerEnv {
                 // A different command line (or a dead VM): replace it.
                 self.destroy_vm(name, Teardown::Kill).await?;
             }
-            let live = self.create(name, params, test_dir, fingerprint).await?;
+            let live = self.create(setup, fingerprint).await?;
             if let Ok(mut m) = self.vms.lock() {
                 m.insert(name.to_owned(), Arc::clone(&live));
             }
@@ -404,86 +393,6 @@ impl VmEnv for VmLayerEnv {
     }
 }
 
-/// A placeholder layout for `name` from `params`: what [`vm::Vm::create`] would decide, with
-/// fixed values for everything run-specific.
-fn placeholder_layout(name: &str, params: &Params, root_dir: &Path) -> RunLayout {
-    let mut p = params.object_params(name);
-    let run_dir = PathBuf::from("/@RUN_DIR@");
-    let monitors = p
-        .objects("monitors")
-        .iter()
-        .map(|m| MonitorSpec {
-            name: (*m).to_owned(),
-            kind: match p.object_params(m).get("monitor_type") {
-                Some("qmp") => MonitorKind::Qmp,
-                _ => MonitorKind::Human,
-            },
-            socket: run_dir.join(format!("monitor-{m}.sock")),
-        })
-        .collect();
-    let serials = p
-        .objects("serials")
-        .iter()
-        .map(|s| SerialSpec {
-            name: (*s).to_owned(),
-            socket: run_dir.join(format!("serial-{s}.sock")),
-        })
-        .collect();
-    let redirs = p
-        .objects("redirs")
-        .iter()
-        .map(|r| RedirSpec {
-            name: (*r).to_owned(),
-            guest_port: p
-                .object_params(r)
-                .get("guest_port")
-                .and_then(|g| g.trim().parse().ok())
-                .unwrap_or(0),
-        })
-        .collect();
-    let nic_names: Vec<String> = p.objects("nics").iter().map(|s| (*s).to_owned()).collect();
-    let mut nics = Vec::new();
-    for (index, nic) in nic_names.iter().enumerate() {
-        let np = p.object_params(nic);
-        let given = np.get("nic_mac").filter(|m| !m.is_empty());
-        let mac = given
-            .and_then(|m| m.parse::<MacAddr>().ok())
-            .or_else(|| format!("02:00:00:00:00:{:02x}", index % 256).parse().ok());
-        let Some(mac) = mac else { continue };
-        p.insert(format!("nic_mac_{nic}"), mac.to_string());
-        nics.push(NicSpec {
-            name: nic.clone(),
-            index,
-            mac,
-            // A bad mode key is reported by the build this layout is rendered with.
-            mode: spec_nic_mode(&p, name, nic),
-            netdev_id: format!("@NETDEV{index}@"),
-            ifname: np.get("nic_ifname").unwrap_or("@IFNAME@").to_owned(),
-        });
-    }
-    let uuid = match p.get("uuid") {
-        // A valid UUID that stands for the random one.
-        Some("random") => Some("00000000-0000-0000-0000-000000000000".to_owned()),
-        Some(u) if !u.is_empty() => Some(u.to_owned()),
-        _ => None,
-    };
-    if let Some(u) = &uuid {
-        p.insert("uuid", u.clone());
-    }
-    RunLayout {
-        vm: name.to_owned(),
-        instance: "@INSTANCE@".into(),
-        run_dir,
-        root_dir: root_dir.to_path_buf(),
-        params: p,
-        monitors,
-        serials,
-        nics,
-        redirs,
-        uuid,
-    }
-}
-
 /// The part of a VM's logs that belongs to the current test.
 #[derive(Debug)]
 struct Segment {
@@ -535,16 +444,8 @@ impl LiveVm {
             start_time: process_start_time(vm.pid()),
             group: true,
         }];
-        let layout = vm.layout();
-        for m in &layout.monitors {
-            res.push(Resource::Socket {
-                path: m.socket.clone(),
-            });
-        }
-        for s in &layout.serials {
-            res.push(Resource::Socket {
-                path: s.socket.clone(),
-            });
+        for path in vm.sockets() {
+            res.push(Resource::Socket { path });
         }
         res.push(Resource::Dir {
             path: vm.run_dir().to_path_buf(),
@@ -910,11 +811,24 @@ impl GuestVm for LiveVm {
             let started = Instant::now();
             let sent: Result<(), EnvError> = match method {
                 ShutdownMethod::Shell => {
-                    let cmd = vm
-                        .params()
-                        .get("shutdown_command")
-                        .unwrap_or("shutdown")
-                        .to_owned();
+                    let Some(cmd) = vm.session_spec().shutdown_command.clone() else {
+                        let missing = ::spec::SpecError::Params {
+                            vm: self.name.clone(),
+                            problems: vec![::spec::Problem {
+                                object: format!("vm {}", self.name),
+                                key: "shutdown_command".into(),
+                                value: None,
+                                origin: None,
+                                kind: ::spec::ProblemKind::Missing,
+                            }],
+                        };
+                        *g = Some(vm);
+                        return Err(vm_err(
+                            &self.name,
+                            "shutdown from the guest's shell",
+                            missing,
+                        ));
+                    };
                     match vm.serial_login(timeout).await {
                         Ok(mut s) => s
                             .sendline(&cmd)

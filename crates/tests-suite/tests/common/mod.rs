@@ -61,7 +61,7 @@ pub fn report_qemu() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let binary = vm::fixtures::default_qemu();
-        match vm::QemuCmdArgv::probe(&binary) {
+        match vm::Qemu::probe(&binary) {
             Ok(q) => eprintln!(
                 "QEMU under test: {}",
                 vm::fixtures::describe_qemu(&binary, &q.caps().version)

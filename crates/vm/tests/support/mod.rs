@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use params::{Params, Parser, ParserOptions};
 use qemu_cmd::probe::{default_binary, probe_cached};
 use vm::fixtures::{self, INITRD, VMLINUZ};
-use vm::{QemuCmdArgv, VmSpec};
+use vm::{Error, PlanOptions, Qemu, Vm, VmSetup};
 
 /// The built guest.
 pub struct Guest {
@@ -68,34 +68,42 @@ pub fn guest_params() -> Params {
     p
 }
 
-/// The real argv source: `qemu-cmd` for the QEMU under test ([`default_binary`]:
-/// `KVMTEST_QEMU`, else `qemu-system-x86_64`; capabilities probed once per test process, cached
-/// under [`fixtures::caps_cache_dir`]), accelerator from [`vm::probe_accel`]. Prints
-/// `QEMU under test: <path> (<version>)` once.
-pub fn argv_source() -> Arc<QemuCmdArgv> {
-    static SOURCE: OnceLock<Arc<QemuCmdArgv>> = OnceLock::new();
-    SOURCE
-        .get_or_init(|| {
-            let binary = default_binary();
-            let caps = probe_cached(&binary, &fixtures::caps_cache_dir())
-                .unwrap_or_else(|e| panic!("probing {}: {e}", binary.display()));
-            eprintln!(
-                "QEMU under test: {}",
-                fixtures::describe_qemu(&binary, &caps.version)
-            );
-            let source = QemuCmdArgv::new(&binary, caps);
-            eprintln!("accelerator: {}", vm::probe_accel());
-            Arc::new(source)
-        })
-        .clone()
+/// The QEMU under test ([`default_binary`]: `KVMTEST_QEMU`, else `qemu-system-x86_64`;
+/// capabilities probed once per test process, cached under [`fixtures::caps_cache_dir`]),
+/// accelerator from [`vm::probe_accel`]. Prints `QEMU under test: <path> (<version>)` once.
+pub fn qemu() -> Arc<Qemu> {
+    static QEMU: OnceLock<Arc<Qemu>> = OnceLock::new();
+    QEMU.get_or_init(|| {
+        let binary = default_binary();
+        let caps = probe_cached(&binary, &fixtures::caps_cache_dir())
+            .unwrap_or_else(|e| panic!("probing {}: {e}", binary.display()));
+        eprintln!(
+            "QEMU under test: {}",
+            fixtures::describe_qemu(&binary, &caps.version)
+        );
+        eprintln!("accelerator: {}", vm::probe_accel());
+        Arc::new(Qemu::new(&binary, caps))
+    })
+    .clone()
 }
 
-/// A spec for `params`, logging under `logs`, relative cfg paths from the workspace root.
-pub fn spec(params: Params, logs: &Path) -> VmSpec {
-    let mut s = VmSpec::new("vm1", params, logs);
-    s.root_dir = workspace_root();
+/// The setup of VM `vm1` of `params`, logging under `logs`.
+pub fn setup(params: &Params, logs: &Path) -> Result<VmSetup, Error> {
+    let mut s = VmSetup::from_params(params, "vm1", logs)?;
     s.timeouts.connect = Duration::from_secs(30);
-    s
+    Ok(s)
+}
+
+/// Starts VM `vm1` of `params` on `qemu`, logging under `logs`, relative cfg paths from the
+/// workspace root.
+pub async fn start_on(qemu: Arc<Qemu>, params: Params, logs: &Path) -> Result<Vm, Error> {
+    let setup = setup(&params, logs)?;
+    Vm::start(qemu, setup, &PlanOptions::new(workspace_root())).await
+}
+
+/// [`start_on`] the QEMU under test.
+pub async fn start(params: Params, logs: &Path) -> Result<Vm, Error> {
+    start_on(qemu(), params, logs).await
 }
 
 /// Whether a process still exists and is not a zombie.

@@ -1,29 +1,32 @@
-//! Typed per-object views of a variant's [`Params`]: [`VmView`] and the objects it lists.
+//! [`VmSpec`]: a VM's hardware, read once from a variant's [`Params`] into owned, typed values.
 //!
-//! Each view is read once, through one fallible constructor ([`VmView::new`]) that reports every
-//! bad key of every object at once. Values are borrowed from the `Params`. Defaults follow the
-//! seed framework where it had one (NIC model `rtl8139`, `nic_mode` `user`, image format
-//! `qcow2`); where a missing key made it produce a broken command line (no `image_name`), the
-//! view reports the key as missing instead.
-
-mod obj;
-
-pub use obj::Reader;
-pub use obj::{FlatParams, FxHasher, ObjParams, Src};
+//! One fallible constructor ([`VmSpec::new`]) reports every bad key of every object at once.
+//! The spec owns its values (it outlives the params: `vm` keeps it for the VM's life) and the
+//! `file:line` of each ([`VmSpec::origins`]), so a later layer that cannot honour a value still
+//! names the cfg line. Defaults follow the seed framework where it had one (NIC model `rtl8139`,
+//! `nic_mode` `user`, image format `qcow2`); where a missing key made it produce a broken
+//! command line (no `image_name`), the spec reports the key as missing instead.
+//!
+//! Run-specific choices (MACs not given, tap names, a random UUID's value, ports, the run
+//! directory, whether the VM waits for an incoming migration) are not here: the `vm` crate
+//! decides them in a `qemu_cmd::RunPlan`.
 
 use params::Params;
 
+use crate::origins::Origins;
+use crate::read::{Findings, ObjParams, Reader};
+
 use crate::opts::split_opt_list;
-use crate::problem::{Problem, ProblemKind, SpecError};
+use crate::problem::{ProblemKind, SpecError};
 use crate::types::{
     Accel, CdromInterface, DiskInterface, DisplayKind, DriveCache, ErrorAction, ImageFormat,
-    IncomingMode, MacAddr, MemSize, MonitorKind, PciAssignable, Uuid,
+    MacAddr, MemSize, MonitorKind, PciAssignable, Uuid,
 };
 
 /// `uuid`: fixed, or chosen per run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UuidSpec {
-    /// `uuid = random`: the run context supplies one.
+    /// `uuid = random`: the run plan supplies one.
     Random,
     /// A fixed UUID.
     Fixed(Uuid),
@@ -34,7 +37,7 @@ pub type ExtraOpts = Vec<(String, Option<String>)>;
 
 /// How a NIC reaches the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NicMode<'a> {
+pub enum NicMode {
     /// User-mode networking (slirp).
     User,
     /// A tap device with optional up/down scripts.
@@ -42,7 +45,7 @@ pub enum NicMode<'a> {
     /// A tap device plugged into a host bridge by QEMU's bridge helper (`nettype = bridge`).
     Bridge {
         /// The bridge (`netdst`, default `virbr0`).
-        br: &'a str,
+        br: String,
     },
 }
 
@@ -61,12 +64,12 @@ pub struct Smp {
 
 /// One disk image (`images`), unless `boot_drive = no`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImageView<'a> {
+pub struct ImageSpec {
     /// Object name (`image1`).
-    pub name: &'a str,
+    pub name: String,
     /// `image_name`: path without the format extension, relative to the root dir unless
     /// absolute.
-    pub image_name: &'a str,
+    pub image_name: String,
     /// `image_format` (default qcow2).
     pub format: ImageFormat,
     /// `image_raw_device = yes`: `image_name` is a host block device, used as is.
@@ -82,43 +85,74 @@ pub struct ImageView<'a> {
     /// `drive_rerror`.
     pub rerror: Option<ErrorAction>,
     /// `drive_serial`.
-    pub serial: Option<&'a str>,
+    pub serial: Option<String>,
     /// `image_snapshot`.
     pub snapshot: bool,
     /// `image_boot`.
     pub boot: bool,
     /// `image_readonly`.
     pub readonly: bool,
+    /// `image_size` (default `10G`): the size `qemu-img create` gives a new image.
+    pub size: ImageSize,
 }
 
-impl<'a> ImageView<'a> {
-    /// Image `image` from its object params (`params.object_params(image)`), every bad key
-    /// reported at once. The one reading of the image keys: the builder, the VM layer
-    /// (`qemu-img`) and the runner (image placement) all use it.
+/// An image size as `qemu-img` reads it: a number with an optional `k`/`K`, `M`, `G`, `T`,
+/// `P`, `E` suffix (`10G`, `512M`, `1.5G`, `65536`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageSize(String);
+
+impl ImageSize {
+    /// The size as `qemu-img` gets it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ImageSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for ImageSize {
+    type Err = crate::types::Expected;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let num = s
+            .strip_suffix(['k', 'K', 'M', 'G', 'T', 'P', 'E'])
+            .unwrap_or(s);
+        let (int, frac) = num.split_once('.').unwrap_or((num, "0"));
+        let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+        if digits(int) && digits(frac) {
+            Ok(ImageSize(s.to_string()))
+        } else {
+            Err(crate::types::Expected(
+                "an image size such as 10G, 512M or 1.5G".into(),
+            ))
+        }
+    }
+}
+
+impl ImageSpec {
+    /// Image `image` from a VM's params (`params.object_params(vm)`), every bad key reported at
+    /// once. The one reading of the image keys: the builder, the VM layer (`qemu-img`) and the
+    /// runner (image placement) all use it.
     ///
     /// # Errors
     ///
     /// [`SpecError::Params`] listing every problem (`vm` names the VM in the message).
-    pub fn of(params: &'a Params, vm: &str, image: &'a str) -> Result<ImageView<'a>, SpecError> {
-        let mut problems = Vec::new();
-        let mut r = Reader::new(ObjParams::root(params), "image", image, &mut problems);
-        let view = ImageView::read(&mut r, image);
-        if problems.is_empty() {
-            Ok(view)
-        } else {
-            crate::problem::sort_problems(&mut problems);
-            Err(SpecError::Params {
-                vm: vm.to_string(),
-                problems,
-            })
-        }
+    pub fn of(params: &Params, vm: &str, image: &str) -> Result<ImageSpec, SpecError> {
+        let mut found = Findings::new();
+        let obj = ObjParams::root(params).object(image);
+        let mut r = Reader::new(obj, "image", image, &mut found);
+        let spec = ImageSpec::read(&mut r, image);
+        crate::problem::into_result(spec, vm, found.problems)
     }
 
     /// Reads the image keys through `i` (the image's reader).
-    pub fn read(i: &mut Reader<'a, '_>, name: &'a str) -> ImageView<'a> {
-        ImageView {
-            name,
-            image_name: i.require("image_name").unwrap_or(""),
+    pub fn read(i: &mut Reader<'_, '_>, name: &str) -> ImageSpec {
+        ImageSpec {
+            name: name.to_string(),
+            image_name: i.require("image_name").unwrap_or("").to_string(),
             format: i.parse("image_format").unwrap_or(ImageFormat::Qcow2),
             raw_device: i.bool("image_raw_device", false),
             interface: i.parse("drive_format"),
@@ -126,10 +160,13 @@ impl<'a> ImageView<'a> {
             cache: i.parse("drive_cache"),
             werror: i.parse("drive_werror"),
             rerror: i.parse("drive_rerror"),
-            serial: i.str("drive_serial"),
+            serial: i.string("drive_serial"),
             snapshot: i.bool("image_snapshot", false),
             boot: i.bool("image_boot", false),
             readonly: i.bool("image_readonly", false),
+            size: i
+                .parse("image_size")
+                .unwrap_or_else(|| ImageSize("10G".into())),
         }
     }
 
@@ -145,40 +182,81 @@ impl<'a> ImageView<'a> {
 
 /// One CD-ROM (`cdroms`) with an ISO.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CdromView<'a> {
+pub struct CdromSpec {
     /// Object name.
-    pub name: &'a str,
+    pub name: String,
     /// `cdrom`: the ISO, relative to the root dir unless absolute.
-    pub iso: &'a str,
+    pub iso: String,
     /// `drive_index`.
     pub index: Option<u32>,
     /// `cd_format` (default ide).
     pub interface: CdromInterface,
+    /// `md5sum_1m`, `md5sum` or `sha1sum`: what the ISO must hash to (checked before start).
+    pub checksum: Option<IsoChecksum>,
+}
+
+/// A hash algorithm for an ISO check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChecksumAlgo {
+    /// MD5 of the first MiB (`md5sum_1m`).
+    Md5FirstMiB,
+    /// MD5 of the whole file (`md5sum`).
+    Md5,
+    /// SHA-1 of the whole file (`sha1sum`).
+    Sha1,
+}
+
+impl ChecksumAlgo {
+    /// Length of the digest in hex digits.
+    pub fn hex_len(self) -> usize {
+        match self {
+            ChecksumAlgo::Md5FirstMiB | ChecksumAlgo::Md5 => 32,
+            ChecksumAlgo::Sha1 => 40,
+        }
+    }
+
+    /// The key that names it.
+    pub fn key(self) -> &'static str {
+        match self {
+            ChecksumAlgo::Md5FirstMiB => "md5sum_1m",
+            ChecksumAlgo::Md5 => "md5sum",
+            ChecksumAlgo::Sha1 => "sha1sum",
+        }
+    }
+}
+
+/// What an ISO must hash to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IsoChecksum {
+    /// The algorithm (and how much of the file).
+    pub algo: ChecksumAlgo,
+    /// The expected digest, lower-case hex.
+    pub expected: String,
 }
 
 /// One NIC (`nics`) and its host side.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NicView<'a> {
+pub struct NicSpec {
     /// Object name.
-    pub name: &'a str,
+    pub name: String,
     /// Position in `nics` (the legacy `vlan`).
     pub index: usize,
     /// `nic_model` (default rtl8139; `virtio` means `virtio-net-pci` with `-device`).
-    pub model: &'a str,
+    pub model: String,
     /// `nic_mac`; a per-run address is derived when unset.
     pub mac: Option<MacAddr>,
     /// `nic_mode` (user, tap) or `nettype` (user, bridge).
-    pub mode: NicMode<'a>,
+    pub mode: NicMode,
     /// `nic_ifname` (tap); a per-run name is derived when unset.
-    pub ifname: Option<&'a str>,
+    pub ifname: Option<String>,
     /// `nic_script`.
-    pub script: Option<&'a str>,
+    pub script: Option<String>,
     /// `nic_downscript` (default `no`).
-    pub downscript: Option<&'a str>,
+    pub downscript: Option<String>,
     /// `tftp`: TFTP root of user networking.
-    pub tftp: Option<&'a str>,
+    pub tftp: Option<String>,
     /// `bootp`: boot file announced by user networking's DHCP.
-    pub bootfile: Option<&'a str>,
+    pub bootfile: Option<String>,
     /// `nic_extra_params`, appended to the NIC.
     pub nic_extra: ExtraOpts,
     /// `netdev_extra_params`, appended to the netdev.
@@ -187,18 +265,18 @@ pub struct NicView<'a> {
 
 /// One monitor (`monitors`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MonitorView<'a> {
+pub struct MonitorSpec {
     /// Object name.
-    pub name: &'a str,
+    pub name: String,
     /// `monitor_type` (default human).
     pub kind: MonitorKind,
 }
 
 /// One port redirection (`redirs`) for user networking.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RedirView<'a> {
+pub struct RedirSpec {
     /// Object name.
-    pub name: &'a str,
+    pub name: String,
     /// `guest_port`.
     pub guest_port: u16,
 }
@@ -214,17 +292,17 @@ pub struct PciRequest {
 
 /// Everything the builder needs about one VM, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VmView<'a> {
+pub struct VmSpec {
     /// The VM's name (`vms` entry), also `-name`.
-    pub name: &'a str,
+    pub name: String,
     /// `qemu_binary` (default `qemu`), relative to the root dir unless absolute.
-    pub qemu_binary: &'a str,
+    pub qemu_binary: String,
     /// `machine_type`.
-    pub machine_type: Option<&'a str>,
+    pub machine_type: Option<String>,
     /// `vm_accelerator`.
     pub accel: Option<Accel>,
     /// `cpu_model`.
-    pub cpu_model: Option<&'a str>,
+    pub cpu_model: Option<String>,
     /// `nodefaults`.
     pub nodefaults: bool,
     /// `mem`.
@@ -232,36 +310,36 @@ pub struct VmView<'a> {
     /// `smp` and `vcpu_*`.
     pub smp: Option<Smp>,
     /// `monitors`.
-    pub monitors: Vec<MonitorView<'a>>,
+    pub monitors: Vec<MonitorSpec>,
     /// `serials` (one console named `serial0` when the key is absent, as the seed always had
     /// one).
-    pub serials: Vec<&'a str>,
+    pub serials: Vec<String>,
     /// `images`, without those with `boot_drive = no`.
-    pub images: Vec<ImageView<'a>>,
+    pub images: Vec<ImageSpec>,
     /// `scsi_hba` (default virtio-scsi-pci), for SCSI disks and CD-ROMs.
-    pub scsi_hba: &'a str,
+    pub scsi_hba: String,
     /// `nics`.
-    pub nics: Vec<NicView<'a>>,
+    pub nics: Vec<NicSpec>,
     /// `redirs`.
-    pub redirs: Vec<RedirView<'a>>,
+    pub redirs: Vec<RedirSpec>,
     /// `cdroms` with an ISO (or the VM-level `cdrom` of old configs).
-    pub cdroms: Vec<CdromView<'a>>,
+    pub cdroms: Vec<CdromSpec>,
     /// `floppy`.
-    pub floppy: Option<&'a str>,
+    pub floppy: Option<String>,
     /// `tftp` (VM level, for `-tftp` on binaries without `tftp=`).
-    pub tftp: Option<&'a str>,
+    pub tftp: Option<String>,
     /// `bootp` (VM level, for `-bootp`).
-    pub bootp: Option<&'a str>,
+    pub bootp: Option<String>,
     /// `kernel`.
-    pub kernel: Option<&'a str>,
+    pub kernel: Option<String>,
     /// `initrd`.
-    pub initrd: Option<&'a str>,
+    pub initrd: Option<String>,
     /// `kernel_params`, or the seed's `kernel_cmdline`.
-    pub kernel_cmdline: Option<&'a str>,
+    pub kernel_cmdline: Option<String>,
     /// `display`.
     pub display: Option<DisplayKind>,
     /// `vga`.
-    pub vga: Option<&'a str>,
+    pub vga: Option<String>,
     /// `uuid`.
     pub uuid: Option<UuidSpec>,
     /// `testdev`.
@@ -273,41 +351,37 @@ pub struct VmView<'a> {
     /// `extra_params`, split into argv words (shell-like quoting, never a shell).
     pub extra_params: Vec<String>,
     /// `x11_display`: `DISPLAY` for the child.
-    pub x11_display: Option<&'a str>,
-    /// `migration_mode`: start as a migration destination. Callers may set it directly.
-    pub incoming: Option<IncomingMode>,
-    /// `migration_exec_cmd_dst`: the command for `exec` mode (default `nc -l PORT`).
-    pub incoming_exec_cmd: Option<&'a str>,
+    pub x11_display: Option<String>,
+    /// Where each value read came from.
+    pub origins: Origins,
 }
 
-impl<'a> VmView<'a> {
-    /// The view of VM `vm` in `params` (`object_params(vm)`), every bad key reported at once.
+impl VmSpec {
+    /// The spec of VM `vm` in `params` (`object_params(vm)`), every bad key reported at once.
     ///
     /// # Errors
     ///
     /// [`SpecError::Params`] listing every problem.
-    pub fn new(params: &'a Params, vm: &'a str) -> Result<VmView<'a>, SpecError> {
-        let mut problems = Vec::new();
-        let view = VmView::read(&ObjParams::root(params), vm, &mut problems);
-        if problems.is_empty() {
-            Ok(view)
-        } else {
-            crate::problem::sort_problems(&mut problems);
-            Err(SpecError::Params {
-                vm: vm.to_string(),
-                problems,
-            })
-        }
+    pub fn new(params: &Params, vm: &str) -> Result<VmSpec, SpecError> {
+        VmSpec::from_obj(ObjParams::root(params).object(vm), vm)
     }
 
-    /// Reads the view, appending problems to `problems` and using defaults for bad keys.
-    pub fn read(root: &ObjParams<'a>, vm: &'a str, problems: &mut Vec<Problem>) -> Self {
-        VmView::read_obj(root.object(vm), vm, problems)
+    /// Like [`VmSpec::new`], from the VM's object params (already `object(vm)`; the zero-copy
+    /// path of the command-line matrix).
+    ///
+    /// # Errors
+    ///
+    /// [`SpecError::Params`] listing every problem.
+    pub fn from_obj(obj: ObjParams<'_>, vm: &str) -> Result<VmSpec, SpecError> {
+        let mut found = Findings::new();
+        let spec = VmSpec::read(obj, vm, &mut found);
+        crate::problem::into_result(spec, vm, found.problems)
     }
 
-    /// Like [`VmView::read`], from the VM's object view (already `object(vm)`).
-    pub fn read_obj(obj: ObjParams<'a>, vm: &'a str, problems: &mut Vec<Problem>) -> Self {
-        let mut r = Reader::new(obj, "vm", vm, problems);
+    /// Reads the spec, appending problems to `found` and using defaults for bad keys; the
+    /// origins read are moved into the spec.
+    pub fn read(obj: ObjParams<'_>, vm: &str, found: &mut Findings) -> Self {
+        let mut r = Reader::new(obj, "vm", vm, found);
         let smp = r.num::<u32>("smp", "a vCPU count").map(|cpus| Smp {
             cpus,
             sockets: r.num("vcpu_sockets", "a socket count"),
@@ -320,8 +394,8 @@ impl<'a> VmView<'a> {
             .into_iter()
             .map(|name| {
                 let mut m = r.child("monitor", name);
-                MonitorView {
-                    name,
+                MonitorSpec {
+                    name: name.to_string(),
                     kind: m.parse("monitor_type").unwrap_or(MonitorKind::Human),
                 }
             })
@@ -329,14 +403,17 @@ impl<'a> VmView<'a> {
         let serials = match r.obj.get("serials") {
             Some(_) => r.obj.objects("serials"),
             None => vec!["serial0"],
-        };
+        }
+        .into_iter()
+        .map(str::to_string)
+        .collect();
         let mut images = Vec::new();
         for name in r.obj.objects("images") {
             let mut i = r.child("image", name);
             if !i.bool("boot_drive", true) {
                 continue;
             }
-            images.push(ImageView::read(&mut i, name));
+            images.push(ImageSpec::read(&mut i, name));
         }
         let mut nics = Vec::new();
         for (index, name) in r.obj.objects("nics").into_iter().enumerate() {
@@ -347,7 +424,10 @@ impl<'a> VmView<'a> {
         for name in r.obj.objects("redirs") {
             let mut d = r.child("redir", name);
             if let Some(guest_port) = d.num::<u16>("guest_port", "a TCP port") {
-                redirs.push(RedirView { name, guest_port });
+                redirs.push(RedirSpec {
+                    name: name.to_string(),
+                    guest_port,
+                });
             } else if d.obj.get("guest_port").is_none() {
                 d.problem("guest_port", ProblemKind::Missing);
             }
@@ -361,12 +441,14 @@ impl<'a> VmView<'a> {
             let mut c = r.child("cdrom", name);
             let index = c.num("drive_index", "a drive index");
             let interface = c.parse("cd_format").unwrap_or(CdromInterface::Ide);
-            if let Some(iso) = c.str("cdrom") {
-                cdroms.push(CdromView {
-                    name,
+            let checksum = read_checksum(&mut c);
+            if let Some(iso) = c.string("cdrom") {
+                cdroms.push(CdromSpec {
+                    name: name.to_string(),
                     iso,
                     index,
                     interface,
+                    checksum,
                 });
             }
         }
@@ -394,43 +476,82 @@ impl<'a> VmView<'a> {
                 Vec::new()
             }),
         };
-        VmView {
-            name: vm,
-            qemu_binary: r.str("qemu_binary").unwrap_or("qemu"),
-            machine_type: r.str("machine_type"),
+        let mut spec = VmSpec {
+            name: vm.to_string(),
+            qemu_binary: r.string("qemu_binary").unwrap_or_else(|| "qemu".into()),
+            machine_type: r.string("machine_type"),
             accel: r.parse("vm_accelerator"),
-            cpu_model: r.str("cpu_model"),
+            cpu_model: r.string("cpu_model"),
             nodefaults: r.bool("nodefaults", false),
             mem: r.parse("mem"),
             smp,
             monitors,
             serials,
             images,
-            scsi_hba: r.str("scsi_hba").unwrap_or("virtio-scsi-pci"),
+            scsi_hba: r
+                .string("scsi_hba")
+                .unwrap_or_else(|| "virtio-scsi-pci".into()),
             nics,
             redirs,
             cdroms,
-            floppy: r.str("floppy"),
-            tftp: r.str("tftp"),
-            bootp: r.str("bootp"),
-            kernel: r.str("kernel"),
-            initrd: r.str("initrd"),
-            kernel_cmdline: r.str("kernel_params").or_else(|| r.str("kernel_cmdline")),
+            floppy: r.string("floppy"),
+            tftp: r.string("tftp"),
+            bootp: r.string("bootp"),
+            kernel: r.string("kernel"),
+            initrd: r.string("initrd"),
+            kernel_cmdline: r
+                .string("kernel_params")
+                .or_else(|| r.string("kernel_cmdline")),
             display: r.parse("display"),
-            vga: r.str("vga"),
+            vga: r.string("vga"),
             uuid,
             testdev: r.bool("testdev", false),
             disable_hpet: r.bool("disable_hpet", false),
             pci,
             extra_params,
-            x11_display: r.str("x11_display"),
-            incoming: r.parse("migration_mode"),
-            incoming_exec_cmd: r.str("migration_exec_cmd_dst"),
-        }
+            x11_display: r.string("x11_display"),
+            origins: Origins::default(),
+        };
+        spec.origins = std::mem::take(&mut found.origins);
+        spec
+    }
+
+    /// Where `key` of this VM (`kind` `vm`) or of one of its objects (`image`, `nic`…, named
+    /// `name`) was set.
+    pub fn origin(&self, kind: &str, name: &str, key: &str) -> Option<&params::Origin> {
+        self.origins
+            .get(kind, name, key)
+            .and_then(|o| o.origin.as_ref())
     }
 }
 
-impl<'a> NicMode<'a> {
+/// `md5sum_1m`, `md5sum` or `sha1sum` of a CD-ROM (the first one set, in that order).
+fn read_checksum(c: &mut Reader<'_, '_>) -> Option<IsoChecksum> {
+    for (key, algo) in [
+        ("md5sum_1m", ChecksumAlgo::Md5FirstMiB),
+        ("md5sum", ChecksumAlgo::Md5),
+        ("sha1sum", ChecksumAlgo::Sha1),
+    ] {
+        let Some(v) = c.str(key) else { continue };
+        let hex = v.trim();
+        if hex.len() == algo.hex_len() && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Some(IsoChecksum {
+                algo,
+                expected: hex.to_ascii_lowercase(),
+            });
+        }
+        c.problem(
+            key,
+            ProblemKind::Invalid {
+                expected: format!("{} hexadecimal digits", algo.hex_len()),
+            },
+        );
+        return None;
+    }
+    None
+}
+
+impl NicMode {
     /// How NIC `nic` of `params` (the VM's object params) reaches the host: `nic_mode` (user,
     /// tap) or, as avocado-vt writes it, `nettype` (user, bridge with `netdst`, default
     /// `virbr0`). The one reading of these keys: the builder and the VM layer both use it.
@@ -438,27 +559,15 @@ impl<'a> NicMode<'a> {
     /// # Errors
     ///
     /// [`SpecError::Params`] naming the bad key, its value and `file:line`.
-    pub fn of(params: &'a Params, vm: &str, nic: &'a str) -> Result<NicMode<'a>, SpecError> {
-        let mut problems = Vec::new();
-        let mut r = Reader::new(
-            ObjParams::root(params).object(nic),
-            "nic",
-            nic,
-            &mut problems,
-        );
+    pub fn of(params: &Params, vm: &str, nic: &str) -> Result<NicMode, SpecError> {
+        let mut found = Findings::new();
+        let mut r = Reader::new(ObjParams::root(params).object(nic), "nic", nic, &mut found);
         let mode = NicMode::read(&mut r);
-        if problems.is_empty() {
-            Ok(mode)
-        } else {
-            Err(SpecError::Params {
-                vm: vm.to_string(),
-                problems,
-            })
-        }
+        crate::problem::into_result(mode, vm, found.problems)
     }
 
     /// Reads the mode keys of the NIC `n` reads, recording problems there.
-    pub fn read(n: &mut Reader<'a, '_>) -> NicMode<'a> {
+    pub fn read(n: &mut Reader<'_, '_>) -> NicMode {
         match (n.str("nic_mode"), n.str("nettype")) {
             (Some("user"), _) => NicMode::User,
             (Some("tap"), _) => NicMode::Tap,
@@ -473,7 +582,7 @@ impl<'a> NicMode<'a> {
             }
             (None, None | Some("user")) => NicMode::User,
             (None, Some("bridge")) => NicMode::Bridge {
-                br: n.str("netdst").unwrap_or("virbr0"),
+                br: n.string("netdst").unwrap_or_else(|| "virbr0".into()),
             },
             (None, Some(_)) => {
                 n.problem(
@@ -488,9 +597,9 @@ impl<'a> NicMode<'a> {
     }
 }
 
-fn read_nic<'a>(n: &mut Reader<'a, '_>, name: &'a str, index: usize) -> NicView<'a> {
+fn read_nic(n: &mut Reader<'_, '_>, name: &str, index: usize) -> NicSpec {
     let mode = NicMode::read(n);
-    let extra = |n: &mut Reader<'a, '_>, key: &str| match n.str(key) {
+    let extra = |n: &mut Reader<'_, '_>, key: &str| match n.str(key) {
         None => Vec::new(),
         Some(s) => split_opt_list(s).unwrap_or_else(|item| {
             n.problem(
@@ -504,17 +613,17 @@ fn read_nic<'a>(n: &mut Reader<'a, '_>, name: &'a str, index: usize) -> NicView<
     };
     let nic_extra = extra(n, "nic_extra_params");
     let netdev_extra = extra(n, "netdev_extra_params");
-    NicView {
-        name,
+    NicSpec {
+        name: name.to_string(),
         index,
-        model: n.str("nic_model").unwrap_or("rtl8139"),
+        model: n.string("nic_model").unwrap_or_else(|| "rtl8139".into()),
         mac: n.parse("nic_mac"),
         mode,
-        ifname: n.str("nic_ifname"),
-        script: n.str("nic_script"),
-        downscript: n.str("nic_downscript"),
-        tftp: n.str("tftp"),
-        bootfile: n.str("bootp"),
+        ifname: n.string("nic_ifname"),
+        script: n.string("nic_script"),
+        downscript: n.string("nic_downscript"),
+        tftp: n.string("tftp"),
+        bootfile: n.string("bootp"),
         nic_extra,
         netdev_extra,
     }
@@ -530,12 +639,14 @@ mod tests {
         let p = params(&[("nettype", "bridge"), ("netdst", "br0")]);
         assert_eq!(
             NicMode::of(&p, "vm1", "nic1").ok(),
-            Some(NicMode::Bridge { br: "br0" })
+            Some(NicMode::Bridge { br: "br0".into() })
         );
         let p = params(&[("nettype", "bridge")]);
         assert_eq!(
             NicMode::of(&p, "vm1", "nic1").ok(),
-            Some(NicMode::Bridge { br: "virbr0" })
+            Some(NicMode::Bridge {
+                br: "virbr0".into()
+            })
         );
         let p = params(&[("nic_mode", "tap")]);
         assert_eq!(NicMode::of(&p, "vm1", "nic1").ok(), Some(NicMode::Tap));
@@ -551,18 +662,63 @@ mod tests {
     fn image_raw_device_is_a_boolean_like_every_other() {
         for yes in ["yes", "on", "true"] {
             let p = params(&[("image_name", "/dev/sdb"), ("image_raw_device", yes)]);
-            let v = ImageView::of(&p, "vm1", "image1").unwrap_or_else(|e| panic!("{e}"));
+            let v = ImageSpec::of(&p, "vm1", "image1").unwrap_or_else(|e| panic!("{e}"));
             assert!(v.raw_device, "{yes}");
             assert_eq!(v.file_name(), "/dev/sdb");
         }
         let p = params(&[("image_name", "images/disk"), ("image_raw_device", "no")]);
-        let v = ImageView::of(&p, "vm1", "image1").unwrap_or_else(|e| panic!("{e}"));
+        let v = ImageSpec::of(&p, "vm1", "image1").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(v.file_name(), "images/disk.qcow2");
         let p = params(&[("image_name", "images/disk"), ("image_raw_device", "maybe")]);
-        let err = ImageView::of(&p, "vm1", "image1").err();
+        let err = ImageSpec::of(&p, "vm1", "image1").err();
         assert_eq!(
             err.map(|e| e.problems()[0].key.clone()).as_deref(),
             Some("image_raw_device")
+        );
+    }
+
+    #[test]
+    fn every_value_read_keeps_its_cfg_line() {
+        let mut parser = params::Parser::new(params::ParserOptions::default());
+        parser
+            .parse_str(
+                "vms = vm1\nmem = 512\nimages = image1\nimage_name = disk\n\
+                 drive_format_image1 = virtio\nnics = nic1\nnic_model = e1000\n",
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        let variants = parser.finish().collect().unwrap_or_else(|e| panic!("{e}"));
+        let p = &variants[0].params;
+        let spec = VmSpec::new(p, "vm1").unwrap_or_else(|e| panic!("{e}"));
+        let line = |kind, name, key| spec.origin(kind, name, key).map(|o| o.line);
+        assert_eq!(line("vm", "vm1", "mem"), Some(2));
+        assert_eq!(line("image", "image1", "image_name"), Some(4));
+        assert_eq!(line("image", "image1", "drive_format"), Some(5));
+        assert_eq!(line("nic", "nic1", "nic_model"), Some(7));
+        assert_eq!(line("vm", "vm1", "cpu_model"), None, "unset: no origin");
+    }
+
+    #[test]
+    fn iso_checksums_are_checked_for_shape() {
+        let md5 = "0123456789abcdef0123456789ABCDEF";
+        let p = params(&[
+            ("cdroms", "cd1"),
+            ("cdrom_cd1", "a.iso"),
+            ("md5sum_1m", md5),
+        ]);
+        let spec = VmSpec::new(&p, "vm1").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            spec.cdroms[0].checksum,
+            Some(IsoChecksum {
+                algo: ChecksumAlgo::Md5FirstMiB,
+                expected: md5.to_ascii_lowercase(),
+            })
+        );
+        let p = params(&[("cdroms", "cd1"), ("cdrom_cd1", "a.iso"), ("sha1sum", md5)]);
+        let err = VmSpec::new(&p, "vm1").err();
+        assert_eq!(
+            err.map(|e| e.problems()[0].key.clone()).as_deref(),
+            Some("sha1sum"),
+            "an MD5-long digest is not a SHA-1"
         );
     }
 }

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use params::{EntryRef, Origin, Params, Value};
 
+use crate::origins::Origins;
 use crate::problem::{Problem, ProblemKind};
 use crate::types::Expected;
 
@@ -249,36 +250,58 @@ fn visit<'a>(over: &mut Vec<Over<'a>>, name: &str, k: &'a str, v: &'a str, o: Sr
     }
 }
 
-/// Reads typed values of one object, recording a [`Problem`] for each bad key.
+/// What reading a family of keys found: every problem, and the origin of every value read.
+#[derive(Debug, Default)]
+pub struct Findings {
+    /// Every bad key, in the order found.
+    pub problems: Vec<Problem>,
+    /// Where each value that was read came from.
+    pub origins: Origins,
+}
+
+impl Findings {
+    /// Nothing found yet.
+    pub fn new() -> Findings {
+        Findings::default()
+    }
+}
+
+/// Reads typed values of one object, recording a [`Problem`] for each bad key and the
+/// `file:line` of each value read.
 pub struct Reader<'a, 'p> {
     /// The object's params.
     pub obj: ObjParams<'a>,
-    /// The object's kind and name, e.g. `image`, `image1` (formatted only for a problem).
+    /// The object's kind and name, e.g. `image`, `image1`.
     kind: &'static str,
     name: &'a str,
-    problems: &'p mut Vec<Problem>,
+    found: &'p mut Findings,
 }
 
 impl<'a, 'p> Reader<'a, 'p> {
-    /// A reader of object `kind name` (`image image1`) over `obj`, appending to `problems`.
+    /// A reader of object `kind name` (`image image1`) over `obj`, appending to `found`.
     pub fn new(
         obj: ObjParams<'a>,
         kind: &'static str,
         name: &'a str,
-        problems: &'p mut Vec<Problem>,
+        found: &'p mut Findings,
     ) -> Self {
         Reader {
             obj,
             kind,
             name,
-            problems,
+            found,
         }
+    }
+
+    /// The problems found so far by this reader and the others sharing its findings.
+    pub fn problems(&self) -> &[Problem] {
+        &self.found.problems
     }
 
     /// Records a problem about `key` (value and origin looked up here).
     pub fn problem(&mut self, key: &str, kind: ProblemKind) {
         let found = self.obj.get_with_origin(key);
-        self.problems.push(Problem {
+        self.found.problems.push(Problem {
             object: format!("{} {}", self.kind, self.name),
             key: key.to_string(),
             value: found.map(|(v, _)| v.to_string()),
@@ -290,7 +313,13 @@ impl<'a, 'p> Reader<'a, 'p> {
     /// A non-empty value (empty counts as unset, as in the reference's truthiness tests). A value
     /// with a NUL byte cannot be an argv element and is reported.
     pub fn str(&mut self, key: &str) -> Option<&'a str> {
-        let v = self.obj.get(key).filter(|v| !v.is_empty())?;
+        let (v, src) = self
+            .obj
+            .get_with_origin(key)
+            .filter(|(v, _)| !v.is_empty())?;
+        self.found
+            .origins
+            .record(self.kind, self.name, key, v, src.origin());
         if v.contains('\0') {
             self.problem(
                 key,
@@ -301,6 +330,11 @@ impl<'a, 'p> Reader<'a, 'p> {
             return None;
         }
         Some(v)
+    }
+
+    /// [`Reader::str`], owned.
+    pub fn string(&mut self, key: &str) -> Option<String> {
+        self.str(key).map(str::to_string)
     }
 
     /// Like [`Reader::str`], but a missing value is a problem.
@@ -365,7 +399,7 @@ impl<'a, 'p> Reader<'a, 'p> {
             obj: self.obj.object(name),
             kind,
             name,
-            problems: self.problems,
+            found: self.found,
         }
     }
 }

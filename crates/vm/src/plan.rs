@@ -1,0 +1,244 @@
+//! [`VmPlan`]: the run-specific choices for one VM instance, decided once, before its command
+//! line is built, together with the resources that make them safe (the run directory and the
+//! MAC reservations).
+//!
+//! Every choice is private to this VM or claimed atomically, so no host-wide lock is needed:
+//! * the run directory is a fresh `kvmtest-NAME.XXXX` under the run base (its sockets live
+//!   there; its `owner` file lets [`crate::sweep_stale`] recognise one left by a killed process);
+//! * a NIC's MAC is `nic_mac` when the cfg gives one, the migration source's for a destination,
+//!   else generated and reserved in the MAC registry ([`crate::net`]);
+//! * a tap NIC's interface name is `nic_ifname`, else a short unique one;
+//! * `uuid = random` gets a fresh UUID, a destination its source's (the guest reads it from
+//!   SMBIOS);
+//! * forwarded ports are 0 (the kernel picks one when QEMU binds; `vm` reads it back), VNC may
+//!   take any display of [`VncRange::DEFAULT`] (read back with `query-vnc`);
+//! * the accelerator, when the cfg names none, is the [`Qemu`]'s.
+//!
+//! [`VmPlan::plan`] is what `qemu_cmd::build` renders; the `vm` crate reads the same values
+//! back (`Vm::get_mac`, `Vm::get_ifname`), so the command line and the VM layer cannot disagree.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use qemu_cmd::{Incoming, NicRun, RunPlan, RunValues, VmSpec, VncRange};
+use spec::vm::UuidSpec;
+
+use crate::error::Error;
+use crate::net::{self, MacReservation};
+use crate::qemu::Qemu;
+use crate::vm::Vm;
+
+/// What a plan is decided from, besides the spec.
+#[derive(Debug, Clone)]
+pub struct PlanOptions<'a> {
+    /// Base of relative paths in the cfg (kernel, initrd, ISOs, floppy, the binary).
+    pub root_dir: PathBuf,
+    /// Base of relative `image_name`s; `None`: [`PlanOptions::root_dir`].
+    pub image_dir: Option<PathBuf>,
+    /// A migration destination copies this VM's MACs and UUID.
+    pub mac_source: Option<&'a Vm>,
+    /// Start as a migration destination.
+    pub incoming: Option<Incoming>,
+}
+
+impl PlanOptions<'_> {
+    /// Relative paths from `root_dir`, images too; not a migration destination.
+    pub fn new(root_dir: impl Into<PathBuf>) -> PlanOptions<'static> {
+        PlanOptions {
+            root_dir: root_dir.into(),
+            image_dir: None,
+            mac_source: None,
+            incoming: None,
+        }
+    }
+}
+
+/// A decided plan and what it holds (see the module docs). Dropping it releases the MAC
+/// reservations and removes the run directory.
+#[derive(Debug)]
+pub struct VmPlan {
+    pub(crate) accel: Option<qemu_cmd::types::Accel>,
+    pub(crate) incoming: Option<Incoming>,
+    pub(crate) values: RunValues,
+    pub(crate) instance: String,
+    pub(crate) reservations: Vec<MacReservation>,
+    /// Dropped last: the sockets live here (`None` once released).
+    run_dir: Option<tempfile::TempDir>,
+}
+
+impl VmPlan {
+    /// Decides the plan of a VM of `spec` started by `qemu`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] creating the run directory or reserving a MAC.
+    pub fn decide(qemu: &Qemu, spec: &VmSpec, opts: &PlanOptions<'_>) -> Result<VmPlan, Error> {
+        let instance = new_instance();
+        let run_base = run_base();
+        let run_dir = tempfile::Builder::new()
+            .prefix(&format!("kvmtest-{}.", spec.name))
+            .tempdir_in(&run_base)
+            .map_err(io_err("creating the run directory in", &run_base))?;
+        sweep_stale(&run_base);
+        fs::write(
+            run_dir.path().join("owner"),
+            format!("{}\n", std::process::id()),
+        )
+        .map_err(io_err("recording the owner in", run_dir.path()))?;
+
+        let source = opts.mac_source.map(|vm| vm.plan().values());
+        let mut reservations = Vec::new();
+        let mac_dir = net::mac_registry_dir();
+        let mut nics = Vec::new();
+        for (index, nic) in spec.nics.iter().enumerate() {
+            let from_source = source.and_then(|v| v.nics.get(index));
+            let mac = if let Some(given) = nic.mac {
+                given
+            } else if let Some(src) = from_source {
+                if let Some(r) = opts
+                    .mac_source
+                    .and_then(|s| s.plan().reservations().iter().find(|r| r.mac() == src.mac))
+                {
+                    reservations.push(r.clone());
+                }
+                src.mac
+            } else {
+                let r = MacReservation::generate(&mac_dir, run_dir.path())
+                    .map_err(io_err("reserving a MAC address in", &mac_dir))?;
+                let mac = r.mac();
+                reservations.push(r);
+                mac
+            };
+            let ifname = nic
+                .ifname
+                .clone()
+                .unwrap_or_else(|| net::default_ifname(index, &instance));
+            nics.push(NicRun { mac, ifname });
+        }
+
+        let uuid = match (source, &spec.uuid) {
+            // A migration destination is the same machine: it keeps the source's UUID.
+            (Some(src), _) => src.uuid.clone(),
+            (None, Some(UuidSpec::Fixed(u))) => u.clone(),
+            (None, _) => net::random_uuid().map_err(io_err("generating a UUID", run_dir.path()))?,
+        };
+
+        let root_dir = opts.root_dir.clone();
+        let image_dir = opts.image_dir.clone().unwrap_or_else(|| root_dir.clone());
+        let values = RunValues {
+            root_dir,
+            image_dir,
+            run_dir: run_dir.path().to_path_buf(),
+            nics,
+            uuid,
+            vnc: VncRange::DEFAULT,
+            // Every redir from host port 0: the kernel picks, `vm` reads it back.
+            redir_ports: Vec::new(),
+            migration_port: 0,
+            pci_hosts: Vec::new(),
+        };
+        Ok(VmPlan {
+            accel: qemu.accel(),
+            incoming: opts.incoming.clone(),
+            values,
+            instance,
+            reservations,
+            run_dir: Some(run_dir),
+        })
+    }
+
+    /// The plan the command line is built from.
+    pub fn plan(&self) -> RunPlan {
+        RunPlan {
+            accel: self.accel,
+            incoming: self.incoming.clone(),
+            values: Some(self.values.clone()),
+        }
+    }
+
+    /// The run directory (sockets).
+    pub fn run_dir(&self) -> &Path {
+        &self.values.run_dir
+    }
+
+    /// Releases the MAC reservations and removes the run directory (at teardown, so a failure
+    /// is reported; dropping the plan does the same silently).
+    ///
+    /// # Errors
+    /// [`Error::Io`] removing the run directory.
+    pub(crate) fn release(&mut self) -> Result<(), Error> {
+        self.reservations.clear();
+        if let Some(dir) = self.run_dir.take() {
+            let path = dir.path().to_path_buf();
+            dir.close()
+                .map_err(io_err("removing the run directory", &path))?;
+        }
+        Ok(())
+    }
+
+    /// The instance id (timestamp and random part): log directories are named after it.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// The decided values.
+    pub fn values(&self) -> &RunValues {
+        &self.values
+    }
+
+    /// Whether the VM waits for an incoming migration.
+    pub fn incoming(&self) -> Option<&Incoming> {
+        self.incoming.as_ref()
+    }
+
+    /// The MAC reservations this plan holds.
+    pub(crate) fn reservations(&self) -> &[MacReservation] {
+        &self.reservations
+    }
+}
+
+fn io_err(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
+    let what = what.to_string();
+    let path = path.to_path_buf();
+    move |source| Error::Io { what, path, source }
+}
+
+fn new_instance() -> String {
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let r = getrandom::u32().unwrap_or_else(|_| std::process::id());
+    format!("{t}-{r:08x}")
+}
+
+/// Removes what VMs of dead kvmtest processes left behind (a SIGKILLed kvmtest runs no
+/// destructors; its QEMU died with it): run directories under `run_base` whose `owner` pid is gone,
+/// and MAC reservations whose owner is gone. Called by every [`VmPlan::decide`]; safe to call
+/// concurrently (removal races are ignored).
+pub fn sweep_stale(run_base: &Path) {
+    let alive = |pid: &str| Path::new(&format!("/proc/{}", pid.trim())).exists();
+    if let Ok(entries) = fs::read_dir(run_base) {
+        for e in entries.flatten() {
+            let path = e.path();
+            let is_ours = e.file_name().to_string_lossy().starts_with("kvmtest-");
+            if !is_ours {
+                continue;
+            }
+            if let Ok(owner) = fs::read_to_string(path.join("owner")) {
+                if !owner.trim().is_empty() && !alive(&owner) {
+                    let _ = fs::remove_dir_all(&path);
+                }
+            }
+        }
+    }
+    net::sweep_stale_macs(&net::mac_registry_dir());
+}
+
+/// The default base of run directories: `KVMTEST_RUN_DIR`, else the temp dir.
+pub fn run_base() -> PathBuf {
+    match std::env::var_os("KVMTEST_RUN_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => std::env::temp_dir(),
+    }
+}
