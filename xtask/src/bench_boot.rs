@@ -9,7 +9,7 @@
 //! * **kvmtest**: `Vm::create` with the `vm` crate's public API, `Qemu` (probed
 //!   capabilities, cached) and the vm tests' guest (`crates/vm/tests/support/guest.cfg`), then
 //!   `wait_for_login(Access::Serial)`; the clock runs from before `create` until the shell
-//!   answers. The VM is then destroyed (`Teardown::Quick`, not timed).
+//!   answers. The VM is then destroyed (`Teardown::Kill`, not timed).
 //! * **bare QEMU**: the argv that VM was started with (`Vm::argv`, its run directory replaced by
 //!   a fresh tempdir), spawned directly; the clock runs from spawn until `KVMTEST-GUEST-READY`
 //!   is read from the serial console's unix socket. QEMU is then killed. A guard kills and reaps
@@ -192,7 +192,7 @@ async fn kvmtest_boot(
             guest.debug_report()
         )),
     };
-    guest.destroy(Teardown::Quick).await.context("destroy")?;
+    guest.destroy(Teardown::Kill).await.context("destroy")?;
     result
 }
 
@@ -204,7 +204,7 @@ async fn argv_of_fresh_vm(
 ) -> Result<(Vec<OsString>, PathBuf)> {
     let guest = start(params, source, logs).await?;
     let argv = (guest.argv().to_vec(), guest.run_dir().to_path_buf());
-    guest.destroy(Teardown::Quick).await.context("destroy")?;
+    guest.destroy(Teardown::Kill).await.context("destroy")?;
     Ok(argv)
 }
 

@@ -16,21 +16,30 @@
 //! * [`opts`]: QEMU option lists as users write them in `*_extra_params`.
 //! * [`session`]: how tests reach the guest's shell and how long they wait ([`SessionSpec`]:
 //!   prompts, credentials, `login_timeout`, `cmd_timeout`, the guest's ready marker).
+//! * [`keys`]: [`KeyDoc`], a family's declaration of its keys, and [`Keys`], the typed getters
+//!   that read an object's values through it (defaults from the declaration, every problem kept).
+//! * [`process`]: what the runner does to VMs and images before and after a test
+//!   ([`Processing`]: `start_vm`, `kill_vm`, `create_image`, `remove_image`, the `on_error`
+//!   overrides…).
 //! * [`problem`]: [`Problem`], [`ProblemKind`], [`SpecError`].
 
+pub mod keys;
 pub mod opts;
 pub mod origins;
 pub mod problem;
+pub mod process;
 pub mod read;
 pub mod session;
 pub mod tools;
 pub mod types;
 pub mod vm;
 
+pub use keys::{KeyDoc, Keys};
 pub use origins::Origins;
 pub use problem::{into_result, sort_problems, Problem, ProblemKind, SpecError};
+pub use process::{ImageProcessing, Processing, Teardown, VmProcessing, PROCESS_KEYS};
 pub use read::{FlatParams, ObjParams, Src};
-pub use session::{KeyDoc, SessionSpec, ShellClient, SESSION_KEYS};
+pub use session::{SessionSpec, ShellClient, SESSION_KEYS};
 pub use tools::{HostTools, TOOL_KEYS};
 pub use vm::{
     CdromSpec, ChecksumAlgo, ImageSize, ImageSpec, IsoChecksum, MonitorSpec, NicMode, NicSpec,

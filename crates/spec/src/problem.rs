@@ -70,6 +70,15 @@ pub enum SpecError {
         /// Every problem found, in cfg order (see `sort_problems`).
         problems: Vec<Problem>,
     },
+    /// The params of an object that is not a VM (a test, the runner's processing) have bad
+    /// keys; all of them are listed.
+    #[error("{count} problem(s) in the params of {object}:{list}", count = .problems.len(), list = ProblemList(.problems))]
+    Object {
+        /// The object, e.g. `test boot`.
+        object: String,
+        /// Every problem found, in cfg order.
+        problems: Vec<Problem>,
+    },
     /// `vms` names no VM, or the requested VM is not listed.
     #[error("no vm {0:?} in `vms`")]
     NoSuchVm(String),
@@ -79,7 +88,7 @@ impl SpecError {
     /// The problems (empty for [`SpecError::NoSuchVm`]).
     pub fn problems(&self) -> &[Problem] {
         match self {
-            SpecError::Params { problems, .. } => problems,
+            SpecError::Params { problems, .. } | SpecError::Object { problems, .. } => problems,
             SpecError::NoSuchVm(_) => &[],
         }
     }

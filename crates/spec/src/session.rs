@@ -16,111 +16,85 @@ use std::time::Duration;
 use params::Params;
 use regex::Regex;
 
-use crate::problem::{sort_problems, Problem, ProblemKind, SpecError};
-
-/// One key of a family: its name, its default as the cfg would write it, and what it means.
-/// The declaration that readers, a future `lint` and the README key tables share.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KeyDoc {
-    /// The parameter.
-    pub key: &'static str,
-    /// Its default, as cfg text (`None`: no default; see `meaning`).
-    pub default: Option<&'static str>,
-    /// What it means.
-    pub meaning: &'static str,
-}
+use crate::keys::{KeyDoc, Keys};
+use crate::problem::{sort_problems, SpecError};
 
 /// The default shell prompt pattern (avocado-vt's for Linux guests): `[user@host dir]# `.
 pub const DEFAULT_PROMPT: &str = r"^\[.*\][\#\$]\s*$";
 
 /// The session keys, with their defaults.
 pub const SESSION_KEYS: &[KeyDoc] = &[
-    KeyDoc {
-        key: "shell_prompt",
-        default: Some(DEFAULT_PROMPT),
-        meaning: "regex matched against the last line of output: the guest shell is ready",
-    },
-    KeyDoc {
-        key: "username",
-        default: Some("root"),
-        meaning: "login user",
-    },
-    KeyDoc {
-        key: "password",
-        default: Some(""),
-        meaning: "login password",
-    },
-    KeyDoc {
-        key: "status_test_command",
-        default: Some("echo $?"),
-        meaning: "prints the exit status of the last command",
-    },
-    KeyDoc {
-        key: "shell_linesep",
-        default: Some("\\n"),
-        meaning: "line separator sent after each command (`\\n` or `\\r\\n`, escapes as written)",
-    },
-    KeyDoc {
-        key: "username_prompt",
-        default: Some(r"[Ll]ogin:\s*$"),
-        meaning: "regex recognising the login prompt",
-    },
-    KeyDoc {
-        key: "password_prompt",
-        default: Some(r"[Pp]assword:\s*$"),
-        meaning: "regex recognising the password prompt",
-    },
-    KeyDoc {
-        key: "login_timeout",
-        default: Some("360"),
-        meaning: "seconds a login may take (avocado-vt's base.cfg default)",
-    },
-    KeyDoc {
-        key: "cmd_timeout",
-        default: Some("60"),
-        meaning: "seconds a guest command may take unless the test says otherwise",
-    },
-    KeyDoc {
-        key: "guest_ready_marker",
-        default: None,
-        meaning: "text the guest prints on its serial console once it is up; unset: not awaited",
-    },
-    KeyDoc {
-        key: "guest_ready_timeout",
-        default: None,
-        meaning: "seconds to wait for `guest_ready_marker` (default: `login_timeout`)",
-    },
-    KeyDoc {
-        key: "shell_client",
-        default: Some("telnet"),
-        meaning: "how a remote login connects: telnet, nc (a raw TCP shell) or ssh",
-    },
-    KeyDoc {
-        key: "shell_port",
-        default: None,
-        meaning:
-            "guest TCP port of the remote shell (default: 22 for ssh, 2222 for nc, 23 for telnet)",
-    },
-    KeyDoc {
-        key: "ssh_identity_file",
-        default: None,
-        meaning: "private key for ssh logins (unset: ssh's own defaults and the password)",
-    },
-    KeyDoc {
-        key: "dhcp_lease_file",
-        default: None,
-        meaning: "dnsmasq lease file mapping tap NICs' MACs to their addresses",
-    },
-    KeyDoc {
-        key: "reboot_command",
-        default: Some("reboot"),
-        meaning: "guest command of a shell reboot",
-    },
-    KeyDoc {
-        key: "shutdown_command",
-        default: None,
-        meaning: "guest command tried first when a VM is shut down gracefully (unset: skipped)",
-    },
+    KeyDoc::with_default(
+        "shell_prompt",
+        DEFAULT_PROMPT,
+        "regex matched against the last line of output: the guest shell is ready",
+    ),
+    KeyDoc::with_default("username", "root", "login user"),
+    KeyDoc::with_default("password", "", "login password"),
+    KeyDoc::with_default(
+        "status_test_command",
+        "echo $?",
+        "prints the exit status of the last command",
+    ),
+    KeyDoc::with_default(
+        "shell_linesep",
+        "\\n",
+        "line separator sent after each command (`\\n` or `\\r\\n`, escapes as written)",
+    ),
+    KeyDoc::with_default(
+        "username_prompt",
+        r"[Ll]ogin:\s*$",
+        "regex recognising the login prompt",
+    ),
+    KeyDoc::with_default(
+        "password_prompt",
+        r"[Pp]assword:\s*$",
+        "regex recognising the password prompt",
+    ),
+    KeyDoc::with_default(
+        "login_timeout",
+        "360",
+        "seconds a login may take (avocado-vt's base.cfg default)",
+    ),
+    KeyDoc::with_default(
+        "cmd_timeout",
+        "60",
+        "seconds a guest command may take unless the test says otherwise",
+    ),
+    KeyDoc::optional(
+        "guest_ready_marker",
+        "text the guest prints on its serial console once it is up; unset: not awaited",
+    ),
+    KeyDoc::optional(
+        "guest_ready_timeout",
+        "seconds to wait for `guest_ready_marker` (default: `login_timeout`)",
+    ),
+    KeyDoc::with_default(
+        "shell_client",
+        "telnet",
+        "how a remote login connects: telnet, nc (a raw TCP shell) or ssh",
+    ),
+    KeyDoc::optional(
+        "shell_port",
+        "guest TCP port of the remote shell (default: 22 for ssh, 2222 for nc, 23 for telnet)",
+    ),
+    KeyDoc::optional(
+        "ssh_identity_file",
+        "private key for ssh logins (unset: ssh's own defaults and the password)",
+    ),
+    KeyDoc::optional(
+        "dhcp_lease_file",
+        "dnsmasq lease file mapping tap NICs' MACs to their addresses",
+    ),
+    KeyDoc::with_default(
+        "reboot_command",
+        "reboot",
+        "guest command of a shell reboot",
+    ),
+    KeyDoc::optional(
+        "shutdown_command",
+        "guest command tried first when a VM is shut down gracefully (unset: skipped)",
+    ),
 ];
 
 /// How a remote login connects (`shell_client`).
@@ -199,136 +173,6 @@ pub struct SessionSpec {
     pub shutdown_command: Option<String>,
 }
 
-/// Reads keys of one object, collecting problems.
-struct KeyReader<'a> {
-    params: &'a Params,
-    object: String,
-    problems: Vec<Problem>,
-}
-
-impl KeyReader<'_> {
-    fn default_of(key: &str) -> &'static str {
-        SESSION_KEYS
-            .iter()
-            .find(|k| k.key == key)
-            .and_then(|k| k.default)
-            .unwrap_or("")
-    }
-
-    fn problem(&mut self, key: &str, kind: ProblemKind) {
-        self.problems.push(Problem {
-            object: self.object.clone(),
-            key: key.to_string(),
-            value: self.params.get(key).map(str::to_string),
-            origin: self.params.origin(key).cloned(),
-            kind,
-        });
-    }
-
-    /// The value, or the declared default when unset.
-    fn text(&self, key: &str) -> String {
-        self.params
-            .get(key)
-            .unwrap_or_else(|| Self::default_of(key))
-            .to_string()
-    }
-
-    /// A regex, compiled multi-line; `None` (and a problem) when it does not compile.
-    fn regex(&mut self, key: &str) -> Option<Regex> {
-        let text = self.text(key);
-        match Regex::new(&format!("(?m){text}")) {
-            Ok(r) => Some(r),
-            Err(e) => {
-                self.problem(
-                    key,
-                    ProblemKind::Invalid {
-                        expected: format!("a regular expression ({e})"),
-                    },
-                );
-                None
-            }
-        }
-    }
-
-    /// Seconds (Python `float` syntax), unset or empty: `default`.
-    fn secs(&mut self, key: &str, default: Duration) -> Duration {
-        match self.params.get_f64(key) {
-            Ok(None) => default,
-            Ok(Some(v)) => match Duration::try_from_secs_f64(v) {
-                Ok(d) => d,
-                Err(_) => {
-                    self.problem(
-                        key,
-                        ProblemKind::Invalid {
-                            expected: "a number of seconds, finite and not negative".into(),
-                        },
-                    );
-                    default
-                }
-            },
-            Err(_) => {
-                self.problem(
-                    key,
-                    ProblemKind::Invalid {
-                        expected: "a number of seconds such as 360 or 2.5".into(),
-                    },
-                );
-                default
-            }
-        }
-    }
-}
-
-impl KeyReader<'_> {
-    /// A non-empty value, or `None`.
-    fn opt(&self, key: &str) -> Option<String> {
-        self.params
-            .get(key)
-            .filter(|v| !v.is_empty())
-            .map(str::to_string)
-    }
-
-    fn shell_client(&mut self) -> ShellClient {
-        match self.text("shell_client").as_str() {
-            "telnet" => ShellClient::Telnet,
-            "nc" => ShellClient::Nc,
-            "ssh" => ShellClient::Ssh,
-            _ => {
-                self.problem(
-                    "shell_client",
-                    ProblemKind::Invalid {
-                        expected: "a shell client (telnet, nc, ssh)".into(),
-                    },
-                );
-                ShellClient::Telnet
-            }
-        }
-    }
-
-    fn port(&mut self, key: &str, default: u16) -> u16 {
-        match self
-            .params
-            .get(key)
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-        {
-            None => default,
-            Some(v) => match v.parse::<u16>() {
-                Ok(p) if p > 0 => p,
-                _ => {
-                    self.problem(
-                        key,
-                        ProblemKind::Invalid {
-                            expected: "a TCP port (1-65535)".into(),
-                        },
-                    );
-                    default
-                }
-            },
-        }
-    }
-}
-
 /// `shell_linesep` is written `\n` or `\r\n` in cfg files.
 fn unescape_linesep(s: &str) -> String {
     s.replace("\\r", "\r").replace("\\n", "\n")
@@ -341,48 +185,52 @@ impl SessionSpec {
     /// [`SpecError::Params`] listing every bad key (a pattern that is not a regex, a duration
     /// that is not a number of seconds), in cfg order.
     pub fn read(params: &Params, vm: &str) -> Result<SessionSpec, SpecError> {
-        let mut r = KeyReader {
-            params,
-            object: format!("vm {vm}"),
-            problems: Vec::new(),
+        let mut k = Keys::new(params, format!("vm {vm}"), SESSION_KEYS);
+        let login_timeout = k.secs("login_timeout").unwrap_or(Duration::from_secs(360));
+        let cmd_timeout = k.secs("cmd_timeout").unwrap_or(Duration::from_secs(60));
+        let ready_timeout = k.secs("guest_ready_timeout").unwrap_or(login_timeout);
+        let shell_client = k
+            .choice(
+                "shell_client",
+                &[
+                    ("telnet", ShellClient::Telnet),
+                    ("nc", ShellClient::Nc),
+                    ("ssh", ShellClient::Ssh),
+                ],
+            )
+            .unwrap_or(ShellClient::Telnet);
+        let shell_port = k.port("shell_port").unwrap_or(shell_client.default_port());
+        let prompt = k.regex("shell_prompt", true);
+        let username_prompt = k.regex("username_prompt", true);
+        let password_prompt = k.regex("password_prompt", true);
+        let spec = match (prompt, username_prompt, password_prompt) {
+            (Some(prompt), Some(username_prompt), Some(password_prompt)) => Some(SessionSpec {
+                prompt,
+                username: k.raw("username"),
+                password: k.raw("password"),
+                status_test_command: k.text("status_test_command"),
+                linesep: unescape_linesep(&k.text("shell_linesep")),
+                login_timeout,
+                cmd_timeout,
+                username_prompt,
+                password_prompt,
+                ready_marker: k.opt("guest_ready_marker"),
+                ready_timeout,
+                shell_client,
+                shell_port,
+                ssh_identity_file: k.opt("ssh_identity_file").map(Into::into),
+                dhcp_lease_file: k.opt("dhcp_lease_file").map(Into::into),
+                reboot_command: k.text("reboot_command"),
+                shutdown_command: k.opt("shutdown_command"),
+            }),
+            _ => None,
         };
-        let login_timeout = r.secs("login_timeout", Duration::from_secs(360));
-        let cmd_timeout = r.secs("cmd_timeout", Duration::from_secs(60));
-        let ready_timeout = r.secs("guest_ready_timeout", login_timeout);
-        let shell_client = r.shell_client();
-        let shell_port = r.port("shell_port", shell_client.default_port());
-        let prompt = r.regex("shell_prompt");
-        let username_prompt = r.regex("username_prompt");
-        let password_prompt = r.regex("password_prompt");
-        match (prompt, username_prompt, password_prompt) {
-            (Some(prompt), Some(username_prompt), Some(password_prompt))
-                if r.problems.is_empty() =>
-            {
-                Ok(SessionSpec {
-                    prompt,
-                    username: r.text("username"),
-                    password: r.text("password"),
-                    status_test_command: r.text("status_test_command"),
-                    linesep: unescape_linesep(&r.text("shell_linesep")),
-                    login_timeout,
-                    cmd_timeout,
-                    username_prompt,
-                    password_prompt,
-                    ready_marker: params
-                        .get("guest_ready_marker")
-                        .filter(|m| !m.is_empty())
-                        .map(str::to_string),
-                    ready_timeout,
-                    shell_client,
-                    shell_port,
-                    ssh_identity_file: r.opt("ssh_identity_file").map(Into::into),
-                    dhcp_lease_file: r.opt("dhcp_lease_file").map(Into::into),
-                    reboot_command: r.text("reboot_command"),
-                    shutdown_command: r.opt("shutdown_command"),
-                })
-            }
+        // Re-tag the problems as the VM's, the error callers of this family match on.
+        let problems = k.take_problems();
+        match spec {
+            Some(spec) if problems.is_empty() => Ok(spec),
             _ => {
-                let mut problems = r.problems;
+                let mut problems = problems;
                 sort_problems(&mut problems);
                 Err(SpecError::Params {
                     vm: vm.to_string(),

@@ -4,16 +4,16 @@ use std::path::PathBuf;
 
 use params::Params;
 
+use crate::keys::KeyDoc;
 use crate::problem::{into_result, SpecError};
 use crate::read::{Findings, ObjParams, Reader};
-use crate::session::KeyDoc;
 
 /// The tools keys, with their defaults.
-pub const TOOL_KEYS: &[KeyDoc] = &[KeyDoc {
-    key: "qemu_img_binary",
-    default: Some("qemu-img"),
-    meaning: "the qemu-img program (a bare name is looked up on PATH)",
-}];
+pub const TOOL_KEYS: &[KeyDoc] = &[KeyDoc::with_default(
+    "qemu_img_binary",
+    "qemu-img",
+    "the qemu-img program (a bare name is looked up on PATH)",
+)];
 
 /// The host tools of a variant.
 #[derive(Debug, Clone, PartialEq, Eq)]

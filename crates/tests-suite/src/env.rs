@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use params::Params;
+use spec::ImageProcessing;
 
 use crate::gc::ResourceRecorder;
 use crate::shell::{RemoteShell, ShellConfig, TcpShell};
@@ -60,17 +61,8 @@ pub enum EnvError {
     Shell(#[from] crate::shell::ShellError),
 }
 
-/// How to stop a VM.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Teardown {
-    /// Ask the guest to power down, wait up to `timeout`, then kill.
-    Graceful {
-        /// How long to wait for the guest to go away.
-        timeout: Duration,
-    },
-    /// Kill the QEMU process group at once.
-    Kill,
-}
+/// How to stop a VM (`kill_vm_gracefully`): the one definition, `spec`'s.
+pub use spec::Teardown;
 
 /// How a test reaches the guest's shell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,10 +232,11 @@ pub trait VmEnv: Send + Sync {
         name: &'a str,
         how: Teardown,
     ) -> BoxFuture<'a, Result<(), EnvError>>;
-    /// Create image `image` from `params` (the image's object view) when `create_image` asks.
+    /// Create image `image.name` from `params` (the image's object view) as `image` says:
+    /// `create_image` when its file is missing, `force_create_image` even when it exists.
     fn prepare_image<'a>(
         &'a self,
-        image: &'a str,
+        image: &'a ImageProcessing,
         params: &'a Params,
     ) -> BoxFuture<'a, Result<(), EnvError>>;
     /// Remove image `image` (post-processing, `remove_image = yes`).
@@ -298,7 +291,7 @@ impl VmEnv for NoVmEnv {
 
     fn prepare_image<'a>(
         &'a self,
-        _image: &'a str,
+        _image: &'a ImageProcessing,
         _params: &'a Params,
     ) -> BoxFuture<'a, Result<(), EnvError>> {
         Box::pin(async { Err(EnvError::Unavailable) })

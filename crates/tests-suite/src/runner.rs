@@ -28,6 +28,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use params::{Config, Params};
 use serde_json::json;
+use spec::Processing;
 use tokio_util::sync::CancellationToken;
 
 use crate::env::{
@@ -488,9 +489,7 @@ async fn worker(shared: Arc<Shared>, env: Result<Arc<dyn VmEnv>, EnvError>) {
         let how = if shared.cancel.is_cancelled() {
             Teardown::Kill
         } else {
-            Teardown::Graceful {
-                timeout: Duration::from_secs(60),
-            }
+            Teardown::Graceful
         };
         for name in env.vm_names() {
             let _ = env.destroy_vm(&name, how).await;
@@ -635,26 +634,46 @@ fn error_text(e: &TestError) -> String {
     }
 }
 
+/// Before the test, as `spec::Processing` reads the variant: the images of every VM
+/// (`create_image`, `force_create_image`), then the VMs (`kill_vm_before_test`, `restart_vm`,
+/// `start_vm`) — avocado-vt's order.
 async fn preprocess(ctx: &TestContext) -> Result<(), TestError> {
-    for vm in ctx.params.objects("vms") {
-        let vp = ctx.params.object_params(vm);
-        for image in vp.objects("images") {
-            let ip = vp.object_params(image);
-            if ip.get_bool_or("create_image", false)? {
-                ctx.env.prepare_image(image, &ip).await?;
-            }
+    let processing =
+        Processing::before(&ctx.params).map_err(|e| TestError::error(crate::error_chain(&e)))?;
+    for vm in &processing.vms {
+        let vp = ctx.params.object_params(&vm.name);
+        for image in vm.images.iter().filter(|i| i.create || i.force_create) {
+            ctx.env
+                .prepare_image(image, &vp.object_params(&image.name))
+                .await?;
         }
-        if vp.get_bool_or("restart_vm", false)? {
-            ctx.env.destroy_vm(vm, Teardown::Kill).await?;
+    }
+    for vm in &processing.vms {
+        if vm.kill_before_test && !vm.start {
+            ctx.env.destroy_vm(&vm.name, vm.teardown).await?;
         }
-        if vp.get_bool_or("start_vm", false)? {
-            ctx.log.info(format_args!("starting VM {vm}"));
-            ctx.env.start_vm(vm, &vp, &ctx.dir).await?;
+        if vm.restart {
+            ctx.env.destroy_vm(&vm.name, Teardown::Kill).await?;
+        }
+        if vm.start {
+            ctx.log.info(format_args!("starting VM {}", vm.name));
+            let vp = ctx.params.object_params(&vm.name);
+            ctx.env.start_vm(&vm.name, &vp, &ctx.dir).await?;
         }
     }
     Ok(())
 }
 
+/// Whether VM `name` of `env` is running.
+fn running(env: &dyn VmEnv, name: &str) -> bool {
+    env.vm(name).is_ok_and(|vm| vm.is_alive())
+}
+
+/// After the test, as `spec::Processing` reads it (with the `on_error` overrides when the test
+/// failed): the VMs (`kill_vm` after waiting `kill_vm_timeout` for them to go down by
+/// themselves), then their images (`remove_image`; not while the VM runs, which is then
+/// destroyed so no later test reuses it with a disk it should not have), then
+/// `kill_unresponsive_vms`. Every failure is collected; the first does not stop the rest.
 async fn postprocess(
     ctx: &TestContext,
     verdict: &Verdict,
@@ -666,51 +685,65 @@ async fn postprocess(
         }
         return Ok(());
     }
-    let params = match verdict.kind() {
-        VerdictKind::Fail | VerdictKind::Error => ctx.params.object_params("on_error"),
-        _ => ctx.params.clone(),
-    };
+    let failed = matches!(verdict.kind(), VerdictKind::Fail | VerdictKind::Error);
+    let processing = Processing::after(&ctx.params, failed)
+        .map_err(|e| TestError::error(crate::error_chain(&e)))?;
+    let env = ctx.env.as_ref();
     let mut problems = Vec::new();
-    for vm in params.objects("vms") {
-        let vp = params.object_params(vm);
-        if vp.get_bool_or("kill_vm", false)? {
-            let how = if vp.get_bool_or("kill_vm_gracefully", true)? {
-                let secs = vp.get_f64("kill_vm_timeout")?.unwrap_or(60.0);
-                Teardown::Graceful {
-                    timeout: Duration::try_from_secs_f64(secs).unwrap_or(Duration::from_secs(60)),
-                }
-            } else {
-                Teardown::Kill
-            };
-            ctx.log
-                .info(format_args!("post-processing: destroying {vm} ({how:?})"));
-            if let Err(e) = ctx.env.destroy_vm(vm, how).await {
+    for vm in processing.vms.iter().filter(|vm| vm.kill) {
+        if !vm.kill_wait.is_zero() {
+            let until = Instant::now() + vm.kill_wait;
+            while running(env, &vm.name) && Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        ctx.log.info(format_args!(
+            "post-processing: destroying {} ({:?})",
+            vm.name, vm.teardown
+        ));
+        if let Err(e) = env.destroy_vm(&vm.name, vm.teardown).await {
+            problems.push(crate::error_chain(&e));
+        }
+    }
+    let mut holding_removed = Vec::new();
+    for vm in &processing.vms {
+        let vp = ctx.params.object_params(&vm.name);
+        for image in vm.images.iter().filter(|i| i.remove) {
+            if running(env, &vm.name) {
+                ctx.log.info(format_args!(
+                    "post-processing: not removing image {} while {} runs; destroying {} instead",
+                    image.name, vm.name, vm.name
+                ));
+                holding_removed.push(vm);
+                continue;
+            }
+            if let Err(e) = env
+                .remove_image(&image.name, &vp.object_params(&image.name))
+                .await
+            {
                 problems.push(crate::error_chain(&e));
             }
         }
-        for image in vp.objects("images") {
-            let ip = vp.object_params(image);
-            if ip.get_bool_or("remove_image", false)? {
-                if let Err(e) = ctx.env.remove_image(image, &ip).await {
-                    problems.push(crate::error_chain(&e));
-                }
-            }
-        }
     }
-    if params.get_bool_or("kill_unresponsive_vms", false)? {
-        for name in ctx.env.vm_names() {
-            let responsive = match ctx.env.vm(&name) {
-                Ok(vm) => vm.is_alive() && vm.login(Duration::from_secs(30)).await.is_ok(),
-                Err(_) => false,
+    if processing.kill_unresponsive {
+        for name in env.vm_names() {
+            let responsive = match env.vm(&name) {
+                Ok(vm) => !vm.is_alive() || vm.login(Duration::from_secs(30)).await.is_ok(),
+                Err(_) => true,
             };
             if !responsive {
                 ctx.log.info(format_args!(
                     "post-processing: {name} is unresponsive, killing it"
                 ));
-                if let Err(e) = ctx.env.destroy_vm(&name, Teardown::Kill).await {
+                if let Err(e) = env.destroy_vm(&name, Teardown::Kill).await {
                     problems.push(crate::error_chain(&e));
                 }
             }
+        }
+    }
+    for vm in holding_removed {
+        if let Err(e) = env.destroy_vm(&vm.name, vm.teardown).await {
+            problems.push(crate::error_chain(&e));
         }
     }
     if problems.is_empty() {

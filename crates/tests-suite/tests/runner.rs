@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::{config, options, read, ChildGuard};
 use params::Params;
+use spec::ImageProcessing;
 use tests_suite::gc::{gc, GcMode, Resource, ResourceRecorder, RunRecord};
 use tests_suite::results::merge;
 use tests_suite::runner::shard_indices;
@@ -320,9 +321,9 @@ impl VmEnv for FakeEnv {
         how: Teardown,
     ) -> BoxFuture<'a, Result<(), EnvError>> {
         Box::pin(async move {
-            let kind = match how {
-                Teardown::Graceful { timeout } => format!("graceful {}s", timeout.as_secs()),
-                Teardown::Kill => "kill".into(),
+            let kind: &str = match how {
+                Teardown::Graceful => "graceful",
+                Teardown::Kill => "kill",
             };
             self.calls
                 .lock()
@@ -334,14 +335,14 @@ impl VmEnv for FakeEnv {
     }
     fn prepare_image<'a>(
         &'a self,
-        image: &'a str,
+        image: &'a ImageProcessing,
         _p: &'a Params,
     ) -> BoxFuture<'a, Result<(), EnvError>> {
         Box::pin(async move {
             self.calls
                 .lock()
                 .unwrap()
-                .push(format!("create image {image}"));
+                .push(format!("create image {}", image.name));
             Ok(())
         })
     }
@@ -383,6 +384,8 @@ mem = 256
 mem_vm1 = 512
 start_vm = yes
 create_image = yes
+remove_image = no
+kill_vm_gracefully = yes
 kill_vm_timeout = 5
 kill_vm_on_error = yes
 kill_vm_gracefully_on_error = no
@@ -410,10 +413,11 @@ variants:
             "create image img1",
             "start vm1 mem=512",
             "destroy vm1 kill",
-            // `last`: kill_vm gracefully with kill_vm_timeout, then the image.
+            // `last`: kill_vm gracefully (the VM is not running: no `kill_vm_timeout` wait),
+            // then the image.
             "create image img1",
             "start vm1 mem=512",
-            "destroy vm1 graceful 5s",
+            "destroy vm1 graceful",
             "remove image img1",
         ]
     );

@@ -206,7 +206,7 @@ impl VmEnv for Env {
     }
     fn prepare_image<'a>(
         &'a self,
-        _i: &'a str,
+        _i: &'a spec::ImageProcessing,
         _p: &'a Params,
     ) -> BoxFuture<'a, Result<(), EnvError>> {
         Box::pin(async { Ok(()) })

@@ -1,10 +1,8 @@
-//! Disk images through the real `qemu-img`, and the pre/post-processing walk over VMs and images.
+//! Disk images through the real `qemu-img`.
 //!
-//! [`Image`] is an image's typed view (`image_name` + `image_format` → the file, `image_size`),
-//! built once from an image's params; its operations run `qemu-img` as an argv and fail with its
-//! stderr. [`process`] is the old framework's walk: for every VM of `vms`, call the image
-//! function on each of its `images` (params nested `image_VM` > `image`), then the VM function.
-//! [`postprocess_on_error`] applies the `on_error` object's params.
+//! [`Image`] is an image as `spec` reads it ([`ImageSpec`]: `image_name` + `image_format` →
+//! the file, `image_size`…); its operations run `qemu-img` as an argv and fail with its stderr.
+//! Which images are created or removed around a test is `spec::Processing`'s to say.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -196,33 +194,4 @@ impl Image {
             }),
         }
     }
-}
-
-/// The old framework's pre/post-processing walk: for every VM of `vms`, `image_fn(image_name,
-/// image_params)` for each of its `images`, then `vm_fn(vm_name, vm_params)`. Stops at the first
-/// error.
-///
-/// # Errors
-/// The first error of either function.
-pub fn process<E>(
-    params: &Params,
-    mut image_fn: impl FnMut(&str, &Params) -> Result<(), E>,
-    mut vm_fn: impl FnMut(&str, &Params) -> Result<(), E>,
-) -> Result<(), E> {
-    for vm in params.objects("vms") {
-        let vm_params = params.object_params(vm);
-        for image in vm_params.objects("images") {
-            let image_params = vm_params.object_params(image);
-            image_fn(image, &image_params)?;
-        }
-        vm_fn(vm, &vm_params)?;
-    }
-    Ok(())
-}
-
-/// Applies the `on_error` object's params (`key_on_error = value` overrides `key`), for the
-/// post-processing of a failed test.
-pub fn postprocess_on_error(params: &mut Params) {
-    let overrides = params.object_params("on_error");
-    params.update(&overrides);
 }

@@ -46,7 +46,7 @@ pub use plan::{run_base, sweep_stale, PlanOptions, VmPlan};
 pub use qemu::{probe_accel, AccelChoice, Qemu, QemuArgvError};
 pub use qemu_cmd::render_argv;
 pub use session::{Session, SessionSpec, Transport};
+pub use spec::Teardown;
 pub use vm::{
-    Access, HotDisk, HotNic, MigrationProtocol, RebootMethod, StoppedBy, Teardown, Timeouts, Vm,
-    VmSetup,
+    Access, HotDisk, HotNic, MigrationProtocol, RebootMethod, StoppedBy, Timeouts, Vm, VmSetup,
 };

@@ -87,7 +87,7 @@ async fn child_main(out: PathBuf, release: PathBuf) {
     while !release.exists() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    vm.destroy(Teardown::Quick).await.expect("child: destroy");
+    vm.destroy(Teardown::Kill).await.expect("child: destroy");
 }
 
 fn child_env() -> Option<(PathBuf, PathBuf)> {

@@ -192,7 +192,7 @@ async fn hotplug_nic_and_disk_seen_in_guest() {
 
     let pid = vm.pid();
     let run_dir = vm.run_dir().to_path_buf();
-    vm.destroy(Teardown::Quick).await.expect("destroy");
+    vm.destroy(Teardown::Kill).await.expect("destroy");
     assert_no_leftovers(pid, &run_dir);
 }
 
@@ -241,7 +241,7 @@ async fn reboot_by_shell_and_by_system_reset() {
 
     let pid = vm.pid();
     let run_dir = vm.run_dir().to_path_buf();
-    vm.destroy(Teardown::Quick).await.expect("destroy");
+    vm.destroy(Teardown::Kill).await.expect("destroy");
     assert_no_leftovers(pid, &run_dir);
 }
 
@@ -313,7 +313,7 @@ async fn migrate_over_tcp_unix_and_exec_live_and_offline() {
         seen.push((vm.pid(), vm.run_dir().to_path_buf()));
     }
     let (pid, run_dir) = seen.last().cloned().expect("last");
-    vm.destroy(Teardown::Quick).await.expect("destroy");
+    vm.destroy(Teardown::Kill).await.expect("destroy");
     assert_no_leftovers(pid, &run_dir);
 }
 
@@ -395,8 +395,8 @@ async fn concurrent_vnc_displays_never_collide() {
         (a.pid(), a.run_dir().to_path_buf()),
         (b.pid(), b.run_dir().to_path_buf()),
     ];
-    a.destroy(Teardown::Quick).await.expect("destroy a");
-    b.destroy(Teardown::Quick).await.expect("destroy b");
+    a.destroy(Teardown::Kill).await.expect("destroy a");
+    b.destroy(Teardown::Kill).await.expect("destroy b");
     for (pid, dir) in runs {
         assert_no_leftovers(pid, &dir);
     }

@@ -1,7 +1,7 @@
-//! `qemu-img` operations on real images, and the `process` walk over VMs and images.
+//! `qemu-img` operations on real images.
 
 use params::Params;
-use vm::image::{postprocess_on_error, process, Image};
+use vm::image::Image;
 
 #[test]
 fn create_check_snapshot_convert_remove() {
@@ -28,40 +28,6 @@ fn create_check_snapshot_convert_remove() {
         err.contains("qemu-img") && err.contains("disk.qcow2"),
         "{err}"
     );
-}
-
-#[test]
-fn process_walks_vms_then_images_with_nested_params() {
-    let mut p = Params::new();
-    p.insert("vms", "vm1 vm2");
-    p.insert("images", "a b");
-    p.insert("image_size", "1G");
-    p.insert("image_size_b_vm2", "2G");
-    p.insert("images_vm2", "b");
-    let seen = std::cell::RefCell::new(Vec::new());
-    process::<()>(
-        &p,
-        |img, ip| {
-            seen.borrow_mut()
-                .push(format!("{img}={}", ip.get("image_size").unwrap_or("")));
-            Ok(())
-        },
-        |vm, _| {
-            seen.borrow_mut().push(format!("vm:{vm}"));
-            Ok(())
-        },
-    )
-    .expect("walk");
-    assert_eq!(
-        seen.into_inner(),
-        ["a=1G", "b=1G", "vm:vm1", "b=2G", "vm:vm2"]
-    );
-
-    let mut q = Params::new();
-    q.insert("kill_vm", "no");
-    q.insert("kill_vm_on_error", "yes");
-    postprocess_on_error(&mut q);
-    assert_eq!(q.get("kill_vm"), Some("yes"));
 }
 
 /// `image_raw_device` means what it means to the command-line builder: any boolean spelling

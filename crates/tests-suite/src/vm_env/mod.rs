@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 use params::Params;
 use regex::Regex;
 use serde_json::{json, Value};
+use spec::ImageProcessing;
 use vm::{Access, HotDisk, HotNic, PlanOptions, Qemu, Session, Vm, VmSetup};
 
 use crate::env::{
@@ -344,18 +345,19 @@ impl VmEnv for VmLayerEnv {
 
     fn prepare_image<'a>(
         &'a self,
-        image: &'a str,
+        image: &'a ImageProcessing,
         params: &'a Params,
     ) -> BoxFuture<'a, Result<(), EnvError>> {
         Box::pin(async move {
-            let img = vm::image::Image::from_params(image, params, &self.image_dir)
-                .map_err(|e| vm_err(image, "image parameters", e))?;
-            let force = params.get("force_create_image") == Some("yes");
-            if img.path.exists() && !force {
-                // Kept: a reused VM may have it open.
+            let name = image.name.as_str();
+            let img = vm::image::Image::from_params(name, params, &self.image_dir)
+                .map_err(|e| vm_err(name, "image parameters", e))?;
+            if img.path.exists() && !image.force_create {
+                // Kept (`create_image` creates a missing image only): a reused VM may have it
+                // open.
                 return Ok(());
             }
-            blocking(image, "creating the image", move || img.create()).await
+            blocking(name, "creating the image", move || img.create()).await
         })
     }
 
@@ -567,30 +569,11 @@ impl LiveVm {
         let vm = self.inner.lock().await.take();
         let r = match vm {
             None => Ok(()),
-            Some(vm) => match how {
-                Teardown::Graceful { timeout } => {
-                    // `vm` bounds each stage itself; the caller's bound (plus the quit and kill
-                    // stages) caps the whole teardown. Dropping the future drops the `Vm`,
-                    // whose `Drop` SIGKILLs QEMU's process group.
-                    let cap = timeout + Duration::from_secs(20);
-                    match tokio::time::timeout(cap, vm.destroy(vm::Teardown::Graceful)).await {
-                        Ok(r) => r.map(|_| ()).map_err(|e| vm_err(&self.name, "destroy", e)),
-                        Err(_) => Err(vm_err(
-                            &self.name,
-                            "destroy",
-                            Cause(format!(
-                                "graceful teardown took over {:.0} s; QEMU was killed",
-                                cap.as_secs_f64()
-                            )),
-                        )),
-                    }
-                }
-                Teardown::Kill => vm
-                    .destroy(vm::Teardown::Quick)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| vm_err(&self.name, "destroy", e)),
-            },
+            Some(vm) => vm
+                .destroy(how)
+                .await
+                .map(|_| ())
+                .map_err(|e| vm_err(&self.name, "destroy", e)),
         };
         self.forget_all();
         r
@@ -856,7 +839,7 @@ impl GuestVm for LiveVm {
             }
             let tail = vm.output_tail(10);
             // Whatever happened, the VM is torn down now (a no-op when QEMU already exited).
-            let destroyed = vm.destroy(vm::Teardown::Quick).await;
+            let destroyed = vm.destroy(Teardown::Kill).await;
             self.forget_all();
             drop(g);
             sent?;

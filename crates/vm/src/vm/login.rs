@@ -1,0 +1,196 @@
+//! Logins (serial console, telnet, nc, ssh) and reboots.
+
+use super::*;
+
+impl Vm {
+    fn shell_config(&self) -> Result<SessionSpec, Error> {
+        Ok(self.setup.session.clone())
+    }
+
+    fn next_session_log(&mut self, kind: &str) -> PathBuf {
+        self.session_count += 1;
+        self.log_dir
+            .join(format!("session-{}-{kind}.log", self.session_count))
+    }
+
+    /// Opens a session on the serial console and logs in within `timeout`.
+    ///
+    /// # Errors
+    /// [`Error::SerialConsole`] (none, or in use), session errors.
+    pub async fn serial_login(&mut self, timeout: Duration) -> Result<Session, Error> {
+        let config = self.shell_config()?;
+        let log_path = self.next_session_log("serial");
+        let Some(console) = &self.serial else {
+            return Err(Error::SerialConsole {
+                vm: self.name.clone(),
+                problem: "does not exist (no `serials` in the params)".into(),
+            });
+        };
+        let transport = SerialTransport::attach(
+            format!("serial console of {}", self.name),
+            Arc::clone(&console.writer),
+            Arc::clone(&console.shared),
+        )
+        .ok_or_else(|| Error::SerialConsole {
+            vm: self.name.clone(),
+            problem: "is in use by another session".into(),
+        })?;
+        let mut session = Session::new(Box::new(transport), config, &log_path)?;
+        session.login(timeout).await?;
+        Ok(session)
+    }
+
+    /// Connects with `shell_client` (telnet, nc or ssh; default telnet) to `shell_port` of NIC
+    /// `nic` and logs in, retrying connection and login until `timeout` (the guest may still be
+    /// booting: a forwarded port accepts and then closes while nothing listens in the guest).
+    ///
+    /// # Errors
+    /// [`SessionError::LoginTimeout`] with the last attempt's failure; address/port errors.
+    pub async fn remote_login(&mut self, nic: usize, timeout: Duration) -> Result<Session, Error> {
+        let config = self.shell_config()?;
+        let client = config.shell_client;
+        let guest_port = config.shell_port;
+        // tap NICs: the MAC→IP cache from the DHCP server's lease file, when one is named
+        let cache = match &config.dhcp_lease_file {
+            Some(f) => {
+                net::read_address_cache(f).map_err(io_err("reading the DHCP lease file", f))?
+            }
+            None => std::collections::HashMap::new(),
+        };
+        let host = self.get_address(nic, &cache)?;
+        let port = self.get_port(guest_port, nic)?;
+        let identity = config.ssh_identity_file.clone();
+        let log_path = self.next_session_log(client.as_str());
+        let describe = format!("{client} {host}:{port}");
+        let deadline = Instant::now() + timeout;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let left = deadline.saturating_duration_since(Instant::now());
+            let attempt = async {
+                let transport: Box<dyn Transport> = match client {
+                    ShellClient::Nc => Box::new(
+                        RawTcpTransport::connect(&host, port)
+                            .await
+                            .map_err(|source| SessionError::Connect {
+                                session: describe.clone(),
+                                source,
+                            })?,
+                    ),
+                    ShellClient::Ssh => Box::new(
+                        SshTransport::spawn_with_identity(
+                            &host,
+                            port,
+                            &config.username,
+                            identity.as_deref(),
+                        )
+                        .map_err(|source| SessionError::Connect {
+                            session: describe.clone(),
+                            source,
+                        })?,
+                    ),
+                    ShellClient::Telnet => Box::new(
+                        TelnetTransport::connect(&host, port)
+                            .await
+                            .map_err(|source| SessionError::Connect {
+                                session: describe.clone(),
+                                source,
+                            })?,
+                    ),
+                };
+                let mut s = Session::new(transport, config.clone(), &log_path)?;
+                s.login(left.min(Duration::from_secs(20))).await?;
+                Ok::<Session, SessionError>(s)
+            };
+            let last = match attempt.await {
+                Ok(s) => return Ok(s),
+                Err(e) => e,
+            };
+            if Instant::now() >= deadline {
+                return Err(Error::Session(SessionError::LoginTimeout {
+                    session: describe,
+                    waited: timeout,
+                    attempts,
+                    last: Box::new(last),
+                }));
+            }
+            if let ProcessState::Exited(status) = self.process.state() {
+                return Err(Error::QemuExited {
+                    vm: self.name.clone(),
+                    awaited: format!("logging in over {describe}"),
+                    status: status.to_string(),
+                    stderr_tail: self.output_tail(20),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Logs in over `access` within `timeout` (the `login_timeout` param is the usual value).
+    ///
+    /// # Errors
+    /// As [`Vm::serial_login`] / [`Vm::remote_login`].
+    pub async fn wait_for_login(
+        &mut self,
+        access: Access,
+        timeout: Duration,
+    ) -> Result<Session, Error> {
+        match access {
+            Access::Serial => self.serial_login(timeout).await,
+            Access::Remote { nic } => self.remote_login(nic, timeout).await,
+        }
+    }
+
+    /// `login_timeout` from the params (default 360 s, as in avocado-vt; a bad value made
+    /// [`Vm::create`] fail).
+    pub fn login_timeout(&self) -> Duration {
+        self.setup.session.login_timeout
+    }
+
+    /// The session settings read from the params when the VM was created.
+    pub fn session_spec(&self) -> &SessionSpec {
+        &self.setup.session
+    }
+
+    /// Reboots the guest and logs in again over `access`. Success is the `RESET` event followed
+    /// by a fresh login.
+    ///
+    /// # Errors
+    /// Monitor errors, a timeout waiting for `RESET`, login errors.
+    pub async fn reboot(
+        &mut self,
+        method: RebootMethod,
+        access: Access,
+        timeout: Duration,
+    ) -> Result<Session, Error> {
+        let started = Instant::now();
+        let mark = self.qmp.cursor();
+        match method {
+            RebootMethod::Shell(mut session) => {
+                let cmd = self.setup.session.reboot_command.clone();
+                self.log_line(&format!(
+                    "reboot: sending `{cmd}` on {}",
+                    session.describe()
+                ));
+                session.sendline(&cmd).await?;
+                // The session ends with the guest; the serial console is freed for the new one.
+                drop(session);
+            }
+            RebootMethod::SystemReset => {
+                self.qmp_exec("system_reset", json!({})).await?;
+            }
+        }
+        self.qmp
+            .wait_event(EventFilter::new("RESET").since(mark), timeout)
+            .await
+            .map_err(self.monitor_err("waiting for the RESET event of the reboot"))?;
+        self.log_line(&format!("reboot: RESET after {}", secs(&started.elapsed())));
+        let left = timeout.saturating_sub(started.elapsed());
+        let session = self.wait_for_login(access, left).await?;
+        self.log_line(&format!(
+            "reboot: logged in after {}",
+            secs(&started.elapsed())
+        ));
+        Ok(session)
+    }
+}

@@ -1,0 +1,322 @@
+//! Starting a VM: plan, spawn, connect the monitors and the serial console, read what QEMU
+//! chose (VNC display, redirected ports), recognise known failures in its output.
+
+use super::iso::check_isos;
+use super::*;
+
+impl Vm {
+    /// Decides a plan for `setup`'s VM ([`VmPlan::decide`]) and starts it.
+    ///
+    /// # Errors
+    /// As [`VmPlan::decide`] and [`Vm::create`].
+    pub async fn start(
+        qemu: Arc<Qemu>,
+        setup: VmSetup,
+        opts: &PlanOptions<'_>,
+    ) -> Result<Vm, Error> {
+        let plan = VmPlan::decide(&qemu, &setup.spec, opts)?;
+        Vm::create(qemu, setup, plan).await
+    }
+
+    /// Creates and starts the VM of `setup` as `plan` decided: checks the CD-ROM ISOs, builds
+    /// the command line, spawns QEMU in its own process group, connects the serial console and
+    /// the monitors, looks for known failures in QEMU's output, and reads back the ports the
+    /// kernel chose.
+    ///
+    /// # Errors
+    /// ISO, command-line, spawn, monitor and known-QEMU-failure errors, each naming the VM.
+    pub async fn create(qemu: Arc<Qemu>, setup: VmSetup, plan: VmPlan) -> Result<Vm, Error> {
+        let name = setup.spec.name.clone();
+        let spec = &setup.spec;
+        if !spec.monitors.iter().any(|m| m.kind == MonitorKind::Qmp) {
+            return Err(Error::NoQmpMonitor { vm: name });
+        }
+        check_isos(&name, spec, &plan.values().root_dir)?;
+
+        let log_dir = setup.log_dir.join(format!("{name}-{}", plan.instance()));
+        fs::create_dir_all(&log_dir).map_err(io_err("creating the log directory", &log_dir))?;
+        let mut log = VmLog {
+            file: File::create(log_dir.join("vm.log")).ok(),
+            started: Instant::now(),
+        };
+        log.line(&format!(
+            "creating VM {name}: instance {}, run dir {}",
+            plan.instance(),
+            plan.run_dir().display()
+        ));
+        let cmd = qemu
+            .command(spec, &plan.plan())
+            .map_err(|source| Error::Argv {
+                vm: name.clone(),
+                source: Box::new(source),
+            })?;
+        let argv = cmd.argv();
+        let stable_cmdline = cmd.render_stable();
+        log.line(&format!("argv: {}", qemu_cmd::render_argv(&argv)));
+
+        let output_log = log_dir.join("qemu.log");
+        let started = Instant::now();
+        let process = OwnedProcess::spawn(&argv, &output_log).map_err(|source| Error::Spawn {
+            vm: name.clone(),
+            program: argv
+                .first()
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            source,
+        })?;
+        log.line(&format!(
+            "spawned pid {} (its own process group)",
+            process.pid()
+        ));
+
+        let mut ctx = Starting {
+            name: &name,
+            process: &process,
+            log: &mut log,
+            timeouts: &setup.timeouts,
+        };
+        let run_dir = plan.run_dir();
+        // The serial console first: with `wait=on` QEMU waits for it before anything else.
+        let serial = match spec.serials.first() {
+            Some(s) => Some(
+                ctx.open_serial(
+                    &run_dir.join(qemu_cmd::names::serial_socket(s)),
+                    &log_dir.join("serial.log"),
+                )
+                .await?,
+            ),
+            None => None,
+        };
+        let mut qmp = None;
+        let mut hmps = Vec::new();
+        for m in &spec.monitors {
+            let socket = run_dir.join(qemu_cmd::names::monitor_socket(&m.name));
+            match m.kind {
+                MonitorKind::Qmp => {
+                    let client = ctx
+                        .connect_qmp(&socket, &log_dir.join(format!("qmp-{}.jsonl", m.name)))
+                        .await?;
+                    if qmp.is_none() {
+                        qmp = Some(client);
+                    }
+                }
+                MonitorKind::Human => {
+                    let client = ctx
+                        .connect_hmp(&socket, &log_dir.join(format!("hmp-{}.jsonl", m.name)))
+                        .await?;
+                    hmps.push((m.name.clone(), client));
+                }
+            }
+        }
+        let Some(qmp) = qmp else {
+            return Err(Error::NoQmpMonitor { vm: name });
+        };
+        // Known failures that QEMU reports but survives, or reported just before exiting.
+        let text = fs::read_to_string(&output_log).unwrap_or_default();
+        if let Some(e) = classify_output(&name, &text) {
+            return Err(e);
+        }
+        let guest_ports: Vec<u16> = spec.redirs.iter().map(|r| r.guest_port).collect();
+        let redirs = if guest_ports.is_empty() {
+            Vec::new()
+        } else {
+            ctx.read_redirs(&qmp, &guest_ports).await?
+        };
+        let vnc_port = if spec.display == Some(DisplayKind::Vnc) {
+            ctx.read_vnc_port(&qmp).await?
+        } else {
+            None
+        };
+        log.line(&format!(
+            "VM alive: pid {}, monitors connected in {}, redirs {redirs:?}, vnc port {vnc_port:?}",
+            process.pid(),
+            secs(&started.elapsed())
+        ));
+        Ok(Vm {
+            name,
+            setup,
+            qemu,
+            argv,
+            stable_cmdline,
+            process,
+            qmp,
+            hmps,
+            serial,
+            redirs,
+            vnc_port,
+            hot_nics: Vec::new(),
+            log,
+            log_dir,
+            session_count: 0,
+            plan,
+        })
+    }
+}
+
+/// The state shared by the connect steps of [`Vm::create_with`]: each retries while QEMU runs,
+/// and turns QEMU's exit into an error carrying its output.
+struct Starting<'a> {
+    name: &'a str,
+    process: &'a OwnedProcess,
+    log: &'a mut VmLog,
+    timeouts: &'a Timeouts,
+}
+
+impl Starting<'_> {
+    /// The error for QEMU having exited while `awaited`.
+    fn exited(&self, status: std::process::ExitStatus, awaited: &str) -> Error {
+        let text = fs::read_to_string(self.process.output_log()).unwrap_or_default();
+        classify_output(self.name, &text).unwrap_or_else(|| Error::QemuExited {
+            vm: self.name.into(),
+            awaited: awaited.into(),
+            status: status.to_string(),
+            stderr_tail: tail_lines(&text, 20),
+        })
+    }
+
+    /// Retries `attempt` every 20 ms until it succeeds, QEMU exits, or the connect timeout.
+    async fn retry<T, E: std::fmt::Display, F, Fut>(
+        &mut self,
+        awaited: &str,
+        mut attempt: F,
+    ) -> Result<T, Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, E>>,
+    {
+        let started = Instant::now();
+        let timeout = self.timeouts.connect;
+        loop {
+            let last = match attempt().await {
+                Ok(v) => {
+                    self.log.line(&format!(
+                        "connected {awaited} after {}",
+                        secs(&started.elapsed())
+                    ));
+                    return Ok(v);
+                }
+                Err(e) => e.to_string(),
+            };
+            if let ProcessState::Exited(status) = self.process.state() {
+                return Err(self.exited(status, &format!("connecting {awaited}")));
+            }
+            if started.elapsed() >= timeout {
+                return Err(Error::Timeout {
+                    vm: self.name.into(),
+                    awaited: format!("connecting {awaited}"),
+                    waited: timeout,
+                    last,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn open_serial(
+        &mut self,
+        socket: &Path,
+        log_path: &Path,
+    ) -> Result<SerialConsole, Error> {
+        let stream = self
+            .retry(&format!("the serial console {}", socket.display()), || {
+                UnixStream::connect(socket)
+            })
+            .await?;
+        let mut log =
+            File::create(log_path).map_err(io_err("creating the serial log", log_path))?;
+        let (mut rd, wr) = stream.into_split();
+        let shared = Arc::new(SerialShared::default());
+        let pump_shared = Arc::clone(&shared);
+        let pump = tokio::spawn(async move {
+            let mut chunk = vec![0u8; 8192];
+            loop {
+                let n = match rd.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                let _ = log.write_all(&chunk[..n]);
+                let sub = pump_shared
+                    .subscriber
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                if let Some(tx) = sub {
+                    // A session that stopped reading loses output rather than stalling the log.
+                    let _ = tx.try_send(chunk[..n].to_vec());
+                }
+            }
+            // End of the console: attached sessions see end of stream.
+            *pump_shared
+                .subscriber
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = None;
+        });
+        Ok(SerialConsole {
+            writer: Arc::new(tokio::sync::Mutex::new(wr)),
+            shared,
+            pump,
+        })
+    }
+
+    async fn connect_qmp(&mut self, socket: &Path, transcript: &Path) -> Result<QmpClient, Error> {
+        let cfg = QmpConfig::default()
+            .transcript(transcript)
+            .connect_timeout(Duration::from_secs(2));
+        self.retry(&format!("QMP {}", socket.display()), || {
+            QmpClient::connect_unix(socket, cfg.clone())
+        })
+        .await
+    }
+
+    async fn connect_hmp(&mut self, socket: &Path, transcript: &Path) -> Result<HmpClient, Error> {
+        let cfg = HmpConfig::default().transcript(transcript);
+        self.retry(&format!("the human monitor {}", socket.display()), || {
+            HmpClient::connect_unix(socket, cfg.clone())
+        })
+        .await
+    }
+
+    /// Reads the VNC server's port back (`query-vnc`'s `service`): QEMU chose the display.
+    async fn read_vnc_port(&mut self, qmp: &QmpClient) -> Result<Option<u16>, Error> {
+        let reply = qmp
+            .execute("query-vnc", json!({}))
+            .await
+            .map_err(|source| Error::Monitor {
+                vm: self.name.into(),
+                what: "reading the VNC display (query-vnc)".into(),
+                source: Box::new(source),
+            })?;
+        if reply["enabled"].as_bool() != Some(true) {
+            return Ok(None);
+        }
+        Ok(reply["service"]
+            .as_str()
+            .and_then(|s| s.parse::<u16>().ok()))
+    }
+
+    /// Reads the kernel-chosen host ports back from `info usernet`.
+    async fn read_redirs(
+        &mut self,
+        qmp: &QmpClient,
+        wanted: &[u16],
+    ) -> Result<Vec<(u16, u16)>, Error> {
+        let text = qmp.info("usernet").await.map_err(|source| Error::Monitor {
+            vm: self.name.into(),
+            what: "reading forwarded ports (info usernet)".into(),
+            source: Box::new(source),
+        })?;
+        let forwards = net::parse_usernet_forwards(&text);
+        let mut out = Vec::new();
+        for &guest_port in wanted {
+            let Some((host, _)) = forwards.iter().find(|(_, g)| *g == guest_port) else {
+                return Err(Error::UnexpectedReply {
+                    vm: self.name.into(),
+                    command: format!("info usernet (looking for guest port {guest_port})"),
+                    reply: text,
+                });
+            };
+            out.push((guest_port, *host));
+        }
+        Ok(out)
+    }
+}
