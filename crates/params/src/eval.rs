@@ -18,27 +18,12 @@ use std::sync::Arc;
 
 use crate::error::{Error, ErrorKind, Location};
 use crate::filter::{CtxLabel, LabelSet};
-use crate::intern::Sym;
+use crate::intern::{is_reserved, KeyId, Sym, K_DEP, K_NAME, K_NAME_MAP, K_SHORTNAME, K_SHORT_MAP};
 use crate::lexer::OpKind;
 use crate::tail::Tail;
 use crate::tree::{CondId, FilterId, Item, NodeId, OpData, OpId, Pos};
 use crate::value::{py_str, Value};
 use crate::Config;
-
-/// A key of the working dict: a plain key (an interned symbol) or a suffixed tuple key.
-pub(crate) type KeyId = u32;
-
-/// Reserved key ids (interned first, see [`Config::empty`]).
-pub(crate) const K_NAME: KeyId = 0;
-pub(crate) const K_SHORTNAME: KeyId = 1;
-pub(crate) const K_DEP: KeyId = 2;
-pub(crate) const K_NAME_MAP: KeyId = 3;
-pub(crate) const K_SHORT_MAP: KeyId = 4;
-
-#[inline]
-pub(crate) fn is_reserved(k: KeyId) -> bool {
-    k <= K_SHORT_MAP
-}
 
 /// A tuple key `(general, s1, …, sn)` created by `suffix`.
 #[derive(Debug, Clone)]

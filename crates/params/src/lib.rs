@@ -50,8 +50,8 @@ pub use params::{ParamError, Params};
 pub use parser::{Parser, ParserOptions};
 pub use value::Value;
 
-use eval::{Flow, KeyId, Sink, VariantRef, Walker};
-use intern::{Interner, Sym};
+use eval::{Flow, Sink, VariantRef, Walker};
+use intern::{Interner, KeyId, Sym};
 use tree::{Cond, FileId, FilterId, Node, NodeId, Op, OpData, OpId, Pos};
 
 /// The set of labels below a node: a bitset over the dense label numbering of
@@ -126,7 +126,7 @@ pub struct Config {
 impl Config {
     pub(crate) fn empty(options: ParserOptions) -> Config {
         let mut syms = Interner::default();
-        for k in parser::RESERVED {
+        for k in intern::RESERVED {
             syms.intern(k);
         }
         Config {
@@ -857,12 +857,12 @@ pub struct VariantView<'a, 'w> {
 impl VariantView<'_, '_> {
     /// The full name: labels joined by `.`, named labels as `(var=value)`.
     pub fn name(&self) -> String {
-        self.inner.str_of(eval::K_NAME)
+        self.inner.str_of(intern::K_NAME)
     }
 
     /// The short name: bare labels of non-default entries.
     pub fn shortname(&self) -> String {
-        self.inner.str_of(eval::K_SHORTNAME)
+        self.inner.str_of(intern::K_SHORTNAME)
     }
 
     /// The value of `key` in the final dict (a cheap clone: values are shared).
