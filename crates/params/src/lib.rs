@@ -33,6 +33,7 @@ pub mod lexer;
 mod origin;
 mod params;
 mod parser;
+mod pynum;
 mod pyre;
 mod tail;
 mod tree;
