@@ -14,9 +14,9 @@
 //! with the number of variants.
 //!
 //! Files: `work` (the working dict), `walk` (the depth-first walk, filters, `join`), `build`
-//! (a leaf's dict: operation list, tail choice, gathering, final reads), `apply` (one operation, postfix pass)
-//! and `variant` (a built variant: lookups, flattening, JSON). This file holds the walker's
-//! state and the sink interface.
+//! (a leaf's dict: operation list, tail choice, gathering, final reads), `apply` (one
+//! operation, the postfix pass) and `variant` (a built variant: lookups, flattening, JSON).
+//! This file holds the walker's state and the sink interface.
 
 mod apply;
 mod build;
