@@ -20,9 +20,10 @@
 //! assert_eq!(seen, [("small".to_string(), "512".to_string()), ("big".into(), "2048".into())]);
 //! ```
 //!
-//! Layout: [`lexer`] (lines and tokens) → `parser` (statements → tree) → `eval` (walk and
-//! dicts) → [`VariantView`] / [`Variant`]; [`Params`] is the per-variant string map with
-//! per-object views; [`Error`] renders diagnostics.
+//! Layout: [`lexer`] (lines and tokens) → `parser` (statements → tree) → `config` ([`Config`]
+//! and its `finish`) → `enumerate` (sequential and parallel enumeration) → `eval` (walk and
+//! dicts) → `view` ([`VariantView`] / [`Variant`]); [`Params`] is the per-variant string map
+//! with per-object views; `pynum` reads Python numbers; [`Error`] renders diagnostics.
 
 mod config;
 mod enumerate;
