@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::event::EventFilter;
+use crate::filter::EventFilter;
 
 /// A QEMU error class as sent in `{"error": {"class": ...}}`.
 ///

@@ -39,6 +39,7 @@
 
 pub mod error;
 pub mod event;
+mod filter;
 pub mod hmp;
 pub mod qmp;
 pub mod transcript;

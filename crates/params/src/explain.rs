@@ -7,7 +7,8 @@
 
 use std::ops::ControlFlow;
 
-use crate::eval::{KeyId, Sink, VariantRef, Walker};
+use crate::eval::{Sink, VariantRef, Walker};
+use crate::intern::KeyId;
 use crate::tree::{Item, OpData, Pos};
 use crate::{Config, Error, Location, Value};
 
@@ -159,8 +160,8 @@ impl Walker<'_> {
     ) -> Result<Explanation, Error> {
         let cfg = self.cfg;
         let mut ex = Explanation {
-            name: v.str_of(crate::eval::K_NAME),
-            shortname: v.str_of(crate::eval::K_SHORTNAME),
+            name: v.str_of(crate::intern::K_NAME),
+            shortname: v.str_of(crate::intern::K_SHORTNAME),
             ..Default::default()
         };
         if let VariantRef::Owned(..) = v {

@@ -1,4 +1,5 @@
-//! A small string interner: labels, keys and file names become dense integer ids.
+//! A small string interner: labels, keys and file names become dense integer ids; and the ids
+//! of keys ([`KeyId`]), with the reserved keys that every config interns first.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -36,4 +37,30 @@ impl Interner {
     pub fn len(&self) -> usize {
         self.strs.len()
     }
+}
+
+/// Keys that no statement may set, append to or delete.
+pub(crate) const RESERVED: [&str; 5] = [
+    "name",
+    "shortname",
+    "dep",
+    "_name_map_file",
+    "_short_name_map_file",
+];
+
+/// A key of the working dict: a plain key (an interned symbol) or a suffixed tuple key.
+pub(crate) type KeyId = u32;
+
+/// Reserved key ids (interned first, in the order of [`RESERVED`], see
+/// [`crate::Config::empty`]).
+pub(crate) const K_NAME: KeyId = 0;
+pub(crate) const K_SHORTNAME: KeyId = 1;
+pub(crate) const K_DEP: KeyId = 2;
+pub(crate) const K_NAME_MAP: KeyId = 3;
+pub(crate) const K_SHORT_MAP: KeyId = 4;
+
+/// Whether `k` is one of the reserved keys.
+#[inline]
+pub(crate) fn is_reserved(k: KeyId) -> bool {
+    k <= K_SHORT_MAP
 }

@@ -42,6 +42,7 @@ use std::iter::FusedIterator;
 use std::str::FromStr;
 
 use crate::origin::Origin;
+use crate::pynum::{typed_float, typed_int};
 
 /// Why reading a parameter failed.
 ///
@@ -456,7 +457,7 @@ impl Params {
     /// [`ParamError::Invalid`] when the value is not such a literal or does not fit an `i64`.
     pub fn get_i64(&self, key: &str) -> Result<Option<i64>, ParamError> {
         self.parse_with(key, "an integer", |value| {
-            let (negative, magnitude) = parse_py_int(value)?;
+            let (negative, magnitude) = typed_int(value)?;
             let magnitude = i128::try_from(magnitude).map_err(|_| OUT_OF_RANGE_I64.to_owned())?;
             let signed = if negative { -magnitude } else { magnitude };
             i64::try_from(signed).map_err(|_| OUT_OF_RANGE_I64.to_owned())
@@ -481,7 +482,7 @@ impl Params {
     /// a `u64`.
     pub fn get_u64(&self, key: &str) -> Result<Option<u64>, ParamError> {
         self.parse_with(key, "an unsigned integer", |value| {
-            let (negative, magnitude) = parse_py_int(value)?;
+            let (negative, magnitude) = typed_int(value)?;
             if negative && magnitude != 0 {
                 return Err("negative".to_owned());
             }
@@ -506,7 +507,7 @@ impl Params {
     ///
     /// [`ParamError::Invalid`] when the value is not such a literal.
     pub fn get_f64(&self, key: &str) -> Result<Option<f64>, ParamError> {
-        self.parse_with(key, "a number", parse_py_float)
+        self.parse_with(key, "a number", typed_float)
     }
 
     /// Reads a mandatory floating-point number like [`get_f64`](Params::get_f64).
@@ -628,93 +629,6 @@ fn split_list<'a>(value: &'a str, delimiter: Option<&str>) -> Vec<&'a str> {
 }
 
 const OUT_OF_RANGE_I64: &str = "out of range for i64";
-
-/// Parses a Python integer literal, accepting the union of what `int(text)` and `int(text, 0)`
-/// accept (see [`Params::get_i64`]). Returns the sign and the magnitude.
-///
-/// Python's `int()` strips exactly the characters `char::is_whitespace` matches (not U+001C..U+001F,
-/// unlike `str.split()`), so `str::trim` is the right strip here.
-fn parse_py_int(text: &str) -> Result<(bool, u128), String> {
-    let literal = text.trim();
-    if literal.is_empty() {
-        return Err("empty".to_owned());
-    }
-    let (negative, unsigned) = match literal.as_bytes().first() {
-        Some(b'-') => (true, &literal[1..]),
-        Some(b'+') => (false, &literal[1..]),
-        _ => (false, literal),
-    };
-    let bytes = unsigned.as_bytes();
-    let radix = match (bytes.first(), bytes.get(1)) {
-        (Some(b'0'), Some(b'x' | b'X')) => 16,
-        (Some(b'0'), Some(b'o' | b'O')) => 8,
-        (Some(b'0'), Some(b'b' | b'B')) => 2,
-        _ => 10,
-    };
-    let digits = if radix == 10 {
-        unsigned
-    } else {
-        // Python allows one underscore between the prefix and the first digit: `0x_ff`.
-        let after_prefix = &unsigned[2..];
-        after_prefix.strip_prefix('_').unwrap_or(after_prefix)
-    };
-    parse_digits(digits, radix).map(|magnitude| (negative, magnitude))
-}
-
-/// Parses ASCII digits in `radix`, allowing single underscores between digits.
-fn parse_digits(digits: &str, radix: u32) -> Result<u128, String> {
-    if digits.is_empty() {
-        return Err("no digits".to_owned());
-    }
-    let mut magnitude: u128 = 0;
-    let mut previous_was_digit = false;
-    let mut chars = digits.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '_' {
-            let next_is_digit = chars.peek().is_some_and(|n| n.is_digit(radix));
-            if !previous_was_digit || !next_is_digit {
-                return Err("'_' is only allowed between digits".to_owned());
-            }
-            previous_was_digit = false;
-            continue;
-        }
-        let Some(digit) = c.to_digit(radix) else {
-            return Err(format!("invalid digit {c:?} for base {radix}"));
-        };
-        magnitude = magnitude
-            .checked_mul(u128::from(radix))
-            .and_then(|m| m.checked_add(u128::from(digit)))
-            .ok_or_else(|| "out of range".to_owned())?;
-        previous_was_digit = true;
-    }
-    Ok(magnitude)
-}
-
-/// Parses a Python `float()` literal: Rust's `f64` grammar already matches it (including `inf`,
-/// `infinity` and `nan` in any case) once surrounding whitespace and the underscores Python
-/// allows between digits are removed.
-fn parse_py_float(text: &str) -> Result<f64, String> {
-    let literal = text.trim();
-    if !literal.contains('_') {
-        return literal.parse::<f64>().map_err(|e| e.to_string());
-    }
-    let chars: Vec<char> = literal.chars().collect();
-    let mut cleaned = String::with_capacity(literal.len());
-    for (i, &c) in chars.iter().enumerate() {
-        if c == '_' {
-            let before = i.checked_sub(1).and_then(|j| chars.get(j));
-            let after = chars.get(i + 1);
-            let between_digits =
-                before.is_some_and(char::is_ascii_digit) && after.is_some_and(char::is_ascii_digit);
-            if !between_digits {
-                return Err("'_' is only allowed between digits".to_owned());
-            }
-        } else {
-            cleaned.push(c);
-        }
-    }
-    cleaned.parse::<f64>().map_err(|e| e.to_string())
-}
 
 /// The iterator returned by [`Params::iter`]: `(key, value)` pairs in insertion order.
 #[derive(Clone, Debug)]

@@ -7,19 +7,10 @@ use std::sync::Arc;
 
 use crate::error::{Error, ErrorKind, Location};
 use crate::filter::{CtxLabel, FLabel, Filter};
-use crate::intern::Sym;
+use crate::intern::{Sym, RESERVED};
 use crate::lexer::{tokenize, LineTokens, NextLine, OpKind, Reader, SrcLine, Tok, Token};
 use crate::tree::{Cond, CondId, FileId, Item, NodeId, Op, OpData, Pos};
 use crate::Config;
-
-/// Keys that no statement may set, append to or delete.
-pub(crate) const RESERVED: [&str; 5] = [
-    "name",
-    "shortname",
-    "dep",
-    "_name_map_file",
-    "_short_name_map_file",
-];
 
 /// Options of a [`Parser`].
 #[derive(Debug, Clone, Default)]

@@ -21,7 +21,7 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use crate::eval::{is_reserved, KeyId, K_NAME_MAP, K_SHORT_MAP};
+use crate::intern::{is_reserved, KeyId, K_NAME_MAP, K_SHORT_MAP};
 use crate::lexer::OpKind;
 use crate::tree::{Op, OpData, OpId, Pos};
 use crate::value::Value;

@@ -23,9 +23,10 @@
 //!
 //! Host tools and sha256 digests come from `crate::host`, package download and unpacking from
 //! `crate::apt` (shared with `fixtures qemu`). This module holds the options, the entry point
-//! and the constants shared by the submodules:
+//! (`build_if_needed`: resolve the packages, reuse the build the manifest vouches for, else run
+//! `initramfs`'s build) and the constants shared by the submodules:
 //! * `packages`: the Debian packages (apt resolution), the build's inputs and the manifest
-//!   (`build_if_needed` decides whether to rebuild);
+//!   (`stale_reason` says why an existing build cannot be reused);
 //! * `initramfs`: the build: download and unpack the `.deb`s, pick the kernel modules, assemble
 //!   and pack the initramfs, extract the PVH-bootable `vmlinux`;
 //! * `files`: the guest's own files (`/init`, busybox configuration, helper scripts);
@@ -41,14 +42,18 @@ mod initramfs;
 mod packages;
 mod wire;
 
-use std::path::PathBuf;
-use std::time::Duration;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
+use serde_json::Value;
 
 pub use boot::{probe_accel, Accel};
 use check::check;
-use packages::build_if_needed;
+use initramfs::build;
+use packages::{inputs, resolve_packages, stale_reason, Built};
 
 /// Printed on the serial console by the guest's `/init` once every service is up.
 pub const READY_MARKER: &str = "KVMTEST-GUEST-READY";
@@ -109,6 +114,49 @@ pub fn main(args: &[String]) -> Result<()> {
         check(&built, accel)?;
     }
     Ok(())
+}
+
+/// Builds the guest into `out` unless the manifest there shows the same inputs and outputs.
+fn build_if_needed(out: &Path) -> Result<Built> {
+    let packages = resolve_packages()?;
+    let inputs = inputs(&packages)?;
+    let manifest_path = out.join("manifest.json");
+    let reason = match fs::read(&manifest_path) {
+        Ok(bytes) => match serde_json::from_slice::<Value>(&bytes) {
+            Ok(manifest) => match stale_reason(out, &manifest, &inputs)? {
+                None => {
+                    eprintln!(
+                        "guest: up to date in {} ({} {}, {} {})",
+                        out.display(),
+                        packages.kernel.name,
+                        packages.kernel.version,
+                        packages.busybox.name,
+                        packages.busybox.version
+                    );
+                    return Built::from_manifest(out, &manifest);
+                }
+                Some(reason) => reason,
+            },
+            Err(e) => format!("unreadable manifest ({e})"),
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => "no previous build".into(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", manifest_path.display())),
+    };
+    eprintln!("guest: building in {} ({reason})", out.display());
+    let started = Instant::now();
+    let manifest = build(out, &packages, inputs)?;
+    eprintln!(
+        "guest: built in {:.1} s: vmlinuz {} bytes, vmlinux {} bytes, initrd.gz {} bytes, \
+         {} modules",
+        started.elapsed().as_secs_f64(),
+        manifest["outputs"]["vmlinuz"]["size"],
+        manifest["outputs"]["vmlinux"]["size"],
+        manifest["outputs"]["initrd.gz"]["size"],
+        manifest["modules"]["included"]
+            .as_array()
+            .map_or(0, Vec::len),
+    );
+    Built::from_manifest(out, &manifest)
 }
 
 const USAGE: &str = "usage: cargo xtask fixtures guest [--out DIR] [--check [--accel auto|kvm|tcg]]

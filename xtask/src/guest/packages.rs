@@ -1,18 +1,15 @@
 //! The guest's inputs and its manifest: the Debian packages at the versions apt would download
 //! now (`apt-cache`), everything the build depends on (`inputs`), and `manifest.json`, which
-//! decides whether an existing build is reused ([`build_if_needed`]).
+//! decides whether an existing build is reused ([`stale_reason`]; the decision itself is
+//! `build_if_needed` in the parent module).
 
-use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
 
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
 
 use super::files::GUEST_FILES;
-use super::initramfs::build;
 use super::{BUSYBOX, KERNEL_META, MODULES, RECIPE};
 use crate::apt::Package;
 use crate::host::{file_digest, sha256_bytes, stdout_of};
@@ -61,7 +58,7 @@ impl Packages {
     }
 }
 
-fn resolve_packages() -> Result<Packages> {
+pub(super) fn resolve_packages() -> Result<Packages> {
     let depends = stdout_of(Command::new("apt-cache").args(["depends", KERNEL_META]))
         .with_context(|| format!("looking up {KERNEL_META} (run `apt-get update` first?)"))?;
     let kernel = parse_kernel_package(&depends).with_context(|| {
@@ -74,7 +71,7 @@ fn resolve_packages() -> Result<Packages> {
 }
 
 /// Everything the build depends on, as recorded in the manifest's `inputs`.
-fn inputs(packages: &Packages) -> Result<Value> {
+pub(super) fn inputs(packages: &Packages) -> Result<Value> {
     let mut files = serde_json::Map::new();
     for f in GUEST_FILES {
         let digest = json!({ "sha256": sha256_bytes(f.text.as_bytes())?, "size": f.text.len() });
@@ -105,7 +102,7 @@ pub(super) struct Built {
 }
 
 impl Built {
-    fn from_manifest(dir: &Path, manifest: &Value) -> Result<Built> {
+    pub(super) fn from_manifest(dir: &Path, manifest: &Value) -> Result<Built> {
         let kernel_release = manifest["kernel_release"]
             .as_str()
             .context("manifest has no kernel_release")?
@@ -120,7 +117,7 @@ impl Built {
 }
 
 /// Why an existing build cannot be reused, or `None` when it can.
-fn stale_reason(dir: &Path, manifest: &Value, inputs: &Value) -> Result<Option<String>> {
+pub(super) fn stale_reason(dir: &Path, manifest: &Value, inputs: &Value) -> Result<Option<String>> {
     if manifest["inputs"] != *inputs {
         return Ok(Some("inputs changed".into()));
     }
@@ -134,49 +131,6 @@ fn stale_reason(dir: &Path, manifest: &Value, inputs: &Value) -> Result<Option<S
         }
     }
     Ok(None)
-}
-
-/// Builds the guest into `out` unless the manifest there shows the same inputs and outputs.
-pub(super) fn build_if_needed(out: &Path) -> Result<Built> {
-    let packages = resolve_packages()?;
-    let inputs = inputs(&packages)?;
-    let manifest_path = out.join("manifest.json");
-    let reason = match fs::read(&manifest_path) {
-        Ok(bytes) => match serde_json::from_slice::<Value>(&bytes) {
-            Ok(manifest) => match stale_reason(out, &manifest, &inputs)? {
-                None => {
-                    eprintln!(
-                        "guest: up to date in {} ({} {}, {} {})",
-                        out.display(),
-                        packages.kernel.name,
-                        packages.kernel.version,
-                        packages.busybox.name,
-                        packages.busybox.version
-                    );
-                    return Built::from_manifest(out, &manifest);
-                }
-                Some(reason) => reason,
-            },
-            Err(e) => format!("unreadable manifest ({e})"),
-        },
-        Err(e) if e.kind() == io::ErrorKind::NotFound => "no previous build".into(),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", manifest_path.display())),
-    };
-    eprintln!("guest: building in {} ({reason})", out.display());
-    let started = Instant::now();
-    let manifest = build(out, &packages, inputs)?;
-    eprintln!(
-        "guest: built in {:.1} s: vmlinuz {} bytes, vmlinux {} bytes, initrd.gz {} bytes, \
-         {} modules",
-        started.elapsed().as_secs_f64(),
-        manifest["outputs"]["vmlinuz"]["size"],
-        manifest["outputs"]["vmlinux"]["size"],
-        manifest["outputs"]["initrd.gz"]["size"],
-        manifest["modules"]["included"]
-            .as_array()
-            .map_or(0, Vec::len),
-    );
-    Built::from_manifest(out, &manifest)
 }
 
 #[cfg(test)]
