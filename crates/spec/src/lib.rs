@@ -21,6 +21,7 @@
 //! * [`process`]: what the runner does to VMs and images before and after a test
 //!   ([`Processing`]: `start_vm`, `kill_vm`, `create_image`, `remove_image`, the `on_error`
 //!   overrides…).
+//! * [`test`]: which test a variant runs (`type`) and on which VM (`main_vm`): [`TestTarget`].
 //! * [`problem`]: [`Problem`], [`ProblemKind`], [`SpecError`].
 
 pub mod keys;
@@ -30,6 +31,7 @@ pub mod problem;
 pub mod process;
 pub mod read;
 pub mod session;
+pub mod test;
 pub mod tools;
 pub mod types;
 pub mod vm;
@@ -40,6 +42,7 @@ pub use problem::{into_result, sort_problems, Problem, ProblemKind, SpecError};
 pub use process::{ImageProcessing, Processing, Teardown, VmProcessing, PROCESS_KEYS};
 pub use read::{FlatParams, ObjParams, Src};
 pub use session::{SessionSpec, ShellClient, SESSION_KEYS};
+pub use test::{TestTarget, TEST_KEYS};
 pub use tools::{HostTools, TOOL_KEYS};
 pub use vm::{
     CdromSpec, ChecksumAlgo, ImageSize, ImageSpec, IsoChecksum, MonitorSpec, NicMode, NicSpec,

@@ -179,6 +179,14 @@ fn unescape_linesep(s: &str) -> String {
 }
 
 impl SessionSpec {
+    /// The session keys of VM `vm` of a variant's `params` (its object view taken here).
+    ///
+    /// # Errors
+    /// As [`SessionSpec::read`].
+    pub fn of(params: &Params, vm: &str) -> Result<SessionSpec, SpecError> {
+        SessionSpec::read(&params.object_params(vm), vm)
+    }
+
     /// Reads the session keys of VM `vm` from its object params (`params.object_params(vm)`).
     ///
     /// # Errors

@@ -23,6 +23,14 @@ pub struct HostTools {
 }
 
 impl HostTools {
+    /// The tools keys of VM `vm` of a variant's `params` (its object view taken here).
+    ///
+    /// # Errors
+    /// As [`HostTools::read`].
+    pub fn of(params: &Params, vm: &str) -> Result<HostTools, SpecError> {
+        HostTools::read(&params.object_params(vm))
+    }
+
     /// Reads the tools keys of `params` (a variant's, or an object's view of them).
     ///
     /// # Errors

@@ -133,16 +133,16 @@ impl std::str::FromStr for ImageSize {
 }
 
 impl ImageSpec {
-    /// Image `image` from a VM's params (`params.object_params(vm)`), every bad key reported at
-    /// once. The one reading of the image keys: the builder, the VM layer (`qemu-img`) and the
-    /// runner (image placement) all use it.
+    /// Image `image` of VM `vm` of a variant's `params` (the VM's and the image's object views
+    /// taken here), every bad key reported at once. The one reading of the image keys: the
+    /// builder, the VM layer (`qemu-img`) and the runner (image placement) all use it.
     ///
     /// # Errors
     ///
     /// [`SpecError::Params`] listing every problem (`vm` names the VM in the message).
     pub fn of(params: &Params, vm: &str, image: &str) -> Result<ImageSpec, SpecError> {
         let mut found = Findings::new();
-        let obj = ObjParams::root(params).object(image);
+        let obj = ObjParams::root(params).object(vm).object(image);
         let mut r = Reader::new(obj, "image", image, &mut found);
         let spec = ImageSpec::read(&mut r, image);
         crate::problem::into_result(spec, vm, found.problems)

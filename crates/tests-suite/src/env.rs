@@ -213,7 +213,7 @@ pub trait GuestVm: Send + Sync {
 /// [`destroy_vm`](VmEnv::destroy_vm) and [`remove_image`](VmEnv::remove_image) as `kill_vm`,
 /// `kill_vm_gracefully`, `kill_unresponsive_vms` and `remove_image` say.
 pub trait VmEnv: Send + Sync {
-    /// Start VM `name` from `params` (already the VM's object view), or keep the running one
+    /// Start VM `name` of the variant's `params`, or keep the running one
     /// when its command line would be identical. Per-test artifacts (argv, stderr, serial log,
     /// QMP transcript) go to `test_dir`.
     fn start_vm<'a>(
@@ -232,16 +232,19 @@ pub trait VmEnv: Send + Sync {
         name: &'a str,
         how: Teardown,
     ) -> BoxFuture<'a, Result<(), EnvError>>;
-    /// Create image `image.name` from `params` (the image's object view) as `image` says:
+    /// Create image `image.name` of VM `vm` of the variant's `params` as `image` says:
     /// `create_image` when its file is missing, `force_create_image` even when it exists.
     fn prepare_image<'a>(
         &'a self,
+        vm: &'a str,
         image: &'a ImageProcessing,
         params: &'a Params,
     ) -> BoxFuture<'a, Result<(), EnvError>>;
-    /// Remove image `image` (post-processing, `remove_image = yes`).
+    /// Remove image `image` of VM `vm` of the variant's `params` (post-processing,
+    /// `remove_image = yes`).
     fn remove_image<'a>(
         &'a self,
+        vm: &'a str,
         image: &'a str,
         params: &'a Params,
     ) -> BoxFuture<'a, Result<(), EnvError>>;
@@ -291,6 +294,7 @@ impl VmEnv for NoVmEnv {
 
     fn prepare_image<'a>(
         &'a self,
+        _vm: &'a str,
         _image: &'a ImageProcessing,
         _params: &'a Params,
     ) -> BoxFuture<'a, Result<(), EnvError>> {
@@ -299,6 +303,7 @@ impl VmEnv for NoVmEnv {
 
     fn remove_image<'a>(
         &'a self,
+        _vm: &'a str,
         _image: &'a str,
         _params: &'a Params,
     ) -> BoxFuture<'a, Result<(), EnvError>> {

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use params::{Config, Params};
 use serde_json::json;
-use spec::Processing;
+use spec::{Processing, TestTarget};
 use tokio_util::sync::CancellationToken;
 
 use crate::env::{
@@ -511,7 +511,7 @@ fn record_without_running(shared: &Shared, p: Planned, verdict: Verdict) -> Test
         index: p.index,
         name: p.name,
         shortname: p.shortname,
-        test_type: p.params.get("type").map(str::to_string),
+        test_type: spec::test::test_type(&p.params),
         verdict: verdict.kind(),
         message: verdict.message().map(str::to_string),
         started: crate::time::now_rfc3339(),
@@ -545,7 +545,7 @@ async fn run_one(shared: &Arc<Shared>, env: &Arc<dyn VmEnv>, p: Planned) -> Test
     let clock = Instant::now();
     let rel = test_dir_name(&p);
     let dir = shared.job_dir.join(&rel);
-    let test_type = p.params.get("type").map(str::to_string);
+    let test_type = spec::test::test_type(&p.params);
     shared.events.emit(
         "test_started",
         json!({"index": p.index, "name": p.name, "type": test_type, "dir": rel}),
@@ -608,7 +608,9 @@ async fn run_one(shared: &Arc<Shared>, env: &Arc<dyn VmEnv>, p: Planned) -> Test
 
 /// Steps 2–4: select the test by `type`, check its parameters, pre-process, run.
 async fn select_and_run(shared: &Shared, ctx: &TestContext) -> Result<(), TestError> {
-    let ty = ctx.params.require("type")?;
+    let target =
+        TestTarget::read(&ctx.params).map_err(|e| TestError::error(crate::error_chain(&e)))?;
+    let ty = target.test_type.as_str();
     let Some((spec, f)) = shared.registry.get(ty) else {
         let known: Vec<&str> = shared.registry.specs().map(|s| s.name).collect();
         return Err(TestError::Error(format!(
@@ -641,11 +643,8 @@ async fn preprocess(ctx: &TestContext) -> Result<(), TestError> {
     let processing =
         Processing::before(&ctx.params).map_err(|e| TestError::error(crate::error_chain(&e)))?;
     for vm in &processing.vms {
-        let vp = ctx.params.object_params(&vm.name);
         for image in vm.images.iter().filter(|i| i.create || i.force_create) {
-            ctx.env
-                .prepare_image(image, &vp.object_params(&image.name))
-                .await?;
+            ctx.env.prepare_image(&vm.name, image, &ctx.params).await?;
         }
     }
     for vm in &processing.vms {
@@ -657,8 +656,7 @@ async fn preprocess(ctx: &TestContext) -> Result<(), TestError> {
         }
         if vm.start {
             ctx.log.info(format_args!("starting VM {}", vm.name));
-            let vp = ctx.params.object_params(&vm.name);
-            ctx.env.start_vm(&vm.name, &vp, &ctx.dir).await?;
+            ctx.env.start_vm(&vm.name, &ctx.params, &ctx.dir).await?;
         }
     }
     Ok(())
@@ -707,7 +705,6 @@ async fn postprocess(
     }
     let mut holding_removed = Vec::new();
     for vm in &processing.vms {
-        let vp = ctx.params.object_params(&vm.name);
         for image in vm.images.iter().filter(|i| i.remove) {
             if running(env, &vm.name) {
                 ctx.log.info(format_args!(
@@ -717,10 +714,7 @@ async fn postprocess(
                 holding_removed.push(vm);
                 continue;
             }
-            if let Err(e) = env
-                .remove_image(&image.name, &vp.object_params(&image.name))
-                .await
-            {
+            if let Err(e) = env.remove_image(&vm.name, &image.name, &ctx.params).await {
                 problems.push(crate::error_chain(&e));
             }
         }

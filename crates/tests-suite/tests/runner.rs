@@ -115,7 +115,8 @@ fn a_missing_parameter_is_an_error_naming_the_key_never_a_skip() {
     let summary = run(&config(cfg), &options(dir.path())).unwrap();
     let t = &summary.report.tests;
     assert!(t.iter().all(|t| t.verdict == VerdictKind::Error), "{t:?}");
-    assert!(t[0].message.as_deref().unwrap().contains("'type'"));
+    let no_type = t[0].message.as_deref().unwrap();
+    assert!(no_type.contains("type: missing (required)"), "{no_type}");
     assert!(t[1]
         .message
         .as_deref()
@@ -301,10 +302,10 @@ impl VmEnv for FakeEnv {
         _dir: &'a Path,
     ) -> BoxFuture<'a, Result<(), EnvError>> {
         Box::pin(async move {
-            self.calls
-                .lock()
-                .unwrap()
-                .push(format!("start {name} mem={}", params.get_or("mem", "?")));
+            self.calls.lock().unwrap().push(format!(
+                "start {name} mem={}",
+                params.object_params(name).get_or("mem", "?")
+            ));
             self.running.lock().unwrap().push(name.to_string());
             Ok(())
         })
@@ -335,6 +336,7 @@ impl VmEnv for FakeEnv {
     }
     fn prepare_image<'a>(
         &'a self,
+        _vm: &'a str,
         image: &'a ImageProcessing,
         _p: &'a Params,
     ) -> BoxFuture<'a, Result<(), EnvError>> {
@@ -348,6 +350,7 @@ impl VmEnv for FakeEnv {
     }
     fn remove_image<'a>(
         &'a self,
+        _vm: &'a str,
         image: &'a str,
         _p: &'a Params,
     ) -> BoxFuture<'a, Result<(), EnvError>> {

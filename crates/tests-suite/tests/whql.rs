@@ -206,6 +206,7 @@ impl VmEnv for Env {
     }
     fn prepare_image<'a>(
         &'a self,
+        _vm: &'a str,
         _i: &'a spec::ImageProcessing,
         _p: &'a Params,
     ) -> BoxFuture<'a, Result<(), EnvError>> {
@@ -213,6 +214,7 @@ impl VmEnv for Env {
     }
     fn remove_image<'a>(
         &'a self,
+        _vm: &'a str,
         _i: &'a str,
         _p: &'a Params,
     ) -> BoxFuture<'a, Result<(), EnvError>> {

@@ -65,19 +65,24 @@ impl Image {
         }
     }
 
-    /// Image `name` of a VM's params (`params.object_params(vm)`), as `spec` reads it
-    /// ([`ImageSpec::of`], [`HostTools`]), relative paths under `root`.
+    /// Image `name` of VM `vm` of a variant's `params`, as `spec` reads it ([`ImageSpec::of`],
+    /// [`HostTools`]), relative paths under `root`.
     ///
     /// # Errors
     /// [`ImageError::Params`] with every bad image key (`image_name` missing, an unknown
     /// `image_format`, a `image_raw_device` that is not a boolean…).
-    pub fn from_params(name: &str, params: &Params, root: &Path) -> Result<Image, ImageError> {
+    pub fn from_params(
+        params: &Params,
+        vm: &str,
+        name: &str,
+        root: &Path,
+    ) -> Result<Image, ImageError> {
         let wrap = |source| ImageError::Params {
             image: name.to_owned(),
             source: Box::new(source),
         };
-        let spec = ImageSpec::of(params, "", name).map_err(wrap)?;
-        let tools = HostTools::read(params).map_err(wrap)?;
+        let spec = ImageSpec::of(params, vm, name).map_err(wrap)?;
+        let tools = HostTools::of(params, vm).map_err(wrap)?;
         Ok(Image::new(&spec, root, tools.qemu_img))
     }
 

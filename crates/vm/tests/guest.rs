@@ -174,7 +174,8 @@ async fn hotplug_nic_and_disk_seen_in_guest() {
         logs.path().join("hot").to_string_lossy().into_owned(),
     );
     ip.insert("image_size", "16M");
-    let img = vm::image::Image::from_params("hot", &ip, std::path::Path::new("/")).expect("image");
+    let img =
+        vm::image::Image::from_params(&ip, "vm1", "hot", std::path::Path::new("/")).expect("image");
     img.create().expect("qemu-img create");
     let disk = ok!(
         vm,

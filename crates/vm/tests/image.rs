@@ -9,7 +9,7 @@ fn create_check_snapshot_convert_remove() {
     let mut p = Params::new();
     p.insert("image_name", "disk");
     p.insert("image_size", "8M");
-    let img = Image::from_params("image1", &p, dir.path()).expect("view");
+    let img = Image::from_params(&p, "vm1", "image1", dir.path()).expect("view");
     assert_eq!(img.path, dir.path().join("disk.qcow2"));
     img.create().expect("create");
     img.check().expect("check");
@@ -39,11 +39,11 @@ fn raw_device_is_read_as_the_builder_reads_it() {
     p.insert("image_name", "/dev/sdb");
     for yes in ["yes", "on", "true"] {
         p.insert("image_raw_device", yes);
-        let img = Image::from_params("image1", &p, root).expect("view");
+        let img = Image::from_params(&p, "vm1", "image1", root).expect("view");
         assert_eq!(img.path, std::path::Path::new("/dev/sdb"), "{yes}");
     }
     p.insert("image_raw_device", "maybe");
-    let err = Image::from_params("image1", &p, root).expect_err("a bad boolean is an error");
+    let err = Image::from_params(&p, "vm1", "image1", root).expect_err("a bad boolean is an error");
     assert!(
         format!(
             "{err}: {}",

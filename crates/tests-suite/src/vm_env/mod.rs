@@ -345,12 +345,13 @@ impl VmEnv for VmLayerEnv {
 
     fn prepare_image<'a>(
         &'a self,
+        vm: &'a str,
         image: &'a ImageProcessing,
         params: &'a Params,
     ) -> BoxFuture<'a, Result<(), EnvError>> {
         Box::pin(async move {
             let name = image.name.as_str();
-            let img = vm::image::Image::from_params(name, params, &self.image_dir)
+            let img = vm::image::Image::from_params(params, vm, name, &self.image_dir)
                 .map_err(|e| vm_err(name, "image parameters", e))?;
             if img.path.exists() && !image.force_create {
                 // Kept (`create_image` creates a missing image only): a reused VM may have it
@@ -363,11 +364,12 @@ impl VmEnv for VmLayerEnv {
 
     fn remove_image<'a>(
         &'a self,
+        vm: &'a str,
         image: &'a str,
         params: &'a Params,
     ) -> BoxFuture<'a, Result<(), EnvError>> {
         Box::pin(async move {
-            let img = vm::image::Image::from_params(image, params, &self.image_dir)
+            let img = vm::image::Image::from_params(params, vm, image, &self.image_dir)
                 .map_err(|e| vm_err(image, "image parameters", e))?;
             blocking(image, "removing the image", move || img.remove()).await
         })

@@ -106,9 +106,7 @@ impl VmSetup {
         let mut problems = Vec::new();
         let mut keep = |e: spec::SpecError| problems.extend(e.problems().iter().cloned());
         let spec = VmSpec::new(params, vm).map_err(&mut keep).ok();
-        let session = SessionSpec::read(&params.object_params(vm), vm)
-            .map_err(&mut keep)
-            .ok();
+        let session = SessionSpec::of(params, vm).map_err(&mut keep).ok();
         match (spec, session) {
             (Some(spec), Some(session)) => Ok(VmSetup {
                 spec,
