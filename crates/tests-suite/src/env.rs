@@ -8,19 +8,15 @@
 //! Futures are boxed ([`BoxFuture`]) so the traits stay object safe: the runner holds one
 //! `Arc<dyn VmEnv>` per worker, and tests see it through [`crate::TestContext::env`].
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use params::Params;
 
+use crate::future::BoxFuture;
 use crate::gc::ResourceRecorder;
 use crate::shell::{RemoteShell, ShellConfig, TcpShell};
-
-/// A boxed, sendable future: what the object-safe async traits of this crate return.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The message every VM request gets until the VM layer is wired in.
 pub const VM_UNAVAILABLE: &str = "VM layer not available in this build";

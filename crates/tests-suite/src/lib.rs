@@ -32,6 +32,7 @@ pub mod catalogue;
 pub mod cli;
 pub mod command;
 pub mod env;
+pub mod future;
 pub mod gc;
 pub mod progress;
 pub mod registry;
@@ -46,10 +47,11 @@ pub mod vm_env;
 
 pub use cli::{cli_catalogue, cli_gc, cli_merge, cli_run, GcArgs, MergeArgs, RunArgs};
 pub use env::{
-    BoxFuture, EnvError, EnvFactory, GuestVm, Hotplugged, LoginVia, MigrationMode,
-    MigrationProtocol, NetRemote, NoVmEnv, NoVmFactory, RebootMethod, RemoteHosts, ShutdownMethod,
-    Teardown, VmEnv, WorkerSlot, VM_UNAVAILABLE,
+    EnvError, EnvFactory, GuestVm, Hotplugged, LoginVia, MigrationMode, MigrationProtocol,
+    NetRemote, NoVmEnv, NoVmFactory, RebootMethod, RemoteHosts, ShutdownMethod, Teardown, VmEnv,
+    WorkerSlot, VM_UNAVAILABLE,
 };
+pub use future::BoxFuture;
 pub use progress::ProgressMode;
 pub use registry::{ParamDoc, Registry, TestContext, TestFn, TestLog, TestSpec};
 pub use results::{RunReport, TestRecord};

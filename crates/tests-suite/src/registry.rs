@@ -16,7 +16,8 @@ use std::sync::{Arc, Mutex};
 use params::{ParamError, Params};
 use tokio_util::sync::CancellationToken;
 
-use crate::env::{BoxFuture, RemoteHosts, VmEnv};
+use crate::env::{RemoteHosts, VmEnv};
+use crate::future::BoxFuture;
 use crate::state::StateStore;
 use crate::verdict::TestResult;
 

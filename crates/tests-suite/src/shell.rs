@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::env::BoxFuture;
+use crate::future::BoxFuture;
 
 /// Why a shell operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -27,7 +27,8 @@ use std::time::Duration;
 use regex::Regex;
 use serde_json::Value;
 
-use crate::env::{BoxFuture, Teardown};
+use crate::env::Teardown;
+use crate::future::BoxFuture;
 use crate::registry::{ParamDoc, TestContext, TestSpec};
 use crate::shell::{literal_regex, RemoteShell, ShellConfig, ShellError};
 use crate::verdict::{TestError, TestResult};

@@ -36,9 +36,10 @@ use serde_json::{json, Value};
 use vm::{Access, HotDisk, HotNic, PlanOptions, Qemu, Session, Vm, VmSetup};
 
 use crate::env::{
-    BoxFuture, EnvError, EnvFactory, GuestVm, Hotplugged, LoginVia, MigrationMode,
-    MigrationProtocol, RebootMethod, ShutdownMethod, Teardown, VmEnv, WorkerSlot,
+    EnvError, EnvFactory, GuestVm, Hotplugged, LoginVia, MigrationMode, MigrationProtocol,
+    RebootMethod, ShutdownMethod, Teardown, VmEnv, WorkerSlot,
 };
+use crate::future::BoxFuture;
 use crate::gc::{process_start_time, Resource, ResourceRecorder};
 use crate::shell::{RemoteShell, ShellError};
 

@@ -16,7 +16,8 @@ use super::common::{
     block_driver, cancellable, fail_env, guest_cmd, guest_output, login, main_vm, nic_driver,
     poll_guest, secs,
 };
-use crate::env::{BoxFuture, GuestVm, Hotplugged};
+use crate::env::{GuestVm, Hotplugged};
+use crate::future::BoxFuture;
 use crate::registry::TestContext;
 use crate::shell::RemoteShell;
 use crate::verdict::{TestError, TestResult};

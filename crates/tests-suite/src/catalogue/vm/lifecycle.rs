@@ -10,7 +10,8 @@ use regex::Regex;
 use super::common::{
     cancellable, fail_env, guest_cmd, guest_output, login, login_timeout, main_vm, secs,
 };
-use crate::env::{BoxFuture, MigrationMode, MigrationProtocol, RebootMethod, ShutdownMethod};
+use crate::env::{MigrationMode, MigrationProtocol, RebootMethod, ShutdownMethod};
+use crate::future::BoxFuture;
 use crate::registry::TestContext;
 use crate::verdict::{TestError, TestResult};
 
