@@ -32,6 +32,7 @@ pub mod catalogue;
 pub mod cli;
 pub mod command;
 pub mod env;
+pub mod fsutil;
 pub mod future;
 pub mod gc;
 pub mod progress;
