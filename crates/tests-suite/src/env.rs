@@ -14,9 +14,11 @@ use std::time::Duration;
 
 use params::Params;
 
+use crate::error::error_chain;
 use crate::future::BoxFuture;
 use crate::gc::ResourceRecorder;
 use crate::shell::{RemoteShell, ShellConfig, TcpShell};
+use crate::verdict::TestError;
 
 /// The message every VM request gets until the VM layer is wired in.
 pub const VM_UNAVAILABLE: &str = "VM layer not available in this build";
@@ -54,6 +56,13 @@ pub enum EnvError {
     /// A remote shell failed.
     #[error(transparent)]
     Shell(#[from] crate::shell::ShellError),
+}
+
+/// An environment failure is the test's error, with the whole chain in its message.
+impl From<EnvError> for TestError {
+    fn from(e: EnvError) -> Self {
+        TestError::Error(error_chain(&e))
+    }
 }
 
 /// How to stop a VM.

@@ -99,9 +99,10 @@ pub(super) async fn guest_cmd(
         Ok(out) => ctx
             .log
             .info(format_args!("guest `{cmd}` printed {:?}", out.trim_end())),
-        Err(e) => ctx
-            .log
-            .warn(format_args!("guest `{cmd}`: {}", crate::error_chain(e))),
+        Err(e) => ctx.log.warn(format_args!(
+            "guest `{cmd}`: {}",
+            crate::error::error_chain(e)
+        )),
     }
     r
 }
@@ -135,7 +136,7 @@ pub(super) async fn poll_guest(
 
 /// A failure naming what the product was asked to do, with the environment's error chain.
 pub(super) fn fail_env(what: &str, e: &EnvError) -> TestError {
-    TestError::fail(format!("{what}: {}", crate::error_chain(e)))
+    TestError::fail(format!("{what}: {}", crate::error::error_chain(e)))
 }
 
 /// The QEMU driver of a `nic_model` / `pci_model` for a NIC (`virtio` → `virtio-net-pci`).

@@ -65,7 +65,7 @@ pub fn run_pci_hotplug(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
         if let Some(module) = ctx.params.get("modprobe_module") {
             guest_cmd(ctx, &mut shell, &format!("modprobe {module}"))
                 .await
-                .map_err(|e| TestError::error(crate::error_chain(&e)))?;
+                .map_err(|e| TestError::error(crate::error::error_chain(&e)))?;
         }
         let method = ctx.params.get("hotplug_method").unwrap_or("device_add");
         match method {
@@ -238,7 +238,7 @@ async fn check_added(
         guest_cmd(ctx, shell, test_cmd).await.map_err(|e| {
             TestError::fail(format!(
                 "check of the {pci_type} device failed after PCI hotplug: {}",
-                crate::error_chain(&e)
+                crate::error::error_chain(&e)
             ))
         })?;
     }
