@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use params::{Config, Parser, ParserOptions};
 
+use crate::catalogue;
 use crate::gc::{gc, GcMode};
 use crate::progress::ProgressMode;
-use crate::registry::Registry;
 use crate::results;
 use crate::runner::{self, RunError, RunOptions, Shard};
 use crate::settings::Settings;
@@ -295,7 +295,7 @@ pub fn cli_catalogue() -> ExitStatus {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     let mut print = || -> std::io::Result<()> {
-        for spec in Registry::builtin().specs() {
+        for spec in catalogue::builtin().specs() {
             writeln!(out, "{}: {}", spec.name, spec.about)?;
             for p in spec.params {
                 let req = if p.required { " (required)" } else { "" };

@@ -103,11 +103,6 @@ impl Registry {
         Registry::default()
     }
 
-    /// The built-in catalogue (see [`crate::catalogue`]).
-    pub fn builtin() -> Self {
-        crate::catalogue::builtin()
-    }
-
     /// Register `f` under `spec.name`.
     pub fn register(&mut self, spec: TestSpec, f: TestFn) -> Result<(), RegistryError> {
         if self.tests.contains_key(spec.name) {

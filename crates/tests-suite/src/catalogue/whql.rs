@@ -242,7 +242,7 @@ async fn run_inner(ctx: &TestContext) -> TestResult {
         .collect();
     let grace = secs(ctx, "termination_grace", 300.0)?;
     let prompt_timeout = secs(ctx, "prompt_timeout", 600.0)?;
-    let login_timeout = crate::catalogue::session_spec(ctx)?.login_timeout;
+    let login_timeout = super::session::login_timeout(ctx)?;
     let run_timeout = Duration::try_from_secs_f64(test_timeout)
         .map_err(|e| TestError::error(format!("test_timeout = {test_timeout}: {e}")))?
         + grace;

@@ -7,12 +7,12 @@
 
 use regex::Regex;
 
-use super::common::{
-    cancellable, fail_env, guest_cmd, guest_output, login, login_timeout, main_vm, secs,
-};
+use super::common::{cancellable, fail_env, guest_cmd, guest_output, login, main_vm, secs};
+use crate::catalogue::session::login_timeout;
 use crate::env::{MigrationMode, MigrationProtocol, RebootMethod, ShutdownMethod};
 use crate::future::BoxFuture;
 use crate::registry::TestContext;
+use crate::shell::RemoteShell;
 use crate::verdict::{TestError, TestResult};
 
 const BOOT_ID: &str = "cat /proc/sys/kernel/random/boot_id";
@@ -51,10 +51,7 @@ pub fn run_boot(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
     })
 }
 
-async fn boot_id(
-    ctx: &TestContext,
-    shell: &mut Box<dyn crate::RemoteShell>,
-) -> Result<String, TestError> {
+async fn boot_id(ctx: &TestContext, shell: &mut Box<dyn RemoteShell>) -> Result<String, TestError> {
     let out = guest_cmd(ctx, shell, BOOT_ID)
         .await
         .map_err(|e| TestError::error(crate::error::error_chain(&e)))?;
