@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use params::{Config, Parser, ParserOptions};
 
+use crate::catalogue;
 use crate::gc::{gc, GcMode};
 use crate::progress::ProgressMode;
-use crate::registry::Registry;
 use crate::results;
 use crate::runner::{self, RunError, RunOptions, Shard};
 use crate::settings::Settings;
@@ -37,7 +37,7 @@ impl SettingsArgs {
             }
         };
         let mut s = loaded.map_err(|e| {
-            eprintln!("error: {}", crate::error_chain(&e));
+            eprintln!("error: {}", crate::error::error_chain(&e));
             ExitStatus::Usage
         })?;
         if let Some(d) = &self.results_dir {
@@ -199,7 +199,7 @@ fn cli_run_inner(args: &RunArgs) -> Result<ExitStatus, ExitStatus> {
         Err(e) => {
             match &e {
                 RunError::Config(c) => eprint!("{}", c.render()),
-                other => eprintln!("error: {}", crate::error_chain(other)),
+                other => eprintln!("error: {}", crate::error::error_chain(other)),
             }
             Err(match e {
                 RunError::Config(_) | RunError::JobExists(_) => ExitStatus::Usage,
@@ -239,7 +239,7 @@ pub fn cli_merge(args: &MergeArgs) -> ExitStatus {
             }
         }
         Err(e) => {
-            eprintln!("error: {}", crate::error_chain(&e));
+            eprintln!("error: {}", crate::error::error_chain(&e));
             ExitStatus::Usage
         }
     }
@@ -284,7 +284,7 @@ pub fn cli_gc(args: &GcArgs) -> ExitStatus {
             ExitStatus::Success
         }
         Err(e) => {
-            eprintln!("error: {}", crate::error_chain(&e));
+            eprintln!("error: {}", crate::error::error_chain(&e));
             ExitStatus::TestsFailed
         }
     }
@@ -295,7 +295,7 @@ pub fn cli_catalogue() -> ExitStatus {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     let mut print = || -> std::io::Result<()> {
-        for spec in Registry::builtin().specs() {
+        for spec in catalogue::builtin().specs() {
             writeln!(out, "{}: {}", spec.name, spec.about)?;
             for p in spec.params {
                 let req = if p.required { " (required)" } else { "" };

@@ -1,7 +1,7 @@
 //! Running host commands from tests: argv vectors only, logged before spawning, killed when the
 //! test is cancelled or dropped.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::process::Stdio;
 
 use crate::registry::TestContext;
@@ -39,28 +39,11 @@ impl CmdOutput {
     }
 }
 
-/// Shell-quote `argv` for logs and messages only; commands are never run through a shell.
-pub fn render(argv: &[OsString]) -> String {
-    argv.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ")
-}
-
-fn quote(a: &OsStr) -> String {
-    let s = a.to_string_lossy();
-    let plain = !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
-    if plain {
-        s.into_owned()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
-}
-
 /// Run `argv` in `ctx.dir`, log it and its result, and return its output. Failing to spawn
 /// (binary missing) is a [`TestError::Error`]; a non-zero exit is returned for the caller to
 /// judge. The child is killed if the test is cancelled.
 pub async fn run(ctx: &TestContext, argv: &[OsString]) -> Result<CmdOutput, TestError> {
-    let display = render(argv);
+    let display = vm::render_argv(argv);
     let Some((prog, args)) = argv.split_first() else {
         return Err(TestError::error("empty command"));
     };
@@ -94,18 +77,4 @@ pub async fn run(ctx: &TestContext, argv: &[OsString]) -> Result<CmdOutput, Test
         out.stderr.trim()
     ));
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rendering_quotes_only_when_needed() {
-        let argv: Vec<OsString> = ["qemu-img", "create", "a b", "it's"]
-            .iter()
-            .map(OsString::from)
-            .collect();
-        assert_eq!(render(&argv), r"qemu-img create 'a b' 'it'\''s'");
-    }
 }

@@ -8,20 +8,18 @@
 //! Futures are boxed ([`BoxFuture`]) so the traits stay object safe: the runner holds one
 //! `Arc<dyn VmEnv>` per worker, and tests see it through [`crate::TestContext::env`].
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use params::Params;
 use spec::ImageProcessing;
 
+use crate::error::error_chain;
+use crate::future::BoxFuture;
 use crate::gc::ResourceRecorder;
 use crate::shell::{RemoteShell, ShellConfig, TcpShell};
-
-/// A boxed, sendable future: what the object-safe async traits of this crate return.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+use crate::verdict::TestError;
 
 /// The message every VM request gets until the VM layer is wired in.
 pub const VM_UNAVAILABLE: &str = "VM layer not available in this build";
@@ -59,6 +57,13 @@ pub enum EnvError {
     /// A remote shell failed.
     #[error(transparent)]
     Shell(#[from] crate::shell::ShellError),
+}
+
+/// An environment failure is the test's error, with the whole chain in its message.
+impl From<EnvError> for TestError {
+    fn from(e: EnvError) -> Self {
+        TestError::Error(error_chain(&e))
+    }
 }
 
 /// How to stop a VM (`kill_vm_gracefully`): the one definition, `spec`'s.

@@ -150,7 +150,7 @@ impl ResourceRecorder {
             Ok(r) => serde_json::to_string_pretty(&*r).unwrap_or_default(),
             Err(_) => return Ok(()),
         };
-        crate::results::write_atomic(path, text.as_bytes()).map_err(|source| GcError {
+        crate::fsutil::write_atomic(path, text.as_bytes()).map_err(|source| GcError {
             what: "writing",
             path: path.to_path_buf(),
             source,

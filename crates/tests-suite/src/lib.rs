@@ -32,6 +32,9 @@ pub mod catalogue;
 pub mod cli;
 pub mod command;
 pub mod env;
+pub mod error;
+pub mod fsutil;
+pub mod future;
 pub mod gc;
 pub mod progress;
 pub mod registry;
@@ -46,10 +49,12 @@ pub mod vm_env;
 
 pub use cli::{cli_catalogue, cli_gc, cli_merge, cli_run, GcArgs, MergeArgs, RunArgs};
 pub use env::{
-    BoxFuture, EnvError, EnvFactory, GuestVm, Hotplugged, LoginVia, MigrationMode,
-    MigrationProtocol, NetRemote, NoVmEnv, NoVmFactory, RebootMethod, RemoteHosts, ShutdownMethod,
-    Teardown, VmEnv, WorkerSlot, VM_UNAVAILABLE,
+    EnvError, EnvFactory, GuestVm, Hotplugged, LoginVia, MigrationMode, MigrationProtocol,
+    NetRemote, NoVmEnv, NoVmFactory, RebootMethod, RemoteHosts, ShutdownMethod, Teardown, VmEnv,
+    WorkerSlot, VM_UNAVAILABLE,
 };
+pub use error::error_chain;
+pub use future::BoxFuture;
 pub use progress::ProgressMode;
 pub use registry::{ParamDoc, Registry, TestContext, TestFn, TestLog, TestSpec};
 pub use results::{RunReport, TestRecord};
@@ -58,19 +63,3 @@ pub use settings::{Settings, SettingsError};
 pub use shell::{RemoteShell, ShellConfig, ShellError, TcpShell};
 pub use verdict::{Counts, ExitStatus, TestError, TestResult, Verdict, VerdictKind};
 pub use vm_env::{VmLayerEnv, VmLayerFactory};
-
-/// An error and its sources, joined by `: ` (for messages that must stand alone, like a
-/// verdict's).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.ends_with(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
-    }
-    s
-}

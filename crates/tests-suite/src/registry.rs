@@ -16,7 +16,8 @@ use std::sync::{Arc, Mutex};
 use params::{ParamError, Params};
 use tokio_util::sync::CancellationToken;
 
-use crate::env::{BoxFuture, RemoteHosts, VmEnv};
+use crate::env::{RemoteHosts, VmEnv};
+use crate::future::BoxFuture;
 use crate::state::StateStore;
 use crate::verdict::TestResult;
 
@@ -100,11 +101,6 @@ impl Registry {
     /// An empty registry.
     pub fn new() -> Self {
         Registry::default()
-    }
-
-    /// The built-in catalogue (see [`crate::catalogue`]).
-    pub fn builtin() -> Self {
-        crate::catalogue::builtin()
     }
 
     /// Register `f` under `spec.name`.

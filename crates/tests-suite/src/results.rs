@@ -22,6 +22,7 @@ use std::time::Duration;
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 use serde::{Deserialize, Serialize};
 
+use crate::fsutil::write_atomic;
 use crate::verdict::{Counts, VerdictKind};
 
 /// Why writing or reading results failed.
@@ -67,22 +68,6 @@ fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> R
         path: path.to_path_buf(),
         source,
     }
-}
-
-/// Write `data` to `path` through a temporary file and a rename, so readers never see half a
-/// file.
-pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    {
-        let mut f = File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, path)
 }
 
 /// One test's result.

@@ -173,7 +173,7 @@ impl RunOptions {
             qemu_binary: None,
             guest_cache: None,
             progress: ProgressMode::Auto,
-            registry: Registry::builtin(),
+            registry: crate::catalogue::builtin(),
             env_factory: Arc::new(NoVmFactory),
             remote: Arc::new(NetRemote),
             handle_signals: false,

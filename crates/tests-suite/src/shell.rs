@@ -17,7 +17,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::env::BoxFuture;
+use crate::error::error_chain;
+use crate::future::BoxFuture;
+use crate::verdict::TestError;
 
 /// Why a shell operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +73,13 @@ pub enum ShellError {
         /// Its output.
         output: String,
     },
+}
+
+/// A shell failure is the test's error, with the whole chain in its message.
+impl From<ShellError> for TestError {
+    fn from(e: ShellError) -> Self {
+        TestError::Error(error_chain(&e))
+    }
 }
 
 impl ShellError {

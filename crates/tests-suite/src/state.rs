@@ -68,7 +68,7 @@ impl StateStore {
             Ok(m) => serde_json::to_string_pretty(&*m).unwrap_or_default(),
             Err(_) => return Ok(()),
         };
-        crate::results::write_atomic(path, text.as_bytes()).map_err(|source| StateError {
+        crate::fsutil::write_atomic(path, text.as_bytes()).map_err(|source| StateError {
             path: path.to_path_buf(),
             source,
         })

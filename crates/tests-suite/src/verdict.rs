@@ -176,18 +176,6 @@ impl From<params::ParamError> for TestError {
     }
 }
 
-impl From<crate::env::EnvError> for TestError {
-    fn from(e: crate::env::EnvError) -> Self {
-        TestError::Error(crate::error_chain(&e))
-    }
-}
-
-impl From<crate::shell::ShellError> for TestError {
-    fn from(e: crate::shell::ShellError) -> Self {
-        TestError::Error(crate::error_chain(&e))
-    }
-}
-
 /// What a test function returns.
 pub type TestResult = Result<(), TestError>;
 

@@ -8,20 +8,11 @@
 
 pub mod noop;
 pub mod qemu_img;
+mod session;
 pub mod vm;
 pub mod whql;
 
-use crate::registry::{Registry, TestContext, TestFn, TestSpec};
-use crate::verdict::TestError;
-
-/// The session keys of the test's main VM (`login_timeout`, default 360 s as in avocado-vt;
-/// prompts; credentials), read by the `spec` crate as the VM layer reads them. A bad value is
-/// the test's error, with every bad key and its `file:line`.
-pub(crate) fn session_spec(ctx: &TestContext) -> Result<::vm::SessionSpec, TestError> {
-    let vm = ctx.params.get("main_vm").unwrap_or("vm1");
-    ::vm::SessionSpec::read(&ctx.params.object_params(vm), vm)
-        .map_err(|e| TestError::error(e.to_string()))
-}
+use crate::registry::{Registry, TestFn, TestSpec};
 
 /// Every built-in test type with its function.
 pub fn entries() -> Vec<(TestSpec, TestFn)> {

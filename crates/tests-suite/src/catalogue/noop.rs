@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::env::BoxFuture;
+use crate::future::BoxFuture;
 use crate::registry::{ParamDoc, TestContext, TestSpec};
 use crate::verdict::{TestError, TestResult};
 

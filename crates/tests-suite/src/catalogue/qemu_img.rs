@@ -15,7 +15,7 @@ use std::str::FromStr;
 use serde_json::Value;
 
 use crate::command::{self, CmdOutput};
-use crate::env::BoxFuture;
+use crate::future::BoxFuture;
 use crate::registry::{ParamDoc, TestContext, TestSpec};
 use crate::verdict::{TestError, TestResult};
 

@@ -27,7 +27,8 @@ use std::time::Duration;
 use regex::Regex;
 use serde_json::Value;
 
-use crate::env::{BoxFuture, Teardown};
+use crate::env::Teardown;
+use crate::future::BoxFuture;
 use crate::registry::{ParamDoc, TestContext, TestSpec};
 use crate::shell::{literal_regex, RemoteShell, ShellConfig, ShellError};
 use crate::verdict::{TestError, TestResult};
@@ -241,7 +242,7 @@ async fn run_inner(ctx: &TestContext) -> TestResult {
         .collect();
     let grace = secs(ctx, "termination_grace", 300.0)?;
     let prompt_timeout = secs(ctx, "prompt_timeout", 600.0)?;
-    let login_timeout = crate::catalogue::session_spec(ctx)?.login_timeout;
+    let login_timeout = super::session::login_timeout(ctx)?;
     let run_timeout = Duration::try_from_secs_f64(test_timeout)
         .map_err(|e| TestError::error(format!("test_timeout = {test_timeout}: {e}")))?
         + grace;

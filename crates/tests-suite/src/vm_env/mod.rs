@@ -37,9 +37,10 @@ use spec::ImageProcessing;
 use vm::{Access, HotDisk, HotNic, PlanOptions, Qemu, Session, Vm, VmSetup};
 
 use crate::env::{
-    BoxFuture, EnvError, EnvFactory, GuestVm, Hotplugged, LoginVia, MigrationMode,
-    MigrationProtocol, RebootMethod, ShutdownMethod, Teardown, VmEnv, WorkerSlot,
+    EnvError, EnvFactory, GuestVm, Hotplugged, LoginVia, MigrationMode, MigrationProtocol,
+    RebootMethod, ShutdownMethod, Teardown, VmEnv, WorkerSlot,
 };
+use crate::future::BoxFuture;
 use crate::gc::{process_start_time, Resource, ResourceRecorder};
 use crate::shell::{RemoteShell, ShellError};
 

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::catalogue::session::login_timeout;
 use crate::env::{EnvError, GuestVm, LoginVia};
 use crate::registry::TestContext;
 use crate::shell::RemoteShell;
@@ -17,11 +18,6 @@ pub(super) fn secs(ctx: &TestContext, key: &str, default: f64) -> Result<Duratio
     let v = ctx.params.get_f64(key)?.unwrap_or(default);
     Duration::try_from_secs_f64(v)
         .map_err(|_| TestError::error(format!("{key} = {v}: expected a number of seconds >= 0")))
-}
-
-/// `login_timeout` of the main VM (default 360 s, as the VM layer and avocado-vt read it).
-pub(super) fn login_timeout(ctx: &TestContext) -> Result<Duration, TestError> {
-    Ok(crate::catalogue::session_spec(ctx)?.login_timeout)
 }
 
 /// The VM named by `main_vm`.
@@ -99,9 +95,10 @@ pub(super) async fn guest_cmd(
         Ok(out) => ctx
             .log
             .info(format_args!("guest `{cmd}` printed {:?}", out.trim_end())),
-        Err(e) => ctx
-            .log
-            .warn(format_args!("guest `{cmd}`: {}", crate::error_chain(e))),
+        Err(e) => ctx.log.warn(format_args!(
+            "guest `{cmd}`: {}",
+            crate::error::error_chain(e)
+        )),
     }
     r
 }
@@ -135,7 +132,7 @@ pub(super) async fn poll_guest(
 
 /// A failure naming what the product was asked to do, with the environment's error chain.
 pub(super) fn fail_env(what: &str, e: &EnvError) -> TestError {
-    TestError::fail(format!("{what}: {}", crate::error_chain(e)))
+    TestError::fail(format!("{what}: {}", crate::error::error_chain(e)))
 }
 
 /// The QEMU driver of a `nic_model` / `pci_model` for a NIC (`virtio` → `virtio-net-pci`).

@@ -16,7 +16,8 @@ use super::common::{
     block_driver, cancellable, fail_env, guest_cmd, guest_output, login, main_vm, nic_driver,
     poll_guest, secs,
 };
-use crate::env::{BoxFuture, GuestVm, Hotplugged};
+use crate::env::{GuestVm, Hotplugged};
+use crate::future::BoxFuture;
 use crate::registry::TestContext;
 use crate::shell::RemoteShell;
 use crate::verdict::{TestError, TestResult};
@@ -64,7 +65,7 @@ pub fn run_pci_hotplug(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
         if let Some(module) = ctx.params.get("modprobe_module") {
             guest_cmd(ctx, &mut shell, &format!("modprobe {module}"))
                 .await
-                .map_err(|e| TestError::error(crate::error_chain(&e)))?;
+                .map_err(|e| TestError::error(crate::error::error_chain(&e)))?;
         }
         let method = ctx.params.get("hotplug_method").unwrap_or("device_add");
         match method {
@@ -237,7 +238,7 @@ async fn check_added(
         guest_cmd(ctx, shell, test_cmd).await.map_err(|e| {
             TestError::fail(format!(
                 "check of the {pci_type} device failed after PCI hotplug: {}",
-                crate::error_chain(&e)
+                crate::error::error_chain(&e)
             ))
         })?;
     }

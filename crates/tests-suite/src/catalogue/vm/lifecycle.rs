@@ -7,11 +7,12 @@
 
 use regex::Regex;
 
-use super::common::{
-    cancellable, fail_env, guest_cmd, guest_output, login, login_timeout, main_vm, secs,
-};
-use crate::env::{BoxFuture, MigrationMode, MigrationProtocol, RebootMethod, ShutdownMethod};
+use super::common::{cancellable, fail_env, guest_cmd, guest_output, login, main_vm, secs};
+use crate::catalogue::session::login_timeout;
+use crate::env::{MigrationMode, MigrationProtocol, RebootMethod, ShutdownMethod};
+use crate::future::BoxFuture;
 use crate::registry::TestContext;
+use crate::shell::RemoteShell;
 use crate::verdict::{TestError, TestResult};
 
 const BOOT_ID: &str = "cat /proc/sys/kernel/random/boot_id";
@@ -23,9 +24,9 @@ pub fn run_boot(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
         let vm = main_vm(ctx)?;
         let mut shell = login(ctx, &vm).await?;
         let cmd = ctx.params.get("boot_command").unwrap_or("uname -r");
-        let out = guest_cmd(ctx, &mut shell, cmd)
-            .await
-            .map_err(|e| TestError::fail(format!("after login, {}", crate::error_chain(&e))))?;
+        let out = guest_cmd(ctx, &mut shell, cmd).await.map_err(|e| {
+            TestError::fail(format!("after login, {}", crate::error::error_chain(&e)))
+        })?;
         match ctx.params.get("boot_expect") {
             Some(pattern) => {
                 let re = Regex::new(pattern).map_err(|e| {
@@ -50,13 +51,10 @@ pub fn run_boot(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
     })
 }
 
-async fn boot_id(
-    ctx: &TestContext,
-    shell: &mut Box<dyn crate::RemoteShell>,
-) -> Result<String, TestError> {
+async fn boot_id(ctx: &TestContext, shell: &mut Box<dyn RemoteShell>) -> Result<String, TestError> {
     let out = guest_cmd(ctx, shell, BOOT_ID)
         .await
-        .map_err(|e| TestError::error(crate::error_chain(&e)))?;
+        .map_err(|e| TestError::error(crate::error::error_chain(&e)))?;
     Ok(out.trim().to_owned())
 }
 
@@ -90,7 +88,7 @@ pub fn run_reboot(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
             let tok = token();
             guest_cmd(ctx, &mut shell, &format!("echo {tok} > {TOKEN_FILE}"))
                 .await
-                .map_err(|e| TestError::error(crate::error_chain(&e)))?;
+                .map_err(|e| TestError::error(crate::error::error_chain(&e)))?;
             // The serial console is free again for the reboot's own login.
             drop(shell);
             ctx.log
@@ -141,7 +139,7 @@ pub fn run_shutdown(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
         let mut shell = login(ctx, &vm).await?;
         guest_cmd(ctx, &mut shell, "true")
             .await
-            .map_err(|e| TestError::error(crate::error_chain(&e)))?;
+            .map_err(|e| TestError::error(crate::error::error_chain(&e)))?;
         drop(shell);
         ctx.log.info(format_args!("shutdown by {method:?}"));
         cancellable(ctx, async {
@@ -189,11 +187,11 @@ pub fn run_migration(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
         let mut shell = login(ctx, &vm).await?;
         let before = guest_cmd(ctx, &mut shell, &cmd)
             .await
-            .map_err(|e| TestError::error(crate::error_chain(&e)))?;
+            .map_err(|e| TestError::error(crate::error::error_chain(&e)))?;
         let tok = token();
         guest_cmd(ctx, &mut shell, &format!("echo {tok} > {TOKEN_FILE}"))
             .await
-            .map_err(|e| TestError::error(crate::error_chain(&e)))?;
+            .map_err(|e| TestError::error(crate::error::error_chain(&e)))?;
         drop(shell);
         ctx.log
             .info(format_args!("migrating over {protocol:?} ({mode:?})"));
@@ -213,7 +211,10 @@ pub fn run_migration(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
             other => other,
         })?;
         let after = guest_cmd(ctx, &mut shell, &cmd).await.map_err(|e| {
-            TestError::fail(format!("after the migration, {}", crate::error_chain(&e)))
+            TestError::fail(format!(
+                "after the migration, {}",
+                crate::error::error_chain(&e)
+            ))
         })?;
         if after.trim() != before.trim() {
             return Err(TestError::fail(format!(

@@ -10,7 +10,7 @@ use super::common::{
     cancellable, disk_pci_id, guest_output, login, main_vm, nic_driver, nic_pci_id, pci_functions,
     PciFunction,
 };
-use crate::env::BoxFuture;
+use crate::future::BoxFuture;
 use crate::registry::TestContext;
 use crate::verdict::{TestError, TestResult};
 
