@@ -27,7 +27,6 @@ use spec::vm::UuidSpec;
 use crate::error::Error;
 use crate::net::{self, MacReservation};
 use crate::qemu::Qemu;
-use crate::vm::Vm;
 
 /// What a plan is decided from, besides the spec.
 #[derive(Debug, Clone)]
@@ -36,8 +35,9 @@ pub struct PlanOptions<'a> {
     pub root_dir: PathBuf,
     /// Base of relative `image_name`s; `None`: [`PlanOptions::root_dir`].
     pub image_dir: Option<PathBuf>,
-    /// A migration destination copies this VM's MACs and UUID.
-    pub mac_source: Option<&'a Vm>,
+    /// A migration destination copies the MACs (sharing their reservations) and the UUID of
+    /// its source's plan.
+    pub migration_source: Option<&'a VmPlan>,
     /// Start as a migration destination.
     pub incoming: Option<Incoming>,
 }
@@ -48,7 +48,7 @@ impl PlanOptions<'_> {
         PlanOptions {
             root_dir: root_dir.into(),
             image_dir: None,
-            mac_source: None,
+            migration_source: None,
             incoming: None,
         }
     }
@@ -86,7 +86,7 @@ impl VmPlan {
         )
         .map_err(io_err("recording the owner in", run_dir.path()))?;
 
-        let source = opts.mac_source.map(|vm| vm.plan().values());
+        let source = opts.migration_source.map(VmPlan::values);
         let mut reservations = Vec::new();
         let mac_dir = net::mac_registry_dir();
         let mut nics = Vec::new();
@@ -96,8 +96,8 @@ impl VmPlan {
                 given
             } else if let Some(src) = from_source {
                 if let Some(r) = opts
-                    .mac_source
-                    .and_then(|s| s.plan().reservations().iter().find(|r| r.mac() == src.mac))
+                    .migration_source
+                    .and_then(|s| s.reservations().iter().find(|r| r.mac() == src.mac))
                 {
                     reservations.push(r.clone());
                 }

@@ -32,7 +32,7 @@ impl Vm {
         let opts = PlanOptions {
             root_dir: self.plan.values().root_dir.clone(),
             image_dir: Some(self.plan.values().image_dir.clone()),
-            mac_source: Some(self),
+            migration_source: Some(&self.plan),
             incoming: Some(qemu_cmd::Incoming::defer()),
         };
         let dest = Vm::start(Arc::clone(&self.qemu), self.setup.clone(), &opts).await?;

@@ -1,0 +1,291 @@
+//! [`GuestVm`] for [`LiveVm`]: what a test does to a VM (logins, reboots, shutdowns,
+//! migrations, hotplug), each through the `vm` crate.
+
+use super::live::{widen, Hot};
+use super::*;
+
+impl GuestVm for LiveVm {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn is_alive(&self) -> bool {
+        match self.inner.try_lock() {
+            Ok(g) => g.as_ref().is_some_and(Vm::is_alive),
+            // Busy with an operation: it was alive when that started.
+            Err(_) => true,
+        }
+    }
+
+    fn login(&self, timeout: Duration) -> BoxFuture<'_, Result<Box<dyn RemoteShell>, EnvError>> {
+        self.login_via(LoginVia::Serial, timeout)
+    }
+
+    fn login_via(
+        &self,
+        via: LoginVia,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<Box<dyn RemoteShell>, EnvError>> {
+        Box::pin(async move {
+            let access = match via {
+                LoginVia::Serial => Access::Serial,
+                LoginVia::Remote { nic } => Access::Remote { nic },
+            };
+            let s = self
+                .with_vm("login", |vm| {
+                    Box::pin(async move {
+                        let mut s = vm.wait_for_login(access, timeout).await?;
+                        if access == Access::Serial {
+                            widen(&mut s).await?;
+                        }
+                        Ok(s)
+                    })
+                })
+                .await?;
+            Ok(Box::new(SessionShell::new(s)) as Box<dyn RemoteShell>)
+        })
+    }
+
+    fn human_monitor_cmd<'a>(&'a self, cmd: &'a str) -> BoxFuture<'a, Result<String, EnvError>> {
+        Box::pin(async move {
+            let v = self
+                .qmp("human-monitor-command", json!({ "command-line": cmd }))
+                .await?;
+            Ok(v.as_str().unwrap_or_default().to_owned())
+        })
+    }
+
+    fn qmp<'a>(&'a self, command: &'a str, args: Value) -> BoxFuture<'a, Result<Value, EnvError>> {
+        Box::pin(async move {
+            let g = self.inner.lock().await;
+            let vm = g.as_ref().ok_or_else(|| EnvError::NoSuchVm {
+                name: self.name.clone(),
+            })?;
+            vm.monitor()
+                .execute(command, args)
+                .await
+                .map_err(|e| vm_err(&self.name, &format!("QMP {command}"), e))
+        })
+    }
+
+    fn reboot(
+        &self,
+        method: RebootMethod,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<Box<dyn RemoteShell>, EnvError>> {
+        Box::pin(async move {
+            let ready = self.ready_marker();
+            let (session, before) = self
+                .with_vm("reboot", |vm| {
+                    let ready = ready.clone();
+                    Box::pin(async move {
+                        let before = ready
+                            .as_ref()
+                            .map_or(0, |(m, _)| LiveVm::markers_seen(vm, m));
+                        let how = match method {
+                            RebootMethod::SystemReset => vm::RebootMethod::SystemReset,
+                            RebootMethod::Shell => {
+                                let s = vm.serial_login(timeout).await?;
+                                vm::RebootMethod::Shell(Box::new(s))
+                            }
+                        };
+                        let mut s = vm.reboot(how, Access::Serial, timeout).await?;
+                        widen(&mut s).await?;
+                        Ok((s, before))
+                    })
+                })
+                .await?;
+            if let Some((marker, t)) = ready {
+                self.wait_ready(&marker, before + 1, t).await?;
+            }
+            Ok(Box::new(SessionShell::new(session)) as Box<dyn RemoteShell>)
+        })
+    }
+
+    fn shutdown(
+        &self,
+        method: ShutdownMethod,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<(), EnvError>> {
+        Box::pin(async move {
+            let mut g = self.inner.lock().await;
+            let Some(mut vm) = g.take() else {
+                return Err(EnvError::NoSuchVm {
+                    name: self.name.clone(),
+                });
+            };
+            let started = Instant::now();
+            let sent: Result<(), EnvError> = match method {
+                ShutdownMethod::Shell => {
+                    let Some(cmd) = vm.session_spec().shutdown_command.clone() else {
+                        let missing = ::spec::SpecError::Params {
+                            vm: self.name.clone(),
+                            problems: vec![::spec::Problem {
+                                object: format!("vm {}", self.name),
+                                key: "shutdown_command".into(),
+                                value: None,
+                                origin: None,
+                                kind: ::spec::ProblemKind::Missing,
+                            }],
+                        };
+                        *g = Some(vm);
+                        return Err(vm_err(
+                            &self.name,
+                            "shutdown from the guest's shell",
+                            missing,
+                        ));
+                    };
+                    match vm.serial_login(timeout).await {
+                        Ok(mut s) => s
+                            .sendline(&cmd)
+                            .await
+                            .map_err(|e| vm_err(&self.name, "sending the shutdown command", e)),
+                        Err(e) => Err(vm_err(&self.name, "login for the shutdown command", e)),
+                    }
+                }
+                ShutdownMethod::SystemPowerdown => vm
+                    .monitor()
+                    .execute("system_powerdown", json!({}))
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| vm_err(&self.name, "QMP system_powerdown", e)),
+            };
+            let mut exited = false;
+            if sent.is_ok() {
+                while started.elapsed() < timeout {
+                    if !vm.is_alive() {
+                        exited = true;
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            let tail = vm.output_tail(10);
+            // Whatever happened, the VM is torn down now (a no-op when QEMU already exited).
+            let destroyed = vm.destroy(Teardown::Kill).await;
+            self.forget_all();
+            drop(g);
+            sent?;
+            if !exited {
+                return Err(vm_err(
+                    &self.name,
+                    "shutdown",
+                    Cause(format!(
+                        "timed out after {:.0} s waiting for QEMU to exit after the {method:?} \
+                         shutdown (it was then killed); QEMU output: {tail}",
+                        timeout.as_secs_f64()
+                    )),
+                ));
+            }
+            destroyed
+                .map(|_| ())
+                .map_err(|e| vm_err(&self.name, "cleaning up after the shutdown", e))
+        })
+    }
+
+    fn migrate(
+        &self,
+        protocol: MigrationProtocol,
+        mode: MigrationMode,
+    ) -> BoxFuture<'_, Result<(), EnvError>> {
+        Box::pin(async move {
+            let mut g = self.inner.lock().await;
+            let vm = g.as_mut().ok_or_else(|| EnvError::NoSuchVm {
+                name: self.name.clone(),
+            })?;
+            let old = vm.pid();
+            let p = match protocol {
+                MigrationProtocol::Tcp => vm::MigrationProtocol::Tcp,
+                MigrationProtocol::Unix => vm::MigrationProtocol::Unix,
+                MigrationProtocol::Exec => vm::MigrationProtocol::Exec,
+            };
+            let r = vm
+                .migrate_with(p, matches!(mode, MigrationMode::Offline))
+                .await;
+            if vm.pid() != old {
+                // The destination replaced the source (even if a later check failed).
+                self.forget_all();
+                self.adopt(vm);
+            }
+            r.map_err(|e| {
+                vm_err(
+                    &self.name,
+                    &format!("{mode:?} migration over {protocol:?}"),
+                    e,
+                )
+            })
+        })
+    }
+
+    fn hotplug_nic<'a>(&'a self, driver: &'a str) -> BoxFuture<'a, Result<Hotplugged, EnvError>> {
+        Box::pin(async move {
+            let nic = self
+                .with_vm("NIC hotplug", |vm| {
+                    let d = driver.to_owned();
+                    Box::pin(async move { vm.hotplug_nic(&d).await })
+                })
+                .await?;
+            let h = Hotplugged {
+                id: nic.id.clone(),
+                driver: driver.to_owned(),
+                mac: Some(nic.mac.to_string()),
+            };
+            if let Ok(mut m) = self.hot.lock() {
+                m.insert(nic.id.clone(), Hot::Nic(nic));
+            }
+            Ok(h)
+        })
+    }
+
+    fn hotplug_disk<'a>(
+        &'a self,
+        path: &'a Path,
+        format: &'a str,
+        driver: &'a str,
+    ) -> BoxFuture<'a, Result<Hotplugged, EnvError>> {
+        Box::pin(async move {
+            let disk = self
+                .with_vm("disk hotplug", |vm| {
+                    let (p, f, d) = (path.to_path_buf(), format.to_owned(), driver.to_owned());
+                    Box::pin(async move { vm.hotplug_disk(&p, &f, &d).await })
+                })
+                .await?;
+            let h = Hotplugged {
+                id: disk.id.clone(),
+                driver: driver.to_owned(),
+                mac: None,
+            };
+            if let Ok(mut m) = self.hot.lock() {
+                m.insert(disk.id.clone(), Hot::Disk(disk));
+            }
+            Ok(h)
+        })
+    }
+
+    fn unplug<'a>(&'a self, device: &'a Hotplugged) -> BoxFuture<'a, Result<(), EnvError>> {
+        Box::pin(async move {
+            let hot = self.hot.lock().ok().and_then(|mut m| m.remove(&device.id));
+            match hot {
+                Some(Hot::Nic(nic)) => {
+                    self.with_vm("NIC unplug", |vm| {
+                        Box::pin(async move { vm.unplug_nic(&nic).await })
+                    })
+                    .await
+                }
+                Some(Hot::Disk(disk)) => {
+                    self.with_vm("disk unplug", |vm| {
+                        Box::pin(async move { vm.unplug_disk(&disk).await })
+                    })
+                    .await
+                }
+                None => {
+                    let id = device.id.clone();
+                    self.with_vm("unplug", |vm| {
+                        Box::pin(async move { vm.unplug_device(&id).await })
+                    })
+                    .await
+                }
+            }
+        })
+    }
+}
