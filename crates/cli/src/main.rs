@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser as ClapParser, Subcommand};
 use params::{Config, Parser, ParserOptions};
+use tests_suite::error_chain;
 
 mod explain;
 
@@ -287,18 +288,6 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
     }
     Ok(())
-}
-
-/// An error and its sources, `: `-joined (typed library errors keep each level short).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(cause) = src {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
-        src = cause.source();
-    }
-    s
 }
 
 fn main() -> ExitCode {
