@@ -10,6 +10,7 @@
 //! Value syntax is avocado-vt's: booleans `yes`/`no` (also `on`/`off`, `true`/`false`), numbers
 //! and seconds as Python's `int()`/`float()` read them.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use params::Params;
@@ -78,7 +79,7 @@ pub fn find(docs: &[KeyDoc], key: &str) -> Option<KeyDoc> {
 /// and `lint` see), caught by `debug_assert!` in tests.
 #[derive(Debug)]
 pub struct Keys<'a> {
-    params: &'a Params,
+    params: Cow<'a, Params>,
     object: String,
     docs: &'static [KeyDoc],
     problems: Vec<Problem>,
@@ -89,7 +90,7 @@ impl<'a> Keys<'a> {
     /// (`vm vm1`, `test boot`) whose keys `docs` declares.
     pub fn new(params: &'a Params, object: impl Into<String>, docs: &'static [KeyDoc]) -> Self {
         Keys {
-            params,
+            params: Cow::Borrowed(params),
             object: object.into(),
             docs,
             problems: Vec::new(),
@@ -97,8 +98,32 @@ impl<'a> Keys<'a> {
     }
 
     /// The params read.
-    pub fn params(&self) -> &'a Params {
-        self.params
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// The keys of sub-object `name` (its object view: `key_NAME` overrides `key`), read as
+    /// object `object` through `docs`.
+    pub fn object(
+        &self,
+        name: &str,
+        object: impl Into<String>,
+        docs: &'static [KeyDoc],
+    ) -> Keys<'static> {
+        Keys {
+            params: Cow::Owned(self.params.object_params(name)),
+            object: object.into(),
+            docs,
+            problems: Vec::new(),
+        }
+    }
+
+    /// A whitespace-separated list (the names of sub-objects, such as `images`); unset: the
+    /// declared default's items, else none.
+    pub fn list(&mut self, key: &str) -> Vec<String> {
+        self.opt(key)
+            .map(|v| v.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default()
     }
 
     fn doc(&self, key: &str) -> Option<KeyDoc> {
@@ -211,7 +236,7 @@ impl<'a> Keys<'a> {
         let set = self.params.get(key).is_some_and(|v| !v.is_empty());
         let (source, owned);
         if set {
-            source = self.params;
+            source = &*self.params;
         } else {
             let default = self.opt(key)?;
             let mut p = Params::new();
@@ -346,6 +371,20 @@ mod tests {
         }
         assert!(err.to_string().contains("one of a, b"), "{err}");
         assert!(err.to_string().contains("test t"), "{err}");
+    }
+
+    #[test]
+    fn sub_objects_and_lists() {
+        const SUB: &[KeyDoc] = &[KeyDoc::optional("name", "a name")];
+        const TOP: &[KeyDoc] = &[KeyDoc::optional("items", "the items")];
+        let p = params(&[("items", "a b"), ("name", "x"), ("name_b", "y")]);
+        let mut k = Keys::new(&p, "test t", TOP);
+        let names: Vec<Option<String>> = k
+            .list("items")
+            .iter()
+            .map(|i| k.object(i, format!("item {i}"), SUB).opt("name"))
+            .collect();
+        assert_eq!(names, [Some("x".into()), Some("y".into())]);
     }
 
     #[test]

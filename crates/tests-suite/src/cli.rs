@@ -298,8 +298,12 @@ pub fn cli_catalogue() -> ExitStatus {
         for spec in catalogue::builtin().specs() {
             writeln!(out, "{}: {}", spec.name, spec.about)?;
             for p in spec.params {
-                let req = if p.required { " (required)" } else { "" };
-                writeln!(out, "    {}{req}: {}", p.key, p.about)?;
+                let note = match (p.required, p.default) {
+                    (true, _) => " (required)".to_string(),
+                    (false, Some(d)) => format!(" (default {d:?})"),
+                    (false, None) => String::new(),
+                };
+                writeln!(out, "    {}{note}: {}", p.key, p.meaning)?;
             }
         }
         out.flush()

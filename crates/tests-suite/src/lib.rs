@@ -56,10 +56,11 @@ pub use env::{
 pub use error::error_chain;
 pub use future::BoxFuture;
 pub use progress::ProgressMode;
-pub use registry::{ParamDoc, Registry, TestContext, TestFn, TestLog, TestSpec};
+pub use registry::{read_params, Registry, TestContext, TestFn, TestLog, TestSpec};
 pub use results::{RunReport, TestRecord};
 pub use runner::{run, RunError, RunOptions, RunSummary, Shard};
 pub use settings::{Settings, SettingsError};
 pub use shell::{RemoteShell, ShellConfig, ShellError, TcpShell};
+pub use spec::KeyDoc;
 pub use verdict::{Counts, ExitStatus, TestError, TestResult, Verdict, VerdictKind};
 pub use vm_env::{VmLayerEnv, VmLayerFactory};

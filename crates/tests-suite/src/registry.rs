@@ -13,44 +13,14 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use params::{ParamError, Params};
+use params::Params;
+use spec::{KeyDoc, Keys};
 use tokio_util::sync::CancellationToken;
 
 use crate::env::{RemoteHosts, VmEnv};
 use crate::future::BoxFuture;
 use crate::state::StateStore;
-use crate::verdict::TestResult;
-
-/// One documented parameter of a test type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ParamDoc {
-    /// The parameter name.
-    pub key: &'static str,
-    /// Whether the test cannot run without it (checked before the test starts).
-    pub required: bool,
-    /// What it means, with its default when it has one.
-    pub about: &'static str,
-}
-
-impl ParamDoc {
-    /// A required parameter.
-    pub const fn required(key: &'static str, about: &'static str) -> Self {
-        ParamDoc {
-            key,
-            required: true,
-            about,
-        }
-    }
-
-    /// An optional parameter.
-    pub const fn optional(key: &'static str, about: &'static str) -> Self {
-        ParamDoc {
-            key,
-            required: false,
-            about,
-        }
-    }
-}
+use crate::verdict::{TestError, TestResult};
 
 /// A test type: its `type` name, a one-line description and its parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,19 +29,38 @@ pub struct TestSpec {
     pub name: &'static str,
     /// What the test checks.
     pub about: &'static str,
-    /// Its parameters.
-    pub params: &'static [ParamDoc],
+    /// Its parameters, each with its default: the declaration [`TestSpec::keys`] reads through.
+    pub params: &'static [KeyDoc],
 }
 
 impl TestSpec {
-    /// Check that every required parameter is set; the first missing one is
-    /// [`ParamError::Missing`].
-    pub fn check_required(&self, params: &Params) -> Result<(), ParamError> {
-        for p in self.params.iter().filter(|p| p.required) {
-            params.require(p.key)?;
-        }
-        Ok(())
+    /// Typed reads of this test's parameters in `params` (object `test NAME`), defaults from
+    /// [`TestSpec::params`], every bad or missing value collected (see [`spec::Keys`]).
+    pub fn keys<'a>(&self, params: &'a Params) -> Keys<'a> {
+        Keys::new(params, format!("test {}", self.name), self.params)
     }
+
+    /// Check that every required parameter is set, all missing ones reported at once.
+    ///
+    /// # Errors
+    /// [`spec::SpecError::Object`] naming each missing key.
+    pub fn check_required(&self, params: &Params) -> Result<(), spec::SpecError> {
+        let mut k = self.keys(params);
+        for p in self.params.iter().filter(|p| p.required) {
+            let _ = k.opt(p.key);
+        }
+        k.finish(())
+    }
+}
+
+/// The end of a test's parameter reading: the values, or the test's error listing every bad or
+/// missing key with its `file:line`.
+///
+/// # Errors
+/// [`TestError::Error`] with the spec's message.
+pub fn read_params<T>(keys: Keys<'_>, value: T) -> Result<T, TestError> {
+    keys.finish(value)
+        .map_err(|e| TestError::error(crate::error::error_chain(&e)))
 }
 
 /// The signature of a test function.

@@ -622,7 +622,8 @@ async fn select_and_run(shared: &Shared, ctx: &TestContext) -> Result<(), TestEr
             known.join(", ")
         )));
     };
-    spec.check_required(&ctx.params)?;
+    spec.check_required(&ctx.params)
+        .map_err(|e| TestError::error(crate::error_chain(&e)))?;
     preprocess(ctx)
         .await
         .map_err(|e| TestError::Error(format!("pre-processing: {}", error_text(&e))))?;

@@ -117,11 +117,8 @@ fn a_missing_parameter_is_an_error_naming_the_key_never_a_skip() {
     assert!(t.iter().all(|t| t.verdict == VerdictKind::Error), "{t:?}");
     let no_type = t[0].message.as_deref().unwrap();
     assert!(no_type.contains("type: missing (required)"), "{no_type}");
-    assert!(t[1]
-        .message
-        .as_deref()
-        .unwrap()
-        .contains("Mandatory parameter 'sleep_time' is missing"));
+    let sleepy = t[1].message.as_deref().unwrap();
+    assert!(sleepy.contains("sleep_time: missing (required)"), "{sleepy}");
     let unknown = t[2].message.as_deref().unwrap();
     assert!(
         unknown.contains("unknown test type 'frobnicate' (set at <string>:7)"),
@@ -515,4 +512,23 @@ fn gc_cleans_stale_runs_and_leaves_live_ones() {
         stranger.child().try_wait().unwrap().is_none(),
         "a stranger was killed"
     );
+}
+
+/// A catalogue test reads its params through their declarations before it touches a VM: every
+/// bad value is in the error at once, with the key, the value and its `file:line`.
+#[test]
+fn a_test_reports_every_bad_param_before_touching_a_vm() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = "type = reboot\nvms = vm1\nreboot_method = bogus\nreboot_count = twice\n";
+    let summary = run(&config(cfg), &options(dir.path())).unwrap();
+    let t = &summary.report.tests[0];
+    assert_eq!(t.verdict, VerdictKind::Error, "{t:?}");
+    let msg = t.message.as_deref().unwrap();
+    assert!(msg.contains("2 problem(s) in the params of test reboot"), "{msg}");
+    assert!(
+        msg.contains("reboot_method = \"bogus\": expected one of shell, system_reset"),
+        "{msg}"
+    );
+    assert!(msg.contains("reboot_count = \"twice\""), "{msg}");
+    assert!(msg.contains(":3:"), "the cfg line of reboot_method: {msg}");
 }

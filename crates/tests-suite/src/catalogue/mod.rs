@@ -48,7 +48,18 @@ mod tests {
             assert!(r.register(spec, f).is_ok(), "duplicate {}", spec.name);
             assert!(!spec.about.is_empty());
             for p in spec.params {
-                assert!(!p.about.is_empty(), "{}: {} undocumented", spec.name, p.key);
+                assert!(
+                    !p.meaning.is_empty(),
+                    "{}: {} undocumented",
+                    spec.name,
+                    p.key
+                );
+                assert!(
+                    !(p.required && p.default.is_some()),
+                    "{}: {} is required and has a default",
+                    spec.name,
+                    p.key
+                );
             }
         }
         for name in [

@@ -1,9 +1,9 @@
 //! `noop` and `sleep`: tests that touch nothing, for exercising the runner.
 
-use std::time::Duration;
-
 use crate::future::BoxFuture;
-use crate::registry::{ParamDoc, TestContext, TestSpec};
+use spec::KeyDoc;
+
+use crate::registry::{read_params, TestContext, TestSpec};
 use crate::verdict::{TestError, TestResult};
 
 /// `type = noop`.
@@ -11,11 +11,12 @@ pub const NOOP: TestSpec = TestSpec {
     name: "noop",
     about: "Does nothing and reports the verdict `noop_verdict` asks for (runner tests).",
     params: &[
-        ParamDoc::optional(
+        KeyDoc::with_default(
             "noop_verdict",
-            "pass (default), fail, error or skip: the verdict to report",
+            "pass",
+            "pass, fail, error or skip: the verdict to report",
         ),
-        ParamDoc::optional("noop_message", "the message of a non-pass verdict"),
+        KeyDoc::with_default("noop_message", "noop", "the message of a non-pass verdict"),
     ],
 };
 
@@ -23,25 +24,37 @@ pub const NOOP: TestSpec = TestSpec {
 pub const SLEEP: TestSpec = TestSpec {
     name: "sleep",
     about: "Sleeps `sleep_time` seconds, then passes; stops at once when the run is cancelled.",
-    params: &[ParamDoc::required(
-        "sleep_time",
-        "seconds to sleep (a float)",
-    )],
+    params: &[KeyDoc::required("sleep_time", "seconds to sleep (a float)")],
 };
 
 /// The `noop` test.
 pub fn run_noop(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
     Box::pin(async move {
-        let msg = ctx.params.get_or("noop_message", "noop").to_string();
+        #[derive(Clone, Copy)]
+        enum Verdict {
+            Pass,
+            Fail,
+            Error,
+            Skip,
+        }
+        let mut k = NOOP.keys(&ctx.params);
+        let msg = k.text("noop_message");
+        let verdict = k.choice(
+            "noop_verdict",
+            &[
+                ("pass", Verdict::Pass),
+                ("fail", Verdict::Fail),
+                ("error", Verdict::Error),
+                ("skip", Verdict::Skip),
+            ],
+        );
+        let verdict = read_params(k, verdict)?.unwrap_or(Verdict::Pass);
         ctx.log.info(format_args!("noop: {}", ctx.name));
-        match ctx.params.get_or("noop_verdict", "pass") {
-            "pass" => Ok(()),
-            "fail" => Err(TestError::Fail(msg)),
-            "error" => Err(TestError::Error(msg)),
-            "skip" => Err(TestError::Skip(msg)),
-            other => Err(TestError::Error(format!(
-                "noop_verdict = {other:?}: expected pass, fail, error or skip"
-            ))),
+        match verdict {
+            Verdict::Pass => Ok(()),
+            Verdict::Fail => Err(TestError::Fail(msg)),
+            Verdict::Error => Err(TestError::Error(msg)),
+            Verdict::Skip => Err(TestError::Skip(msg)),
         }
     })
 }
@@ -49,9 +62,9 @@ pub fn run_noop(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
 /// The `sleep` test.
 pub fn run_sleep(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
     Box::pin(async move {
-        let secs = ctx.params.require_f64("sleep_time")?;
-        let d = Duration::try_from_secs_f64(secs)
-            .map_err(|e| TestError::error(format!("sleep_time = {secs}: not a duration: {e}")))?;
+        let mut k = SLEEP.keys(&ctx.params);
+        let d = k.secs("sleep_time");
+        let d = read_params(k, d)?.unwrap_or_default();
         ctx.log.info(format_args!("sleeping {d:?}"));
         tokio::select! {
             () = tokio::time::sleep(d) => Ok(()),

@@ -16,7 +16,9 @@ use serde_json::Value;
 
 use crate::command::{self, CmdOutput};
 use crate::future::BoxFuture;
-use crate::registry::{ParamDoc, TestContext, TestSpec};
+use spec::{HostTools, KeyDoc};
+
+use crate::registry::{read_params, TestContext, TestSpec};
 use crate::verdict::{TestError, TestResult};
 
 /// `type = qemu_img`.
@@ -24,34 +26,36 @@ pub const SPEC: TestSpec = TestSpec {
     name: "qemu_img",
     about: "Creates an image with qemu-img and runs info, check, convert and snapshot on it.",
     params: &[
-        ParamDoc::optional(
+        KeyDoc::with_default(
             "qemu_img_binary",
-            "the qemu-img to run (default `qemu-img` on PATH)",
+            "qemu-img",
+            "the qemu-img to run (a bare name is looked up on PATH)",
         ),
-        ParamDoc::optional(
-            "image_format",
-            "format of the created image (default qcow2)",
-        ),
-        ParamDoc::optional(
+        KeyDoc::with_default("image_format", "qcow2", "format of the created image"),
+        KeyDoc::with_default(
             "image_size",
-            "virtual size: bytes or a K/M/G/T (binary) suffix (default 64M)",
+            "64M",
+            "virtual size: bytes or a K/M/G/T (binary) suffix",
         ),
-        ParamDoc::optional(
+        KeyDoc::with_default(
             "image_name",
-            "file name of the image inside the test directory (default `image`)",
+            "image",
+            "file name of the image inside the test directory",
         ),
-        ParamDoc::optional(
+        KeyDoc::with_default(
             "subcommand",
-            "steps after create, space separated: info check convert snapshot \
-             (default all four)",
+            "info check convert snapshot",
+            "steps after create, space separated: info check convert snapshot",
         ),
-        ParamDoc::optional(
+        KeyDoc::with_default(
             "convert_targets",
-            "formats to convert to, space separated (default `raw qcow2`)",
+            "raw qcow2",
+            "formats to convert to, space separated",
         ),
-        ParamDoc::optional(
+        KeyDoc::with_default(
             "snapshot_names",
-            "internal snapshots to create, list and delete (default `snap1 snap2`)",
+            "snap1 snap2",
+            "internal snapshots to create, list and delete",
         ),
     ],
 };
@@ -134,49 +138,46 @@ struct View {
 
 impl View {
     fn new(ctx: &TestContext) -> Result<Self, TestError> {
-        let p = &ctx.params;
-        let mut bad = Vec::new();
-        let size_text = p.get_or("image_size", "64M");
-        let size = size_text.parse::<ByteSize>().unwrap_or_else(|e| {
-            bad.push(format!("image_size: {e}"));
-            ByteSize(0)
+        let mut k = SPEC.keys(&ctx.params);
+        let size = k.parse("image_size", |v| {
+            v.parse::<ByteSize>().map_err(|e| e.to_string())
         });
-        let mut steps = Vec::new();
-        let requested = p.get_or("subcommand", "info check convert snapshot");
-        for s in requested.split_whitespace().filter(|s| *s != "create") {
-            match s.parse::<Step>() {
-                Ok(step) => steps.push(step),
-                Err(other) => bad.push(format!(
-                    "subcommand: unknown step {other:?} (expected info, check, convert, snapshot)"
-                )),
+        let steps = k.parse("subcommand", |v| {
+            v.split_whitespace()
+                .filter(|s| *s != "create")
+                .map(|s| {
+                    s.parse::<Step>().map_err(|other| {
+                        format!("steps among info, check, convert, snapshot (not {other:?})")
+                    })
+                })
+                .collect::<Result<Vec<Step>, String>>()
+        });
+        let image_name = k.parse("image_name", |v| {
+            if v.contains('/') {
+                Err("a plain file name".to_string())
+            } else {
+                Ok(v.to_string())
             }
-        }
-        let image_name = p.get_or("image_name", "image");
-        if image_name.contains('/') || image_name.is_empty() {
-            bad.push(format!(
-                "image_name = {image_name:?}: a plain file name is expected"
-            ));
-        }
-        if !bad.is_empty() {
-            return Err(TestError::Error(bad.join("; ")));
-        }
-        let format = p.get_or("image_format", "qcow2").to_string();
+        });
+        let format = k.text("image_format");
+        let convert_targets = k.text("convert_targets");
+        let snapshots = k.text("snapshot_names");
+        let (size, steps, image_name) = read_params(k, (size, steps, image_name))?;
+        let qemu_img = HostTools::read(&ctx.params)
+            .map_err(|e| TestError::error(crate::error::error_chain(&e)))?
+            .qemu_img;
+        let image_name = image_name.unwrap_or_else(|| "image".into());
         Ok(View {
-            qemu_img: p.get_or("qemu_img_binary", "qemu-img").into(),
+            qemu_img: qemu_img.into(),
             image: ctx.dir.join(format!("{image_name}.{format}")),
             format,
-            size,
-            steps,
-            convert_targets: p
-                .get_or("convert_targets", "raw qcow2")
+            size: size.unwrap_or(ByteSize(64 << 20)),
+            steps: steps.unwrap_or_default(),
+            convert_targets: convert_targets
                 .split_whitespace()
                 .map(str::to_string)
                 .collect(),
-            snapshots: p
-                .get_or("snapshot_names", "snap1 snap2")
-                .split_whitespace()
-                .map(str::to_string)
-                .collect(),
+            snapshots: snapshots.split_whitespace().map(str::to_string).collect(),
         })
     }
 

@@ -29,7 +29,9 @@ use serde_json::Value;
 
 use crate::env::Teardown;
 use crate::future::BoxFuture;
-use crate::registry::{ParamDoc, TestContext, TestSpec};
+use spec::KeyDoc;
+
+use crate::registry::{read_params, TestContext, TestSpec};
 use crate::shell::{literal_regex, RemoteShell, ShellConfig, ShellError};
 use crate::verdict::{TestError, TestResult};
 
@@ -39,39 +41,44 @@ pub const SPEC: TestSpec = TestSpec {
     about: "Runs a WHQL submission through the DTM server's automation program and reports \
             its job results.",
     params: &[
-        ParamDoc::required("main_vm", "the Windows client guest"),
-        ParamDoc::required("server_address", "the DTM server's address"),
-        ParamDoc::required("server_shell_port", "its remote shell port"),
-        ParamDoc::required("server_file_transfer_port", "its rss file-transfer port"),
-        ParamDoc::optional(
+        KeyDoc::optional(
+            "main_vm",
+            "the Windows client guest (default: the first of `vms`)",
+        ),
+        KeyDoc::required("server_address", "the DTM server's address"),
+        KeyDoc::required("server_shell_port", "its remote shell port"),
+        KeyDoc::required("server_file_transfer_port", "its rss file-transfer port"),
+        KeyDoc::with_default(
             "server_studio_path",
-            "where the automation program goes on the server \
-             (default `%programfiles%\\Microsoft Driver Test Manager\\Studio`)",
+            "%programfiles%\\Microsoft Driver Test Manager\\Studio",
+            "where the automation program goes on the server",
         ),
-        ParamDoc::optional(
+        KeyDoc::with_default(
             "dsso_test_binary",
-            "the automation program on this host (default `deps/whql_submission_15.exe`)",
+            "deps/whql_submission_15.exe",
+            "the automation program on this host",
         ),
-        ParamDoc::required("test_device", "the device name the program is told to test"),
-        ParamDoc::optional("job_filter", "regex of the jobs to run (default `.*`)"),
-        ParamDoc::optional("test_timeout", "seconds the program may run (default 600)"),
-        ParamDoc::required("wtt_services", "WTT services to restart on the client"),
-        ParamDoc::optional(
+        KeyDoc::required("test_device", "the device name the program is told to test"),
+        KeyDoc::with_default("job_filter", ".*", "regex of the jobs to run"),
+        KeyDoc::with_default("test_timeout", "600", "seconds the program may run"),
+        KeyDoc::required("wtt_services", "WTT services to restart on the client"),
+        KeyDoc::optional(
             "device_data",
-            "names of device data entries (dd_name, dd_data)",
+            "names of device data entries (each with dd_name, dd_data)",
         ),
-        ParamDoc::optional("descriptors", "names of descriptor entries (desc_path)"),
-        ParamDoc::optional(
+        KeyDoc::optional(
+            "descriptors",
+            "names of descriptor entries (each with desc_path)",
+        ),
+        KeyDoc::with_default(
             "termination_grace",
-            "seconds beyond test_timeout to wait for the program to end (default 300)",
+            "300",
+            "seconds beyond test_timeout to wait for the program to end",
         ),
-        ParamDoc::optional(
+        KeyDoc::with_default(
             "prompt_timeout",
-            "seconds to wait for each of the program's prompts (default 600)",
-        ),
-        ParamDoc::optional(
-            "login_timeout",
-            "seconds to wait for the client login (default 360, as avocado-vt)",
+            "600",
+            "seconds to wait for each of the program's prompts",
         ),
     ],
 };
@@ -80,14 +87,88 @@ pub const SPEC: TestSpec = TestSpec {
 const SERVICE_RETRY: Duration = Duration::from_secs(1);
 const SERVICE_TIMEOUT: Duration = Duration::from_secs(120);
 
-fn secs(ctx: &TestContext, key: &str, default: f64) -> Result<Duration, TestError> {
-    let v = ctx.params.get_f64(key)?.unwrap_or(default);
-    Duration::try_from_secs_f64(v)
-        .map_err(|e| TestError::error(format!("{key} = {v}: not a duration: {e}")))
+/// The keys of a `device_data` entry.
+const DEVICE_DATA_KEYS: &[KeyDoc] = &[
+    KeyDoc::optional("dd_name", "the device data's name"),
+    KeyDoc::optional("dd_data", "its value"),
+];
+
+/// The keys of a `descriptors` entry.
+const DESCRIPTOR_KEYS: &[KeyDoc] = &[KeyDoc::optional("desc_path", "the descriptor's path")];
+
+/// The parameters of the test, read (and checked) before anything is touched.
+struct WhqlParams {
+    server_address: String,
+    shell_port: u16,
+    transfer_port: u16,
+    studio_path: String,
+    binary: PathBuf,
+    test_device: String,
+    job_filter: String,
+    test_timeout: Duration,
+    wtt_services: Vec<String>,
+    grace: Duration,
+    prompt_timeout: Duration,
+    /// `(dd_name, dd_data)` of each `device_data` entry that has both.
+    device_data: Vec<(String, String)>,
+    /// `desc_path` of each `descriptors` entry that has one.
+    descriptors: Vec<String>,
 }
 
-fn port(ctx: &TestContext, key: &str) -> Result<u16, TestError> {
-    Ok(ctx.params.require_number::<u16>(key)?)
+impl WhqlParams {
+    fn read(ctx: &TestContext) -> Result<WhqlParams, TestError> {
+        let mut k = SPEC.keys(&ctx.params);
+        let mut problems = Vec::new();
+        let device_data = k
+            .list("device_data")
+            .iter()
+            .filter_map(|dd| {
+                let mut o = k.object(dd, format!("device_data {dd}"), DEVICE_DATA_KEYS);
+                let pair = o.opt("dd_name").zip(o.opt("dd_data"));
+                problems.extend(o.take_problems());
+                pair
+            })
+            .collect();
+        let descriptors = k
+            .list("descriptors")
+            .iter()
+            .filter_map(|d| {
+                let mut o = k.object(d, format!("descriptor {d}"), DESCRIPTOR_KEYS);
+                let path = o.opt("desc_path");
+                problems.extend(o.take_problems());
+                path
+            })
+            .collect();
+        let p = WhqlParams {
+            server_address: k.text("server_address"),
+            shell_port: k.port("server_shell_port").unwrap_or(0),
+            transfer_port: k.port("server_file_transfer_port").unwrap_or(0),
+            studio_path: k.text("server_studio_path"),
+            binary: PathBuf::from(k.text("dsso_test_binary")),
+            test_device: k.text("test_device"),
+            job_filter: k.text("job_filter"),
+            test_timeout: k.secs("test_timeout").unwrap_or(Duration::from_secs(600)),
+            wtt_services: k.list("wtt_services"),
+            grace: k
+                .secs("termination_grace")
+                .unwrap_or(Duration::from_secs(300)),
+            prompt_timeout: k.secs("prompt_timeout").unwrap_or(Duration::from_secs(600)),
+            device_data,
+            descriptors,
+        };
+        if !problems.is_empty() {
+            let mut all = k.take_problems();
+            all.extend(problems);
+            spec::sort_problems(&mut all);
+            return Err(TestError::error(crate::error::error_chain(
+                &spec::SpecError::Object {
+                    object: format!("test {}", SPEC.name),
+                    problems: all,
+                },
+            )));
+        }
+        read_params(k, p)
+    }
 }
 
 /// `sc stop` until the service is stopped, not started (1062) or not installed (1060).
@@ -220,32 +301,24 @@ pub fn run(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
 }
 
 async fn run_inner(ctx: &TestContext) -> TestResult {
-    let p = &ctx.params;
-    let main_vm = p.require("main_vm")?.to_string();
-    let server_address = p.require("server_address")?.to_string();
-    let shell_port = port(ctx, "server_shell_port")?;
-    let transfer_port = port(ctx, "server_file_transfer_port")?;
-    let studio_path = p
-        .get_or(
-            "server_studio_path",
-            "%programfiles%\\Microsoft Driver Test Manager\\Studio",
-        )
-        .to_string();
-    let binary = PathBuf::from(p.get_or("dsso_test_binary", "deps/whql_submission_15.exe"));
-    let test_device = p.require("test_device")?.to_string();
-    let job_filter = p.get_or("job_filter", ".*").to_string();
-    let test_timeout = p.get_f64("test_timeout")?.unwrap_or(600.0);
-    let wtt_services: Vec<String> = p
-        .require("wtt_services")?
-        .split_whitespace()
-        .map(str::to_string)
-        .collect();
-    let grace = secs(ctx, "termination_grace", 300.0)?;
-    let prompt_timeout = secs(ctx, "prompt_timeout", 600.0)?;
+    let WhqlParams {
+        server_address,
+        shell_port,
+        transfer_port,
+        studio_path,
+        binary,
+        test_device,
+        job_filter,
+        test_timeout,
+        wtt_services,
+        grace,
+        prompt_timeout,
+        device_data,
+        descriptors,
+    } = WhqlParams::read(ctx)?;
     let login_timeout = super::session::login_timeout(ctx)?;
-    let run_timeout = Duration::try_from_secs_f64(test_timeout)
-        .map_err(|e| TestError::error(format!("test_timeout = {test_timeout}: {e}")))?
-        + grace;
+    let run_timeout = test_timeout + grace;
+    let test_timeout = test_timeout.as_secs_f64();
     let Some(binary_name) = binary.file_name().map(|n| n.to_string_lossy().into_owned()) else {
         return Err(TestError::error(format!(
             "dsso_test_binary = {:?}: not a file name",
@@ -259,7 +332,7 @@ async fn run_inner(ctx: &TestContext) -> TestResult {
         )));
     }
 
-    let vm = ctx.env.vm(&main_vm)?;
+    let vm = super::session::main_vm(ctx)?;
     let mut session = vm.login(login_timeout).await?;
 
     ctx.log.info("Restarting WTT services on client");
@@ -310,24 +383,15 @@ async fn run_inner(ctx: &TestContext) -> TestResult {
     server.send_line(&job_filter).await?;
 
     find_prompt(server.as_mut(), "DeviceData name:", prompt_timeout).await?;
-    for dd in p.objects("device_data") {
-        let dd_params = p.object_params(dd);
-        if let (Some(name), Some(data)) = (dd_params.get("dd_name"), dd_params.get("dd_data")) {
-            if !name.is_empty() && !data.is_empty() {
-                server.send_line(name).await?;
-                server.send_line(data).await?;
-            }
-        }
+    for (name, data) in &device_data {
+        server.send_line(name).await?;
+        server.send_line(data).await?;
     }
     server.send_line("").await?;
 
     find_prompt(server.as_mut(), "Descriptor path:", prompt_timeout).await?;
-    for desc in p.objects("descriptors") {
-        if let Some(path) = p.object_params(desc).get("desc_path") {
-            if !path.is_empty() {
-                server.send_line(path).await?;
-            }
-        }
+    for path in &descriptors {
+        server.send_line(path).await?;
     }
     server.send_line("").await?;
 
@@ -384,7 +448,7 @@ async fn run_inner(ctx: &TestContext) -> TestResult {
 
     if !done {
         ctx.env
-            .destroy_vm(&main_vm, Teardown::Kill)
+            .destroy_vm(vm.name(), Teardown::Kill)
             .await
             .map_err(TestError::from)?;
         return Err(TestError::fail(
@@ -407,7 +471,7 @@ async fn run_inner(ctx: &TestContext) -> TestResult {
     }
     if !running.is_empty() {
         ctx.env
-            .destroy_vm(&main_vm, Teardown::Kill)
+            .destroy_vm(vm.name(), Teardown::Kill)
             .await
             .map_err(TestError::from)?;
         errors.push(format!("Jobs did not complete on time: {running:?}."));

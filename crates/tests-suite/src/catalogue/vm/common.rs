@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use spec::Keys;
 
 use crate::catalogue::session::login_timeout;
 use crate::env::{EnvError, GuestVm, LoginVia};
@@ -13,16 +14,18 @@ use crate::registry::TestContext;
 use crate::shell::RemoteShell;
 use crate::verdict::TestError;
 
-/// Seconds from an optional numeric parameter.
-pub(super) fn secs(ctx: &TestContext, key: &str, default: f64) -> Result<Duration, TestError> {
-    let v = ctx.params.get_f64(key)?.unwrap_or(default);
-    Duration::try_from_secs_f64(v)
-        .map_err(|_| TestError::error(format!("{key} = {v}: expected a number of seconds >= 0")))
-}
+pub(super) use crate::catalogue::session::main_vm;
 
-/// The VM named by `main_vm`.
-pub(super) fn main_vm(ctx: &TestContext) -> Result<Arc<dyn GuestVm>, TestError> {
-    Ok(ctx.env.vm(ctx.params.require("main_vm")?)?)
+/// `login_via` of a test that declares it: serial (the default) or remote through NIC 0.
+pub(super) fn login_via(k: &mut Keys<'_>) -> LoginVia {
+    k.choice(
+        "login_via",
+        &[
+            ("serial", LoginVia::Serial),
+            ("remote", LoginVia::Remote { nic: 0 }),
+        ],
+    )
+    .unwrap_or(LoginVia::Serial)
 }
 
 /// Runs `fut` unless the run is cancelled first.
@@ -36,20 +39,12 @@ pub(super) async fn cancellable<T>(
     }
 }
 
-/// Logs into `vm` as `login_via` says (serial by default).
+/// Logs into `vm` by `via` within the main VM's `login_timeout`.
 pub(super) async fn login(
     ctx: &TestContext,
     vm: &Arc<dyn GuestVm>,
+    via: LoginVia,
 ) -> Result<Box<dyn RemoteShell>, TestError> {
-    let via = match ctx.params.get("login_via").unwrap_or("serial") {
-        "serial" => LoginVia::Serial,
-        "remote" => LoginVia::Remote { nic: 0 },
-        other => {
-            return Err(TestError::error(format!(
-                "login_via = {other:?}: expected serial or remote"
-            )))
-        }
-    };
     let timeout = login_timeout(ctx)?;
     ctx.log
         .info(format_args!("logging into {} ({via:?})", vm.name()));

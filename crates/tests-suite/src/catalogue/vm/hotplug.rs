@@ -12,13 +12,16 @@
 use std::ffi::OsString;
 use std::time::Duration;
 
+use spec::HostTools;
+
 use super::common::{
-    block_driver, cancellable, fail_env, guest_cmd, guest_output, login, main_vm, nic_driver,
-    poll_guest, secs,
+    block_driver, cancellable, fail_env, guest_cmd, guest_output, login, login_via, main_vm,
+    nic_driver, poll_guest,
 };
-use crate::env::{GuestVm, Hotplugged};
+use super::{NIC_HOTPLUG, PCI_HOTPLUG};
+use crate::env::{GuestVm, Hotplugged, LoginVia};
 use crate::future::BoxFuture;
-use crate::registry::TestContext;
+use crate::registry::{read_params, TestContext};
 use crate::shell::RemoteShell;
 use crate::verdict::{TestError, TestResult};
 
@@ -32,23 +35,103 @@ async fn info_pci(ctx: &TestContext, vm: &dyn GuestVm) -> Result<String, TestErr
     Ok(out)
 }
 
+/// What is plugged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PciType {
+    Nic,
+    Block,
+}
+
+/// How it is plugged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HotplugMethod {
+    DeviceAdd,
+    PciAdd,
+}
+
+/// The parameters of `pci_hotplug`, read (and checked) before the guest is touched.
+#[derive(Debug)]
+struct PciParams {
+    via: LoginVia,
+    modprobe: Option<String>,
+    method: HotplugMethod,
+    pci_type: PciType,
+    model: String,
+    reference_cmd: String,
+    find_cmd: String,
+    match_string: String,
+    test_cmd: Option<String>,
+    hook_up: Duration,
+    find_timeout: Duration,
+    stg_format: String,
+    stg_size: String,
+    qemu_img: std::path::PathBuf,
+}
+
+impl PciParams {
+    fn read(ctx: &TestContext) -> Result<PciParams, TestError> {
+        let mut k = PCI_HOTPLUG.keys(&ctx.params);
+        let via = login_via(&mut k);
+        let method = k.choice(
+            "hotplug_method",
+            &[
+                ("device_add", HotplugMethod::DeviceAdd),
+                ("pci_add", HotplugMethod::PciAdd),
+            ],
+        );
+        let pci_type = k.choice(
+            "pci_type",
+            &[("nic", PciType::Nic), ("block", PciType::Block)],
+        );
+        let p = PciParams {
+            via,
+            modprobe: k.opt("modprobe_module"),
+            method: method.unwrap_or(HotplugMethod::DeviceAdd),
+            pci_type: pci_type.unwrap_or(PciType::Nic),
+            model: k.text("pci_model"),
+            reference_cmd: k.text("reference_cmd"),
+            find_cmd: k.text("find_pci_cmd"),
+            match_string: k.text("match_string"),
+            test_cmd: k.opt("pci_test_cmd"),
+            hook_up: k
+                .secs("wait_secs_for_hook_up")
+                .unwrap_or(Duration::from_secs(3)),
+            find_timeout: k
+                .secs("find_pci_timeout")
+                .unwrap_or(Duration::from_secs(30)),
+            stg_format: k.text("image_format_stg"),
+            stg_size: k.text("image_size_stg"),
+            qemu_img: std::path::PathBuf::new(),
+        };
+        let mut p = read_params(k, p)?;
+        p.qemu_img = HostTools::read(&ctx.params)
+            .map_err(|e| TestError::error(crate::error::error_chain(&e)))?
+            .qemu_img;
+        Ok(p)
+    }
+
+    fn type_name(&self) -> &'static str {
+        match self.pci_type {
+            PciType::Nic => "nic",
+            PciType::Block => "block",
+        }
+    }
+}
+
 /// Creates the hot-plugged disk's image (`stg`) in the test directory.
-async fn stg_image(ctx: &TestContext) -> Result<(std::path::PathBuf, String), TestError> {
-    let format = ctx
-        .params
-        .get("image_format_stg")
-        .unwrap_or("qcow2")
-        .to_owned();
-    let size = ctx.params.get("image_size_stg").unwrap_or("64M");
+async fn stg_image(
+    ctx: &TestContext,
+    p: &PciParams,
+) -> Result<(std::path::PathBuf, String), TestError> {
+    let format = p.stg_format.clone();
     let path = ctx.dir.join(format!("stg.{format}"));
-    let qemu_img = ctx.params.get("qemu_img_binary").unwrap_or("qemu-img");
     let argv: Vec<OsString> = vec![
-        qemu_img.into(),
+        p.qemu_img.clone().into(),
         "create".into(),
         "-f".into(),
         format.clone().into(),
         path.clone().into(),
-        size.into(),
+        p.stg_size.clone().into(),
     ];
     let out = crate::command::run(ctx, &argv).await?;
     if !out.success() {
@@ -60,17 +143,17 @@ async fn stg_image(ctx: &TestContext) -> Result<(std::path::PathBuf, String), Te
 /// `type = pci_hotplug`.
 pub fn run_pci_hotplug(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
     Box::pin(async move {
+        let p = PciParams::read(ctx)?;
         let vm = main_vm(ctx)?;
-        let mut shell = login(ctx, &vm).await?;
-        if let Some(module) = ctx.params.get("modprobe_module") {
+        let mut shell = login(ctx, &vm, p.via).await?;
+        if let Some(module) = &p.modprobe {
             guest_cmd(ctx, &mut shell, &format!("modprobe {module}"))
                 .await
                 .map_err(|e| TestError::error(crate::error::error_chain(&e)))?;
         }
-        let method = ctx.params.get("hotplug_method").unwrap_or("device_add");
-        match method {
-            "device_add" => {}
-            "pci_add" => {
+        match p.method {
+            HotplugMethod::DeviceAdd => {}
+            HotplugMethod::PciAdd => {
                 let help = info_help(ctx, vm.as_ref()).await?;
                 if !help.lines().any(|l| l.starts_with("pci_add")) {
                     return Err(TestError::error(
@@ -82,21 +165,14 @@ pub fn run_pci_hotplug(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
                     "hotplug_method = pci_add is not implemented; use device_add",
                 ));
             }
-            other => {
-                return Err(TestError::error(format!(
-                    "hotplug_method = {other:?}: expected device_add or pci_add"
-                )))
-            }
         }
-        let pci_type = ctx.params.require("pci_type")?;
-        let model = ctx.params.require("pci_model")?;
-        let reference_cmd = ctx.params.require("reference_cmd")?;
+        let reference_cmd = p.reference_cmd.as_str();
         let info_ref = info_pci(ctx, vm.as_ref()).await?;
         let reference = guest_output(ctx, &mut shell, reference_cmd).await?;
 
-        let added = match pci_type {
-            "nic" => {
-                let driver = nic_driver(model);
+        let added = match p.pci_type {
+            PciType::Nic => {
+                let driver = nic_driver(&p.model);
                 cancellable(ctx, async {
                     vm.hotplug_nic(driver)
                         .await
@@ -104,9 +180,9 @@ pub fn run_pci_hotplug(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
                 })
                 .await?
             }
-            "block" => {
-                let driver = block_driver(model);
-                let (path, format) = stg_image(ctx).await?;
+            PciType::Block => {
+                let driver = block_driver(&p.model);
+                let (path, format) = stg_image(ctx, &p).await?;
                 cancellable(ctx, async {
                     vm.hotplug_disk(&path, &format, driver)
                         .await
@@ -114,16 +190,19 @@ pub fn run_pci_hotplug(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
                 })
                 .await?
             }
-            other => {
-                return Err(TestError::error(format!(
-                    "pci_type = {other:?}: expected nic or block"
-                )))
-            }
         };
         ctx.log
             .info(format_args!("added {} ({})", added.id, added.driver));
-        let checked =
-            check_added(ctx, vm.as_ref(), &mut shell, &added, &info_ref, &reference).await;
+        let checked = check_added(
+            ctx,
+            &p,
+            vm.as_ref(),
+            &mut shell,
+            &added,
+            &info_ref,
+            &reference,
+        )
+        .await;
         let unplugged = cancellable(ctx, async {
             vm.unplug(&added)
                 .await
@@ -171,17 +250,16 @@ async fn info_help(ctx: &TestContext, vm: &dyn GuestVm) -> Result<String, TestEr
 /// Steps 2–5 of the seed's test, with the device plugged.
 async fn check_added(
     ctx: &TestContext,
+    p: &PciParams,
     vm: &dyn GuestVm,
     shell: &mut Box<dyn RemoteShell>,
     added: &Hotplugged,
     info_ref: &str,
     reference: &str,
 ) -> Result<(), TestError> {
-    let model = ctx.params.require("pci_model")?;
-    let pci_type = ctx.params.require("pci_type")?;
-    let reference_cmd = ctx.params.require("reference_cmd")?;
-    let find_cmd = ctx.params.require("find_pci_cmd")?;
-    let match_string = ctx.params.require("match_string")?;
+    let (model, pci_type) = (p.model.as_str(), p.type_name());
+    let reference_cmd = p.reference_cmd.as_str();
+    let (find_cmd, match_string) = (p.find_cmd.as_str(), p.match_string.as_str());
     let after_add = info_pci(ctx, vm).await?;
     if after_add == info_ref {
         return Err(TestError::fail(
@@ -194,7 +272,7 @@ async fn check_added(
             added.id
         )));
     }
-    let first = secs(ctx, "wait_secs_for_hook_up", 3.0)?;
+    let first = p.hook_up;
     cancellable(ctx, async {
         tokio::time::sleep(first).await;
         Ok(())
@@ -216,7 +294,7 @@ async fn check_added(
             now.trim_end()
         )));
     }
-    let find_timeout = secs(ctx, "find_pci_timeout", 30.0)?;
+    let find_timeout = p.find_timeout;
     let (found_out, found) = poll_guest(
         ctx,
         shell,
@@ -234,7 +312,7 @@ async fn check_added(
             found_out.trim_end()
         )));
     }
-    if let Some(test_cmd) = ctx.params.get("pci_test_cmd") {
+    if let Some(test_cmd) = p.test_cmd.as_deref() {
         guest_cmd(ctx, shell, test_cmd).await.map_err(|e| {
             TestError::fail(format!(
                 "check of the {pci_type} device failed after PCI hotplug: {}",
@@ -262,16 +340,15 @@ const LIST_NICS: &str = "(cd /sys/class/net; for i in *; do echo $i $(cat $i/add
 /// it (proof that frames flow both ways), unplug it and see it go.
 pub fn run_nic_hotplug(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
     Box::pin(async move {
-        let netdev = ctx.params.get("netdev_type").unwrap_or("user");
-        if netdev != "user" {
-            return Err(TestError::error(format!(
-                "netdev_type = {netdev:?}: only user networking is supported"
-            )));
-        }
-        let driver = nic_driver(ctx.params.require("pci_model")?).to_owned();
-        let timeout = secs(ctx, "nic_hotplug_timeout", 30.0)?;
+        let mut k = NIC_HOTPLUG.keys(&ctx.params);
+        let via = login_via(&mut k);
+        // Only user networking: any other backend is a problem of the params, not a skip.
+        let _user = k.choice("netdev_type", &[("user", ())]);
+        let driver = nic_driver(&k.text("pci_model")).to_owned();
+        let timeout = k.secs("nic_hotplug_timeout");
+        let timeout = read_params(k, timeout)?.unwrap_or(Duration::from_secs(30));
         let vm = main_vm(ctx)?;
-        let mut shell = login(ctx, &vm).await?;
+        let mut shell = login(ctx, &vm, via).await?;
         let nic = cancellable(ctx, async {
             vm.hotplug_nic(&driver)
                 .await

@@ -5,13 +5,14 @@
 //! token written to the guest's RAM-backed root must vanish with a reboot and survive a
 //! migration.
 
-use regex::Regex;
+use std::time::Duration;
 
-use super::common::{cancellable, fail_env, guest_cmd, guest_output, login, main_vm, secs};
+use super::common::{cancellable, fail_env, guest_cmd, guest_output, login, login_via, main_vm};
+use super::{BOOT, MIGRATION, REBOOT, SHUTDOWN};
 use crate::catalogue::session::login_timeout;
 use crate::env::{MigrationMode, MigrationProtocol, RebootMethod, ShutdownMethod};
 use crate::future::BoxFuture;
-use crate::registry::TestContext;
+use crate::registry::{read_params, TestContext};
 use crate::shell::RemoteShell;
 use crate::verdict::{TestError, TestResult};
 
@@ -21,33 +22,27 @@ const TOKEN_FILE: &str = "/tmp/kvmtest-token";
 /// `type = boot`: log in and run `boot_command`.
 pub fn run_boot(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
     Box::pin(async move {
+        let mut k = BOOT.keys(&ctx.params);
+        let via = login_via(&mut k);
+        let cmd = k.text("boot_command");
+        let expect = k.regex("boot_expect", false);
+        read_params(k, ())?;
+        let cmd = cmd.as_str();
         let vm = main_vm(ctx)?;
-        let mut shell = login(ctx, &vm).await?;
-        let cmd = ctx.params.get("boot_command").unwrap_or("uname -r");
+        let mut shell = login(ctx, &vm, via).await?;
         let out = guest_cmd(ctx, &mut shell, cmd).await.map_err(|e| {
             TestError::fail(format!("after login, {}", crate::error::error_chain(&e)))
         })?;
-        match ctx.params.get("boot_expect") {
-            Some(pattern) => {
-                let re = Regex::new(pattern).map_err(|e| {
-                    TestError::error(format!("boot_expect = {pattern:?} is not a regex: {e}"))
-                })?;
-                if !re.is_match(&out) {
-                    return Err(TestError::fail(format!(
-                        "expected the output of `{cmd}` to match /{pattern}/; the guest printed \
-                         {:?}",
-                        out.trim_end()
-                    )));
-                }
-            }
-            None if out.trim().is_empty() => {
-                return Err(TestError::fail(format!(
-                    "`{cmd}` printed nothing after login"
-                )))
-            }
-            None => {}
+        match expect {
+            Some(re) if !re.is_match(&out) => Err(TestError::fail(format!(
+                "expected the output of `{cmd}` to match /{re}/; the guest printed {:?}",
+                out.trim_end()
+            ))),
+            None if out.trim().is_empty() => Err(TestError::fail(format!(
+                "`{cmd}` printed nothing after login"
+            ))),
+            _ => Ok(()),
         }
-        Ok(())
     })
 }
 
@@ -70,20 +65,22 @@ fn token() -> String {
 /// `type = reboot`: `reboot_count` reboots by `reboot_method`; each must give a new boot.
 pub fn run_reboot(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
     Box::pin(async move {
-        let method = match ctx.params.get("reboot_method").unwrap_or("shell") {
-            "shell" => RebootMethod::Shell,
-            "system_reset" => RebootMethod::SystemReset,
-            other => {
-                return Err(TestError::error(format!(
-                    "reboot_method = {other:?}: expected shell or system_reset"
-                )))
-            }
-        };
-        let count = ctx.params.get_u64("reboot_count")?.unwrap_or(1);
+        let mut k = REBOOT.keys(&ctx.params);
+        let via = login_via(&mut k);
+        let method = k.choice(
+            "reboot_method",
+            &[
+                ("shell", RebootMethod::Shell),
+                ("system_reset", RebootMethod::SystemReset),
+            ],
+        );
+        let count = k.u64("reboot_count");
+        let (method, count) = read_params(k, (method, count))?;
+        let (method, count) = (method.unwrap_or(RebootMethod::Shell), count.unwrap_or(1));
         let timeout = login_timeout(ctx)?;
         let vm = main_vm(ctx)?;
         for round in 1..=count {
-            let mut shell = login(ctx, &vm).await?;
+            let mut shell = login(ctx, &vm, via).await?;
             let before = boot_id(ctx, &mut shell).await?;
             let tok = token();
             guest_cmd(ctx, &mut shell, &format!("echo {tok} > {TOKEN_FILE}"))
@@ -124,19 +121,22 @@ pub fn run_reboot(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
 /// `type = shutdown`: power the guest off by `shutdown_method`; QEMU must exit.
 pub fn run_shutdown(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
     Box::pin(async move {
-        let method = match ctx.params.get("shutdown_method").unwrap_or("shell") {
-            "shell" => ShutdownMethod::Shell,
-            "system_powerdown" => ShutdownMethod::SystemPowerdown,
-            other => {
-                return Err(TestError::error(format!(
-                    "shutdown_method = {other:?}: expected shell or system_powerdown"
-                )))
-            }
-        };
-        let timeout = secs(ctx, "shutdown_timeout", 240.0)?;
+        let mut k = SHUTDOWN.keys(&ctx.params);
+        let via = login_via(&mut k);
+        let method = k.choice(
+            "shutdown_method",
+            &[
+                ("shell", ShutdownMethod::Shell),
+                ("system_powerdown", ShutdownMethod::SystemPowerdown),
+            ],
+        );
+        let timeout = k.secs("shutdown_timeout");
+        let (method, timeout) = read_params(k, (method, timeout))?;
+        let method = method.unwrap_or(ShutdownMethod::Shell);
+        let timeout = timeout.unwrap_or(Duration::from_secs(240));
         let vm = main_vm(ctx)?;
         // Make sure the guest is up (and its ACPI daemon running) before pressing the button.
-        let mut shell = login(ctx, &vm).await?;
+        let mut shell = login(ctx, &vm, via).await?;
         guest_cmd(ctx, &mut shell, "true")
             .await
             .map_err(|e| TestError::error(crate::error::error_chain(&e)))?;
@@ -161,30 +161,27 @@ pub fn run_shutdown(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
 /// `type = migration`: migrate over `migration_protocol`; the guest's state must be kept.
 pub fn run_migration(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
     Box::pin(async move {
-        let proto = ctx.params.require("migration_protocol")?;
-        let protocol = match proto {
-            "tcp" => MigrationProtocol::Tcp,
-            "unix" => MigrationProtocol::Unix,
-            "exec" => MigrationProtocol::Exec,
-            other => {
-                return Err(TestError::error(format!(
-                    "migration_protocol = {other:?}: expected tcp, unix or exec"
-                )))
-            }
-        };
-        let mode = if ctx.params.get_bool_or("mig_offline", false)? {
+        let mut k = MIGRATION.keys(&ctx.params);
+        let via = login_via(&mut k);
+        let protocol = k.choice(
+            "migration_protocol",
+            &[
+                ("tcp", MigrationProtocol::Tcp),
+                ("unix", MigrationProtocol::Unix),
+                ("exec", MigrationProtocol::Exec),
+            ],
+        );
+        let mode = if k.bool("mig_offline") {
             MigrationMode::Offline
         } else {
             MigrationMode::Live
         };
-        let timeout = secs(ctx, "mig_timeout", 3600.0)?;
-        let cmd = ctx
-            .params
-            .get("migration_test_command")
-            .unwrap_or(BOOT_ID)
-            .to_owned();
+        let timeout = k.secs("mig_timeout").unwrap_or(Duration::from_secs(3600));
+        let cmd = k.opt("migration_test_command");
+        let protocol = read_params(k, protocol)?.unwrap_or(MigrationProtocol::Tcp);
+        let cmd = cmd.unwrap_or_else(|| BOOT_ID.to_owned());
         let vm = main_vm(ctx)?;
-        let mut shell = login(ctx, &vm).await?;
+        let mut shell = login(ctx, &vm, via).await?;
         let before = guest_cmd(ctx, &mut shell, &cmd)
             .await
             .map_err(|e| TestError::error(crate::error::error_chain(&e)))?;
@@ -206,7 +203,7 @@ pub fn run_migration(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
             }
         })
         .await?;
-        let mut shell = login(ctx, &vm).await.map_err(|e| match e {
+        let mut shell = login(ctx, &vm, via).await.map_err(|e| match e {
             TestError::Error(m) => TestError::fail(format!("no login after the migration: {m}")),
             other => other,
         })?;

@@ -13,16 +13,18 @@ mod hotplug;
 mod lifecycle;
 mod resources;
 
-use crate::registry::{ParamDoc, TestFn, TestSpec};
+use spec::KeyDoc;
 
-const MAIN_VM: ParamDoc = ParamDoc::required("main_vm", "the VM under test (an entry of `vms`)");
-const LOGIN_TIMEOUT: ParamDoc = ParamDoc::optional(
-    "login_timeout",
-    "seconds to wait for a guest login (default 360, as avocado-vt)",
+use crate::registry::{TestFn, TestSpec};
+
+const MAIN_VM: KeyDoc = KeyDoc::optional(
+    "main_vm",
+    "the VM under test (an entry of `vms`; default: the first of `vms`)",
 );
-const LOGIN_VIA: ParamDoc = ParamDoc::optional(
+const LOGIN_VIA: KeyDoc = KeyDoc::with_default(
     "login_via",
-    "serial (default) or remote: the VM's shell_client (telnet, nc) through its first NIC",
+    "serial",
+    "serial, or remote: the VM's shell_client (telnet, nc, ssh) through its first NIC",
 );
 
 /// `type = boot`.
@@ -31,15 +33,11 @@ pub const BOOT: TestSpec = TestSpec {
     about: "Boots the guest and logs in.",
     params: &[
         MAIN_VM,
-        LOGIN_TIMEOUT,
         LOGIN_VIA,
-        ParamDoc::optional(
-            "boot_command",
-            "guest command run after login (default `uname -r`)",
-        ),
-        ParamDoc::optional(
+        KeyDoc::with_default("boot_command", "uname -r", "guest command run after login"),
+        KeyDoc::optional(
             "boot_expect",
-            "regex the command's output must match (default: any output)",
+            "regex the command's output must match (unset: any non-empty output)",
         ),
     ],
 };
@@ -50,13 +48,9 @@ pub const REBOOT: TestSpec = TestSpec {
     about: "Reboots the guest (from its shell or with system_reset) and logs in again.",
     params: &[
         MAIN_VM,
-        LOGIN_TIMEOUT,
-        ParamDoc::optional("reboot_method", "shell (default) or system_reset"),
-        ParamDoc::optional(
-            "reboot_command",
-            "the guest's reboot command (shell method)",
-        ),
-        ParamDoc::optional("reboot_count", "how many reboots (default 1)"),
+        LOGIN_VIA,
+        KeyDoc::with_default("reboot_method", "shell", "shell or system_reset"),
+        KeyDoc::with_default("reboot_count", "1", "how many reboots"),
     ],
 };
 
@@ -66,13 +60,9 @@ pub const SHUTDOWN: TestSpec = TestSpec {
     about: "Shuts the guest down (from its shell or with system_powerdown); QEMU must exit.",
     params: &[
         MAIN_VM,
-        LOGIN_TIMEOUT,
-        ParamDoc::optional("shutdown_method", "shell (default) or system_powerdown"),
-        ParamDoc::optional(
-            "shutdown_command",
-            "the guest's shutdown command (shell method)",
-        ),
-        ParamDoc::optional("shutdown_timeout", "seconds for QEMU to exit (default 240)"),
+        LOGIN_VIA,
+        KeyDoc::with_default("shutdown_method", "shell", "shell or system_powerdown"),
+        KeyDoc::with_default("shutdown_timeout", "240", "seconds for QEMU to exit"),
     ],
 };
 
@@ -82,21 +72,14 @@ pub const MIGRATION: TestSpec = TestSpec {
     about: "Migrates the guest to a new QEMU and checks the guest still answers.",
     params: &[
         MAIN_VM,
-        LOGIN_TIMEOUT,
         LOGIN_VIA,
-        ParamDoc::required("migration_protocol", "tcp, unix or exec"),
-        ParamDoc::optional(
-            "mig_offline",
-            "yes: stop the guest before migrating (default no)",
-        ),
-        ParamDoc::optional(
-            "mig_timeout",
-            "seconds for the migration to finish (default 3600)",
-        ),
-        ParamDoc::optional(
+        KeyDoc::required("migration_protocol", "tcp, unix or exec"),
+        KeyDoc::with_default("mig_offline", "no", "yes: stop the guest before migrating"),
+        KeyDoc::with_default("mig_timeout", "3600", "seconds for the migration to finish"),
+        KeyDoc::optional(
             "migration_test_command",
             "guest command whose output must not change across the migration \
-             (default: the kernel's boot_id, which changes on any reboot)",
+             (unset: the kernel's boot_id, which changes on any reboot)",
         ),
     ],
 };
@@ -107,37 +90,44 @@ pub const PCI_HOTPLUG: TestSpec = TestSpec {
     about: "Hot-plugs a NIC or block device, finds it in the guest, tests it and unplugs it.",
     params: &[
         MAIN_VM,
-        LOGIN_TIMEOUT,
         LOGIN_VIA,
-        ParamDoc::required("pci_type", "nic or block"),
-        ParamDoc::required("pci_model", "the device model (virtio, e1000, …)"),
-        ParamDoc::required(
+        KeyDoc::required("pci_type", "nic or block"),
+        KeyDoc::required("pci_model", "the device model (virtio, e1000, …)"),
+        KeyDoc::required(
             "reference_cmd",
             "guest command listing devices, run before and after",
         ),
-        ParamDoc::required("find_pci_cmd", "guest command that shows the new device"),
-        ParamDoc::required("match_string", "what find_pci_cmd must print"),
-        ParamDoc::optional(
+        KeyDoc::required("find_pci_cmd", "guest command that shows the new device"),
+        KeyDoc::required("match_string", "what find_pci_cmd must print"),
+        KeyDoc::optional(
             "pci_test_cmd",
             "guest command that exercises the new device",
         ),
-        ParamDoc::optional("hotplug_method", "device_add (default) or pci_add (legacy)"),
-        ParamDoc::optional(
+        KeyDoc::with_default(
+            "hotplug_method",
+            "device_add",
+            "device_add (pci_add, the legacy path, is not supported: see the README)",
+        ),
+        KeyDoc::with_default(
             "wait_secs_for_hook_up",
-            "seconds before the guest is first asked (default 3)",
+            "3",
+            "seconds before the guest is first asked",
         ),
-        ParamDoc::optional(
+        KeyDoc::with_default(
             "find_pci_timeout",
-            "seconds for find_pci_cmd to show match_string (default 30)",
+            "30",
+            "seconds for find_pci_cmd to show match_string",
         ),
-        ParamDoc::optional("modprobe_module", "a guest module to load first"),
-        ParamDoc::optional(
+        KeyDoc::optional("modprobe_module", "a guest module to load first"),
+        KeyDoc::with_default(
             "image_format_stg",
-            "format of the hot-plugged disk's image (default qcow2)",
+            "qcow2",
+            "format of the hot-plugged disk's image",
         ),
-        ParamDoc::optional(
+        KeyDoc::with_default(
             "image_size_stg",
-            "size of the hot-plugged disk's image (default 64M)",
+            "64M",
+            "size of the hot-plugged disk's image",
         ),
     ],
 };
@@ -148,17 +138,17 @@ pub const NIC_HOTPLUG: TestSpec = TestSpec {
     about: "Hot-plugs a NIC with its netdev, checks guest connectivity, unplugs it.",
     params: &[
         MAIN_VM,
-        LOGIN_TIMEOUT,
         LOGIN_VIA,
-        ParamDoc::required(
+        KeyDoc::required(
             "pci_model",
             "the NIC model to plug (virtio, e1000, rtl8139; `pci_model` rather than \
              `nic_model`, which would change the VM's own NICs)",
         ),
-        ParamDoc::optional("netdev_type", "the backend (default user; the only one)"),
-        ParamDoc::optional(
+        KeyDoc::with_default("netdev_type", "user", "the backend (user is the only one)"),
+        KeyDoc::with_default(
             "nic_hotplug_timeout",
-            "seconds for the guest to see the NIC, lease an address and drop it (default 30)",
+            "30",
+            "seconds for the guest to see the NIC, lease an address and drop it",
         ),
     ],
 };
@@ -167,43 +157,33 @@ pub const NIC_HOTPLUG: TestSpec = TestSpec {
 pub const PHYSICAL_RESOURCES_CHECK: TestSpec = TestSpec {
     name: "physical_resources_check",
     about: "The guest sees the configured memory, CPUs, disks and NICs, with the configured \
-            NIC and disk models (checked via info pci / query-pci).",
+            NIC and disk models (checked via query-pci). The configuration is the VM's spec: \
+            `mem`, `smp`, `images` with `drive_format`, `nics` with `nic_model`, read as on \
+            QEMU's command line.",
     params: &[
         MAIN_VM,
-        LOGIN_TIMEOUT,
         LOGIN_VIA,
-        ParamDoc::required("mem", "configured memory in MiB"),
-        ParamDoc::optional("smp", "configured CPUs (default 1)"),
-        ParamDoc::optional("images", "the disks"),
-        ParamDoc::optional("nics", "the NICs"),
-        ParamDoc::optional(
-            "nic_model",
-            "each NIC's model to find (per NIC: nic_model_NIC; default rtl8139, as the seed)",
-        ),
-        ParamDoc::optional(
-            "drive_format",
-            "each disk's bus to find (per image: drive_format_IMAGE; default ide)",
-        ),
-        ParamDoc::optional(
+        KeyDoc::optional(
             "mem_chk_cmd",
-            "guest command whose last number is its memory in KiB (default: the total of \
+            "guest command whose last number is its memory in KiB (unset: the total of \
              the kernel's `Memory: …K/…K` boot line)",
         ),
-        ParamDoc::optional(
+        KeyDoc::with_default(
             "mem_chk_tolerance",
-            "percent of `mem` the guest may not see (firmware holes; default 5)",
+            "5",
+            "percent of `mem` the guest may not see (firmware holes)",
         ),
-        ParamDoc::optional(
+        KeyDoc::optional(
             "cpu_chk_cmd",
-            "guest command printing its CPU count (default: processors in /proc/cpuinfo)",
+            "guest command printing its CPU count (unset: processors in /proc/cpuinfo)",
         ),
-        ParamDoc::optional(
+        KeyDoc::optional(
             "disk_chk_cmd",
-            "guest command listing its disks, one per line (default: vd*/sd*/hd* in /sys/block)",
+            "guest command listing its disks, one per line (unset: vd*/sd*/hd* in /sys/block)",
         ),
-        ParamDoc::optional(
+        KeyDoc::optional(
             "nic_chk_cmd",
-            "guest command listing its NICs, one per line (default: eth* in /sys/class/net)",
+            "guest command listing its NICs, one per line (unset: eth* in /sys/class/net)",
         ),
     ],
 };

@@ -5,13 +5,16 @@
 //! "reported by QEMU" / "reported by the guest".
 
 use serde_json::json;
+use spec::types::DiskInterface;
+use spec::{TestTarget, VmSpec};
 
 use super::common::{
-    cancellable, disk_pci_id, guest_output, login, main_vm, nic_driver, nic_pci_id, pci_functions,
-    PciFunction,
+    cancellable, disk_pci_id, guest_output, login, login_via, main_vm, nic_driver, nic_pci_id,
+    pci_functions, PciFunction,
 };
+use super::PHYSICAL_RESOURCES_CHECK;
 use crate::future::BoxFuture;
-use crate::registry::TestContext;
+use crate::registry::{read_params, TestContext};
 use crate::verdict::{TestError, TestResult};
 
 /// The kernel's boot line `Memory: AVAILABLEK/TOTALK`: TOTAL is the RAM it found (within a
@@ -34,39 +37,31 @@ fn number(text: &str) -> Option<f64> {
 /// `type = physical_resources_check`.
 pub fn run(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
     Box::pin(async move {
-        let p = ctx.params.object_params(ctx.params.require("main_vm")?);
-        // `mem` as the builder reads it (`1024`, `512M`, `2G`): the spec's memory size, in MiB.
-        let mem = p
-            .require("mem")?
-            .parse::<::spec::types::MemSize>()
-            .map_err(|e| {
-                TestError::error(format!(
-                    "{}mem = {:?}: expected {}",
-                    p.origin("mem")
-                        .map(|o| format!("{o}: "))
-                        .unwrap_or_default(),
-                    p.get("mem").unwrap_or_default(),
-                    e.0
-                ))
-            })?
-            .mib();
-        let smp = p.get_u64("smp")?.unwrap_or(1);
-        let tolerance = p.get_f64("mem_chk_tolerance")?.unwrap_or(5.0);
-        let images: Vec<String> = p
-            .objects("images")
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect();
-        let nics: Vec<String> = p.objects("nics").iter().map(|s| (*s).to_owned()).collect();
+        let mut k = PHYSICAL_RESOURCES_CHECK.keys(&ctx.params);
+        let via = login_via(&mut k);
+        let tolerance = k.parse("mem_chk_tolerance", |v| {
+            v.parse::<f64>()
+                .ok()
+                .filter(|t| (0.0..100.0).contains(t))
+                .ok_or_else(|| "a percentage from 0 to 100".to_string())
+        });
+        let mem_cmd = k.opt("mem_chk_cmd").unwrap_or_else(|| MEM_CMD.into());
+        let cpu_cmd = k.opt("cpu_chk_cmd").unwrap_or_else(|| CPU_CMD.into());
+        let disk_cmd = k.opt("disk_chk_cmd").unwrap_or_else(|| DISK_CMD.into());
+        let nic_cmd = k.opt("nic_chk_cmd").unwrap_or_else(|| NIC_CMD.into());
+        let tolerance = read_params(k, tolerance)?.unwrap_or(5.0);
+        let assigned = Assigned::of(ctx)?;
+        let (mem, smp) = (assigned.mem_mib, assigned.cpus);
+        let images: Vec<String> = assigned.disks.iter().map(|(n, _)| n.clone()).collect();
+        let nics: Vec<String> = assigned.nics.iter().map(|(n, _)| n.clone()).collect();
 
         let vm = main_vm(ctx)?;
-        let mut shell = login(ctx, &vm).await?;
+        let mut shell = login(ctx, &vm, via).await?;
         let mut problems = Vec::new();
 
         // Memory: firmware holes and reservations make the guest see up to `tolerance` percent
         // less, never more.
-        let mem_cmd = p.get("mem_chk_cmd").unwrap_or(MEM_CMD);
-        let out = guest_output(ctx, &mut shell, mem_cmd).await?;
+        let out = guest_output(ctx, &mut shell, &mem_cmd).await?;
         match number(&out) {
             Some(kib) => {
                 let seen = kib / 1024.0;
@@ -83,18 +78,16 @@ pub fn run(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
                 out.trim()
             )),
         }
-        let cpu_cmd = p.get("cpu_chk_cmd").unwrap_or(CPU_CMD);
-        let out = guest_output(ctx, &mut shell, cpu_cmd).await?;
+        let out = guest_output(ctx, &mut shell, &cpu_cmd).await?;
         match number(&out) {
-            Some(n) if n as u64 == smp => {}
+            Some(n) if n as u64 == u64::from(smp) => {}
             _ => problems.push(format!(
                 "CPUs: assigned {smp}; `{cpu_chk}` printed {:?}",
                 out.trim(),
                 cpu_chk = cpu_cmd
             )),
         }
-        let disk_cmd = p.get("disk_chk_cmd").unwrap_or(DISK_CMD);
-        let out = guest_output(ctx, &mut shell, disk_cmd).await?;
+        let out = guest_output(ctx, &mut shell, &disk_cmd).await?;
         let disks = out.split_whitespace().count();
         if disks != images.len() {
             problems.push(format!(
@@ -104,8 +97,7 @@ pub fn run(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
                 out.trim()
             ));
         }
-        let nic_cmd = p.get("nic_chk_cmd").unwrap_or(NIC_CMD);
-        let out = guest_output(ctx, &mut shell, nic_cmd).await?;
+        let out = guest_output(ctx, &mut shell, &nic_cmd).await?;
         let seen_nics = out.split_whitespace().count();
         if seen_nics != nics.len() {
             problems.push(format!(
@@ -126,25 +118,16 @@ pub fn run(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
         let functions = pci_functions(&reply);
         let lspci = guest_output(ctx, &mut shell, "lspci").await?;
         let mut expected: Vec<(String, String, &'static str)> = Vec::new();
-        for nic in &nics {
-            // The seed's default model when none is set.
-            let model = p
-                .object_params(nic)
-                .get("nic_model")
-                .unwrap_or("rtl8139")
-                .to_owned();
+        for (nic, model) in &assigned.nics {
+            let model = model.clone();
             let driver = nic_driver(&model).to_owned();
             match nic_pci_id(&driver) {
                 Some(id) => expected.push((format!("NIC {nic}"), model, id)),
                 None => problems.push(format!("NIC {nic}: no known PCI id for model {model:?}")),
             }
         }
-        for image in &images {
-            let bus = p
-                .object_params(image)
-                .get("drive_format")
-                .unwrap_or("ide")
-                .to_owned();
+        for (image, bus) in &assigned.disks {
+            let bus = bus.clone();
             match disk_pci_id(&bus) {
                 Some(id) => expected.push((format!("disk {image}"), bus, id)),
                 None => problems.push(format!(
@@ -187,6 +170,52 @@ pub fn run(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
     })
 }
 
+/// What the VM was given, as its spec reads it (so as QEMU's command line has it): `mem` in MiB
+/// (`1024`, `512M`, `2G` alike), the vCPUs, each disk with its bus (`drive_format`; unset: IDE,
+/// the builder's default) and each NIC with its model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Assigned {
+    mem_mib: u64,
+    cpus: u32,
+    disks: Vec<(String, String)>,
+    nics: Vec<(String, String)>,
+}
+
+impl Assigned {
+    fn of(ctx: &TestContext) -> Result<Assigned, TestError> {
+        let spec_err = |e: spec::SpecError| TestError::error(crate::error::error_chain(&e));
+        let target = TestTarget::read(&ctx.params).map_err(spec_err)?;
+        let vm = target.require_vm(&ctx.params).map_err(spec_err)?;
+        Assigned::from_spec(&VmSpec::new(&ctx.params, vm).map_err(spec_err)?)
+    }
+
+    fn from_spec(spec: &VmSpec) -> Result<Assigned, TestError> {
+        let Some(mem) = spec.mem else {
+            return Err(TestError::error(format!(
+                "vm {}: mem is not set: the test needs the memory the VM was given",
+                spec.name
+            )));
+        };
+        Ok(Assigned {
+            mem_mib: mem.mib(),
+            cpus: spec.smp.as_ref().map_or(1, |s| s.cpus),
+            disks: spec
+                .images
+                .iter()
+                .map(|i| {
+                    let bus = i.interface.unwrap_or(DiskInterface::Ide);
+                    (i.name.clone(), bus.as_str().to_owned())
+                })
+                .collect(),
+            nics: spec
+                .nics
+                .iter()
+                .map(|n| (n.name.clone(), n.model.clone()))
+                .collect(),
+        })
+    }
+}
+
 fn ids(functions: &[PciFunction]) -> String {
     functions
         .iter()
@@ -204,6 +233,48 @@ fn ids(functions: &[PciFunction]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn assigned(pairs: &[(&str, &str)]) -> Assigned {
+        let mut p = params::Params::new();
+        for (k, v) in pairs {
+            p.insert(*k, *v);
+        }
+        let spec = VmSpec::new(&p, "vm1").unwrap_or_else(|e| panic!("{e}"));
+        Assigned::from_spec(&spec).unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    /// `mem` means what it means on QEMU's command line: `2G` is 2048 MiB, not an error.
+    #[test]
+    fn memory_sizes_are_read_as_the_builder_reads_them() {
+        assert_eq!(assigned(&[("mem", "2G")]).mem_mib, 2048);
+        assert_eq!(assigned(&[("mem", "512M")]).mem_mib, 512);
+        assert_eq!(assigned(&[("mem", "384")]).mem_mib, 384);
+    }
+
+    #[test]
+    fn disks_and_nics_come_with_their_models() {
+        let a = assigned(&[
+            ("mem", "256"),
+            ("smp", "2"),
+            ("images", "d1 d2"),
+            ("image_name", "x"),
+            ("drive_format_d2", "virtio"),
+            ("nics", "n1 n2"),
+            ("nic_model_n2", "e1000"),
+        ]);
+        assert_eq!(a.cpus, 2);
+        assert_eq!(
+            a.disks,
+            [("d1".into(), "ide".into()), ("d2".into(), "virtio".into())]
+        );
+        assert_eq!(
+            a.nics,
+            [
+                ("n1".into(), "rtl8139".into()),
+                ("n2".into(), "e1000".into())
+            ]
+        );
+    }
 
     #[test]
     fn the_last_number_is_taken() {
