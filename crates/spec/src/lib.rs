@@ -9,6 +9,8 @@
 //!
 //! * [`vm`]: the VM's hardware, owned ([`VmSpec`] with its images, CD-ROMs, NICs, monitors,
 //!   redirs) with the `file:line` of every value ([`Origins`]).
+//! * [`vm_keys`]: the VM family's key declarations per object kind, and [`vm_keys::FAMILIES`],
+//!   every family's table (rendered as the key reference in `src/snapshots/`).
 //! * [`read`]: how a family is read: [`read::Reader`] over zero-copy per-object params
 //!   ([`ObjParams`], the `object_params` rules without copying), collecting [`read::Findings`].
 //! * [`types`]: the value types (sizes, MACs, UUIDs, interfaces, accelerators…) and their
@@ -35,6 +37,7 @@ pub mod test;
 pub mod tools;
 pub mod types;
 pub mod vm;
+pub mod vm_keys;
 
 pub use keys::{KeyDoc, Keys};
 pub use origins::Origins;

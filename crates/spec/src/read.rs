@@ -313,6 +313,12 @@ impl<'a, 'p> Reader<'a, 'p> {
     /// A non-empty value (empty counts as unset, as in the reference's truthiness tests). A value
     /// with a NUL byte cannot be an argv element and is reported.
     pub fn str(&mut self, key: &str) -> Option<&'a str> {
+        debug_assert!(
+            crate::vm_keys::keys_of(self.kind).is_some_and(|d| d.iter().any(|d| d.key == key)),
+            "{} {}: key {key} is read but not declared in vm_keys",
+            self.kind,
+            self.name
+        );
         let (v, src) = self
             .obj
             .get_with_origin(key)

@@ -118,7 +118,10 @@ fn a_missing_parameter_is_an_error_naming_the_key_never_a_skip() {
     let no_type = t[0].message.as_deref().unwrap();
     assert!(no_type.contains("type: missing (required)"), "{no_type}");
     let sleepy = t[1].message.as_deref().unwrap();
-    assert!(sleepy.contains("sleep_time: missing (required)"), "{sleepy}");
+    assert!(
+        sleepy.contains("sleep_time: missing (required)"),
+        "{sleepy}"
+    );
     let unknown = t[2].message.as_deref().unwrap();
     assert!(
         unknown.contains("unknown test type 'frobnicate' (set at <string>:7)"),
@@ -524,7 +527,10 @@ fn a_test_reports_every_bad_param_before_touching_a_vm() {
     let t = &summary.report.tests[0];
     assert_eq!(t.verdict, VerdictKind::Error, "{t:?}");
     let msg = t.message.as_deref().unwrap();
-    assert!(msg.contains("2 problem(s) in the params of test reboot"), "{msg}");
+    assert!(
+        msg.contains("2 problem(s) in the params of test reboot"),
+        "{msg}"
+    );
     assert!(
         msg.contains("reboot_method = \"bogus\": expected one of shell, system_reset"),
         "{msg}"

@@ -1,0 +1,317 @@
+//! The keys of the VM hardware family, one table per object kind, and the list of every family.
+//!
+//! `Reader` (the VM family's reader) checks in debug builds that each key it reads is declared
+//! here for its object kind, so a key cannot be read without appearing in the tables that the
+//! key reference (`FAMILIES`, rendered in `src/snapshots/`) and a future `lint` read. Defaults
+//! are what the reader and the command-line builder do when the key is unset.
+
+use crate::keys::KeyDoc;
+use crate::process::PROCESS_KEYS;
+use crate::session::SESSION_KEYS;
+use crate::test::TEST_KEYS;
+use crate::tools::TOOL_KEYS;
+
+/// Keys of a VM (`vm` objects: `key_VM` overrides `key`).
+pub const VM_KEYS: &[KeyDoc] = &[
+    KeyDoc::with_default(
+        "qemu_binary",
+        "qemu",
+        "the QEMU program (resolved by the VM layer)",
+    ),
+    KeyDoc::optional(
+        "machine_type",
+        "`-machine` type (unset: QEMU's default machine)",
+    ),
+    KeyDoc::optional(
+        "vm_accelerator",
+        "kvm or tcg (unset: kvm when /dev/kvm can run a guest, else tcg)",
+    ),
+    KeyDoc::optional("cpu_model", "`-cpu` model (unset: QEMU's default CPU)"),
+    KeyDoc::with_default("nodefaults", "no", "`-nodefaults`: no default devices"),
+    KeyDoc::optional(
+        "mem",
+        "guest memory: MiB, or with a K/M/G/T suffix (unset: QEMU's default)",
+    ),
+    KeyDoc::optional("smp", "vCPU count (unset: QEMU's default, 1)"),
+    KeyDoc::optional("vcpu_sockets", "sockets of the `-smp` topology"),
+    KeyDoc::optional("vcpu_cores", "cores per socket of the `-smp` topology"),
+    KeyDoc::optional("vcpu_threads", "threads per core of the `-smp` topology"),
+    KeyDoc::optional(
+        "monitors",
+        "the VM's monitors (objects with `monitor_type`)",
+    ),
+    KeyDoc::with_default("serials", "serial0", "the VM's serial ports"),
+    KeyDoc::optional("images", "the VM's disks (objects with the image keys)"),
+    KeyDoc::with_default(
+        "scsi_hba",
+        "virtio-scsi-pci",
+        "the SCSI host adapter of `drive_format = scsi-hd` disks",
+    ),
+    KeyDoc::optional("nics", "the VM's NICs (objects with the NIC keys)"),
+    KeyDoc::optional(
+        "redirs",
+        "host-to-guest port forwards (objects with `guest_port`)",
+    ),
+    KeyDoc::optional("cdroms", "the VM's CD-ROMs (objects with the CD-ROM keys)"),
+    KeyDoc::optional(
+        "cdrom",
+        "an ISO: with `cdroms` unset, a single CD-ROM named `cdrom` (the seed's form)",
+    ),
+    KeyDoc::optional("floppy", "a floppy image (`-fda`)"),
+    KeyDoc::optional("tftp", "the user network's TFTP root"),
+    KeyDoc::optional("bootp", "the user network's BOOTP file"),
+    KeyDoc::optional("kernel", "a kernel booted directly (`-kernel`)"),
+    KeyDoc::optional("initrd", "its initrd (`-initrd`)"),
+    KeyDoc::optional("kernel_params", "its command line (`-append`)"),
+    KeyDoc::optional("kernel_cmdline", "the same, when `kernel_params` is unset"),
+    KeyDoc::optional(
+        "display",
+        "vnc, sdl, nographic or none (unset: QEMU's default display)",
+    ),
+    KeyDoc::optional("vga", "`-vga` card"),
+    KeyDoc::optional(
+        "uuid",
+        "the machine UUID, or `random` for a fresh one per start (unset: none)",
+    ),
+    KeyDoc::with_default("testdev", "no", "the testdev ISA device"),
+    KeyDoc::with_default("disable_hpet", "no", "`-no-hpet`"),
+    KeyDoc::with_default(
+        "pci_assignable",
+        "no",
+        "host PCI devices to assign: no, nic_vf, nic_pf or mixed",
+    ),
+    KeyDoc::with_default(
+        "devices_requested",
+        "1",
+        "how many devices `pci_assignable` assigns",
+    ),
+    KeyDoc::optional(
+        "extra_params",
+        "more QEMU options, split as a shell splits words",
+    ),
+    KeyDoc::optional("x11_display", "`DISPLAY` of QEMU's environment (SDL)"),
+];
+
+/// Keys of a monitor (objects of `monitors`).
+pub const MONITOR_KEYS: &[KeyDoc] = &[KeyDoc::with_default(
+    "monitor_type",
+    "human",
+    "qmp or human",
+)];
+
+/// Keys of a disk (objects of `images`).
+pub const IMAGE_KEYS: &[KeyDoc] = &[
+    KeyDoc::required(
+        "image_name",
+        "the image file without its format suffix (relative: under the image directory)",
+    ),
+    KeyDoc::with_default("image_format", "qcow2", "qcow2, raw, …: the file's format"),
+    KeyDoc::with_default(
+        "image_raw_device",
+        "no",
+        "`image_name` is a block device, used as it is (no format suffix)",
+    ),
+    KeyDoc::with_default("image_size", "10G", "the size `qemu-img create` gives it"),
+    KeyDoc::optional(
+        "drive_format",
+        "the disk's bus: ide, scsi, virtio, scsi-hd, virtio-blk-pci (unset: ide)",
+    ),
+    KeyDoc::optional("drive_index", "its index on the bus"),
+    KeyDoc::optional(
+        "drive_cache",
+        "none, writeback, writethrough, directsync or unsafe (unset: QEMU's default)",
+    ),
+    KeyDoc::optional(
+        "drive_werror",
+        "what a write error does: ignore, stop, report, enospc",
+    ),
+    KeyDoc::optional(
+        "drive_rerror",
+        "what a read error does: ignore, stop, report, enospc",
+    ),
+    KeyDoc::optional("drive_serial", "the disk's serial number"),
+    KeyDoc::with_default("image_snapshot", "no", "writes go to a temporary overlay"),
+    KeyDoc::with_default("image_boot", "no", "the firmware boots from this disk"),
+    KeyDoc::with_default("image_readonly", "no", "the guest cannot write the disk"),
+    KeyDoc::with_default(
+        "boot_drive",
+        "yes",
+        "no: the image is not given to the VM at start (hot-plugged later)",
+    ),
+];
+
+/// Keys of a NIC (objects of `nics`).
+pub const NIC_KEYS: &[KeyDoc] = &[
+    KeyDoc::optional(
+        "nic_mode",
+        "user or tap (the seed's key; wins over `nettype`; unset: `nettype`)",
+    ),
+    KeyDoc::with_default("nettype", "user", "avocado-vt's key: user or bridge"),
+    KeyDoc::with_default("netdst", "virbr0", "the bridge of `nettype = bridge`"),
+    KeyDoc::with_default(
+        "nic_model",
+        "rtl8139",
+        "the NIC model (virtio, e1000, rtl8139, …)",
+    ),
+    KeyDoc::optional("nic_mac", "its MAC (unset: a reserved random one)"),
+    KeyDoc::optional(
+        "nic_ifname",
+        "the tap interface name (unset: derived from the VM)",
+    ),
+    KeyDoc::optional("nic_script", "the tap's ifup script"),
+    KeyDoc::optional("nic_downscript", "the tap's ifdown script"),
+    KeyDoc::optional("tftp", "the user network's TFTP root for this NIC"),
+    KeyDoc::optional("bootp", "the user network's BOOTP file for this NIC"),
+    KeyDoc::optional("nic_extra_params", "more NIC device options, `a=b,c=d`"),
+    KeyDoc::optional("netdev_extra_params", "more netdev options, `a=b,c=d`"),
+];
+
+/// Keys of a port forward (objects of `redirs`).
+pub const REDIR_KEYS: &[KeyDoc] = &[KeyDoc::required(
+    "guest_port",
+    "the guest TCP port a host port (chosen by the kernel) forwards to",
+)];
+
+/// Keys of a CD-ROM (objects of `cdroms`).
+pub const CDROM_KEYS: &[KeyDoc] = &[
+    KeyDoc::optional("cdrom", "the ISO (unset: the CD-ROM is left out)"),
+    KeyDoc::with_default("cd_format", "ide", "the CD-ROM's bus: ide, scsi, ahci…"),
+    KeyDoc::optional("drive_index", "its index on the bus"),
+    KeyDoc::optional(
+        "md5sum_1m",
+        "MD5 of the ISO's first MiB, checked before a start",
+    ),
+    KeyDoc::optional("md5sum", "MD5 of the ISO, checked before a start"),
+    KeyDoc::optional("sha1sum", "SHA-1 of the ISO, checked before a start"),
+];
+
+/// The declared keys of the object kind a VM-family reader is created with.
+pub fn keys_of(kind: &str) -> Option<&'static [KeyDoc]> {
+    Some(match kind {
+        "vm" => VM_KEYS,
+        "monitor" => MONITOR_KEYS,
+        "image" => IMAGE_KEYS,
+        "nic" => NIC_KEYS,
+        "redir" => REDIR_KEYS,
+        "cdrom" => CDROM_KEYS,
+        "tools" => TOOL_KEYS,
+        _ => return None,
+    })
+}
+
+/// Every family: its name, the object kind its keys belong to, and its table.
+pub const FAMILIES: &[(&str, &str, &[KeyDoc])] = &[
+    ("test", "test", TEST_KEYS),
+    ("processing", "vm / image", PROCESS_KEYS),
+    ("vm", "vm", VM_KEYS),
+    ("vm", "monitor", MONITOR_KEYS),
+    ("vm", "image", IMAGE_KEYS),
+    ("vm", "nic", NIC_KEYS),
+    ("vm", "redir", REDIR_KEYS),
+    ("vm", "cdrom", CDROM_KEYS),
+    ("session", "vm", SESSION_KEYS),
+    ("tools", "vm", TOOL_KEYS),
+];
+
+/// The key reference: every family as a markdown table.
+pub fn render_reference() -> String {
+    let mut out = String::from(
+        "# Keys kvmtest reads\n\nGenerated from `crates/spec` (`vm_keys::FAMILIES`); \
+         a catalogue test's own keys are listed by `kvmtest tests`.\n",
+    );
+    for (family, kind, docs) in FAMILIES {
+        out.push_str(&format!(
+            "\n## {family}: {kind}\n\n| key | default | meaning |\n| --- | --- | --- |\n"
+        ));
+        for d in *docs {
+            let default = match (d.required, d.default) {
+                (true, _) => "(required)".to_string(),
+                (false, Some(v)) => format!("`{v}`"),
+                (false, None) => String::new(),
+            };
+            out.push_str(&format!(
+                "| `{}` | {} | {} |\n",
+                d.key,
+                default.replace('|', "\\|"),
+                d.meaning.replace('|', "\\|")
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::params;
+    use crate::VmSpec;
+
+    #[test]
+    fn no_table_declares_a_key_twice() {
+        for (family, kind, docs) in FAMILIES {
+            let mut keys: Vec<&str> = docs.iter().map(|d| d.key).collect();
+            let n = keys.len();
+            keys.sort_unstable();
+            keys.dedup();
+            assert_eq!(keys.len(), n, "{family} {kind}");
+        }
+    }
+
+    /// A spec read from params that set every declared key: every value it read is declared
+    /// for its object's kind (the debug check in `Reader` would have panicked otherwise), and
+    /// the origins name only declared keys.
+    #[test]
+    fn every_key_read_is_declared() {
+        let p = params(&[
+            ("vms", "vm1"),
+            ("mem", "2G"),
+            ("smp", "2"),
+            ("vcpu_sockets", "1"),
+            ("vcpu_cores", "2"),
+            ("vcpu_threads", "1"),
+            ("monitors", "m"),
+            ("monitor_type", "qmp"),
+            ("images", "i"),
+            ("image_name", "disk"),
+            ("drive_format", "virtio"),
+            ("drive_cache", "none"),
+            ("drive_werror", "stop"),
+            ("drive_rerror", "stop"),
+            ("drive_serial", "s"),
+            ("drive_index", "0"),
+            ("nics", "n"),
+            ("nettype", "bridge"),
+            ("nic_mac", "52:54:00:12:34:56"),
+            ("nic_extra_params", "x=y"),
+            ("netdev_extra_params", "a=b"),
+            ("redirs", "r"),
+            ("guest_port", "22"),
+            ("cdroms", "c"),
+            ("cdrom", "x.iso"),
+            ("md5sum", "0123456789abcdef0123456789abcdef"),
+            ("uuid", "random"),
+            ("kernel", "k"),
+            ("initrd", "i"),
+            ("kernel_params", "console=ttyS0"),
+            ("display", "none"),
+            ("extra_params", "-S"),
+        ]);
+        let spec = VmSpec::new(&p, "vm1").unwrap_or_else(|e| panic!("{e}"));
+        for o in spec.origins.iter() {
+            let docs = keys_of(o.kind).unwrap_or_else(|| panic!("no table for {}", o.kind));
+            assert!(
+                docs.iter().any(|d| d.key == o.key),
+                "{} {}: {} read but not declared",
+                o.kind,
+                o.name,
+                o.key
+            );
+        }
+        assert!(spec.origins.len() > 20);
+    }
+
+    #[test]
+    fn key_reference() {
+        insta::assert_snapshot!("keys", render_reference());
+    }
+}
