@@ -295,13 +295,4 @@ mod tests {
             "{err}"
         );
     }
-
-    #[test]
-    fn every_key_is_declared_once() {
-        let mut keys: Vec<&str> = PROCESS_KEYS.iter().map(|k| k.key).collect();
-        let n = keys.len();
-        keys.sort_unstable();
-        keys.dedup();
-        assert_eq!(keys.len(), n);
-    }
 }

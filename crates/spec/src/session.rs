@@ -344,13 +344,4 @@ mod tests {
         assert_eq!(problem.key, "cmd_timeout");
         assert_eq!(problem.origin.as_ref().map(|o| o.line), Some(3), "{err}");
     }
-
-    #[test]
-    fn every_read_key_is_declared_once() {
-        let mut keys: Vec<&str> = SESSION_KEYS.iter().map(|k| k.key).collect();
-        let n = keys.len();
-        keys.sort_unstable();
-        keys.dedup();
-        assert_eq!(keys.len(), n);
-    }
 }

@@ -247,7 +247,7 @@ mod tests {
     use crate::VmSpec;
 
     #[test]
-    fn no_table_declares_a_key_twice() {
+    fn no_family_declares_a_key_twice() {
         for (family, kind, docs) in FAMILIES {
             let mut keys: Vec<&str> = docs.iter().map(|d| d.key).collect();
             let n = keys.len();

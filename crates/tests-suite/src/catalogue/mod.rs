@@ -47,6 +47,11 @@ mod tests {
         for (spec, f) in entries() {
             assert!(r.register(spec, f).is_ok(), "duplicate {}", spec.name);
             assert!(!spec.about.is_empty());
+            let mut keys: Vec<&str> = spec.params.iter().map(|p| p.key).collect();
+            keys.sort_unstable();
+            let n = keys.len();
+            keys.dedup();
+            assert_eq!(keys.len(), n, "{}: a key is declared twice", spec.name);
             for p in spec.params {
                 assert!(
                     !p.meaning.is_empty(),
