@@ -216,12 +216,7 @@ impl Guest {
 /// QEMU's option syntax requires.
 pub(super) fn qemu_opt(before: &str, path: &Path, after: &str) -> OsString {
     let mut bytes = before.as_bytes().to_vec();
-    for &b in path.as_os_str().as_encoded_bytes() {
-        bytes.push(b);
-        if b == b',' {
-            bytes.push(b',');
-        }
-    }
+    qemu_cmd::escape_into(&mut bytes, path.as_os_str().as_encoded_bytes());
     bytes.extend_from_slice(after.as_bytes());
     <OsString as std::os::unix::ffi::OsStringExt>::from_vec(bytes)
 }
