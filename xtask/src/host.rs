@@ -49,21 +49,12 @@ pub(crate) fn stdout_of(cmd: &mut Command) -> Result<String> {
     String::from_utf8(out.stdout).with_context(|| format!("{} printed non-UTF-8", show(cmd)))
 }
 
-/// Shell-like rendering of an argv, for logs only.
+/// Shell-like rendering of an argv, for logs only (`qemu_cmd::shell_quote`, the project's one
+/// quoting).
 pub(crate) fn show(cmd: &Command) -> String {
     std::iter::once(cmd.get_program())
         .chain(cmd.get_args())
-        .map(|a| {
-            let a = a.to_string_lossy();
-            if !a.is_empty()
-                && a.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
-            {
-                a.into_owned()
-            } else {
-                format!("'{}'", a.replace('\'', r"'\''"))
-            }
-        })
+        .map(|a| qemu_cmd::shell_quote(&a.to_string_lossy()).into_owned())
         .collect::<Vec<_>>()
         .join(" ")
 }

@@ -172,9 +172,9 @@ fn launcher_text(
     s
 }
 
-/// Single-quotes `s` for the launcher (paths only; no user input reaches it).
+/// Quotes `s` for the launcher script (`qemu_cmd::shell_quote`).
 fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
+    qemu_cmd::shell_quote(s).into_owned()
 }
 
 /// The packages `qemu-system-x86` at `version` recommends at exactly its own version: the
@@ -476,15 +476,18 @@ mod tests {
         );
         assert!(t.starts_with("#!/bin/sh\n"));
         assert!(t.contains(
-            "LD_LIBRARY_PATH='/t/q/root/usr/lib/x86_64-linux-gnu'${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+            "LD_LIBRARY_PATH=/t/q/root/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
         ));
-        assert!(t.contains("QEMU_MODULE_DIR='/t/q/root/usr/lib/x86_64-linux-gnu/qemu'"));
+        assert!(t.contains("QEMU_MODULE_DIR=/t/q/root/usr/lib/x86_64-linux-gnu/qemu"));
         assert!(t.ends_with(
-            "exec '/t/q/root/usr/bin/qemu-system-x86_64' -L '/t/q/root/usr/share/qemu' -L '/t/q/root/usr/share/seabios' \"$@\"\n"
+            "exec /t/q/root/usr/bin/qemu-system-x86_64 -L /t/q/root/usr/share/qemu -L /t/q/root/usr/share/seabios \"$@\"\n"
         ));
         assert_eq!(
             under_root(Path::new("/t/r"), Path::new("/usr/bin/../share/qemu")),
             PathBuf::from("/t/r/usr/share/qemu")
         );
+        // A path with a shell metacharacter is quoted.
+        let t = launcher_text(Path::new("/t/a b/qemu"), &[], None, &[]);
+        assert!(t.contains("exec '/t/a b/qemu' \"$@\""), "{t}");
     }
 }
