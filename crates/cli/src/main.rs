@@ -42,6 +42,9 @@ enum Command {
     Gc(tests_suite::GcArgs),
     /// List the test types and their parameters.
     Tests,
+    /// List the keys of a config that kvmtest does not read (typos get a did-you-mean); exit 1
+    /// when there are any.
+    Lint(tests_suite::LintArgs),
     /// List the variants of a config (names, or shortnames with --short); the count goes to
     /// stderr.
     List {
@@ -189,7 +192,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
     let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
     match cli.command {
         // Handled in `main`: they print and choose their own exit status.
-        Command::Run(_) | Command::Merge(_) | Command::Gc(_) | Command::Tests => {}
+        Command::Run(_)
+        | Command::Merge(_)
+        | Command::Gc(_)
+        | Command::Tests
+        | Command::Lint(_) => {}
         Command::List { cfg, short } => {
             let config = cfg.load()?;
             let mut n = 0u64;
@@ -297,6 +304,7 @@ fn main() -> ExitCode {
         Command::Merge(args) => return tests_suite::cli_merge(args).into(),
         Command::Gc(args) => return tests_suite::cli_gc(args).into(),
         Command::Tests => return tests_suite::cli_catalogue().into(),
+        Command::Lint(args) => return tests_suite::cli_lint(args).into(),
         _ => {}
     }
     match run(cli) {

@@ -118,23 +118,64 @@ pub struct GcArgs {
     pub settings: SettingsArgs,
 }
 
+/// `kvmtest lint CFG [STATEMENT…]`: the keys of a config that kvmtest does not read.
+#[derive(Args, Debug, Clone)]
+pub struct LintArgs {
+    /// The config file (looked up in `config_dirs` when relative and not found).
+    pub cfg: PathBuf,
+    /// Extra statements parsed after the file, in order (e.g. "only qcow2").
+    pub statements: Vec<String>,
+    /// Append `only F` (repeatable).
+    #[arg(long = "only", value_name = "F")]
+    pub only: Vec<String>,
+    /// Append `no F` (repeatable).
+    #[arg(long = "no", value_name = "F")]
+    pub no: Vec<String>,
+    /// One JSON document instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Settings.
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+}
+
+/// The statements, filters and assignments given after a config on the command line.
+struct Extra<'a> {
+    statements: &'a [String],
+    only: &'a [String],
+    no: &'a [String],
+    assign: &'a [String],
+}
+
 fn load_config(args: &RunArgs, cfg: &Path) -> Result<Config, ExitStatus> {
+    parse_config(
+        cfg,
+        &Extra {
+            statements: &args.statements,
+            only: &args.only,
+            no: &args.no,
+            assign: &args.assign,
+        },
+    )
+}
+
+fn parse_config(cfg: &Path, args: &Extra<'_>) -> Result<Config, ExitStatus> {
     let fail = |e: params::Error| {
         eprint!("{}", e.render());
         ExitStatus::Usage
     };
     let mut p = Parser::new(ParserOptions::default());
     p.parse_file(cfg).map_err(fail)?;
-    for s in &args.statements {
+    for s in args.statements {
         p.parse_str(s).map_err(fail)?;
     }
-    for f in &args.only {
+    for f in args.only {
         p.only_filter(f).map_err(fail)?;
     }
-    for f in &args.no {
+    for f in args.no {
         p.no_filter(f).map_err(fail)?;
     }
-    for kv in &args.assign {
+    for kv in args.assign {
         let Some((k, v)) = kv.split_once('=') else {
             eprintln!("error: --assign expects K=V, got `{kv}`");
             return Err(ExitStatus::Usage);
@@ -287,6 +328,54 @@ pub fn cli_gc(args: &GcArgs) -> ExitStatus {
             eprintln!("error: {}", crate::error::error_chain(&e));
             ExitStatus::TestsFailed
         }
+    }
+}
+
+/// `kvmtest lint`: exit 0 when kvmtest reads every key, 1 when some key is read by nothing
+/// (listed with where it was set and, for a near miss, the key it likely means), 2 for a bad
+/// config or usage.
+pub fn cli_lint(args: &LintArgs) -> ExitStatus {
+    let run = || -> Result<ExitStatus, ExitStatus> {
+        let settings = args.settings.load()?;
+        let cfg = settings.find_config(&args.cfg);
+        let config = parse_config(
+            &cfg,
+            &Extra {
+                statements: &args.statements,
+                only: &args.only,
+                no: &args.no,
+                assign: &[],
+            },
+        )?;
+        let report = crate::lint::lint(&config, &catalogue::builtin()).map_err(|e| {
+            eprint!("{}", e.render());
+            ExitStatus::Usage
+        })?;
+        let text = if args.json {
+            serde_json::to_string_pretty(&report).unwrap_or_default() + "\n"
+        } else {
+            report.render()
+        };
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            Err(e) => {
+                eprintln!("error: writing the report: {e}");
+                return Err(ExitStatus::Usage);
+            }
+        }
+        Ok(
+            if report.unread.is_empty() && report.unknown_types.is_empty() {
+                ExitStatus::Success
+            } else {
+                ExitStatus::TestsFailed
+            },
+        )
+    };
+    match run() {
+        Ok(s) | Err(s) => s,
     }
 }
 

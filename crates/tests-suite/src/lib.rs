@@ -36,6 +36,7 @@ pub mod error;
 pub mod fsutil;
 pub mod future;
 pub mod gc;
+pub mod lint;
 pub mod progress;
 pub mod registry;
 pub mod results;
@@ -47,7 +48,9 @@ pub mod time;
 pub mod verdict;
 pub mod vm_env;
 
-pub use cli::{cli_catalogue, cli_gc, cli_merge, cli_run, GcArgs, MergeArgs, RunArgs};
+pub use cli::{
+    cli_catalogue, cli_gc, cli_lint, cli_merge, cli_run, GcArgs, LintArgs, MergeArgs, RunArgs,
+};
 pub use env::{
     EnvError, EnvFactory, GuestVm, Hotplugged, LoginVia, MigrationMode, MigrationProtocol,
     NetRemote, NoVmEnv, NoVmFactory, RebootMethod, RemoteHosts, ShutdownMethod, Teardown, VmEnv,
@@ -55,6 +58,7 @@ pub use env::{
 };
 pub use error::error_chain;
 pub use future::BoxFuture;
+pub use lint::{lint, LintReport, UnreadKey};
 pub use progress::ProgressMode;
 pub use registry::{read_params, Registry, TestContext, TestFn, TestLog, TestSpec};
 pub use results::{RunReport, TestRecord};
