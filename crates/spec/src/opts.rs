@@ -6,12 +6,17 @@
 
 /// Splits a QEMU option list (`a=b,c,d=e,,f`) into `(key, value)` pairs: a doubled comma is a
 /// literal comma, a single comma separates items, and an item without `=` is a bare flag
-/// (`None`).
+/// (`None`). One leading comma is allowed: avocado-vt appends `*_extra_params` to an option
+/// string as they are, so its configs write them `,ctrl_vq=on`.
 ///
 /// # Errors
 ///
 /// `Err(item)` for an item with an empty key (`=x`, or an empty item between two commas).
 pub fn split_opt_list(s: &str) -> Result<Vec<(String, Option<String>)>, String> {
+    let s = match s.strip_prefix(',') {
+        Some(rest) if !rest.starts_with(',') => rest,
+        _ => s,
+    };
     let mut items = Vec::new();
     let mut cur = String::new();
     let mut chars = s.chars().peekable();
@@ -61,5 +66,14 @@ mod tests {
         assert!(split_opt_list("a=1,,").is_ok());
         assert!(split_opt_list("a=1,").is_err());
         assert!(split_opt_list("=x").is_err());
+        // avocado-vt's convention: the value is appended to an option string.
+        assert_eq!(
+            split_opt_list(",ctrl_vq=on,mq=on"),
+            Ok(vec![
+                ("ctrl_vq".to_string(), Some("on".to_string())),
+                ("mq".to_string(), Some("on".to_string())),
+            ])
+        );
+        assert!(split_opt_list(",").is_err(), "nothing after the comma");
     }
 }

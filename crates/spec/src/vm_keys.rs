@@ -163,7 +163,10 @@ pub const NIC_KEYS: &[KeyDoc] = &[
     KeyDoc::optional("tftp", "the user network's TFTP root for this NIC"),
     KeyDoc::optional("bootp", "the user network's BOOTP file for this NIC"),
     KeyDoc::optional("nic_extra_params", "more NIC device options, `a=b,c=d`"),
-    KeyDoc::optional("netdev_extra_params", "more netdev options, `a=b,c=d`"),
+    KeyDoc::optional(
+        "netdev_extra_params",
+        "more netdev options, `a=b,c=d` (a leading comma is allowed)",
+    ),
 ];
 
 /// Keys of a port forward (objects of `redirs`).
