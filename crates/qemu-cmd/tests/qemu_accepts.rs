@@ -33,6 +33,7 @@ impl Drop for Qemu {
 /// One VM configuration to try.
 struct Case {
     label: String,
+    machine: &'static str,
     nic_model: &'static str,
     disk: &'static str,
     cdrom: &'static str,
@@ -43,7 +44,7 @@ fn params(dir: &Path, qemu: &Path, c: &Case) -> Params {
     p.insert("qemu_binary", qemu.to_string_lossy().into_owned());
     for (k, v) in [
         ("vms", "vm1"),
-        ("machine_type", "pc"),
+        ("machine_type", c.machine),
         ("vm_accelerator", "tcg"),
         ("nodefaults", "yes"),
         ("display", "none"),
@@ -241,16 +242,31 @@ fn installed_qemu_accepts_generated_argv() {
         let (cdrom, _) = cdroms[i % cdroms.len()];
         cases.push(Case {
             label: format!("nic {nic}, disk {disk}, cdrom {cdrom}"),
+            machine: "pc",
             nic_model: nic,
             disk,
             cdrom,
         });
+    }
+    // SATA: the controller the builder adds on pc, the ICH9's built-in one on q35 (shared with
+    // `ide` devices there).
+    if caps.has_device_type("ahci") {
+        for (machine, disk) in [("pc", "ahci"), ("q35", "ahci"), ("q35", "ide")] {
+            cases.push(Case {
+                label: format!("{machine}: disk {disk}, cdrom ahci"),
+                machine,
+                nic_model: "e1000",
+                disk,
+                cdrom: "ahci",
+            });
+        }
     }
     for (disk, dev) in disks {
         for (cdrom, cdev) in cdroms {
             if caps.has_device_type(dev) && caps.has_device_type(cdev) {
                 cases.push(Case {
                     label: format!("disk {disk}, cdrom {cdrom}"),
+                    machine: "pc",
                     nic_model: "e1000",
                     disk,
                     cdrom,

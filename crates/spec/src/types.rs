@@ -264,6 +264,8 @@ cfg_enum!(
         ScsiHd = "scsi-hd",
         /// `virtio-blk-pci`.
         VirtioBlkPci = "virtio-blk-pci",
+        /// SATA: `ide-hd` on an AHCI controller (q35's built-in one, else an added `ahci`).
+        Ahci = "ahci",
     }
 );
 
@@ -274,6 +276,9 @@ cfg_enum!(
         Ide = "ide",
         /// SCSI behind an HBA (`scsi-cd`).
         ScsiCd = "scsi-cd" | "scsi",
+        /// SATA: `ide-cd` on an AHCI controller (q35's built-in one, else an added `ahci`);
+        /// avocado-vt's default CD-ROM on q35.
+        Ahci = "ahci",
     }
 );
 

@@ -8,7 +8,10 @@
 //!   becomes `cache.direct`/`cache.no-flush` and the device's `write-cache`.
 //!
 //! `drive_format` picks the model: `ide` → `ide-hd`, `scsi`/`scsi-hd` → `scsi-hd` behind one
-//! `scsi_hba`, `virtio`/`virtio-blk-pci` → `virtio-blk-pci`.
+//! `scsi_hba`, `virtio`/`virtio-blk-pci` → `virtio-blk-pci`, `ahci` → `ide-hd` on an AHCI port
+//! (as `cd_format = ahci` puts `ide-cd` there): on q35 the ICH9's built-in controller, whose
+//! ports are the buses `ide.0`–`ide.5` shared with `ide` devices; elsewhere one added
+//! `-device ahci,id=ahci0`, ports `ahci0.0`–`ahci0.5`. avocado-vt places them the same way.
 
 use super::{qemu_id, Builder, Obj, Opts};
 use crate::cmd::WordBuf;
@@ -18,6 +21,19 @@ use spec::vm::{ImageSpec, VmSpec};
 /// The SCSI HBA's id (one per VM, added before the first SCSI disk or CD-ROM).
 const HBA_ID: &str = "scsi-hba0";
 
+/// The id of the AHCI controller added on machines without a built-in one.
+const AHCI_ID: &str = "ahci0";
+
+/// Ports of an AHCI controller.
+const AHCI_PORTS: u32 = 6;
+
+/// Whether the machine is a q35 (its ICH9 has the AHCI controller built in, bus `ide`).
+fn is_q35(v: &VmSpec) -> bool {
+    v.machine_type
+        .as_deref()
+        .is_some_and(|m| m == "q35" || m.starts_with("pc-q35"))
+}
+
 /// Every image of `images`.
 pub(super) fn images(b: &mut Builder<'_>, v: &VmSpec) {
     for (i, img) in v.images.iter().enumerate() {
@@ -26,7 +42,7 @@ pub(super) fn images(b: &mut Builder<'_>, v: &VmSpec) {
             continue;
         }
         let model = match img.interface.unwrap_or(DiskInterface::Ide) {
-            DiskInterface::Ide => "ide-hd",
+            DiskInterface::Ide | DiskInterface::Ahci => "ide-hd",
             DiskInterface::Scsi | DiskInterface::ScsiHd => "scsi-hd",
             DiskInterface::Virtio | DiskInterface::VirtioBlkPci => "virtio-blk-pci",
         };
@@ -53,7 +69,12 @@ pub(super) fn images(b: &mut Builder<'_>, v: &VmSpec) {
         if model == "scsi-hd" {
             o.kv("bus", &format!("{HBA_ID}.0"));
         }
-        if model == "ide-hd" {
+        if img.interface == Some(DiskInterface::Ahci) {
+            let obj = Obj::Sub("image", &img.name);
+            if !ahci_position(b, v, &mut o, img.index, obj, "drive_format") {
+                continue;
+            }
+        } else if model == "ide-hd" {
             ide_position(b, v, &mut o, img.index);
         }
         if b.caps.has_blockdev() && !img.snapshot {
@@ -110,16 +131,77 @@ fn ide_position(b: &mut Builder<'_>, v: &VmSpec, o: &mut Opts, index: Option<u32
             free
         }
     };
-    let q35 = v
-        .machine_type
-        .as_deref()
-        .is_some_and(|m| m == "q35" || m.starts_with("pc-q35"));
-    if q35 {
+    if is_q35(v) {
         o.kv("bus", &format!("ide.{i}"));
     } else {
         o.kv("bus", &format!("ide.{}", i / 2));
         o.kv("unit", &(i % 2).to_string());
     }
+}
+
+/// Places a device on an AHCI port: on q35 the built-in controller's (shared with IDE devices,
+/// see [`ide_position`]); elsewhere the added controller's, emitted before its first device —
+/// `drive_index`, else the first free port. False (and a problem on `key` of `obj`) when this
+/// QEMU has no `ahci` device or the port does not exist.
+fn ahci_position(
+    b: &mut Builder<'_>,
+    v: &VmSpec,
+    o: &mut Opts,
+    index: Option<u32>,
+    obj: Obj<'_>,
+    key: &str,
+) -> bool {
+    if is_q35(v) {
+        ide_position(b, v, o, index);
+        return true;
+    }
+    if !b.ahci_added {
+        if !b.caps.has_device_type("ahci") {
+            b.unsupported(
+                obj,
+                key,
+                format!("QEMU {} has no ahci device", b.caps.version),
+            );
+            return false;
+        }
+        let mut c = Opts::new("ahci");
+        c.kv("id", AHCI_ID);
+        b.cmd.push2("-device", c.finish());
+        b.ahci_added = true;
+        let explicit = v
+            .images
+            .iter()
+            .filter(|i| i.interface == Some(DiskInterface::Ahci))
+            .filter_map(|i| i.index)
+            .chain(
+                v.cdroms
+                    .iter()
+                    .filter(|c| c.interface == CdromInterface::Ahci)
+                    .filter_map(|c| c.index),
+            );
+        b.ahci_taken.extend(explicit);
+    }
+    let port = match index {
+        Some(i) => i,
+        None => {
+            let free = (0..).find(|n| !b.ahci_taken.contains(n)).unwrap_or(0);
+            b.ahci_taken.push(free);
+            free
+        }
+    };
+    if port >= AHCI_PORTS {
+        b.unsupported(
+            obj,
+            key,
+            format!(
+                "an AHCI controller has ports 0-{} (drive_index {port})",
+                AHCI_PORTS - 1
+            ),
+        );
+        return false;
+    }
+    o.kv("bus", &format!("{AHCI_ID}.{port}"));
+    true
 }
 
 /// Adds the SCSI HBA once; false (and a problem) when this QEMU lacks it.
@@ -154,6 +236,17 @@ fn image_file(b: &Builder<'_>, w: &mut WordBuf, img: &ImageSpec) {
 
 /// The seed's `-drive file=…` with every option in the drive itself.
 fn legacy_drive(b: &mut Builder<'_>, img: &ImageSpec) {
+    if img.interface == Some(DiskInterface::Ahci) {
+        b.unsupported(
+            Obj::Sub("image", &img.name),
+            "drive_format",
+            format!(
+                "QEMU {} has no -device, which an AHCI disk needs",
+                b.caps.version
+            ),
+        );
+        return;
+    }
     if !b.caps.has_drive() {
         b.unsupported(
             Obj::Sub("image", &img.name),
@@ -169,7 +262,7 @@ fn legacy_drive(b: &mut Builder<'_>, img: &ImageSpec) {
     }
     if let Some(itf) = img.interface {
         let name = match itf {
-            DiskInterface::Ide => "ide",
+            DiskInterface::Ide | DiskInterface::Ahci => "ide",
             DiskInterface::Scsi | DiskInterface::ScsiHd => "scsi",
             DiskInterface::Virtio | DiskInterface::VirtioBlkPci => "virtio",
         };
@@ -275,6 +368,17 @@ fn blockdev(b: &mut Builder<'_>, img: &ImageSpec, node: &str) {
 pub(super) fn cdroms(b: &mut Builder<'_>, v: &VmSpec) {
     for (i, cd) in v.cdroms.iter().enumerate() {
         let caps = b.caps;
+        if !caps.has_device() && cd.interface == CdromInterface::Ahci {
+            b.unsupported(
+                Obj::Sub("cdrom", &cd.name),
+                "cd_format",
+                format!(
+                    "QEMU {} has no -device, which an AHCI CD-ROM needs",
+                    caps.version
+                ),
+            );
+            continue;
+        }
         if !caps.has_device() {
             if caps.has_drive() {
                 let mut o = Opts::new("");
@@ -292,7 +396,7 @@ pub(super) fn cdroms(b: &mut Builder<'_>, v: &VmSpec) {
             continue;
         }
         let model = match cd.interface {
-            CdromInterface::Ide => "ide-cd",
+            CdromInterface::Ide | CdromInterface::Ahci => "ide-cd",
             CdromInterface::ScsiCd => "scsi-cd",
         };
         if !caps.has_device_type(model) {
@@ -329,6 +433,11 @@ pub(super) fn cdroms(b: &mut Builder<'_>, v: &VmSpec) {
         o.kv("drive", &node);
         if model == "scsi-cd" {
             o.kv("bus", &format!("{HBA_ID}.0"));
+        } else if cd.interface == CdromInterface::Ahci {
+            let obj = Obj::Sub("cdrom", &cd.name);
+            if !ahci_position(b, v, &mut o, cd.index, obj, "cd_format") {
+                continue;
+            }
         } else {
             ide_position(b, v, &mut o, cd.index);
         }

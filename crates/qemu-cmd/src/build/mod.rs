@@ -114,6 +114,10 @@ pub(crate) struct Builder<'c> {
     pub(crate) hba_added: bool,
     /// IDE indexes in use (filled on the first IDE device; `u32::MAX` marks it filled).
     pub(crate) ide_taken: Vec<u32>,
+    /// Whether the added AHCI controller (machines without a built-in one) was emitted.
+    pub(crate) ahci_added: bool,
+    /// Ports of the added AHCI controller in use (filled like `ide_taken`).
+    pub(crate) ahci_taken: Vec<u32>,
 }
 
 impl<'c> Builder<'c> {
@@ -134,6 +138,8 @@ impl<'c> Builder<'c> {
             problems,
             hba_added: false,
             ide_taken: Vec::new(),
+            ahci_added: false,
+            ahci_taken: Vec::new(),
         }
     }
 
