@@ -290,6 +290,23 @@ pub struct PciRequest {
     pub count: u32,
 }
 
+/// The CPU, as avocado-vt reads it: `cpu_model` is a comma-separated list of candidates (the
+/// first one the QEMU knows is used), `default_cpu_model` stands in when it is unset, and
+/// `cpu_model_flags`, `cpu_model_vendor` and `cpu_family` are appended to `-cpu`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuSpec {
+    /// The candidate models, in order.
+    pub models: Vec<String>,
+    /// The key they came from (`cpu_model` or `default_cpu_model`), for problems.
+    pub key: &'static str,
+    /// `cpu_model_vendor`: `vendor=…`.
+    pub vendor: Option<String>,
+    /// `cpu_model_flags`: `+flag`, `-flag`, `flag=value` items (a leading comma is allowed).
+    pub flags: ExtraOpts,
+    /// `cpu_family`: `family=…`.
+    pub family: Option<String>,
+}
+
 /// Everything the builder needs about one VM, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmSpec {
@@ -301,8 +318,8 @@ pub struct VmSpec {
     pub machine_type: Option<String>,
     /// `vm_accelerator`.
     pub accel: Option<Accel>,
-    /// `cpu_model`.
-    pub cpu_model: Option<String>,
+    /// The CPU: `cpu_model` (else `default_cpu_model`) and its flags.
+    pub cpu: Option<CpuSpec>,
     /// `nodefaults`.
     pub nodefaults: bool,
     /// `mem`.
@@ -481,7 +498,7 @@ impl VmSpec {
             qemu_binary: r.string("qemu_binary").unwrap_or_else(|| "qemu".into()),
             machine_type: r.string("machine_type"),
             accel: r.parse("vm_accelerator"),
-            cpu_model: r.string("cpu_model"),
+            cpu: read_cpu(&mut r),
             nodefaults: r.bool("nodefaults", false),
             mem: r.parse("mem"),
             smp,
@@ -523,6 +540,49 @@ impl VmSpec {
             .get(kind, name, key)
             .and_then(|o| o.origin.as_ref())
     }
+}
+
+/// `cpu_model` (else `default_cpu_model`) and the keys that extend it; `None` when neither
+/// model key is set (QEMU's default CPU; the other keys then have nothing to extend).
+fn read_cpu(r: &mut Reader<'_, '_>) -> Option<CpuSpec> {
+    let (key, list) = match r.str("cpu_model") {
+        Some(v) => ("cpu_model", v),
+        None => ("default_cpu_model", r.str("default_cpu_model")?),
+    };
+    let models: Vec<String> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .map(str::to_string)
+        .collect();
+    if models.is_empty() {
+        r.problem(
+            key,
+            ProblemKind::Invalid {
+                expected: "CPU model names, comma-separated".into(),
+            },
+        );
+        return None;
+    }
+    let flags = match r.str("cpu_model_flags") {
+        None => Vec::new(),
+        Some(s) => split_opt_list(s).unwrap_or_else(|item| {
+            r.problem(
+                "cpu_model_flags",
+                ProblemKind::Invalid {
+                    expected: format!("CPU flags such as `+vmx,-svm,x=y` (bad item {item:?})"),
+                },
+            );
+            Vec::new()
+        }),
+    };
+    Some(CpuSpec {
+        models,
+        key,
+        vendor: r.string("cpu_model_vendor"),
+        flags,
+        family: r.string("cpu_family"),
+    })
 }
 
 /// `md5sum_1m`, `md5sum` or `sha1sum` of a CD-ROM (the first one set, in that order).
@@ -695,6 +755,31 @@ mod tests {
         assert_eq!(line("image", "image1", "drive_format"), Some(5));
         assert_eq!(line("nic", "nic1", "nic_model"), Some(7));
         assert_eq!(line("vm", "vm1", "cpu_model"), None, "unset: no origin");
+    }
+
+    #[test]
+    fn cpu_models_are_candidates_and_flags_extend_them() {
+        let spec = |pairs: &[(&str, &str)]| {
+            VmSpec::new(&params(pairs), "vm1").unwrap_or_else(|e| panic!("{e}"))
+        };
+        assert_eq!(spec(&[]).cpu, None);
+        let cpu = spec(&[
+            ("cpu_model", "Icelake-Server, Cascadelake-Server"),
+            ("cpu_model_flags", ",+kvm_pv_unhalt,hv_relaxed,-vmx"),
+            ("cpu_model_vendor", "GenuineIntel"),
+            ("default_cpu_model", "qemu64"),
+        ])
+        .cpu
+        .unwrap_or_else(|| panic!("no cpu"));
+        assert_eq!(cpu.models, ["Icelake-Server", "Cascadelake-Server"]);
+        assert_eq!(cpu.key, "cpu_model");
+        assert_eq!(cpu.flags.len(), 3);
+        assert_eq!(cpu.vendor.as_deref(), Some("GenuineIntel"));
+        let cpu = spec(&[("default_cpu_model", "qemu64")]).cpu;
+        assert_eq!(
+            cpu.map(|c| (c.models, c.key)),
+            Some((vec!["qemu64".into()], "default_cpu_model"))
+        );
     }
 
     #[test]

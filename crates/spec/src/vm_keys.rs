@@ -26,7 +26,21 @@ pub const VM_KEYS: &[KeyDoc] = &[
         "vm_accelerator",
         "kvm or tcg (unset: kvm when /dev/kvm can run a guest, else tcg)",
     ),
-    KeyDoc::optional("cpu_model", "`-cpu` model (unset: QEMU's default CPU)"),
+    KeyDoc::optional(
+        "cpu_model",
+        "`-cpu` model candidates, comma-separated: the first this QEMU knows is used \
+         (unset: `default_cpu_model`, else QEMU's default CPU)",
+    ),
+    KeyDoc::optional(
+        "default_cpu_model",
+        "the CPU model when `cpu_model` is unset",
+    ),
+    KeyDoc::optional(
+        "cpu_model_flags",
+        "CPU flags appended to `-cpu`: `+flag`, `-flag`, `flag=value` (a leading comma is allowed)",
+    ),
+    KeyDoc::optional("cpu_model_vendor", "`vendor=` of `-cpu`"),
+    KeyDoc::optional("cpu_family", "`family=` of `-cpu`"),
     KeyDoc::with_default("nodefaults", "no", "`-nodefaults`: no default devices"),
     KeyDoc::optional(
         "mem",

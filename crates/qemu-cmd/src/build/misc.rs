@@ -58,15 +58,34 @@ pub(super) fn machine(b: &mut Builder<'_>, v: &VmSpec) {
             format!("QEMU {} cannot select accelerator {a}", caps.version),
         ),
     }
-    if let Some(cpu) = v.cpu_model.as_deref() {
-        if !caps.cpu_models.is_empty() && !caps.has_cpu_model(cpu) {
-            b.unsupported(
+    if let Some(cpu) = &v.cpu {
+        // avocado-vt's rule: the first candidate this QEMU knows (an unprobed binary: the first).
+        let known = |m: &&String| caps.cpu_models.is_empty() || caps.has_cpu_model(m);
+        match cpu.models.iter().find(known) {
+            Some(model) => {
+                let mut o = Opts::new(model);
+                if let Some(vendor) = &cpu.vendor {
+                    o.kv("vendor", vendor);
+                }
+                o.extra(&cpu.flags);
+                if let Some(family) = &cpu.family {
+                    o.kv("family", family);
+                }
+                b.cmd.push2("-cpu", o.finish());
+            }
+            None => b.unsupported(
                 Obj::Vm,
-                "cpu_model",
-                format!("QEMU {} has no such CPU model", caps.version),
-            );
+                cpu.key,
+                match cpu.models.as_slice() {
+                    [one] => format!("QEMU {} has no CPU model {one}", caps.version),
+                    all => format!(
+                        "QEMU {} has none of the CPU models {}",
+                        caps.version,
+                        all.join(", ")
+                    ),
+                },
+            ),
         }
-        b.cmd.push2("-cpu", Word::from(cpu));
     }
     if v.nodefaults {
         if caps.has_option("nodefaults") {
