@@ -48,8 +48,8 @@ pub use session::{SessionSpec, ShellClient, SESSION_KEYS};
 pub use test::{TestTarget, TEST_KEYS};
 pub use tools::{HostTools, TOOL_KEYS};
 pub use vm::{
-    CdromSpec, ChecksumAlgo, CpuSpec, ImageSize, ImageSpec, IsoChecksum, MonitorSpec, NicMode,
-    NicSpec, RedirSpec, VmSpec,
+    CdromSpec, ChecksumAlgo, CpuSpec, ImageBackend, ImageSize, ImageSpec, IsoChecksum, MonitorSpec,
+    NicMode, NicSpec, RedirSpec, VmSpec,
 };
 
 /// Helpers of this crate's unit tests.

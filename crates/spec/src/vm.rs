@@ -94,6 +94,97 @@ pub struct ImageSpec {
     pub readonly: bool,
     /// `image_size` (default `10G`): the size `qemu-img create` gives a new image.
     pub size: ImageSize,
+    /// Where the image lives: a file (or host block device), or one of avocado-vt's network
+    /// and device backends.
+    pub backend: ImageBackend,
+}
+
+/// The storage behind an image, chosen as avocado-vt chooses it (`storage.get_image_filename`):
+/// `storage_type = vhost-vdpa` / `vhost-user-blk`, else the first of `enable_curl`,
+/// `enable_nbd`, `enable_iscsi` (with `storage_type = iscsi-direct`), `enable_gluster`,
+/// `enable_ceph`, `enable_nvme`, `enable_ssh` that is `yes`, else a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageBackend {
+    /// A file under the image directory, or `image_raw_device`'s block device.
+    File,
+    /// `storage_type = vhost-vdpa`.
+    VhostVdpa,
+    /// `storage_type = vhost-user-blk`.
+    VhostUserBlk,
+    /// `enable_curl`.
+    Curl,
+    /// `enable_nbd`.
+    Nbd,
+    /// `enable_iscsi` with `storage_type = iscsi-direct`.
+    IscsiDirect,
+    /// `enable_gluster`.
+    Gluster,
+    /// `enable_ceph`.
+    Ceph,
+    /// `enable_nvme`.
+    Nvme,
+    /// `enable_ssh`.
+    Ssh,
+}
+
+impl ImageBackend {
+    /// The key that selected it (`None` for a file).
+    pub fn key(self) -> Option<&'static str> {
+        Some(match self {
+            ImageBackend::File => return None,
+            ImageBackend::VhostVdpa | ImageBackend::VhostUserBlk => "storage_type",
+            ImageBackend::Curl => "enable_curl",
+            ImageBackend::Nbd => "enable_nbd",
+            ImageBackend::IscsiDirect => "enable_iscsi",
+            ImageBackend::Gluster => "enable_gluster",
+            ImageBackend::Ceph => "enable_ceph",
+            ImageBackend::Nvme => "enable_nvme",
+            ImageBackend::Ssh => "enable_ssh",
+        })
+    }
+
+    /// The backend's name as QEMU's block layer calls it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImageBackend::File => "file",
+            ImageBackend::VhostVdpa => "vhost-vdpa",
+            ImageBackend::VhostUserBlk => "vhost-user-blk",
+            ImageBackend::Curl => "curl",
+            ImageBackend::Nbd => "nbd",
+            ImageBackend::IscsiDirect => "iscsi",
+            ImageBackend::Gluster => "gluster",
+            ImageBackend::Ceph => "rbd",
+            ImageBackend::Nvme => "nvme",
+            ImageBackend::Ssh => "ssh",
+        }
+    }
+
+    /// Reads the backend keys of an image.
+    fn read(i: &mut Reader<'_, '_>) -> ImageBackend {
+        let storage_type = i.str("storage_type");
+        match storage_type {
+            Some("vhost-vdpa") => return ImageBackend::VhostVdpa,
+            Some("vhost-user-blk") => return ImageBackend::VhostUserBlk,
+            _ => {}
+        }
+        // Every flag is read (a bad boolean anywhere is a problem), the first set one wins.
+        let flags = [
+            (i.bool("enable_curl", false), ImageBackend::Curl),
+            (i.bool("enable_nbd", false), ImageBackend::Nbd),
+            (
+                i.bool("enable_iscsi", false) && storage_type == Some("iscsi-direct"),
+                ImageBackend::IscsiDirect,
+            ),
+            (i.bool("enable_gluster", false), ImageBackend::Gluster),
+            (i.bool("enable_ceph", false), ImageBackend::Ceph),
+            (i.bool("enable_nvme", false), ImageBackend::Nvme),
+            (i.bool("enable_ssh", false), ImageBackend::Ssh),
+        ];
+        flags
+            .into_iter()
+            .find(|(on, _)| *on)
+            .map_or(ImageBackend::File, |(_, b)| b)
+    }
 }
 
 /// An image size as `qemu-img` reads it: a number with an optional `k`/`K`, `M`, `G`, `T`,
@@ -167,6 +258,7 @@ impl ImageSpec {
             size: i
                 .parse("image_size")
                 .unwrap_or_else(|| ImageSize("10G".into())),
+            backend: ImageBackend::read(i),
         }
     }
 

@@ -147,6 +147,46 @@ pub const IMAGE_KEYS: &[KeyDoc] = &[
     KeyDoc::with_default("image_snapshot", "no", "writes go to a temporary overlay"),
     KeyDoc::with_default("image_boot", "no", "the firmware boots from this disk"),
     KeyDoc::with_default("image_readonly", "no", "the guest cannot write the disk"),
+    KeyDoc::optional(
+        "storage_type",
+        "avocado-vt's storage kind; vhost-vdpa, vhost-user-blk and (with enable_iscsi) \
+         iscsi-direct select a backend kvmtest does not build yet (a problem)",
+    ),
+    KeyDoc::with_default(
+        "enable_curl",
+        "no",
+        "the image is read over curl (not built yet)",
+    ),
+    KeyDoc::with_default(
+        "enable_nbd",
+        "no",
+        "the image is an NBD export (not built yet)",
+    ),
+    KeyDoc::with_default(
+        "enable_iscsi",
+        "no",
+        "with storage_type = iscsi-direct: libiscsi",
+    ),
+    KeyDoc::with_default(
+        "enable_gluster",
+        "no",
+        "the image is on GlusterFS (not built yet)",
+    ),
+    KeyDoc::with_default(
+        "enable_ceph",
+        "no",
+        "the image is a Ceph RBD (not built yet)",
+    ),
+    KeyDoc::with_default(
+        "enable_nvme",
+        "no",
+        "the image is a host NVMe namespace (not built yet)",
+    ),
+    KeyDoc::with_default(
+        "enable_ssh",
+        "no",
+        "the image is read over ssh (not built yet)",
+    ),
     KeyDoc::with_default(
         "boot_drive",
         "yes",

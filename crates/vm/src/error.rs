@@ -336,6 +336,19 @@ pub enum ImageError {
         #[source]
         source: Box<spec::SpecError>,
     },
+    /// The image is not a file kvmtest can create or remove (a network or device backend).
+    #[error(
+        "image {image}: {key} selects the {backend} backend, which kvmtest does not \
+         build yet (it would silently use a local file instead)"
+    )]
+    Backend {
+        /// The image's name.
+        image: String,
+        /// The key that selected the backend.
+        key: &'static str,
+        /// The backend.
+        backend: &'static str,
+    },
     /// `qemu-img check` found problems.
     #[error("image {path}: `qemu-img check` found problems: {report}")]
     Corrupt {

@@ -82,6 +82,13 @@ impl Image {
             source: Box::new(source),
         };
         let spec = ImageSpec::of(params, vm, name).map_err(wrap)?;
+        if let Some(key) = spec.backend.key() {
+            return Err(ImageError::Backend {
+                image: name.to_owned(),
+                key,
+                backend: spec.backend.as_str(),
+            });
+        }
         let tools = HostTools::of(params, vm).map_err(wrap)?;
         Ok(Image::new(&spec, root, tools.qemu_img))
     }

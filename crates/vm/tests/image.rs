@@ -55,3 +55,19 @@ fn raw_device_is_read_as_the_builder_reads_it() {
         "{err}"
     );
 }
+
+/// An image on a backend kvmtest does not build (avocado-vt's `enable_gluster`…) is an error,
+/// never a local file created or removed in its place.
+#[test]
+fn network_backends_are_refused_not_replaced_by_a_file() {
+    let mut p = Params::new();
+    p.insert("image_name", "disk");
+    p.insert("enable_gluster", "yes");
+    let err = Image::from_params(&p, "vm1", "image1", std::path::Path::new("/images"))
+        .expect_err("a gluster image is not a local file");
+    let text = err.to_string();
+    assert!(
+        text.contains("enable_gluster selects the gluster backend"),
+        "{text}"
+    );
+}

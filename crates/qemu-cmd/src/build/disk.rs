@@ -37,6 +37,18 @@ fn is_q35(v: &VmSpec) -> bool {
 /// Every image of `images`.
 pub(super) fn images(b: &mut Builder<'_>, v: &VmSpec) {
     for (i, img) in v.images.iter().enumerate() {
+        if let Some(key) = img.backend.key() {
+            b.unsupported(
+                Obj::Sub("image", &img.name),
+                key,
+                format!(
+                    "the {} image backend is not built by kvmtest yet (a local file in its \
+                     place would be wrong)",
+                    img.backend.as_str()
+                ),
+            );
+            continue;
+        }
         if !b.caps.has_device() {
             legacy_drive(b, img);
             continue;
