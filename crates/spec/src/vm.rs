@@ -97,6 +97,8 @@ pub struct ImageSpec {
     /// Where the image lives: a file (or host block device), or one of avocado-vt's network
     /// and device backends.
     pub backend: ImageBackend,
+    /// `image_secret`: the passphrase of a `luks` image (required for one).
+    pub secret: Option<String>,
 }
 
 /// The storage behind an image, chosen as avocado-vt chooses it (`storage.get_image_filename`):
@@ -259,6 +261,10 @@ impl ImageSpec {
                 .parse("image_size")
                 .unwrap_or_else(|| ImageSize("10G".into())),
             backend: ImageBackend::read(i),
+            secret: match i.parse::<ImageFormat>("image_format") {
+                Some(ImageFormat::Luks) => i.require("image_secret").map(str::to_string),
+                _ => i.string("image_secret"),
+            },
         }
     }
 

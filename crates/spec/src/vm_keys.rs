@@ -148,6 +148,10 @@ pub const IMAGE_KEYS: &[KeyDoc] = &[
     KeyDoc::with_default("image_boot", "no", "the firmware boots from this disk"),
     KeyDoc::with_default("image_readonly", "no", "the guest cannot write the disk"),
     KeyDoc::optional(
+        "image_secret",
+        "the passphrase of a luks image (required for one; passed as a QEMU secret object)",
+    ),
+    KeyDoc::optional(
         "storage_type",
         "avocado-vt's storage kind; vhost-vdpa, vhost-user-blk and (with enable_iscsi) \
          iscsi-direct select a backend kvmtest does not build yet (a problem)",

@@ -25,6 +25,8 @@ pub struct Image {
     pub format: String,
     /// `image_size` (default `10G`), as `qemu-img` reads it.
     pub size: String,
+    /// `image_secret`: a luks image's passphrase.
+    secret: Option<String>,
     qemu_img: PathBuf,
 }
 
@@ -61,6 +63,7 @@ impl Image {
             path: root.join(spec.file_name()),
             format: spec.format.to_string(),
             size: spec.size.to_string(),
+            secret: spec.secret.clone(),
             qemu_img: qemu_img.into(),
         }
     }
@@ -103,8 +106,16 @@ impl Image {
     ///
     /// # Errors
     /// [`ImageError::Failed`] with `qemu-img`'s stderr.
+    /// A luks image gets its passphrase as a secret object (`--object secret,…` with
+    /// `-o key-secret=…`), as avocado-vt creates it.
     pub fn create(&self) -> Result<(), ImageError> {
         let mut argv = self.argv(&["create", "-f", &self.format]);
+        if let (Some(secret), "luks") = (&self.secret, self.format.as_str()) {
+            argv.push("--object".into());
+            argv.push(format!("secret,id=sec0,data={}", qemu_cmd::escape_opt_value(secret)).into());
+            argv.push("-o".into());
+            argv.push("key-secret=sec0".into());
+        }
         argv.push(self.path.clone().into_os_string());
         argv.push(self.size.clone().into());
         run(&argv).map(|_| ())
@@ -146,6 +157,7 @@ impl Image {
             path: dest.to_path_buf(),
             format: to_format.to_owned(),
             size: self.size.clone(),
+            secret: None,
             qemu_img: self.qemu_img.clone(),
         })
     }

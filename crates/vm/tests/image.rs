@@ -71,3 +71,32 @@ fn network_backends_are_refused_not_replaced_by_a_file() {
         "{text}"
     );
 }
+
+/// A luks image is created with its `image_secret` by the real qemu-img, and is a luks file.
+#[test]
+fn luks_images_are_created_with_their_secret() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut p = Params::new();
+    p.insert("image_name", "enc");
+    p.insert("image_format", "luks");
+    p.insert("image_secret", "red,hat");
+    p.insert("image_size", "4M");
+    let img = Image::from_params(&p, "vm1", "image1", dir.path()).expect("view");
+    img.create().expect("create");
+    assert_eq!(img.info().expect("info")["format"], "luks");
+    p.insert("image_secret", "");
+    let err =
+        Image::from_params(&p, "vm1", "image1", dir.path()).expect_err("luks without a secret");
+    assert!(crate_chain(&err).contains("image_secret"), "{err}");
+}
+
+fn crate_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

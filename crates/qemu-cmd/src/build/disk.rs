@@ -15,7 +15,7 @@
 
 use super::{qemu_id, Builder, Obj, Opts};
 use crate::cmd::WordBuf;
-use spec::types::{CdromInterface, DiskInterface, DriveCache};
+use spec::types::{CdromInterface, DiskInterface, DriveCache, ImageFormat};
 use spec::vm::{ImageSpec, VmSpec};
 
 /// The SCSI HBA's id (one per VM, added before the first SCSI disk or CD-ROM).
@@ -248,6 +248,14 @@ fn image_file(b: &Builder<'_>, w: &mut WordBuf, img: &ImageSpec) {
 
 /// The seed's `-drive file=…` with every option in the drive itself.
 fn legacy_drive(b: &mut Builder<'_>, img: &ImageSpec) {
+    if img.format == ImageFormat::Luks {
+        b.unsupported(
+            Obj::Sub("image", &img.name),
+            "image_format",
+            format!("QEMU {} cannot open luks images", b.caps.version),
+        );
+        return;
+    }
     if img.interface == Some(DiskInterface::Ahci) {
         b.unsupported(
             Obj::Sub("image", &img.name),
@@ -310,11 +318,36 @@ fn legacy_drive(b: &mut Builder<'_>, img: &ImageSpec) {
 }
 
 /// `-drive …,if=none,id=NODE` for a `-device` to attach to.
+/// For a `luks` image, the `-object secret` holding `image_secret` (avocado-vt's form); its id.
+fn luks_secret(b: &mut Builder<'_>, img: &ImageSpec, node: &str) -> Option<String> {
+    if img.format != ImageFormat::Luks {
+        return None;
+    }
+    let secret = img.secret.as_deref()?;
+    if !b.caps.has_option("object") {
+        b.unsupported(
+            Obj::Sub("image", &img.name),
+            "image_format",
+            format!("QEMU {} has no -object for a luks key", b.caps.version),
+        );
+        return None;
+    }
+    let id = format!("secret-{node}");
+    let mut o = Opts::new("secret");
+    o.kv("id", &id).kv("data", secret);
+    b.cmd.push2("-object", o.finish());
+    Some(id)
+}
+
 fn drive_none(b: &mut Builder<'_>, img: &ImageSpec, node: &str) {
+    let secret = luks_secret(b, img, node);
     let mut o = Opts::new("");
     o.kv_with("file", |w| image_file(b, w, img));
     o.kv("if", "none").kv("id", node);
     o.kv("format", img.format.as_str());
+    if let Some(id) = &secret {
+        o.kv("key-secret", id);
+    }
     if let Some(c) = img.cache {
         o.kv("cache", c.as_str());
     }
@@ -335,6 +368,7 @@ fn drive_none(b: &mut Builder<'_>, img: &ImageSpec, node: &str) {
 
 /// The protocol and format `-blockdev` nodes of one disk.
 fn blockdev(b: &mut Builder<'_>, img: &ImageSpec, node: &str) {
+    let secret = luks_secret(b, img, node);
     let file_node = format!("file-{node}");
     let (direct, no_flush) = match img.cache {
         Some(DriveCache::None | DriveCache::Directsync) => (true, false),
@@ -369,6 +403,9 @@ fn blockdev(b: &mut Builder<'_>, img: &ImageSpec, node: &str) {
     o.kv("driver", img.format.as_str());
     o.kv("file", &file_node);
     o.kv("node-name", node);
+    if let Some(id) = &secret {
+        o.kv("key-secret", id);
+    }
     cache(&mut o);
     if img.readonly {
         o.kv("read-only", "on");
