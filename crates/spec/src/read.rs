@@ -313,12 +313,7 @@ impl<'a, 'p> Reader<'a, 'p> {
     /// A non-empty value (empty counts as unset, as in the reference's truthiness tests). A value
     /// with a NUL byte cannot be an argv element and is reported.
     pub fn str(&mut self, key: &str) -> Option<&'a str> {
-        debug_assert!(
-            crate::vm_keys::keys_of(self.kind).is_some_and(|d| d.iter().any(|d| d.key == key)),
-            "{} {}: key {key} is read but not declared in vm_keys",
-            self.kind,
-            self.name
-        );
+        self.assert_declared(key);
         let (v, src) = self
             .obj
             .get_with_origin(key)
@@ -336,6 +331,29 @@ impl<'a, 'p> Reader<'a, 'p> {
             return None;
         }
         Some(v)
+    }
+
+    /// The object names a list key (`images`, `nics`…) names, as [`ObjParams::objects`] splits
+    /// them; like every read, the key must be declared and its value's origin is recorded.
+    pub fn objects(&mut self, key: &str) -> Vec<&'a str> {
+        self.assert_declared(key);
+        if let Some((v, src)) = self.obj.get_with_origin(key).filter(|(v, _)| !v.is_empty()) {
+            self.found
+                .origins
+                .record(self.kind, self.name, key, v, src.origin());
+        }
+        self.obj.objects(key)
+    }
+
+    /// Every key a reader reads is declared for its kind in `vm_keys` (checked in debug builds:
+    /// a key read without a declaration fails every test that reads it).
+    fn assert_declared(&self, key: &str) {
+        debug_assert!(
+            crate::vm_keys::keys_of(self.kind).is_some_and(|d| d.iter().any(|d| d.key == key)),
+            "{} {}: key {key} is read but not declared in vm_keys",
+            self.kind,
+            self.name
+        );
     }
 
     /// [`Reader::str`], owned.

@@ -504,7 +504,6 @@ impl VmSpec {
             threads: r.num("vcpu_threads", "a thread count"),
         });
         let monitors = r
-            .obj
             .objects("monitors")
             .into_iter()
             .map(|name| {
@@ -516,14 +515,14 @@ impl VmSpec {
             })
             .collect();
         let serials = match r.obj.get("serials") {
-            Some(_) => r.obj.objects("serials"),
+            Some(_) => r.objects("serials"),
             None => vec!["serial0"],
         }
         .into_iter()
         .map(str::to_string)
         .collect();
         let mut images = Vec::new();
-        for name in r.obj.objects("images") {
+        for name in r.objects("images") {
             let mut i = r.child("image", name);
             if !i.bool("boot_drive", true) {
                 continue;
@@ -531,12 +530,12 @@ impl VmSpec {
             images.push(ImageSpec::read(&mut i, name));
         }
         let mut nics = Vec::new();
-        for (index, name) in r.obj.objects("nics").into_iter().enumerate() {
+        for (index, name) in r.objects("nics").into_iter().enumerate() {
             let mut n = r.child("nic", name);
             nics.push(read_nic(&mut n, name, index));
         }
         let mut redirs = Vec::new();
-        for name in r.obj.objects("redirs") {
+        for name in r.objects("redirs") {
             let mut d = r.child("redir", name);
             if let Some(guest_port) = d.num::<u16>("guest_port", "a TCP port") {
                 redirs.push(RedirSpec {
@@ -547,7 +546,7 @@ impl VmSpec {
                 d.problem("guest_port", ProblemKind::Missing);
             }
         }
-        let mut cdrom_names = r.obj.objects("cdroms");
+        let mut cdrom_names = r.objects("cdroms");
         if r.obj.get("cdroms").is_none() && r.str("cdrom").is_some() {
             cdrom_names.push("cdrom");
         }

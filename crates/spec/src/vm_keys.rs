@@ -16,7 +16,8 @@ pub const VM_KEYS: &[KeyDoc] = &[
     KeyDoc::with_default(
         "qemu_binary",
         "qemu",
-        "the QEMU program (resolved by the VM layer)",
+        "the QEMU program heading the command line (relative: under the root dir); a run's \
+         `--qemu` or kvmtest.toml `qemu_binary` replaces it in every variant",
     ),
     KeyDoc::optional(
         "machine_type",
@@ -44,7 +45,7 @@ pub const VM_KEYS: &[KeyDoc] = &[
     KeyDoc::with_default("nodefaults", "no", "`-nodefaults`: no default devices"),
     KeyDoc::optional(
         "mem",
-        "guest memory: MiB, or with a K/M/G/T suffix (unset: QEMU's default)",
+        "guest memory: MiB, or with an M/G/T suffix (unset: QEMU's default)",
     ),
     KeyDoc::optional("smp", "vCPU count (unset: QEMU's default, 1)"),
     KeyDoc::optional("vcpu_sockets", "sockets of the `-smp` topology"),
@@ -52,21 +53,35 @@ pub const VM_KEYS: &[KeyDoc] = &[
     KeyDoc::optional("vcpu_threads", "threads per core of the `-smp` topology"),
     KeyDoc::optional(
         "monitors",
-        "the VM's monitors (objects with `monitor_type`)",
+        "the VM's monitors (objects with `monitor_type`; unset: none)",
     ),
-    KeyDoc::with_default("serials", "serial0", "the VM's serial ports"),
-    KeyDoc::optional("images", "the VM's disks (objects with the image keys)"),
+    KeyDoc::with_default(
+        "serials",
+        "serial0",
+        "the VM's serial consoles, each on a unix socket (empty: none)",
+    ),
+    KeyDoc::optional(
+        "images",
+        "the VM's disks (objects with the image keys; unset: none)",
+    ),
     KeyDoc::with_default(
         "scsi_hba",
         "virtio-scsi-pci",
         "the SCSI host adapter of `drive_format = scsi-hd` disks",
     ),
-    KeyDoc::optional("nics", "the VM's NICs (objects with the NIC keys)"),
+    KeyDoc::optional(
+        "nics",
+        "the VM's NICs (objects with the NIC keys; unset: none given, QEMU's default NIC \
+         unless `nodefaults`)",
+    ),
     KeyDoc::optional(
         "redirs",
-        "host-to-guest port forwards (objects with `guest_port`)",
+        "host-to-guest TCP forwards on the first user-mode NIC (objects with `guest_port`)",
     ),
-    KeyDoc::optional("cdroms", "the VM's CD-ROMs (objects with the CD-ROM keys)"),
+    KeyDoc::optional(
+        "cdroms",
+        "the VM's CD-ROMs (objects with the CD-ROM keys; unset: see `cdrom`)",
+    ),
     KeyDoc::optional(
         "cdrom",
         "an ISO: with `cdroms` unset, a single CD-ROM named `cdrom` (the seed's form)",
@@ -82,7 +97,7 @@ pub const VM_KEYS: &[KeyDoc] = &[
         "display",
         "vnc, sdl, nographic or none (unset: QEMU's default display)",
     ),
-    KeyDoc::optional("vga", "`-vga` card"),
+    KeyDoc::optional("vga", "`-vga` card (unset: QEMU's default)"),
     KeyDoc::optional(
         "uuid",
         "the machine UUID, or `random` for a fresh one per start (unset: none)",
@@ -92,12 +107,12 @@ pub const VM_KEYS: &[KeyDoc] = &[
     KeyDoc::with_default(
         "pci_assignable",
         "no",
-        "host PCI devices to assign: no, nic_vf, nic_pf or mixed",
+        "host PCI devices to assign: no, vf, pf or mixed",
     ),
     KeyDoc::with_default(
         "devices_requested",
         "1",
-        "how many devices `pci_assignable` assigns",
+        "how many devices `pci_assignable` assigns (read only when it is not `no`)",
     ),
     KeyDoc::optional(
         "extra_params",
@@ -128,20 +143,24 @@ pub const IMAGE_KEYS: &[KeyDoc] = &[
     KeyDoc::with_default("image_size", "10G", "the size `qemu-img create` gives it"),
     KeyDoc::optional(
         "drive_format",
-        "the disk's bus: ide, scsi, virtio, scsi-hd, virtio-blk-pci (unset: ide)",
+        "the disk's bus: ide, scsi, virtio, scsi-hd, virtio-blk-pci or ahci (unset: ide)",
     ),
-    KeyDoc::optional("drive_index", "its index on the bus"),
+    KeyDoc::optional(
+        "drive_index",
+        "its index on the bus (unset: the first free IDE/AHCI unit; elsewhere QEMU's choice)",
+    ),
     KeyDoc::optional(
         "drive_cache",
         "none, writeback, writethrough, directsync or unsafe (unset: QEMU's default)",
     ),
     KeyDoc::optional(
         "drive_werror",
-        "what a write error does: ignore, stop, report, enospc",
+        "what a write error does: ignore, stop, report, enospc (unset: QEMU's default)",
     ),
     KeyDoc::optional(
         "drive_rerror",
-        "what a read error does: ignore, stop, report, enospc",
+        "what a read error does: ignore, stop, report, enospc (unset: QEMU's default; \
+         dropped where `-drive` has no `rerror`)",
     ),
     KeyDoc::optional("drive_serial", "the disk's serial number"),
     KeyDoc::with_default("image_snapshot", "no", "writes go to a temporary overlay"),
@@ -209,15 +228,21 @@ pub const NIC_KEYS: &[KeyDoc] = &[
     KeyDoc::with_default(
         "nic_model",
         "rtl8139",
-        "the NIC model (virtio, e1000, rtl8139, …)",
+        "the NIC device model (virtio means virtio-net-pci; e1000, rtl8139, …)",
     ),
     KeyDoc::optional("nic_mac", "its MAC (unset: a reserved random one)"),
     KeyDoc::optional(
         "nic_ifname",
         "the tap interface name (unset: derived from the VM)",
     ),
-    KeyDoc::optional("nic_script", "the tap's ifup script"),
-    KeyDoc::optional("nic_downscript", "the tap's ifdown script"),
+    KeyDoc::optional(
+        "nic_script",
+        "the tap's ifup script (unset: QEMU's default, usually /etc/qemu-ifup)",
+    ),
+    KeyDoc::optional(
+        "nic_downscript",
+        "the tap's ifdown script (unset: none, `downscript=no`)",
+    ),
     KeyDoc::optional("tftp", "the user network's TFTP root for this NIC"),
     KeyDoc::optional("bootp", "the user network's BOOTP file for this NIC"),
     KeyDoc::optional("nic_extra_params", "more NIC device options, `a=b,c=d`"),
@@ -236,14 +261,28 @@ pub const REDIR_KEYS: &[KeyDoc] = &[KeyDoc::required(
 /// Keys of a CD-ROM (objects of `cdroms`).
 pub const CDROM_KEYS: &[KeyDoc] = &[
     KeyDoc::optional("cdrom", "the ISO (unset: the CD-ROM is left out)"),
-    KeyDoc::with_default("cd_format", "ide", "the CD-ROM's bus: ide, scsi, ahci…"),
-    KeyDoc::optional("drive_index", "its index on the bus"),
+    KeyDoc::with_default(
+        "cd_format",
+        "ide",
+        "the CD-ROM's bus: ide, scsi (or scsi-cd) or ahci",
+    ),
+    KeyDoc::optional(
+        "drive_index",
+        "its index on the bus (unset: the first free IDE/AHCI unit; elsewhere QEMU's choice)",
+    ),
     KeyDoc::optional(
         "md5sum_1m",
-        "MD5 of the ISO's first MiB, checked before a start",
+        "MD5 of the ISO's first MiB, checked before a start (the first of the three checksums \
+         set is the one used)",
     ),
-    KeyDoc::optional("md5sum", "MD5 of the ISO, checked before a start"),
-    KeyDoc::optional("sha1sum", "SHA-1 of the ISO, checked before a start"),
+    KeyDoc::optional(
+        "md5sum",
+        "MD5 of the ISO, checked before a start (when `md5sum_1m` is unset)",
+    ),
+    KeyDoc::optional(
+        "sha1sum",
+        "SHA-1 of the ISO, checked before a start (when neither MD5 key is set)",
+    ),
 ];
 
 /// The declared keys of the object kind a VM-family reader is created with.
@@ -318,57 +357,119 @@ mod tests {
         }
     }
 
-    /// A spec read from params that set every declared key: every value it read is declared
-    /// for its object's kind (the debug check in `Reader` would have panicked otherwise), and
-    /// the origins name only declared keys.
+    /// Specs read from params that, between them, set every declared key of the VM family
+    /// (each alternative branch: `cpu_model` or `default_cpu_model`, `kernel_params` or
+    /// `kernel_cmdline`, `nic_mode` or `nettype`, `cdroms` or a lone `cdrom`, each checksum).
+    /// Every value read is declared for its object's kind (the debug check in `Reader` would
+    /// have panicked otherwise, and the origins say so), and every declared key is read: a
+    /// declaration nothing reads is as wrong as a read nothing declares.
     #[test]
-    fn every_key_read_is_declared() {
-        let p = params(&[
-            ("vms", "vm1"),
-            ("mem", "2G"),
-            ("smp", "2"),
-            ("vcpu_sockets", "1"),
-            ("vcpu_cores", "2"),
-            ("vcpu_threads", "1"),
-            ("monitors", "m"),
-            ("monitor_type", "qmp"),
-            ("images", "i"),
-            ("image_name", "disk"),
-            ("drive_format", "virtio"),
-            ("drive_cache", "none"),
-            ("drive_werror", "stop"),
-            ("drive_rerror", "stop"),
-            ("drive_serial", "s"),
-            ("drive_index", "0"),
-            ("nics", "n"),
-            ("nettype", "bridge"),
-            ("nic_mac", "52:54:00:12:34:56"),
-            ("nic_extra_params", "x=y"),
-            ("netdev_extra_params", "a=b"),
-            ("redirs", "r"),
-            ("guest_port", "22"),
-            ("cdroms", "c"),
-            ("cdrom", "x.iso"),
-            ("md5sum", "0123456789abcdef0123456789abcdef"),
-            ("uuid", "random"),
-            ("kernel", "k"),
-            ("initrd", "i"),
-            ("kernel_params", "console=ttyS0"),
-            ("display", "none"),
-            ("extra_params", "-S"),
-        ]);
-        let spec = VmSpec::new(&p, "vm1").unwrap_or_else(|e| panic!("{e}"));
-        for o in spec.origins.iter() {
-            let docs = keys_of(o.kind).unwrap_or_else(|| panic!("no table for {}", o.kind));
-            assert!(
-                docs.iter().any(|d| d.key == o.key),
-                "{} {}: {} read but not declared",
-                o.kind,
-                o.name,
-                o.key
-            );
+    fn every_key_read_is_declared_and_every_declared_key_read() {
+        const MD5: &str = "0123456789abcdef0123456789abcdef";
+        let variants: [&[(&str, &str)]; 3] = [
+            &[
+                ("qemu_binary", "/usr/bin/qemu-system-x86_64"),
+                ("machine_type", "q35"),
+                ("vm_accelerator", "tcg"),
+                ("cpu_model", "Nehalem,qemu64"),
+                ("cpu_model_flags", ",+vmx"),
+                ("cpu_model_vendor", "GenuineIntel"),
+                ("cpu_family", "6"),
+                ("nodefaults", "yes"),
+                ("mem", "2G"),
+                ("smp", "2"),
+                ("vcpu_sockets", "1"),
+                ("vcpu_cores", "2"),
+                ("vcpu_threads", "1"),
+                ("monitors", "m"),
+                ("monitor_type", "qmp"),
+                ("serials", "s0 s1"),
+                ("images", "i"),
+                ("image_name", "disk"),
+                ("image_format", "raw"),
+                ("image_raw_device", "no"),
+                ("image_size", "1G"),
+                ("drive_format", "virtio"),
+                ("drive_index", "0"),
+                ("drive_cache", "none"),
+                ("drive_werror", "stop"),
+                ("drive_rerror", "stop"),
+                ("drive_serial", "s"),
+                ("image_snapshot", "yes"),
+                ("image_boot", "yes"),
+                ("image_readonly", "no"),
+                ("boot_drive", "yes"),
+                ("scsi_hba", "virtio-scsi-pci"),
+                ("nics", "n"),
+                ("nettype", "bridge"),
+                ("netdst", "br0"),
+                ("nic_model", "virtio"),
+                ("nic_mac", "52:54:00:12:34:56"),
+                ("nic_ifname", "tap0"),
+                ("nic_script", "/etc/qemu-ifup"),
+                ("nic_downscript", "/etc/qemu-ifdown"),
+                ("nic_extra_params", "x=y"),
+                ("netdev_extra_params", ",a=b"),
+                ("tftp", "/srv/tftp"),
+                ("bootp", "pxelinux.0"),
+                ("redirs", "r"),
+                ("guest_port", "22"),
+                ("cdroms", "c"),
+                ("cdrom", "x.iso"),
+                ("cd_format", "scsi"),
+                ("md5sum_1m", MD5),
+                ("floppy", "f.img"),
+                ("kernel", "vmlinuz"),
+                ("initrd", "initrd.img"),
+                ("kernel_params", "console=ttyS0"),
+                ("display", "none"),
+                ("vga", "std"),
+                ("uuid", "random"),
+                ("testdev", "yes"),
+                ("disable_hpet", "yes"),
+                ("pci_assignable", "vf"),
+                ("devices_requested", "2"),
+                ("extra_params", "-S"),
+                ("x11_display", ":0"),
+            ],
+            &[
+                ("default_cpu_model", "qemu64"),
+                ("kernel_cmdline", "console=ttyS0"),
+                ("nics", "n"),
+                ("nic_mode", "tap"),
+                ("cdrom", "x.iso"),
+                ("md5sum", MD5),
+            ],
+            &[
+                ("cdroms", "c"),
+                ("cdrom", "x.iso"),
+                ("sha1sum", "0123456789abcdef0123456789abcdef01234567"),
+            ],
+        ];
+        let mut read = std::collections::HashSet::new();
+        for pairs in variants {
+            let spec = VmSpec::new(&params(pairs), "vm1").unwrap_or_else(|e| panic!("{e}"));
+            for o in spec.origins.iter() {
+                let docs = keys_of(o.kind).unwrap_or_else(|| panic!("no table for {}", o.kind));
+                assert!(
+                    docs.iter().any(|d| d.key == o.key),
+                    "{} {}: {} read but not declared",
+                    o.kind,
+                    o.name,
+                    o.key
+                );
+                read.insert((o.kind, o.key.clone()));
+            }
         }
-        assert!(spec.origins.len() > 20);
+        for (_, kind, docs) in FAMILIES.iter().filter(|(family, ..)| *family == "vm") {
+            for d in *docs {
+                assert!(
+                    read.contains(&(*kind, d.key.to_string())),
+                    "{kind}: {} is declared but VmSpec never read it",
+                    d.key
+                );
+            }
+        }
     }
 
     #[test]
