@@ -164,6 +164,8 @@ impl EnvFactory for VmLayerFactory {
 /// The VMs of one worker, on top of `crates/vm`.
 pub struct VmLayerEnv {
     qemu: Arc<Qemu>,
+    /// Other QEMUs variants named in `qemu_binary`, probed once each.
+    others: Mutex<HashMap<PathBuf, Arc<Qemu>>>,
     guest_dir: PathBuf,
     image_dir: PathBuf,
     recorder: ResourceRecorder,
@@ -219,6 +221,7 @@ impl VmLayerEnv {
         let qemu_name = vm::fixtures::describe_qemu(qemu.binary(), &qemu.caps().version);
         VmLayerEnv {
             qemu,
+            others: Mutex::new(HashMap::new()),
             guest_dir: guest_dir.into(),
             image_dir: image_dir.into(),
             recorder,
@@ -243,12 +246,73 @@ impl VmLayerEnv {
         Ok(setup)
     }
 
+    /// The QEMU of VM `spec`: its `qemu_binary` (`--qemu` and the settings' `qemu_binary` are
+    /// already in every variant; a relative path is under the guest directory, a bare name on
+    /// `PATH`), or this environment's QEMU when it names avocado-vt's default `qemu` or the
+    /// same file. Another binary is probed once and kept.
+    ///
+    /// # Errors
+    /// A binary that cannot be found or probed.
+    pub fn qemu_for(&self, spec: &spec::VmSpec) -> Result<Arc<Qemu>, EnvError> {
+        let named = spec.qemu_binary.as_str();
+        if named == "qemu" {
+            return Ok(Arc::clone(&self.qemu));
+        }
+        let path = Path::new(named);
+        let binary = if path.is_absolute() {
+            path.to_path_buf()
+        } else if path.components().count() > 1 {
+            self.guest_dir.join(path)
+        } else {
+            find_in_path(named).ok_or_else(|| {
+                vm_err(
+                    &spec.name,
+                    "finding qemu_binary",
+                    FactoryError::NoQemu(named.to_string()),
+                )
+            })?
+        };
+        let real = |p: &Path| {
+            let found = match p.components().count() {
+                1 => find_in_path(&p.to_string_lossy()),
+                _ => Some(p.to_path_buf()),
+            };
+            found.and_then(|f| fs::canonicalize(f).ok())
+        };
+        if real(&binary).is_some_and(|b| real(self.qemu.binary()) == Some(b)) {
+            return Ok(Arc::clone(&self.qemu));
+        }
+        let mut others = self.others.lock().map_err(|_| {
+            vm_err(
+                &spec.name,
+                "probing qemu_binary",
+                Cause("lock poisoned".into()),
+            )
+        })?;
+        if let Some(q) = others.get(&binary) {
+            return Ok(Arc::clone(q));
+        }
+        let probed = Qemu::probe(&binary).map_err(|e| {
+            vm_err(
+                &spec.name,
+                "probing qemu_binary",
+                FactoryError::Probe {
+                    binary: binary.clone(),
+                    source: Box::new(e),
+                },
+            )
+        })?;
+        let q = Arc::new(probed.with_accel(self.qemu.accel()));
+        others.insert(binary, Arc::clone(&q));
+        Ok(q)
+    }
+
     /// The command line VM `name` of `params` would get, run-specific parts as placeholders.
     ///
     /// # Errors
     /// The spec's problems, or what this QEMU cannot do.
     pub fn fingerprint(&self, setup: &VmSetup) -> Result<String, EnvError> {
-        self.qemu
+        self.qemu_for(&setup.spec)?
             .fingerprint(&setup.spec)
             .map_err(|e| vm_err(&setup.spec.name, "building the command line", e))
     }
@@ -262,7 +326,8 @@ impl VmLayerEnv {
             migration_source: None,
             incoming: None,
         };
-        let vm = Vm::start(Arc::clone(&self.qemu), setup, &opts)
+        let qemu = self.qemu_for(&setup.spec)?;
+        let vm = Vm::start(qemu, setup, &opts)
             .await
             .map_err(|e| vm_err(&name, "start", e))?;
         let live = Arc::new(LiveVm {
