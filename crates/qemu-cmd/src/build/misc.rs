@@ -234,7 +234,22 @@ pub(super) fn pci(b: &mut Builder<'_>, v: &VmSpec) {
         );
         return;
     };
-    for host in b.plan.pci_hosts(req.count) {
+    let hosts = b.plan.pci_hosts(req.count);
+    if hosts.len() < req.count as usize {
+        // Never a VM quietly started without the devices the variant assigns.
+        b.unsupported(
+            Obj::Vm,
+            "pci_assignable",
+            format!(
+                "{} host device(s) requested (devices_requested), {} assigned by the run plan: \
+                 no host PCI device was found and bound for it",
+                req.count,
+                hosts.len()
+            ),
+        );
+        return;
+    }
+    for host in hosts {
         let mut o = Opts::new(device.unwrap_or(""));
         o.kv_with("host", |w| {
             w.run(&host, true);

@@ -1,0 +1,70 @@
+//! What the run plan decides shows in the build: a real run's plan without the host devices
+//! a variant assigns is a problem, never a VM quietly started without them.
+
+use std::path::PathBuf;
+
+use params::Params;
+use qemu_cmd::{build, Capabilities, RunPlan, RunValues, VmSpec, VncRange};
+
+fn caps() -> Capabilities {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/qemu-caps");
+    Capabilities::load(dir.join("qemu-7.2.json")).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn values(pci_hosts: Vec<&str>) -> RunPlan {
+    RunPlan {
+        accel: None,
+        incoming: None,
+        values: Some(RunValues {
+            root_dir: "/r".into(),
+            image_dir: "/r".into(),
+            run_dir: "/run".into(),
+            nics: Vec::new(),
+            uuid: "6f1e8c2a-0000-4000-8000-000000000001"
+                .parse()
+                .unwrap_or_else(|e| panic!("{e:?}")),
+            vnc: VncRange::DEFAULT,
+            redir_ports: Vec::new(),
+            migration_port: 0,
+            pci_hosts: pci_hosts
+                .into_iter()
+                .map(|h| h.parse().unwrap_or_else(|e| panic!("{e:?}")))
+                .collect(),
+        }),
+    }
+}
+
+fn spec() -> VmSpec {
+    let mut p = Params::new();
+    for (k, v) in [
+        ("vms", "vm1"),
+        ("pci_assignable", "vf"),
+        ("devices_requested", "2"),
+    ] {
+        p.insert(k, v);
+    }
+    VmSpec::new(&p, "vm1").unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn missing_host_devices_are_a_problem() {
+    let err = build(&spec(), &values(vec!["0000:03:10.0"]), &caps())
+        .err()
+        .unwrap_or_else(|| panic!("built without the second device"));
+    let text = err.to_string();
+    assert!(text.contains("pci_assignable"), "{text}");
+    assert!(text.contains("2 host device(s) requested"), "{text}");
+}
+
+#[test]
+fn assigned_host_devices_are_on_the_command_line() {
+    let cmd = build(
+        &spec(),
+        &values(vec!["0000:03:10.0", "0000:03:10.1"]),
+        &caps(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let text = cmd.render();
+    assert!(text.contains("vfio-pci,host=0000:03:10.0"), "{text}");
+    assert!(text.contains("vfio-pci,host=0000:03:10.1"), "{text}");
+}
