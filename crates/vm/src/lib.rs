@@ -48,5 +48,6 @@ pub use qemu_cmd::render_argv;
 pub use session::{Session, SessionSpec, Transport};
 pub use spec::Teardown;
 pub use vm::{
-    Access, HotDisk, HotNic, MigrationProtocol, RebootMethod, StoppedBy, Timeouts, Vm, VmSetup,
+    with_control_monitor, Access, HotDisk, HotNic, MigrationProtocol, RebootMethod, StoppedBy,
+    Timeouts, Vm, VmSetup, CONTROL_MONITOR,
 };

@@ -351,12 +351,28 @@ async fn qemu_failure_is_reported_with_its_output() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_qmp_monitor_is_an_error() {
+async fn an_hmp_only_vm_is_driven_through_an_added_qmp_monitor() {
     let logs = logs();
     let mut p = guest_params();
     p.insert("monitors", "hmp1");
-    let err = start(p, logs.path()).await.expect_err("no QMP");
-    assert!(matches!(err, vm::Error::NoQmpMonitor { .. }), "{err}");
+    let vm = start(p, logs.path()).await.expect("an HMP-only VM starts");
+    let names: Vec<&str> = vm.spec().monitors.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["hmp1", vm::CONTROL_MONITOR]);
+    let status = vm
+        .monitor()
+        .execute("query-status", serde_json::json!({}))
+        .await
+        .expect("query-status over the added QMP monitor");
+    assert!(status.get("status").is_some(), "{status}");
+    let hmp = vm
+        .human_monitor("hmp1")
+        .expect("the cfg's HMP monitor is kept");
+    let info = hmp
+        .cmd_timeout("info status", std::time::Duration::from_secs(10))
+        .await
+        .expect("info status over HMP");
+    assert!(info.contains("VM status"), "{info}");
+    vm.destroy(Teardown::Kill).await.expect("destroy");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

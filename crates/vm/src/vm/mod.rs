@@ -108,8 +108,11 @@ impl VmSetup {
         let spec = VmSpec::new(params, vm).map_err(&mut keep).ok();
         let session = SessionSpec::of(params, vm).map_err(&mut keep).ok();
         match (spec, session) {
-            (Some(spec), Some(session)) => Ok(VmSetup {
-                spec,
+            (Some(mut spec), Some(session)) => Ok(VmSetup {
+                spec: {
+                    with_control_monitor(&mut spec);
+                    spec
+                },
                 session,
                 log_dir: log_dir.into(),
                 timeouts: Timeouts::default(),
@@ -120,6 +123,20 @@ impl VmSetup {
                     .unwrap_or_else(|| spec::SpecError::NoSuchVm(vm.to_string())),
             )),
         }
+    }
+}
+
+/// The QMP monitor the VM layer adds when `monitors` has none (an HMP-only VM): kvmtest drives
+/// every VM over QMP, and the cfg's own monitors stay as they are.
+pub const CONTROL_MONITOR: &str = "kvmtest";
+
+/// Adds [`CONTROL_MONITOR`] to `spec` when it has no QMP monitor (idempotent).
+pub fn with_control_monitor(spec: &mut VmSpec) {
+    if !spec.monitors.iter().any(|m| m.kind == MonitorKind::Qmp) {
+        spec.monitors.push(spec::MonitorSpec {
+            name: CONTROL_MONITOR.into(),
+            kind: MonitorKind::Qmp,
+        });
     }
 }
 

@@ -25,7 +25,8 @@ impl Vm {
     ///
     /// # Errors
     /// ISO, command-line, spawn, monitor and known-QEMU-failure errors, each naming the VM.
-    pub async fn create(qemu: Arc<Qemu>, setup: VmSetup, plan: VmPlan) -> Result<Vm, Error> {
+    pub async fn create(qemu: Arc<Qemu>, mut setup: VmSetup, plan: VmPlan) -> Result<Vm, Error> {
+        with_control_monitor(&mut setup.spec);
         let name = setup.spec.name.clone();
         let spec = &setup.spec;
         if !spec.monitors.iter().any(|m| m.kind == MonitorKind::Qmp) {
