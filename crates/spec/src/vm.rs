@@ -99,6 +99,9 @@ pub struct ImageSpec {
     pub backend: ImageBackend,
     /// `image_secret`: the passphrase of a `luks` image (required for one).
     pub secret: Option<String>,
+    /// `images_base_dir`: the directory of a relative `image_name` (avocado-vt's); unset: the
+    /// run's image directory.
+    pub base_dir: Option<String>,
 }
 
 /// The storage behind an image, chosen as avocado-vt chooses it (`storage.get_image_filename`):
@@ -265,15 +268,23 @@ impl ImageSpec {
                 Some(ImageFormat::Luks) => i.require("image_secret").map(str::to_string),
                 _ => i.string("image_secret"),
             },
+            base_dir: i.string("images_base_dir"),
         }
     }
 
-    /// The file as the cfg names it: `image_name.format`, or `image_name` for a raw device.
+    /// The file as the cfg names it: `image_name.format`, or `image_name` for a raw device; a
+    /// relative one under `images_base_dir` when that is set (still relative to the run's image
+    /// directory if the base is).
     pub fn file_name(&self) -> String {
         if self.raw_device {
-            self.image_name.to_string()
-        } else {
-            format!("{}.{}", self.image_name, self.format)
+            return self.image_name.to_string();
+        }
+        let file = format!("{}.{}", self.image_name, self.format);
+        match self.base_dir.as_deref() {
+            Some(base) if !file.starts_with('/') => {
+                format!("{}/{file}", base.trim_end_matches('/'))
+            }
+            _ => file,
         }
     }
 }

@@ -167,6 +167,10 @@ pub const IMAGE_KEYS: &[KeyDoc] = &[
     KeyDoc::with_default("image_boot", "no", "the firmware boots from this disk"),
     KeyDoc::with_default("image_readonly", "no", "the guest cannot write the disk"),
     KeyDoc::optional(
+        "images_base_dir",
+        "the directory of a relative `image_name` (avocado-vt's; unset: the run's image directory)",
+    ),
+    KeyDoc::optional(
         "image_secret",
         "the passphrase of a luks image (required for one; passed as a QEMU secret object)",
     ),
@@ -400,6 +404,7 @@ mod tests {
                 ("image_readonly", "no"),
                 ("boot_drive", "yes"),
                 ("image_secret", "s"),
+                ("images_base_dir", "/var/lib/images"),
                 ("storage_type", "filesystem"),
                 ("enable_curl", "no"),
                 ("enable_nbd", "no"),

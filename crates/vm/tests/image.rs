@@ -100,3 +100,24 @@ fn crate_chain(e: &dyn std::error::Error) -> String {
     }
     s
 }
+
+/// `images_base_dir` (avocado-vt's) holds relative `image_name`s; absolute ones stay.
+#[test]
+fn images_base_dir_holds_relative_image_names() {
+    let root = std::path::Path::new("/scratch");
+    let mut p = Params::new();
+    p.insert("image_name", "images/rhel");
+    p.insert("images_base_dir", "/var/lib/avocado");
+    let img = Image::from_params(&p, "vm1", "image1", root).expect("view");
+    assert_eq!(
+        img.path,
+        std::path::Path::new("/var/lib/avocado/images/rhel.qcow2")
+    );
+    p.insert("image_name", "/srv/disk");
+    let img = Image::from_params(&p, "vm1", "image1", root).expect("view");
+    assert_eq!(img.path, std::path::Path::new("/srv/disk.qcow2"));
+    p.insert("image_name", "disk");
+    p.insert("images_base_dir", "rel");
+    let img = Image::from_params(&p, "vm1", "image1", root).expect("view");
+    assert_eq!(img.path, std::path::Path::new("/scratch/rel/disk.qcow2"));
+}
