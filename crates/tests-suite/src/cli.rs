@@ -47,9 +47,10 @@ impl SettingsArgs {
     }
 }
 
-/// `kvmtest run CFG [STATEMENT…]`: run the tests of a config.
+/// A config and what the command line adds to it: `CFG [STATEMENT…] [--only F]… [--no F]…
+/// [--assign K=V]…`, shared by `run` and `lint`.
 #[derive(Args, Debug, Clone)]
-pub struct RunArgs {
+pub struct ConfigArgs {
     /// The config file (looked up in `config_dirs` when relative and not found).
     pub cfg: PathBuf,
     /// Extra statements parsed after the file, in order (e.g. "only qcow2").
@@ -63,6 +64,14 @@ pub struct RunArgs {
     /// Append `K = V` (repeatable).
     #[arg(long = "assign", value_name = "K=V")]
     pub assign: Vec<String>,
+}
+
+/// `kvmtest run CFG [STATEMENT…]`: run the tests of a config.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// The config and its command-line additions.
+    #[command(flatten)]
+    pub config: ConfigArgs,
     /// Parallel workers (overrides `jobs`).
     #[arg(long, short = 'j', value_name = "N")]
     pub jobs: Option<NonZeroUsize>,
@@ -121,16 +130,9 @@ pub struct GcArgs {
 /// `kvmtest lint CFG [STATEMENT…]`: the keys of a config that kvmtest does not read.
 #[derive(Args, Debug, Clone)]
 pub struct LintArgs {
-    /// The config file (looked up in `config_dirs` when relative and not found).
-    pub cfg: PathBuf,
-    /// Extra statements parsed after the file, in order (e.g. "only qcow2").
-    pub statements: Vec<String>,
-    /// Append `only F` (repeatable).
-    #[arg(long = "only", value_name = "F")]
-    pub only: Vec<String>,
-    /// Append `no F` (repeatable).
-    #[arg(long = "no", value_name = "F")]
-    pub no: Vec<String>,
+    /// The config and its command-line additions.
+    #[command(flatten)]
+    pub config: ConfigArgs,
     /// One JSON document instead of text.
     #[arg(long)]
     pub json: bool,
@@ -139,43 +141,23 @@ pub struct LintArgs {
     pub settings: SettingsArgs,
 }
 
-/// The statements, filters and assignments given after a config on the command line.
-struct Extra<'a> {
-    statements: &'a [String],
-    only: &'a [String],
-    no: &'a [String],
-    assign: &'a [String],
-}
-
-fn load_config(args: &RunArgs, cfg: &Path) -> Result<Config, ExitStatus> {
-    parse_config(
-        cfg,
-        &Extra {
-            statements: &args.statements,
-            only: &args.only,
-            no: &args.no,
-            assign: &args.assign,
-        },
-    )
-}
-
-fn parse_config(cfg: &Path, args: &Extra<'_>) -> Result<Config, ExitStatus> {
+fn parse_config(cfg: &Path, args: &ConfigArgs) -> Result<Config, ExitStatus> {
     let fail = |e: params::Error| {
         eprint!("{}", e.render());
         ExitStatus::Usage
     };
     let mut p = Parser::new(ParserOptions::default());
     p.parse_file(cfg).map_err(fail)?;
-    for s in args.statements {
+    for s in &args.statements {
         p.parse_str(s).map_err(fail)?;
     }
-    for f in args.only {
+    for f in &args.only {
         p.only_filter(f).map_err(fail)?;
     }
-    for f in args.no {
+    for f in &args.no {
         p.no_filter(f).map_err(fail)?;
     }
-    for kv in args.assign {
+    for kv in &args.assign {
         let Some((k, v)) = kv.split_once('=') else {
             eprintln!("error: --assign expects K=V, got `{kv}`");
             return Err(ExitStatus::Usage);
@@ -197,8 +179,8 @@ fn cli_run_inner(args: &RunArgs) -> Result<ExitStatus, ExitStatus> {
     let mut dirs = args.config_dirs.clone();
     dirs.append(&mut settings.config_dirs);
     settings.config_dirs = dirs;
-    let cfg = settings.find_config(&args.cfg);
-    let config = load_config(args, &cfg)?;
+    let cfg = settings.find_config(&args.config.cfg);
+    let config = parse_config(&cfg, &args.config)?;
     if args.list {
         let mut index = 0usize;
         let r = config.for_each(|v| {
@@ -337,16 +319,8 @@ pub fn cli_gc(args: &GcArgs) -> ExitStatus {
 pub fn cli_lint(args: &LintArgs) -> ExitStatus {
     let run = || -> Result<ExitStatus, ExitStatus> {
         let settings = args.settings.load()?;
-        let cfg = settings.find_config(&args.cfg);
-        let config = parse_config(
-            &cfg,
-            &Extra {
-                statements: &args.statements,
-                only: &args.only,
-                no: &args.no,
-                assign: &[],
-            },
-        )?;
+        let cfg = settings.find_config(&args.config.cfg);
+        let config = parse_config(&cfg, &args.config)?;
         let report = crate::lint::lint(&config, &catalogue::builtin()).map_err(|e| {
             eprint!("{}", e.render());
             ExitStatus::Usage

@@ -49,7 +49,8 @@ pub mod verdict;
 pub mod vm_env;
 
 pub use cli::{
-    cli_catalogue, cli_gc, cli_lint, cli_merge, cli_run, GcArgs, LintArgs, MergeArgs, RunArgs,
+    cli_catalogue, cli_gc, cli_lint, cli_merge, cli_run, ConfigArgs, GcArgs, LintArgs, MergeArgs,
+    RunArgs,
 };
 pub use env::{
     EnvError, EnvFactory, GuestVm, Hotplugged, LoginVia, MigrationMode, MigrationProtocol,
