@@ -118,7 +118,21 @@ impl Image {
         }
         argv.push(self.path.clone().into_os_string());
         argv.push(self.size.clone().into());
-        run(&argv).map(|_| ())
+        // A luks header's PBKDF iteration count comes from a CPU-time benchmark, which QEMU
+        // gives up on when a loaded host yields no measurable CPU time ("Unable to get accurate
+        // CPU usage"): that one failure is retried, a bounded number of times.
+        let mut tries = 0;
+        loop {
+            match run(&argv) {
+                Err(ImageError::Failed { stderr, .. })
+                    if tries < 4 && stderr.contains("Unable to get accurate CPU usage") =>
+                {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(100 << tries));
+                }
+                r => return r.map(|_| ()),
+            }
+        }
     }
 
     /// `qemu-img check` (qcow2 and other formats that support it); a report of problems is
