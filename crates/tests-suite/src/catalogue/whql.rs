@@ -117,7 +117,7 @@ struct WhqlParams {
 
 impl WhqlParams {
     fn read(ctx: &TestContext) -> Result<WhqlParams, TestError> {
-        let mut k = SPEC.keys(&ctx.params);
+        let mut k = ctx.keys(&SPEC);
         let mut problems = Vec::new();
         let device_data = k
             .list("device_data")
@@ -139,23 +139,17 @@ impl WhqlParams {
                 path
             })
             .collect();
-        let p = WhqlParams {
-            server_address: k.text("server_address"),
-            shell_port: k.port("server_shell_port").unwrap_or(0),
-            transfer_port: k.port("server_file_transfer_port").unwrap_or(0),
-            studio_path: k.text("server_studio_path"),
-            binary: PathBuf::from(k.text("dsso_test_binary")),
-            test_device: k.text("test_device"),
-            job_filter: k.text("job_filter"),
-            test_timeout: k.secs("test_timeout").unwrap_or(Duration::from_secs(600)),
-            wtt_services: k.list("wtt_services"),
-            grace: k
-                .secs("termination_grace")
-                .unwrap_or(Duration::from_secs(300)),
-            prompt_timeout: k.secs("prompt_timeout").unwrap_or(Duration::from_secs(600)),
-            device_data,
-            descriptors,
-        };
+        let server_address = k.text("server_address");
+        let shell_port = k.port("server_shell_port");
+        let transfer_port = k.port("server_file_transfer_port");
+        let studio_path = k.text("server_studio_path");
+        let binary = PathBuf::from(k.text("dsso_test_binary"));
+        let test_device = k.text("test_device");
+        let job_filter = k.text("job_filter");
+        let test_timeout = k.secs("test_timeout");
+        let wtt_services = k.list("wtt_services");
+        let grace = k.secs("termination_grace");
+        let prompt_timeout = k.secs("prompt_timeout");
         if !problems.is_empty() {
             let mut all = k.take_problems();
             all.extend(problems);
@@ -167,7 +161,31 @@ impl WhqlParams {
                 },
             )));
         }
-        read_params(k, p)
+        let (shell_port, transfer_port, test_timeout, grace, prompt_timeout) = read_params(
+            k,
+            (
+                shell_port,
+                transfer_port,
+                test_timeout,
+                grace,
+                prompt_timeout,
+            ),
+        )?;
+        Ok(WhqlParams {
+            server_address,
+            shell_port: SPEC.declared(shell_port, "server_shell_port")?,
+            transfer_port: SPEC.declared(transfer_port, "server_file_transfer_port")?,
+            studio_path,
+            binary,
+            test_device,
+            job_filter,
+            test_timeout: SPEC.declared(test_timeout, "test_timeout")?,
+            wtt_services,
+            grace: SPEC.declared(grace, "termination_grace")?,
+            prompt_timeout: SPEC.declared(prompt_timeout, "prompt_timeout")?,
+            device_data,
+            descriptors,
+        })
     }
 }
 

@@ -37,7 +37,7 @@ fn number(text: &str) -> Option<f64> {
 /// `type = physical_resources_check`.
 pub fn run(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
     Box::pin(async move {
-        let mut k = PHYSICAL_RESOURCES_CHECK.keys(&ctx.params);
+        let mut k = ctx.keys(&PHYSICAL_RESOURCES_CHECK);
         let via = login_via(&mut k);
         let tolerance = k.parse("mem_chk_tolerance", |v| {
             v.parse::<f64>()
@@ -49,7 +49,9 @@ pub fn run(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
         let cpu_cmd = k.opt("cpu_chk_cmd").unwrap_or_else(|| CPU_CMD.into());
         let disk_cmd = k.opt("disk_chk_cmd").unwrap_or_else(|| DISK_CMD.into());
         let nic_cmd = k.opt("nic_chk_cmd").unwrap_or_else(|| NIC_CMD.into());
-        let tolerance = read_params(k, tolerance)?.unwrap_or(5.0);
+        let (via, tolerance) = read_params(k, (via, tolerance))?;
+        let via = PHYSICAL_RESOURCES_CHECK.declared(via, "login_via")?;
+        let tolerance = PHYSICAL_RESOURCES_CHECK.declared(tolerance, "mem_chk_tolerance")?;
         let assigned = Assigned::of(ctx)?;
         let (mem, smp) = (assigned.mem_mib, assigned.cpus);
         let images: Vec<String> = assigned.disks.iter().map(|(n, _)| n.clone()).collect();
