@@ -14,7 +14,7 @@ use crate::registry::{read_params, TestContext};
 use crate::shell::RemoteShell;
 use crate::verdict::{TestError, TestResult};
 
-const BOOT_ID: &str = "cat /proc/sys/kernel/random/boot_id";
+pub(super) const BOOT_ID: &str = "cat /proc/sys/kernel/random/boot_id";
 const TOKEN_FILE: &str = "/tmp/kvmtest-token";
 
 /// `type = boot`: log in and run `boot_command`.
@@ -179,12 +179,11 @@ pub fn run_migration(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
             MigrationMode::Live
         };
         let timeout = k.secs("mig_timeout");
-        let cmd = k.opt("migration_test_command");
+        let cmd = k.text("migration_test_command");
         let (via, protocol, timeout) = read_params(k, (via, protocol, timeout))?;
         let via = MIGRATION.declared(via, "login_via")?;
         let protocol = MIGRATION.declared(protocol, "migration_protocol")?;
         let timeout = MIGRATION.declared(timeout, "mig_timeout")?;
-        let cmd = cmd.unwrap_or_else(|| BOOT_ID.to_owned());
         let vm = main_vm(ctx)?;
         let mut shell = login(ctx, &vm, via).await?;
         let before = guest_cmd(ctx, &mut shell, &cmd)
