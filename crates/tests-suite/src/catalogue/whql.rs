@@ -103,6 +103,8 @@ struct WhqlParams {
     transfer_port: u16,
     studio_path: String,
     binary: PathBuf,
+    /// The file name of `binary`.
+    binary_name: String,
     test_device: String,
     job_filter: String,
     test_timeout: Duration,
@@ -143,7 +145,13 @@ impl WhqlParams {
         let shell_port = k.port("server_shell_port");
         let transfer_port = k.port("server_file_transfer_port");
         let studio_path = k.text("server_studio_path");
-        let binary = PathBuf::from(k.text("dsso_test_binary"));
+        let binary = k.parse("dsso_test_binary", |v| {
+            let path = PathBuf::from(v);
+            match path.file_name() {
+                Some(n) => Ok((n.to_string_lossy().into_owned(), path.clone())),
+                None => Err("a path ending in the program's file name".to_string()),
+            }
+        });
         let test_device = k.text("test_device");
         let job_filter = k.text("job_filter");
         let test_timeout = k.secs("test_timeout");
@@ -161,9 +169,10 @@ impl WhqlParams {
                 },
             )));
         }
-        let (shell_port, transfer_port, test_timeout, grace, prompt_timeout) = read_params(
+        let (binary, shell_port, transfer_port, test_timeout, grace, prompt_timeout) = read_params(
             k,
             (
+                binary,
                 shell_port,
                 transfer_port,
                 test_timeout,
@@ -171,12 +180,14 @@ impl WhqlParams {
                 prompt_timeout,
             ),
         )?;
+        let (binary_name, binary) = SPEC.declared(binary, "dsso_test_binary")?;
         Ok(WhqlParams {
             server_address,
             shell_port: SPEC.declared(shell_port, "server_shell_port")?,
             transfer_port: SPEC.declared(transfer_port, "server_file_transfer_port")?,
             studio_path,
             binary,
+            binary_name,
             test_device,
             job_filter,
             test_timeout: SPEC.declared(test_timeout, "test_timeout")?,
@@ -325,6 +336,7 @@ async fn run_inner(ctx: &TestContext) -> TestResult {
         transfer_port,
         studio_path,
         binary,
+        binary_name,
         test_device,
         job_filter,
         test_timeout,
@@ -337,12 +349,6 @@ async fn run_inner(ctx: &TestContext) -> TestResult {
     let login_timeout = super::session::login_timeout(ctx)?;
     let run_timeout = test_timeout + grace;
     let test_timeout = test_timeout.as_secs_f64();
-    let Some(binary_name) = binary.file_name().map(|n| n.to_string_lossy().into_owned()) else {
-        return Err(TestError::error(format!(
-            "dsso_test_binary = {:?}: not a file name",
-            binary.display()
-        )));
-    };
     if !binary.is_file() {
         return Err(TestError::error(format!(
             "dsso_test_binary {:?} does not exist",
