@@ -387,6 +387,27 @@ mod tests {
         assert_eq!(names, [Some("x".into()), Some("y".into())]);
     }
 
+    /// A sub-object's view is owned (it outlives the parent's borrow) and its problems name
+    /// the sub-object, the value of its override and where that was set.
+    #[test]
+    fn sub_object_problems_name_the_object_and_the_origin() {
+        const SUB: &[KeyDoc] = &[KeyDoc::with_default("n", "1", "a number")];
+        let mut p = params(&[("n", "2")]);
+        p.insert_with_origin("n_b", "many", Some(params::Origin::new("t.cfg", 7)));
+        let (mut a, mut b) = {
+            let k = Keys::new(&p, "test t", SUB);
+            (k.object("a", "item a", SUB), k.object("b", "item b", SUB))
+        };
+        assert_eq!(a.u64("n"), Some(2));
+        assert!(a.finish(()).is_ok());
+        assert_eq!(b.u64("n"), None);
+        let err = b.finish(()).err().unwrap_or_else(|| panic!("accepted"));
+        let msg = err.to_string();
+        assert!(msg.contains("item b"), "{msg}");
+        assert!(msg.contains("\"many\""), "{msg}");
+        assert!(msg.contains("t.cfg:7"), "{msg}");
+    }
+
     #[test]
     fn python_number_syntax() {
         let p = params(&[("count", " 1_0 "), ("wait", "2.5")]);

@@ -51,6 +51,22 @@ impl TestSpec {
         }
         k.finish(())
     }
+
+    /// The value of `key`, read through this spec's [`Keys`] and accepted by [`read_params`]:
+    /// a key declared with a default always has one, so `None` means the declaration lost its
+    /// default — the test's error, never a default of the call site.
+    ///
+    /// # Errors
+    /// [`TestError::Error`] naming the key.
+    pub fn declared<T>(&self, value: Option<T>, key: &str) -> Result<T, TestError> {
+        value.ok_or_else(|| {
+            TestError::error(format!(
+                "test {}: {key} was read without a value: its declaration needs a default \
+                 or `required`",
+                self.name
+            ))
+        })
+    }
 }
 
 /// The end of a test's parameter reading: the values, or the test's error listing every bad or
@@ -178,6 +194,14 @@ pub struct TestContext {
     pub remote: Arc<dyn RemoteHosts>,
     /// Key/value state kept between tests in `state.json`.
     pub state: StateStore,
+}
+
+impl TestContext {
+    /// Typed reads of `spec`'s parameters in this variant (object `test NAME`): defaults from
+    /// its declaration, every bad or missing value collected until [`read_params`].
+    pub fn keys(&self, spec: &TestSpec) -> Keys<'_> {
+        spec.keys(&self.params)
+    }
 }
 
 impl fmt::Debug for TestContext {

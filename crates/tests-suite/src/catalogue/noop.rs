@@ -37,7 +37,7 @@ pub fn run_noop(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
             Error,
             Skip,
         }
-        let mut k = NOOP.keys(&ctx.params);
+        let mut k = ctx.keys(&NOOP);
         let msg = k.text("noop_message");
         let verdict = k.choice(
             "noop_verdict",
@@ -48,7 +48,7 @@ pub fn run_noop(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
                 ("skip", Verdict::Skip),
             ],
         );
-        let verdict = read_params(k, verdict)?.unwrap_or(Verdict::Pass);
+        let verdict = NOOP.declared(read_params(k, verdict)?, "noop_verdict")?;
         ctx.log.info(format_args!("noop: {}", ctx.name));
         match verdict {
             Verdict::Pass => Ok(()),
@@ -62,9 +62,9 @@ pub fn run_noop(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
 /// The `sleep` test.
 pub fn run_sleep(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
     Box::pin(async move {
-        let mut k = SLEEP.keys(&ctx.params);
+        let mut k = ctx.keys(&SLEEP);
         let d = k.secs("sleep_time");
-        let d = read_params(k, d)?.unwrap_or_default();
+        let d = SLEEP.declared(read_params(k, d)?, "sleep_time")?;
         ctx.log.info(format_args!("sleeping {d:?}"));
         tokio::select! {
             () = tokio::time::sleep(d) => Ok(()),

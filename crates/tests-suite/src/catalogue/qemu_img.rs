@@ -138,7 +138,7 @@ struct View {
 
 impl View {
     fn new(ctx: &TestContext) -> Result<Self, TestError> {
-        let mut k = SPEC.keys(&ctx.params);
+        let mut k = ctx.keys(&SPEC);
         let size = k.parse("image_size", |v| {
             v.parse::<ByteSize>().map_err(|e| e.to_string())
         });
@@ -166,13 +166,13 @@ impl View {
         let qemu_img = HostTools::read(&ctx.params)
             .map_err(|e| TestError::error(crate::error::error_chain(&e)))?
             .qemu_img;
-        let image_name = image_name.unwrap_or_else(|| "image".into());
+        let image_name = SPEC.declared(image_name, "image_name")?;
         Ok(View {
             qemu_img: qemu_img.into(),
             image: ctx.dir.join(format!("{image_name}.{format}")),
             format,
-            size: size.unwrap_or(ByteSize(64 << 20)),
-            steps: steps.unwrap_or_default(),
+            size: SPEC.declared(size, "image_size")?,
+            steps: SPEC.declared(steps, "subcommand")?,
             convert_targets: convert_targets
                 .split_whitespace()
                 .map(str::to_string)

@@ -20,10 +20,12 @@ pub(super) fn login_timeout(ctx: &TestContext) -> Result<Duration, TestError> {
         .login_timeout)
 }
 
-/// The test's main VM (`main_vm`, else the first of `vms`), alive in the environment.
+/// The test's main VM (`main_vm`, else the first of `vms`), alive in the environment. Its
+/// session keys are read first, so a bad one is an error before the VM is asked for.
 pub(super) fn main_vm(ctx: &TestContext) -> Result<std::sync::Arc<dyn GuestVm>, TestError> {
     let spec_err = |e: spec::SpecError| TestError::error(crate::error::error_chain(&e));
     let target = TestTarget::read(&ctx.params).map_err(spec_err)?;
     let name = target.require_vm(&ctx.params).map_err(spec_err)?;
+    login_timeout(ctx)?;
     Ok(ctx.env.vm(name)?)
 }

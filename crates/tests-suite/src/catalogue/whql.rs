@@ -103,6 +103,8 @@ struct WhqlParams {
     transfer_port: u16,
     studio_path: String,
     binary: PathBuf,
+    /// The file name of `binary`.
+    binary_name: String,
     test_device: String,
     job_filter: String,
     test_timeout: Duration,
@@ -117,7 +119,7 @@ struct WhqlParams {
 
 impl WhqlParams {
     fn read(ctx: &TestContext) -> Result<WhqlParams, TestError> {
-        let mut k = SPEC.keys(&ctx.params);
+        let mut k = ctx.keys(&SPEC);
         let mut problems = Vec::new();
         let device_data = k
             .list("device_data")
@@ -139,23 +141,23 @@ impl WhqlParams {
                 path
             })
             .collect();
-        let p = WhqlParams {
-            server_address: k.text("server_address"),
-            shell_port: k.port("server_shell_port").unwrap_or(0),
-            transfer_port: k.port("server_file_transfer_port").unwrap_or(0),
-            studio_path: k.text("server_studio_path"),
-            binary: PathBuf::from(k.text("dsso_test_binary")),
-            test_device: k.text("test_device"),
-            job_filter: k.text("job_filter"),
-            test_timeout: k.secs("test_timeout").unwrap_or(Duration::from_secs(600)),
-            wtt_services: k.list("wtt_services"),
-            grace: k
-                .secs("termination_grace")
-                .unwrap_or(Duration::from_secs(300)),
-            prompt_timeout: k.secs("prompt_timeout").unwrap_or(Duration::from_secs(600)),
-            device_data,
-            descriptors,
-        };
+        let server_address = k.text("server_address");
+        let shell_port = k.port("server_shell_port");
+        let transfer_port = k.port("server_file_transfer_port");
+        let studio_path = k.text("server_studio_path");
+        let binary = k.parse("dsso_test_binary", |v| {
+            let path = PathBuf::from(v);
+            match path.file_name() {
+                Some(n) => Ok((n.to_string_lossy().into_owned(), path.clone())),
+                None => Err("a path ending in the program's file name".to_string()),
+            }
+        });
+        let test_device = k.text("test_device");
+        let job_filter = k.text("job_filter");
+        let test_timeout = k.secs("test_timeout");
+        let wtt_services = k.list("wtt_services");
+        let grace = k.secs("termination_grace");
+        let prompt_timeout = k.secs("prompt_timeout");
         if !problems.is_empty() {
             let mut all = k.take_problems();
             all.extend(problems);
@@ -167,7 +169,34 @@ impl WhqlParams {
                 },
             )));
         }
-        read_params(k, p)
+        let (binary, shell_port, transfer_port, test_timeout, grace, prompt_timeout) = read_params(
+            k,
+            (
+                binary,
+                shell_port,
+                transfer_port,
+                test_timeout,
+                grace,
+                prompt_timeout,
+            ),
+        )?;
+        let (binary_name, binary) = SPEC.declared(binary, "dsso_test_binary")?;
+        Ok(WhqlParams {
+            server_address,
+            shell_port: SPEC.declared(shell_port, "server_shell_port")?,
+            transfer_port: SPEC.declared(transfer_port, "server_file_transfer_port")?,
+            studio_path,
+            binary,
+            binary_name,
+            test_device,
+            job_filter,
+            test_timeout: SPEC.declared(test_timeout, "test_timeout")?,
+            wtt_services,
+            grace: SPEC.declared(grace, "termination_grace")?,
+            prompt_timeout: SPEC.declared(prompt_timeout, "prompt_timeout")?,
+            device_data,
+            descriptors,
+        })
     }
 }
 
@@ -307,6 +336,7 @@ async fn run_inner(ctx: &TestContext) -> TestResult {
         transfer_port,
         studio_path,
         binary,
+        binary_name,
         test_device,
         job_filter,
         test_timeout,
@@ -319,12 +349,6 @@ async fn run_inner(ctx: &TestContext) -> TestResult {
     let login_timeout = super::session::login_timeout(ctx)?;
     let run_timeout = test_timeout + grace;
     let test_timeout = test_timeout.as_secs_f64();
-    let Some(binary_name) = binary.file_name().map(|n| n.to_string_lossy().into_owned()) else {
-        return Err(TestError::error(format!(
-            "dsso_test_binary = {:?}: not a file name",
-            binary.display()
-        )));
-    };
     if !binary.is_file() {
         return Err(TestError::error(format!(
             "dsso_test_binary {:?} does not exist",

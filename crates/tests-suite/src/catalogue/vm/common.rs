@@ -16,8 +16,9 @@ use crate::verdict::TestError;
 
 pub(super) use crate::catalogue::session::main_vm;
 
-/// `login_via` of a test that declares it: serial (the default) or remote through NIC 0.
-pub(super) fn login_via(k: &mut Keys<'_>) -> LoginVia {
+/// `login_via` of a test that declares it (its table repeats [`super::LOGIN_VIA`]): serial or
+/// remote through NIC 0; `None` when the value is bad (a problem of `k`).
+pub(super) fn login_via(k: &mut Keys<'_>) -> Option<LoginVia> {
     k.choice(
         "login_via",
         &[
@@ -25,7 +26,6 @@ pub(super) fn login_via(k: &mut Keys<'_>) -> LoginVia {
             ("remote", LoginVia::Remote { nic: 0 }),
         ],
     )
-    .unwrap_or(LoginVia::Serial)
 }
 
 /// Runs `fut` unless the run is cancelled first.

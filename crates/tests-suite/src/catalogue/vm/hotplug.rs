@@ -70,7 +70,7 @@ struct PciParams {
 
 impl PciParams {
     fn read(ctx: &TestContext) -> Result<PciParams, TestError> {
-        let mut k = PCI_HOTPLUG.keys(&ctx.params);
+        let mut k = ctx.keys(&PCI_HOTPLUG);
         let via = login_via(&mut k);
         let method = k.choice(
             "hotplug_method",
@@ -83,31 +83,37 @@ impl PciParams {
             "pci_type",
             &[("nic", PciType::Nic), ("block", PciType::Block)],
         );
-        let p = PciParams {
-            via,
-            modprobe: k.opt("modprobe_module"),
-            method: method.unwrap_or(HotplugMethod::DeviceAdd),
-            pci_type: pci_type.unwrap_or(PciType::Nic),
-            model: k.text("pci_model"),
-            reference_cmd: k.text("reference_cmd"),
-            find_cmd: k.text("find_pci_cmd"),
-            match_string: k.text("match_string"),
-            test_cmd: k.opt("pci_test_cmd"),
-            hook_up: k
-                .secs("wait_secs_for_hook_up")
-                .unwrap_or(Duration::from_secs(3)),
-            find_timeout: k
-                .secs("find_pci_timeout")
-                .unwrap_or(Duration::from_secs(30)),
-            stg_format: k.text("image_format_stg"),
-            stg_size: k.text("image_size_stg"),
-            qemu_img: std::path::PathBuf::new(),
-        };
-        let mut p = read_params(k, p)?;
-        p.qemu_img = HostTools::read(&ctx.params)
+        let hook_up = k.secs("wait_secs_for_hook_up");
+        let find_timeout = k.secs("find_pci_timeout");
+        let modprobe = k.opt("modprobe_module");
+        let model = k.text("pci_model");
+        let reference_cmd = k.text("reference_cmd");
+        let find_cmd = k.text("find_pci_cmd");
+        let match_string = k.text("match_string");
+        let test_cmd = k.opt("pci_test_cmd");
+        let stg_format = k.text("image_format_stg");
+        let stg_size = k.text("image_size_stg");
+        let (via, method, pci_type, hook_up, find_timeout) =
+            read_params(k, (via, method, pci_type, hook_up, find_timeout))?;
+        let qemu_img = HostTools::read(&ctx.params)
             .map_err(|e| TestError::error(crate::error::error_chain(&e)))?
             .qemu_img;
-        Ok(p)
+        Ok(PciParams {
+            via: PCI_HOTPLUG.declared(via, "login_via")?,
+            modprobe,
+            method: PCI_HOTPLUG.declared(method, "hotplug_method")?,
+            pci_type: PCI_HOTPLUG.declared(pci_type, "pci_type")?,
+            model,
+            reference_cmd,
+            find_cmd,
+            match_string,
+            test_cmd,
+            hook_up: PCI_HOTPLUG.declared(hook_up, "wait_secs_for_hook_up")?,
+            find_timeout: PCI_HOTPLUG.declared(find_timeout, "find_pci_timeout")?,
+            stg_format,
+            stg_size,
+            qemu_img,
+        })
     }
 
     fn type_name(&self) -> &'static str {
@@ -340,13 +346,15 @@ const LIST_NICS: &str = "(cd /sys/class/net; for i in *; do echo $i $(cat $i/add
 /// it (proof that frames flow both ways), unplug it and see it go.
 pub fn run_nic_hotplug(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
     Box::pin(async move {
-        let mut k = NIC_HOTPLUG.keys(&ctx.params);
+        let mut k = ctx.keys(&NIC_HOTPLUG);
         let via = login_via(&mut k);
         // Only user networking: any other backend is a problem of the params, not a skip.
         let _user = k.choice("netdev_type", &[("user", ())]);
         let driver = nic_driver(&k.text("pci_model")).to_owned();
         let timeout = k.secs("nic_hotplug_timeout");
-        let timeout = read_params(k, timeout)?.unwrap_or(Duration::from_secs(30));
+        let (via, timeout) = read_params(k, (via, timeout))?;
+        let via = NIC_HOTPLUG.declared(via, "login_via")?;
+        let timeout = NIC_HOTPLUG.declared(timeout, "nic_hotplug_timeout")?;
         let vm = main_vm(ctx)?;
         let mut shell = login(ctx, &vm, via).await?;
         let nic = cancellable(ctx, async {

@@ -5,8 +5,6 @@
 //! token written to the guest's RAM-backed root must vanish with a reboot and survive a
 //! migration.
 
-use std::time::Duration;
-
 use super::common::{cancellable, fail_env, guest_cmd, guest_output, login, login_via, main_vm};
 use super::{BOOT, MIGRATION, REBOOT, SHUTDOWN};
 use crate::catalogue::session::login_timeout;
@@ -16,17 +14,18 @@ use crate::registry::{read_params, TestContext};
 use crate::shell::RemoteShell;
 use crate::verdict::{TestError, TestResult};
 
-const BOOT_ID: &str = "cat /proc/sys/kernel/random/boot_id";
+pub(super) const BOOT_ID: &str = "cat /proc/sys/kernel/random/boot_id";
 const TOKEN_FILE: &str = "/tmp/kvmtest-token";
 
 /// `type = boot`: log in and run `boot_command`.
 pub fn run_boot(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
     Box::pin(async move {
-        let mut k = BOOT.keys(&ctx.params);
+        let mut k = ctx.keys(&BOOT);
         let via = login_via(&mut k);
         let cmd = k.text("boot_command");
         let expect = k.regex("boot_expect", false);
-        read_params(k, ())?;
+        let via = read_params(k, via)?;
+        let via = BOOT.declared(via, "login_via")?;
         let cmd = cmd.as_str();
         let vm = main_vm(ctx)?;
         let mut shell = login(ctx, &vm, via).await?;
@@ -65,7 +64,7 @@ fn token() -> String {
 /// `type = reboot`: `reboot_count` reboots by `reboot_method`; each must give a new boot.
 pub fn run_reboot(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
     Box::pin(async move {
-        let mut k = REBOOT.keys(&ctx.params);
+        let mut k = ctx.keys(&REBOOT);
         let via = login_via(&mut k);
         let method = k.choice(
             "reboot_method",
@@ -75,8 +74,10 @@ pub fn run_reboot(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
             ],
         );
         let count = k.u64("reboot_count");
-        let (method, count) = read_params(k, (method, count))?;
-        let (method, count) = (method.unwrap_or(RebootMethod::Shell), count.unwrap_or(1));
+        let (via, method, count) = read_params(k, (via, method, count))?;
+        let via = REBOOT.declared(via, "login_via")?;
+        let method = REBOOT.declared(method, "reboot_method")?;
+        let count = REBOOT.declared(count, "reboot_count")?;
         let timeout = login_timeout(ctx)?;
         let vm = main_vm(ctx)?;
         for round in 1..=count {
@@ -121,7 +122,7 @@ pub fn run_reboot(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
 /// `type = shutdown`: power the guest off by `shutdown_method`; QEMU must exit.
 pub fn run_shutdown(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
     Box::pin(async move {
-        let mut k = SHUTDOWN.keys(&ctx.params);
+        let mut k = ctx.keys(&SHUTDOWN);
         let via = login_via(&mut k);
         let method = k.choice(
             "shutdown_method",
@@ -131,9 +132,10 @@ pub fn run_shutdown(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
             ],
         );
         let timeout = k.secs("shutdown_timeout");
-        let (method, timeout) = read_params(k, (method, timeout))?;
-        let method = method.unwrap_or(ShutdownMethod::Shell);
-        let timeout = timeout.unwrap_or(Duration::from_secs(240));
+        let (via, method, timeout) = read_params(k, (via, method, timeout))?;
+        let via = SHUTDOWN.declared(via, "login_via")?;
+        let method = SHUTDOWN.declared(method, "shutdown_method")?;
+        let timeout = SHUTDOWN.declared(timeout, "shutdown_timeout")?;
         let vm = main_vm(ctx)?;
         // Make sure the guest is up (and its ACPI daemon running) before pressing the button.
         let mut shell = login(ctx, &vm, via).await?;
@@ -161,7 +163,7 @@ pub fn run_shutdown(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
 /// `type = migration`: migrate over `migration_protocol`; the guest's state must be kept.
 pub fn run_migration(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
     Box::pin(async move {
-        let mut k = MIGRATION.keys(&ctx.params);
+        let mut k = ctx.keys(&MIGRATION);
         let via = login_via(&mut k);
         let protocol = k.choice(
             "migration_protocol",
@@ -176,10 +178,12 @@ pub fn run_migration(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
         } else {
             MigrationMode::Live
         };
-        let timeout = k.secs("mig_timeout").unwrap_or(Duration::from_secs(3600));
-        let cmd = k.opt("migration_test_command");
-        let protocol = read_params(k, protocol)?.unwrap_or(MigrationProtocol::Tcp);
-        let cmd = cmd.unwrap_or_else(|| BOOT_ID.to_owned());
+        let timeout = k.secs("mig_timeout");
+        let cmd = k.text("migration_test_command");
+        let (via, protocol, timeout) = read_params(k, (via, protocol, timeout))?;
+        let via = MIGRATION.declared(via, "login_via")?;
+        let protocol = MIGRATION.declared(protocol, "migration_protocol")?;
+        let timeout = MIGRATION.declared(timeout, "mig_timeout")?;
         let vm = main_vm(ctx)?;
         let mut shell = login(ctx, &vm, via).await?;
         let before = guest_cmd(ctx, &mut shell, &cmd)

@@ -76,10 +76,11 @@ pub const MIGRATION: TestSpec = TestSpec {
         KeyDoc::required("migration_protocol", "tcp, unix or exec"),
         KeyDoc::with_default("mig_offline", "no", "yes: stop the guest before migrating"),
         KeyDoc::with_default("mig_timeout", "3600", "seconds for the migration to finish"),
-        KeyDoc::optional(
+        KeyDoc::with_default(
             "migration_test_command",
-            "guest command whose output must not change across the migration \
-             (unset: the kernel's boot_id, which changes on any reboot)",
+            lifecycle::BOOT_ID,
+            "guest command whose output must not change across the migration (the default \
+             prints the kernel's boot_id, which changes on any reboot)",
         ),
     ],
 };
@@ -163,27 +164,31 @@ pub const PHYSICAL_RESOURCES_CHECK: TestSpec = TestSpec {
     params: &[
         MAIN_VM,
         LOGIN_VIA,
-        KeyDoc::optional(
+        KeyDoc::with_default(
             "mem_chk_cmd",
-            "guest command whose last number is its memory in KiB (unset: the total of \
-             the kernel's `Memory: …K/…K` boot line)",
+            resources::MEM_CMD,
+            "guest command whose last number is its memory in KiB (the default prints the \
+             kernel's `Memory: …K/…K` boot line, whose total is the RAM it found)",
         ),
         KeyDoc::with_default(
             "mem_chk_tolerance",
             "5",
             "percent of `mem` the guest may not see (firmware holes)",
         ),
-        KeyDoc::optional(
+        KeyDoc::with_default(
             "cpu_chk_cmd",
-            "guest command printing its CPU count (unset: processors in /proc/cpuinfo)",
+            resources::CPU_CMD,
+            "guest command printing its CPU count",
         ),
-        KeyDoc::optional(
+        KeyDoc::with_default(
             "disk_chk_cmd",
-            "guest command listing its disks, one per line (unset: vd*/sd*/hd* in /sys/block)",
+            resources::DISK_CMD,
+            "guest command listing its disks, one per line",
         ),
-        KeyDoc::optional(
+        KeyDoc::with_default(
             "nic_chk_cmd",
-            "guest command listing its NICs, one per line (unset: eth* in /sys/class/net)",
+            resources::NIC_CMD,
+            "guest command listing its NICs, one per line",
         ),
     ],
 };

@@ -20,10 +20,10 @@ use crate::verdict::{TestError, TestResult};
 /// The kernel's boot line `Memory: AVAILABLEK/TOTALK`: TOTAL is the RAM it found (within a
 /// few hundred KiB of what QEMU gives: BIOS holes), unlike `MemTotal`, which leaves out the
 /// kernel's own reservations (15–20 % of a 256 MiB guest).
-const MEM_CMD: &str = "dmesg | grep -o 'Memory: [0-9]*K/[0-9]*K'";
-const CPU_CMD: &str = "grep -c ^processor /proc/cpuinfo";
-const DISK_CMD: &str = "ls /sys/block | grep -E '^(vd|sd|hd|xvd)'";
-const NIC_CMD: &str = "ls /sys/class/net | grep '^eth'";
+pub(super) const MEM_CMD: &str = "dmesg | grep -o 'Memory: [0-9]*K/[0-9]*K'";
+pub(super) const CPU_CMD: &str = "grep -c ^processor /proc/cpuinfo";
+pub(super) const DISK_CMD: &str = "ls /sys/block | grep -E '^(vd|sd|hd|xvd)'";
+pub(super) const NIC_CMD: &str = "ls /sys/class/net | grep '^eth'";
 
 /// The last integer in `text`.
 fn number(text: &str) -> Option<f64> {
@@ -37,7 +37,7 @@ fn number(text: &str) -> Option<f64> {
 /// `type = physical_resources_check`.
 pub fn run(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
     Box::pin(async move {
-        let mut k = PHYSICAL_RESOURCES_CHECK.keys(&ctx.params);
+        let mut k = ctx.keys(&PHYSICAL_RESOURCES_CHECK);
         let via = login_via(&mut k);
         let tolerance = k.parse("mem_chk_tolerance", |v| {
             v.parse::<f64>()
@@ -45,11 +45,13 @@ pub fn run(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
                 .filter(|t| (0.0..100.0).contains(t))
                 .ok_or_else(|| "a percentage from 0 to 100".to_string())
         });
-        let mem_cmd = k.opt("mem_chk_cmd").unwrap_or_else(|| MEM_CMD.into());
-        let cpu_cmd = k.opt("cpu_chk_cmd").unwrap_or_else(|| CPU_CMD.into());
-        let disk_cmd = k.opt("disk_chk_cmd").unwrap_or_else(|| DISK_CMD.into());
-        let nic_cmd = k.opt("nic_chk_cmd").unwrap_or_else(|| NIC_CMD.into());
-        let tolerance = read_params(k, tolerance)?.unwrap_or(5.0);
+        let mem_cmd = k.text("mem_chk_cmd");
+        let cpu_cmd = k.text("cpu_chk_cmd");
+        let disk_cmd = k.text("disk_chk_cmd");
+        let nic_cmd = k.text("nic_chk_cmd");
+        let (via, tolerance) = read_params(k, (via, tolerance))?;
+        let via = PHYSICAL_RESOURCES_CHECK.declared(via, "login_via")?;
+        let tolerance = PHYSICAL_RESOURCES_CHECK.declared(tolerance, "mem_chk_tolerance")?;
         let assigned = Assigned::of(ctx)?;
         let (mem, smp) = (assigned.mem_mib, assigned.cpus);
         let images: Vec<String> = assigned.disks.iter().map(|(n, _)| n.clone()).collect();
