@@ -75,8 +75,7 @@ impl TestSpec {
 /// # Errors
 /// [`TestError::Error`] with the spec's message.
 pub fn read_params<T>(keys: Keys<'_>, value: T) -> Result<T, TestError> {
-    keys.finish(value)
-        .map_err(|e| TestError::error(crate::error::error_chain(&e)))
+    Ok(keys.finish(value)?)
 }
 
 /// The signature of a test function.

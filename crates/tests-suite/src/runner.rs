@@ -608,8 +608,7 @@ async fn run_one(shared: &Arc<Shared>, env: &Arc<dyn VmEnv>, p: Planned) -> Test
 
 /// Steps 2–4: select the test by `type`, check its parameters, pre-process, run.
 async fn select_and_run(shared: &Shared, ctx: &TestContext) -> Result<(), TestError> {
-    let target =
-        TestTarget::read(&ctx.params).map_err(|e| TestError::error(crate::error_chain(&e)))?;
+    let target = TestTarget::read(&ctx.params)?;
     let ty = target.test_type.as_str();
     let Some((spec, f)) = shared.registry.get(ty) else {
         let known: Vec<&str> = shared.registry.specs().map(|s| s.name).collect();
@@ -622,8 +621,7 @@ async fn select_and_run(shared: &Shared, ctx: &TestContext) -> Result<(), TestEr
             known.join(", ")
         )));
     };
-    spec.check_required(&ctx.params)
-        .map_err(|e| TestError::error(crate::error_chain(&e)))?;
+    spec.check_required(&ctx.params)?;
     preprocess(ctx)
         .await
         .map_err(|e| TestError::Error(format!("pre-processing: {}", error_text(&e))))?;
@@ -641,8 +639,7 @@ fn error_text(e: &TestError) -> String {
 /// (`create_image`, `force_create_image`), then the VMs (`kill_vm_before_test`, `restart_vm`,
 /// `start_vm`) — avocado-vt's order.
 async fn preprocess(ctx: &TestContext) -> Result<(), TestError> {
-    let processing =
-        Processing::before(&ctx.params).map_err(|e| TestError::error(crate::error_chain(&e)))?;
+    let processing = Processing::before(&ctx.params)?;
     for vm in &processing.vms {
         for image in vm.images.iter().filter(|i| i.create || i.force_create) {
             ctx.env.prepare_image(&vm.name, image, &ctx.params).await?;
@@ -685,8 +682,7 @@ async fn postprocess(
         return Ok(());
     }
     let failed = matches!(verdict.kind(), VerdictKind::Fail | VerdictKind::Error);
-    let processing = Processing::after(&ctx.params, failed)
-        .map_err(|e| TestError::error(crate::error_chain(&e)))?;
+    let processing = Processing::after(&ctx.params, failed)?;
     let env = ctx.env.as_ref();
     let mut problems = Vec::new();
     for vm in processing.vms.iter().filter(|vm| vm.kill) {

@@ -170,6 +170,14 @@ impl TestError {
     }
 }
 
+/// Bad or missing params, as `spec` reads them: the test's error, with every problem and its
+/// `file:line`.
+impl From<spec::SpecError> for TestError {
+    fn from(e: spec::SpecError) -> Self {
+        TestError::Error(crate::error::error_chain(&e))
+    }
+}
+
 impl From<params::ParamError> for TestError {
     fn from(e: params::ParamError) -> Self {
         TestError::Error(e.to_string())

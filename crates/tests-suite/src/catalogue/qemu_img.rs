@@ -163,9 +163,7 @@ impl View {
         let convert_targets = k.text("convert_targets");
         let snapshots = k.text("snapshot_names");
         let (size, steps, image_name) = read_params(k, (size, steps, image_name))?;
-        let qemu_img = HostTools::read(&ctx.params)
-            .map_err(|e| TestError::error(crate::error::error_chain(&e)))?
-            .qemu_img;
+        let qemu_img = HostTools::read(&ctx.params)?.qemu_img;
         let image_name = SPEC.declared(image_name, "image_name")?;
         Ok(View {
             qemu_img: qemu_img.into(),

@@ -95,9 +95,7 @@ impl PciParams {
         let stg_size = k.text("image_size_stg");
         let (via, method, pci_type, hook_up, find_timeout) =
             read_params(k, (via, method, pci_type, hook_up, find_timeout))?;
-        let qemu_img = HostTools::read(&ctx.params)
-            .map_err(|e| TestError::error(crate::error::error_chain(&e)))?
-            .qemu_img;
+        let qemu_img = HostTools::read(&ctx.params)?.qemu_img;
         Ok(PciParams {
             via: PCI_HOTPLUG.declared(via, "login_via")?,
             modprobe,

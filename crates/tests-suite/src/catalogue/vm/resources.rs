@@ -6,7 +6,7 @@
 
 use serde_json::json;
 use spec::types::DiskInterface;
-use spec::{TestTarget, VmSpec};
+use spec::VmSpec;
 
 use super::common::{
     cancellable, disk_pci_id, guest_output, login, login_via, main_vm, nic_driver, nic_pci_id,
@@ -185,10 +185,8 @@ struct Assigned {
 
 impl Assigned {
     fn of(ctx: &TestContext) -> Result<Assigned, TestError> {
-        let spec_err = |e: spec::SpecError| TestError::error(crate::error::error_chain(&e));
-        let target = TestTarget::read(&ctx.params).map_err(spec_err)?;
-        let vm = target.require_vm(&ctx.params).map_err(spec_err)?;
-        Assigned::from_spec(&VmSpec::new(&ctx.params, vm).map_err(spec_err)?)
+        let vm = crate::catalogue::session::main_vm_name(ctx)?;
+        Assigned::from_spec(&VmSpec::new(&ctx.params, &vm)?)
     }
 
     fn from_spec(spec: &VmSpec) -> Result<Assigned, TestError> {
