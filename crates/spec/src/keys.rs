@@ -306,6 +306,12 @@ impl<'a> Keys<'a> {
         std::mem::take(&mut self.problems)
     }
 
+    /// Takes in problems found by other readers (a sub-object's), so [`Keys::finish`] reports
+    /// them with this object's.
+    pub fn absorb(&mut self, problems: Vec<Problem>) {
+        self.problems.extend(problems);
+    }
+
     /// `value` when nothing was wrong, else every problem, in cfg order.
     ///
     /// # Errors
@@ -406,6 +412,16 @@ mod tests {
         assert!(msg.contains("item b"), "{msg}");
         assert!(msg.contains("\"many\""), "{msg}");
         assert!(msg.contains("t.cfg:7"), "{msg}");
+        // Absorbed by the parent, a sub-object's problems are the parent's error.
+        let mut parent = Keys::new(&p, "test t", SUB);
+        let mut c = parent.object("b", "item b", SUB);
+        let _ = c.u64("n");
+        parent.absorb(c.take_problems());
+        let err = parent
+            .finish(())
+            .err()
+            .unwrap_or_else(|| panic!("accepted"));
+        assert!(err.to_string().contains("item b: n = \"many\""), "{err}");
     }
 
     #[test]

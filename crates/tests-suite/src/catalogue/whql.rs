@@ -158,17 +158,7 @@ impl WhqlParams {
         let wtt_services = k.list("wtt_services");
         let grace = k.secs("termination_grace");
         let prompt_timeout = k.secs("prompt_timeout");
-        if !problems.is_empty() {
-            let mut all = k.take_problems();
-            all.extend(problems);
-            spec::sort_problems(&mut all);
-            return Err(TestError::error(crate::error::error_chain(
-                &spec::SpecError::Object {
-                    object: format!("test {}", SPEC.name),
-                    problems: all,
-                },
-            )));
-        }
+        k.absorb(problems);
         let (binary, shell_port, transfer_port, test_timeout, grace, prompt_timeout) = read_params(
             k,
             (
