@@ -40,7 +40,7 @@ impl Interner {
 }
 
 /// Keys that no statement may set, append to or delete.
-pub(crate) const RESERVED: [&str; 5] = [
+pub const RESERVED: [&str; 5] = [
     "name",
     "shortname",
     "dep",

@@ -45,6 +45,9 @@ mod view;
 
 pub use error::{Error, ErrorKind, Errors, Location};
 pub use explain::{explain, Decision, EntryStep, Explanation, KeyStep};
+/// Keys the engine sets on every variant and no statement may set: `name`, `shortname`, `dep`,
+/// `_name_map_file`, `_short_name_map_file`.
+pub use intern::RESERVED as RESERVED_KEYS;
 pub use origin::Origin;
 pub use params::{ParamError, Params};
 pub use parser::{Parser, ParserOptions};

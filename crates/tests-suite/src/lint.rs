@@ -19,15 +19,6 @@ use spec::vm_keys::FAMILIES;
 
 use crate::registry::Registry;
 
-/// Keys the config engine itself sets on every variant.
-const ENGINE_KEYS: &[&str] = &[
-    "name",
-    "shortname",
-    "dep",
-    "_name_map_file",
-    "_short_name_map_file",
-];
-
 /// Keys whose values name the objects of a variant, whose names may suffix other keys.
 const OBJECT_LISTS: &[&str] = &[
     "vms",
@@ -75,7 +66,7 @@ fn family_keys() -> std::collections::HashSet<&'static str> {
     FAMILIES
         .iter()
         .flat_map(|(_, _, docs)| docs.iter().map(|d| d.key))
-        .chain(ENGINE_KEYS.iter().copied())
+        .chain(params::RESERVED_KEYS)
         .collect()
 }
 
