@@ -108,14 +108,14 @@ pub enum FactoryError {
 /// of every kvmtest layer); a bare name is looked up on `PATH`.
 fn default_qemu() -> Result<PathBuf, FactoryError> {
     let binary = vm::fixtures::default_qemu();
-    if binary.components().count() > 1 {
-        return Ok(binary);
-    }
-    let name = binary.to_string_lossy().into_owned();
-    find_in_path(&name).ok_or(FactoryError::NoQemu(name))
+    program_path(&binary).ok_or_else(|| FactoryError::NoQemu(binary.display().to_string()))
 }
 
-fn find_in_path(program: &str) -> Option<PathBuf> {
+/// A program as the shell would find it: a bare name on `PATH`, a path as it is.
+fn program_path(program: &Path) -> Option<PathBuf> {
+    if program.components().count() > 1 {
+        return Some(program.to_path_buf());
+    }
     std::env::split_paths(&std::env::var_os("PATH")?)
         .map(|d| d.join(program))
         .find(|p| p.is_file())
@@ -164,6 +164,8 @@ impl EnvFactory for VmLayerFactory {
 /// The VMs of one worker, on top of `crates/vm`.
 pub struct VmLayerEnv {
     qemu: Arc<Qemu>,
+    /// The file `qemu` runs (links resolved), to recognise a `qemu_binary` naming it.
+    qemu_file: Option<PathBuf>,
     /// Other QEMUs variants named in `qemu_binary`, probed once each.
     others: Mutex<HashMap<PathBuf, Arc<Qemu>>>,
     guest_dir: PathBuf,
@@ -220,6 +222,7 @@ impl VmLayerEnv {
     ) -> Self {
         let qemu_name = vm::fixtures::describe_qemu(qemu.binary(), &qemu.caps().version);
         VmLayerEnv {
+            qemu_file: program_path(qemu.binary()).and_then(|p| fs::canonicalize(p).ok()),
             qemu,
             others: Mutex::new(HashMap::new()),
             guest_dir: guest_dir.into(),
@@ -259,27 +262,19 @@ impl VmLayerEnv {
             return Ok(Arc::clone(&self.qemu));
         }
         let path = Path::new(named);
-        let binary = if path.is_absolute() {
-            path.to_path_buf()
-        } else if path.components().count() > 1 {
-            self.guest_dir.join(path)
+        let binary = if path.is_relative() && path.components().count() > 1 {
+            Some(self.guest_dir.join(path))
         } else {
-            find_in_path(named).ok_or_else(|| {
-                vm_err(
-                    &spec.name,
-                    "finding qemu_binary",
-                    FactoryError::NoQemu(named.to_string()),
-                )
-            })?
-        };
-        let real = |p: &Path| {
-            let found = match p.components().count() {
-                1 => find_in_path(&p.to_string_lossy()),
-                _ => Some(p.to_path_buf()),
-            };
-            found.and_then(|f| fs::canonicalize(f).ok())
-        };
-        if real(&binary).is_some_and(|b| real(self.qemu.binary()) == Some(b)) {
+            program_path(path)
+        }
+        .ok_or_else(|| {
+            vm_err(
+                &spec.name,
+                "finding qemu_binary",
+                FactoryError::NoQemu(named.to_string()),
+            )
+        })?;
+        if self.qemu_file.is_some() && fs::canonicalize(&binary).ok() == self.qemu_file {
             return Ok(Arc::clone(&self.qemu));
         }
         let mut others = self.others.lock().map_err(|_| {
