@@ -135,20 +135,22 @@ fn ide_position(b: &mut Builder<'_>, v: &VmSpec, o: &mut Opts, index: Option<u32
         b.ide_taken.extend(explicit);
         b.ide_taken.push(u32::MAX);
     }
-    let i = match index {
-        Some(i) => i,
-        None => {
-            let free = (0..).find(|n| !b.ide_taken.contains(n)).unwrap_or(0);
-            b.ide_taken.push(free);
-            free
-        }
-    };
+    let i = place(&mut b.ide_taken, index);
     if is_q35(v) {
         o.kv("bus", &format!("ide.{i}"));
     } else {
         o.kv("bus", &format!("ide.{}", i / 2));
         o.kv("unit", &(i % 2).to_string());
     }
+}
+
+/// `index` as given, else the first index not in `taken` (then taken).
+fn place(taken: &mut Vec<u32>, index: Option<u32>) -> u32 {
+    index.unwrap_or_else(|| {
+        let free = (0..).find(|n| !taken.contains(n)).unwrap_or(0);
+        taken.push(free);
+        free
+    })
 }
 
 /// Places a device on an AHCI port: on q35 the built-in controller's (shared with IDE devices,
@@ -193,14 +195,7 @@ fn ahci_position(
             );
         b.ahci_taken.extend(explicit);
     }
-    let port = match index {
-        Some(i) => i,
-        None => {
-            let free = (0..).find(|n| !b.ahci_taken.contains(n)).unwrap_or(0);
-            b.ahci_taken.push(free);
-            free
-        }
-    };
+    let port = place(&mut b.ahci_taken, index);
     if port >= AHCI_PORTS {
         b.unsupported(
             obj,
