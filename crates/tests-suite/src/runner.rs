@@ -708,7 +708,9 @@ async fn postprocess(
                     "post-processing: not removing image {} while {} runs; destroying {} instead",
                     image.name, vm.name, vm.name
                 ));
-                holding_removed.push(vm);
+                if !holding_removed.contains(&vm) {
+                    holding_removed.push(vm);
+                }
                 continue;
             }
             if let Err(e) = env.remove_image(&vm.name, &image.name, &ctx.params).await {
