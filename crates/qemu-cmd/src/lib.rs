@@ -33,7 +33,7 @@
 //! let cmd = build(&spec, &RunPlan::dry(), &caps).unwrap();
 //! assert_eq!(
 //!     cmd.render_stable(),
-//!     "@ROOT@/qemu \\\n    -name vm1 \\\n    -drive file=@ROOT@/images/disk,,1.qcow2 \\\n    -m 512\n"
+//!     "@ROOT@/qemu \\\n    -name vm1 \\\n    -m 512 \\\n    -drive file=@ROOT@/images/disk,,1.qcow2\n"
 //! );
 //! ```
 

@@ -1,10 +1,10 @@
 //! The builder: a [`VmSpec`] plus [`Capabilities`] plus a [`RunContext`] → [`QemuCommand`].
 //!
 //! One function per QEMU option family, in the submodules, each taking the typed view and asking
-//! the capabilities what this binary accepts. Options are emitted in the seed's order (name,
-//! monitors, serial, disks, NICs, memory, CPUs, CD-ROMs, floppy, boot files, kernel, redirs,
-//! display, uuid, testdev, HPET, PCI assignment, extra params), with the modern machine options
-//! (`-machine`, `-accel`, `-cpu`, `-nodefaults`) right after `-name` and `-incoming` last.
+//! the capabilities what this binary accepts. Options are emitted in avocado-vt's order (name,
+//! machine, memory and CPUs, monitors, serials, disks, NICs, CD-ROMs, boot files and kernel,
+//! redirs, display, uuid, testdev, HPET, PCI assignment, extra params), `-incoming` last:
+//! PCI slots are handed out in that order, so the same order gives the same addresses.
 //! What the binary cannot do is a [`ProblemKind::Unsupported`] problem, collected with the
 //! view's own problems so a variant reports everything at once. Nothing here does I/O.
 
@@ -151,13 +151,14 @@ impl<'c> Builder<'c> {
         let mut prog = WordBuf::new();
         self.path(&mut prog, &v.qemu_binary, false);
         self.cmd.program = prog.finish();
+        // avocado-vt's order (`VM.make_create_command`): PCI addresses are handed out in it.
         misc::name(self, v);
         misc::machine(self, v);
+        misc::mem_smp(self, v);
         chardev::monitors(self, v);
         chardev::serials(self, v);
         disk::images(self, v);
         net::nics(self, v);
-        misc::mem_smp(self, v);
         disk::cdroms(self, v);
         misc::boot_files(self, v);
         net::legacy_redirs(self, v);
