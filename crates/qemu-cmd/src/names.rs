@@ -30,6 +30,44 @@ pub fn nic_device_id(name: &str, index: usize) -> String {
     qemu_id("nic", name, index)
 }
 
+/// Whether `name` can be a QEMU id as it is (a letter, then letters, digits, `-`, `_`, `.`).
+fn valid_id(name: &str) -> bool {
+    name.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+/// The ids of image `name` (index `index` in `images`), as avocado-vt names them so that a
+/// test's QMP commands find them: the device `NAME`, the format node `drive_NAME`, the
+/// protocol node `file_NAME`; `diskN`, `drive_diskN`, `file_diskN` when the name is not a valid
+/// QEMU id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskIds {
+    /// The `-device` id.
+    pub device: String,
+    /// The format node (`-blockdev node-name`, or `-drive id`).
+    pub node: String,
+    /// The protocol node under it.
+    pub file_node: String,
+}
+
+impl DiskIds {
+    /// The ids of image `name`.
+    pub fn of(name: &str, index: usize) -> DiskIds {
+        let device = if valid_id(name) {
+            name.to_string()
+        } else {
+            format!("disk{index}")
+        };
+        DiskIds {
+            node: format!("drive_{device}"),
+            file_node: format!("file_{device}"),
+            device,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -41,5 +79,15 @@ mod tests {
         assert_eq!(netdev_id("nic1", 0), "hostnet-nic1");
         assert_eq!(netdev_id("a b", 2), "hostnet2");
         assert_eq!(nic_device_id("nic1", 0), "nic-nic1");
+        let ids = DiskIds::of("image1", 0);
+        assert_eq!(
+            (
+                ids.device.as_str(),
+                ids.node.as_str(),
+                ids.file_node.as_str()
+            ),
+            ("image1", "drive_image1", "file_image1")
+        );
+        assert_eq!(DiskIds::of("1st disk", 3).node, "drive_disk3");
     }
 }

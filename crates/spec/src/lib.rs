@@ -15,6 +15,8 @@
 //!   ([`ObjParams`], the `object_params` rules without copying), collecting [`read::Findings`].
 //! * [`types`]: the value types (sizes, MACs, UUIDs, interfaces, accelerators…) and their
 //!   parsers.
+//! * [`pci`]: the PCI topology keys ([`PciSpec`]: extra root ports and their options).
+//! * [`usb`]: USB controllers and devices ([`UsbSpec`]), with their key tables.
 //! * [`opts`]: QEMU option lists as users write them in `*_extra_params`.
 //! * [`session`]: how tests reach the guest's shell and how long they wait ([`SessionSpec`]:
 //!   prompts, credentials, `login_timeout`, `cmd_timeout`, the guest's ready marker).
@@ -29,6 +31,7 @@
 pub mod keys;
 pub mod opts;
 pub mod origins;
+pub mod pci;
 pub mod problem;
 pub mod process;
 pub mod read;
@@ -36,17 +39,20 @@ pub mod session;
 pub mod test;
 pub mod tools;
 pub mod types;
+pub mod usb;
 pub mod vm;
 pub mod vm_keys;
 
 pub use keys::{KeyDoc, Keys};
 pub use origins::Origins;
+pub use pci::PciSpec;
 pub use problem::{into_result, sort_problems, Problem, ProblemKind, SpecError};
 pub use process::{ImageProcessing, Processing, Teardown, VmProcessing, PROCESS_KEYS};
 pub use read::{FlatParams, ObjParams, Src};
 pub use session::{SessionSpec, ShellClient, SESSION_KEYS};
 pub use test::{TestTarget, TEST_KEYS};
 pub use tools::{HostTools, TOOL_KEYS};
+pub use usb::{UsbControllerSpec, UsbDeviceSpec, UsbSpec};
 pub use vm::{
     CdromSpec, ChecksumAlgo, CpuSpec, ImageBackend, ImageSize, ImageSpec, IsoChecksum, MonitorSpec,
     NicMode, NicSpec, RedirSpec, VmSpec,

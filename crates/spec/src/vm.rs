@@ -466,6 +466,10 @@ pub struct VmSpec {
     pub display: Option<DisplayKind>,
     /// `vga`.
     pub vga: Option<String>,
+    /// The PCI topology keys (extra root ports) and the display adapter's spelling.
+    pub pci_topology: crate::pci::PciSpec,
+    /// `usbs` and `usb_devices`.
+    pub usb: crate::usb::UsbSpec,
     /// `uuid`.
     pub uuid: Option<UuidSpec>,
     /// `testdev`.
@@ -629,6 +633,8 @@ impl VmSpec {
                 .or_else(|| r.string("kernel_cmdline")),
             display: r.parse("display"),
             vga: r.string("vga"),
+            pci_topology: crate::pci::PciSpec::read(&mut r),
+            usb: crate::usb::UsbSpec::read(&mut r),
             uuid,
             testdev: r.bool("testdev", false),
             disable_hpet: r.bool("disable_hpet", false),

@@ -43,6 +43,25 @@ pub const VM_KEYS: &[KeyDoc] = &[
     KeyDoc::optional("cpu_model_vendor", "`vendor=` of `-cpu`"),
     KeyDoc::optional("cpu_family", "`family=` of `-cpu`"),
     KeyDoc::with_default("nodefaults", "no", "`-nodefaults`: no default devices"),
+    KeyDoc::optional("usbs", "the VM's USB controllers (objects with `usb_type`)"),
+    KeyDoc::optional(
+        "usb_devices",
+        "the VM's USB devices (objects with `usbdev_type`)",
+    ),
+    KeyDoc::with_default(
+        "pcie_extra_root_port",
+        "0",
+        "empty PCIe root ports added at the end of a q35 command line, for hot-plug",
+    ),
+    KeyDoc::optional(
+        "pcie_root_port_params",
+        "options added to every PCIe root port but the machine's first (`hotplug=off`)",
+    ),
+    KeyDoc::with_default(
+        "vga_use_legacy_expression",
+        "no",
+        "yes: `-vga TYPE` instead of the display adapter's `-device`",
+    ),
     KeyDoc::optional(
         "mem",
         "guest memory: MiB, or with an M/G/T suffix (unset: QEMU's default)",
@@ -298,6 +317,8 @@ pub fn keys_of(kind: &str) -> Option<&'static [KeyDoc]> {
         "nic" => NIC_KEYS,
         "redir" => REDIR_KEYS,
         "cdrom" => CDROM_KEYS,
+        "usb" => crate::usb::USB_KEYS,
+        "usb_device" => crate::usb::USB_DEVICE_KEYS,
         "tools" => TOOL_KEYS,
         _ => return None,
     })
@@ -313,6 +334,8 @@ pub const FAMILIES: &[(&str, &str, &[KeyDoc])] = &[
     ("vm", "nic", NIC_KEYS),
     ("vm", "redir", REDIR_KEYS),
     ("vm", "cdrom", CDROM_KEYS),
+    ("vm", "usb", crate::usb::USB_KEYS),
+    ("vm", "usb_device", crate::usb::USB_DEVICE_KEYS),
     ("session", "vm", SESSION_KEYS),
     ("tools", "vm", TOOL_KEYS),
 ];
@@ -370,7 +393,7 @@ mod tests {
     #[test]
     fn every_key_read_is_declared_and_every_declared_key_read() {
         const MD5: &str = "0123456789abcdef0123456789abcdef";
-        let variants: [&[(&str, &str)]; 3] = [
+        let variants: [&[(&str, &str)]; 4] = [
             &[
                 ("qemu_binary", "/usr/bin/qemu-system-x86_64"),
                 ("machine_type", "q35"),
@@ -458,6 +481,30 @@ mod tests {
                 ("cdroms", "c"),
                 ("cdrom", "x.iso"),
                 ("sha1sum", "0123456789abcdef0123456789abcdef01234567"),
+            ],
+            &[
+                ("pcie_extra_root_port", "2"),
+                ("pcie_root_port_params", "hotplug=off"),
+                ("vga_use_legacy_expression", "yes"),
+                ("usbs", "u"),
+                ("usb_type", "ich9-usb-ehci1"),
+                ("multifunction", "on"),
+                ("masterbus", "u.0"),
+                ("firstport", "0"),
+                ("freq", "1"),
+                ("max_ports", "6"),
+                ("pci_addr", "1d.7"),
+                ("usb_devices", "d"),
+                ("usbdev_type", "usb-host"),
+                ("usb_controller", "ehci"),
+                ("usbdev_bus", "u.0"),
+                ("usbdev_port", "1"),
+                ("usbdev_serial", "s1"),
+                ("usbdev_option_hostbus", "1"),
+                ("usbdev_option_hostaddr", "2"),
+                ("usbdev_option_hostport", "3"),
+                ("usbdev_option_vendorid", "0627"),
+                ("usbdev_option_productid", "0001"),
             ],
         ];
         let mut read = std::collections::HashSet::new();

@@ -13,7 +13,7 @@
 //! ports are the buses `ide.0`–`ide.5` shared with `ide` devices; elsewhere one added
 //! `-device ahci,id=ahci0`, ports `ahci0.0`–`ahci0.5`. avocado-vt places them the same way.
 
-use super::{qemu_id, Builder, Obj, Opts};
+use super::{pci, qemu_id, Builder, Obj, Opts};
 use crate::cmd::WordBuf;
 use spec::types::{CdromInterface, DiskInterface, DriveCache, ImageFormat};
 use spec::vm::{ImageSpec, VmSpec};
@@ -69,17 +69,23 @@ pub(super) fn images(b: &mut Builder<'_>, v: &VmSpec) {
         if model == "scsi-hd" && !scsi_hba(b, v) {
             continue;
         }
-        let node = qemu_id("drive", &img.name, i);
+        let ids = crate::names::DiskIds::of(&img.name, i);
         if b.caps.has_blockdev() && !img.snapshot {
-            blockdev(b, img, &node);
+            blockdev(b, img, &ids);
         } else {
-            drive_none(b, img, &node);
+            drive_none(b, img, &ids.node);
         }
         let mut o = Opts::new(model);
-        o.kv("id", &qemu_id("disk", &img.name, i));
-        o.kv("drive", &node);
+        o.kv("id", &ids.device);
+        o.kv("drive", &ids.node);
         if model == "scsi-hd" {
             o.kv("bus", &format!("{HBA_ID}.0"));
+        }
+        if model == "virtio-blk-pci" {
+            let obj = Obj::Sub("image", &img.name);
+            if let Some(p) = pci::place(b, v, model, false, obj, "drive_format") {
+                p.add_to(&mut o);
+            }
         }
         if img.interface == Some(DiskInterface::Ahci) {
             let obj = Obj::Sub("image", &img.name);
@@ -180,6 +186,9 @@ fn ahci_position(
         }
         let mut c = Opts::new("ahci");
         c.kv("id", AHCI_ID);
+        if let Some(p) = pci::place(b, v, "ahci", true, obj, key) {
+            p.add_to(&mut c);
+        }
         b.cmd.push2("-device", c.finish());
         b.ahci_added = true;
         let explicit = v
@@ -226,6 +235,11 @@ fn scsi_hba(b: &mut Builder<'_>, v: &VmSpec) -> bool {
     }
     let mut o = Opts::new(&v.scsi_hba);
     o.kv("id", HBA_ID);
+    // avocado-vt: a virtio HBA is a PCI Express device, any other a conventional one.
+    let legacy = !v.scsi_hba.contains("virtio");
+    if let Some(p) = pci::place(b, v, &v.scsi_hba, legacy, Obj::Vm, "scsi_hba") {
+        p.add_to(&mut o);
+    }
     b.cmd.push2("-device", o.finish());
     b.hba_added = true;
     true
@@ -362,9 +376,10 @@ fn drive_none(b: &mut Builder<'_>, img: &ImageSpec, node: &str) {
 }
 
 /// The protocol and format `-blockdev` nodes of one disk.
-fn blockdev(b: &mut Builder<'_>, img: &ImageSpec, node: &str) {
+fn blockdev(b: &mut Builder<'_>, img: &ImageSpec, ids: &crate::names::DiskIds) {
+    let node = ids.node.as_str();
     let secret = luks_secret(b, img, node);
-    let file_node = format!("file-{node}");
+    let file_node = ids.file_node.clone();
     let (direct, no_flush) = match img.cache {
         Some(DriveCache::None | DriveCache::Directsync) => (true, false),
         Some(DriveCache::Unsafe) => (false, true),

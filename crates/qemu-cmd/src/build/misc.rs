@@ -156,7 +156,7 @@ pub(super) fn boot_files(b: &mut Builder<'_>, v: &VmSpec) {
     }
 }
 
-/// `-vnc` on the plan's displays (loopback only), SDL, `-nographic`, `-display none`; `-vga`.
+/// `-vnc` on the plan's displays (loopback only), SDL, `-nographic`, `-display none`.
 pub(super) fn display(b: &mut Builder<'_>, v: &VmSpec) {
     let caps = b.caps;
     match v.display {
@@ -179,13 +179,6 @@ pub(super) fn display(b: &mut Builder<'_>, v: &VmSpec) {
             "display",
             format!("QEMU {} has no {d} display", caps.version),
         ),
-    }
-    if let Some(vga) = v.vga.as_deref() {
-        if caps.has_option("vga") {
-            b.cmd.push2("-vga", Word::from(vga));
-        } else {
-            b.unsupported(Obj::Vm, "vga", "no -vga option".into());
-        }
     }
 }
 

@@ -12,6 +12,9 @@ mod chardev;
 mod disk;
 mod misc;
 mod net;
+mod pci;
+mod usb;
+mod vga;
 
 use params::Params;
 
@@ -118,6 +121,8 @@ pub(crate) struct Builder<'c> {
     pub(crate) ahci_added: bool,
     /// Ports of the added AHCI controller in use (filled like `ide_taken`).
     pub(crate) ahci_taken: Vec<u32>,
+    /// PCI placement so far.
+    pub(crate) pci: pci::PciState,
 }
 
 impl<'c> Builder<'c> {
@@ -140,6 +145,7 @@ impl<'c> Builder<'c> {
             ide_taken: Vec::new(),
             ahci_added: false,
             ahci_taken: Vec::new(),
+            pci: pci::PciState::new(pci::Layout::of(spec, caps.has_device())),
         }
     }
 
@@ -154,9 +160,12 @@ impl<'c> Builder<'c> {
         // avocado-vt's order (`VM.make_create_command`): PCI addresses are handed out in it.
         misc::name(self, v);
         misc::machine(self, v);
+        pci::machine_devices(self);
+        vga::vga(self, v);
         misc::mem_smp(self, v);
         chardev::monitors(self, v);
         chardev::serials(self, v);
+        usb::usb(self, v);
         disk::images(self, v);
         net::nics(self, v);
         disk::cdroms(self, v);
@@ -168,6 +177,7 @@ impl<'c> Builder<'c> {
         misc::hpet(self, v);
         misc::pci(self, v);
         misc::extra(self, v);
+        pci::extra_root_ports(self, v);
         misc::incoming(self, v);
     }
 

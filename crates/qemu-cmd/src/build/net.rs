@@ -22,7 +22,7 @@ pub(super) fn nics(b: &mut Builder<'_>, v: &VmSpec) {
         let id = crate::names::netdev_id(&nic.name, nic.index);
         let fwd = first_user == Some(nic.index);
         backend(b, v, nic, &id, fwd);
-        front(b, nic, &id);
+        front(b, v, nic, &id);
     }
 }
 
@@ -96,7 +96,7 @@ fn backend(b: &mut Builder<'_>, v: &VmSpec, nic: &NicSpec, id: &str, fwd: bool) 
     b.cmd.push2(opt, o.finish());
 }
 
-fn front(b: &mut Builder<'_>, nic: &NicSpec, id: &str) {
+fn front(b: &mut Builder<'_>, v: &VmSpec, nic: &NicSpec, id: &str) {
     let caps = b.caps;
     let mac = |o: &mut Opts, key: &str| match nic.mac {
         Some(m) => {
@@ -134,6 +134,12 @@ fn front(b: &mut Builder<'_>, nic: &NicSpec, id: &str) {
         o.kv("id", &crate::names::nic_device_id(&nic.name, nic.index));
         link(&mut o);
         mac(&mut o, "mac");
+        // avocado-vt: e1000 and rtl8139 are conventional PCI, go behind q35's PCI bridge.
+        let legacy = matches!(model, "e1000" | "rtl8139");
+        let obj = Obj::Sub("nic", &nic.name);
+        if let Some(p) = super::pci::place(b, v, model, legacy, obj, "nic_model") {
+            p.add_to(&mut o);
+        }
         o.extra(&nic.nic_extra);
         b.cmd.push2("-device", o.finish());
     } else {

@@ -1,0 +1,390 @@
+//! PCI placement: which bus and address each PCI device gets, as avocado-vt hands them out.
+//!
+//! avocado-vt gives every PCI device an explicit `bus=` and `addr=`, in the order the devices
+//! are added to the command line (the order `Builder::all` keeps), so a test that hot-plugs or
+//! looks a device up by address finds it where it expects:
+//!
+//! * **i440fx** (`machine_type` `pc` or containing `i440fx`): one bus, `pci.0`; slots 0 (host
+//!   bridge) and 1 (PIIX3, its IDE and PM functions) are the chipset's; every other device
+//!   takes the lowest free slot, function 0.
+//! * **q35** (`machine_type` containing `q35`): the root complex `pcie.0` (slot 0 the MCH,
+//!   slot 0x1f the LPC, AHCI and SMBus functions). Right after the machine comes a
+//!   multifunction `pcie-root-port-0` (chassis 1) with a `pcie-pci-bridge-0` behind it.
+//!   A PCI Express device (`virtio-*`, `e1000e`, `igb`, `qemu-xhci`, `vfio-pci`,
+//!   `vhost-vsock-pci`, `vhost-user-fs-pci`) gets a root port of its own, `pcie-root-port-N`
+//!   (`port=N`, next chassis), on the next free function 1–7 of a multifunction root port's
+//!   slot, else as function 0 of a new multifunction one; the device sits at `addr=0x0`
+//!   behind it. A conventional device is plugged into `pcie.0` directly, except that with
+//!   `machine_type = q35` exactly, a device avocado-vt calls legacy (an `e1000` or `rtl8139`
+//!   NIC, a disk that is not virtio) goes to the `pcie-pci-bridge-0` (slots 1–31).
+//! * `pcie_extra_root_port = N` adds N empty root ports at the end (multifunction in groups of
+//!   eight), for hot-plug; `pcie_root_port_params` extends every root port but the first.
+//!
+//! Other machines, an unset `machine_type` and binaries without `-device` are left to QEMU's
+//! own placement (no `bus=`/`addr=`).
+
+use std::collections::BTreeSet;
+
+use super::{Builder, Obj, Opts};
+use spec::vm::VmSpec;
+
+/// Drivers avocado-vt treats as PCI Express (each behind a root port of its own on q35).
+fn is_pcie_device(driver: &str) -> bool {
+    matches!(
+        driver,
+        "e1000e" | "vhost-vsock-pci" | "qemu-xhci" | "vfio-pci" | "vhost-user-fs-pci" | "igb"
+    ) || driver.starts_with("virtio-")
+}
+
+/// The machine's PCI layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// No placement by kvmtest.
+    None,
+    /// i440fx: `pci.0`.
+    I440fx,
+    /// q35: `pcie.0` with root ports; `legacy_bridge` when conventional devices go behind the
+    /// `pcie-pci-bridge-0` (avocado-vt does it for `machine_type = q35` only).
+    Q35 { legacy_bridge: bool },
+}
+
+impl Layout {
+    /// The layout of the VM's machine on this binary.
+    pub(crate) fn of(v: &VmSpec, has_device: bool) -> Layout {
+        let Some(m) = v.machine_type.as_deref() else {
+            return Layout::None;
+        };
+        // avocado-vt's `family:machine` spelling (`arm64-pci:virt`) names QEMU's machine last.
+        let m = m.rsplit_once(':').map_or(m, |(_, m)| m);
+        if !has_device {
+            Layout::None
+        } else if m == "pc" || m.contains("i440fx") {
+            Layout::I440fx
+        } else if m.contains("q35") {
+            Layout::Q35 {
+                legacy_bridge: m == "q35",
+            }
+        } else {
+            Layout::None
+        }
+    }
+}
+
+/// A PCI address: slot and function.
+type Addr = (u8, u8);
+
+/// Where devices are, as the build goes.
+#[derive(Debug)]
+pub(crate) struct PciState {
+    pub(crate) layout: Layout,
+    /// Taken addresses of the root bus.
+    root: BTreeSet<Addr>,
+    /// Slots of the root bus holding a multifunction root port (function 0), in order.
+    port_slots: Vec<u8>,
+    /// Index of the last `pcie-root-port-N`.
+    last_port: u32,
+    /// Last chassis number given.
+    chassis: u32,
+    /// Taken slots of the `pcie-pci-bridge-0`.
+    bridge: BTreeSet<u8>,
+    /// The root port driver (`pcie-root-port`, else `ioh3420`) and the bridge driver
+    /// (`pcie-pci-bridge`, else `pci-bridge`).
+    port_driver: &'static str,
+    bridge_driver: &'static str,
+}
+
+/// Where one device goes: `bus=` and `addr=` to add to its `-device`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Place {
+    pub(crate) bus: String,
+    pub(crate) addr: String,
+}
+
+impl Place {
+    /// Adds `bus=…,addr=…`.
+    pub(crate) fn add_to(&self, o: &mut Opts) {
+        o.kv("bus", &self.bus).kv("addr", &self.addr);
+    }
+}
+
+fn addr_text((slot, func): Addr, dotted: bool) -> String {
+    if func != 0 || dotted {
+        format!("{slot:#x}.{func:#x}")
+    } else {
+        format!("{slot:#x}")
+    }
+}
+
+impl PciState {
+    pub(crate) fn new(layout: Layout) -> PciState {
+        let root: BTreeSet<Addr> = match layout {
+            Layout::None => BTreeSet::new(),
+            Layout::I440fx => [(0, 0), (1, 0), (1, 1), (1, 3)].into(),
+            Layout::Q35 { .. } => [(0, 0), (0x1f, 0), (0x1f, 2), (0x1f, 3)].into(),
+        };
+        PciState {
+            layout,
+            root,
+            port_slots: Vec::new(),
+            last_port: 0,
+            chassis: 0,
+            bridge: BTreeSet::new(),
+            port_driver: "pcie-root-port",
+            bridge_driver: "pcie-pci-bridge",
+        }
+    }
+
+    fn root_bus(&self) -> &'static str {
+        match self.layout {
+            Layout::Q35 { .. } => "pcie.0",
+            _ => "pci.0",
+        }
+    }
+
+    fn free_root_slot(&self) -> Option<u8> {
+        (0..32u8).find(|s| !self.root.contains(&(*s, 0)))
+    }
+
+    fn next_chassis(&mut self) -> String {
+        self.chassis += 1;
+        self.chassis.to_string()
+    }
+}
+
+/// The machine's own PCI devices, right after `-machine`: q35's first root port and the PCI
+/// bridge behind it.
+pub(super) fn machine_devices(b: &mut Builder<'_>) {
+    if !matches!(b.pci.layout, Layout::Q35 { .. }) {
+        return;
+    }
+    let port_driver = if b.caps.has_device_type("pcie-root-port") {
+        "pcie-root-port"
+    } else {
+        "ioh3420"
+    };
+    let bridge_driver = if b.caps.has_device_type("pcie-pci-bridge") {
+        "pcie-pci-bridge"
+    } else {
+        "pci-bridge"
+    };
+    b.pci.port_driver = port_driver;
+    b.pci.bridge_driver = bridge_driver;
+    let Some(slot) = b.pci.free_root_slot() else {
+        return;
+    };
+    b.pci.root.insert((slot, 0));
+    b.pci.port_slots.push(slot);
+    let port_id = format!("{port_driver}-0");
+    let mut o = Opts::new(port_driver);
+    o.kv("id", &port_id)
+        .kv("multifunction", "on")
+        .kv("bus", "pcie.0")
+        .kv("addr", &addr_text((slot, 0), false));
+    let chassis = b.pci.next_chassis();
+    o.kv("chassis", &chassis);
+    b.cmd.push2("-device", o.finish());
+    let mut o = Opts::new(bridge_driver);
+    o.kv("id", &format!("{bridge_driver}-0"))
+        .kv("addr", "0x0")
+        .kv("bus", &port_id);
+    b.cmd.push2("-device", o.finish());
+}
+
+/// A new root port on the root bus (emitted now); its id.
+fn add_root_port(b: &mut Builder<'_>, v: &VmSpec) -> Option<String> {
+    // The next free function 1-7 of a multifunction port's slot, in slot order.
+    let mut slots = b.pci.port_slots.clone();
+    slots.sort_unstable();
+    let shared = slots
+        .iter()
+        .find_map(|&s| (1..8u8).map(|f| (s, f)).find(|a| !b.pci.root.contains(a)));
+    let (addr, multifunction) = match shared {
+        Some(a) => (a, false),
+        None => ((b.pci.free_root_slot()?, 0), true),
+    };
+    b.pci.root.insert(addr);
+    if multifunction {
+        b.pci.port_slots.push(addr.0);
+    }
+    b.pci.last_port += 1;
+    let n = b.pci.last_port;
+    let id = format!("{}-{n}", b.pci.port_driver);
+    let mut o = Opts::new(b.pci.port_driver);
+    o.kv("id", &id).kv("port", &format!("{n:#x}"));
+    if multifunction {
+        o.kv("multifunction", "on");
+    }
+    o.kv("addr", &addr_text(addr, false)).kv("bus", "pcie.0");
+    let chassis = b.pci.next_chassis();
+    o.kv("chassis", &chassis);
+    o.extra(&v.pci_topology.root_port_params);
+    b.cmd.push2("-device", o.finish());
+    Some(id)
+}
+
+/// Where a PCI device of `driver` goes; emits the root port it needs first. `legacy`: avocado-vt
+/// calls it a conventional device (see the module doc). `None` when kvmtest leaves placement
+/// to QEMU, or the bus is full (a problem is recorded against `key` of `obj`).
+pub(super) fn place(
+    b: &mut Builder<'_>,
+    v: &VmSpec,
+    driver: &str,
+    legacy: bool,
+    obj: Obj<'_>,
+    key: &str,
+) -> Option<Place> {
+    let place = match b.pci.layout {
+        Layout::None => return None,
+        Layout::Q35 { legacy_bridge } if legacy && legacy_bridge => {
+            let slot = (1..32u8).find(|s| !b.pci.bridge.contains(s));
+            slot.map(|s| {
+                b.pci.bridge.insert(s);
+                Place {
+                    bus: format!("{}-0", b.pci.bridge_driver),
+                    addr: addr_text((s, 0), false),
+                }
+            })
+        }
+        Layout::Q35 { .. } if is_pcie_device(driver) => add_root_port(b, v).map(|bus| Place {
+            bus,
+            addr: "0x0".into(),
+        }),
+        Layout::Q35 { .. } | Layout::I440fx => b.pci.free_root_slot().map(|s| {
+            b.pci.root.insert((s, 0));
+            Place {
+                bus: b.pci.root_bus().into(),
+                addr: addr_text((s, 0), false),
+            }
+        }),
+    };
+    if place.is_none() {
+        b.unsupported(
+            obj,
+            key,
+            format!("no free PCI slot is left for a {driver} device"),
+        );
+    }
+    place
+}
+
+/// Marks the next free root slot taken by a device QEMU places itself (`-vga TYPE`).
+pub(super) fn reserve_next(b: &mut Builder<'_>) {
+    if b.pci.layout != Layout::None {
+        if let Some(s) = b.pci.free_root_slot() {
+            b.pci.root.insert((s, 0));
+        }
+    }
+}
+
+/// A device at a fixed address of the root bus (`addr` as avocado-vt writes it: `1d.7`,
+/// `0x3`); `None` without placement or when the address is taken or malformed (a problem).
+pub(super) fn place_at(b: &mut Builder<'_>, addr: &str, obj: Obj<'_>, key: &str) -> Option<Place> {
+    if b.pci.layout == Layout::None {
+        return None;
+    }
+    let hex = |t: &str| u8::from_str_radix(t.trim_start_matches("0x"), 16).ok();
+    let parsed = match addr.split_once('.') {
+        Some((s, f)) => hex(s).zip(hex(f)),
+        None => hex(addr).map(|s| (s, 0)),
+    };
+    match parsed {
+        Some(a @ (slot, func)) if slot < 32 && func < 8 && !b.pci.root.contains(&a) => {
+            b.pci.root.insert(a);
+            Some(Place {
+                bus: b.pci.root_bus().into(),
+                addr: addr_text(a, addr.contains('.')),
+            })
+        }
+        Some(a) if b.pci.root.contains(&a) => {
+            b.unsupported(obj, key, format!("PCI address {addr} is already taken"));
+            None
+        }
+        _ => {
+            b.unsupported(
+                obj,
+                key,
+                format!("{addr:?} is not a PCI address (slot 0-1f, function 0-7)"),
+            );
+            None
+        }
+    }
+}
+
+/// `pcie_extra_root_port`: empty root ports at the end, for hot-plug.
+pub(super) fn extra_root_ports(b: &mut Builder<'_>, v: &VmSpec) {
+    let n = v.pci_topology.extra_root_ports;
+    if n == 0 {
+        return;
+    }
+    if !matches!(b.pci.layout, Layout::Q35 { .. }) {
+        b.unsupported(
+            Obj::Vm,
+            "pcie_extra_root_port",
+            "PCI Express root ports need a q35 machine (`machine_type`)".into(),
+        );
+        return;
+    }
+    let mut slot = None;
+    for num in 0..n {
+        let func = u8::try_from(num % 8).unwrap_or(0);
+        if func == 0 {
+            slot = b.pci.free_root_slot();
+        }
+        let Some(s) = slot else {
+            b.unsupported(
+                Obj::Vm,
+                "pcie_extra_root_port",
+                format!("no free slot is left on pcie.0 for extra root port {num}"),
+            );
+            return;
+        };
+        b.pci.root.insert((s, func));
+        let mut o = Opts::new(b.pci.port_driver);
+        o.kv("id", &format!("pcie_extra_root_port_{num}"));
+        if func == 0 {
+            o.kv("multifunction", "on");
+        }
+        o.kv("bus", "pcie.0")
+            .kv("addr", &addr_text((s, func), false));
+        let chassis = b.pci.next_chassis();
+        o.kv("chassis", &chassis);
+        o.extra(&v.pci_topology.root_port_params);
+        b.cmd.push2("-device", o.finish());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_written_as_avocado_writes_them() {
+        assert_eq!(addr_text((3, 0), false), "0x3");
+        assert_eq!(addr_text((0x1d, 7), false), "0x1d.0x7");
+        assert_eq!(addr_text((0x1d, 0), true), "0x1d.0x0");
+    }
+
+    #[test]
+    fn pcie_devices_are_avocados_list() {
+        for d in [
+            "virtio-net-pci",
+            "virtio-blk-pci",
+            "qemu-xhci",
+            "e1000e",
+            "igb",
+            "virtio-vga",
+        ] {
+            assert!(is_pcie_device(d), "{d}");
+        }
+        for d in [
+            "e1000",
+            "rtl8139",
+            "VGA",
+            "lsi53c895a",
+            "ich9-usb-ehci1",
+            "nec-usb-xhci",
+        ] {
+            assert!(!is_pcie_device(d), "{d}");
+        }
+    }
+}
