@@ -16,6 +16,7 @@
 //! * [`types`]: the value types (sizes, MACs, UUIDs, interfaces, accelerators…) and their
 //!   parsers.
 //! * [`pci`]: the PCI topology keys ([`PciSpec`]: extra root ports and their options).
+//! * [`serial`]: serial ports and virtio console/serial ports ([`SerialSpec`]), with their keys.
 //! * [`usb`]: USB controllers and devices ([`UsbSpec`]), with their key tables.
 //! * [`opts`]: QEMU option lists as users write them in `*_extra_params`.
 //! * [`session`]: how tests reach the guest's shell and how long they wait ([`SessionSpec`]:
@@ -35,6 +36,7 @@ pub mod pci;
 pub mod problem;
 pub mod process;
 pub mod read;
+pub mod serial;
 pub mod session;
 pub mod test;
 pub mod tools;
@@ -49,6 +51,7 @@ pub use pci::PciSpec;
 pub use problem::{into_result, sort_problems, Problem, ProblemKind, SpecError};
 pub use process::{ImageProcessing, Processing, Teardown, VmProcessing, PROCESS_KEYS};
 pub use read::{FlatParams, ObjParams, Src};
+pub use serial::{SerialKind, SerialSpec};
 pub use session::{SessionSpec, ShellClient, SESSION_KEYS};
 pub use test::{TestTarget, TEST_KEYS};
 pub use tools::{HostTools, TOOL_KEYS};

@@ -438,8 +438,8 @@ pub struct VmSpec {
     /// `monitors`.
     pub monitors: Vec<MonitorSpec>,
     /// `serials` (one console named `serial0` when the key is absent, as the seed always had
-    /// one).
-    pub serials: Vec<String>,
+    /// one); the first is the console.
+    pub serials: Vec<crate::serial::SerialSpec>,
     /// `images`, without those with `boot_drive = no`.
     pub images: Vec<ImageSpec>,
     /// `scsi_hba` (default virtio-scsi-pci), for SCSI disks and CD-ROMs.
@@ -529,13 +529,7 @@ impl VmSpec {
                 }
             })
             .collect();
-        let serials = match r.obj.get("serials") {
-            Some(_) => r.objects("serials"),
-            None => vec!["serial0"],
-        }
-        .into_iter()
-        .map(str::to_string)
-        .collect();
+        let serials = crate::serial::read_serials(&mut r);
         let mut images = Vec::new();
         for name in r.objects("images") {
             let mut i = r.child("image", name);

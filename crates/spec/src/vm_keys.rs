@@ -77,7 +77,8 @@ pub const VM_KEYS: &[KeyDoc] = &[
     KeyDoc::with_default(
         "serials",
         "serial0",
-        "the VM's serial consoles, each on a unix socket (empty: none)",
+        "the VM's serial ports (objects with `serial_type`), each on a unix socket; the first \
+         is the console (empty: none)",
     ),
     KeyDoc::optional(
         "images",
@@ -317,6 +318,7 @@ pub fn keys_of(kind: &str) -> Option<&'static [KeyDoc]> {
         "nic" => NIC_KEYS,
         "redir" => REDIR_KEYS,
         "cdrom" => CDROM_KEYS,
+        "serial" => crate::serial::SERIAL_KEYS,
         "usb" => crate::usb::USB_KEYS,
         "usb_device" => crate::usb::USB_DEVICE_KEYS,
         "tools" => TOOL_KEYS,
@@ -334,6 +336,7 @@ pub const FAMILIES: &[(&str, &str, &[KeyDoc])] = &[
     ("vm", "nic", NIC_KEYS),
     ("vm", "redir", REDIR_KEYS),
     ("vm", "cdrom", CDROM_KEYS),
+    ("vm", "serial", crate::serial::SERIAL_KEYS),
     ("vm", "usb", crate::usb::USB_KEYS),
     ("vm", "usb_device", crate::usb::USB_DEVICE_KEYS),
     ("session", "vm", SESSION_KEYS),
@@ -393,7 +396,7 @@ mod tests {
     #[test]
     fn every_key_read_is_declared_and_every_declared_key_read() {
         const MD5: &str = "0123456789abcdef0123456789abcdef";
-        let variants: [&[(&str, &str)]; 4] = [
+        let variants: [&[(&str, &str)]; 5] = [
             &[
                 ("qemu_binary", "/usr/bin/qemu-system-x86_64"),
                 ("machine_type", "q35"),
@@ -505,6 +508,16 @@ mod tests {
                 ("usbdev_option_hostport", "3"),
                 ("usbdev_option_vendorid", "0627"),
                 ("usbdev_option_productid", "0001"),
+            ],
+            &[
+                ("serials", "s0 p1"),
+                ("serial_type_p1", "virtserialport"),
+                ("chardev_backend", "unix_socket"),
+                ("serial_name", "org.qemu.guest_agent.0"),
+                ("virtio_port_name_prefix", "port"),
+                ("serial_bus", "<new>"),
+                ("serial_nr", "1"),
+                ("virtio_serial_extra_params", "max_ports=4"),
             ],
         ];
         let mut read = std::collections::HashSet::new();

@@ -1,12 +1,14 @@
-//! Character devices: monitors (human and QMP), serial consoles and the test device, as unix
-//! sockets and files in the run dir.
+//! Character devices: monitors (human and QMP), serial ports (plain, PCI, virtio ports on
+//! virtio-serial buses) and the test device, as unix sockets and files in the run dir, with
+//! avocado-vt's ids (`qmp_id_NAME`, `hmp_id_NAME`, `chardev_NAME`, the port's device `NAME`).
 //!
 //! With `-chardev` and `-mon` every endpoint is a named chardev (`-chardev socket,id=…,path=…`),
 //! so paths are ordinary escaped option values; older binaries get the compact
 //! `-monitor unix:PATH,server,nowait` forms the seed used.
 
-use super::{qemu_id, Builder, Obj, Opts};
+use super::{pci, Builder, Obj, Opts};
 use crate::cmd::WordBuf;
+use spec::serial::SerialKind;
 use spec::types::MonitorKind;
 use spec::vm::VmSpec;
 
@@ -32,7 +34,7 @@ fn compat_unix(b: &Builder<'_>, file: &str) -> crate::cmd::Word {
 /// Every monitor of `monitors`.
 pub(super) fn monitors(b: &mut Builder<'_>, v: &VmSpec) {
     let modern = b.caps.has_chardev() && b.caps.has_option("mon");
-    for (i, m) in v.monitors.iter().enumerate() {
+    for m in &v.monitors {
         let file = crate::names::monitor_socket(&m.name);
         if m.kind == MonitorKind::Qmp && !b.caps.has_qmp() && !modern {
             b.unsupported(
@@ -43,7 +45,11 @@ pub(super) fn monitors(b: &mut Builder<'_>, v: &VmSpec) {
             continue;
         }
         if modern {
-            let id = qemu_id("mon", &m.name, i);
+            // avocado-vt's ids: tests address monitors' chardevs by them.
+            let id = match m.kind {
+                MonitorKind::Human => format!("hmp_id_{}", m.name),
+                MonitorKind::Qmp => format!("qmp_id_{}", m.name),
+            };
             socket_chardev(b, &id, &file);
             let mut o = Opts::new("");
             o.kv("chardev", &id);
@@ -66,21 +72,142 @@ pub(super) fn monitors(b: &mut Builder<'_>, v: &VmSpec) {
     }
 }
 
-/// Every serial console of `serials`.
+/// Every port of `serials`, as avocado-vt adds them: `-chardev socket,id=chardev_NAME,…` plus
+/// the guest side: `-device isa-serial,id=NAME,chardev=…` (or another plain model), a PCI
+/// serial card at the next PCI place (conventional), or a virtio port on a virtio-serial bus.
+/// A port goes on the latest bus with a free port number (1-31), a console always on a new
+/// bus (`virtio_serial_pciN`, placed like any virtio PCI device); `serial_bus`/`serial_nr`
+/// choose. Binaries without `-chardev` or the model: `-serial chardev:…`, or `-serial unix:…`
+/// before `-chardev` (a virtio port there is a problem).
 pub(super) fn serials(b: &mut Builder<'_>, v: &VmSpec) {
-    for (i, name) in v.serials.iter().enumerate() {
-        let file = crate::names::serial_socket(name);
-        if b.caps.has_chardev() {
-            let id = qemu_id("serial", name, i);
-            socket_chardev(b, &id, &file);
-            let mut w = WordBuf::new();
-            w.raw("chardev:").esc(id.as_bytes());
-            b.cmd.push2("-serial", w.finish());
-        } else {
-            let w = compat_unix(b, &file);
+    // virtio-serial buses created so far: (id, port numbers taken), oldest first.
+    let mut buses: Vec<(String, Vec<u32>)> = Vec::new();
+    for s in &v.serials {
+        let file = crate::names::serial_socket(&s.name);
+        let model = s.kind.model();
+        let has_model = b.caps.has_device() && b.caps.has_device_type(model);
+        if !b.caps.has_chardev() || !has_model {
+            if let SerialKind::VirtioPort { .. } | SerialKind::Pci(_) = s.kind {
+                b.unsupported(
+                    Obj::Sub("serial", &s.name),
+                    "serial_type",
+                    format!("QEMU {} has no {model} device", b.caps.version),
+                );
+                continue;
+            }
+            let w = if b.caps.has_chardev() {
+                let id = format!("chardev_{}", s.name);
+                socket_chardev(b, &id, &file);
+                let mut w = WordBuf::new();
+                w.raw("chardev:").esc(id.as_bytes());
+                w.finish()
+            } else {
+                compat_unix(b, &file)
+            };
             b.cmd.push2("-serial", w);
+            continue;
         }
+        let chardev = format!("chardev_{}", s.name);
+        socket_chardev(b, &chardev, &file);
+        let mut o = Opts::new(model);
+        o.kv("id", &s.name);
+        match &s.kind {
+            SerialKind::Plain(_) => {
+                o.kv("chardev", &chardev);
+            }
+            SerialKind::Pci(_) => {
+                o.kv("chardev", &chardev);
+                let obj = Obj::Sub("serial", &s.name);
+                if let Some(p) = pci::place(b, v, model, true, obj, "serial_type") {
+                    p.add_to(&mut o);
+                }
+            }
+            SerialKind::VirtioPort {
+                port_name,
+                bus,
+                nr,
+                bus_extra,
+                ..
+            } => {
+                let free = |taken: &[u32]| match nr {
+                    Some(n) => (!taken.contains(n)).then_some(*n),
+                    None => (1..32).find(|n| !taken.contains(n)),
+                };
+                let console = model == "virtconsole";
+                let found = match bus.as_deref() {
+                    Some("<new>") => None,
+                    Some(named) => buses.iter().position(|(id, _)| id == named),
+                    None if console => None,
+                    None => buses.iter().rposition(|(_, taken)| free(taken).is_some()),
+                };
+                let at = match (found, bus.as_deref()) {
+                    (Some(i), _) => i,
+                    (None, Some(named)) if named != "<new>" => {
+                        b.unsupported(
+                            Obj::Sub("serial", &s.name),
+                            "serial_bus",
+                            format!("no virtio-serial bus {named} was created before this port"),
+                        );
+                        continue;
+                    }
+                    _ => {
+                        let Some(id) = virtio_serial_bus(b, v, &s.name, buses.len(), bus_extra)
+                        else {
+                            continue;
+                        };
+                        buses.push((id, Vec::new()));
+                        buses.len() - 1
+                    }
+                };
+                let (bus_id, taken) = &mut buses[at];
+                let Some(n) = free(taken) else {
+                    b.unsupported(
+                        Obj::Sub("serial", &s.name),
+                        "serial_nr",
+                        format!(
+                            "port {} of virtio-serial bus {bus_id} is taken",
+                            nr.unwrap_or(0)
+                        ),
+                    );
+                    continue;
+                };
+                taken.push(n);
+                o.kv("name", port_name)
+                    .kv("chardev", &chardev)
+                    .kv("bus", &format!("{bus_id}.0"))
+                    .kv("nr", &n.to_string());
+            }
+        }
+        b.cmd.push2("-device", o.finish());
     }
+}
+
+/// A new virtio-serial bus device (`virtio_serial_pciN`); its id, or `None` (a problem).
+fn virtio_serial_bus(
+    b: &mut Builder<'_>,
+    v: &VmSpec,
+    port: &str,
+    index: usize,
+    extra: &[(String, Option<String>)],
+) -> Option<String> {
+    let model = "virtio-serial-pci";
+    if !b.caps.has_device_type(model) {
+        b.unsupported(
+            Obj::Sub("serial", port),
+            "serial_type",
+            format!("QEMU {} has no {model} device", b.caps.version),
+        );
+        return None;
+    }
+    let id = format!("virtio_serial_pci{index}");
+    let mut o = Opts::new(model);
+    o.kv("id", &id);
+    o.extra(extra);
+    if let Some(p) = pci::place(b, v, model, false, Obj::Sub("serial", port), "serial_type") {
+        p.add_to(&mut o);
+    }
+    b.cmd.push2("-device", o.finish());
+    Some(id)
 }
 
 /// `testdev = yes`: the old `testdev` device logging to a file, or its modern equivalent

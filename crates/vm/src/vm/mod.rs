@@ -334,7 +334,7 @@ impl Vm {
             .chain(
                 spec.serials
                     .iter()
-                    .map(|s| run.join(qemu_cmd::names::serial_socket(s))),
+                    .map(|s| run.join(qemu_cmd::names::serial_socket(&s.name))),
             )
             .collect()
     }

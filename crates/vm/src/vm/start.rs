@@ -78,7 +78,7 @@ impl Vm {
         };
         let run_dir = plan.run_dir();
         // The serial console first: with `wait=on` QEMU waits for it before anything else.
-        let serial = match spec.serials.first() {
+        let serial = match spec.serials.first().map(|s| &s.name) {
             Some(s) => Some(
                 ctx.open_serial(
                     &run_dir.join(qemu_cmd::names::serial_socket(s)),
