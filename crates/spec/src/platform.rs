@@ -419,9 +419,10 @@ fn read_rtc(r: &mut Reader<'_, '_>) -> Rtc {
 }
 
 fn read_boot(r: &mut Reader<'_, '_>) -> Boot {
-    let mut int = |key: &str, what: &str| {
+    // QEMU's bounds: a reboot timeout of -1 (never) to 65535 ms, a splash time up to 65535 ms.
+    let mut int = |key: &str, min: i64, what: &str| {
         let v = r.str(key)?;
-        if v.parse::<i64>().is_ok() {
+        if v.parse::<i64>().is_ok_and(|n| (min..=65535).contains(&n)) {
             Some(v.to_string())
         } else {
             r.problem(
@@ -433,8 +434,12 @@ fn read_boot(r: &mut Reader<'_, '_>) -> Boot {
             None
         }
     };
-    let reboot_timeout = int("boot_reboot_timeout", "milliseconds (-1: no reboot)");
-    let splash_time = int("boot_splash_time", "milliseconds");
+    let reboot_timeout = int(
+        "boot_reboot_timeout",
+        -1,
+        "milliseconds from 0 to 65535, or -1 (no reboot)",
+    );
+    let splash_time = int("boot_splash_time", 0, "milliseconds from 0 to 65535");
     Boot {
         menu: r.string("boot_menu"),
         order: r.string("boot_order"),
@@ -620,6 +625,8 @@ pub(crate) mod tests {
             ("rtc_drift", "fast"),
             ("rtc_base", "yesterday"),
             ("boot_splash_time", "long"),
+            ("boot_splash_time", "70000"),
+            ("boot_reboot_timeout", "-2"),
             ("msg_timestamp", "maybe"),
         ] {
             assert_eq!(
