@@ -76,7 +76,7 @@ pub const VM_KEYS: &[KeyDoc] = &[
     KeyDoc::optional(
         "nics",
         "the VM's NICs (objects with the NIC keys; unset: none given, QEMU's default NIC \
-         unless `nodefaults`)",
+         only with `defaults = yes` or `nodefaults = no`)",
     ),
     KeyDoc::optional(
         "redirs",
@@ -101,7 +101,10 @@ pub const VM_KEYS: &[KeyDoc] = &[
         "display",
         "vnc, sdl, nographic or none (unset: QEMU's default display)",
     ),
-    KeyDoc::optional("vga", "`-vga` card (unset: QEMU's default)"),
+    KeyDoc::optional(
+        "vga",
+        "`-vga` card (unset: none under `-nodefaults`, else QEMU's default)",
+    ),
     KeyDoc::optional(
         "uuid",
         "the machine UUID, or `random` for a fresh one per start (unset: none)",

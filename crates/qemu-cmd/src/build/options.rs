@@ -228,3 +228,96 @@ pub(super) fn qemu_options(b: &mut Builder<'_>, v: &VmSpec) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsString;
+
+    use crate::{cmdline, Capabilities, Params, RunPlan};
+
+    fn caps(name: &str) -> Capabilities {
+        let path = format!(
+            "{}/../../fixtures/qemu-caps/{name}.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        Capabilities::load(path).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn params(pairs: &[(&str, &str)]) -> Params {
+        let mut p = Params::new();
+        for (k, v) in pairs {
+            p.insert(*k, *v);
+        }
+        p
+    }
+
+    #[test]
+    fn the_prefix_heads_argv_and_the_command_runs_it() {
+        let p = params(&[
+            ("qemu_binary", "/usr/bin/qemu-system-x86_64"),
+            ("serials", ""),
+            ("qemu_command_prefix", "taskset -c '1,2'"),
+            ("malloc_perturb", "yes"),
+        ]);
+        let cmd = cmdline(&p, &caps("qemu-7.2"), &RunPlan::dry()).unwrap_or_else(|e| panic!("{e}"));
+        let argv = cmd.argv();
+        let head: Vec<OsString> = ["taskset", "-c", "1,2", "/usr/bin/qemu-system-x86_64"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        assert_eq!(argv[..4], head[..]);
+        assert_eq!(cmd.program(), "/usr/bin/qemu-system-x86_64");
+        let c = cmd.command();
+        assert_eq!(c.get_program(), "taskset");
+        let args: Vec<_> = c.get_args().collect();
+        assert_eq!(args.len(), argv.len() - 1);
+        assert_eq!(args[2], "/usr/bin/qemu-system-x86_64");
+        assert!(c
+            .get_envs()
+            .any(|(k, v)| k == "MALLOC_PERTURB_" && v == Some("1".as_ref())));
+    }
+
+    #[test]
+    fn nodefaults_by_default_is_silent_where_the_binary_lacks_it_explicit_is_a_problem() {
+        let old = caps("qemu-0.10-pre-device");
+        let p = params(&[("serials", "")]);
+        let cmd = cmdline(&p, &old, &RunPlan::dry()).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!cmd.words().any(|w| w.stable() == "-nodefaults"));
+        let p = params(&[("serials", ""), ("defaults", "no")]);
+        let err = cmdline(&p, &old, &RunPlan::dry()).err();
+        assert_eq!(
+            err.map(|e| e.problems()[0].key.clone()).as_deref(),
+            Some("defaults")
+        );
+        let cmd = cmdline(
+            &params(&[("serials", "")]),
+            &caps("qemu-7.2"),
+            &RunPlan::dry(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(cmd.words().any(|w| w.stable() == "-nodefaults"));
+    }
+
+    #[test]
+    fn boot_follows_the_machine() {
+        // Machine names as avocado-vt spells them, not checked against the binary's list here.
+        let mut c = caps("qemu-7.2");
+        c.machines.clear();
+        let boot = |machine: &str| {
+            let p = params(&[
+                ("serials", ""),
+                ("machine_type", machine),
+                ("boot_order", "cdn"),
+            ]);
+            let mut cmd = cmdline(&p, &c, &RunPlan::dry())
+                .map(|c| c.words().map(|w| w.stable()).collect::<Vec<_>>())
+                .unwrap_or_default();
+            let at = cmd.iter().position(|w| w == "-boot");
+            at.map(|i| cmd.remove(i + 1))
+        };
+        assert_eq!(boot("pc").as_deref(), Some("order=cdn"));
+        assert_eq!(boot("s390-ccw-virtio").as_deref(), Some("strict=on"));
+        assert_eq!(boot("arm64-pci:virt"), None, "ARM boots by bootindex");
+        assert_eq!(boot("riscv64-mmio:virt"), None);
+    }
+}
