@@ -133,13 +133,16 @@ impl Opt {
     }
 }
 
-/// A complete QEMU invocation: environment additions, program and options.
+/// A complete QEMU invocation: environment additions, a command prefix (`valgrind`,
+/// `taskset -c 1`…), program and options.
 ///
 /// Nothing here runs anything: hand [`QemuCommand::command`] (or [`QemuCommand::argv`] and
 /// [`QemuCommand::env`]) to whatever spawns processes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QemuCommand {
     pub(crate) env: Vec<(String, String)>,
+    /// argv words before the program (`qemu_command_prefix`).
+    pub(crate) prefix: Vec<Word>,
     pub(crate) program: Word,
     pub(crate) options: Vec<Opt>,
 }
@@ -148,6 +151,7 @@ impl QemuCommand {
     pub(crate) fn new(program: Word) -> QemuCommand {
         QemuCommand {
             env: Vec::new(),
+            prefix: Vec::new(),
             program,
             options: Vec::with_capacity(48),
         }
@@ -172,14 +176,21 @@ impl QemuCommand {
         });
     }
 
-    /// Variables to set in the child's environment (`DISPLAY` from `x11_display`).
+    /// Variables to set in the child's environment (`DISPLAY` from `x11_display`,
+    /// `MALLOC_PERTURB_`, `QEMU_AUDIO_DRV`).
     pub fn env(&self) -> &[(String, String)] {
         &self.env
     }
 
-    /// The program to run.
+    /// The QEMU program (run through [`QemuCommand::prefix`] when there is one).
     pub fn program(&self) -> &OsStr {
         self.program.as_os_str()
+    }
+
+    /// The argv words before the QEMU program (`qemu_command_prefix`); empty when QEMU runs
+    /// directly.
+    pub fn prefix(&self) -> impl Iterator<Item = &OsStr> + '_ {
+        self.prefix.iter().map(Word::as_os_str)
     }
 
     /// The options, grouped as displayed.
@@ -194,9 +205,10 @@ impl QemuCommand {
             .collect()
     }
 
-    /// The whole argv, program first.
+    /// The whole argv: the prefix words (if any), then the program, then the arguments.
     pub fn argv(&self) -> Vec<OsString> {
-        let mut v = Vec::with_capacity(self.options.len() * 2 + 1);
+        let mut v = Vec::with_capacity(self.options.len() * 2 + 1 + self.prefix.len());
+        v.extend(self.prefix().map(OsStr::to_os_string));
         v.push(self.program.as_os_str().to_os_string());
         v.extend(self.args());
         v
@@ -228,11 +240,19 @@ impl QemuCommand {
         }
     }
 
-    /// A `std::process::Command` with this program, argv and environment (not spawned).
+    /// A `std::process::Command` with this argv (prefix first) and environment (not spawned).
     pub fn command(&self) -> std::process::Command {
+        let (program, prefix_rest) = match self.prefix.split_first() {
+            Some((first, rest)) => (first, rest),
+            None => (&self.program, &[][..]),
+        };
         // The `Command` is handed to the caller (the `vm` crate spawns it), not run here.
         #[allow(clippy::disallowed_methods)]
-        let mut c = std::process::Command::new(self.program());
+        let mut c = std::process::Command::new(program.as_os_str());
+        c.args(prefix_rest.iter().map(Word::as_os_str));
+        if !self.prefix.is_empty() {
+            c.arg(self.program());
+        }
         c.args(self.args());
         for (k, v) in &self.env {
             c.env(k, v);
@@ -256,7 +276,13 @@ impl QemuCommand {
         for (k, v) in &self.env {
             lines.push(format!("{}={}", k, render::shell_quote(v)));
         }
-        lines.push(render::shell_quote(&text(&self.program)).into_owned());
+        let head: Vec<String> = self
+            .prefix
+            .iter()
+            .chain(std::iter::once(&self.program))
+            .map(|w| render::shell_quote(&text(w)).into_owned())
+            .collect();
+        lines.push(head.join(" "));
         for o in &self.options {
             let parts: Vec<String> = o
                 .words

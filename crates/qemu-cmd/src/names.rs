@@ -16,6 +16,22 @@ pub fn serial_socket(name: &str) -> String {
     format!("serial-{name}.sock")
 }
 
+/// The chardev id of SeaBIOS's log (`enable_debugcon`), as avocado-vt names it (without its
+/// instance suffix: the run dir is the VM's own).
+pub const SEABIOS_LOG_ID: &str = "seabioslog_id";
+
+/// The unix socket of SeaBIOS's log in the run directory (QEMU listens, nobody has to connect).
+pub const SEABIOS_LOG_SOCKET: &str = "seabios.sock";
+
+/// The chardev id of the anaconda log port (`anaconda_log`).
+pub const ANACONDA_LOG_ID: &str = "anacondalog_chardev";
+
+/// The unix socket of the anaconda log port in the run directory.
+pub const ANACONDA_LOG_SOCKET: &str = "anaconda.sock";
+
+/// The `-device` id of the pvpanic device (`enable_pvpanic`).
+pub const PVPANIC_ID: &str = "pvpanic";
+
 /// The unix socket an incoming `unix:` migration listens on, in the run directory.
 pub const MIGRATION_SOCKET: &str = "migration.sock";
 

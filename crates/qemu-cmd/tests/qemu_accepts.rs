@@ -37,7 +37,54 @@ struct Case {
     nic_model: &'static str,
     disk: &'static str,
     cdrom: &'static str,
+    /// More params (the platform cases).
+    extra: &'static [(&'static str, &'static str)],
 }
+
+/// avocado-vt's base.cfg platform and each device and option of `platform.cfg` this QEMU
+/// has, on pc.
+const PLATFORM_PC: &[(&str, &str)] = &[
+    ("qemu_stop", "on"),
+    ("defaults", "no"),
+    ("catch_monitor", "catch_monitor"),
+    ("monitor_type_catch_monitor", "qmp"),
+    ("enable_pvpanic", "yes"),
+    ("vm_arch_name", "x86_64"),
+    ("ioport_pvpanic", "0x505"),
+    ("vmcoreinfo", "yes"),
+    ("enable_debugcon", "yes"),
+    ("anaconda_log", "yes"),
+    ("isa_debugexit", "yes"),
+    ("enable_watchdog", "yes"),
+    ("watchdog_device_type", "i6300esb"),
+    ("watchdog_action", "pause"),
+    ("rtc_base", "utc"),
+    ("rtc_clock", "host"),
+    ("rtc_drift", "slew"),
+    ("boot_menu", "off"),
+    ("boot_order", "cdn"),
+    ("boot_once", "c"),
+    ("boot_strict", "off"),
+    ("boot_reboot_timeout", "1000"),
+    ("msg_timestamp", "on"),
+    ("realtime_mlock", "off"),
+    ("keyboard_layout", "en-us"),
+];
+
+/// The q35 forms: the ICH9 TCO watchdog, pvpanic events, the sandbox, `-overcommit cpu-pm`.
+const PLATFORM_Q35: &[(&str, &str)] = &[
+    ("qemu_stop", "on"),
+    ("enable_pvpanic", "yes"),
+    ("vm_arch_name", "x86_64"),
+    ("ioport_pvpanic", "0x505"),
+    ("events_pvpanic", "1"),
+    ("enable_watchdog", "yes"),
+    ("watchdog_device_type", "itco"),
+    ("qemu_sandbox", "on"),
+    ("qemu_sandbox_spawn", "allow"),
+    ("cpu-pm", "off"),
+    ("boot_splash_time", "0"),
+];
 
 fn params(dir: &Path, qemu: &Path, c: &Case) -> Params {
     let mut p = Params::new();
@@ -74,6 +121,9 @@ fn params(dir: &Path, qemu: &Path, c: &Case) -> Params {
         ("disable_hpet", "yes"),
     ] {
         p.insert(k, v);
+    }
+    for (k, v) in c.extra {
+        p.insert(*k, *v);
     }
     // A literal comma in a path must survive QEMU's option parsing.
     p.insert("image_name_image1", "disk,1");
@@ -142,7 +192,9 @@ fn run_case(qemu: &Path, caps: &Capabilities, c: &Case) -> Result<(), String> {
     };
     let mut cmd = build(&spec, &plan, caps).map_err(|e| e.to_string())?;
     cmd.set_program(qemu);
-    cmd.push_args(["-S"]);
+    if !spec.platform.stop {
+        cmd.push_args(["-S"]);
+    }
     let shown = cmd.render();
     let mut command = cmd.command();
     command
@@ -246,6 +298,7 @@ fn installed_qemu_accepts_generated_argv() {
             nic_model: nic,
             disk,
             cdrom,
+            extra: &[],
         });
     }
     // SATA: the controller the builder adds on pc, the ICH9's built-in one on q35 (shared with
@@ -258,6 +311,7 @@ fn installed_qemu_accepts_generated_argv() {
                 nic_model: "e1000",
                 disk,
                 cdrom: "ahci",
+                extra: &[],
             });
         }
     }
@@ -270,8 +324,34 @@ fn installed_qemu_accepts_generated_argv() {
                     nic_model: "e1000",
                     disk,
                     cdrom,
+                    extra: &[],
                 });
             }
+        }
+    }
+    // avocado-vt's platform devices and global options, where this QEMU has them all.
+    let platform_devices = [
+        "pvpanic",
+        "vmcoreinfo",
+        "isa-debugcon",
+        "isa-debug-exit",
+        "i6300esb",
+        "virtio-serial-pci",
+        "virtserialport",
+    ];
+    let platform_options = ["sandbox", "rtc", "boot", "msg", "overcommit", "k"];
+    if platform_devices.iter().all(|d| caps.has_device_type(d))
+        && platform_options.iter().all(|o| caps.has_option(o))
+    {
+        for (machine, extra) in [("pc", PLATFORM_PC), ("q35", PLATFORM_Q35)] {
+            cases.push(Case {
+                label: format!("{machine}: avocado-vt's platform devices and options"),
+                machine,
+                nic_model: "e1000",
+                disk: "virtio",
+                cdrom: if machine == "q35" { "ahci" } else { "ide" },
+                extra,
+            });
         }
     }
     assert!(cases.len() >= 6, "this QEMU lacks the common models");

@@ -9,6 +9,8 @@
 //!
 //! * [`vm`]: the VM's hardware, owned ([`VmSpec`] with its images, CD-ROMs, NICs, monitors,
 //!   redirs) with the `file:line` of every value ([`Origins`]).
+//! * [`platform`]: avocado-vt's global options and ISA platform devices ([`PlatformSpec`]:
+//!   `-S`, `-nodefaults`, `-sandbox`, `-rtc`, `-boot`, pvpanic, the SeaBIOS log, the watchdog…).
 //! * [`vm_keys`]: the VM family's key declarations per object kind, and [`vm_keys::FAMILIES`],
 //!   every family's table (rendered as the key reference in `src/snapshots/`).
 //! * [`read`]: how a family is read: [`read::Reader`] over zero-copy per-object params
@@ -33,6 +35,7 @@ pub mod keys;
 pub mod opts;
 pub mod origins;
 pub mod pci;
+pub mod platform;
 pub mod problem;
 pub mod process;
 pub mod read;
@@ -48,6 +51,7 @@ pub mod vm_keys;
 pub use keys::{KeyDoc, Keys};
 pub use origins::Origins;
 pub use pci::PciSpec;
+pub use platform::PlatformSpec;
 pub use problem::{into_result, sort_problems, Problem, ProblemKind, SpecError};
 pub use process::{ImageProcessing, Processing, Teardown, VmProcessing, PROCESS_KEYS};
 pub use read::{FlatParams, ObjParams, Src};

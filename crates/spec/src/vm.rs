@@ -14,6 +14,7 @@
 use params::Params;
 
 use crate::origins::Origins;
+use crate::platform::PlatformSpec;
 use crate::read::{Findings, ObjParams, Reader};
 
 use crate::opts::split_opt_list;
@@ -429,8 +430,6 @@ pub struct VmSpec {
     pub accel: Option<Accel>,
     /// The CPU: `cpu_model` (else `default_cpu_model`) and its flags.
     pub cpu: Option<CpuSpec>,
-    /// `nodefaults`.
-    pub nodefaults: bool,
     /// `mem`.
     pub mem: Option<MemSize>,
     /// `smp` and `vcpu_*`.
@@ -482,6 +481,9 @@ pub struct VmSpec {
     pub extra_params: Vec<String>,
     /// `x11_display`: `DISPLAY` for the child.
     pub x11_display: Option<String>,
+    /// avocado-vt's global options and platform devices (`-S`, `-nodefaults`, `-rtc`, `-boot`,
+    /// pvpanic, the SeaBIOS log, the watchdog…).
+    pub platform: PlatformSpec,
     /// Where each value read came from.
     pub origins: Origins,
 }
@@ -518,8 +520,17 @@ impl VmSpec {
             cores: r.num("vcpu_cores", "a core count"),
             threads: r.num("vcpu_threads", "a thread count"),
         });
-        let monitors = r
-            .objects("monitors")
+        let mut monitor_names = r.objects("monitors");
+        // avocado-vt's second QMP monitor (its screendump and register threads' own).
+        if let Some(c) = r.str("catch_monitor") {
+            if c.split_whitespace().count() != 1 {
+                let expected = "a monitor name (one word)".into();
+                r.problem("catch_monitor", ProblemKind::Invalid { expected });
+            } else if !monitor_names.contains(&c) {
+                monitor_names.push(c);
+            }
+        }
+        let monitors = monitor_names
             .into_iter()
             .map(|name| {
                 let mut m = r.child("monitor", name);
@@ -605,7 +616,6 @@ impl VmSpec {
             machine_type: r.string("machine_type"),
             accel: r.parse("vm_accelerator"),
             cpu: read_cpu(&mut r),
-            nodefaults: r.bool("nodefaults", false),
             mem: r.parse("mem"),
             smp,
             monitors,
@@ -635,6 +645,7 @@ impl VmSpec {
             pci,
             extra_params,
             x11_display: r.string("x11_display"),
+            platform: PlatformSpec::read(&mut r),
             origins: Origins::default(),
         };
         spec.origins = std::mem::take(&mut found.origins);

@@ -42,7 +42,6 @@ pub const VM_KEYS: &[KeyDoc] = &[
     ),
     KeyDoc::optional("cpu_model_vendor", "`vendor=` of `-cpu`"),
     KeyDoc::optional("cpu_family", "`family=` of `-cpu`"),
-    KeyDoc::with_default("nodefaults", "no", "`-nodefaults`: no default devices"),
     KeyDoc::optional("usbs", "the VM's USB controllers (objects with `usb_type`)"),
     KeyDoc::optional(
         "usb_devices",
@@ -61,6 +60,11 @@ pub const VM_KEYS: &[KeyDoc] = &[
         "vga_use_legacy_expression",
         "no",
         "yes: `-vga TYPE` instead of the display adapter's `-device`",
+    ),
+    KeyDoc::optional(
+        "nodefaults",
+        "kvmtest's key: yes gives `-nodefaults`, no leaves it out (unset: `defaults` decides; \
+         both set must agree)",
     ),
     KeyDoc::optional(
         "mem",
@@ -92,7 +96,7 @@ pub const VM_KEYS: &[KeyDoc] = &[
     KeyDoc::optional(
         "nics",
         "the VM's NICs (objects with the NIC keys; unset: none given, QEMU's default NIC \
-         unless `nodefaults`)",
+         only with `defaults = yes` or `nodefaults = no`)",
     ),
     KeyDoc::optional(
         "redirs",
@@ -117,12 +121,137 @@ pub const VM_KEYS: &[KeyDoc] = &[
         "display",
         "vnc, sdl, nographic or none (unset: QEMU's default display)",
     ),
-    KeyDoc::optional("vga", "`-vga` card (unset: QEMU's default)"),
+    KeyDoc::optional(
+        "vga",
+        "`-vga` card (unset: none under `-nodefaults`, else QEMU's default)",
+    ),
     KeyDoc::optional(
         "uuid",
         "the machine UUID, or `random` for a fresh one per start (unset: none)",
     ),
     KeyDoc::with_default("testdev", "no", "the testdev ISA device"),
+    // avocado-vt's global options and platform devices (`platform.rs`).
+    KeyDoc::with_default(
+        "qemu_stop",
+        "on",
+        "on: `-S`, QEMU starts with the CPUs stopped; the VM layer sends `cont` once its \
+         monitors are connected (a migration destination is resumed by the migration)",
+    ),
+    KeyDoc::with_default(
+        "qemu_preconfig",
+        "off",
+        "on: `--preconfig`; the VM layer sends `x-exit-preconfig` once its monitors are connected",
+    ),
+    KeyDoc::optional(
+        "qemu_command_prefix",
+        "argv words before the QEMU binary (`valgrind`, `taskset -c 1`), split as a shell \
+         splits words, never run by a shell",
+    ),
+    KeyDoc::with_default(
+        "malloc_perturb",
+        "no",
+        "yes: `MALLOC_PERTURB_=1` in QEMU's environment",
+    ),
+    KeyDoc::optional("qemu_audio_drv", "`QEMU_AUDIO_DRV` in QEMU's environment"),
+    KeyDoc::with_default(
+        "defaults",
+        "no",
+        "yes: QEMU's default devices; anything else: `-nodefaults` (unset: `nodefaults` \
+         decides, else `-nodefaults` where the binary has it)",
+    ),
+    KeyDoc::with_default("defconfig", "yes", "no: `-nodefconfig`"),
+    KeyDoc::optional("qemu_sandbox", "on or off: `-sandbox` (unset: none)"),
+    KeyDoc::optional(
+        "qemu_sandbox_elevateprivileges",
+        "`elevateprivileges=` of `-sandbox` (with `qemu_sandbox = on`, unset: deny)",
+    ),
+    KeyDoc::optional(
+        "qemu_sandbox_obsolete",
+        "`obsolete=` of `-sandbox` (with `qemu_sandbox = on`, unset: deny)",
+    ),
+    KeyDoc::optional(
+        "qemu_sandbox_resourcecontrol",
+        "`resourcecontrol=` of `-sandbox` (with `qemu_sandbox = on`, unset: deny)",
+    ),
+    KeyDoc::optional(
+        "qemu_sandbox_spawn",
+        "`spawn=` of `-sandbox` (with `qemu_sandbox = on`, unset: deny)",
+    ),
+    KeyDoc::optional("msg_timestamp", "on or off: `-msg timestamp=`"),
+    KeyDoc::optional(
+        "realtime_mlock",
+        "`-overcommit mem-lock=` (on, off, on-fault), or `-realtime mlock=` before `-overcommit`",
+    ),
+    KeyDoc::optional("cpu-pm", "on or off: `-overcommit cpu-pm=`"),
+    KeyDoc::optional("keyboard_layout", "`-k` layout (en-us, de…)"),
+    KeyDoc::with_default(
+        "enable_pvpanic",
+        "no",
+        "yes: the pvpanic device (ISA `pvpanic`; `pvpanic-pci` for aarch64 guests)",
+    ),
+    KeyDoc::optional(
+        "vm_arch_name",
+        "the guest architecture; `aarch64` makes pvpanic `pvpanic-pci` (unset: the host's)",
+    ),
+    KeyDoc::optional(
+        "ioport_pvpanic",
+        "`ioport=` of the ISA pvpanic (0x505 in machines.cfg)",
+    ),
+    KeyDoc::optional("events_pvpanic", "`events=` of the ISA pvpanic"),
+    KeyDoc::with_default("vmcoreinfo", "no", "yes: the vmcoreinfo device"),
+    KeyDoc::with_default(
+        "enable_debugcon",
+        "no",
+        "yes: SeaBIOS's log, `isa-debugcon` at 0x402 on a socket in the run dir",
+    ),
+    KeyDoc::with_default(
+        "anaconda_log",
+        "no",
+        "yes: a virtio-serial port `org.fedoraproject.anaconda.log.0` on a socket in the run dir",
+    ),
+    KeyDoc::with_default("isa_debugexit", "no", "yes: the isa-debug-exit device"),
+    KeyDoc::with_default("isa_debugexit_iobase", "0xf4", "its `iobase=`"),
+    KeyDoc::with_default("isa_debugexit_iosize", "0x04", "its `iosize=`"),
+    KeyDoc::with_default(
+        "enable_watchdog",
+        "no",
+        "yes: `-watchdog-action` and the `watchdog_device_type` device",
+    ),
+    KeyDoc::optional(
+        "watchdog_device_type",
+        "i6300esb, ib700, diag288… or itco (q35's TCO: `-global ICH9-LPC.noreboot=off`); \
+         unset: only the action",
+    ),
+    KeyDoc::with_default(
+        "watchdog_action",
+        "reset",
+        "reset, shutdown, poweroff, pause, debug, none or inject-nmi",
+    ),
+    KeyDoc::with_default(
+        "enable_sga",
+        "no",
+        "yes: the sga (serial graphics adapter) device",
+    ),
+    KeyDoc::optional(
+        "rtc_base",
+        "`-rtc base=`: utc, localtime or a date (base.cfg: utc)",
+    ),
+    KeyDoc::optional(
+        "rtc_clock",
+        "`-rtc clock=`: host, rt or vm (base.cfg: host)",
+    ),
+    KeyDoc::optional("rtc_drift", "`-rtc driftfix=`: none or slew"),
+    KeyDoc::optional("boot_menu", "`-boot menu=` (base.cfg: off)"),
+    KeyDoc::optional("boot_order", "`-boot order=` (base.cfg: cdn)"),
+    KeyDoc::optional("boot_once", "`-boot once=` (base.cfg: c)"),
+    KeyDoc::optional("boot_strict", "`-boot strict=` (base.cfg: off)"),
+    KeyDoc::optional("boot_reboot_timeout", "`-boot reboot-timeout=` (ms)"),
+    KeyDoc::optional("boot_splash_time", "`-boot splash-time=` (ms)"),
+    KeyDoc::optional(
+        "catch_monitor",
+        "a monitor appended to `monitors` when not already listed (avocado-vt's second QMP \
+         monitor, `catch_monitor` in base.cfg)",
+    ),
     KeyDoc::with_default("disable_hpet", "no", "`-no-hpet`"),
     KeyDoc::with_default(
         "pci_assignable",
@@ -396,7 +525,8 @@ mod tests {
     #[test]
     fn every_key_read_is_declared_and_every_declared_key_read() {
         const MD5: &str = "0123456789abcdef0123456789abcdef";
-        let variants: [&[(&str, &str)]; 5] = [
+        let variants: [&[(&str, &str)]; 6] = [
+            crate::platform::tests::ALL_KEYS,
             &[
                 ("qemu_binary", "/usr/bin/qemu-system-x86_64"),
                 ("machine_type", "q35"),

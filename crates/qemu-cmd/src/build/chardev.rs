@@ -13,7 +13,7 @@ use spec::types::MonitorKind;
 use spec::vm::VmSpec;
 
 /// A unix-socket chardev in the run dir: `-chardev socket,id=ID,path=RUN/FILE,server=on,wait=off`.
-fn socket_chardev(b: &mut Builder<'_>, id: &str, file: &str) {
+pub(super) fn socket_chardev(b: &mut Builder<'_>, id: &str, file: &str) {
     let mut o = Opts::new("socket");
     o.kv("id", id);
     o.kv_with("path", |w| b.run_file(w, file, true));

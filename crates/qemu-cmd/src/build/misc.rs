@@ -16,7 +16,7 @@ pub(super) fn name(b: &mut Builder<'_>, v: &VmSpec) {
     b.cmd.push2("-name", w);
 }
 
-/// `-machine`/`-M`, `-accel`/`-enable-kvm`, `-cpu`, `-nodefaults`.
+/// `-machine`/`-M`, `-accel`/`-enable-kvm`, `-cpu` (`-nodefaults`: `options::defaults`).
 pub(super) fn machine(b: &mut Builder<'_>, v: &VmSpec) {
     let caps = b.caps;
     if let Some(m) = v.machine_type.as_deref() {
@@ -85,13 +85,6 @@ pub(super) fn machine(b: &mut Builder<'_>, v: &VmSpec) {
                     ),
                 },
             ),
-        }
-    }
-    if v.nodefaults {
-        if caps.has_option("nodefaults") {
-            b.cmd.flag("-nodefaults");
-        } else {
-            b.unsupported(Obj::Vm, "nodefaults", "no -nodefaults option".into());
         }
     }
 }

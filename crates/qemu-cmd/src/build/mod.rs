@@ -1,9 +1,11 @@
 //! The builder: a [`VmSpec`] plus [`Capabilities`] plus a [`RunContext`] → [`QemuCommand`].
 //!
 //! One function per QEMU option family, in the submodules, each taking the typed view and asking
-//! the capabilities what this binary accepts. Options are emitted in avocado-vt's order (name,
-//! machine, memory and CPUs, monitors, serials, disks, NICs, CD-ROMs, boot files and kernel,
-//! redirs, display, uuid, testdev, HPET, PCI assignment, extra params), `-incoming` last:
+//! the capabilities what this binary accepts. Options are emitted in avocado-vt's order
+//! (environment and command prefix, `-S`, name, sandbox, machine, `-nodefaults`, watchdog,
+//! memory and CPUs, monitors, pvpanic, serials, SeaBIOS log, disks, NICs, CD-ROMs, boot files
+//! and kernel, redirs, display, uuid, testdev, debug-exit, HPET, `-rtc`, `-boot`, PCI
+//! assignment, extra params, sga, `-msg`/`-overcommit`/`-k`), `-incoming` last:
 //! PCI slots are handed out in that order, so the same order gives the same addresses.
 //! What the binary cannot do is a [`ProblemKind::Unsupported`] problem, collected with the
 //! view's own problems so a variant reports everything at once. Nothing here does I/O.
@@ -12,7 +14,9 @@ mod chardev;
 mod disk;
 mod misc;
 mod net;
+mod options;
 mod pci;
+mod platform;
 mod usb;
 mod vga;
 
@@ -150,21 +154,25 @@ impl<'c> Builder<'c> {
     }
 
     fn all(&mut self, v: &VmSpec) {
-        if let Some(d) = &v.x11_display.as_deref() {
-            self.cmd.env.push(("DISPLAY".into(), d.to_string()));
-        }
+        options::env_prefix(self, v);
         self.check_plan(v);
         let mut prog = WordBuf::new();
         self.path(&mut prog, &v.qemu_binary, false);
         self.cmd.program = prog.finish();
         // avocado-vt's order (`VM.make_create_command`): PCI addresses are handed out in it.
+        options::stop(self, v);
         misc::name(self, v);
+        options::sandbox(self, v);
         misc::machine(self, v);
         pci::machine_devices(self);
+        options::defaults(self, v);
         vga::vga(self, v);
+        platform::watchdog(self, v);
         misc::mem_smp(self, v);
         chardev::monitors(self, v);
+        platform::pvpanic_vmcoreinfo(self, v);
         chardev::serials(self, v);
+        platform::logs(self, v);
         usb::usb(self, v);
         disk::images(self, v);
         net::nics(self, v);
@@ -174,9 +182,14 @@ impl<'c> Builder<'c> {
         misc::display(self, v);
         misc::uuid(self, v);
         chardev::testdev(self, v);
+        platform::debugexit(self, v);
         misc::hpet(self, v);
+        options::rtc(self, v);
+        options::boot(self, v);
         misc::pci(self, v);
         misc::extra(self, v);
+        platform::sga(self, v);
+        options::qemu_options(self, v);
         pci::extra_root_ports(self, v);
         misc::incoming(self, v);
     }

@@ -139,9 +139,10 @@ impl Vm {
             }
             self.qmp_exec("migrate", json!({"uri": uri})).await?;
             self.wait_migration(&uri, timeout).await?;
-            if offline {
-                // The guest was paused: the destination stays paused once it has loaded the
-                // state (it leaves `inmigrate`); then it is resumed.
+            if offline || dest.setup.spec.platform.stop {
+                // The guest was paused, or the destination was started with `-S`: it stays
+                // paused once it has loaded the state (it leaves `inmigrate`); then it is
+                // resumed.
                 dest.wait_status(&in_uri, timeout, |st| st != "inmigrate")
                     .await?;
                 dest.qmp_exec("cont", json!({})).await?;

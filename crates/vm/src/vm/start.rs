@@ -128,6 +128,15 @@ impl Vm {
         } else {
             None
         };
+        // `--preconfig` waits for the machine to be built, `-S` for its CPUs to be started:
+        // both are avocado-vt's start-up handshake, done here once the monitors are up. A
+        // migration destination is resumed by the migration instead.
+        if spec.platform.preconfig {
+            ctx.qmp_step(&qmp, "x-exit-preconfig").await?;
+        }
+        if spec.platform.stop && plan.incoming().is_none() {
+            ctx.qmp_step(&qmp, "cont").await?;
+        }
         log.line(&format!(
             "VM alive: pid {}, monitors connected in {}, redirs {redirs:?}, vnc port {vnc_port:?}",
             process.pid(),
@@ -275,6 +284,19 @@ impl Starting<'_> {
             HmpClient::connect_unix(socket, cfg.clone())
         })
         .await
+    }
+
+    /// Runs a start-up QMP command without arguments (`cont`, `x-exit-preconfig`).
+    async fn qmp_step(&mut self, qmp: &QmpClient, command: &str) -> Result<(), Error> {
+        qmp.execute(command, json!({}))
+            .await
+            .map_err(|source| Error::Monitor {
+                vm: self.name.into(),
+                what: format!("starting the guest ({command})"),
+                source: Box::new(source),
+            })?;
+        self.log.line(&format!("QMP {command}: done"));
+        Ok(())
     }
 
     /// Reads the VNC server's port back (`query-vnc`'s `service`): QEMU chose the display.
