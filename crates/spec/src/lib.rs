@@ -31,6 +31,7 @@
 //! * [`test`]: which test a variant runs (`type`) and on which VM (`main_vm`): [`TestTarget`].
 //! * [`problem`]: [`Problem`], [`ProblemKind`], [`SpecError`].
 
+pub mod image;
 pub mod keys;
 pub mod opts;
 pub mod origins;

@@ -266,6 +266,22 @@ cfg_enum!(
         VirtioBlkPci = "virtio-blk-pci",
         /// SATA: `ide-hd` on an AHCI controller (q35's built-in one, else an added `ahci`).
         Ahci = "ahci",
+        /// `scsi-block`: a host SCSI block device passed through behind an HBA.
+        ScsiBlock = "scsi-block",
+        /// `scsi-generic`: a host SCSI generic device (`/dev/sgN`) behind an HBA.
+        ScsiGeneric = "scsi-generic",
+        /// USB 1 storage (`usb-storage` on a UHCI bus).
+        Usb1 = "usb1",
+        /// USB 2 storage (`usb-storage` on an EHCI bus).
+        Usb2 = "usb2",
+        /// USB 3 storage (`usb-storage` on an XHCI bus).
+        Usb3 = "usb3",
+        /// An emulated NVMe controller (`nvme`, needs `drive_serial`).
+        Nvme = "nvme",
+        /// An SD card (`sd`; x86 machines have no SD bus).
+        Sd = "sd",
+        /// A floppy drive (`floppy` on the ISA floppy controller).
+        Floppy = "floppy",
     }
 );
 

@@ -5,6 +5,7 @@
 //! key reference (`FAMILIES`, rendered in `src/snapshots/`) and a future `lint` read. Defaults
 //! are what the reader and the command-line builder do when the key is unset.
 
+use crate::image::IMAGE_KEYS;
 use crate::keys::KeyDoc;
 use crate::process::PROCESS_KEYS;
 use crate::session::SESSION_KEYS;
@@ -277,98 +278,6 @@ pub const MONITOR_KEYS: &[KeyDoc] = &[KeyDoc::with_default(
     "qmp or human",
 )];
 
-/// Keys of a disk (objects of `images`).
-pub const IMAGE_KEYS: &[KeyDoc] = &[
-    KeyDoc::required(
-        "image_name",
-        "the image file without its format suffix (relative: under the image directory)",
-    ),
-    KeyDoc::with_default("image_format", "qcow2", "qcow2, raw, …: the file's format"),
-    KeyDoc::with_default(
-        "image_raw_device",
-        "no",
-        "`image_name` is a block device, used as it is (no format suffix)",
-    ),
-    KeyDoc::with_default("image_size", "10G", "the size `qemu-img create` gives it"),
-    KeyDoc::optional(
-        "drive_format",
-        "the disk's bus: ide, scsi, virtio, scsi-hd, virtio-blk-pci or ahci (unset: ide)",
-    ),
-    KeyDoc::optional(
-        "drive_index",
-        "its index on the bus (unset: the first free IDE/AHCI unit; elsewhere QEMU's choice)",
-    ),
-    KeyDoc::optional(
-        "drive_cache",
-        "none, writeback, writethrough, directsync or unsafe (unset: QEMU's default)",
-    ),
-    KeyDoc::optional(
-        "drive_werror",
-        "what a write error does: ignore, stop, report, enospc (unset: QEMU's default)",
-    ),
-    KeyDoc::optional(
-        "drive_rerror",
-        "what a read error does: ignore, stop, report, enospc (unset: QEMU's default; \
-         dropped where `-drive` has no `rerror`)",
-    ),
-    KeyDoc::optional("drive_serial", "the disk's serial number"),
-    KeyDoc::with_default("image_snapshot", "no", "writes go to a temporary overlay"),
-    KeyDoc::with_default("image_boot", "no", "the firmware boots from this disk"),
-    KeyDoc::with_default("image_readonly", "no", "the guest cannot write the disk"),
-    KeyDoc::optional(
-        "images_base_dir",
-        "the directory of a relative `image_name` (avocado-vt's; unset: the run's image directory)",
-    ),
-    KeyDoc::optional(
-        "image_secret",
-        "the passphrase of a luks image (required for one; passed as a QEMU secret object)",
-    ),
-    KeyDoc::optional(
-        "storage_type",
-        "avocado-vt's storage kind; vhost-vdpa, vhost-user-blk and (with enable_iscsi) \
-         iscsi-direct select a backend kvmtest does not build yet (a problem)",
-    ),
-    KeyDoc::with_default(
-        "enable_curl",
-        "no",
-        "the image is read over curl (not built yet)",
-    ),
-    KeyDoc::with_default(
-        "enable_nbd",
-        "no",
-        "the image is an NBD export (not built yet)",
-    ),
-    KeyDoc::with_default(
-        "enable_iscsi",
-        "no",
-        "with storage_type = iscsi-direct: libiscsi",
-    ),
-    KeyDoc::with_default(
-        "enable_gluster",
-        "no",
-        "the image is on GlusterFS (not built yet)",
-    ),
-    KeyDoc::with_default(
-        "enable_ceph",
-        "no",
-        "the image is a Ceph RBD (not built yet)",
-    ),
-    KeyDoc::with_default(
-        "enable_nvme",
-        "no",
-        "the image is a host NVMe namespace (not built yet)",
-    ),
-    KeyDoc::with_default(
-        "enable_ssh",
-        "no",
-        "the image is read over ssh (not built yet)",
-    ),
-    KeyDoc::with_default(
-        "boot_drive",
-        "yes",
-        "no: the image is not given to the VM at start (hot-plugged later)",
-    ),
-];
 
 /// Keys of a NIC (objects of `nics`).
 pub const NIC_KEYS: &[KeyDoc] = &[

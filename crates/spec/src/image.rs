@@ -1,0 +1,475 @@
+//! [`ImageSpec`]: one disk image and how it is attached, read as avocado-vt reads an image's
+//! params (`images_define_by_params`): the file and its format, the storage backend, the
+//! interface (`drive_format`) and its place on that bus, the block-layer options (cache, aio,
+//! discard, read-only) and the device's own (serial, boot order, block sizes, extra options).
+
+use params::Params;
+
+use crate::keys::KeyDoc;
+use crate::opts::split_opt_list;
+use crate::problem::{ProblemKind, SpecError};
+use crate::read::{Findings, ObjParams, Reader};
+use crate::types::{DiskInterface, DriveCache, ErrorAction, ImageFormat};
+use crate::vm::ExtraOpts;
+
+/// One disk image (`images`), unless `boot_drive = no`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageSpec {
+    /// Object name (`image1`).
+    pub name: String,
+    /// `image_name`: path without the format extension, relative to the root dir unless
+    /// absolute.
+    pub image_name: String,
+    /// `image_format` (default qcow2).
+    pub format: ImageFormat,
+    /// `image_raw_device = yes`: `image_name` is a host block device, used as is.
+    pub raw_device: bool,
+    /// `drive_format`.
+    pub interface: Option<DiskInterface>,
+    /// `drive_index`.
+    pub index: Option<u32>,
+    /// `drive_cache`.
+    pub cache: Option<DriveCache>,
+    /// `drive_werror`.
+    pub werror: Option<ErrorAction>,
+    /// `drive_rerror`.
+    pub rerror: Option<ErrorAction>,
+    /// `drive_serial`.
+    pub serial: Option<String>,
+    /// `image_snapshot`.
+    pub snapshot: bool,
+    /// `image_boot`.
+    pub boot: bool,
+    /// `image_readonly`.
+    pub readonly: bool,
+    /// `image_size` (default `10G`): the size `qemu-img create` gives a new image.
+    pub size: ImageSize,
+    /// Where the image lives: a file (or host block device), or one of avocado-vt's network
+    /// and device backends.
+    pub backend: ImageBackend,
+    /// `image_secret`: the passphrase of a `luks` image (required for one).
+    pub secret: Option<String>,
+    /// `images_base_dir`: the directory of a relative `image_name` (avocado-vt's); unset: the
+    /// run's image directory.
+    pub base_dir: Option<String>,
+    /// How the disk is attached beyond its interface: avocado-vt's device and block-layer keys.
+    pub attach: DiskAttach,
+}
+
+/// Keys of a disk (objects of `images`).
+pub const IMAGE_KEYS: &[KeyDoc] = &[
+    KeyDoc::required(
+        "image_name",
+        "the image file without its format suffix (relative: under the image directory)",
+    ),
+    KeyDoc::with_default("image_format", "qcow2", "qcow2, raw, …: the file's format"),
+    KeyDoc::with_default(
+        "image_raw_device",
+        "no",
+        "`image_name` is a block device, used as it is (no format suffix)",
+    ),
+    KeyDoc::with_default("image_size", "10G", "the size `qemu-img create` gives it"),
+    KeyDoc::optional(
+        "drive_format",
+        "the disk's bus or model: ide, ahci, virtio (virtio-blk-pci), scsi-hd, scsi-block, \
+         scsi-generic (behind `scsi_hba`), scsi (avocado-vt's deprecated form: scsi-hd), usb1, \
+         usb2, usb3 (usb-storage on a UHCI, EHCI, XHCI bus), nvme, sd, floppy (unset: ide)",
+    ),
+    KeyDoc::optional(
+        "drive_index",
+        "its index on the bus (unset: the first free IDE/AHCI unit; elsewhere QEMU's choice)",
+    ),
+    KeyDoc::optional(
+        "drive_cache",
+        "none, writeback, writethrough, directsync or unsafe (unset: QEMU's default)",
+    ),
+    KeyDoc::optional(
+        "drive_werror",
+        "what a write error does: ignore, stop, report, enospc (unset: QEMU's default)",
+    ),
+    KeyDoc::optional(
+        "drive_rerror",
+        "what a read error does: ignore, stop, report, enospc (unset: QEMU's default; \
+         dropped where `-drive` has no `rerror`)",
+    ),
+    KeyDoc::optional("drive_serial", "the disk's serial number"),
+    KeyDoc::with_default("image_snapshot", "no", "writes go to a temporary overlay"),
+    KeyDoc::with_default("image_boot", "no", "the firmware boots from this disk"),
+    KeyDoc::with_default("image_readonly", "no", "the guest cannot write the disk"),
+    KeyDoc::optional(
+        "images_base_dir",
+        "the directory of a relative `image_name` (avocado-vt's; unset: the run's image directory)",
+    ),
+    KeyDoc::optional(
+        "image_secret",
+        "the passphrase of a luks image (required for one; passed as a QEMU secret object)",
+    ),
+    KeyDoc::optional(
+        "storage_type",
+        "avocado-vt's storage kind; vhost-vdpa, vhost-user-blk and (with enable_iscsi) \
+         iscsi-direct select a backend kvmtest does not build yet (a problem)",
+    ),
+    KeyDoc::with_default(
+        "enable_curl",
+        "no",
+        "the image is read over curl (not built yet)",
+    ),
+    KeyDoc::with_default(
+        "enable_nbd",
+        "no",
+        "the image is an NBD export (not built yet)",
+    ),
+    KeyDoc::with_default(
+        "enable_iscsi",
+        "no",
+        "with storage_type = iscsi-direct: libiscsi",
+    ),
+    KeyDoc::with_default(
+        "enable_gluster",
+        "no",
+        "the image is on GlusterFS (not built yet)",
+    ),
+    KeyDoc::with_default(
+        "enable_ceph",
+        "no",
+        "the image is a Ceph RBD (not built yet)",
+    ),
+    KeyDoc::with_default(
+        "enable_nvme",
+        "no",
+        "the image is a host NVMe namespace (not built yet)",
+    ),
+    KeyDoc::with_default(
+        "enable_ssh",
+        "no",
+        "the image is read over ssh (not built yet)",
+    ),
+    KeyDoc::with_default(
+        "boot_drive",
+        "yes",
+        "no: the image is not given to the VM at start (hot-plugged later)",
+    ),
+    KeyDoc::optional("image_aio", "`aio=` of the file node: native, threads or io_uring"),
+    KeyDoc::with_default(
+        "scsi_hba",
+        "virtio-scsi-pci",
+        "the HBA of a `scsi-*` disk (virtio-scsi-pci, lsi53c895a…): one per model, \
+         `virtio_scsi_pci0` and so on",
+    ),
+    KeyDoc::optional("drive_bus", "the index of the disk's SCSI HBA (a new HBA when unused)"),
+    KeyDoc::optional("drive_unit", "the IDE/AHCI bus, the SCSI id, the USB port"),
+    KeyDoc::optional("drive_port", "the IDE/AHCI unit, the SCSI LUN"),
+    KeyDoc::optional("drive_pci_addr", "the PCI slot of a virtio disk (hex)"),
+    KeyDoc::optional("removable", "`removable=` of a SCSI or USB disk"),
+    KeyDoc::optional("min_io_size", "`min_io_size=` of the device (bytes)"),
+    KeyDoc::optional("opt_io_size", "`opt_io_size=` of the device (bytes)"),
+    KeyDoc::optional("physical_block_size", "`physical_block_size=` of the device (bytes)"),
+    KeyDoc::optional("logical_block_size", "`logical_block_size=` of the device (bytes)"),
+    KeyDoc::optional(
+        "bootindex",
+        "the device's boot order (unset: the next boot index for an `image_boot` disk)",
+    ),
+    KeyDoc::optional("blk_extra_params", "extra options of the disk's `-device`"),
+    KeyDoc::optional(
+        "drv_extra_params",
+        "extra options of its block nodes (`discard=on` becomes `unmap` with -blockdev)",
+    ),
+    KeyDoc::optional("bus_extra_params", "extra options of the SCSI HBA the disk creates"),
+    KeyDoc::optional("num_queues", "queues of the virtio-blk device or the virtio-scsi HBA"),
+    KeyDoc::optional("image_auto_readonly", "`auto-read-only=` of the protocol node"),
+    KeyDoc::optional("image_discard", "`discard=` of the protocol node (unmap, ignore)"),
+    KeyDoc::optional("force_drive_format", "the device model, whatever `drive_format` says"),
+    KeyDoc::optional("virtio-blk-pci_scsi", "`scsi=` of a virtio-blk device"),
+];
+
+/// avocado-vt's per-image device and block-layer keys (`images_define_by_params`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DiskAttach {
+    /// `image_aio`: `aio=` of the file node (native, threads, io_uring).
+    pub aio: Option<String>,
+    /// `scsi_hba`: the HBA model of a `scsi-*` disk (default virtio-scsi-pci).
+    pub scsi_hba: String,
+    /// `drive_bus`: the HBA (SCSI) index.
+    pub bus: Option<u32>,
+    /// `drive_unit`: the unit (IDE/AHCI), SCSI id or USB port.
+    pub unit: Option<u32>,
+    /// `drive_port`: the SCSI LUN, the IDE/AHCI unit.
+    pub port: Option<u32>,
+    /// `drive_pci_addr`: the PCI slot of a virtio disk.
+    pub pci_addr: Option<String>,
+    /// `removable`: `removable=` of a SCSI or USB disk.
+    pub removable: Option<bool>,
+    /// `min_io_size`, `opt_io_size`, `physical_block_size`, `logical_block_size`.
+    pub block_sizes: Vec<(&'static str, String)>,
+    /// `bootindex`: the device's boot order (unset: from `image_boot`).
+    pub bootindex: Option<String>,
+    /// `blk_extra_params`: extra items of the `-device`.
+    pub blk_extra: ExtraOpts,
+    /// `drv_extra_params`: extra items of the block nodes (`discard=on` means `unmap`).
+    pub drv_extra: ExtraOpts,
+    /// `bus_extra_params`: extra items of the SCSI HBA this disk creates.
+    pub bus_extra: ExtraOpts,
+    /// `num_queues`: queues of the virtio-blk device or the virtio-scsi HBA.
+    pub num_queues: Option<u32>,
+    /// `image_auto_readonly`: `auto-read-only=` of the protocol node.
+    pub auto_readonly: Option<bool>,
+    /// `image_discard`: `discard=` of the protocol node.
+    pub discard: Option<String>,
+    /// `force_drive_format`: the device model, whatever `drive_format` says.
+    pub force_model: Option<String>,
+    /// `virtio-blk-pci_scsi`: `scsi=` of a virtio-blk device.
+    pub virtio_scsi: Option<bool>,
+}
+
+impl DiskAttach {
+    fn read(i: &mut Reader<'_, '_>) -> DiskAttach {
+        let aio = match i.str("image_aio") {
+            None => None,
+            Some(a @ ("native" | "threads" | "io_uring")) => Some(a.to_string()),
+            Some(_) => {
+                i.problem(
+                    "image_aio",
+                    ProblemKind::Invalid {
+                        expected: "an aio mode (native, threads, io_uring)".into(),
+                    },
+                );
+                None
+            }
+        };
+        let extra = |i: &mut Reader<'_, '_>, key: &str| match i.str(key) {
+            None => Vec::new(),
+            Some(s) => split_opt_list(s).unwrap_or_else(|item| {
+                i.problem(
+                    key,
+                    ProblemKind::Invalid {
+                        expected: format!("QEMU options such as `a=b,c=d` (bad item {item:?})"),
+                    },
+                );
+                Vec::new()
+            }),
+        };
+        let blk_extra = extra(i, "blk_extra_params");
+        let drv_extra = extra(i, "drv_extra_params");
+        let bus_extra = extra(i, "bus_extra_params");
+        let opt_bool = |i: &mut Reader<'_, '_>, key: &str| {
+            i.str(key)?;
+            Some(i.bool(key, false))
+        };
+        let block_sizes = [
+            "min_io_size",
+            "opt_io_size",
+            "physical_block_size",
+            "logical_block_size",
+        ]
+        .into_iter()
+        .filter_map(|k| i.num::<u32>(k, "a size in bytes").map(|n| (k, n.to_string())))
+        .collect();
+        DiskAttach {
+            aio,
+            scsi_hba: i
+                .string("scsi_hba")
+                .unwrap_or_else(|| "virtio-scsi-pci".into()),
+            bus: i.num("drive_bus", "a bus index"),
+            unit: i.num("drive_unit", "a unit number"),
+            port: i.num("drive_port", "a port (LUN) number"),
+            pci_addr: i.string("drive_pci_addr"),
+            removable: opt_bool(i, "removable"),
+            block_sizes,
+            bootindex: i.num::<u32>("bootindex", "a boot index").map(|n| n.to_string()),
+            blk_extra,
+            drv_extra,
+            bus_extra,
+            num_queues: i.num("num_queues", "a queue count"),
+            auto_readonly: opt_bool(i, "image_auto_readonly"),
+            discard: i.string("image_discard"),
+            force_model: i.string("force_drive_format"),
+            virtio_scsi: opt_bool(i, "virtio-blk-pci_scsi"),
+        }
+    }
+}
+
+/// The storage behind an image, chosen as avocado-vt chooses it (`storage.get_image_filename`):
+/// `storage_type = vhost-vdpa` / `vhost-user-blk`, else the first of `enable_curl`,
+/// `enable_nbd`, `enable_iscsi` (with `storage_type = iscsi-direct`), `enable_gluster`,
+/// `enable_ceph`, `enable_nvme`, `enable_ssh` that is `yes`, else a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageBackend {
+    /// A file under the image directory, or `image_raw_device`'s block device.
+    File,
+    /// `storage_type = vhost-vdpa`.
+    VhostVdpa,
+    /// `storage_type = vhost-user-blk`.
+    VhostUserBlk,
+    /// `enable_curl`.
+    Curl,
+    /// `enable_nbd`.
+    Nbd,
+    /// `enable_iscsi` with `storage_type = iscsi-direct`.
+    IscsiDirect,
+    /// `enable_gluster`.
+    Gluster,
+    /// `enable_ceph`.
+    Ceph,
+    /// `enable_nvme`.
+    Nvme,
+    /// `enable_ssh`.
+    Ssh,
+}
+
+impl ImageBackend {
+    /// The key that selected it (`None` for a file).
+    pub fn key(self) -> Option<&'static str> {
+        Some(match self {
+            ImageBackend::File => return None,
+            ImageBackend::VhostVdpa | ImageBackend::VhostUserBlk => "storage_type",
+            ImageBackend::Curl => "enable_curl",
+            ImageBackend::Nbd => "enable_nbd",
+            ImageBackend::IscsiDirect => "enable_iscsi",
+            ImageBackend::Gluster => "enable_gluster",
+            ImageBackend::Ceph => "enable_ceph",
+            ImageBackend::Nvme => "enable_nvme",
+            ImageBackend::Ssh => "enable_ssh",
+        })
+    }
+
+    /// The backend's name as QEMU's block layer calls it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImageBackend::File => "file",
+            ImageBackend::VhostVdpa => "vhost-vdpa",
+            ImageBackend::VhostUserBlk => "vhost-user-blk",
+            ImageBackend::Curl => "curl",
+            ImageBackend::Nbd => "nbd",
+            ImageBackend::IscsiDirect => "iscsi",
+            ImageBackend::Gluster => "gluster",
+            ImageBackend::Ceph => "rbd",
+            ImageBackend::Nvme => "nvme",
+            ImageBackend::Ssh => "ssh",
+        }
+    }
+
+    /// Reads the backend keys of an image.
+    fn read(i: &mut Reader<'_, '_>) -> ImageBackend {
+        let storage_type = i.str("storage_type");
+        match storage_type {
+            Some("vhost-vdpa") => return ImageBackend::VhostVdpa,
+            Some("vhost-user-blk") => return ImageBackend::VhostUserBlk,
+            _ => {}
+        }
+        // Every flag is read (a bad boolean anywhere is a problem), the first set one wins.
+        let flags = [
+            (i.bool("enable_curl", false), ImageBackend::Curl),
+            (i.bool("enable_nbd", false), ImageBackend::Nbd),
+            (
+                i.bool("enable_iscsi", false) && storage_type == Some("iscsi-direct"),
+                ImageBackend::IscsiDirect,
+            ),
+            (i.bool("enable_gluster", false), ImageBackend::Gluster),
+            (i.bool("enable_ceph", false), ImageBackend::Ceph),
+            (i.bool("enable_nvme", false), ImageBackend::Nvme),
+            (i.bool("enable_ssh", false), ImageBackend::Ssh),
+        ];
+        flags
+            .into_iter()
+            .find(|(on, _)| *on)
+            .map_or(ImageBackend::File, |(_, b)| b)
+    }
+}
+
+/// An image size as `qemu-img` reads it: a number with an optional `k`/`K`, `M`, `G`, `T`,
+/// `P`, `E` suffix (`10G`, `512M`, `1.5G`, `65536`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageSize(String);
+
+impl ImageSize {
+    /// The size as `qemu-img` gets it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ImageSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for ImageSize {
+    type Err = crate::types::Expected;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let num = s
+            .strip_suffix(['k', 'K', 'M', 'G', 'T', 'P', 'E'])
+            .unwrap_or(s);
+        let (int, frac) = num.split_once('.').unwrap_or((num, "0"));
+        let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+        if digits(int) && digits(frac) {
+            Ok(ImageSize(s.to_string()))
+        } else {
+            Err(crate::types::Expected(
+                "an image size such as 10G, 512M or 1.5G".into(),
+            ))
+        }
+    }
+}
+
+impl ImageSpec {
+    /// Image `image` of VM `vm` of a variant's `params` (the VM's and the image's object views
+    /// taken here), every bad key reported at once. The one reading of the image keys: the
+    /// builder, the VM layer (`qemu-img`) and the runner (image placement) all use it.
+    ///
+    /// # Errors
+    ///
+    /// [`SpecError::Params`] listing every problem (`vm` names the VM in the message).
+    pub fn of(params: &Params, vm: &str, image: &str) -> Result<ImageSpec, SpecError> {
+        let mut found = Findings::new();
+        let obj = ObjParams::root(params).object(vm).object(image);
+        let mut r = Reader::new(obj, "image", image, &mut found);
+        let spec = ImageSpec::read(&mut r, image);
+        crate::problem::into_result(spec, vm, found.problems)
+    }
+
+    /// Reads the image keys through `i` (the image's reader).
+    pub fn read(i: &mut Reader<'_, '_>, name: &str) -> ImageSpec {
+        ImageSpec {
+            name: name.to_string(),
+            image_name: i.require("image_name").unwrap_or("").to_string(),
+            format: i.parse("image_format").unwrap_or(ImageFormat::Qcow2),
+            raw_device: i.bool("image_raw_device", false),
+            interface: i.parse("drive_format"),
+            index: i.num("drive_index", "a drive index"),
+            cache: i.parse("drive_cache"),
+            werror: i.parse("drive_werror"),
+            rerror: i.parse("drive_rerror"),
+            serial: i.string("drive_serial"),
+            snapshot: i.bool("image_snapshot", false),
+            boot: i.bool("image_boot", false),
+            readonly: i.bool("image_readonly", false),
+            size: i
+                .parse("image_size")
+                .unwrap_or_else(|| ImageSize("10G".into())),
+            backend: ImageBackend::read(i),
+            secret: match i.parse::<ImageFormat>("image_format") {
+                Some(ImageFormat::Luks) => i.require("image_secret").map(str::to_string),
+                _ => i.string("image_secret"),
+            },
+            base_dir: i.string("images_base_dir"),
+            attach: DiskAttach::read(i),
+        }
+    }
+
+    /// The file as the cfg names it: `image_name.format`, or `image_name` for a raw device; a
+    /// relative one under `images_base_dir` when that is set (still relative to the run's image
+    /// directory if the base is).
+    pub fn file_name(&self) -> String {
+        if self.raw_device {
+            return self.image_name.to_string();
+        }
+        let file = format!("{}.{}", self.image_name, self.format);
+        match self.base_dir.as_deref() {
+            Some(base) if !file.starts_with('/') => {
+                format!("{}/{file}", base.trim_end_matches('/'))
+            }
+            _ => file,
+        }
+    }
+}
