@@ -54,18 +54,16 @@ fn valid_id(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
-/// The ids of image `name` (index `index` in `images`), as avocado-vt names them so that a
-/// test's QMP commands find them: the device `NAME`, the format node `drive_NAME`, the
-/// protocol node `file_NAME`; `diskN`, `drive_diskN`, `file_diskN` when the name is not a valid
-/// QEMU id.
+/// The ids of image (or CD-ROM) `name` (index `index` in its list), as avocado-vt names them
+/// so that a test's QMP commands find them: the device `NAME`, the top block node `drive_NAME`,
+/// a protocol node under it `DRIVER_NAME` (`file_NAME`); `diskN` in place of a name that is
+/// not a valid QEMU id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiskIds {
     /// The `-device` id.
     pub device: String,
-    /// The format node (`-blockdev node-name`, or `-drive id`).
+    /// The top node (`-blockdev node-name`, or `-drive id`).
     pub node: String,
-    /// The protocol node under it.
-    pub file_node: String,
 }
 
 impl DiskIds {
@@ -78,9 +76,13 @@ impl DiskIds {
         };
         DiskIds {
             node: format!("drive_{device}"),
-            file_node: format!("file_{device}"),
             device,
         }
+    }
+
+    /// The protocol node under a format node: `DRIVER_NAME` (`file_image1`).
+    pub fn protocol_node(&self, driver: &str) -> String {
+        format!("{driver}_{}", self.device)
     }
 }
 
@@ -97,13 +99,10 @@ mod tests {
         assert_eq!(nic_device_id("nic1", 0), "nic-nic1");
         let ids = DiskIds::of("image1", 0);
         assert_eq!(
-            (
-                ids.device.as_str(),
-                ids.node.as_str(),
-                ids.file_node.as_str()
-            ),
-            ("image1", "drive_image1", "file_image1")
+            (ids.device.as_str(), ids.node.as_str()),
+            ("image1", "drive_image1")
         );
+        assert_eq!(ids.protocol_node("file"), "file_image1");
         assert_eq!(DiskIds::of("1st disk", 3).node, "drive_disk3");
     }
 }

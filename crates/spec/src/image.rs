@@ -149,22 +149,34 @@ pub const IMAGE_KEYS: &[KeyDoc] = &[
         "yes",
         "no: the image is not given to the VM at start (hot-plugged later)",
     ),
-    KeyDoc::optional("image_aio", "`aio=` of the file node: native, threads or io_uring"),
+    KeyDoc::optional(
+        "image_aio",
+        "`aio=` of the file node: native, threads or io_uring",
+    ),
     KeyDoc::with_default(
         "scsi_hba",
         "virtio-scsi-pci",
         "the HBA of a `scsi-*` disk (virtio-scsi-pci, lsi53c895a…): one per model, \
          `virtio_scsi_pci0` and so on",
     ),
-    KeyDoc::optional("drive_bus", "the index of the disk's SCSI HBA (a new HBA when unused)"),
+    KeyDoc::optional(
+        "drive_bus",
+        "the index of the disk's SCSI HBA (a new HBA when unused)",
+    ),
     KeyDoc::optional("drive_unit", "the IDE/AHCI bus, the SCSI id, the USB port"),
     KeyDoc::optional("drive_port", "the IDE/AHCI unit, the SCSI LUN"),
     KeyDoc::optional("drive_pci_addr", "the PCI slot of a virtio disk (hex)"),
     KeyDoc::optional("removable", "`removable=` of a SCSI or USB disk"),
     KeyDoc::optional("min_io_size", "`min_io_size=` of the device (bytes)"),
     KeyDoc::optional("opt_io_size", "`opt_io_size=` of the device (bytes)"),
-    KeyDoc::optional("physical_block_size", "`physical_block_size=` of the device (bytes)"),
-    KeyDoc::optional("logical_block_size", "`logical_block_size=` of the device (bytes)"),
+    KeyDoc::optional(
+        "physical_block_size",
+        "`physical_block_size=` of the device (bytes)",
+    ),
+    KeyDoc::optional(
+        "logical_block_size",
+        "`logical_block_size=` of the device (bytes)",
+    ),
     KeyDoc::optional(
         "bootindex",
         "the device's boot order (unset: the next boot index for an `image_boot` disk)",
@@ -174,11 +186,26 @@ pub const IMAGE_KEYS: &[KeyDoc] = &[
         "drv_extra_params",
         "extra options of its block nodes (`discard=on` becomes `unmap` with -blockdev)",
     ),
-    KeyDoc::optional("bus_extra_params", "extra options of the SCSI HBA the disk creates"),
-    KeyDoc::optional("num_queues", "queues of the virtio-blk device or the virtio-scsi HBA"),
-    KeyDoc::optional("image_auto_readonly", "`auto-read-only=` of the protocol node"),
-    KeyDoc::optional("image_discard", "`discard=` of the protocol node (unmap, ignore)"),
-    KeyDoc::optional("force_drive_format", "the device model, whatever `drive_format` says"),
+    KeyDoc::optional(
+        "bus_extra_params",
+        "extra options of the SCSI HBA the disk creates",
+    ),
+    KeyDoc::optional(
+        "num_queues",
+        "queues of the virtio-blk device or the virtio-scsi HBA",
+    ),
+    KeyDoc::optional(
+        "image_auto_readonly",
+        "`auto-read-only=` of the protocol node",
+    ),
+    KeyDoc::optional(
+        "image_discard",
+        "`discard=` of the protocol node (unmap, ignore)",
+    ),
+    KeyDoc::optional(
+        "force_drive_format",
+        "the device model, whatever `drive_format` says",
+    ),
     KeyDoc::optional("virtio-blk-pci_scsi", "`scsi=` of a virtio-blk device"),
 ];
 
@@ -262,7 +289,10 @@ impl DiskAttach {
             "logical_block_size",
         ]
         .into_iter()
-        .filter_map(|k| i.num::<u32>(k, "a size in bytes").map(|n| (k, n.to_string())))
+        .filter_map(|k| {
+            i.num::<u32>(k, "a size in bytes")
+                .map(|n| (k, n.to_string()))
+        })
         .collect();
         DiskAttach {
             aio,
@@ -275,7 +305,9 @@ impl DiskAttach {
             pci_addr: i.string("drive_pci_addr"),
             removable: opt_bool(i, "removable"),
             block_sizes,
-            bootindex: i.num::<u32>("bootindex", "a boot index").map(|n| n.to_string()),
+            bootindex: i
+                .num::<u32>("bootindex", "a boot index")
+                .map(|n| n.to_string()),
             blk_extra,
             drv_extra,
             bus_extra,

@@ -20,8 +20,7 @@ use crate::read::{Findings, ObjParams, Reader};
 use crate::opts::split_opt_list;
 use crate::problem::{ProblemKind, SpecError};
 use crate::types::{
-    Accel, CdromInterface, DisplayKind,
-    MacAddr, MemSize, MonitorKind, PciAssignable, Uuid,
+    Accel, CdromInterface, DisplayKind, MacAddr, MemSize, MonitorKind, PciAssignable, Uuid,
 };
 
 /// `uuid`: fixed, or chosen per run.
@@ -64,7 +63,6 @@ pub struct Smp {
 }
 
 pub use crate::image::{ImageBackend, ImageSize, ImageSpec};
-
 
 /// One CD-ROM (`cdroms`) with an ISO.
 #[derive(Debug, Clone, PartialEq, Eq)]

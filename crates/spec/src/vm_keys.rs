@@ -278,7 +278,6 @@ pub const MONITOR_KEYS: &[KeyDoc] = &[KeyDoc::with_default(
     "qmp or human",
 )];
 
-
 /// Keys of a NIC (objects of `nics`).
 pub const NIC_KEYS: &[KeyDoc] = &[
     KeyDoc::optional(

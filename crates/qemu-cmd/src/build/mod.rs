@@ -10,8 +10,8 @@
 //! What the binary cannot do is a [`ProblemKind::Unsupported`] problem, collected with the
 //! view's own problems so a variant reports everything at once. Nothing here does I/O.
 
+mod block;
 mod chardev;
-mod disk;
 mod misc;
 mod net;
 mod options;
@@ -117,14 +117,12 @@ pub(crate) struct Builder<'c> {
     pub(crate) run: RunText,
     pub(crate) cmd: QemuCommand,
     problems: Vec<Problem>,
-    /// Whether the SCSI HBA was emitted.
-    pub(crate) hba_added: bool,
-    /// IDE indexes in use (filled on the first IDE device; `u32::MAX` marks it filled).
-    pub(crate) ide_taken: Vec<u32>,
-    /// Whether the added AHCI controller (machines without a built-in one) was emitted.
-    pub(crate) ahci_added: bool,
-    /// Ports of the added AHCI controller in use (filled like `ide_taken`).
-    pub(crate) ahci_taken: Vec<u32>,
+    /// The block family's controllers, places and boot indexes so far.
+    pub(crate) block: block::BlockState,
+    /// Whether a kernel boots directly (disk boot indexes then start at 1).
+    pub(crate) spec_has_kernel: bool,
+    /// The USB buses of the controllers emitted so far.
+    pub(crate) usb_buses: Vec<usb::UsbBus>,
     /// PCI placement so far.
     pub(crate) pci: pci::PciState,
 }
@@ -145,10 +143,9 @@ impl<'c> Builder<'c> {
             run: plan.run_dir(),
             cmd: QemuCommand::new(Word::from("")),
             problems,
-            hba_added: false,
-            ide_taken: Vec::new(),
-            ahci_added: false,
-            ahci_taken: Vec::new(),
+            block: block::BlockState::default(),
+            spec_has_kernel: spec.kernel.is_some(),
+            usb_buses: Vec::new(),
             pci: pci::PciState::new(pci::Layout::of(spec, caps.has_device())),
         }
     }
@@ -174,9 +171,9 @@ impl<'c> Builder<'c> {
         chardev::serials(self, v);
         platform::logs(self, v);
         usb::usb(self, v);
-        disk::images(self, v);
+        block::images(self, v);
         net::nics(self, v);
-        disk::cdroms(self, v);
+        block::cdroms(self, v);
         misc::boot_files(self, v);
         net::legacy_redirs(self, v);
         misc::display(self, v);

@@ -22,6 +22,68 @@ fn is_kind(model: &str, kind: &str) -> bool {
 }
 
 /// Every controller and device.
+/// A USB bus of an emitted controller: its name (`NAME.0`), the controller's model, the
+/// ports taken and how many there are.
+#[derive(Debug)]
+pub(crate) struct UsbBus {
+    name: String,
+    model: String,
+    taken: Vec<u32>,
+    max: u32,
+}
+
+/// A port on the first bus of a controller of `kind` (uhci, ehci, ohci, xhci): `port` when
+/// given, else the next free one; `(bus, port)`, or `None` with a problem on `key` of `obj`.
+pub(super) fn take_port(
+    b: &mut Builder<'_>,
+    kind: &str,
+    port: Option<u32>,
+    obj: Obj<'_>,
+    key: &str,
+) -> Option<(String, String)> {
+    let Some(at) = b.usb_buses.iter().position(|u| is_kind(&u.model, kind)) else {
+        b.unsupported(
+            obj,
+            key,
+            format!("no {kind} USB controller is among `usbs`"),
+        );
+        return None;
+    };
+    take_on(b, at, port.map(|p| p.to_string()), obj, key)
+}
+
+/// A port on bus number `at`: `port` as given, else the next free one.
+fn take_on(
+    b: &mut Builder<'_>,
+    at: usize,
+    port: Option<String>,
+    obj: Obj<'_>,
+    key: &str,
+) -> Option<(String, String)> {
+    let bus = &mut b.usb_buses[at];
+    let port = match port {
+        Some(p) => {
+            if let Ok(n) = p.parse::<u32>() {
+                bus.taken.push(n);
+            }
+            p
+        }
+        None => match (1..=bus.max).find(|n| !bus.taken.contains(n)) {
+            Some(n) => {
+                bus.taken.push(n);
+                n.to_string()
+            }
+            None => {
+                let why = format!("all {} ports of USB bus {} are taken", bus.max, bus.name);
+                b.unsupported(obj, key, why);
+                return None;
+            }
+        },
+    };
+    Some((b.usb_buses[at].name.clone(), port))
+}
+
+/// Every controller and device.
 pub(super) fn usb(b: &mut Builder<'_>, v: &VmSpec) {
     if v.usb.controllers.is_empty() && v.usb.devices.is_empty() {
         return;
@@ -30,16 +92,14 @@ pub(super) fn usb(b: &mut Builder<'_>, v: &VmSpec) {
         legacy(b, v);
         return;
     }
-    // Per controller bus: (bus name, controller model, ports taken, max ports).
-    let mut buses: Vec<(String, String, Vec<u32>, u32)> = Vec::new();
     for c in &v.usb.controllers {
         if controller(b, v, c) {
-            buses.push((
-                format!("{}.0", c.name),
-                c.model.clone(),
-                Vec::new(),
-                c.max_ports,
-            ));
+            b.usb_buses.push(UsbBus {
+                name: format!("{}.0", c.name),
+                model: c.model.clone(),
+                taken: Vec::new(),
+                max: c.max_ports,
+            });
         }
     }
     for d in &v.usb.devices {
@@ -52,21 +112,13 @@ pub(super) fn usb(b: &mut Builder<'_>, v: &VmSpec) {
             );
             continue;
         }
+        let buses = &b.usb_buses;
         let bus = match (&d.bus, &d.controller) {
-            (Some(bus), _) => buses.iter().position(|(n, ..)| n == bus).ok_or(()),
-            (None, Some(kind)) => buses
-                .iter()
-                .position(|(_, m, ..)| is_kind(m, kind))
-                .ok_or(()),
-            (None, None) => {
-                if buses.is_empty() {
-                    Err(())
-                } else {
-                    Ok(0)
-                }
-            }
+            (Some(bus), _) => buses.iter().position(|u| &u.name == bus),
+            (None, Some(kind)) => buses.iter().position(|u| is_kind(&u.model, kind)),
+            (None, None) => (!buses.is_empty()).then_some(0),
         };
-        let Ok(bus) = bus else {
+        let Some(bus) = bus else {
             let (key, what) = match (&d.bus, &d.controller) {
                 (Some(bus), _) => ("usbdev_bus", format!("no USB controller has bus {bus}")),
                 (None, Some(kind)) => (
@@ -78,32 +130,12 @@ pub(super) fn usb(b: &mut Builder<'_>, v: &VmSpec) {
             b.unsupported(obj, key, what);
             continue;
         };
-        let (bus_name, _, taken, max) = &mut buses[bus];
-        let port = match &d.port {
-            Some(p) => {
-                if let Ok(n) = p.parse::<u32>() {
-                    taken.push(n);
-                }
-                p.clone()
-            }
-            None => match (1..=*max).find(|n| !taken.contains(n)) {
-                Some(n) => {
-                    taken.push(n);
-                    n.to_string()
-                }
-                None => {
-                    b.unsupported(
-                        obj,
-                        "usbdev_bus",
-                        format!("all {max} ports of USB bus {bus_name} are taken"),
-                    );
-                    continue;
-                }
-            },
+        let Some((bus_name, port)) = take_on(b, bus, d.port.clone(), obj, "usbdev_bus") else {
+            continue;
         };
         let mut o = Opts::new(&d.model);
         o.kv("id", &format!("usb-{}", d.name))
-            .kv("bus", bus_name)
+            .kv("bus", &bus_name)
             .kv("port", &port);
         for (k, val) in &d.props {
             o.kv(k, val);
