@@ -32,6 +32,10 @@ pub const ANACONDA_LOG_SOCKET: &str = "anaconda.sock";
 /// The `-device` id of the pvpanic device (`enable_pvpanic`).
 pub const PVPANIC_ID: &str = "pvpanic";
 
+/// The VM's own copy of OVMF's variable store (`ovmf_vars_filename`), in the run directory:
+/// the `vm` crate copies the template there before QEMU starts.
+pub const OVMF_VARS_FILE: &str = "ovmf_vars.fd";
+
 /// The unix socket an incoming `unix:` migration listens on, in the run directory.
 pub const MIGRATION_SOCKET: &str = "migration.sock";
 

@@ -207,6 +207,10 @@ pub const IMAGE_KEYS: &[KeyDoc] = &[
         "the device model, whatever `drive_format` says",
     ),
     KeyDoc::optional("virtio-blk-pci_scsi", "`scsi=` of a virtio-blk device"),
+    KeyDoc::optional(
+        "image_iothread",
+        "the iothread (one of `iothreads`) of a virtio-blk disk or its virtio-scsi HBA",
+    ),
 ];
 
 /// avocado-vt's per-image device and block-layer keys (`images_define_by_params`).
@@ -246,6 +250,8 @@ pub struct DiskAttach {
     pub force_model: Option<String>,
     /// `virtio-blk-pci_scsi`: `scsi=` of a virtio-blk device.
     pub virtio_scsi: Option<bool>,
+    /// `image_iothread`: the iothread of a virtio-blk disk or its virtio-scsi HBA.
+    pub iothread: Option<String>,
 }
 
 impl DiskAttach {
@@ -316,6 +322,7 @@ impl DiskAttach {
             discard: i.string("image_discard"),
             force_model: i.string("force_drive_format"),
             virtio_scsi: opt_bool(i, "virtio-blk-pci_scsi"),
+            iothread: i.string("image_iothread"),
         }
     }
 }

@@ -19,6 +19,7 @@
 //!   parsers.
 //! * [`pci`]: the PCI topology keys ([`PciSpec`]: extra root ports and their options).
 //! * [`serial`]: serial ports and virtio console/serial ports ([`SerialSpec`]), with their keys.
+//! * [`devices`]: virtio RNGs, balloons, the 9p export, OVMF pflash, iothreads ([`DevicesSpec`]).
 //! * [`usb`]: USB controllers and devices ([`UsbSpec`]), with their key tables.
 //! * [`opts`]: QEMU option lists as users write them in `*_extra_params`.
 //! * [`session`]: how tests reach the guest's shell and how long they wait ([`SessionSpec`]:
@@ -31,6 +32,7 @@
 //! * [`test`]: which test a variant runs (`type`) and on which VM (`main_vm`): [`TestTarget`].
 //! * [`problem`]: [`Problem`], [`ProblemKind`], [`SpecError`].
 
+pub mod devices;
 pub mod image;
 pub mod keys;
 pub mod opts;
@@ -49,6 +51,7 @@ pub mod usb;
 pub mod vm;
 pub mod vm_keys;
 
+pub use devices::DevicesSpec;
 pub use keys::{KeyDoc, Keys};
 pub use origins::Origins;
 pub use pci::PciSpec;

@@ -349,7 +349,7 @@ impl<'a, 'p> Reader<'a, 'p> {
     /// a key read without a declaration fails every test that reads it).
     fn assert_declared(&self, key: &str) {
         debug_assert!(
-            crate::vm_keys::keys_of(self.kind).is_some_and(|d| d.iter().any(|d| d.key == key)),
+            crate::vm_keys::is_declared(self.kind, key),
             "{} {}: key {key} is read but not declared in vm_keys",
             self.kind,
             self.name

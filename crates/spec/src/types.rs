@@ -412,7 +412,10 @@ mod tests {
         let e = "sata".parse::<DiskInterface>().err().map(|e| e.to_string());
         assert_eq!(
             e.as_deref(),
-            Some("expected a disk interface (ide, scsi, virtio, scsi-hd, virtio-blk-pci, ahci)")
+            Some(
+                "expected a disk interface (ide, scsi, virtio, scsi-hd, virtio-blk-pci, ahci, \
+                 scsi-block, scsi-generic, usb1, usb2, usb3, nvme, sd, floppy)"
+            )
         );
         let a: Result<PciHostAddr, _> = "01:00.1".parse();
         assert_eq!(a.map(|a| a.to_string()), Ok("0000:01:00.1".to_string()));

@@ -243,6 +243,8 @@ pub struct VmSpec {
     pub pci_topology: crate::pci::PciSpec,
     /// `usbs` and `usb_devices`.
     pub usb: crate::usb::UsbSpec,
+    /// Virtio RNGs, balloons, the 9p export, OVMF, iothreads.
+    pub devices: crate::devices::DevicesSpec,
     /// `uuid`.
     pub uuid: Option<UuidSpec>,
     /// `testdev`.
@@ -315,6 +317,7 @@ impl VmSpec {
             })
             .collect();
         let serials = crate::serial::read_serials(&mut r);
+        let has_images = !r.obj.objects("images").is_empty();
         let mut images = Vec::new();
         for name in r.objects("images") {
             let mut i = r.child("image", name);
@@ -413,6 +416,7 @@ impl VmSpec {
             vga: r.string("vga"),
             pci_topology: crate::pci::PciSpec::read(&mut r),
             usb: crate::usb::UsbSpec::read(&mut r),
+            devices: crate::devices::DevicesSpec::read(&mut r, has_images),
             uuid,
             testdev: r.bool("testdev", false),
             disable_hpet: r.bool("disable_hpet", false),

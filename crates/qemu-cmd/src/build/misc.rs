@@ -30,11 +30,16 @@ pub(super) fn machine(b: &mut Builder<'_>, v: &VmSpec) {
     }
     // HPET via the machine property, when `-no-hpet` is gone.
     let hpet_prop = v.disable_hpet && !caps.has_no_hpet() && caps.has_machine_hpet();
-    if v.machine_type.is_some() || hpet_prop {
+    // OVMF's pflash nodes come first; `-machine` names them.
+    let pflash = super::devices::ovmf(b, v);
+    if v.machine_type.is_some() || hpet_prop || !pflash.is_empty() {
         if caps.has_machine_option() {
             let mut o = Opts::new(v.machine_type.as_deref().unwrap_or(""));
             if hpet_prop {
                 o.kv("hpet", "off");
+            }
+            for (k, val) in &pflash {
+                o.kv(k, val);
             }
             b.cmd.push2("-machine", o.finish());
         } else if let Some(m) = v.machine_type.as_deref() {

@@ -12,6 +12,7 @@
 
 mod block;
 mod chardev;
+pub(crate) mod devices;
 mod misc;
 mod net;
 mod options;
@@ -169,8 +170,10 @@ impl<'c> Builder<'c> {
         chardev::monitors(self, v);
         platform::pvpanic_vmcoreinfo(self, v);
         chardev::serials(self, v);
+        devices::rngs(self, v);
         platform::logs(self, v);
         usb::usb(self, v);
+        devices::iothreads(self, v);
         block::images(self, v);
         net::nics(self, v);
         block::cdroms(self, v);
@@ -183,9 +186,11 @@ impl<'c> Builder<'c> {
         misc::hpet(self, v);
         options::rtc(self, v);
         options::boot(self, v);
+        devices::nine_p(self, v);
         misc::pci(self, v);
         misc::extra(self, v);
         platform::sga(self, v);
+        devices::balloons(self, v);
         options::qemu_options(self, v);
         pci::extra_root_ports(self, v);
         misc::incoming(self, v);

@@ -55,6 +55,22 @@ impl Vm {
         let stable_cmdline = cmd.render_stable();
         log.line(&format!("argv: {}", qemu_cmd::render_argv(&argv)));
 
+        // OVMF boots from the VM's own copy of the variable store (the command line names it).
+        if let Some(ovmf) = &spec.devices.ovmf {
+            let code = Path::new(&ovmf.code);
+            if !code.is_file() {
+                return Err(io_err("reading OVMF's firmware (`ovmf_path`)", code)(
+                    std::io::Error::from(std::io::ErrorKind::NotFound),
+                ));
+            }
+            if let Some(t) = &ovmf.vars_template {
+                let dst = plan.run_dir().join(qemu_cmd::names::OVMF_VARS_FILE);
+                fs::copy(t, &dst).map_err(io_err(
+                    "copying OVMF's variable store (`ovmf_vars_filename`)",
+                    Path::new(t),
+                ))?;
+            }
+        }
         let output_log = log_dir.join("qemu.log");
         let started = Instant::now();
         let process = OwnedProcess::spawn(&argv, &output_log).map_err(|source| Error::Spawn {

@@ -83,6 +83,15 @@ pub(super) fn attach(
         | DiskInterface::ScsiBlock
         | DiskInterface::ScsiGeneric => {
             let a = &img.attach;
+            let iothread = match &a.iothread {
+                Some(t) if a.scsi_hba.contains("virtio") => {
+                    if !crate::build::devices::check_iothread(b, v, t, obj) {
+                        return None;
+                    }
+                    Some(t.as_str())
+                }
+                _ => None,
+            };
             let hba = scsi_hba(
                 b,
                 v,
@@ -90,6 +99,7 @@ pub(super) fn attach(
                 a.bus,
                 &a.bus_extra,
                 a.num_queues,
+                iothread,
                 obj,
                 "scsi_hba",
             )?;
@@ -285,6 +295,7 @@ pub(super) fn scsi_hba(
     bus: Option<u32>,
     extra: &[(String, Option<String>)],
     num_queues: Option<u32>,
+    iothread: Option<&str>,
     obj: Obj<'_>,
     key: &str,
 ) -> Option<String> {
@@ -322,6 +333,9 @@ pub(super) fn scsi_hba(
                 if model == "virtio-scsi-pci" {
                     if let Some(n) = num_queues.filter(|n| *n > 1) {
                         o.kv("num_queues", &n.to_string());
+                    }
+                    if let Some(t) = iothread {
+                        o.kv("iothread", t);
                     }
                 }
                 o.extra(extra);

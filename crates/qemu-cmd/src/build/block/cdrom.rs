@@ -59,6 +59,7 @@ pub(in crate::build) fn cdroms(b: &mut Builder<'_>, v: &VmSpec) {
                 None,
                 &[],
                 None,
+                None,
                 Obj::Sub("cdrom", &cd.name),
                 "cd_format",
             ) {

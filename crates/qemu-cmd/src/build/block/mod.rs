@@ -172,6 +172,11 @@ pub(super) fn images(b: &mut Builder<'_>, v: &VmSpec) {
             if let Some(n) = img.attach.num_queues {
                 o.kv("num-queues", &n.to_string());
             }
+            if let Some(t) = &img.attach.iothread {
+                if super::devices::check_iothread(b, v, t, obj) {
+                    o.kv("iothread", t);
+                }
+            }
         }
         if matches!(
             model.as_str(),
