@@ -35,6 +35,7 @@
 pub mod devices;
 pub mod image;
 pub mod keys;
+pub mod nic;
 pub mod opts;
 pub mod origins;
 pub mod pci;

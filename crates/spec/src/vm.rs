@@ -19,9 +19,7 @@ use crate::read::{Findings, ObjParams, Reader};
 
 use crate::opts::split_opt_list;
 use crate::problem::{ProblemKind, SpecError};
-use crate::types::{
-    Accel, CdromInterface, DisplayKind, MacAddr, MemSize, MonitorKind, PciAssignable, Uuid,
-};
+use crate::types::{Accel, CdromInterface, DisplayKind, MemSize, MonitorKind, PciAssignable, Uuid};
 
 /// `uuid`: fixed, or chosen per run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,19 +33,7 @@ pub enum UuidSpec {
 /// Parsed `key=value` pairs for `*_extra_params` keys (re-escaped when emitted).
 pub type ExtraOpts = Vec<(String, Option<String>)>;
 
-/// How a NIC reaches the host.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NicMode {
-    /// User-mode networking (slirp).
-    User,
-    /// A tap device with optional up/down scripts.
-    Tap,
-    /// A tap device plugged into a host bridge by QEMU's bridge helper (`nettype = bridge`).
-    Bridge {
-        /// The bridge (`netdst`, default `virbr0`).
-        br: String,
-    },
-}
+pub use crate::nic::{NicMode, NicSpec};
 
 /// `-smp` and its topology.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,35 +102,6 @@ pub struct IsoChecksum {
     pub algo: ChecksumAlgo,
     /// The expected digest, lower-case hex.
     pub expected: String,
-}
-
-/// One NIC (`nics`) and its host side.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NicSpec {
-    /// Object name.
-    pub name: String,
-    /// Position in `nics` (the legacy `vlan`).
-    pub index: usize,
-    /// `nic_model` (default rtl8139; `virtio` means `virtio-net-pci` with `-device`).
-    pub model: String,
-    /// `nic_mac`; a per-run address is derived when unset.
-    pub mac: Option<MacAddr>,
-    /// `nic_mode` (user, tap) or `nettype` (user, bridge).
-    pub mode: NicMode,
-    /// `nic_ifname` (tap); a per-run name is derived when unset.
-    pub ifname: Option<String>,
-    /// `nic_script`.
-    pub script: Option<String>,
-    /// `nic_downscript` (default `no`).
-    pub downscript: Option<String>,
-    /// `tftp`: TFTP root of user networking.
-    pub tftp: Option<String>,
-    /// `bootp`: boot file announced by user networking's DHCP.
-    pub bootfile: Option<String>,
-    /// `nic_extra_params`, appended to the NIC.
-    pub nic_extra: ExtraOpts,
-    /// `netdev_extra_params`, appended to the netdev.
-    pub netdev_extra: ExtraOpts,
 }
 
 /// One monitor (`monitors`).
@@ -329,7 +286,7 @@ impl VmSpec {
         let mut nics = Vec::new();
         for (index, name) in r.objects("nics").into_iter().enumerate() {
             let mut n = r.child("nic", name);
-            nics.push(read_nic(&mut n, name, index));
+            nics.push(crate::nic::read_nic(&mut n, name, index));
         }
         let mut redirs = Vec::new();
         for name in r.objects("redirs") {
@@ -508,156 +465,10 @@ fn read_checksum(c: &mut Reader<'_, '_>) -> Option<IsoChecksum> {
     None
 }
 
-impl NicMode {
-    /// How NIC `nic` of `params` (the VM's object params) reaches the host: `nic_mode` (user,
-    /// tap) or, as avocado-vt writes it, `nettype` (user, bridge with `netdst`, default
-    /// `virbr0`). The one reading of these keys: the builder and the VM layer both use it.
-    ///
-    /// # Errors
-    ///
-    /// [`SpecError::Params`] naming the bad key, its value and `file:line`.
-    pub fn of(params: &Params, vm: &str, nic: &str) -> Result<NicMode, SpecError> {
-        let mut found = Findings::new();
-        let mut r = Reader::new(ObjParams::root(params).object(nic), "nic", nic, &mut found);
-        let mode = NicMode::read(&mut r);
-        crate::problem::into_result(mode, vm, found.problems)
-    }
-
-    /// Reads the mode keys of the NIC `n` reads, recording problems there.
-    pub fn read(n: &mut Reader<'_, '_>) -> NicMode {
-        match (n.str("nic_mode"), n.str("nettype")) {
-            (Some("user"), _) => NicMode::User,
-            (Some("tap"), _) => NicMode::Tap,
-            (Some(_), _) => {
-                n.problem(
-                    "nic_mode",
-                    ProblemKind::Invalid {
-                        expected: "a NIC mode (user, tap)".into(),
-                    },
-                );
-                NicMode::User
-            }
-            (None, None | Some("user")) => NicMode::User,
-            (None, Some("bridge")) => NicMode::Bridge {
-                br: n.string("netdst").unwrap_or_else(|| "virbr0".into()),
-            },
-            (None, Some(t @ ("macvtap" | "network" | "vdpa" | "user:passt" | "passt"))) => {
-                // avocado-vt's other network types: named as what is missing, not as a typo.
-                let how = match t {
-                    "macvtap" => "a macvtap device on `netdst`, opened by its tap fd",
-                    "network" => "a libvirt network named by `netdst`",
-                    "vdpa" => "a host vhost-vdpa device",
-                    _ => "a passt process serving the NIC",
-                };
-                n.problem(
-                    "nettype",
-                    ProblemKind::Unsupported {
-                        reason: format!("kvmtest does not set up {how} yet"),
-                    },
-                );
-                NicMode::User
-            }
-            (None, Some(_)) => {
-                n.problem(
-                    "nettype",
-                    ProblemKind::Invalid {
-                        expected: "a network type (user, bridge; macvtap, network, vdpa and \
-                                   passt are avocado-vt's, not built yet)"
-                            .into(),
-                    },
-                );
-                NicMode::User
-            }
-        }
-    }
-}
-
-fn read_nic(n: &mut Reader<'_, '_>, name: &str, index: usize) -> NicSpec {
-    let mode = NicMode::read(n);
-    let extra = |n: &mut Reader<'_, '_>, key: &str| match n.str(key) {
-        None => Vec::new(),
-        Some(s) => split_opt_list(s).unwrap_or_else(|item| {
-            n.problem(
-                key,
-                ProblemKind::Invalid {
-                    expected: format!("QEMU options such as `a=b,c=d` (bad item {item:?})"),
-                },
-            );
-            Vec::new()
-        }),
-    };
-    let nic_extra = extra(n, "nic_extra_params");
-    let netdev_extra = extra(n, "netdev_extra_params");
-    NicSpec {
-        name: name.to_string(),
-        index,
-        model: n.string("nic_model").unwrap_or_else(|| "rtl8139".into()),
-        mac: n.parse("nic_mac"),
-        mode,
-        ifname: n.string("nic_ifname"),
-        script: n.string("nic_script"),
-        downscript: n.string("nic_downscript"),
-        tftp: n.string("tftp"),
-        bootfile: n.string("bootp"),
-        nic_extra,
-        netdev_extra,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::test_support::params;
-
-    #[test]
-    fn avocado_network_types_kvmtest_lacks_say_what_is_missing() {
-        for (t, what) in [
-            ("macvtap", "macvtap device"),
-            ("network", "libvirt network"),
-            ("vdpa", "vhost-vdpa"),
-            ("user:passt", "passt"),
-        ] {
-            let err = NicMode::of(&params(&[("nettype", t)]), "vm1", "nic1")
-                .err()
-                .unwrap_or_else(|| panic!("{t} accepted"));
-            let p = &err.problems()[0];
-            assert!(
-                matches!(&p.kind, ProblemKind::Unsupported { reason } if reason.contains(what)),
-                "{t}: {err}"
-            );
-        }
-        let err = NicMode::of(&params(&[("nettype", "brigde")]), "vm1", "nic1")
-            .err()
-            .unwrap_or_else(|| panic!("a typo accepted"));
-        assert!(
-            matches!(err.problems()[0].kind, ProblemKind::Invalid { .. }),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn nettype_bridge_is_a_bridged_nic_on_netdst() {
-        let p = params(&[("nettype", "bridge"), ("netdst", "br0")]);
-        assert_eq!(
-            NicMode::of(&p, "vm1", "nic1").ok(),
-            Some(NicMode::Bridge { br: "br0".into() })
-        );
-        let p = params(&[("nettype", "bridge")]);
-        assert_eq!(
-            NicMode::of(&p, "vm1", "nic1").ok(),
-            Some(NicMode::Bridge {
-                br: "virbr0".into()
-            })
-        );
-        let p = params(&[("nic_mode", "tap")]);
-        assert_eq!(NicMode::of(&p, "vm1", "nic1").ok(), Some(NicMode::Tap));
-        let p = params(&[("nic_mode", "wifi")]);
-        let err = NicMode::of(&p, "vm1", "nic1").err();
-        assert_eq!(
-            err.map(|e| e.problems()[0].key.clone()).as_deref(),
-            Some("nic_mode")
-        );
-    }
 
     #[test]
     fn image_raw_device_is_a_boolean_like_every_other() {

@@ -7,6 +7,7 @@
 
 use crate::image::IMAGE_KEYS;
 use crate::keys::KeyDoc;
+use crate::nic::NIC_KEYS;
 use crate::process::PROCESS_KEYS;
 use crate::session::SESSION_KEYS;
 use crate::test::TEST_KEYS;
@@ -278,41 +279,6 @@ pub const MONITOR_KEYS: &[KeyDoc] = &[KeyDoc::with_default(
     "qmp or human",
 )];
 
-/// Keys of a NIC (objects of `nics`).
-pub const NIC_KEYS: &[KeyDoc] = &[
-    KeyDoc::optional(
-        "nic_mode",
-        "user or tap (the seed's key; wins over `nettype`; unset: `nettype`)",
-    ),
-    KeyDoc::with_default("nettype", "user", "avocado-vt's key: user or bridge"),
-    KeyDoc::with_default("netdst", "virbr0", "the bridge of `nettype = bridge`"),
-    KeyDoc::with_default(
-        "nic_model",
-        "rtl8139",
-        "the NIC device model (virtio means virtio-net-pci; e1000, rtl8139, …)",
-    ),
-    KeyDoc::optional("nic_mac", "its MAC (unset: a reserved random one)"),
-    KeyDoc::optional(
-        "nic_ifname",
-        "the tap interface name (unset: derived from the VM)",
-    ),
-    KeyDoc::optional(
-        "nic_script",
-        "the tap's ifup script (unset: QEMU's default, usually /etc/qemu-ifup)",
-    ),
-    KeyDoc::optional(
-        "nic_downscript",
-        "the tap's ifdown script (unset: none, `downscript=no`)",
-    ),
-    KeyDoc::optional("tftp", "the user network's TFTP root for this NIC"),
-    KeyDoc::optional("bootp", "the user network's BOOTP file for this NIC"),
-    KeyDoc::optional("nic_extra_params", "more NIC device options, `a=b,c=d`"),
-    KeyDoc::optional(
-        "netdev_extra_params",
-        "more netdev options, `a=b,c=d` (a leading comma is allowed)",
-    ),
-];
-
 /// Keys of a port forward (objects of `redirs`).
 pub const REDIR_KEYS: &[KeyDoc] = &[KeyDoc::required(
     "guest_port",
@@ -481,6 +447,18 @@ mod tests {
                 ("nettype", "bridge"),
                 ("netdst", "br0"),
                 ("nic_model", "virtio"),
+                ("vhost", "vhost=on"),
+                ("vhostforce", "off"),
+                ("queues", "4"),
+                ("enable_msix_vectors", "yes"),
+                ("vectors", "10"),
+                ("mq", "on"),
+                ("nic_pci_addr", "0x9"),
+                ("bootindex", "2"),
+                ("romfile", "efi-virtio.rom"),
+                ("ctrl_mac_addr", "on"),
+                ("failover", "on"),
+                ("qemu_bridge_helper", "/usr/libexec/qemu-bridge-helper"),
                 ("nic_mac", "52:54:00:12:34:56"),
                 ("nic_ifname", "tap0"),
                 ("nic_script", "/etc/qemu-ifup"),

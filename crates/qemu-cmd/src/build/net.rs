@@ -31,13 +31,21 @@ fn backend(b: &mut Builder<'_>, v: &VmSpec, nic: &NicSpec, id: &str, fwd: bool) 
     let (kind, key) = match nic.mode {
         NicMode::User => ("user", "nic_mode"),
         NicMode::Tap => ("tap", "nic_mode"),
-        NicMode::Bridge { .. } => ("bridge", "nettype"),
+        // A tap that QEMU's bridge helper creates and puts into the bridge (avocado-vt opens
+        // the tap itself and passes its fd; the netdev is a tap either way).
+        NicMode::Bridge { .. } => ("tap", "nettype"),
     };
-    if !caps.has_netdev_backend(kind) {
+    let bridge_ok =
+        !matches!(nic.mode, NicMode::Bridge { .. }) || caps.has_netdev_backend("bridge");
+    if !caps.has_netdev_backend(kind) || !bridge_ok {
         b.unsupported(
             Obj::Sub("nic", &nic.name),
             key,
-            format!("QEMU {} has no {kind} network backend", caps.version),
+            format!(
+                "QEMU {} has no {} network backend",
+                caps.version,
+                if bridge_ok { kind } else { "bridge" }
+            ),
         );
         return;
     }
@@ -89,7 +97,34 @@ fn backend(b: &mut Builder<'_>, v: &VmSpec, nic: &NicSpec, id: &str, fwd: bool) 
         }
         NicMode::Bridge { ref br } => {
             o.kv("br", br);
+            o.kv_with("helper", |w| {
+                w.esc(nic.tuning.bridge_helper.as_bytes());
+            });
         }
+    }
+    let t = &nic.tuning;
+    if !matches!(nic.mode, NicMode::User) {
+        if let Some(on) = t.vhost {
+            o.kv("vhost", if on { "on" } else { "off" });
+        }
+        if let Some(on) = t.vhostforce {
+            o.kv("vhostforce", if on { "on" } else { "off" });
+        }
+        if let Some(q) = t.queues.filter(|q| *q > 1) {
+            o.kv("queues", &q.to_string());
+        }
+    } else if let Some(key) = [
+        ("vhost", t.vhost.is_some()),
+        ("queues", t.queues.is_some_and(|q| q > 1)),
+    ]
+    .into_iter()
+    .find_map(|(k, set)| set.then_some(k))
+    {
+        b.unsupported(
+            Obj::Sub("nic", &nic.name),
+            key,
+            "user networking has no vhost and no multiqueue".into(),
+        );
     }
     o.extra(&nic.netdev_extra);
     let opt = if caps.has_netdev() { "-netdev" } else { "-net" };
@@ -134,11 +169,36 @@ fn front(b: &mut Builder<'_>, v: &VmSpec, nic: &NicSpec, id: &str) {
         o.kv("id", &crate::names::nic_device_id(&nic.name, nic.index));
         link(&mut o);
         mac(&mut o, "mac");
+        let t = &nic.tuning;
+        if let Some(c) = &t.ctrl_mac_addr {
+            o.kv("ctrl_mac_addr", c);
+        }
         // avocado-vt: e1000 and rtl8139 are conventional PCI, go behind q35's PCI bridge.
         let legacy = matches!(model, "e1000" | "rtl8139");
         let obj = Obj::Sub("nic", &nic.name);
-        if let Some(p) = super::pci::place(b, v, model, legacy, obj, "nic_model") {
+        let place = match &t.pci_addr {
+            Some(addr) => super::pci::place_at(b, addr, obj, "nic_pci_addr"),
+            None => super::pci::place(b, v, model, legacy, obj, "nic_model"),
+        };
+        if let Some(p) = place {
             p.add_to(&mut o);
+        }
+        if let Some(i) = &t.bootindex {
+            o.kv("bootindex", i);
+        }
+        if let Some(r) = &t.romfile {
+            o.kv("romfile", r);
+        }
+        if model.contains("virtio") {
+            if t.queues.is_some_and(|q| q > 1) {
+                o.kv("mq", t.mq.as_deref().unwrap_or("on"));
+            }
+            if let Some(n) = t.vectors {
+                o.kv("vectors", &n.to_string());
+            }
+            if let Some(f) = &t.failover {
+                o.kv("failover", f);
+            }
         }
         o.extra(&nic.nic_extra);
         b.cmd.push2("-device", o.finish());
