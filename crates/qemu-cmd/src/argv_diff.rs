@@ -13,7 +13,7 @@
 //! in kvmtest.
 //!
 //! Before comparing, run-specific text is normalised ([`Normalise`]): avocado-vt's random ids
-//! (`idB5I0tJ` → `@ID@`), its timestamped file names (`-20261206-020644-6O7sKtVx` dropped), its
+//! (`idB5I0tJ` → `@ID@`, `virtio-rng-8Z4ROcSv` → `virtio-rng-@ID@`), its timestamped file names (`-20261206-020644-6O7sKtVx` dropped), its
 //! data dir (→ `@ROOT@`), MACs (→ `@MAC@`, kvmtest's `@MAC_nic1@` too) and `-vnc` displays
 //! (→ `@VNC@`). kvmtest's other `@PLACEHOLDERS@` stay as they are.
 //!
@@ -170,16 +170,25 @@ pub fn keyed_items(value: &str) -> Vec<(String, String)> {
     out
 }
 
-/// Whether `id` is one of avocado-vt's generated ids: `id` and 8 (or 6) random letters and
-/// digits, mixed case or digits included (`idB5I0tJ`).
+/// Whether `id` is one of avocado-vt's generated ids (`utils_misc.generate_random_id`): `id` and
+/// 6 random letters and digits (`idB5I0tJ`, `idzkgpcw`; so a word such as `identity` counts as
+/// one too), or `id` and 8 of them with a capital among them.
 pub fn is_random_id(id: &str) -> bool {
     let Some(rest) = id.strip_prefix("id") else {
         return false;
     };
-    (rest.len() == 8 || rest.len() == 6)
-        && rest.chars().all(|c| c.is_ascii_alphanumeric())
-        && rest
-            .chars()
+    rest.chars().all(|c| c.is_ascii_alphanumeric())
+        && (rest.len() == 6 || (rest.len() == 8 && is_random_suffix(rest)))
+}
+
+/// Whether `s` looks like avocado-vt's 8-character random suffix (`virtio-rng-8Z4ROcSv`,
+/// `tcp-8B8homLe`, `chardev-ff4xaps7`): 8 letters and digits, a letter and a capital or a digit
+/// among them.
+pub fn is_random_suffix(s: &str) -> bool {
+    s.len() == 8
+        && s.chars().all(|c| c.is_ascii_alphanumeric())
+        && s.chars().any(|c| c.is_ascii_alphabetic())
+        && s.chars()
             .any(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
 }
 
@@ -252,12 +261,17 @@ fn drop_timestamps(s: &str) -> String {
     out
 }
 
-/// Replaces random ids and MACs, token by token (tokens: runs of alphanumerics, `_`, `:`, `@`).
+/// Replaces random ids (`idB5I0tJ` → `@ID@`, `tcp-8B8homLe` → `tcp-@ID@`) and MACs, token by
+/// token (tokens: runs of alphanumerics, `_`, `-`, `:`, `@`).
 fn replace_tokens(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut tok = String::new();
     let flush = |tok: &mut String, out: &mut String| {
         if is_random_id(tok) {
+            out.push_str("@ID@");
+        } else if let Some((_, suffix)) = tok.rsplit_once('-').filter(|(_, x)| is_random_suffix(x))
+        {
+            out.push_str(&tok[..tok.len() - suffix.len()]);
             out.push_str("@ID@");
         } else if is_mac(tok) || (tok.starts_with("@MAC") && tok.ends_with('@') && tok.len() > 4) {
             out.push_str("@MAC@");
@@ -267,7 +281,7 @@ fn replace_tokens(s: &str) -> String {
         tok.clear();
     };
     for c in s.chars() {
-        if c.is_ascii_alphanumeric() || c == ':' || c == '_' || c == '@' {
+        if c.is_ascii_alphanumeric() || c == ':' || c == '_' || c == '@' || c == '-' {
             tok.push(c);
         } else {
             flush(&mut tok, &mut out);
@@ -328,7 +342,7 @@ pub fn identify(opts: &[ArgOpt]) -> Vec<String> {
             let get = |k: &str| {
                 items
                     .iter()
-                    .find(|(key, v)| key == k && !v.is_empty() && !is_random_id(v) && v != "@ID@")
+                    .find(|(key, v)| key == k && !v.is_empty() && !v.contains("@ID@"))
                     .map(|(_, v)| v.clone())
             };
             let name = if o.name.is_empty() {
@@ -822,7 +836,13 @@ mod tests {
     #[test]
     fn random_ids_match_by_driver_and_order() {
         assert!(is_random_id("idB5I0tJ"));
-        assert!(!is_random_id("identity"));
+        assert!(is_random_id("idzkgpcw"));
+        assert!(is_random_suffix("8B8homLe"));
+        assert!(is_random_suffix("ff4xaps7"));
+        assert!(!is_random_suffix("abcdefgh"));
+        assert!(!is_random_suffix("12345678"));
+        assert!(!is_random_id("identifier"));
+        assert!(!is_random_id("id-1234"));
         assert!(!is_random_id("image1"));
         let d = keys(
             &[
@@ -928,6 +948,8 @@ mod tests {
             "@VNC@",
             "-chardev",
             "socket,id=seabioslog_id_20261206-022649-JlPwrC0R",
+            "-object",
+            "rng-egd,id=chardev-D8LhSmsw,chardev=tcp-8B8homLe",
         ]);
         assert_eq!(
             w,
@@ -942,6 +964,8 @@ mod tests {
                 "@VNC@",
                 "-chardev",
                 "socket,id=seabioslog_id",
+                "-object",
+                "rng-egd,id=chardev-@ID@,chardev=tcp-@ID@",
             ]
         );
     }
