@@ -9,10 +9,14 @@ Host-touching parts are stubbed (tap creation and fds: avocado-vt adds them in `
 here; nothing is started). Writes one JSON file per variant:
 
     {"name": ..., "qemu": "<qemu -version first line>", "params": {...}, "cmdline": "...",
-     "argv": [...]}
+     "argv": [...], "data_dir": "..."}
 
 `params` is the variant's whole dict, as the parser gave it (so kvmtest's test needs no config
-tree), `argv` the command line split as a shell would. Run with avocado-vt installed
+tree), `argv` the command line split as a shell would, `data_dir` avocado-vt's data dir (a fixed
+path, which the comparison maps to `@ROOT@`); `error` instead of `cmdline`/`argv` when avocado-vt
+refuses the variant. `--sample` picks the committed sample (fixtures/avocado/README.md): each value
+of each guest-hw.cfg dimension once per machine type, in files named MACHINE-VALUE.json.
+avocado-vt's QEMU probes are asked once per run (~10 s each otherwise). Run with avocado-vt installed
 (`pip install avocado-framework-plugin-vt`); it is a developer tool, never run by the tests.
 """
 import argparse
