@@ -9,18 +9,121 @@ Host-touching parts are stubbed (tap creation and fds: avocado-vt adds them in `
 here; nothing is started). Writes one JSON file per variant:
 
     {"name": ..., "qemu": "<qemu -version first line>", "params": {...}, "cmdline": "...",
-     "argv": [...]}
+     "argv": [...], "data_dir": "..."}
 
 `params` is the variant's whole dict, as the parser gave it (so kvmtest's test needs no config
-tree), `argv` the command line split as a shell would. Run with avocado-vt installed
+tree), `argv` the command line split as a shell would, `data_dir` avocado-vt's data dir (a fixed
+path, which the comparison maps to `@ROOT@`); `error` instead of `cmdline`/`argv` when avocado-vt
+refuses the variant. `--sample` picks the committed sample (fixtures/avocado/README.md): each value
+of each guest-hw.cfg dimension once per machine type, in files named MACHINE-VALUE.json.
+avocado-vt's QEMU probes are asked once per run (~10 s each otherwise). Run with avocado-vt installed
 (`pip install avocado-framework-plugin-vt`); it is a developer tool, never run by the tests.
 """
 import argparse
 import json
 import os
+import re
 import shlex
+import shutil
+import subprocess
 import sys
-import tempfile
+
+# avocado-vt's data dir while generating: a fixed path, so regenerated files differ only where
+# avocado-vt's output does (kvmtest's comparison maps it to `@ROOT@`).
+SCRATCH = "/tmp/kvmtest-avocado-ref"
+
+# The machine types sampled (machines.cfg's x86 variants) and the guest: fixed, so the sample
+# varies the hardware only.
+MACHINES = ["i440fx", "q35"]
+GUEST = "only JeOS.27..x86_64"
+
+# guest-hw.cfg blocks left out of `--sample`: the storage back ends need hosts (gluster, ceph,
+# iscsi…) that are not the command-line builder's business; one network back end is kept.
+SKIP_BLOCKS = {"image_backend"}
+# Placeholders, not hardware: xen's NIC and disk, and "something different" for the NIC.
+SKIP_VALUES = {"xennet", "xenblk", "nic_custom"}
+
+
+def dimensions(cfg_dir):
+    """The values of guest-hw.cfg's top-level `variants:` blocks, one list per block, in file
+    order (nested variants such as virtio_rng's back ends are listed under their parent, as
+    `parent..child` filters)."""
+    out = []
+    block = None
+    parent = None
+    with open(os.path.join(cfg_dir, "guest-hw.cfg")) as f:
+        for line in f:
+            m = re.match(r"^variants(?:\s+(\w+))?\s*:", line)
+            if m:
+                block = {"name": m.group(1) or "", "values": []}
+                out.append(block)
+                continue
+            m = re.match(r"^    - @?([\w.-]+)\s*:", line)
+            if m and block is not None:
+                parent = m.group(1)
+                block["values"].append(parent)
+                continue
+            m = re.match(r"^ {9,}- @?([\w.-]+)\s*:", line)
+            if m and block is not None and parent:
+                block["values"].append("%s..%s" % (parent, m.group(1)))
+    return out
+
+
+def sample_filters(cfg_dir):
+    """`--sample`: each value of each guest-hw.cfg dimension once per machine type, the other
+    dimensions left at their first value. Yields (label, filter lines)."""
+    for machine in MACHINES:
+        yield "%s-first" % machine, [GUEST, "only %s" % machine]
+        for block in dimensions(cfg_dir):
+            if block["name"] in SKIP_BLOCKS:
+                continue
+            for value in block["values"]:
+                if value in SKIP_VALUES:
+                    continue
+                label = "%s-%s" % (machine, value.replace("..", "-"))
+                yield label, [GUEST, "only %s" % machine, "only %s" % value]
+
+
+def first_or_none(dicts, seconds=10):
+    """The first of the parser's `dicts`, or None when there is none. A value excluded by
+    another filter (`e1000e` has `only q35`) makes the parser walk the whole empty product,
+    which takes hours: no first variant within `seconds` means none."""
+    import signal
+
+    class Timeout(Exception):
+        pass
+
+    def alarm(*_):
+        raise Timeout()
+
+    old = signal.signal(signal.SIGALRM, alarm)
+    signal.alarm(seconds)
+    try:
+        return next(iter(dicts), None)
+    except Timeout:
+        return None
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def cache_qemu_probes(qemu):
+    """avocado-vt probes the QEMU binary (`-help`, `-device help`, QMP…) for every VM, ~10 s
+    each: the same command gives the same answer, so it is asked once per generation."""
+    from avocado.utils import process
+
+    real = process.run
+    memo = {}
+
+    def run(cmd, *a, **k):
+        if qemu not in str(cmd):
+            return real(cmd, *a, **k)
+        key = (str(cmd), repr(sorted(k.items())))
+        if key not in memo:
+            memo[key] = real(cmd, *a, **k)
+        return memo[key]
+
+    process.run = run
 
 
 def build_tree(vt, work, test_cfg):
@@ -50,61 +153,94 @@ def main():
     ap.add_argument("--limit", type=int, default=0, help="at most this many variants")
     ap.add_argument("--step", type=int, default=1, help="take every STEP-th variant")
     ap.add_argument("--list", action="store_true", help="only print the variant names")
+    ap.add_argument("--sample", action="store_true",
+                    help="the hardware sample: each guest-hw.cfg value once per machine type "
+                    "(files named MACHINE-VALUE.json); --filter lines are added to each")
     args = ap.parse_args()
 
-    scratch = tempfile.mkdtemp(prefix="kvmtest-avocado-ref-")
+    scratch = SCRATCH
+    shutil.rmtree(scratch, ignore_errors=True)
+    os.makedirs(scratch)
     from virttest import data_dir
     data_dir.get_data_dir = lambda: scratch
     data_dir.get_tmp_dir = lambda public=True: scratch
     from virttest import cartesian_config, qemu_vm, utils_net
     import virttest
+    import virttest.utils_params  # noqa: F401 (reference() uses it)
 
     vt = os.path.dirname(virttest.__file__)
     test_cfg = "variants:\n    - boot:\n        type = boot\n"
     tests = build_tree(vt, scratch, test_cfg)
 
-    parser = cartesian_config.Parser()
-    parser.parse_file(tests)
-    for line in args.filter:
-        parser.parse_string(line)
     # No host bridge, tap or fd is touched: make_create_command only names them.
     utils_net.find_bridge_manager = lambda *a, **k: None
+    cache_qemu_probes(args.qemu)
 
-    import subprocess
     version = subprocess.run([args.qemu, "-version"], capture_output=True,
                              text=True).stdout.splitlines()[0]
     os.makedirs(args.out, exist_ok=True)
-    taken = 0
-    for i, d in enumerate(parser.get_dicts()):
-        if i % args.step:
-            continue
-        if args.limit and taken >= args.limit:
-            break
-        taken += 1
+
+    def variants(filters):
+        parser = cartesian_config.Parser()
+        parser.parse_file(tests)
+        for line in filters:
+            parser.parse_string(line)
+        return parser.get_dicts()
+
+    if args.sample:
+        jobs = []
+        for label, filters in sample_filters(os.path.join(vt, "shared", "cfg")):
+            d = first_or_none(variants(filters + args.filter))
+            if d is None:
+                print("no variant:", label, file=sys.stderr, flush=True)
+            else:
+                jobs.append((label, d))
+    else:
+        jobs = []
+        for i, d in enumerate(variants(args.filter)):
+            if i % args.step:
+                continue
+            if args.limit and len(jobs) >= args.limit:
+                break
+            jobs.append(("%04d" % i, d))
+
+    seen = set()
+    for label, d in jobs:
         name = d["name"]
-        if args.list:
-            print(name)
+        if name in seen:  # a first value: the same variant as the machine's `-first`
             continue
-        params = dict(d)
-        p = virttest.utils_params.Params(params)
-        p["qemu_binary"] = args.qemu
-        p["qemu_img_binary"] = "qemu-img"
-        vm_name = p.objects("vms")[0]
-        vm_params = p.object_params(vm_name)
-        vm = qemu_vm.VM(vm_name, vm_params, scratch, {})
-        record = {"name": name, "qemu": version, "params": params}
-        try:
-            devices, _spice = vm.make_create_command()
-            cmdline = devices.cmdline()
-            record["cmdline"] = cmdline
-            record["argv"] = shlex.split(cmdline)
-        except Exception as e:  # the reference refuses it: kept, with its reason
-            record["error"] = "%s: %s" % (type(e).__name__, e)
-        path = os.path.join(args.out, "%04d.json" % i)
+        seen.add(name)
+        if args.list:
+            print(label, name)
+            continue
+        record = reference(d, name, version, args.qemu, scratch)
+        path = os.path.join(args.out, "%s.json" % label)
         with open(path, "w") as f:
-            json.dump(record, f, indent=1, sort_keys=True)
+            json.dump(record, f, indent=None, sort_keys=True)
             f.write("\n")
-        print(path, name, "error" in record and record["error"] or "", flush=True)
+        print(path, name, record.get("error", ""), flush=True)
+
+
+def reference(d, name, version, qemu, scratch):
+    """avocado-vt's command line for the variant `d` (or its refusal), as a JSON record."""
+    from virttest import qemu_vm, utils_params
+
+    params = dict(d)
+    p = utils_params.Params(params)
+    p["qemu_binary"] = qemu
+    p["qemu_img_binary"] = "qemu-img"
+    vm_name = p.objects("vms")[0]
+    vm_params = p.object_params(vm_name)
+    record = {"name": name, "qemu": version, "params": params, "data_dir": scratch}
+    try:
+        vm = qemu_vm.VM(vm_name, vm_params, scratch, {})
+        devices, _spice = vm.make_create_command()
+        cmdline = devices.cmdline()
+        record["cmdline"] = cmdline
+        record["argv"] = shlex.split(cmdline)
+    except Exception as e:  # the reference refuses it: kept, with its reason
+        record["error"] = "%s: %s" % (type(e).__name__, e)
+    return record
 
 
 if __name__ == "__main__":

@@ -14,6 +14,10 @@
 //!   (`fixtures/suite/tests.cfg`) with `kvmtest run` on real guests.
 //! - `fixtures guest [--out DIR] [--check]`: build (and boot-check) the test guest, see
 //!   `fixtures/guest/README.md`.
+//! - `compare-avocado [--strict] [--verbose]`: kvmtest's command lines vs avocado-vt's own for
+//!   the records of `fixtures/avocado/` (`compare_avocado.rs`); `--regenerate [--qemu PATH]
+//!   [--python PATH] [--out DIR] [--filter F]…` remakes the records (needs avocado-vt:
+//!   `pip install avocado-framework-plugin-vt`).
 //! - `fixtures qemu X.Y`: unpack QEMU X.Y beside the build (`qemu_fixture.rs`); prints the
 //!   launcher to put in `KVMTEST_QEMU`.
 #![allow(clippy::disallowed_methods)] // xtask is the automation: running programs is its job
@@ -26,6 +30,7 @@ use anyhow::{bail, Context, Result};
 mod apt;
 mod bench;
 mod check_install;
+mod compare_avocado;
 mod deps;
 mod guest;
 mod host;
@@ -188,9 +193,10 @@ fn main() -> Result<()> {
             _ => guest::main(&args[1..]),
         },
         Some("run-suite") => run_suite::main(&args[1..]),
+        Some("compare-avocado") => compare_avocado::main(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci|deps|check-install [STATE]|tidy|run-suite [ARGS]|bench NAME|fuzz [SECONDS]|fixtures guest [--check]|fixtures qemu X.Y>"
+                "usage: cargo xtask <ci|deps|check-install [STATE]|tidy|run-suite [ARGS]|compare-avocado [--strict]|bench NAME|fuzz [SECONDS]|fixtures guest [--check]|fixtures qemu X.Y>"
             );
             eprint!("{}", bench::usage());
             bail!("unknown or missing subcommand")

@@ -37,6 +37,7 @@
 //! );
 //! ```
 
+pub mod argv_diff;
 mod build;
 pub mod caps;
 mod cmd;
