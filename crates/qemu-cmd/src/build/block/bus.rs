@@ -92,10 +92,19 @@ pub(super) fn attach(
                 }
                 _ => None,
             };
+            // `scsi` (avocado-vt's deprecated form, `if=scsi`): the HBA QEMU's `if=scsi` adds.
+            let model = if itf == DiskInterface::Scsi {
+                "lsi53c895a"
+            } else {
+                a.scsi_hba.as_str()
+            };
+            // avocado-vt places the HBA as a PCIe device when the disk's `scsi_hba` is virtio.
+            let legacy = !a.scsi_hba.contains("virtio");
             let hba = scsi_hba(
                 b,
                 v,
-                &a.scsi_hba,
+                model,
+                legacy,
                 a.bus,
                 &a.bus_extra,
                 a.num_queues,
@@ -196,6 +205,7 @@ pub(super) fn ide_position(b: &mut Builder<'_>, v: &VmSpec, place: &mut Place, i
     let i = first_free(&mut b.block.ide_taken, index);
     if is_q35(v) {
         place.push("bus", format!("ide.{i}"));
+        place.push("unit", "0");
     } else {
         place.push("bus", format!("ide.{}", i / 2));
         place.push("unit", (i % 2).to_string());
@@ -285,13 +295,14 @@ fn hba_capacity(model: &str) -> u32 {
 /// The HBA a SCSI disk or CD-ROM of HBA `model` goes behind, as avocado-vt picks it: HBA
 /// number `bus` of that model when given (creating the missing ones up to it), else the
 /// latest one with a free SCSI id, else a new one. HBAs are named after their model
-/// (`virtio_scsi_pci0`, `lsi53c895a0`) and placed on PCI (virtio: PCI Express). Its id, or
-/// `None` (a problem) when the binary lacks the model.
+/// (`virtio_scsi_pci0`, `lsi53c895a0`) and placed on PCI (`legacy`: as a conventional PCI
+/// device). Its id, or `None` (a problem) when the binary lacks the model.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn scsi_hba(
     b: &mut Builder<'_>,
     v: &VmSpec,
     model: &str,
+    legacy: bool,
     bus: Option<u32>,
     extra: &[(String, Option<String>)],
     num_queues: Option<u32>,
@@ -339,7 +350,6 @@ pub(super) fn scsi_hba(
                     }
                 }
                 o.extra(extra);
-                let legacy = !model.contains("virtio");
                 if let Some(p) = pci::place(b, v, model, legacy, obj, key) {
                     p.add_to(&mut o);
                 }

@@ -56,6 +56,7 @@ pub(in crate::build) fn cdroms(b: &mut Builder<'_>, v: &VmSpec) {
                 b,
                 v,
                 &v.scsi_hba,
+                !v.scsi_hba.contains("virtio"),
                 None,
                 &[],
                 None,

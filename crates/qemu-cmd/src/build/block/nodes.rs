@@ -127,7 +127,8 @@ fn luks_secret(b: &mut Builder<'_>, img: &ImageSpec, node: &str) -> Option<Strin
         );
         return None;
     }
-    let id = format!("secret-{node}");
+    // avocado-vt's id: the image's first encryption secret.
+    let id = format!("{}_encrypt0", node.strip_prefix("drive_").unwrap_or(node));
     let mut o = Opts::new("secret");
     o.kv("id", &id).kv("data", secret);
     b.cmd.push2("-object", o.finish());
