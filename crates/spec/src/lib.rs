@@ -16,6 +16,10 @@
 //! * [`types`]: the value types (sizes, MACs, UUIDs, interfaces, accelerators…) and their
 //!   parsers.
 //! * [`opts`]: QEMU option lists as users write them in `*_extra_params`.
+//! * [`smp`]: the vCPU topology keys ([`SmpSpec`]) and avocado-vt's arithmetic completing them
+//!   ([`Topology`]).
+//! * [`memory`]: `mem` and the rest of the memory family ([`MemorySpec`]: machine backend,
+//!   hugepages, `mem_devs`, guest NUMA nodes and CPUs).
 //! * [`session`]: how tests reach the guest's shell and how long they wait ([`SessionSpec`]:
 //!   prompts, credentials, `login_timeout`, `cmd_timeout`, the guest's ready marker).
 //! * [`keys`]: [`KeyDoc`], a family's declaration of its keys, and [`Keys`], the typed getters
@@ -27,12 +31,14 @@
 //! * [`problem`]: [`Problem`], [`ProblemKind`], [`SpecError`].
 
 pub mod keys;
+pub mod memory;
 pub mod opts;
 pub mod origins;
 pub mod problem;
 pub mod process;
 pub mod read;
 pub mod session;
+pub mod smp;
 pub mod test;
 pub mod tools;
 pub mod types;
@@ -40,11 +46,13 @@ pub mod vm;
 pub mod vm_keys;
 
 pub use keys::{KeyDoc, Keys};
+pub use memory::{MemDevSpec, MemorySpec, NumaCpuSpec, NumaNodeSpec};
 pub use origins::Origins;
 pub use problem::{into_result, sort_problems, Problem, ProblemKind, SpecError};
 pub use process::{ImageProcessing, Processing, Teardown, VmProcessing, PROCESS_KEYS};
 pub use read::{FlatParams, ObjParams, Src};
 pub use session::{SessionSpec, ShellClient, SESSION_KEYS};
+pub use smp::{SmpSpec, SmpSupport, Topology};
 pub use test::{TestTarget, TEST_KEYS};
 pub use tools::{HostTools, TOOL_KEYS};
 pub use vm::{

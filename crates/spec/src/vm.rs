@@ -13,8 +13,10 @@
 
 use params::Params;
 
+use crate::memory::MemorySpec;
 use crate::origins::Origins;
 use crate::read::{Findings, ObjParams, Reader};
+use crate::smp::SmpSpec;
 
 use crate::opts::split_opt_list;
 use crate::problem::{ProblemKind, SpecError};
@@ -47,19 +49,6 @@ pub enum NicMode {
         /// The bridge (`netdst`, default `virbr0`).
         br: String,
     },
-}
-
-/// `-smp` and its topology.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Smp {
-    /// Number of vCPUs.
-    pub cpus: u32,
-    /// `vcpu_sockets`.
-    pub sockets: Option<u32>,
-    /// `vcpu_cores`.
-    pub cores: Option<u32>,
-    /// `vcpu_threads`.
-    pub threads: Option<u32>,
 }
 
 /// One disk image (`images`), unless `boot_drive = no`.
@@ -431,10 +420,12 @@ pub struct VmSpec {
     pub cpu: Option<CpuSpec>,
     /// `nodefaults`.
     pub nodefaults: bool,
-    /// `mem`.
+    /// `mem` (MiB, after `vm_mem_limit`).
     pub mem: Option<MemSize>,
-    /// `smp` and `vcpu_*`.
-    pub smp: Option<Smp>,
+    /// The rest of the memory family: machine backend, `mem_devs`, NUMA ([`MemorySpec`]).
+    pub memory: MemorySpec,
+    /// `smp` and `vcpu_*` ([`SmpSpec`]; `None` when no such key is set).
+    pub smp: Option<SmpSpec>,
     /// `monitors`.
     pub monitors: Vec<MonitorSpec>,
     /// `serials` (one console named `serial0` when the key is absent, as the seed always had
@@ -508,12 +499,8 @@ impl VmSpec {
     /// origins read are moved into the spec.
     pub fn read(obj: ObjParams<'_>, vm: &str, found: &mut Findings) -> Self {
         let mut r = Reader::new(obj, "vm", vm, found);
-        let smp = r.num::<u32>("smp", "a vCPU count").map(|cpus| Smp {
-            cpus,
-            sockets: r.num("vcpu_sockets", "a socket count"),
-            cores: r.num("vcpu_cores", "a core count"),
-            threads: r.num("vcpu_threads", "a thread count"),
-        });
+        let smp = SmpSpec::read(&mut r);
+        let (mem, memory) = MemorySpec::read(&mut r);
         let monitors = r
             .objects("monitors")
             .into_iter()
@@ -608,7 +595,8 @@ impl VmSpec {
             accel: r.parse("vm_accelerator"),
             cpu: read_cpu(&mut r),
             nodefaults: r.bool("nodefaults", false),
-            mem: r.parse("mem"),
+            mem,
+            memory,
             smp,
             monitors,
             serials,

@@ -1,4 +1,4 @@
-//! Machine-wide options: name, machine/accel/cpu, memory and CPUs, boot files and kernel,
+//! Machine-wide options: name, machine/accel, cpu, boot files and kernel,
 //! display, uuid, HPET, PCI assignment, extra params and `-incoming`.
 
 use super::{Builder, Obj, Opts};
@@ -16,7 +16,7 @@ pub(super) fn name(b: &mut Builder<'_>, v: &VmSpec) {
     b.cmd.push2("-name", w);
 }
 
-/// `-machine`/`-M`, `-accel`/`-enable-kvm`, `-cpu`, `-nodefaults`.
+/// `-machine`/`-M`, `-accel`/`-enable-kvm`, `-nodefaults`.
 pub(super) fn machine(b: &mut Builder<'_>, v: &VmSpec) {
     let caps = b.caps;
     if let Some(m) = v.machine_type.as_deref() {
@@ -30,11 +30,15 @@ pub(super) fn machine(b: &mut Builder<'_>, v: &VmSpec) {
     }
     // HPET via the machine property, when `-no-hpet` is gone.
     let hpet_prop = v.disable_hpet && !caps.has_no_hpet() && caps.has_machine_hpet();
-    if v.machine_type.is_some() || hpet_prop {
+    let mem_backend = super::memory::machine_backend(b, v);
+    if v.machine_type.is_some() || hpet_prop || mem_backend.is_some() {
         if caps.has_machine_option() {
             let mut o = Opts::new(v.machine_type.as_deref().unwrap_or(""));
             if hpet_prop {
                 o.kv("hpet", "off");
+            }
+            if let Some(id) = mem_backend {
+                o.kv("memory-backend", id);
             }
             b.cmd.push2("-machine", o.finish());
         } else if let Some(m) = v.machine_type.as_deref() {
@@ -58,6 +62,18 @@ pub(super) fn machine(b: &mut Builder<'_>, v: &VmSpec) {
             format!("QEMU {} cannot select accelerator {a}", caps.version),
         ),
     }
+    if v.nodefaults {
+        if caps.has_option("nodefaults") {
+            b.cmd.flag("-nodefaults");
+        } else {
+            b.unsupported(Obj::Vm, "nodefaults", "no -nodefaults option".into());
+        }
+    }
+}
+
+/// `-cpu` (after memory, `-smp` and `-numa`, as avocado-vt orders them).
+pub(super) fn cpu(b: &mut Builder<'_>, v: &VmSpec) {
+    let caps = b.caps;
     if let Some(cpu) = &v.cpu {
         // avocado-vt's rule: the first candidate this QEMU knows (an unprobed binary: the first).
         let known = |m: &&String| caps.cpu_models.is_empty() || caps.has_cpu_model(m);
@@ -86,33 +102,6 @@ pub(super) fn machine(b: &mut Builder<'_>, v: &VmSpec) {
                 },
             ),
         }
-    }
-    if v.nodefaults {
-        if caps.has_option("nodefaults") {
-            b.cmd.flag("-nodefaults");
-        } else {
-            b.unsupported(Obj::Vm, "nodefaults", "no -nodefaults option".into());
-        }
-    }
-}
-
-/// `-m` and `-smp`.
-pub(super) fn mem_smp(b: &mut Builder<'_>, v: &VmSpec) {
-    if let Some(m) = v.mem {
-        b.cmd.push2("-m", Word::from(m.to_string().as_str()));
-    }
-    if let Some(s) = v.smp {
-        let mut o = Opts::new(&s.cpus.to_string());
-        for (k, n) in [
-            ("sockets", s.sockets),
-            ("cores", s.cores),
-            ("threads", s.threads),
-        ] {
-            if let Some(n) = n {
-                o.kv(k, &n.to_string());
-            }
-        }
-        b.cmd.push2("-smp", o.finish());
     }
 }
 

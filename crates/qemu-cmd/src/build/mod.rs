@@ -2,7 +2,7 @@
 //!
 //! One function per QEMU option family, in the submodules, each taking the typed view and asking
 //! the capabilities what this binary accepts. Options are emitted in avocado-vt's order (name,
-//! machine, memory and CPUs, monitors, serials, disks, NICs, CD-ROMs, boot files and kernel,
+//! machine, memory, `-smp`, `-numa`, `-cpu`, monitors, serials, disks, NICs, CD-ROMs, boot files and kernel,
 //! redirs, display, uuid, testdev, HPET, PCI assignment, extra params), `-incoming` last:
 //! PCI slots are handed out in that order, so the same order gives the same addresses.
 //! What the binary cannot do is a [`ProblemKind::Unsupported`] problem, collected with the
@@ -10,8 +10,10 @@
 
 mod chardev;
 mod disk;
+mod memory;
 mod misc;
 mod net;
+mod smp;
 
 use params::Params;
 
@@ -154,7 +156,10 @@ impl<'c> Builder<'c> {
         // avocado-vt's order (`VM.make_create_command`): PCI addresses are handed out in it.
         misc::name(self, v);
         misc::machine(self, v);
-        misc::mem_smp(self, v);
+        memory::memory(self, v);
+        smp::smp(self, v);
+        memory::numa(self, v);
+        misc::cpu(self, v);
         chardev::monitors(self, v);
         chardev::serials(self, v);
         disk::images(self, v);
