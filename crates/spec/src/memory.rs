@@ -273,10 +273,13 @@ pub const MEM_KEYS: &[KeyDoc] = &[
         "`-m maxmem=`: memory hotplug's ceiling (`maxmem_mem` wins over `maxmem`)",
     ),
     KeyDoc::optional("slots", "`-m slots=` (with `maxmem` only)"),
-    KeyDoc::optional("vm_mem_limit", "`mem` is cut down to this size"),
+    KeyDoc::optional(
+        "vm_mem_limit",
+        "`mem` is cut down to this size (with its unit: 512M, 2G)",
+    ),
     KeyDoc::optional(
         "vm_mem_minimum",
-        "a `mem` below this size is a problem (avocado-vt cancels the test)",
+        "a `mem` below this size (with its unit) is a problem (avocado-vt cancels the test)",
     ),
 ];
 
@@ -397,12 +400,12 @@ impl MemorySpec {
             let mut m = r.child("mem", "mem");
             let maxmem = m.string("maxmem");
             let slots = maxmem.as_ref().and_then(|_| m.string("slots"));
-            if let (Some(limit), Some(cur)) = (m.parse::<MemSize>("vm_mem_limit"), mem) {
+            if let (Some(limit), Some(cur)) = (sized(&mut m, "vm_mem_limit"), mem) {
                 if cur.mib() >= limit.mib() {
                     mem = Some(limit);
                 }
             }
-            if let (Some(min), Some(cur)) = (m.parse::<MemSize>("vm_mem_minimum"), mem) {
+            if let (Some(min), Some(cur)) = (sized(&mut m, "vm_mem_minimum"), mem) {
                 if cur.mib() < min.mib() {
                     m.problem(
                         "vm_mem_minimum",
@@ -478,6 +481,23 @@ impl MemorySpec {
         };
         (mem, spec)
     }
+}
+
+/// A size with its unit: avocado-vt reads these keys with `normalize_data_size`, which takes a
+/// bare number as bytes (so `512` would be 0 MiB); a bare number is reported instead.
+fn sized(m: &mut Reader<'_, '_>, key: &str) -> Option<MemSize> {
+    if m.str(key)?.bytes().all(|b| b.is_ascii_digit()) {
+        m.problem(
+            key,
+            ProblemKind::Invalid {
+                expected: "a size with its unit, such as 512M or 2G (avocado-vt reads a bare \
+                           number as bytes)"
+                    .into(),
+            },
+        );
+        return None;
+    }
+    m.parse(key)
 }
 
 fn bad_backend() -> ProblemKind {
