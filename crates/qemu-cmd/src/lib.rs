@@ -33,7 +33,9 @@
 //! let cmd = build(&spec, &RunPlan::dry(), &caps).unwrap();
 //! assert_eq!(
 //!     cmd.render_stable(),
-//!     "@ROOT@/qemu \\\n    -name vm1 \\\n    -m 512 \\\n    -drive file=@ROOT@/images/disk,,1.qcow2\n"
+//!     "@ROOT@/qemu \\\n    -name vm1 \\\n    -m 512 \\\n    \
+//!      -smp 1,maxcpus=1,cores=1,threads=1,dies=1,clusters=1,sockets=1 \\\n    \
+//!      -drive file=@ROOT@/images/disk,,1.qcow2\n"
 //! );
 //! ```
 

@@ -22,6 +22,10 @@
 //! * [`devices`]: virtio RNGs, balloons, the 9p export, OVMF pflash, iothreads ([`DevicesSpec`]).
 //! * [`usb`]: USB controllers and devices ([`UsbSpec`]), with their key tables.
 //! * [`opts`]: QEMU option lists as users write them in `*_extra_params`.
+//! * [`smp`]: the vCPU topology keys ([`SmpSpec`]) and avocado-vt's arithmetic completing them
+//!   ([`Topology`]).
+//! * [`memory`]: `mem` and the rest of the memory family ([`MemorySpec`]: machine backend,
+//!   hugepages, `mem_devs`, guest NUMA nodes and CPUs).
 //! * [`session`]: how tests reach the guest's shell and how long they wait ([`SessionSpec`]:
 //!   prompts, credentials, `login_timeout`, `cmd_timeout`, the guest's ready marker).
 //! * [`keys`]: [`KeyDoc`], a family's declaration of its keys, and [`Keys`], the typed getters
@@ -35,6 +39,7 @@
 pub mod devices;
 pub mod image;
 pub mod keys;
+pub mod memory;
 pub mod nic;
 pub mod opts;
 pub mod origins;
@@ -45,6 +50,7 @@ pub mod process;
 pub mod read;
 pub mod serial;
 pub mod session;
+pub mod smp;
 pub mod test;
 pub mod tools;
 pub mod types;
@@ -54,6 +60,7 @@ pub mod vm_keys;
 
 pub use devices::DevicesSpec;
 pub use keys::{KeyDoc, Keys};
+pub use memory::{MemDevSpec, MemorySpec, NumaCpuSpec, NumaNodeSpec};
 pub use origins::Origins;
 pub use pci::PciSpec;
 pub use platform::PlatformSpec;
@@ -62,6 +69,7 @@ pub use process::{ImageProcessing, Processing, Teardown, VmProcessing, PROCESS_K
 pub use read::{FlatParams, ObjParams, Src};
 pub use serial::{SerialKind, SerialSpec};
 pub use session::{SessionSpec, ShellClient, SESSION_KEYS};
+pub use smp::{SmpSpec, SmpSupport, Topology};
 pub use test::{TestTarget, TEST_KEYS};
 pub use tools::{HostTools, TOOL_KEYS};
 pub use usb::{UsbControllerSpec, UsbDeviceSpec, UsbSpec};

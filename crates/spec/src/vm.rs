@@ -13,9 +13,11 @@
 
 use params::Params;
 
+use crate::memory::MemorySpec;
 use crate::origins::Origins;
 use crate::platform::PlatformSpec;
 use crate::read::{Findings, ObjParams, Reader};
+use crate::smp::SmpSpec;
 
 use crate::opts::split_opt_list;
 use crate::problem::{ProblemKind, SpecError};
@@ -34,19 +36,6 @@ pub enum UuidSpec {
 pub type ExtraOpts = Vec<(String, Option<String>)>;
 
 pub use crate::nic::{NicMode, NicSpec};
-
-/// `-smp` and its topology.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Smp {
-    /// Number of vCPUs.
-    pub cpus: u32,
-    /// `vcpu_sockets`.
-    pub sockets: Option<u32>,
-    /// `vcpu_cores`.
-    pub cores: Option<u32>,
-    /// `vcpu_threads`.
-    pub threads: Option<u32>,
-}
 
 pub use crate::image::{ImageBackend, ImageSize, ImageSpec};
 
@@ -161,10 +150,12 @@ pub struct VmSpec {
     pub accel: Option<Accel>,
     /// The CPU: `cpu_model` (else `default_cpu_model`) and its flags.
     pub cpu: Option<CpuSpec>,
-    /// `mem`.
+    /// `mem` (MiB, after `vm_mem_limit`).
     pub mem: Option<MemSize>,
-    /// `smp` and `vcpu_*`.
-    pub smp: Option<Smp>,
+    /// The rest of the memory family: machine backend, `mem_devs`, NUMA ([`MemorySpec`]).
+    pub memory: MemorySpec,
+    /// `smp` and `vcpu_*` ([`SmpSpec`]; `None` when no such key is set).
+    pub smp: Option<SmpSpec>,
     /// `monitors`.
     pub monitors: Vec<MonitorSpec>,
     /// `serials` (one console named `serial0` when the key is absent, as the seed always had
@@ -247,12 +238,8 @@ impl VmSpec {
     /// origins read are moved into the spec.
     pub fn read(obj: ObjParams<'_>, vm: &str, found: &mut Findings) -> Self {
         let mut r = Reader::new(obj, "vm", vm, found);
-        let smp = r.num::<u32>("smp", "a vCPU count").map(|cpus| Smp {
-            cpus,
-            sockets: r.num("vcpu_sockets", "a socket count"),
-            cores: r.num("vcpu_cores", "a core count"),
-            threads: r.num("vcpu_threads", "a thread count"),
-        });
+        let smp = SmpSpec::read(&mut r);
+        let (mem, memory) = MemorySpec::read(&mut r);
         let mut monitor_names = r.objects("monitors");
         // avocado-vt's second QMP monitor (its screendump and register threads' own).
         if let Some(c) = r.str("catch_monitor") {
@@ -350,7 +337,8 @@ impl VmSpec {
             machine_type: r.string("machine_type"),
             accel: r.parse("vm_accelerator"),
             cpu: read_cpu(&mut r),
-            mem: r.parse("mem"),
+            mem,
+            memory,
             smp,
             monitors,
             serials,

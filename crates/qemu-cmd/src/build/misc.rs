@@ -1,4 +1,4 @@
-//! Machine-wide options: name, machine/accel/cpu, memory and CPUs, boot files and kernel,
+//! Machine-wide options: name, machine/accel, cpu, boot files and kernel,
 //! display, uuid, HPET, PCI assignment, extra params and `-incoming`.
 
 use super::{Builder, Obj, Opts};
@@ -16,7 +16,7 @@ pub(super) fn name(b: &mut Builder<'_>, v: &VmSpec) {
     b.cmd.push2("-name", w);
 }
 
-/// `-machine`/`-M`, `-accel`/`-enable-kvm`, `-cpu` (`-nodefaults`: `options::defaults`).
+/// `-machine`/`-M` (with OVMF's pflash and the memory backend), `-accel`/`-enable-kvm`.
 pub(super) fn machine(b: &mut Builder<'_>, v: &VmSpec) {
     let caps = b.caps;
     if let Some(m) = v.machine_type.as_deref() {
@@ -32,7 +32,8 @@ pub(super) fn machine(b: &mut Builder<'_>, v: &VmSpec) {
     let hpet_prop = v.disable_hpet && !caps.has_no_hpet() && caps.has_machine_hpet();
     // OVMF's pflash nodes come first; `-machine` names them.
     let pflash = super::devices::ovmf(b, v);
-    if v.machine_type.is_some() || hpet_prop || !pflash.is_empty() {
+    let mem_backend = super::memory::machine_backend(b, v);
+    if v.machine_type.is_some() || hpet_prop || !pflash.is_empty() || mem_backend.is_some() {
         if caps.has_machine_option() {
             let mut o = Opts::new(v.machine_type.as_deref().unwrap_or(""));
             if hpet_prop {
@@ -40,6 +41,9 @@ pub(super) fn machine(b: &mut Builder<'_>, v: &VmSpec) {
             }
             for (k, val) in &pflash {
                 o.kv(k, val);
+            }
+            if let Some(id) = mem_backend {
+                o.kv("memory-backend", id);
             }
             b.cmd.push2("-machine", o.finish());
         } else if let Some(m) = v.machine_type.as_deref() {
@@ -63,6 +67,11 @@ pub(super) fn machine(b: &mut Builder<'_>, v: &VmSpec) {
             format!("QEMU {} cannot select accelerator {a}", caps.version),
         ),
     }
+}
+
+/// `-cpu` (after memory, `-smp` and `-numa`, as avocado-vt orders them).
+pub(super) fn cpu(b: &mut Builder<'_>, v: &VmSpec) {
+    let caps = b.caps;
     if let Some(cpu) = &v.cpu {
         // avocado-vt's rule: the first candidate this QEMU knows (an unprobed binary: the first).
         let known = |m: &&String| caps.cpu_models.is_empty() || caps.has_cpu_model(m);
@@ -91,26 +100,6 @@ pub(super) fn machine(b: &mut Builder<'_>, v: &VmSpec) {
                 },
             ),
         }
-    }
-}
-
-/// `-m` and `-smp`.
-pub(super) fn mem_smp(b: &mut Builder<'_>, v: &VmSpec) {
-    if let Some(m) = v.mem {
-        b.cmd.push2("-m", Word::from(m.to_string().as_str()));
-    }
-    if let Some(s) = v.smp {
-        let mut o = Opts::new(&s.cpus.to_string());
-        for (k, n) in [
-            ("sockets", s.sockets),
-            ("cores", s.cores),
-            ("threads", s.threads),
-        ] {
-            if let Some(n) = n {
-                o.kv(k, &n.to_string());
-            }
-        }
-        b.cmd.push2("-smp", o.finish());
     }
 }
 

@@ -2,10 +2,11 @@
 //!
 //! One function per QEMU option family, in the submodules, each taking the typed view and asking
 //! the capabilities what this binary accepts. Options are emitted in avocado-vt's order
-//! (environment and command prefix, `-S`, name, sandbox, machine, `-nodefaults`, watchdog,
-//! memory and CPUs, monitors, pvpanic, serials, SeaBIOS log, disks, NICs, CD-ROMs, boot files
-//! and kernel, redirs, display, uuid, testdev, debug-exit, HPET, `-rtc`, `-boot`, PCI
-//! assignment, extra params, sga, `-msg`/`-overcommit`/`-k`), `-incoming` last:
+//! (environment and command prefix, `-S`, name, sandbox, machine, `-nodefaults`, VGA, watchdog,
+//! memory, `-smp`, `-numa`, `-cpu`, monitors, pvpanic, serials, RNGs, SeaBIOS log, USB,
+//! iothreads, disks, NICs, CD-ROMs, boot files and kernel, redirs, display, uuid, testdev,
+//! debug-exit, HPET, `-rtc`, `-boot`, 9p, PCI assignment, extra params, sga, balloons,
+//! `-msg`/`-overcommit`/`-k`, extra root ports), `-incoming` last:
 //! PCI slots are handed out in that order, so the same order gives the same addresses.
 //! What the binary cannot do is a [`ProblemKind::Unsupported`] problem, collected with the
 //! view's own problems so a variant reports everything at once. Nothing here does I/O.
@@ -13,11 +14,13 @@
 mod block;
 mod chardev;
 pub(crate) mod devices;
+mod memory;
 mod misc;
 mod net;
 mod options;
 mod pci;
 mod platform;
+mod smp;
 mod usb;
 mod vga;
 
@@ -166,7 +169,10 @@ impl<'c> Builder<'c> {
         options::defaults(self, v);
         vga::vga(self, v);
         platform::watchdog(self, v);
-        misc::mem_smp(self, v);
+        memory::memory(self, v);
+        smp::smp(self, v);
+        memory::numa(self, v);
+        misc::cpu(self, v);
         chardev::monitors(self, v);
         platform::pvpanic_vmcoreinfo(self, v);
         chardev::serials(self, v);
