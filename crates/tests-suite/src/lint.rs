@@ -15,22 +15,13 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use params::{Config, Origin};
-use spec::vm_keys::FAMILIES;
+use spec::vm_keys::{FAMILIES, OBJECT_LISTS};
 
 use crate::registry::Registry;
 
-/// Keys whose values name the objects of a variant, whose names may suffix other keys.
-const OBJECT_LISTS: &[&str] = &[
-    "vms",
-    "images",
-    "nics",
-    "cdroms",
-    "monitors",
-    "serials",
-    "redirs",
-    "device_data",
-    "descriptors",
-];
+/// Keys whose values name the objects of a variant, whose names may suffix other keys: the
+/// lists the families read, plus the catalogue's.
+const CATALOGUE_OBJECT_LISTS: &[&str] = &["device_data", "descriptors"];
 
 /// One key that no part of kvmtest reads.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -113,7 +104,11 @@ pub fn lint(config: &Config, registry: &Registry) -> Result<LintReport, params::
     config.for_each(|v| {
         report.variants += 1;
         let ty = v.get_str("type");
-        let lists: Vec<Arc<str>> = OBJECT_LISTS.iter().filter_map(|l| v.get_str(l)).collect();
+        let lists: Vec<Arc<str>> = OBJECT_LISTS
+            .iter()
+            .chain(CATALOGUE_OBJECT_LISTS)
+            .filter_map(|l| v.get_str(l))
+            .collect();
         if last.0 != ty || last.1 != lists {
             meaning.clear();
             last = (ty.clone(), lists);
