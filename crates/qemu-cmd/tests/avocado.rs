@@ -4,9 +4,10 @@
 //! command line kvmtest builds from the same params with the matching capabilities fixture
 //! (`fixtures/qemu-caps/qemu-X.Y.json`).
 //!
-//! The snapshots record today's gap: explained differences (the table of `README.md`,
-//! `## Deliberate differences from avocado-vt`) are marked, the others are the work left. When
-//! the builder gets closer to avocado-vt, a snapshot changes: review it with `cargo insta review`.
+//! Where both sides build a command line, every difference must be explained by the table of
+//! `README.md` (`## Deliberate differences from avocado-vt`): an unexplained one fails the
+//! trial. Refusals (by one side or both) are recorded in the snapshots; a change to a command
+//! line shows as a snapshot diff either way.
 
 mod common;
 
@@ -59,6 +60,13 @@ fn snapshot(
     let outcome = compare_reference(&record, &caps, explanations);
     let variant = record["name"].as_str().unwrap_or_default();
     let report = format!("{variant}\n{}", outcome.report());
+    // Where both sides build a command line, every difference must be a deliberate one (a row
+    // of the README's table): a new gap fails here, not only as a snapshot diff.
+    if let qemu_cmd::argv_diff::Outcome::Compared(_) = &outcome {
+        if outcome.unexplained() > 0 {
+            return Err(format!("unexplained differences from avocado-vt:\n{report}").into());
+        }
+    }
     let mut s = insta::Settings::clone_current();
     s.set_snapshot_path("snapshots");
     s.set_prepend_module_to_snapshot(true);
