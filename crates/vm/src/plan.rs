@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use qemu_cmd::{Incoming, NicRun, RunPlan, RunValues, VmSpec, VncRange};
-use spec::vm::UuidSpec;
+use spec::vm::{NicMode, UuidSpec};
 
 use crate::error::Error;
 use crate::net::{self, MacReservation};
@@ -113,7 +113,17 @@ impl VmPlan {
                 .ifname
                 .clone()
                 .unwrap_or_else(|| net::default_ifname(index, &instance));
-            nics.push(NicRun { mac, ifname });
+            if !matches!(
+                nic.mode,
+                NicMode::User | NicMode::Tap | NicMode::Bridge { .. }
+            ) {
+                return Err(Error::HostNet {
+                    vm: spec.name.clone(),
+                    nic: nic.name.clone(),
+                    what: "the vm crate does not set up this `nettype` yet".into(),
+                });
+            }
+            nics.push(NicRun::new(mac, ifname));
         }
 
         let uuid = match (source, &spec.uuid) {
