@@ -86,6 +86,42 @@ async fn passt_serves_the_nic_and_ends_with_the_vm() {
     assert!(vm_log.contains("teardown: passt of NIC nic1"), "{vm_log}");
 }
 
+/// Live processes whose command line mentions `needle`.
+fn processes_mentioning(needle: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
+        })
+        .filter(|pid| process_alive(*pid))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passt_ends_when_qemu_fails_to_start() {
+    let logs = logs();
+    let mut p = params_with_nettype(&[("nettype", "user:passt")]);
+    // QEMU refuses the option and exits after passt was started.
+    p.insert("extra_params", "-kvmtest-no-such-option");
+    let err = start(p, logs.path())
+        .await
+        .expect_err("QEMU with an unknown option");
+    eprintln!("expected failure: {err}");
+    let needle = logs.path().to_string_lossy().into_owned();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut left = processes_mentioning(&needle);
+    while !left.is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        left = processes_mentioning(&needle);
+    }
+    assert!(left.is_empty(), "passt left running: pids {left:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_passt_binary_is_named() {
     let logs = logs();
@@ -234,4 +270,20 @@ async fn macvtap_nic_in_a_private_network_namespace() {
     assert_no_leftovers(pid, &run_dir);
     let links = ip(&["-o", "link", "show"]);
     assert!(!links.contains(&ifname), "{ifname} left behind: {links}");
+
+    // A start that fails after one macvtap was made (the second NIC's `netdst` does not
+    // exist): an error naming it, and no link left behind.
+    let p = params_with_nettype(&[
+        ("nics", "nic1 nic2"),
+        ("nettype", "macvtap"),
+        ("netdst", "kt-lower"),
+        ("netdst_nic2", "kt-none"),
+    ]);
+    let err = start(p, logs.path())
+        .await
+        .expect_err("a macvtap on a missing device");
+    let msg = err.to_string();
+    assert!(msg.contains("nic2") && msg.contains("\"kt-none\""), "{msg}");
+    let links = ip(&["-d", "-o", "link", "show"]);
+    assert!(!links.contains("macvtap"), "a macvtap left behind: {links}");
 }
