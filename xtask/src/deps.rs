@@ -52,6 +52,8 @@ const TOOLS: &[&str] = &[
     // the tests' VMs and QEMU's pdeath helper
     "util-linux",
     "iproute2",
+    // `nettype = user:passt` NICs (crates/vm/tests/hostnet.rs)
+    "passt",
 ];
 
 /// `ID` and `VERSION_CODENAME` of `/etc/os-release`.

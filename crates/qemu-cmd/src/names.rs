@@ -39,6 +39,12 @@ pub const OVMF_VARS_FILE: &str = "ovmf_vars.fd";
 /// The unix socket an incoming `unix:` migration listens on, in the run directory.
 pub const MIGRATION_SOCKET: &str = "migration.sock";
 
+/// The unix socket passt serves NIC `name` on (`nettype = user:passt`), in the run directory:
+/// `passt-NAME.sock`. The `vm` crate starts passt on it; QEMU's `stream` netdev connects.
+pub fn passt_socket(name: &str) -> String {
+    format!("passt-{name}.sock")
+}
+
 /// The netdev id of NIC `name` (index `index` in `nics`): `hostnet-NAME`, or `hostnetN` when the
 /// name is not a valid QEMU id.
 pub fn netdev_id(name: &str, index: usize) -> String {

@@ -2,7 +2,7 @@
 //!
 //! A [`spec::VmSpec`] says what the VM is; a plan says where and how this run of it happens: the
 //! directories relative cfg paths resolve against, the run directory of its sockets, the MAC and
-//! tap name of each NIC, the value of `uuid = random`, the VNC displays it may bind, the host
+//! tap name of each NIC (and the fds or device its host side opened), the value of `uuid = random`, the VNC displays it may bind, the host
 //! ports forwarded to the guest, the accelerator when the cfg names none, and whether it waits
 //! for an incoming migration. The `vm` crate decides a plan once (reserving MACs, creating the
 //! run directory) and the builder only renders it, so nothing is rewritten after the fact.
@@ -60,8 +60,29 @@ impl Incoming {
 pub struct NicRun {
     /// Its MAC: `nic_mac` when the cfg gives one, else generated (and reserved) for this run.
     pub mac: MacAddr,
-    /// Its tap interface name: `nic_ifname`, else generated (at most 15 bytes).
+    /// Its tap interface name: `nic_ifname`, else generated (at most 15 bytes); also the name of
+    /// a `nettype = macvtap` NIC's macvtap link.
     pub ifname: String,
+    /// `nettype = macvtap`: the open tap fds QEMU inherits (`fd=`, or `fds=` with queues).
+    pub tap_fds: Vec<i32>,
+    /// `nettype = macvtap` with `vhost = on`: the open `/dev/vhost-net` fds QEMU inherits
+    /// (`vhostfd=`, or `vhostfds=` with queues).
+    pub vhost_fds: Vec<i32>,
+    /// `nettype = vdpa`: the vhost-vdpa character device of `netdst` (`/dev/vhost-vdpa-N`).
+    pub vhostdev: Option<PathBuf>,
+}
+
+impl NicRun {
+    /// A NIC with only a MAC and an interface name (no fds, no vhost-vdpa device).
+    pub fn new(mac: MacAddr, ifname: impl Into<String>) -> NicRun {
+        NicRun {
+            mac,
+            ifname: ifname.into(),
+            tap_fds: Vec::new(),
+            vhost_fds: Vec::new(),
+            vhostdev: None,
+        }
+    }
 }
 
 /// The concrete values of a real run.
@@ -117,6 +138,10 @@ fn same(placeholder: String) -> RunText {
 
 fn path_text(p: &Path, placeholder: &str) -> RunText {
     text(p.as_os_str().as_bytes(), placeholder)
+}
+
+fn join_fds(fds: &[i32]) -> String {
+    fds.iter().map(i32::to_string).collect::<Vec<_>>().join(":")
 }
 
 impl RunPlan {
@@ -177,6 +202,38 @@ impl RunPlan {
         match self.values.as_ref().and_then(|v| v.nics.get(index)) {
             None => same(ph),
             Some(n) => text(n.ifname.as_bytes(), ph),
+        }
+    }
+
+    /// The tap fds of NIC `index` (`nettype = macvtap`), `:`-separated as `fds=` wants them.
+    pub fn tap_fds(&self, index: usize, name: &str) -> RunText {
+        let ph = format!("@TAPFD_{name}@");
+        match self.values.as_ref().and_then(|v| v.nics.get(index)) {
+            None => same(ph),
+            Some(n) => text(join_fds(&n.tap_fds).as_bytes(), ph),
+        }
+    }
+
+    /// The `/dev/vhost-net` fds of NIC `index` (a macvtap NIC with `vhost = on`).
+    pub fn vhost_fds(&self, index: usize, name: &str) -> RunText {
+        let ph = format!("@VHOSTFD_{name}@");
+        match self.values.as_ref().and_then(|v| v.nics.get(index)) {
+            None => same(ph),
+            Some(n) => text(join_fds(&n.vhost_fds).as_bytes(), ph),
+        }
+    }
+
+    /// The vhost-vdpa device of NIC `index` (`nettype = vdpa`).
+    pub fn vhostdev(&self, index: usize, name: &str) -> RunText {
+        let ph = format!("@VHOSTDEV_{name}@");
+        match self
+            .values
+            .as_ref()
+            .and_then(|v| v.nics.get(index))
+            .and_then(|n| n.vhostdev.as_deref())
+        {
+            None => same(ph),
+            Some(p) => path_text(p, &ph),
         }
     }
 

@@ -168,9 +168,11 @@ fn run_case(qemu: &Path, caps: &Capabilities, c: &Case) -> Result<(), String> {
         .nics
         .iter()
         .enumerate()
-        .map(|(i, n)| NicRun {
-            mac: n.mac.unwrap_or_else(|| MacAddr::derived(42, i)),
-            ifname: n.ifname.clone().unwrap_or_else(|| format!("t{i}-kvmtest")),
+        .map(|(i, n)| {
+            NicRun::new(
+                n.mac.unwrap_or_else(|| MacAddr::derived(42, i)),
+                n.ifname.clone().unwrap_or_else(|| format!("t{i}-kvmtest")),
+            )
         })
         .collect();
     let plan = RunPlan {

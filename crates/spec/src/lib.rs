@@ -75,7 +75,7 @@ pub use tools::{HostTools, TOOL_KEYS};
 pub use usb::{UsbControllerSpec, UsbDeviceSpec, UsbSpec};
 pub use vm::{
     CdromSpec, ChecksumAlgo, CpuSpec, ImageBackend, ImageSize, ImageSpec, IsoChecksum, MonitorSpec,
-    NicMode, NicSpec, RedirSpec, VmSpec,
+    NicMode, NicSpec, PasstSpec, PortForward, RedirSpec, VmSpec,
 };
 
 /// Helpers of this crate's unit tests.

@@ -22,7 +22,47 @@ pub enum NicMode {
         /// The bridge (`netdst`, default `virbr0`).
         br: String,
     },
+    /// A macvtap device on `netdst` (`nettype = macvtap`): the `vm` crate creates it with the
+    /// NIC's MAC, opens its tap (`/dev/tapIFINDEX`) and hands QEMU the fd.
+    Macvtap {
+        /// The lower device (`netdst`).
+        netdst: String,
+        /// `macvtap_mode` (avocado-vt's default `vepa`; bridge, private, passthru, source).
+        mode: String,
+    },
+    /// passt serving the NIC on a unix socket (`nettype = user:passt`): QEMU's `stream` netdev
+    /// connects to it; the `vm` crate starts and stops passt.
+    Passt(PasstSpec),
+    /// A host vhost-vdpa device (`nettype = vdpa`) named by `netdst`
+    /// (`/sys/bus/vdpa/devices/NETDST/vhost-vdpa-N`, resolved by the `vm` crate).
+    Vdpa {
+        /// The vDPA device's name (`netdst`).
+        netdst: String,
+    },
 }
+
+/// How passt serves a `nettype = user:passt` NIC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasstSpec {
+    /// `passt_binary` (default `passt`, looked up on `PATH`).
+    pub binary: String,
+    /// `net_port_forwards`: host-to-guest forwards, in order.
+    pub port_forwards: Vec<PortForward>,
+    /// `net_mtu`: the MTU passt assigns to the guest.
+    pub mtu: Option<u32>,
+}
+
+/// One rule of `net_port_forwards` (`[tcp|udp]@SPEC`, avocado-vt's form; no protocol: tcp).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortForward {
+    /// `true`: UDP (passt's `--udp-ports`); `false`: TCP (`--tcp-ports`).
+    pub udp: bool,
+    /// passt's port spec, as given (`80:8080`, `22`, `2000-2010`, …).
+    pub spec: String,
+}
+
+/// The macvtap modes the kernel knows (`ip link … type macvtap mode MODE`).
+pub const MACVTAP_MODES: &[&str] = &["vepa", "bridge", "private", "passthru", "source"];
 
 /// One NIC (`nics`) and its host side.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,7 +75,7 @@ pub struct NicSpec {
     pub model: String,
     /// `nic_mac`; a per-run address is derived when unset.
     pub mac: Option<MacAddr>,
-    /// `nic_mode` (user, tap) or `nettype` (user, bridge).
+    /// `nic_mode` (user, tap) or `nettype` (user, bridge, macvtap, user:passt, vdpa).
     pub mode: NicMode,
     /// `nic_ifname` (tap); a per-run name is derived when unset.
     pub ifname: Option<String>,
@@ -89,8 +129,32 @@ pub const NIC_KEYS: &[KeyDoc] = &[
         "nic_mode",
         "user or tap (the seed's key; wins over `nettype`; unset: `nettype`)",
     ),
-    KeyDoc::with_default("nettype", "user", "avocado-vt's key: user or bridge"),
-    KeyDoc::with_default("netdst", "virbr0", "the bridge of `nettype = bridge`"),
+    KeyDoc::with_default(
+        "nettype",
+        "user",
+        "avocado-vt's key: user, bridge, macvtap, user:passt (or passt), vdpa (network: a \
+         libvirt network, which kvmtest does not use)",
+    ),
+    KeyDoc::optional(
+        "netdst",
+        "the bridge of `nettype = bridge` (unset: virbr0), the lower device of `macvtap`, the \
+         vDPA device of `vdpa` (both required)",
+    ),
+    KeyDoc::with_default(
+        "macvtap_mode",
+        "vepa",
+        "the mode of a `nettype = macvtap` NIC's device: vepa, bridge, private, passthru, source",
+    ),
+    KeyDoc::with_default(
+        "passt_binary",
+        "passt",
+        "the passt program of a `nettype = user:passt` NIC (a bare name is looked up on PATH)",
+    ),
+    KeyDoc::optional(
+        "net_port_forwards",
+        "passt's forwards, `[tcp|udp]@HOST[:GUEST] …` (each passt's --tcp-ports/--udp-ports)",
+    ),
+    KeyDoc::optional("net_mtu", "the MTU passt assigns to the guest (`--mtu`)"),
     KeyDoc::with_default(
         "nic_model",
         "rtl8139",
@@ -180,18 +244,34 @@ impl NicMode {
             (None, Some("bridge")) => NicMode::Bridge {
                 br: n.string("netdst").unwrap_or_else(|| "virbr0".into()),
             },
-            (None, Some(t @ ("macvtap" | "network" | "vdpa" | "user:passt" | "passt"))) => {
-                // avocado-vt's other network types: named as what is missing, not as a typo.
-                let how = match t {
-                    "macvtap" => "a macvtap device on `netdst`, opened by its tap fd",
-                    "network" => "a libvirt network named by `netdst`",
-                    "vdpa" => "a host vhost-vdpa device",
-                    _ => "a passt process serving the NIC",
+            (None, Some("macvtap")) => {
+                let netdst = required(n, "netdst");
+                let mode = match n.str("macvtap_mode") {
+                    None => "vepa".to_string(),
+                    Some(m) if MACVTAP_MODES.contains(&m) => m.to_string(),
+                    Some(_) => {
+                        n.problem(
+                            "macvtap_mode",
+                            ProblemKind::Invalid {
+                                expected: format!("a macvtap mode ({})", MACVTAP_MODES.join(", ")),
+                            },
+                        );
+                        "vepa".to_string()
+                    }
                 };
+                NicMode::Macvtap { netdst, mode }
+            }
+            (None, Some("user:passt" | "passt")) => NicMode::Passt(read_passt(n)),
+            (None, Some("vdpa")) => NicMode::Vdpa {
+                netdst: required(n, "netdst"),
+            },
+            (None, Some("network")) => {
                 n.problem(
                     "nettype",
                     ProblemKind::Unsupported {
-                        reason: format!("kvmtest does not set up {how} yet"),
+                        reason: "a libvirt network (named by `netdst`) needs libvirt, which \
+                                 kvmtest does not use: use bridge, macvtap or user"
+                            .into(),
                     },
                 );
                 NicMode::User
@@ -200,14 +280,66 @@ impl NicMode {
                 n.problem(
                     "nettype",
                     ProblemKind::Invalid {
-                        expected: "a network type (user, bridge; macvtap, network, vdpa and \
-                                   passt are avocado-vt's, not built yet)"
-                            .into(),
+                        expected: "a network type (user, bridge, macvtap, user:passt, vdpa)".into(),
                     },
                 );
                 NicMode::User
             }
         }
+    }
+}
+
+/// `key`, which the NIC's mode needs, else a `Missing` problem (and an empty value).
+fn required(n: &mut Reader<'_, '_>, key: &str) -> String {
+    n.string(key).unwrap_or_else(|| {
+        n.problem(key, ProblemKind::Missing);
+        String::new()
+    })
+}
+
+/// passt's keys of a `nettype = user:passt` NIC (avocado-vt's `QPasstDev`).
+fn read_passt(n: &mut Reader<'_, '_>) -> PasstSpec {
+    let binary = n.string("passt_binary").unwrap_or_else(|| "passt".into());
+    let mut port_forwards = Vec::new();
+    if let Some(rules) = n.str("net_port_forwards") {
+        let mut bad = None;
+        for rule in rules.split_whitespace() {
+            // avocado-vt splits at the last `@`: no protocol (or `tcp`/`t`) is TCP.
+            let (proto, spec) = rule.rsplit_once('@').unwrap_or(("", rule));
+            let udp = match proto.to_ascii_lowercase().as_str() {
+                "" | "tcp" | "t" => false,
+                "udp" | "u" => true,
+                _ => {
+                    bad = Some(rule.to_string());
+                    continue;
+                }
+            };
+            if spec.is_empty() {
+                bad = Some(rule.to_string());
+                continue;
+            }
+            port_forwards.push(PortForward {
+                udp,
+                spec: spec.to_string(),
+            });
+        }
+        if let Some(rule) = bad {
+            n.problem(
+                "net_port_forwards",
+                ProblemKind::Invalid {
+                    expected: format!(
+                        "forwards such as `tcp@80:8080 udp@53` (bad rule {rule:?}: the protocol \
+                         is tcp or udp, the ports follow the `@`)"
+                    ),
+                },
+            );
+        }
+    }
+    let mtu = n.num::<u32>("net_mtu", "an MTU");
+    PasstSpec {
+        binary,
+        port_forwards,
+        mtu,
     }
 }
 
@@ -299,28 +431,99 @@ mod tests {
     use crate::test_support::params;
 
     #[test]
-    fn avocado_network_types_kvmtest_lacks_say_what_is_missing() {
-        for (t, what) in [
-            ("macvtap", "macvtap device"),
-            ("network", "libvirt network"),
-            ("vdpa", "vhost-vdpa"),
-            ("user:passt", "passt"),
-        ] {
-            let err = NicMode::of(&params(&[("nettype", t)]), "vm1", "nic1")
-                .err()
-                .unwrap_or_else(|| panic!("{t} accepted"));
-            let p = &err.problems()[0];
-            assert!(
-                matches!(&p.kind, ProblemKind::Unsupported { reason } if reason.contains(what)),
-                "{t}: {err}"
-            );
-        }
+    fn a_libvirt_network_names_libvirt_and_a_typo_is_invalid() {
+        let err = NicMode::of(&params(&[("nettype", "network")]), "vm1", "nic1")
+            .err()
+            .unwrap_or_else(|| panic!("network accepted"));
+        assert!(
+            matches!(&err.problems()[0].kind, ProblemKind::Unsupported { reason } if reason.contains("libvirt")),
+            "{err}"
+        );
         let err = NicMode::of(&params(&[("nettype", "brigde")]), "vm1", "nic1")
             .err()
             .unwrap_or_else(|| panic!("a typo accepted"));
         assert!(
             matches!(err.problems()[0].kind, ProblemKind::Invalid { .. }),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn macvtap_and_vdpa_need_netdst_and_macvtap_defaults_to_vepa() {
+        let p = params(&[("nettype", "macvtap"), ("netdst", "eth0")]);
+        assert_eq!(
+            NicMode::of(&p, "vm1", "nic1").ok(),
+            Some(NicMode::Macvtap {
+                netdst: "eth0".into(),
+                mode: "vepa".into()
+            })
+        );
+        let p = params(&[
+            ("nettype", "macvtap"),
+            ("netdst", "eth0"),
+            ("macvtap_mode", "bridge"),
+        ]);
+        assert!(
+            matches!(NicMode::of(&p, "vm1", "nic1"), Ok(NicMode::Macvtap { mode, .. }) if mode == "bridge")
+        );
+        let p = params(&[("nettype", "macvtap"), ("macvtap_mode", "hub")]);
+        let err = NicMode::of(&p, "vm1", "nic1").err().map(|e| {
+            e.problems()
+                .iter()
+                .map(|p| p.key.clone())
+                .collect::<Vec<_>>()
+        });
+        assert_eq!(
+            err,
+            Some(vec!["netdst".to_string(), "macvtap_mode".to_string()])
+        );
+        let p = params(&[("nettype", "vdpa"), ("netdst", "vdpa0")]);
+        assert_eq!(
+            NicMode::of(&p, "vm1", "nic1").ok(),
+            Some(NicMode::Vdpa {
+                netdst: "vdpa0".into()
+            })
+        );
+        let err = NicMode::of(&params(&[("nettype", "vdpa")]), "vm1", "nic1").err();
+        assert!(
+            matches!(&err, Some(e) if e.problems()[0].kind == ProblemKind::Missing),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn passt_reads_its_binary_forwards_and_mtu_as_avocado_vt() {
+        let p = params(&[
+            ("nettype", "user:passt"),
+            ("net_port_forwards", "tcp@80:8080 udp@53 2222:22 U@5000"),
+            ("net_mtu", "1500"),
+        ]);
+        let fwd = |udp, spec: &str| PortForward {
+            udp,
+            spec: spec.into(),
+        };
+        assert_eq!(
+            NicMode::of(&p, "vm1", "nic1").ok(),
+            Some(NicMode::Passt(PasstSpec {
+                binary: "passt".into(),
+                port_forwards: vec![
+                    fwd(false, "80:8080"),
+                    fwd(true, "53"),
+                    fwd(false, "2222:22"),
+                    fwd(true, "5000"),
+                ],
+                mtu: Some(1500),
+            }))
+        );
+        let p = params(&[("nettype", "passt"), ("passt_binary", "/opt/passt")]);
+        assert!(
+            matches!(NicMode::of(&p, "vm1", "nic1"), Ok(NicMode::Passt(s)) if s.binary == "/opt/passt")
+        );
+        let p = params(&[("nettype", "user:passt"), ("net_port_forwards", "sctp@9")]);
+        let err = NicMode::of(&p, "vm1", "nic1").err();
+        assert!(
+            matches!(&err, Some(e) if e.to_string().contains("sctp@9")),
+            "{err:?}"
         );
     }
 

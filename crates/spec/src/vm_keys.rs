@@ -508,7 +508,7 @@ mod tests {
     #[test]
     fn every_key_read_is_declared_and_every_declared_key_read() {
         const MD5: &str = "0123456789abcdef0123456789abcdef";
-        let variants: [&[(&str, &str)]; 9] = [
+        let variants: [&[(&str, &str)]; 11] = [
             crate::platform::tests::ALL_KEYS,
             &[
                 ("qemu_binary", "/usr/bin/qemu-system-x86_64"),
@@ -677,6 +677,19 @@ mod tests {
                 ("hugepage", "no"),
                 ("setup_hugepages", "yes"),
                 ("vm_hugepage_mountpoint", "/mnt/huge"),
+            ],
+            &[
+                ("nics", "n"),
+                ("nettype", "macvtap"),
+                ("netdst", "eth0"),
+                ("macvtap_mode", "bridge"),
+            ],
+            &[
+                ("nics", "n"),
+                ("nettype", "user:passt"),
+                ("passt_binary", "/usr/bin/passt"),
+                ("net_port_forwards", "tcp@2222:22"),
+                ("net_mtu", "1500"),
             ],
             &[
                 ("cdroms", "c"),

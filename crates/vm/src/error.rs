@@ -56,6 +56,16 @@ pub enum Error {
         /// What is wrong with it.
         problem: String,
     },
+    /// Setting up a NIC's host side failed (a macvtap link, a vhost-vdpa device, passt).
+    #[error("VM {vm}: NIC {nic}: {what}")]
+    HostNet {
+        /// The VM.
+        vm: String,
+        /// The NIC (its name in `nics`).
+        nic: String,
+        /// What failed, naming the keys and values involved.
+        what: String,
+    },
     /// The argv source failed to produce a command line.
     #[error("VM {vm}: building the QEMU command line")]
     Argv {

@@ -31,6 +31,7 @@
 
 pub mod error;
 pub mod fixtures;
+mod hostnet;
 pub mod image;
 pub mod net;
 pub mod plan;

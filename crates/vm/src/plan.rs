@@ -18,13 +18,15 @@
 //! back (`Vm::get_mac`, `Vm::get_ifname`), so the command line and the VM layer cannot disagree.
 
 use std::fs;
+use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use qemu_cmd::{Incoming, NicRun, RunPlan, RunValues, VmSpec, VncRange};
-use spec::vm::UuidSpec;
+use spec::vm::{NicMode, UuidSpec};
 
 use crate::error::Error;
+use crate::hostnet::{self, MacvtapLink};
 use crate::net::{self, MacReservation};
 use crate::qemu::Qemu;
 
@@ -63,6 +65,9 @@ pub struct VmPlan {
     pub(crate) values: RunValues,
     pub(crate) instance: String,
     pub(crate) reservations: Vec<MacReservation>,
+    name: String,
+    /// The macvtap links of `nettype = macvtap` NICs and the fds QEMU inherits.
+    macvtaps: Vec<(String, MacvtapLink)>,
     /// Dropped last: the sockets live here (`None` once released).
     run_dir: Option<tempfile::TempDir>,
 }
@@ -90,6 +95,8 @@ impl VmPlan {
         let mut reservations = Vec::new();
         let mac_dir = net::mac_registry_dir();
         let mut nics = Vec::new();
+        // Deleted again (links) and closed (fds) if a later step fails.
+        let mut macvtaps = Vec::new();
         for (index, nic) in spec.nics.iter().enumerate() {
             let from_source = source.and_then(|v| v.nics.get(index));
             let mac = if let Some(given) = nic.mac {
@@ -113,7 +120,36 @@ impl VmPlan {
                 .ifname
                 .clone()
                 .unwrap_or_else(|| net::default_ifname(index, &instance));
-            nics.push(NicRun { mac, ifname });
+            let mut run = NicRun::new(mac, ifname);
+            let host_err = |what: String| Error::HostNet {
+                vm: spec.name.clone(),
+                nic: nic.name.clone(),
+                what,
+            };
+            match &nic.mode {
+                NicMode::Macvtap { netdst, mode } => {
+                    let link = MacvtapLink::create(
+                        &run.ifname,
+                        netdst,
+                        mode,
+                        &mac.to_string(),
+                        nic.tuning.queues.unwrap_or(1),
+                        nic.tuning.vhost == Some(true),
+                    )
+                    .map_err(host_err)?;
+                    run.tap_fds = link.tap_fds();
+                    run.vhost_fds = link.vhost_fds();
+                    macvtaps.push((nic.name.clone(), link));
+                }
+                NicMode::Vdpa { netdst } => {
+                    let sysfs = Path::new("/sys");
+                    let dev = hostnet::vdpa_device(sysfs, netdst)
+                        .ok_or_else(|| host_err(hostnet::no_vdpa_device(sysfs, netdst)))?;
+                    run.vhostdev = Some(dev);
+                }
+                NicMode::User | NicMode::Tap | NicMode::Bridge { .. } | NicMode::Passt(_) => {}
+            }
+            nics.push(run);
         }
 
         let uuid = match (source, &spec.uuid) {
@@ -143,6 +179,8 @@ impl VmPlan {
             values,
             instance,
             reservations,
+            name: spec.name.clone(),
+            macvtaps,
             run_dir: Some(run_dir),
         })
     }
@@ -168,6 +206,20 @@ impl VmPlan {
     /// [`Error::Io`] removing the run directory.
     pub(crate) fn release(&mut self) -> Result<(), Error> {
         self.reservations.clear();
+        let mut failed = None;
+        for (nic, link) in &mut self.macvtaps {
+            if let Err(what) = link.delete() {
+                failed.get_or_insert(Error::HostNet {
+                    vm: self.name.clone(),
+                    nic: nic.clone(),
+                    what,
+                });
+            }
+        }
+        self.macvtaps.clear();
+        if let Some(e) = failed {
+            return Err(e);
+        }
         if let Some(dir) = self.run_dir.take() {
             let path = dir.path().to_path_buf();
             dir.close()
@@ -189,6 +241,14 @@ impl VmPlan {
     /// Whether the VM waits for an incoming migration.
     pub fn incoming(&self) -> Option<&Incoming> {
         self.incoming.as_ref()
+    }
+
+    /// The fds QEMU inherits (every macvtap NIC's tap and vhost-net fds).
+    pub(crate) fn inherited_fds(&self) -> Vec<RawFd> {
+        self.macvtaps
+            .iter()
+            .flat_map(|(_, l)| l.tap_fds().into_iter().chain(l.vhost_fds()))
+            .collect()
     }
 
     /// The MAC reservations this plan holds.

@@ -10,6 +10,7 @@
 use std::ffi::OsString;
 use std::fs::File;
 use std::io;
+use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -47,6 +48,16 @@ impl OwnedProcess {
     /// Spawns `argv` (program first; no shell), with stdout and stderr appended to `output_log`
     /// and stdin from `/dev/null`.
     pub(crate) fn spawn(argv: &[OsString], output_log: &Path) -> io::Result<OwnedProcess> {
+        OwnedProcess::spawn_inheriting(argv, output_log, &[])
+    }
+
+    /// [`OwnedProcess::spawn`], with the fds `inherit` left open in the child (QEMU's tap and
+    /// vhost-net fds; every other fd of kvmtest is close-on-exec).
+    pub(crate) fn spawn_inheriting(
+        argv: &[OsString],
+        output_log: &Path,
+        inherit: &[RawFd],
+    ) -> io::Result<OwnedProcess> {
         let (program, args) = argv
             .split_first()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty argv"))?;
@@ -59,7 +70,7 @@ impl OwnedProcess {
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err));
-        let child = spawn::spawn(cmd)?;
+        let child = spawn::spawn(cmd, inherit)?;
         let pid = child.id();
         Ok(OwnedProcess {
             pid,

@@ -22,6 +22,7 @@
 #![allow(unsafe_code)]
 
 use std::io;
+use std::os::fd::{BorrowedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command};
 use std::sync::mpsc;
@@ -55,17 +56,27 @@ fn spawner() -> io::Result<mpsc::Sender<Request>> {
 }
 
 /// Spawns `cmd` in a new process group, with SIGKILL as its parent-death signal, from the
-/// process-lifetime spawner thread. Blocks only for the fork/exec itself.
-pub(crate) fn spawn(mut cmd: Command) -> io::Result<Child> {
+/// process-lifetime spawner thread, with the fds `inherit` (open close-on-exec in kvmtest, like
+/// every fd it opens) left open across the exec: a macvtap NIC's tap and vhost-net fds, which
+/// QEMU's argv names by number. Blocks only for the fork/exec itself.
+pub(crate) fn spawn(mut cmd: Command, inherit: &[RawFd]) -> io::Result<Child> {
     let parent = rustix::process::getpid();
+    let inherit = inherit.to_vec();
     cmd.process_group(0);
     // SAFETY: the closure runs in the forked child before exec, where only async-signal-safe
     // operations are allowed. It makes two raw system calls through rustix (prctl, getppid),
     // which neither allocate nor take locks, and builds its error with
     // `io::Error::from_raw_os_error`, which does not allocate either. It touches no state shared
-    // with other threads of the parent.
+    // with other threads of the parent. The fds of `inherit` are open in the parent (their owner
+    // outlives the spawn), hence in the child, whose fd table is a copy: borrowing them for the
+    // `fcntl(F_SETFD)` that clears close-on-exec (a raw system call) is sound; the `Vec` was
+    // allocated before the fork and is only read.
     unsafe {
         cmd.pre_exec(move || {
+            for &fd in &inherit {
+                rustix::io::fcntl_setfd(BorrowedFd::borrow_raw(fd), rustix::io::FdFlags::empty())
+                    .map_err(|e| io::Error::from_raw_os_error(e.raw_os_error()))?;
+            }
             rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
                 .map_err(|e| io::Error::from_raw_os_error(e.raw_os_error()))?;
             if rustix::process::getppid() != Some(parent) {

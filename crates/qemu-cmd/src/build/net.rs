@@ -2,7 +2,13 @@
 //!
 //! * Front end: `-device MODEL,netdev=ID,mac=…` (`virtio` means `virtio-net-pci`), or the
 //!   legacy `-net nic,vlan=N,model=…,macaddr=…` on binaries without `-device`.
-//! * Back end: `-netdev user|tap|bridge,id=ID,…`, or `-net user|tap,vlan=N,…` before `-netdev`.
+//! * Back end: `-netdev user|tap|stream|vhost-vdpa,id=ID,…`, or `-net user|tap,vlan=N,…` before
+//!   `-netdev`. `nettype = bridge` is a tap QEMU's bridge helper puts into `netdst`;
+//!   `nettype = macvtap` a tap on the fd(s) the `vm` crate opened (`fd=`/`fds=`, and
+//!   `vhostfd=`/`vhostfds=` with `vhost = on`: run-plan values, `@TAPFD_NIC@`/`@VHOSTFD_NIC@` in
+//!   dry runs); `user:passt` a `stream` netdev on passt's socket in the run directory (QEMU ≥
+//!   7.2); `vdpa` a `vhost-vdpa` netdev on the device the `vm` crate resolved from `netdst`
+//!   (`@VHOSTDEV_NIC@` in dry runs).
 //!   User networking carries `tftp=`, `bootfile=` and, on the first user NIC, one
 //!   `hostfwd=tcp:127.0.0.1:HOST-:GUEST` per redir (loopback only: a test guest's shell is not
 //!   offered to the network; `HOST` is 0 unless the run plan names a port, so the kernel
@@ -28,24 +34,41 @@ pub(super) fn nics(b: &mut Builder<'_>, v: &VmSpec) {
 
 fn backend(b: &mut Builder<'_>, v: &VmSpec, nic: &NicSpec, id: &str, fwd: bool) {
     let caps = b.caps;
+    let obj = Obj::Sub("nic", &nic.name);
     let (kind, key) = match nic.mode {
         NicMode::User => ("user", "nic_mode"),
         NicMode::Tap => ("tap", "nic_mode"),
         // A tap that QEMU's bridge helper creates and puts into the bridge (avocado-vt opens
         // the tap itself and passes its fd; the netdev is a tap either way).
         NicMode::Bridge { .. } => ("tap", "nettype"),
+        // The macvtap's tap, opened by the `vm` crate and inherited by QEMU.
+        NicMode::Macvtap { .. } => ("tap", "nettype"),
+        // passt on a unix socket, as avocado-vt: `-netdev stream` (QEMU ≥ 7.2).
+        NicMode::Passt(_) => ("stream", "nettype"),
+        NicMode::Vdpa { .. } => ("vhost-vdpa", "nettype"),
     };
-    let bridge_ok =
-        !matches!(nic.mode, NicMode::Bridge { .. }) || caps.has_netdev_backend("bridge");
-    if !caps.has_netdev_backend(kind) || !bridge_ok {
+    let missing = if !caps.has_netdev_backend(kind) {
+        Some(kind)
+    } else if matches!(nic.mode, NicMode::Bridge { .. }) && !caps.has_netdev_backend("bridge") {
+        Some("bridge")
+    } else {
+        None
+    };
+    // The stream and vhost-vdpa backends exist only as `-netdev`.
+    let missing = missing.or_else(|| {
+        (matches!(nic.mode, NicMode::Passt(_) | NicMode::Vdpa { .. }) && !caps.has_netdev())
+            .then_some("-netdev")
+    });
+    if let Some(what) = missing {
+        let why = if matches!(nic.mode, NicMode::Passt(_)) {
+            " (passt needs QEMU 7.2's stream netdev)"
+        } else {
+            ""
+        };
         b.unsupported(
-            Obj::Sub("nic", &nic.name),
+            obj,
             key,
-            format!(
-                "QEMU {} has no {} network backend",
-                caps.version,
-                if bridge_ok { kind } else { "bridge" }
-            ),
+            format!("QEMU {} has no {what} network backend{why}", caps.version),
         );
         return;
     }
@@ -55,6 +78,8 @@ fn backend(b: &mut Builder<'_>, v: &VmSpec, nic: &NicSpec, id: &str, fwd: bool) 
     } else {
         o.kv("vlan", &nic.index.to_string());
     }
+    let t = &nic.tuning;
+    let multiqueue = t.queues.is_some_and(|q| q > 1);
     match nic.mode {
         NicMode::User => {
             if let Some(t) = nic.tftp.as_deref() {
@@ -101,30 +126,79 @@ fn backend(b: &mut Builder<'_>, v: &VmSpec, nic: &NicSpec, id: &str, fwd: bool) 
                 w.esc(nic.tuning.bridge_helper.as_bytes());
             });
         }
+        NicMode::Macvtap { .. } => {
+            // One fd per queue: `fds=` with several (QEMU then takes the queue count from
+            // them and refuses `queues=`), else `fd=`.
+            let fds = b.plan.tap_fds(nic.index, &nic.name);
+            o.kv_with(if multiqueue { "fds" } else { "fd" }, |w| {
+                w.run(&fds, true);
+            });
+        }
+        NicMode::Passt(_) => {
+            o.kv("addr.type", "unix");
+            let sock = crate::names::passt_socket(&nic.name);
+            o.kv_with("addr.path", |w| b.run_file(w, &sock, true));
+            o.kv("server", "off");
+        }
+        NicMode::Vdpa { .. } => {
+            let dev = b.plan.vhostdev(nic.index, &nic.name);
+            o.kv_with("vhostdev", |w| {
+                w.run(&dev, true);
+            });
+        }
     }
-    let t = &nic.tuning;
-    if !matches!(nic.mode, NicMode::User) {
+    // What the backend takes of vhost and multiqueue (`queues=`; a macvtap's queues are its fds).
+    let (vhost_ok, queues_ok, why) = match nic.mode {
+        NicMode::User => (
+            false,
+            false,
+            "user networking has no vhost and no multiqueue",
+        ),
+        NicMode::Passt(_) => (
+            false,
+            false,
+            "passt's stream netdev has no vhost and no multiqueue",
+        ),
+        NicMode::Vdpa { .. } => (
+            false,
+            true,
+            "a vhost-vdpa netdev is vhost by itself (no vhost=, no vhostforce=)",
+        ),
+        NicMode::Macvtap { .. } => (true, false, ""),
+        NicMode::Tap | NicMode::Bridge { .. } => (true, true, ""),
+    };
+    if vhost_ok {
         if let Some(on) = t.vhost {
             o.kv("vhost", if on { "on" } else { "off" });
+            if on && matches!(nic.mode, NicMode::Macvtap { .. }) {
+                // avocado-vt opens /dev/vhost-net once per queue and passes the fds.
+                let fds = b.plan.vhost_fds(nic.index, &nic.name);
+                o.kv_with(if multiqueue { "vhostfds" } else { "vhostfd" }, |w| {
+                    w.run(&fds, true);
+                });
+            }
         }
         if let Some(on) = t.vhostforce {
             o.kv("vhostforce", if on { "on" } else { "off" });
         }
+    }
+    if queues_ok {
         if let Some(q) = t.queues.filter(|q| *q > 1) {
             o.kv("queues", &q.to_string());
         }
-    } else if let Some(key) = [
-        ("vhost", t.vhost.is_some()),
-        ("queues", t.queues.is_some_and(|q| q > 1)),
+    }
+    let refused = [
+        ("vhost", !vhost_ok && t.vhost.is_some()),
+        ("vhostforce", !vhost_ok && t.vhostforce.is_some()),
+        (
+            "queues",
+            !queues_ok && multiqueue && !matches!(nic.mode, NicMode::Macvtap { .. }),
+        ),
     ]
     .into_iter()
-    .find_map(|(k, set)| set.then_some(k))
-    {
-        b.unsupported(
-            Obj::Sub("nic", &nic.name),
-            key,
-            "user networking has no vhost and no multiqueue".into(),
-        );
+    .find_map(|(k, set)| set.then_some(k));
+    if let Some(key) = refused {
+        b.unsupported(obj, key, why.into());
     }
     o.extra(&nic.netdev_extra);
     let opt = if caps.has_netdev() { "-netdev" } else { "-net" };

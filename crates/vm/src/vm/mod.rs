@@ -258,6 +258,8 @@ pub struct Vm {
     /// The VNC server's TCP port (`query-vnc`), if QEMU serves VNC.
     vnc_port: Option<u16>,
     hot_nics: Vec<HotNic>,
+    /// passt processes serving `nettype = user:passt` NICs (NIC name, process); killed on drop.
+    passts: Vec<(String, OwnedProcess)>,
     log: VmLog,
     log_dir: PathBuf,
     session_count: u32,
@@ -300,6 +302,14 @@ impl Vm {
     /// QEMU's pid (also its process group id).
     pub fn pid(&self) -> u32 {
         self.process.pid()
+    }
+
+    /// The pid of the passt serving NIC `nic` (`nettype = user:passt`), until teardown.
+    pub fn passt_pid(&self, nic: &str) -> Option<u32> {
+        self.passts
+            .iter()
+            .find(|(n, _)| n == nic)
+            .map(|(_, p)| p.pid())
     }
 
     /// The argv QEMU was started with.
@@ -582,7 +592,7 @@ fn classify_output(vm: &str, text: &str) -> Option<Error> {
     None
 }
 
-fn tail_lines(text: &str, n: usize) -> String {
+pub(crate) fn tail_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }

@@ -71,16 +71,46 @@ impl Vm {
                 ))?;
             }
         }
+        // passt serves its NICs before QEMU connects to it (killed when dropped: an error below
+        // ends them too).
+        let mut passts = Vec::new();
+        for nic in &spec.nics {
+            if let NicMode::Passt(p) = &nic.mode {
+                let socket = plan
+                    .run_dir()
+                    .join(qemu_cmd::names::passt_socket(&nic.name));
+                let process = crate::hostnet::start_passt(
+                    &name,
+                    &nic.name,
+                    p,
+                    &socket,
+                    &log_dir,
+                    setup.timeouts.connect,
+                )
+                .await?;
+                log.line(&format!(
+                    "passt for NIC {} on {}: pid {}",
+                    nic.name,
+                    socket.display(),
+                    process.pid()
+                ));
+                passts.push((nic.name.clone(), process));
+            }
+        }
         let output_log = log_dir.join("qemu.log");
         let started = Instant::now();
-        let process = OwnedProcess::spawn(&argv, &output_log).map_err(|source| Error::Spawn {
-            vm: name.clone(),
-            program: argv
-                .first()
-                .map(|p| p.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            source,
-        })?;
+        let inherited = plan.inherited_fds();
+        let process =
+            OwnedProcess::spawn_inheriting(&argv, &output_log, &inherited).map_err(|source| {
+                Error::Spawn {
+                    vm: name.clone(),
+                    program: argv
+                        .first()
+                        .map(|p| p.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    source,
+                }
+            })?;
         log.line(&format!(
             "spawned pid {} (its own process group)",
             process.pid()
@@ -171,6 +201,7 @@ impl Vm {
             redirs,
             vnc_port,
             hot_nics: Vec::new(),
+            passts,
             log,
             log_dir,
             session_count: 0,

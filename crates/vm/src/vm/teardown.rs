@@ -103,9 +103,33 @@ impl Vm {
             h.close().await;
         }
         self.serial = None;
+        self.stop_passts().await;
         self.plan.release()?;
         self.log.line(&format!("teardown done: {stopped:?}"));
         Ok(stopped)
+    }
+}
+
+impl Vm {
+    /// Ends the passt processes once QEMU is gone: `--one-off` passt exits when QEMU
+    /// disconnects; whatever still runs after a short grace is SIGKILLed. Logged.
+    async fn stop_passts(&mut self) {
+        for (nic, p) in std::mem::take(&mut self.passts) {
+            let how = match p.wait_timeout(Duration::from_secs(2)).await {
+                Some(status) => format!("exited ({status})"),
+                None => {
+                    p.kill();
+                    match p.wait_timeout(self.setup.timeouts.kill).await {
+                        Some(status) => format!("SIGKILLed ({status})"),
+                        None => "still not reaped after SIGKILL".into(),
+                    }
+                }
+            };
+            self.log.line(&format!(
+                "teardown: passt of NIC {nic} (pid {}): {how}",
+                p.pid()
+            ));
+        }
     }
 }
 
