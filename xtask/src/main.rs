@@ -18,6 +18,9 @@
 //!   the records of `fixtures/avocado/` (`compare_avocado.rs`); `--regenerate [--qemu PATH]
 //!   [--python PATH] [--out DIR] [--filter F]…` remakes the records (needs avocado-vt:
 //!   `pip install avocado-framework-plugin-vt`).
+//! - `qemu-accepts [--qemu PATH] [--only GLOB]… [--keep]`: the real QEMU (default the system's)
+//!   starts paused and quits over QMP with the command line kvmtest renders for each record of
+//!   `fixtures/avocado/qemu-X.Y/` (`qemu_accepts.rs`); fails when QEMU rejects one.
 //! - `fixtures qemu X.Y`: unpack QEMU X.Y beside the build (`qemu_fixture.rs`); prints the
 //!   launcher to put in `KVMTEST_QEMU`.
 #![allow(clippy::disallowed_methods)] // xtask is the automation: running programs is its job
@@ -34,6 +37,7 @@ mod compare_avocado;
 mod deps;
 mod guest;
 mod host;
+mod qemu_accepts;
 mod qemu_fixture;
 mod run_suite;
 
@@ -194,9 +198,10 @@ fn main() -> Result<()> {
         },
         Some("run-suite") => run_suite::main(&args[1..]),
         Some("compare-avocado") => compare_avocado::main(&args[1..]),
+        Some("qemu-accepts") => qemu_accepts::main(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci|deps|check-install [STATE]|tidy|run-suite [ARGS]|compare-avocado [--strict]|bench NAME|fuzz [SECONDS]|fixtures guest [--check]|fixtures qemu X.Y>"
+                "usage: cargo xtask <ci|deps|check-install [STATE]|tidy|run-suite [ARGS]|compare-avocado [--strict]|qemu-accepts [--qemu PATH] [--only GLOB] [--keep]|bench NAME|fuzz [SECONDS]|fixtures guest [--check]|fixtures qemu X.Y>"
             );
             eprint!("{}", bench::usage());
             bail!("unknown or missing subcommand")
