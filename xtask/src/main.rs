@@ -3,7 +3,7 @@
 //! Subcommands:
 //! - `ci`: rustfmt check, clippy (warnings denied), tidy checks, the slow fixtures (the test guest,
 //!   QEMU 10.0 unpacked), the whole test suite on the system QEMU, then the QEMU-facing crates'
-//!   tests again with `KVMTEST_QEMU` pointing at the unpacked QEMU.
+//!   tests again with `KVMTEST_QEMU` pointing at the unpacked QEMU, then `qemu-accepts` on both.
 //! - `deps`: install the system packages the tests need (apt; see `deps.rs`), from any state.
 //! - `check-install [a|b|c|all] [--keep]`: prove `deps` from each starting state in throw-away
 //!   mmdebstrap roots (`check_install.rs`).
@@ -128,7 +128,8 @@ fn qemu_version_line(binary: &Path) -> Result<String> {
 }
 
 /// `cargo xtask ci`: formatting, lints, fixtures, the whole test suite on the system QEMU, the
-/// QEMU-facing crates' tests again on the other QEMU major version, tidy.
+/// QEMU-facing crates' tests again on the other QEMU major version, tidy, `qemu-accepts` on
+/// both QEMUs.
 fn ci() -> Result<()> {
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--", "--check"]);
@@ -174,6 +175,11 @@ fn ci() -> Result<()> {
     }
     test.env(qemu_cmd::probe::QEMU_ENV, &other);
     run(test)?;
+    // The real QEMUs accept the command lines of avocado-vt's hardware variants (all 62 records
+    // each: about 15 s a QEMU).
+    let accepts_system = qemu_accepts::check_all(&system)?;
+    let accepts_other = qemu_accepts::check_all(&other)?;
+    eprintln!("{accepts_system}\n{accepts_other}");
     eprintln!(
         "ci: ok: system QEMU ({}) and {} ({})",
         qemu_version_line(&system)?,

@@ -9,8 +9,9 @@
 //!   device to give QEMU (a tap in a network namespace is a possible later step);
 //! * `vm_accelerator = tcg` unless KVM works here (`vm::probe_accel`: `/dev/kvm` opens and the
 //!   CPU has vmx/svm); with KVM the plan's accelerator is KVM, as avocado-vt's `-enable-kvm`;
-//! * hugepages off (`hugepage = no`, `setup_hugepages = no`, no `hugepage_path`): the host has no
-//!   hugetlbfs mount with free pages.
+//! * hugepages off (`hugepage = no`, `setup_hugepages = no`, no `hugepage_path`, and no
+//!   `-mem-path MOUNT` in `extra_params`, where avocado-vt's `hugepages` variant puts it): the
+//!   host has no hugetlbfs mount with free pages.
 //!
 //! Then kvmtest renders the command line with a real [`RunPlan`] whose root, image and run
 //! directories are one fresh temp dir; every image it references is created there with
@@ -88,12 +89,26 @@ pub fn main(args: &[String]) -> Result<()> {
             _ => bail!("usage: cargo xtask qemu-accepts [--qemu PATH] [--only GLOB]… [--keep]"),
         }
     }
-    let (line, rejected) = run(&opts)?;
+    check(&opts).map(drop)
+}
+
+/// Every variant on `qemu` (what `cargo xtask ci` runs on each QEMU of its matrix): the summary
+/// line, or an error when QEMU rejected a command line.
+pub fn check_all(qemu: &Path) -> Result<String> {
+    check(&Options {
+        qemu: qemu.to_path_buf(),
+        only: Vec::new(),
+        keep: false,
+    })
+}
+
+fn check(opts: &Options) -> Result<String> {
+    let (line, rejected) = run(opts)?;
     println!("{line}");
     if rejected > 0 {
         bail!("QEMU rejected {rejected} command line(s) kvmtest rendered");
     }
-    Ok(())
+    Ok(line)
 }
 
 /// Runs every selected variant; returns the summary line and the number QEMU rejected.
