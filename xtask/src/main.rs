@@ -18,7 +18,7 @@
 //!   the records of `fixtures/avocado/` (`compare_avocado.rs`); `--regenerate [--qemu PATH]
 //!   [--python PATH] [--out DIR] [--filter F]…` remakes the records (needs avocado-vt:
 //!   `pip install avocado-framework-plugin-vt`).
-//! - `qemu-accepts [--qemu PATH] [--only GLOB]… [--keep]`: the real QEMU (default the system's)
+//! - `qemu-accepts [--qemu PATH] [--only GLOB]… [--set KEY=VALUE]… [--keep]`: the real QEMU (default the system's)
 //!   starts paused and quits over QMP with the command line kvmtest renders for each record of
 //!   `fixtures/avocado/qemu-X.Y/` (`qemu_accepts.rs`); fails when QEMU rejects one.
 //! - `fixtures qemu X.Y`: unpack QEMU X.Y beside the build (`qemu_fixture.rs`); prints the

@@ -1,5 +1,5 @@
-//! `cargo xtask qemu-accepts [--qemu PATH] [--only GLOB]… [--keep]`: the real QEMU accepts the
-//! command lines kvmtest renders for avocado-vt's hardware variants.
+//! `cargo xtask qemu-accepts [--qemu PATH] [--only GLOB]… [--set KEY=VALUE]… [--keep]`: the real
+//! QEMU accepts the command lines kvmtest renders for avocado-vt's hardware variants.
 //!
 //! For every reference record of `fixtures/avocado/qemu-X.Y/` (X.Y: the version of `--qemu`,
 //! default `qemu-system-x86_64` on `PATH`; `--only` keeps the records whose file stem matches one
@@ -24,7 +24,8 @@
 //! its QMP monitor and told to `quit` ([`qemu_cmd::accepts::start_and_quit`], 10 s, killed on
 //! timeout). A variant kvmtest refuses to render is fine ("refused: <first problem>"); a command
 //! line QEMU rejects is a failure, printed with QEMU's stderr and the argv. The temp dirs are
-//! removed unless `--keep`. Ends with one line:
+//! removed unless `--keep`. `--set KEY=VALUE` adds params after the overrides (e.g.
+//! `ovmf_path=DIR` for firmware unpacked elsewhere). Ends with one line:
 //!
 //! ```text
 //! qemu-accepts: QEMU X.Y: N variants: A accepted, R refused by kvmtest (named problems), H need
@@ -67,6 +68,8 @@ struct Options {
     qemu: PathBuf,
     only: Vec<String>,
     keep: bool,
+    /// `--set KEY=VALUE`: more params, after the overrides.
+    set: Vec<(String, String)>,
 }
 
 pub fn main(args: &[String]) -> Result<()> {
@@ -74,6 +77,7 @@ pub fn main(args: &[String]) -> Result<()> {
         qemu: PathBuf::from(qemu_cmd::probe::DEFAULT_QEMU),
         only: Vec::new(),
         keep: false,
+        set: Vec::new(),
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -86,7 +90,15 @@ pub fn main(args: &[String]) -> Result<()> {
             "--qemu" => opts.qemu = PathBuf::from(value("--qemu")?),
             "--only" => opts.only.push(value("--only")?),
             "--keep" => opts.keep = true,
-            _ => bail!("usage: cargo xtask qemu-accepts [--qemu PATH] [--only GLOB]… [--keep]"),
+            "--set" => {
+                let kv = value("--set")?;
+                let (k, v) = kv.split_once('=').context("--set needs KEY=VALUE")?;
+                opts.set.push((k.to_string(), v.to_string()));
+            }
+            _ => bail!(
+                "usage: cargo xtask qemu-accepts [--qemu PATH] [--only GLOB]… [--set KEY=VALUE]… \
+                 [--keep]"
+            ),
         }
     }
     check(&opts).map(drop)
@@ -99,6 +111,7 @@ pub fn check_all(qemu: &Path) -> Result<String> {
         qemu: qemu.to_path_buf(),
         only: Vec::new(),
         keep: false,
+        set: Vec::new(),
     })
 }
 
@@ -264,7 +277,10 @@ fn variant(
     let text = std::fs::read_to_string(file)?;
     let record: serde_json::Value =
         serde_json::from_str(&text).with_context(|| file.display().to_string())?;
-    let params = params_of(&record, accel);
+    let mut params = params_of(&record, accel);
+    for (k, v) in &opts.set {
+        params.insert(k.as_str(), v.as_str());
+    }
     let spec = match VmSpec::new(&params, main_vm(&params)) {
         Ok(s) => s,
         Err(e) => return Ok(Verdict::Refused(first_problem(&e))),
@@ -523,7 +539,30 @@ fn missing_host_path(args: &[std::ffi::OsString], dir: &Path) -> Option<String> 
 
 #[cfg(test)]
 mod tests {
-    use super::glob_match;
+    use super::{glob_match, params_of};
+    use qemu_cmd::types::Accel;
+
+    #[test]
+    fn overrides_make_a_variant_host_independent() {
+        let record = serde_json::json!({"params": {
+            "nettype": "bridge",
+            "nettype_nic2": "macvtap",
+            "hugepage": "yes",
+            "hugepage_path": "/mnt/huge",
+            "extra_params": " -mem-path /mnt/kvm_hugepage -device foo",
+            "dep": ["not", "a", "param"],
+        }});
+        let p = params_of(&record, Accel::Tcg);
+        assert_eq!(p.get("nettype"), Some("user"));
+        assert_eq!(p.get("nettype_nic2"), Some("user"));
+        assert_eq!(p.get("vm_accelerator"), Some("tcg"));
+        assert_eq!(p.get("hugepage"), Some("no"));
+        assert_eq!(p.get("setup_hugepages"), Some("no"));
+        assert_eq!(p.get("hugepage_path"), None);
+        assert_eq!(p.get("extra_params"), Some("-device foo"));
+        assert_eq!(p.get("dep"), None);
+        assert_eq!(params_of(&record, Accel::Kvm).get("vm_accelerator"), None);
+    }
 
     #[test]
     fn globs() {
