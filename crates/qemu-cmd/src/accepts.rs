@@ -89,16 +89,25 @@ impl Running {
 
     /// Waits up to `grace` for the exit, kills otherwise, and returns the stderr.
     pub fn finish(&mut self, grace: Duration) -> String {
+        self.finish_status(grace).1
+    }
+
+    /// [`Running::finish`], with the exit status when QEMU exited by itself within `grace`.
+    fn finish_status(&mut self, grace: Duration) -> (Option<String>, String) {
         let deadline = Instant::now() + grace;
-        while self.exited().is_none() && Instant::now() < deadline {
+        let mut status = self.exited();
+        while status.is_none() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
+            status = self.exited();
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self.stderr
+        let stderr = self
+            .stderr
             .take()
             .and_then(|h| h.join().ok())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        (status, stderr)
     }
 }
 
@@ -197,11 +206,14 @@ pub fn start_and_quit(
     let status = match talk() {
         Ok(s) => s,
         Err(what) => {
-            let stderr = qemu.finish(grace);
-            return Err(if what.starts_with("timed out") {
-                Rejected::Timeout { what, stderr }
-            } else {
-                Rejected::Qmp { what, stderr }
+            let (status, stderr) = qemu.finish_status(grace);
+            return Err(match status {
+                // It served QMP (chardevs come first) but refused a later option.
+                Some(status) if !what.starts_with("timed out") => {
+                    Rejected::Exited { status, stderr }
+                }
+                _ if what.starts_with("timed out") => Rejected::Timeout { what, stderr },
+                _ => Rejected::Qmp { what, stderr },
             });
         }
     };
