@@ -3,7 +3,7 @@
 //! Subcommands:
 //! - `ci`: rustfmt check, clippy (warnings denied), tidy checks, the slow fixtures (the test guest,
 //!   QEMU 10.0 unpacked), the whole test suite on the system QEMU, then the QEMU-facing crates'
-//!   tests again with `KVMTEST_QEMU` pointing at the unpacked QEMU.
+//!   tests again with `KVMTEST_QEMU` pointing at the unpacked QEMU, then `qemu-accepts` on both.
 //! - `deps`: install the system packages the tests need (apt; see `deps.rs`), from any state.
 //! - `check-install [a|b|c|all] [--keep]`: prove `deps` from each starting state in throw-away
 //!   mmdebstrap roots (`check_install.rs`).
@@ -18,6 +18,9 @@
 //!   the records of `fixtures/avocado/` (`compare_avocado.rs`); `--regenerate [--qemu PATH]
 //!   [--python PATH] [--out DIR] [--filter F]…` remakes the records (needs avocado-vt:
 //!   `pip install avocado-framework-plugin-vt`).
+//! - `qemu-accepts [--qemu PATH] [--only GLOB]… [--set KEY=VALUE]… [--keep]`: the real QEMU (default the system's)
+//!   starts paused and quits over QMP with the command line kvmtest renders for each record of
+//!   `fixtures/avocado/qemu-X.Y/` (`qemu_accepts.rs`); fails when QEMU rejects one.
 //! - `fixtures qemu X.Y`: unpack QEMU X.Y beside the build (`qemu_fixture.rs`); prints the
 //!   launcher to put in `KVMTEST_QEMU`.
 #![allow(clippy::disallowed_methods)] // xtask is the automation: running programs is its job
@@ -34,6 +37,7 @@ mod compare_avocado;
 mod deps;
 mod guest;
 mod host;
+mod qemu_accepts;
 mod qemu_fixture;
 mod run_suite;
 
@@ -124,7 +128,8 @@ fn qemu_version_line(binary: &Path) -> Result<String> {
 }
 
 /// `cargo xtask ci`: formatting, lints, fixtures, the whole test suite on the system QEMU, the
-/// QEMU-facing crates' tests again on the other QEMU major version, tidy.
+/// QEMU-facing crates' tests again on the other QEMU major version, tidy, `qemu-accepts` on
+/// both QEMUs.
 fn ci() -> Result<()> {
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--", "--check"]);
@@ -170,6 +175,11 @@ fn ci() -> Result<()> {
     }
     test.env(qemu_cmd::probe::QEMU_ENV, &other);
     run(test)?;
+    // The real QEMUs accept the command lines of avocado-vt's hardware variants (all 62 records
+    // each: about 15 s a QEMU).
+    let accepts_system = qemu_accepts::check_all(&system)?;
+    let accepts_other = qemu_accepts::check_all(&other)?;
+    eprintln!("{accepts_system}\n{accepts_other}");
     eprintln!(
         "ci: ok: system QEMU ({}) and {} ({})",
         qemu_version_line(&system)?,
@@ -194,9 +204,10 @@ fn main() -> Result<()> {
         },
         Some("run-suite") => run_suite::main(&args[1..]),
         Some("compare-avocado") => compare_avocado::main(&args[1..]),
+        Some("qemu-accepts") => qemu_accepts::main(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci|deps|check-install [STATE]|tidy|run-suite [ARGS]|compare-avocado [--strict]|bench NAME|fuzz [SECONDS]|fixtures guest [--check]|fixtures qemu X.Y>"
+                "usage: cargo xtask <ci|deps|check-install [STATE]|tidy|run-suite [ARGS]|compare-avocado [--strict]|qemu-accepts [--qemu PATH] [--only GLOB] [--keep]|bench NAME|fuzz [SECONDS]|fixtures guest [--check]|fixtures qemu X.Y>"
             );
             eprint!("{}", bench::usage());
             bail!("unknown or missing subcommand")

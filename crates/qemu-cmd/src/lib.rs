@@ -8,7 +8,9 @@
 //! run-specific parts are `@PLACEHOLDERS@`.
 //!
 //! What this crate is not: it does no I/O outside [`probe`] (which runs a binary to learn its
-//! capabilities and caches them on disk), and it never starts a VM — that is the `vm` crate's job.
+//! capabilities and caches them on disk) and [`accepts`] (which starts a built command line
+//! paused and quits it over QMP, to see the binary accept it), and it never runs a VM — that is
+//! the `vm` crate's job.
 //!
 //! ```
 //! use params::Params;
@@ -39,6 +41,7 @@
 //! );
 //! ```
 
+pub mod accepts;
 pub mod argv_diff;
 mod build;
 pub mod caps;

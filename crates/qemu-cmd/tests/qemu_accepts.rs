@@ -3,32 +3,22 @@
 //!
 //! For each NIC model, disk interface and CD-ROM bus the fixtures use and this QEMU has, a VM
 //! is built from params (raw image files in a temp dir, user networking, a QMP socket, `-S`,
-//! TCG), started, asked `query-status` over QMP, and told to `quit`. A [`Qemu`] guard kills and
-//! reaps the process even when an assertion fails, and the temp dir is removed on drop, so no
-//! process or file outlives the test. Without the binary the test fails: it never skips.
+//! TCG), started, asked `query-status` over QMP, and told to `quit`
+//! ([`qemu_cmd::accepts::start_and_quit`], shared with `cargo xtask qemu-accepts`, which does the
+//! same for avocado-vt's variants). The process is killed and reaped on every path and the temp
+//! dir is removed on drop, so no process or file outlives the test. Without the binary the test
+//! fails: it never skips.
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use params::Params;
+use qemu_cmd::accepts::start_and_quit;
 use qemu_cmd::probe::{default_binary, probe_cached, CacheKey};
 use qemu_cmd::types::MacAddr;
 use qemu_cmd::{build, main_vm, Capabilities, NicRun, RunPlan, RunValues, VmSpec, VncRange};
-
-/// Kills and reaps QEMU on drop (also on panic).
-struct Qemu(Child);
-
-impl Drop for Qemu {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// One VM configuration to try.
 struct Case {
@@ -131,30 +121,6 @@ fn params(dir: &Path, qemu: &Path, c: &Case) -> Params {
     p
 }
 
-fn qmp_line(reader: &mut BufReader<UnixStream>) -> Result<String, String> {
-    let mut line = String::new();
-    match reader.read_line(&mut line) {
-        Ok(0) => Err("QMP closed".into()),
-        Ok(_) => Ok(line),
-        Err(e) => Err(format!("reading QMP: {e}")),
-    }
-}
-
-/// QEMU's stderr after it exited (or was killed after a short grace period).
-fn stderr_of(qemu: &mut Qemu) -> String {
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while matches!(qemu.0.try_wait(), Ok(None)) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let _ = qemu.0.kill();
-    let _ = qemu.0.wait();
-    let mut err = String::new();
-    if let Some(mut e) = qemu.0.stderr.take() {
-        let _ = std::io::Read::read_to_string(&mut e, &mut err);
-    }
-    err
-}
-
 fn run_case(qemu: &Path, caps: &Capabilities, c: &Case) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     for f in ["disk,1.raw", "disk2.raw", "cd.iso"] {
@@ -198,70 +164,11 @@ fn run_case(qemu: &Path, caps: &Capabilities, c: &Case) -> Result<(), String> {
         cmd.push_args(["-S"]);
     }
     let shown = cmd.render();
-    let mut command = cmd.command();
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut qemu = Qemu(
-        command
-            .spawn()
-            .map_err(|e| format!("spawning {}: {e}", qemu.display()))?,
-    );
-    let sock = dir.path().join("monitor-qmp1.sock");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let stream = loop {
-        if let Ok(Some(status)) = qemu.0.try_wait() {
-            let mut err = String::new();
-            if let Some(mut e) = qemu.0.stderr.take() {
-                let _ = std::io::Read::read_to_string(&mut e, &mut err);
-            }
-            return Err(format!(
-                "QEMU exited ({status}) for\n{shown}\n--- stderr ---\n{err}"
-            ));
-        }
-        if let Ok(s) = UnixStream::connect(&sock) {
-            break s;
-        }
-        if Instant::now() > deadline {
-            return Err(format!("no QMP socket after 20 s for\n{shown}"));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .map_err(|e| e.to_string())?;
-    let talk = || -> Result<(), String> {
-        let mut writer = stream.try_clone().map_err(|e| e.to_string())?;
-        let mut reader = BufReader::new(stream);
-        let greeting = qmp_line(&mut reader)?;
-        if !greeting.contains("\"QMP\"") {
-            return Err(format!("greeting: {greeting}"));
-        }
-        for cmd in ["qmp_capabilities", "query-status"] {
-            writeln!(writer, "{{\"execute\":\"{cmd}\"}}").map_err(|e| e.to_string())?;
-            let reply = qmp_line(&mut reader)?;
-            if !reply.contains("\"return\"") {
-                return Err(format!("{cmd}: {reply}"));
-            }
-            if cmd == "query-status" && !reply.contains("prelaunch") {
-                return Err(format!("not paused by -S: {reply}"));
-            }
-        }
-        writeln!(writer, "{{\"execute\":\"quit\"}}").map_err(|e| e.to_string())?;
-        // Keep the connection until QEMU answers, so the command is not dropped with it.
-        qmp_line(&mut reader).map(drop)
-    };
-    if let Err(e) = talk() {
-        let err = stderr_of(&mut qemu);
-        return Err(format!("{e} for\n{shown}\n--- stderr ---\n{err}"));
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while qemu.0.try_wait().map_err(|e| e.to_string())?.is_none() {
-        if Instant::now() > deadline {
-            return Err("QEMU did not quit".into());
-        }
-        std::thread::sleep(Duration::from_millis(10));
+    let sock = dir.path().join(qemu_cmd::names::monitor_socket("qmp1"));
+    let status = start_and_quit(&cmd, &sock, Duration::from_secs(20))
+        .map_err(|e| format!("{e}\nfor\n{shown}"))?;
+    if !status.contains("prelaunch") {
+        return Err(format!("not paused by -S: {status}"));
     }
     Ok(())
 }
