@@ -54,6 +54,8 @@ const TOOLS: &[&str] = &[
     "iproute2",
     // `nettype = user:passt` NICs (crates/vm/tests/hostnet.rs)
     "passt",
+    // avocado-vt's `ovmf` variants (`ovmf_path = /usr/share/OVMF`): `cargo xtask qemu-accepts`
+    "ovmf",
 ];
 
 /// `ID` and `VERSION_CODENAME` of `/etc/os-release`.

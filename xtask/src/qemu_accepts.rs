@@ -101,7 +101,22 @@ pub fn main(args: &[String]) -> Result<()> {
             ),
         }
     }
+    let _egd = egd_stand_in();
     check(&opts).map(drop)
+}
+
+/// avocado-vt's `rng_egd` variants connect QEMU's rng-egd chardev to an EGD daemon on
+/// `localhost:8000` (avocado-vt starts `egd.pl` there: `setup_egd = yes`). For the start check
+/// a listener that accepts and holds connections stands in for it, when the port is free; the
+/// thread ends with the process.
+fn egd_stand_in() -> Option<std::thread::JoinHandle<()>> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:8000").ok()?;
+    Some(std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().flatten() {
+            held.push(conn);
+        }
+    }))
 }
 
 /// Every variant on `qemu` (what `cargo xtask ci` runs on each QEMU of its matrix): the summary
@@ -300,9 +315,11 @@ fn variant(
         .nics
         .iter()
         .enumerate()
-        .map(|(i, n)| NicRun {
-            mac: n.mac.unwrap_or_else(|| MacAddr::derived(42, i)),
-            ifname: n.ifname.clone().unwrap_or_else(|| format!("t{i}-kvmtest")),
+        .map(|(i, n)| {
+            NicRun::new(
+                n.mac.unwrap_or_else(|| MacAddr::derived(42, i)),
+                n.ifname.clone().unwrap_or_else(|| format!("t{i}-kvmtest")),
+            )
         })
         .collect();
     let plan = RunPlan {
