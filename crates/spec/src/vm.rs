@@ -146,6 +146,8 @@ pub struct VmSpec {
     pub qemu_binary: String,
     /// `machine_type`.
     pub machine_type: Option<String>,
+    /// `machine_type_extra_params`: items added to `-machine` (`gic-version=host,hpet=off`).
+    pub machine_extra: ExtraOpts,
     /// `vm_accelerator`.
     pub accel: Option<Accel>,
     /// The CPU: `cpu_model` (else `default_cpu_model`) and its flags.
@@ -335,6 +337,20 @@ impl VmSpec {
             name: vm.to_string(),
             qemu_binary: r.string("qemu_binary").unwrap_or_else(|| "qemu".into()),
             machine_type: r.string("machine_type"),
+            machine_extra: match r.str("machine_type_extra_params") {
+                None => Vec::new(),
+                Some(t) => split_opt_list(t).unwrap_or_else(|item| {
+                    r.problem(
+                        "machine_type_extra_params",
+                        ProblemKind::Invalid {
+                            expected: format!(
+                                "machine options such as `a=b,c` (bad item {item:?})"
+                            ),
+                        },
+                    );
+                    Vec::new()
+                }),
+            },
             accel: r.parse("vm_accelerator"),
             cpu: read_cpu(&mut r),
             mem,

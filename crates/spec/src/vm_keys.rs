@@ -27,6 +27,10 @@ pub const VM_KEYS: &[KeyDoc] = &[
         "`-machine` type (unset: QEMU's default machine)",
     ),
     KeyDoc::optional(
+        "machine_type_extra_params",
+        "options added to `-machine` (`gic-version=host`, `hpet=off`; a bare word is a flag)",
+    ),
+    KeyDoc::optional(
         "vm_accelerator",
         "kvm or tcg (unset: kvm when /dev/kvm can run a guest, else tcg)",
     ),
@@ -513,6 +517,7 @@ mod tests {
             &[
                 ("qemu_binary", "/usr/bin/qemu-system-x86_64"),
                 ("machine_type", "q35"),
+                ("machine_type_extra_params", "hpet=off,dump-guest-core"),
                 ("vm_accelerator", "tcg"),
                 ("cpu_model", "Nehalem,qemu64"),
                 ("cpu_model_flags", ",+vmx"),

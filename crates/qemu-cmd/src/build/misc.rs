@@ -16,11 +16,18 @@ pub(super) fn name(b: &mut Builder<'_>, v: &VmSpec) {
     b.cmd.push2("-name", w);
 }
 
-/// `-machine`/`-M` (with OVMF's pflash and the memory backend), `-accel`/`-enable-kvm`.
+/// QEMU's machine of a `machine_type`: avocado-vt writes some as `family:machine`
+/// (`arm64-pci:virt`).
+fn machine_name(m: &str) -> &str {
+    m.rsplit_once(':').map_or(m, |(_, name)| name)
+}
+
+/// `-machine`/`-M` (with `machine_type_extra_params`, OVMF's pflash and the memory backend),
+/// `-accel`/`-enable-kvm`.
 pub(super) fn machine(b: &mut Builder<'_>, v: &VmSpec) {
     let caps = b.caps;
     if let Some(m) = v.machine_type.as_deref() {
-        if !caps.machines.is_empty() && !caps.has_machine(m) {
+        if !caps.machines.is_empty() && !caps.has_machine(machine_name(m)) {
             b.unsupported(
                 Obj::Vm,
                 "machine_type",
@@ -33,9 +40,15 @@ pub(super) fn machine(b: &mut Builder<'_>, v: &VmSpec) {
     // OVMF's pflash nodes come first; `-machine` names them.
     let pflash = super::devices::ovmf(b, v);
     let mem_backend = super::memory::machine_backend(b, v);
-    if v.machine_type.is_some() || hpet_prop || !pflash.is_empty() || mem_backend.is_some() {
+    let any = v.machine_type.is_some()
+        || hpet_prop
+        || !pflash.is_empty()
+        || mem_backend.is_some()
+        || !v.machine_extra.is_empty();
+    if any {
         if caps.has_machine_option() {
-            let mut o = Opts::new(v.machine_type.as_deref().unwrap_or(""));
+            let mut o = Opts::new(v.machine_type.as_deref().map_or("", machine_name));
+            o.extra(&v.machine_extra);
             if hpet_prop {
                 o.kv("hpet", "off");
             }
@@ -46,8 +59,14 @@ pub(super) fn machine(b: &mut Builder<'_>, v: &VmSpec) {
                 o.kv("memory-backend", id);
             }
             b.cmd.push2("-machine", o.finish());
-        } else if let Some(m) = v.machine_type.as_deref() {
-            b.cmd.push2("-M", Word::from(m));
+        } else {
+            if let Some(m) = v.machine_type.as_deref() {
+                b.cmd.push2("-M", Word::from(machine_name(m)));
+            }
+            if !v.machine_extra.is_empty() {
+                let reason = format!("QEMU {} has no -machine for options", caps.version);
+                b.unsupported(Obj::Vm, "machine_type_extra_params", reason);
+            }
         }
     }
     // The cfg's `vm_accelerator`, else the one the run plan chose.
