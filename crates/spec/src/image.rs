@@ -9,6 +9,8 @@ use crate::keys::KeyDoc;
 use crate::opts::split_opt_list;
 use crate::problem::{ProblemKind, SpecError};
 use crate::read::{Findings, ObjParams, Reader};
+pub use crate::storage::ImageBackend;
+use crate::storage::ImageFile;
 use crate::types::{DiskInterface, DriveCache, ErrorAction, ImageFormat};
 use crate::vm::ExtraOpts;
 
@@ -106,43 +108,177 @@ pub const IMAGE_KEYS: &[KeyDoc] = &[
     ),
     KeyDoc::optional(
         "storage_type",
-        "avocado-vt's storage kind; vhost-vdpa, vhost-user-blk and (with enable_iscsi) \
-         iscsi-direct select a backend kvmtest does not build yet (a problem)",
+        "avocado-vt's storage kind: vhost-vdpa (`image_name` is the vdpa device's \
+         /dev/vhost-vdpa-N), vhost-user-blk (`image_name` is the server's socket), iscsi-direct \
+         (with enable_iscsi: QEMU's own iSCSI initiator), glusterfs-direct (with enable_gluster: \
+         gluster_peers, gluster_debug, gluster_logfile apply); others: a file",
     ),
     KeyDoc::with_default(
         "enable_curl",
         "no",
-        "the image is read over curl (not built yet)",
+        "the image is read over http(s)/ftp(s) (curl_*; its server set up by the user)",
+    ),
+    KeyDoc::optional(
+        "curl_protocol",
+        "with enable_curl (required): http, https, ftp or ftps",
+    ),
+    KeyDoc::optional(
+        "curl_server",
+        "with enable_curl (required): the server (`host[:port]`)",
+    ),
+    KeyDoc::optional(
+        "curl_path",
+        "with enable_curl (required): the image's path on the server",
+    ),
+    KeyDoc::optional("curl_username", "with enable_curl: the user name"),
+    KeyDoc::optional(
+        "curl_password",
+        "with enable_curl: the password (a secret object `IMAGE_access`; in the URL with -drive)",
+    ),
+    KeyDoc::optional(
+        "curl_sslverify",
+        "with enable_curl: `sslverify=` (on, off; https, ftps)",
+    ),
+    KeyDoc::optional(
+        "curl_readahead",
+        "with enable_curl: `readahead=`, a multiple of 512 with an optional k, M, G, T suffix",
+    ),
+    KeyDoc::optional("curl_timeout", "with enable_curl: `timeout=` in seconds"),
+    KeyDoc::optional(
+        "curl_cookie_secret",
+        "with enable_curl: cookie data (a secret object `IMAGE_cookie_secret`; http, https)",
     ),
     KeyDoc::with_default(
         "enable_nbd",
         "no",
-        "the image is an NBD export (not built yet)",
+        "the image is an NBD export (nbd_*; its server set up by the user)",
+    ),
+    KeyDoc::optional(
+        "nbd_server",
+        "with enable_nbd: the server's host (this or nbd_unix_socket is required)",
+    ),
+    KeyDoc::optional(
+        "nbd_port",
+        "with enable_nbd and nbd_server: its port (unset: 10809)",
+    ),
+    KeyDoc::optional(
+        "nbd_unix_socket",
+        "with enable_nbd: the server's unix socket",
+    ),
+    KeyDoc::optional("nbd_export_name", "with enable_nbd: the export"),
+    KeyDoc::optional(
+        "nbd_reconnect_delay",
+        "with enable_nbd: `reconnect-delay=` in seconds",
+    ),
+    KeyDoc::optional(
+        "nbd_client_tls_creds",
+        "with enable_nbd and nbd_server: the client's x509 credentials directory \
+         (`-object tls-creds-x509,id=IMAGE_access`)",
     ),
     KeyDoc::with_default(
         "enable_iscsi",
         "no",
-        "with storage_type = iscsi-direct: libiscsi",
+        "with storage_type = iscsi-direct: the image is an iSCSI LUN QEMU logs in to (portal_ip, \
+         target, lun…; the target set up by the user)",
+    ),
+    KeyDoc::optional(
+        "portal_ip",
+        "with iscsi-direct (required): the portal (`host[:port]`)",
+    ),
+    KeyDoc::optional("target", "with iscsi-direct (required): the target's IQN"),
+    KeyDoc::with_default("lun", "0", "with iscsi-direct: the LUN"),
+    KeyDoc::optional("chap_user", "with iscsi-direct: the CHAP user"),
+    KeyDoc::optional(
+        "chap_passwd",
+        "with iscsi-direct: the CHAP password (a secret object `IMAGE_access`; in the URL with \
+         -drive)",
+    ),
+    KeyDoc::optional(
+        "initiator",
+        "with iscsi-direct: `initiator-name=`, the initiator's IQN",
     ),
     KeyDoc::with_default(
         "enable_gluster",
         "no",
-        "the image is on GlusterFS (not built yet)",
+        "the image is on a GlusterFS volume (gluster_*; the volume set up by the user)",
+    ),
+    KeyDoc::optional(
+        "gluster_server",
+        "with enable_gluster: the server (this or gluster_unix_socket is required)",
+    ),
+    KeyDoc::optional(
+        "gluster_port",
+        "with enable_gluster: its port (unset: 0, gluster's own)",
+    ),
+    KeyDoc::optional(
+        "gluster_transport",
+        "with enable_gluster: tcp (default), rdma or unix",
+    ),
+    KeyDoc::optional(
+        "gluster_unix_socket",
+        "with enable_gluster: the server's unix socket",
+    ),
+    KeyDoc::optional(
+        "gluster_volume_name",
+        "with enable_gluster (required): the volume",
+    ),
+    KeyDoc::optional(
+        "gluster_peers",
+        "with glusterfs-direct: more servers, a JSON list of `{\"host\", \"type\", \"port\"}` \
+         or `{\"path\"}` objects (`server.1.*`…)",
+    ),
+    KeyDoc::optional(
+        "gluster_debug",
+        "with glusterfs-direct: `debug=`, libgfapi's log level",
+    ),
+    KeyDoc::optional(
+        "gluster_logfile",
+        "with glusterfs-direct: `logfile=`, libgfapi's log file",
     ),
     KeyDoc::with_default(
         "enable_ceph",
         "no",
-        "the image is a Ceph RBD (not built yet)",
+        "the image is a Ceph RBD image (rbd_*, ceph_*; the cluster set up by the user)",
+    ),
+    KeyDoc::optional("rbd_pool_name", "with enable_ceph (required): the pool"),
+    KeyDoc::optional("rbd_namespace_name", "with enable_ceph: the namespace"),
+    KeyDoc::optional(
+        "ceph_conf",
+        "with enable_ceph: the Ceph configuration file (`conf=`)",
+    ),
+    KeyDoc::optional(
+        "ceph_monitor",
+        "with enable_ceph: the monitor, `host[:port]` (`server.0.*`; `mon_host=` with -drive)",
+    ),
+    KeyDoc::optional(
+        "ceph_key",
+        "with enable_ceph: the client key, base64 (a secret object `IMAGE_access`)",
     ),
     KeyDoc::with_default(
         "enable_nvme",
         "no",
-        "the image is a host NVMe namespace (not built yet)",
+        "the image is a namespace of a host NVMe controller bound to vfio-pci (by the user)",
     ),
+    KeyDoc::optional(
+        "nvme_pci_address",
+        "with enable_nvme (required): the controller, DDDD:BB:SS.F",
+    ),
+    KeyDoc::with_default("nvme_namespace", "1", "with enable_nvme: the namespace"),
     KeyDoc::with_default(
         "enable_ssh",
         "no",
-        "the image is read over ssh (not built yet)",
+        "the image is read over ssh (image_ssh_*; the server set up by the user)",
+    ),
+    KeyDoc::optional("image_ssh_host", "with enable_ssh (required): the server"),
+    KeyDoc::optional("image_ssh_port", "with enable_ssh: its port (unset: 22)"),
+    KeyDoc::optional(
+        "image_ssh_path",
+        "with enable_ssh (required): the image's absolute path",
+    ),
+    KeyDoc::optional("image_ssh_user", "with enable_ssh: the user"),
+    KeyDoc::optional(
+        "image_ssh_host_key_check",
+        "with enable_ssh: yes (known_hosts), no, or a md5:/sha1: fingerprint",
     ),
     KeyDoc::with_default(
         "boot_drive",
@@ -327,94 +463,6 @@ impl DiskAttach {
     }
 }
 
-/// The storage behind an image, chosen as avocado-vt chooses it (`storage.get_image_filename`):
-/// `storage_type = vhost-vdpa` / `vhost-user-blk`, else the first of `enable_curl`,
-/// `enable_nbd`, `enable_iscsi` (with `storage_type = iscsi-direct`), `enable_gluster`,
-/// `enable_ceph`, `enable_nvme`, `enable_ssh` that is `yes`, else a file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ImageBackend {
-    /// A file under the image directory, or `image_raw_device`'s block device.
-    File,
-    /// `storage_type = vhost-vdpa`.
-    VhostVdpa,
-    /// `storage_type = vhost-user-blk`.
-    VhostUserBlk,
-    /// `enable_curl`.
-    Curl,
-    /// `enable_nbd`.
-    Nbd,
-    /// `enable_iscsi` with `storage_type = iscsi-direct`.
-    IscsiDirect,
-    /// `enable_gluster`.
-    Gluster,
-    /// `enable_ceph`.
-    Ceph,
-    /// `enable_nvme`.
-    Nvme,
-    /// `enable_ssh`.
-    Ssh,
-}
-
-impl ImageBackend {
-    /// The key that selected it (`None` for a file).
-    pub fn key(self) -> Option<&'static str> {
-        Some(match self {
-            ImageBackend::File => return None,
-            ImageBackend::VhostVdpa | ImageBackend::VhostUserBlk => "storage_type",
-            ImageBackend::Curl => "enable_curl",
-            ImageBackend::Nbd => "enable_nbd",
-            ImageBackend::IscsiDirect => "enable_iscsi",
-            ImageBackend::Gluster => "enable_gluster",
-            ImageBackend::Ceph => "enable_ceph",
-            ImageBackend::Nvme => "enable_nvme",
-            ImageBackend::Ssh => "enable_ssh",
-        })
-    }
-
-    /// The backend's name as QEMU's block layer calls it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ImageBackend::File => "file",
-            ImageBackend::VhostVdpa => "vhost-vdpa",
-            ImageBackend::VhostUserBlk => "vhost-user-blk",
-            ImageBackend::Curl => "curl",
-            ImageBackend::Nbd => "nbd",
-            ImageBackend::IscsiDirect => "iscsi",
-            ImageBackend::Gluster => "gluster",
-            ImageBackend::Ceph => "rbd",
-            ImageBackend::Nvme => "nvme",
-            ImageBackend::Ssh => "ssh",
-        }
-    }
-
-    /// Reads the backend keys of an image.
-    fn read(i: &mut Reader<'_, '_>) -> ImageBackend {
-        let storage_type = i.str("storage_type");
-        match storage_type {
-            Some("vhost-vdpa") => return ImageBackend::VhostVdpa,
-            Some("vhost-user-blk") => return ImageBackend::VhostUserBlk,
-            _ => {}
-        }
-        // Every flag is read (a bad boolean anywhere is a problem), the first set one wins.
-        let flags = [
-            (i.bool("enable_curl", false), ImageBackend::Curl),
-            (i.bool("enable_nbd", false), ImageBackend::Nbd),
-            (
-                i.bool("enable_iscsi", false) && storage_type == Some("iscsi-direct"),
-                ImageBackend::IscsiDirect,
-            ),
-            (i.bool("enable_gluster", false), ImageBackend::Gluster),
-            (i.bool("enable_ceph", false), ImageBackend::Ceph),
-            (i.bool("enable_nvme", false), ImageBackend::Nvme),
-            (i.bool("enable_ssh", false), ImageBackend::Ssh),
-        ];
-        flags
-            .into_iter()
-            .find(|(on, _)| *on)
-            .map_or(ImageBackend::File, |(_, b)| b)
-    }
-}
-
 /// An image size as `qemu-img` reads it: a number with an optional `k`/`K`, `M`, `G`, `T`,
 /// `P`, `E` suffix (`10G`, `512M`, `1.5G`, `65536`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -469,11 +517,20 @@ impl ImageSpec {
 
     /// Reads the image keys through `i` (the image's reader).
     pub fn read(i: &mut Reader<'_, '_>, name: &str) -> ImageSpec {
+        let image_name = i.require("image_name").unwrap_or("").to_string();
+        let format = i.parse("image_format").unwrap_or(ImageFormat::Qcow2);
+        let raw_device = i.bool("image_raw_device", false);
+        let file = ImageFile {
+            name: &image_name,
+            format,
+            raw_device,
+        };
+        let backend = ImageBackend::read(i, &file);
         ImageSpec {
             name: name.to_string(),
-            image_name: i.require("image_name").unwrap_or("").to_string(),
-            format: i.parse("image_format").unwrap_or(ImageFormat::Qcow2),
-            raw_device: i.bool("image_raw_device", false),
+            image_name,
+            format,
+            raw_device,
             interface: i.parse("drive_format"),
             index: i.num("drive_index", "a drive index"),
             cache: i.parse("drive_cache"),
@@ -486,7 +543,7 @@ impl ImageSpec {
             size: i
                 .parse("image_size")
                 .unwrap_or_else(|| ImageSize("10G".into())),
-            backend: ImageBackend::read(i),
+            backend,
             secret: match i.parse::<ImageFormat>("image_format") {
                 Some(ImageFormat::Luks) => i.require("image_secret").map(str::to_string),
                 _ => i.string("image_secret"),

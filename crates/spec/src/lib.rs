@@ -51,6 +51,7 @@ pub mod read;
 pub mod serial;
 pub mod session;
 pub mod smp;
+pub mod storage;
 pub mod test;
 pub mod tools;
 pub mod types;

@@ -348,8 +348,9 @@ pub enum ImageError {
     },
     /// The image is not a file kvmtest can create or remove (a network or device backend).
     #[error(
-        "image {image}: {key} selects the {backend} backend, which kvmtest does not \
-         build yet (it would silently use a local file instead)"
+        "image {image}: {key} selects the {backend} backend: its server (and the image on it) \
+         is set up by the user; kvmtest neither creates nor removes remote images (no \
+         `qemu-img create` here, and never a local file in its place)"
     )]
     Backend {
         /// The image's name.

@@ -56,18 +56,21 @@ fn raw_device_is_read_as_the_builder_reads_it() {
     );
 }
 
-/// An image on a backend kvmtest does not build (avocado-vt's `enable_gluster`…) is an error,
-/// never a local file created or removed in its place.
+/// An image on a network backend (avocado-vt's `enable_gluster`…) is not created or removed by
+/// kvmtest (its server is the user's): an error, never a local file in its place.
 #[test]
 fn network_backends_are_refused_not_replaced_by_a_file() {
     let mut p = Params::new();
     p.insert("image_name", "disk");
     p.insert("enable_gluster", "yes");
+    p.insert("gluster_server", "gluster.example.org");
+    p.insert("gluster_volume_name", "vol");
     let err = Image::from_params(&p, "vm1", "image1", std::path::Path::new("/images"))
         .expect_err("a gluster image is not a local file");
     let text = err.to_string();
     assert!(
-        text.contains("enable_gluster selects the gluster backend"),
+        text.contains("enable_gluster selects the gluster backend")
+            && text.contains("set up by the user"),
         "{text}"
     );
 }

@@ -7,6 +7,10 @@
 //! * `-blockdev`: a protocol node `file_NAME` and a format node `drive_NAME` per disk, plus
 //!   `-device MODEL,id=NAME`; `drive_cache` becomes `cache.direct`/`cache.no-flush` on both
 //!   nodes and the device's `write-cache`, as avocado-vt maps it (`nodes.rs`).
+//! * avocado-vt's network and device image backends (`enable_nbd`, `enable_gluster`,
+//!   `enable_ceph`, `enable_iscsi`, `enable_curl`, `enable_ssh`, `enable_nvme`, `storage_type =
+//!   vhost-vdpa`/`vhost-user-blk`): the protocol node is the backend's driver (`nbd_NAME`,
+//!   `rbd_NAME`…) with its secrets as `-object`s, or `-drive file=URI,file.…` (`remote.rs`).
 //!
 //! `drive_format` picks the model and its bus (`bus.rs`): `ide` → `ide-hd` on the IDE bus,
 //! `ahci` → `ide-hd` on an AHCI port (q35's built-in controller, else an added `ahci`),
@@ -21,6 +25,7 @@
 mod bus;
 mod cdrom;
 mod nodes;
+mod remote;
 
 pub(super) use bus::BlockState;
 pub(super) use cdrom::cdroms;
@@ -28,7 +33,7 @@ pub(super) use cdrom::cdroms;
 use super::{pci, Builder, Obj, Opts};
 use crate::names::DiskIds;
 use spec::types::{DiskInterface, DriveCache};
-use spec::vm::{ImageSpec, VmSpec};
+use spec::vm::{ImageBackend, ImageSpec, VmSpec};
 
 /// The device model of an interface.
 fn model_of(itf: DiskInterface) -> &'static str {
@@ -65,6 +70,8 @@ pub(super) fn cache_and_aio(img: &ImageSpec) -> (Option<DriveCache>, Option<&str
         aio = Some("threads");
     }
     let cache = match (aio, img.cache) {
+        // An NVMe controller has no write cache setting: avocado-vt forces writethrough.
+        _ if matches!(img.backend, ImageBackend::Nvme(_)) => Some(DriveCache::Writethrough),
         (Some("native"), Some(DriveCache::None | DriveCache::Directsync)) => img.cache,
         (Some("native"), Some(_)) => Some(DriveCache::None),
         _ => img.cache,
@@ -76,18 +83,6 @@ pub(super) fn cache_and_aio(img: &ImageSpec) -> (Option<DriveCache>, Option<&str
 pub(super) fn images(b: &mut Builder<'_>, v: &VmSpec) {
     for (i, img) in v.images.iter().enumerate() {
         let obj = Obj::Sub("image", &img.name);
-        if let Some(key) = img.backend.key() {
-            b.unsupported(
-                obj,
-                key,
-                format!(
-                    "the {} image backend is not built by kvmtest yet (a local file in its \
-                     place would be wrong)",
-                    img.backend.as_str()
-                ),
-            );
-            continue;
-        }
         if !b.caps.has_device() {
             nodes::legacy_drive(b, img);
             continue;
@@ -120,15 +115,23 @@ pub(super) fn images(b: &mut Builder<'_>, v: &VmSpec) {
             continue;
         }
         let ids = DiskIds::of(&img.name, i);
+        let blockdev = b.caps.has_blockdev() && !img.snapshot;
+        // A network or device backend: its secrets first, then its nodes.
+        let remote = match img.backend {
+            ImageBackend::File => None,
+            _ => match remote::protocol(b, img, blockdev) {
+                Some(p) => Some(p),
+                None => continue,
+            },
+        };
         // The bus first: an HBA or controller it needs is added before the disk's nodes.
         let Some(place) = bus::attach(b, v, img, itf, &model) else {
             continue;
         };
-        let blockdev = b.caps.has_blockdev() && !img.snapshot;
         if blockdev {
-            nodes::blockdev(b, img, &ids, itf);
+            nodes::blockdev(b, img, &ids, itf, remote.as_ref());
         } else {
-            nodes::drive_none(b, img, &ids.node);
+            nodes::drive_none(b, img, &ids.node, remote.as_ref());
         }
         if itf == DiskInterface::Floppy && !b.caps.has_device_type("floppy") {
             // Before QEMU 5.1 the floppy controller's drives were properties.
@@ -150,7 +153,9 @@ pub(super) fn images(b: &mut Builder<'_>, v: &VmSpec) {
         }
         let (cache, _) = cache_and_aio(img);
         if blockdev {
-            if let Some(c) = cache.filter(|_| !img.raw_device) {
+            // avocado-vt leaves a host device's write cache alone (not a network LUN's).
+            let host_device = img.raw_device && remote.is_none();
+            if let Some(c) = cache.filter(|_| !host_device) {
                 o.kv("write-cache", cache_items(c).2);
             }
             if model != "scsi-generic" {

@@ -1,7 +1,8 @@
 //! The block side of a disk: `-blockdev` nodes, `-drive …,if=none`, or the seed's `-drive`.
 //!
 //! avocado-vt's `-blockdev` graph: a protocol node (`file`, or `host_device` for a raw host
-//! device and `scsi-block`/`scsi-generic`) named `DRIVER_NAME`, under a format node
+//! device and `scsi-block`/`scsi-generic`, or a network backend's driver: `remote.rs`) named
+//! `DRIVER_NAME`, under a format node
 //! `drive_NAME`; from QEMU 9.0 on a raw image has no format node and its protocol node is
 //! `drive_NAME` itself. `drive_cache` sets `cache.direct` and `cache.no-flush` on every node,
 //! `image_aio` the protocol node's `aio`, `image_discard` and `image_auto_readonly` its
@@ -9,6 +10,7 @@
 //! `unmap`/`ignore`; `detect-zeroes` only the format node), and a luks image's secret the
 //! format node's `key-secret`.
 
+use super::remote::{self, Protocol};
 use super::{cache_and_aio, cache_items, Builder, Obj, Opts};
 use crate::cmd::WordBuf;
 use crate::names::DiskIds;
@@ -18,7 +20,10 @@ use spec::vm::ImageSpec;
 /// The file of an image: `image_name.format` under the plan's image dir, or the raw device as
 /// is.
 pub(super) fn image_file(b: &Builder<'_>, w: &mut WordBuf, img: &ImageSpec) {
-    if img.raw_device {
+    if let Some(uri) = img.backend.uri() {
+        // A network or device image: avocado-vt's URI (`nbd://…`, `rbd:…`).
+        w.esc(uri.as_bytes());
+    } else if img.raw_device {
         w.esc(img.image_name.as_bytes());
     } else {
         b.path_under(&b.images, w, &img.file_name(), true);
@@ -63,9 +68,17 @@ pub(super) fn legacy_drive(b: &mut Builder<'_>, img: &ImageSpec) {
         );
         return;
     }
+    let remote = match img.backend.key() {
+        None => None,
+        Some(_) => match remote::protocol(b, img, false) {
+            Some(p) => Some(p),
+            None => return,
+        },
+    };
     let (cache, aio) = cache_and_aio(img);
     let mut o = Opts::new("");
     o.kv_with("file", |w| image_file(b, w, img));
+    drive_file_opts(&mut o, remote.as_ref());
     if let Some(i) = img.index {
         o.kv("index", &i.to_string());
     }
@@ -135,12 +148,26 @@ fn luks_secret(b: &mut Builder<'_>, img: &ImageSpec, node: &str) -> Option<Strin
     Some(id)
 }
 
-/// `-drive …,if=none,id=NODE` for a `-device` to attach to.
-pub(super) fn drive_none(b: &mut Builder<'_>, img: &ImageSpec, node: &str) {
+/// The `file.*` options of a network image's `-drive`.
+fn drive_file_opts(o: &mut Opts, remote: Option<&Protocol>) {
+    for (k, v) in remote.map_or(&[][..], |p| &p.drive[..]) {
+        o.kv(k, v);
+    }
+}
+
+/// `-drive …,if=none,id=NODE` for a `-device` to attach to (`remote`: the image's network or
+/// device backend).
+pub(super) fn drive_none(
+    b: &mut Builder<'_>,
+    img: &ImageSpec,
+    node: &str,
+    remote: Option<&Protocol>,
+) {
     let secret = luks_secret(b, img, node);
     let (cache, aio) = cache_and_aio(img);
     let mut o = Opts::new("");
     o.kv_with("file", |w| image_file(b, w, img));
+    drive_file_opts(&mut o, remote);
     o.kv("if", "none").kv("id", node);
     o.kv("format", img.format.as_str());
     if let Some(id) = &secret {
@@ -180,12 +207,23 @@ fn blockdev_value<'v>(key: &str, value: &'v str) -> std::borrow::Cow<'v, str> {
     }
 }
 
-/// The protocol and format `-blockdev` nodes of one disk.
-pub(super) fn blockdev(b: &mut Builder<'_>, img: &ImageSpec, ids: &DiskIds, itf: DiskInterface) {
+/// The protocol and format `-blockdev` nodes of one disk (`remote`: its network or device
+/// backend, else a file).
+pub(super) fn blockdev(
+    b: &mut Builder<'_>,
+    img: &ImageSpec,
+    ids: &DiskIds,
+    itf: DiskInterface,
+    remote: Option<&Protocol>,
+) {
     let secret = luks_secret(b, img, &ids.node);
     let host =
         img.raw_device || matches!(itf, DiskInterface::ScsiBlock | DiskInterface::ScsiGeneric);
-    let driver = if host { "host_device" } else { "file" };
+    let driver = match remote {
+        Some(p) => p.driver,
+        None if host => "host_device",
+        None => "file",
+    };
     // QEMU 9.0 and later: a raw image is its protocol node alone (avocado-vt's graph there).
     let format_node =
         img.format != ImageFormat::Raw || (b.caps.version.major, b.caps.version.minor) < (9, 0);
@@ -217,9 +255,19 @@ pub(super) fn blockdev(b: &mut Builder<'_>, img: &ImageSpec, ids: &DiskIds, itf:
     };
     let mut o = Opts::new("");
     o.kv("node-name", &protocol).kv("driver", driver);
-    o.kv_with("filename", |w| image_file(b, w, img));
-    if let Some(a) = aio {
-        o.kv("aio", a);
+    match remote {
+        Some(p) => {
+            for (k, v) in &p.blockdev {
+                o.kv(k, v);
+            }
+        }
+        None => {
+            o.kv_with("filename", |w| image_file(b, w, img));
+            // avocado-vt gives `aio` to file and host-device nodes only.
+            if let Some(a) = aio {
+                o.kv("aio", a);
+            }
+        }
     }
     if format_node {
         if let Some(on) = img.attach.auto_readonly {
