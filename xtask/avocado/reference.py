@@ -37,9 +37,72 @@ SCRATCH = "/tmp/kvmtest-avocado-ref"
 MACHINES = ["i440fx", "q35"]
 GUEST = "only JeOS.27..x86_64"
 
-# guest-hw.cfg blocks left out of `--sample`: the storage back ends need hosts (gluster, ceph,
-# iscsi…) that are not the command-line builder's business; one network back end is kept.
-SKIP_BLOCKS = {"image_backend"}
+# guest-hw.cfg blocks left out of `--sample` (none: the image backends are sampled on the first
+# machine type only, with BACKEND_PARAMS standing in for the servers the cfg leaves commented out).
+SKIP_BLOCKS = set()
+# Blocks sampled on the first machine type only (the choice does not depend on the machine).
+FIRST_MACHINE_ONLY = {"image_backend"}
+# The server side of each image backend: guest-hw.cfg leaves these commented out (the user's
+# servers). Example hosts and keys; nothing is contacted (avocado-vt only names them in the
+# command line; the secrets it writes go to the scratch data dir).
+BACKEND_PARAMS = {
+    "gluster": [
+        "gluster_server = gluster.example.org",
+    ],
+    "gluster_direct": [
+        "gluster_server = gluster.example.org",
+        "gluster_port = 24007",
+        "gluster_volume_name = vol_test",
+        'gluster_peers = [{"host": "peer1.example.org", "port": 24008}, '
+        '{"path": "/run/glusterd.socket"}]',
+        "gluster_debug = 9",
+        "gluster_logfile = /var/log/gfapi.log",
+    ],
+    "nbd": [
+        "nbd_server = nbd.example.org",
+        "nbd_port = 10810",
+        "nbd_export_name = disk1",
+        "nbd_reconnect_delay = 10",
+        "nbd_client_tls_creds = /etc/pki/qemu-nbd",
+    ],
+    "libcurl": [
+        "curl_protocol = https",
+        "curl_server = images.example.org:8443",
+        "curl_path = jeos/disk.qcow2",
+        "curl_username = bob",
+        "curl_password = pa55",
+        "curl_sslverify = off",
+        "curl_readahead = 1M",
+        "curl_timeout = 30",
+        "curl_cookie_secret = session=1",
+    ],
+    "ceph": [
+        "rbd_pool_name = rbd",
+        "rbd_namespace_name = ns1",
+        "ceph_conf = /etc/ceph/ceph.conf",
+        "ceph_monitor = 192.0.2.10",
+        "ceph_key = QVFCQUFBQUFBQUFBQUE9PQ==",
+    ],
+    "iscsi_direct": [
+        "portal_ip = 192.0.2.20",
+        "target = iqn.2001-05.com.example:kvm",
+        "lun = 1",
+        "chap_user = alice",
+        "chap_passwd = s3cret",
+        "initiator = iqn.2010-07.com.example:kvmtest",
+    ],
+    "nvme_direct": [
+        "nvme_pci_address = 0000:44:00.0",
+        "nvme_namespace = 2",
+    ],
+    "libssh": [
+        "image_ssh_host = ssh.example.org",
+        "image_ssh_path = /srv/images/disk.qcow2",
+        "image_ssh_user = root",
+        "image_ssh_port = 2222",
+        "image_ssh_host_key_check = no",
+    ],
+}
 # Placeholders, not hardware: xen's NIC and disk, and "something different" for the NIC.
 SKIP_VALUES = {"xennet", "xenblk", "nic_custom"}
 
@@ -69,19 +132,26 @@ def dimensions(cfg_dir):
     return out
 
 
-def sample_filters(cfg_dir):
+def sample_filters(cfg_dir, only_block=None):
     """`--sample`: each value of each guest-hw.cfg dimension once per machine type, the other
-    dimensions left at their first value. Yields (label, filter lines)."""
+    dimensions left at their first value (`only_block`: that block's values only). Yields
+    (label, filter lines)."""
     for machine in MACHINES:
-        yield "%s-first" % machine, [GUEST, "only %s" % machine]
+        if only_block is None:
+            yield "%s-first" % machine, [GUEST, "only %s" % machine]
         for block in dimensions(cfg_dir):
             if block["name"] in SKIP_BLOCKS:
+                continue
+            if only_block is not None and block["name"] != only_block:
+                continue
+            if block["name"] in FIRST_MACHINE_ONLY and machine != MACHINES[0]:
                 continue
             for value in block["values"]:
                 if value in SKIP_VALUES:
                     continue
                 label = "%s-%s" % (machine, value.replace("..", "-"))
-                yield label, [GUEST, "only %s" % machine, "only %s" % value]
+                extra = BACKEND_PARAMS.get(value, []) if block["name"] == "image_backend" else []
+                yield label, [GUEST, "only %s" % machine, "only %s" % value] + extra
 
 
 def first_or_none(dicts, seconds=10):
@@ -156,6 +226,9 @@ def main():
     ap.add_argument("--sample", action="store_true",
                     help="the hardware sample: each guest-hw.cfg value once per machine type "
                     "(files named MACHINE-VALUE.json); --filter lines are added to each")
+    ap.add_argument("--block", default=None,
+                    help="with --sample: only the values of this guest-hw.cfg block "
+                    "(such as image_backend)")
     args = ap.parse_args()
 
     scratch = SCRATCH
@@ -189,7 +262,7 @@ def main():
 
     if args.sample:
         jobs = []
-        for label, filters in sample_filters(os.path.join(vt, "shared", "cfg")):
+        for label, filters in sample_filters(os.path.join(vt, "shared", "cfg"), args.block):
             d = first_or_none(variants(filters + args.filter))
             if d is None:
                 print("no variant:", label, file=sys.stderr, flush=True)

@@ -153,8 +153,8 @@ pub(super) fn images(b: &mut Builder<'_>, v: &VmSpec) {
         }
         let (cache, _) = cache_and_aio(img);
         if blockdev {
-            // avocado-vt leaves a host device's write cache alone (not a network LUN's).
-            let host_device = img.raw_device && remote.is_none();
+            // avocado-vt leaves a host-device node's write cache alone.
+            let host_device = nodes::is_host_device_node(img, itf);
             if let Some(c) = cache.filter(|_| !host_device) {
                 o.kv("write-cache", cache_items(c).2);
             }

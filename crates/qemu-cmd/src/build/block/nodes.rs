@@ -1,8 +1,8 @@
 //! The block side of a disk: `-blockdev` nodes, `-drive …,if=none`, or the seed's `-drive`.
 //!
-//! avocado-vt's `-blockdev` graph: a protocol node (`file`, or `host_device` for a raw host
-//! device and `scsi-block`/`scsi-generic`, or a network backend's driver: `remote.rs`) named
-//! `DRIVER_NAME`, under a format node
+//! avocado-vt's `-blockdev` graph: a protocol node (`file_NAME`, driver `file`, or
+//! `host_device` for a path under /dev/; `host_device_NAME` for `scsi-block`/`scsi-generic`; a
+//! network backend's `DRIVER_NAME`: `remote.rs`), under a format node
 //! `drive_NAME`; from QEMU 9.0 on a raw image has no format node and its protocol node is
 //! `drive_NAME` itself. `drive_cache` sets `cache.direct` and `cache.no-flush` on every node,
 //! `image_aio` the protocol node's `aio`, `image_discard` and `image_auto_readonly` its
@@ -207,6 +207,13 @@ fn blockdev_value<'v>(key: &str, value: &'v str) -> std::borrow::Cow<'v, str> {
     }
 }
 
+/// avocado-vt's host-device protocol node: a `scsi-block` or `scsi-generic` disk on a file
+/// (its device's `write-cache` is left to QEMU).
+pub(super) fn is_host_device_node(img: &ImageSpec, itf: DiskInterface) -> bool {
+    img.backend.key().is_none()
+        && matches!(itf, DiskInterface::ScsiBlock | DiskInterface::ScsiGeneric)
+}
+
 /// The protocol and format `-blockdev` nodes of one disk (`remote`: its network or device
 /// backend, else a file).
 pub(super) fn blockdev(
@@ -217,18 +224,26 @@ pub(super) fn blockdev(
     remote: Option<&Protocol>,
 ) {
     let secret = luks_secret(b, img, &ids.node);
-    let host =
-        img.raw_device || matches!(itf, DiskInterface::ScsiBlock | DiskInterface::ScsiGeneric);
-    let driver = match remote {
-        Some(p) => p.driver,
-        None if host => "host_device",
-        None => "file",
+    // avocado-vt's protocol class: a host device for `scsi-block`/`scsi-generic` (node
+    // `host_device_NAME`), else a file node (`file_NAME`) whose driver is `host_device` when
+    // the path is under /dev/ (`filename_to_file_opts`).
+    let host_class = is_host_device_node(img, itf);
+    let path = if img.raw_device {
+        img.image_name.clone()
+    } else {
+        img.file_name()
+    };
+    let (class, driver) = match remote {
+        Some(p) => (p.driver, p.driver),
+        None if host_class => ("host_device", "host_device"),
+        None if path.starts_with("/dev/") => ("file", "host_device"),
+        None => ("file", "file"),
     };
     // QEMU 9.0 and later: a raw image is its protocol node alone (avocado-vt's graph there).
     let format_node =
         img.format != ImageFormat::Raw || (b.caps.version.major, b.caps.version.minor) < (9, 0);
     let protocol = if format_node {
-        ids.protocol_node(driver)
+        ids.protocol_node(class)
     } else {
         ids.node.clone()
     };
