@@ -15,7 +15,9 @@ here; nothing is started). Writes one JSON file per variant:
 tree), `argv` the command line split as a shell would, `data_dir` avocado-vt's data dir (a fixed
 path, which the comparison maps to `@ROOT@`); `error` instead of `cmdline`/`argv` when avocado-vt
 refuses the variant. `--sample` picks the committed sample (fixtures/avocado/README.md): each value
-of each guest-hw.cfg dimension once per machine type, in files named MACHINE-VALUE.json.
+of each guest-hw.cfg dimension once per machine type (the image backends on the first machine type
+only, their servers' keys from BACKEND_PARAMS), in files named MACHINE-VALUE.json; `--block B`
+limits it to one dimension.
 avocado-vt's QEMU probes are asked once per run (~10 s each otherwise). Run with avocado-vt installed
 (`pip install avocado-framework-plugin-vt`); it is a developer tool, never run by the tests.
 """
