@@ -41,10 +41,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use qemu_cmd::accepts::{start_and_quit, Rejected};
 use qemu_cmd::probe::{default_cache_dir, probe_cached};
-use qemu_cmd::types::{Accel, MacAddr, MonitorKind};
-use qemu_cmd::{
-    build, main_vm, Capabilities, NicRun, Params, RunPlan, RunValues, VmSpec, VncRange,
-};
+use qemu_cmd::types::{Accel, MonitorKind};
+use qemu_cmd::{build, main_vm, Capabilities, Params, RunPlan, VmSpec};
 
 /// How long one QEMU may take from start to exit.
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -310,35 +308,7 @@ fn variant(
         let _ = tmp.keep();
         eprintln!("{}: kept in {}", stem(file), dir.display());
     }
-    // What `vm` decides: given MACs and tap names kept, the others generated.
-    let nics = spec
-        .nics
-        .iter()
-        .enumerate()
-        .map(|(i, n)| {
-            NicRun::new(
-                n.mac.unwrap_or_else(|| MacAddr::derived(42, i)),
-                n.ifname.clone().unwrap_or_else(|| format!("t{i}-kvmtest")),
-            )
-        })
-        .collect();
-    let plan = RunPlan {
-        accel: Some(accel),
-        incoming: None,
-        values: Some(RunValues {
-            root_dir: dir.clone(),
-            image_dir: dir.clone(),
-            run_dir: dir.clone(),
-            nics,
-            uuid: "6f1e8c2a-0000-4000-8000-000000000001"
-                .parse()
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
-            vnc: VncRange::DEFAULT,
-            redir_ports: Vec::new(),
-            migration_port: 0,
-            pci_hosts: Vec::new(),
-        }),
-    };
+    let plan = RunPlan::in_dir(&spec, &dir, Some(accel));
     let mut cmd = match build(&spec, &plan, caps) {
         Ok(c) => c,
         Err(e) => return Ok(Verdict::Refused(first_problem(&e))),

@@ -144,10 +144,48 @@ fn join_fds(fds: &[i32]) -> String {
     fds.iter().map(i32::to_string).collect::<Vec<_>>().join(":")
 }
 
+/// The UUID of [`RunPlan::in_dir`]'s plans.
+const FIXED_UUID: &str = "6f1e8c2a-0000-4000-8000-000000000001";
+
 impl RunPlan {
     /// A dry run: no accelerator chosen, no incoming migration, every value a placeholder.
     pub fn dry() -> RunPlan {
         RunPlan::default()
+    }
+
+    /// A real plan with everything in one directory (root, images, run files), for starting a
+    /// VM outside the `vm` crate (the QEMU acceptance checks): given MACs and tap names kept,
+    /// the others derived from the NIC's position; a fixed UUID; no host ports, PCI hosts or
+    /// NIC fds.
+    pub fn in_dir(spec: &crate::VmSpec, dir: &Path, accel: Option<Accel>) -> RunPlan {
+        let nics = spec
+            .nics
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                NicRun::new(
+                    n.mac.unwrap_or_else(|| MacAddr::derived(42, i)),
+                    n.ifname.clone().unwrap_or_else(|| format!("t{i}-kvmtest")),
+                )
+            })
+            .collect();
+        RunPlan {
+            accel,
+            incoming: None,
+            values: Some(RunValues {
+                root_dir: dir.to_path_buf(),
+                image_dir: dir.to_path_buf(),
+                run_dir: dir.to_path_buf(),
+                nics,
+                uuid: FIXED_UUID
+                    .parse()
+                    .unwrap_or_else(|_| unreachable!("FIXED_UUID is a UUID")),
+                vnc: VncRange::DEFAULT,
+                redir_ports: Vec::new(),
+                migration_port: 0,
+                pci_hosts: Vec::new(),
+            }),
+        }
     }
 
     /// This plan's choices with placeholders for its values: its build renders, as QEMU would

@@ -17,8 +17,7 @@ use std::time::Duration;
 use params::Params;
 use qemu_cmd::accepts::start_and_quit;
 use qemu_cmd::probe::{default_binary, probe_cached, CacheKey};
-use qemu_cmd::types::MacAddr;
-use qemu_cmd::{build, main_vm, Capabilities, NicRun, RunPlan, RunValues, VmSpec, VncRange};
+use qemu_cmd::{build, main_vm, Capabilities, RunPlan, VmSpec};
 
 /// One VM configuration to try.
 struct Case {
@@ -129,35 +128,7 @@ fn run_case(qemu: &Path, caps: &Capabilities, c: &Case) -> Result<(), String> {
     }
     let p = params(dir.path(), qemu, c);
     let spec = VmSpec::new(&p, main_vm(&p)).map_err(|e| e.to_string())?;
-    // What `vm` decides: given MACs and tap names kept, the others generated.
-    let nics = spec
-        .nics
-        .iter()
-        .enumerate()
-        .map(|(i, n)| {
-            NicRun::new(
-                n.mac.unwrap_or_else(|| MacAddr::derived(42, i)),
-                n.ifname.clone().unwrap_or_else(|| format!("t{i}-kvmtest")),
-            )
-        })
-        .collect();
-    let plan = RunPlan {
-        accel: None,
-        incoming: None,
-        values: Some(RunValues {
-            root_dir: dir.path().to_path_buf(),
-            image_dir: dir.path().to_path_buf(),
-            run_dir: dir.path().to_path_buf(),
-            nics,
-            uuid: "6f1e8c2a-0000-4000-8000-000000000001"
-                .parse()
-                .map_err(|e| format!("{e}"))?,
-            vnc: VncRange::DEFAULT,
-            redir_ports: Vec::new(),
-            migration_port: 0,
-            pci_hosts: Vec::new(),
-        }),
-    };
+    let plan = RunPlan::in_dir(&spec, dir.path(), None);
     let mut cmd = build(&spec, &plan, caps).map_err(|e| e.to_string())?;
     cmd.set_program(qemu);
     if !spec.platform.stop {
