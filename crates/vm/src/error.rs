@@ -378,3 +378,9 @@ pub enum ImageError {
         source: io::Error,
     },
 }
+
+/// The last `n` lines of a program's output, for an error message.
+pub(crate) fn tail_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}

@@ -259,7 +259,7 @@ pub(crate) async fn start_passt(
                  with:\n{}",
                 program.display(),
                 socket.display(),
-                crate::vm::tail_lines(&text, 20)
+                crate::error::tail_lines(&text, 20)
             )));
         }
         if started.elapsed() >= timeout {

@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 use tokio::io::AsyncReadExt;
 use tokio::net::UnixStream;
 
-use crate::error::{secs, Error, SessionError};
+use crate::error::{secs, tail_lines, Error, SessionError};
 use crate::net::{self, MacAddr, MacReservation};
 use crate::plan::{PlanOptions, VmPlan};
 use crate::process::{OwnedProcess, ProcessState};
@@ -590,11 +590,6 @@ fn classify_output(vm: &str, text: &str) -> Option<Error> {
         });
     }
     None
-}
-
-pub(crate) fn tail_lines(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 fn short_id(prefix: &str) -> String {
