@@ -21,8 +21,19 @@ pub(super) fn machine_backend(b: &Builder<'_>, v: &VmSpec) -> Option<&'static st
     let used = v.mem.is_some()
         && b.caps.machine_properties.contains("memory-backend")
         && b.caps.has_option("object")
-        && v.memory.numa_nodes.is_empty();
+        && v.memory.numa_nodes.is_empty()
+        && !extra_mem_path(v);
     used.then_some(MACHINE_MEM_ID)
+}
+
+/// Whether `extra_params` gives `-mem-path`/`-mem-prealloc` itself (avocado-vt's `hugepages`
+/// variant adds `-mem-path /mnt/kvm_hugepage` there). QEMU refuses those together with the
+/// machine memory backend, so the VM's memory is then the plain `-m` that option backs, the
+/// form avocado-vt used before the machine backend existed.
+fn extra_mem_path(v: &VmSpec) -> bool {
+    v.extra_params
+        .iter()
+        .any(|w| w == "-mem-path" || w == "-mem-prealloc")
 }
 
 fn object(b: &mut Builder<'_>, o: &MemObject, id: &str) {
@@ -94,6 +105,18 @@ pub(super) fn memory(b: &mut Builder<'_>, v: &VmSpec) {
     if let Some(mem) = v.mem.filter(|_| machine_backend(b, v).is_some()) {
         let o = m.machine.object(mem.mib(), m.hugepages.as_deref());
         object(b, &o, MACHINE_MEM_ID);
+        return;
+    }
+    if m.numa_nodes.is_empty() && extra_mem_path(v) {
+        for key in m.machine.keys_set() {
+            b.unsupported(
+                Obj::Vm,
+                key,
+                "extra_params gives -mem-path, which QEMU refuses with the machine memory \
+                 backend this key configures"
+                    .into(),
+            );
+        }
         return;
     }
     if m.numa_nodes.is_empty() {
