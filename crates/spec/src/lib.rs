@@ -71,7 +71,7 @@ pub use read::{FlatParams, ObjParams, Src};
 pub use serial::{SerialKind, SerialSpec};
 pub use session::{SessionSpec, ShellClient, SESSION_KEYS};
 pub use smp::{SmpSpec, SmpSupport, Topology};
-pub use test::{TestTarget, TEST_KEYS};
+pub use test::{TestTarget, VersionInterval, TEST_KEYS};
 pub use tools::{HostTools, TOOL_KEYS};
 pub use usb::{UsbControllerSpec, UsbDeviceSpec, UsbSpec};
 pub use vm::{

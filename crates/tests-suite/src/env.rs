@@ -253,6 +253,13 @@ pub trait VmEnv: Send + Sync {
         image: &'a str,
         params: &'a Params,
     ) -> BoxFuture<'a, Result<(), EnvError>>;
+    /// The version (`[major, minor, micro]`) of the QEMU that would start the variant's main VM
+    /// (its `qemu_binary`), for `required_qemu`; `None` when this environment starts no QEMU or
+    /// the variant has no VM. The default is `None`.
+    fn qemu_version(&self, params: &Params) -> Option<[u64; 3]> {
+        let _ = params;
+        None
+    }
     /// The QEMU this environment starts, as `<path> (<version>)`, for the results; `None` when
     /// it starts none. The default is `None`.
     fn qemu(&self) -> Option<String> {

@@ -622,6 +622,23 @@ async fn select_and_run(shared: &Shared, ctx: &TestContext) -> Result<(), TestEr
         )));
     };
     spec.check_required(&ctx.params)?;
+    // avocado-vt cancels a variant whose `required_qemu` excludes the QEMU at hand.
+    if let Some(req) = &target.required_qemu {
+        if let Some(v) = ctx.env.qemu_version(&ctx.params) {
+            if !req.contains(&v) {
+                return Err(TestError::Skip(format!(
+                    "required_qemu = {req}{}: this is QEMU {}.{}.{}",
+                    ctx.params
+                        .origin("required_qemu")
+                        .map(|o| format!(" (set at {o})"))
+                        .unwrap_or_default(),
+                    v[0],
+                    v[1],
+                    v[2]
+                )));
+            }
+        }
+    }
     preprocess(ctx)
         .await
         .map_err(|e| TestError::Error(format!("pre-processing: {}", error_text(&e))))?;

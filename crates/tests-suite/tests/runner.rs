@@ -295,6 +295,9 @@ struct FakeEnv {
 }
 
 impl VmEnv for FakeEnv {
+    fn qemu_version(&self, _params: &Params) -> Option<[u64; 3]> {
+        Some([7, 2, 0])
+    }
     fn start_vm<'a>(
         &'a self,
         name: &'a str,
@@ -424,6 +427,41 @@ variants:
             "remove image img1",
         ]
     );
+}
+
+#[test]
+fn a_variant_for_another_qemu_is_skipped_with_the_reason_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = "\
+type = noop
+vms = vm1
+start_vm = yes
+variants:
+    - new_only:
+        required_qemu = [8.0.0, )
+    - old_too:
+        required_qemu = [4.2, 7.2.0]
+";
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let mut o = options(dir.path());
+    o.env_factory = Arc::new(FakeFactory(calls.clone()));
+    let s = run(&config(cfg), &o).unwrap();
+    let v: Vec<_> = s.report.tests.iter().map(|t| t.verdict).collect();
+    assert_eq!(v, [VerdictKind::Skip, VerdictKind::Pass]);
+    let why = s.report.tests[0].message.clone().unwrap_or_default();
+    assert!(
+        why.contains("required_qemu = [8.0.0, )") && why.contains("QEMU 7.2.0"),
+        "{why}"
+    );
+    // The skipped variant started nothing; the other one did (and the run's end destroys it).
+    let starts: Vec<String> = calls
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|c| c.starts_with("start"))
+        .cloned()
+        .collect();
+    assert_eq!(starts, ["start vm1 mem=?"]);
 }
 
 #[test]

@@ -96,9 +96,33 @@ fn read_and_build(
     let vm = main_vm_of(root);
     let mut found = Findings::new();
     let spec = VmSpec::read(root.object(vm), vm, &mut found);
+    if let Some(p) = required_qemu(root, caps) {
+        found.problems.push(p);
+    }
     let mut b = Builder::new(&spec, caps, plan, found.problems);
     b.all(&spec);
     b.finish()
+}
+
+/// `required_qemu` (avocado-vt's version interval of the variant) when this QEMU is outside
+/// it: the runner skips such a variant, as avocado-vt cancels it; a dry run names the reason.
+fn required_qemu(root: &ObjParams<'_>, caps: &Capabilities) -> Option<Problem> {
+    let (text, src) = root.get_with_origin("required_qemu")?;
+    let v = caps.version;
+    let kind = match text.parse::<spec::VersionInterval>() {
+        Ok(i) if i.contains(&[v.major.into(), v.minor.into(), v.micro.into()]) => return None,
+        Ok(i) => ProblemKind::Unsupported {
+            reason: format!("the variant runs on QEMU {i} only; this is QEMU {v}"),
+        },
+        Err(expected) => ProblemKind::Invalid { expected },
+    };
+    Some(Problem {
+        object: "test".into(),
+        key: "required_qemu".into(),
+        value: Some(text.to_string()),
+        origin: src.origin(),
+        kind,
+    })
 }
 
 /// An object of the VM, to name it in a problem.

@@ -351,6 +351,13 @@ impl VmEnv for VmLayerEnv {
         Some(self.qemu_name.clone())
     }
 
+    fn qemu_version(&self, params: &Params) -> Option<[u64; 3]> {
+        let vm = spec::TestTarget::read(params).ok()?.main_vm?;
+        let spec = spec::VmSpec::new(params, &vm).ok()?;
+        let v = self.qemu_for(&spec).ok()?.caps().version;
+        Some([v.major.into(), v.minor.into(), v.micro.into()])
+    }
+
     fn start_vm<'a>(
         &'a self,
         name: &'a str,
