@@ -151,6 +151,8 @@ pub struct PlatformSpec {
     pub stop: bool,
     /// `qemu_preconfig`: `--preconfig`.
     pub preconfig: bool,
+    /// `paused_after_start_vm`: a VM started with `-S` stays paused (the test resumes it).
+    pub paused_after_start: bool,
     /// `qemu_command_prefix`, split into argv words as a shell would (never run by a shell).
     pub command_prefix: Vec<String>,
     /// `malloc_perturb`: `MALLOC_PERTURB_=1` in QEMU's environment.
@@ -207,6 +209,7 @@ impl PlatformSpec {
         PlatformSpec {
             stop: r.bool("qemu_stop", true),
             preconfig: r.bool("qemu_preconfig", false),
+            paused_after_start: r.bool("paused_after_start_vm", false),
             command_prefix: read_prefix(r),
             malloc_perturb: r.bool("malloc_perturb", false),
             audio_drv: r.string("qemu_audio_drv"),
@@ -460,6 +463,7 @@ pub(crate) mod tests {
     pub(crate) const ALL_KEYS: &[(&str, &str)] = &[
         ("qemu_stop", "on"),
         ("qemu_preconfig", "off"),
+        ("paused_after_start_vm", "no"),
         ("qemu_command_prefix", "taskset -c 1"),
         ("malloc_perturb", "yes"),
         ("qemu_audio_drv", "none"),

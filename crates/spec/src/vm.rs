@@ -256,6 +256,17 @@ impl VmSpec {
             .into_iter()
             .map(|name| {
                 let mut m = r.child("monitor", name);
+                match m.str("chardev_backend") {
+                    None | Some("unix_socket") => {}
+                    Some(_) => m.problem(
+                        "chardev_backend",
+                        ProblemKind::Unsupported {
+                            reason: "kvmtest serves monitors on unix sockets in the run dir \
+                                     (unix_socket) only"
+                                .into(),
+                        },
+                    ),
+                }
                 MonitorSpec {
                     name: name.to_string(),
                     kind: m.parse("monitor_type").unwrap_or(MonitorKind::Human),
@@ -263,6 +274,7 @@ impl VmSpec {
             })
             .collect();
         let serials = crate::serial::read_serials(&mut r);
+        read_unbuilt(&mut r);
         let has_images = !r.obj.objects("images").is_empty();
         let mut images = Vec::new();
         for name in r.objects("images") {
@@ -467,6 +479,38 @@ fn read_checksum(c: &mut Reader<'_, '_>) -> Option<IsoChecksum> {
         return None;
     }
     None
+}
+
+/// avocado-vt keys whose feature kvmtest does not build: read so that a value asking for it is
+/// a problem naming the key (never silently ignored), and the default passes.
+fn read_unbuilt(r: &mut Reader<'_, '_>) {
+    match r.str("pci_bus") {
+        None | Some("pci.0") => {}
+        Some(_) => r.problem(
+            "pci_bus",
+            ProblemKind::Unsupported {
+                reason: "kvmtest places devices on the root bus, avocado-vt's `pci.0` (no other \
+                         PCI bus or controller is built)"
+                    .into(),
+            },
+        ),
+    }
+    if !r.objects("inputs").is_empty() {
+        r.problem(
+            "inputs",
+            ProblemKind::Unsupported {
+                reason: "avocado-vt's input devices are not built by kvmtest yet".into(),
+            },
+        );
+    }
+    if r.bool("strict_mode", false) {
+        r.problem(
+            "strict_mode",
+            ProblemKind::Unsupported {
+                reason: "avocado-vt's strict device defaults are not built by kvmtest".into(),
+            },
+        );
+    }
 }
 
 #[cfg(test)]

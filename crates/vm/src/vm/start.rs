@@ -174,13 +174,12 @@ impl Vm {
         } else {
             None
         };
-        // `--preconfig` waits for the machine to be built, `-S` for its CPUs to be started:
-        // both are avocado-vt's start-up handshake, done here once the monitors are up. A
-        // migration destination is resumed by the migration instead.
-        if spec.platform.preconfig {
-            ctx.qmp_step(&qmp, "x-exit-preconfig").await?;
-        }
-        if spec.platform.stop && plan.incoming().is_none() {
+        // `-S` waits for the CPUs to be started: avocado-vt's start-up handshake, done here once
+        // the monitors are up — unless the test wants the VM paused (`paused_after_start_vm`)
+        // or in its preconfig state (`--preconfig`: the test configures it and leaves it), as
+        // avocado-vt leaves them. A migration destination is resumed by the migration.
+        let p = &spec.platform;
+        if p.stop && !p.preconfig && !p.paused_after_start && plan.incoming().is_none() {
             ctx.qmp_step(&qmp, "cont").await?;
         }
         log.line(&format!(
@@ -333,7 +332,7 @@ impl Starting<'_> {
         .await
     }
 
-    /// Runs a start-up QMP command without arguments (`cont`, `x-exit-preconfig`).
+    /// Runs a start-up QMP command without arguments (`cont`).
     async fn qmp_step(&mut self, qmp: &QmpClient, command: &str) -> Result<(), Error> {
         qmp.execute(command, json!({}))
             .await
