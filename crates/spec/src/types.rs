@@ -331,6 +331,8 @@ cfg_enum!(
         Nographic = "nographic",
         /// `-display none`.
         None = "none",
+        /// SPICE (avocado-vt's `spice_*` keys; not built by kvmtest yet: a problem).
+        Spice = "spice",
     }
 );
 

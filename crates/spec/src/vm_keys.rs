@@ -225,7 +225,7 @@ pub const VM_KEYS: &[KeyDoc] = &[
     KeyDoc::optional("kernel_cmdline", "the same, when `kernel_params` is unset"),
     KeyDoc::optional(
         "display",
-        "vnc, sdl, nographic or none (unset: QEMU's default display)",
+        "vnc, sdl, nographic or none; spice is refused as not built yet (unset: QEMU's default display)",
     ),
     KeyDoc::optional(
         "vga",

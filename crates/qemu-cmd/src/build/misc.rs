@@ -177,6 +177,12 @@ pub(super) fn display(b: &mut Builder<'_>, v: &VmSpec) {
             b.cmd.push2("-display", Word::from("sdl"));
         }
         Some(DisplayKind::Nographic) => b.cmd.flag("-nographic"),
+        Some(DisplayKind::Spice) => b.unsupported(
+            Obj::Vm,
+            "display",
+            "SPICE (avocado-vt's `spice_*` keys) is not built by kvmtest yet: use vnc or none"
+                .into(),
+        ),
         Some(DisplayKind::None) if caps.display_backends.contains("none") => {
             b.cmd.push2("-display", Word::from("none"));
         }
