@@ -6,7 +6,6 @@
 use params::Params;
 
 use crate::keys::KeyDoc;
-use crate::opts::split_opt_list;
 use crate::problem::{ProblemKind, SpecError};
 use crate::read::{Findings, ObjParams, Reader};
 pub use crate::storage::ImageBackend;
@@ -405,21 +404,9 @@ impl DiskAttach {
                 None
             }
         };
-        let extra = |i: &mut Reader<'_, '_>, key: &str| match i.str(key) {
-            None => Vec::new(),
-            Some(s) => split_opt_list(s).unwrap_or_else(|item| {
-                i.problem(
-                    key,
-                    ProblemKind::Invalid {
-                        expected: format!("QEMU options such as `a=b,c=d` (bad item {item:?})"),
-                    },
-                );
-                Vec::new()
-            }),
-        };
-        let blk_extra = extra(i, "blk_extra_params");
-        let drv_extra = extra(i, "drv_extra_params");
-        let bus_extra = extra(i, "bus_extra_params");
+        let blk_extra = i.opt_list("blk_extra_params", "a=b,c=d");
+        let drv_extra = i.opt_list("drv_extra_params", "a=b,c=d");
+        let bus_extra = i.opt_list("bus_extra_params", "a=b,c=d");
         let opt_bool = |i: &mut Reader<'_, '_>, key: &str| {
             i.str(key)?;
             Some(i.bool(key, false))

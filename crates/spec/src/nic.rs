@@ -4,7 +4,6 @@
 use params::Params;
 
 use crate::keys::KeyDoc;
-use crate::opts::split_opt_list;
 use crate::problem::{ProblemKind, SpecError};
 use crate::read::{Findings, ObjParams, Reader};
 use crate::types::MacAddr;
@@ -394,20 +393,8 @@ fn read_tuning(n: &mut Reader<'_, '_>) -> NicTuning {
 /// Reads NIC `name` (position `index` in `nics`) through its reader.
 pub(crate) fn read_nic(n: &mut Reader<'_, '_>, name: &str, index: usize) -> NicSpec {
     let mode = NicMode::read(n);
-    let extra = |n: &mut Reader<'_, '_>, key: &str| match n.str(key) {
-        None => Vec::new(),
-        Some(s) => split_opt_list(s).unwrap_or_else(|item| {
-            n.problem(
-                key,
-                ProblemKind::Invalid {
-                    expected: format!("QEMU options such as `a=b,c=d` (bad item {item:?})"),
-                },
-            );
-            Vec::new()
-        }),
-    };
-    let nic_extra = extra(n, "nic_extra_params");
-    let netdev_extra = extra(n, "netdev_extra_params");
+    let nic_extra = n.opt_list("nic_extra_params", "a=b,c=d");
+    let netdev_extra = n.opt_list("netdev_extra_params", "a=b,c=d");
     NicSpec {
         name: name.to_string(),
         index,

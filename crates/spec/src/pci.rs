@@ -1,8 +1,6 @@
 //! [`PciSpec`]: how the VM's PCI topology is laid out beyond what the machine gives
 //! (`pcie_extra_root_port`, `pcie_root_port_params`), and the display adapter's spelling.
 
-use crate::opts::split_opt_list;
-use crate::problem::ProblemKind;
 use crate::read::Reader;
 use crate::vm::ExtraOpts;
 
@@ -20,18 +18,7 @@ pub struct PciSpec {
 impl PciSpec {
     /// Reads the keys through the VM's reader.
     pub fn read(r: &mut Reader<'_, '_>) -> PciSpec {
-        let root_port_params = match r.str("pcie_root_port_params") {
-            None => Vec::new(),
-            Some(s) => split_opt_list(s).unwrap_or_else(|item| {
-                r.problem(
-                    "pcie_root_port_params",
-                    ProblemKind::Invalid {
-                        expected: format!("QEMU options such as `hotplug=off` (bad item {item:?})"),
-                    },
-                );
-                Vec::new()
-            }),
-        };
+        let root_port_params = r.opt_list("pcie_root_port_params", "hotplug=off");
         PciSpec {
             extra_root_ports: r
                 .num("pcie_extra_root_port", "a root port count")

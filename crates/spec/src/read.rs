@@ -356,6 +356,24 @@ impl<'a, 'p> Reader<'a, 'p> {
         );
     }
 
+    /// A QEMU option list as users write them in `*_extra_params` (`a=b,c`, one leading comma
+    /// allowed): its items, or none and an `Invalid` problem naming the bad item, with `example`
+    /// (`hotplug=off`) in the message.
+    pub fn opt_list(&mut self, key: &str, example: &str) -> Vec<(String, Option<String>)> {
+        let Some(text) = self.str(key) else {
+            return Vec::new();
+        };
+        crate::opts::split_opt_list(text).unwrap_or_else(|item| {
+            self.problem(
+                key,
+                ProblemKind::Invalid {
+                    expected: format!("QEMU options such as `{example}` (bad item {item:?})"),
+                },
+            );
+            Vec::new()
+        })
+    }
+
     /// [`Reader::str`], owned.
     pub fn string(&mut self, key: &str) -> Option<String> {
         self.str(key).map(str::to_string)

@@ -3,7 +3,6 @@
 //! declared here. The first serial is the VM's console (avocado-vt's `serial_session_device`).
 
 use crate::keys::KeyDoc;
-use crate::opts::split_opt_list;
 use crate::problem::ProblemKind;
 use crate::read::Reader;
 use crate::vm::ExtraOpts;
@@ -118,20 +117,7 @@ pub fn read_serials(r: &mut Reader<'_, '_>) -> Vec<SerialSpec> {
                 (None, None) => name.to_string(),
             };
             virtio_ports += 1;
-            let bus_extra = match s.str("virtio_serial_extra_params") {
-                None => Vec::new(),
-                Some(t) => split_opt_list(t).unwrap_or_else(|item| {
-                    s.problem(
-                        "virtio_serial_extra_params",
-                        ProblemKind::Invalid {
-                            expected: format!(
-                                "QEMU options such as `max_ports=4` (bad item {item:?})"
-                            ),
-                        },
-                    );
-                    Vec::new()
-                }),
-            };
+            let bus_extra = s.opt_list("virtio_serial_extra_params", "max_ports=4");
             SerialKind::VirtioPort {
                 model,
                 port_name,

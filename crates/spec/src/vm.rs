@@ -19,7 +19,6 @@ use crate::platform::PlatformSpec;
 use crate::read::{Findings, ObjParams, Reader};
 use crate::smp::SmpSpec;
 
-use crate::opts::split_opt_list;
 use crate::problem::{ProblemKind, SpecError};
 use crate::types::{Accel, CdromInterface, DisplayKind, MemSize, MonitorKind, PciAssignable, Uuid};
 
@@ -349,20 +348,7 @@ impl VmSpec {
             name: vm.to_string(),
             qemu_binary: r.string("qemu_binary").unwrap_or_else(|| "qemu".into()),
             machine_type: r.string("machine_type"),
-            machine_extra: match r.str("machine_type_extra_params") {
-                None => Vec::new(),
-                Some(t) => split_opt_list(t).unwrap_or_else(|item| {
-                    r.problem(
-                        "machine_type_extra_params",
-                        ProblemKind::Invalid {
-                            expected: format!(
-                                "machine options such as `a=b,c` (bad item {item:?})"
-                            ),
-                        },
-                    );
-                    Vec::new()
-                }),
-            },
+            machine_extra: r.opt_list("machine_type_extra_params", "a=b,c"),
             accel: r.parse("vm_accelerator"),
             cpu: read_cpu(&mut r),
             mem,
@@ -434,18 +420,7 @@ fn read_cpu(r: &mut Reader<'_, '_>) -> Option<CpuSpec> {
         );
         return None;
     }
-    let flags = match r.str("cpu_model_flags") {
-        None => Vec::new(),
-        Some(s) => split_opt_list(s).unwrap_or_else(|item| {
-            r.problem(
-                "cpu_model_flags",
-                ProblemKind::Invalid {
-                    expected: format!("CPU flags such as `+vmx,-svm,x=y` (bad item {item:?})"),
-                },
-            );
-            Vec::new()
-        }),
-    };
+    let flags = r.opt_list("cpu_model_flags", "+vmx,-svm,x=y");
     Some(CpuSpec {
         models,
         key,
