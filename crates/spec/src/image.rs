@@ -407,10 +407,6 @@ impl DiskAttach {
         let blk_extra = i.opt_list("blk_extra_params", "a=b,c=d");
         let drv_extra = i.opt_list("drv_extra_params", "a=b,c=d");
         let bus_extra = i.opt_list("bus_extra_params", "a=b,c=d");
-        let opt_bool = |i: &mut Reader<'_, '_>, key: &str| {
-            i.str(key)?;
-            Some(i.bool(key, false))
-        };
         let block_sizes = [
             "min_io_size",
             "opt_io_size",
@@ -432,7 +428,7 @@ impl DiskAttach {
             unit: i.num("drive_unit", "a unit number"),
             port: i.num("drive_port", "a port (LUN) number"),
             pci_addr: i.string("drive_pci_addr"),
-            removable: opt_bool(i, "removable"),
+            removable: i.opt_bool("removable"),
             block_sizes,
             bootindex: i
                 .num::<u32>("bootindex", "a boot index")
@@ -441,10 +437,10 @@ impl DiskAttach {
             drv_extra,
             bus_extra,
             num_queues: i.num("num_queues", "a queue count"),
-            auto_readonly: opt_bool(i, "image_auto_readonly"),
+            auto_readonly: i.opt_bool("image_auto_readonly"),
             discard: i.string("image_discard"),
             force_model: i.string("force_drive_format"),
-            virtio_scsi: opt_bool(i, "virtio-blk-pci_scsi"),
+            virtio_scsi: i.opt_bool("virtio-blk-pci_scsi"),
             iothread: i.string("image_iothread"),
         }
     }

@@ -216,12 +216,12 @@ impl PlatformSpec {
             nodefaults: read_nodefaults(r),
             nodefconfig: !r.bool("defconfig", true),
             sandbox: read_sandbox(r),
-            msg_timestamp: opt_bool(r, "msg_timestamp"),
+            msg_timestamp: r.opt_bool("msg_timestamp"),
             realtime_mlock: r.str("realtime_mlock").map(|v| match bool_word(v) {
                 Some(b) => Switch::Bool(b),
                 None => Switch::Word(v.to_string()),
             }),
-            cpu_pm: opt_bool(r, "cpu-pm"),
+            cpu_pm: r.opt_bool("cpu-pm"),
             keyboard_layout: r.string("keyboard_layout"),
             pvpanic: r.bool("enable_pvpanic", false).then(|| read_pvpanic(r)),
             vmcoreinfo: r.bool("vmcoreinfo", false),
@@ -249,12 +249,6 @@ fn bool_word(v: &str) -> Option<bool> {
         "no" | "off" | "false" => Some(false),
         _ => None,
     }
-}
-
-/// A boolean that may be unset.
-fn opt_bool(r: &mut Reader<'_, '_>, key: &str) -> Option<bool> {
-    r.str(key)?;
-    Some(r.bool(key, false))
 }
 
 /// A value among `allowed`; anything else is a problem.
@@ -311,8 +305,8 @@ fn read_prefix(r: &mut Reader<'_, '_>) -> Vec<String> {
 /// avocado-vt's `defaults` (`-nodefaults` unless `yes`), else kvmtest's `nodefaults`; both set
 /// must agree.
 fn read_nodefaults(r: &mut Reader<'_, '_>) -> Nodefaults {
-    let defaults = opt_bool(r, "defaults");
-    let nodefaults = opt_bool(r, "nodefaults");
+    let defaults = r.opt_bool("defaults");
+    let nodefaults = r.opt_bool("nodefaults");
     match (defaults, nodefaults) {
         (Some(d), Some(n)) if d == n => {
             r.problem(
@@ -346,7 +340,7 @@ fn read_nodefaults(r: &mut Reader<'_, '_>) -> Nodefaults {
 }
 
 fn read_sandbox(r: &mut Reader<'_, '_>) -> Option<Sandbox> {
-    let on = opt_bool(r, "qemu_sandbox")?;
+    let on = r.opt_bool("qemu_sandbox")?;
     let mut opts = Vec::new();
     for (opt, key) in [
         ("elevateprivileges", "qemu_sandbox_elevateprivileges"),

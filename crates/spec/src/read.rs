@@ -374,6 +374,12 @@ impl<'a, 'p> Reader<'a, 'p> {
         })
     }
 
+    /// A boolean that may be unset (`None`); a bad value is a problem, as [`Reader::bool`].
+    pub fn opt_bool(&mut self, key: &str) -> Option<bool> {
+        self.str(key)?;
+        Some(self.bool(key, false))
+    }
+
     /// [`Reader::str`], owned.
     pub fn string(&mut self, key: &str) -> Option<String> {
         self.str(key).map(str::to_string)
