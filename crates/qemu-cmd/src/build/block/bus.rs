@@ -53,11 +53,10 @@ impl BlockState {
     }
 }
 
-/// Whether the machine is a q35 (its ICH9 has the AHCI controller built in, bus `ide`).
-pub(super) fn is_q35(v: &VmSpec) -> bool {
-    v.machine_type
-        .as_deref()
-        .is_some_and(|m| m == "q35" || m.starts_with("pc-q35"))
+/// Whether the machine is a q35 (its ICH9 has the AHCI controller built in, bus `ide`): the
+/// PCI layout's reading of `machine_type`, the one place that decides it.
+fn is_q35(b: &Builder<'_>) -> bool {
+    matches!(b.pci.layout, pci::Layout::Q35 { .. })
 }
 
 /// Where disk `img` of interface `itf` (device `model`) goes; `None` (with a problem) when it
@@ -203,7 +202,7 @@ pub(super) fn ide_position(b: &mut Builder<'_>, v: &VmSpec, place: &mut Place, i
         b.block.ide_taken.push(u32::MAX);
     }
     let i = first_free(&mut b.block.ide_taken, index);
-    if is_q35(v) {
+    if is_q35(b) {
         place.push("bus", format!("ide.{i}"));
         place.push("unit", "0");
     } else {
@@ -233,7 +232,7 @@ pub(super) fn ahci_position(
     obj: Obj<'_>,
     key: &str,
 ) -> bool {
-    if is_q35(v) {
+    if is_q35(b) {
         ide_position(b, v, place, index);
         return true;
     }
