@@ -105,6 +105,33 @@ BACKEND_PARAMS = {
         "image_ssh_host_key_check = no",
     ],
 }
+# Feature samples: each `features/NAME.cfg` beside this script is cfg text appended after the
+# filters (keys the shipped tree leaves unset: `display = spice`, `tpms = tpm0`…), sampled once
+# per machine type as MACHINE-feature-NAME.json. A first line `# machines: q35` limits the machine
+# types; `--feature NAME` (repeatable) samples only those.
+FEATURES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "features")
+
+
+def feature_filters(only=None):
+    """`--sample`'s feature samples (see FEATURES_DIR). Yields (label, filter lines)."""
+    if not os.path.isdir(FEATURES_DIR):
+        return
+    for fname in sorted(os.listdir(FEATURES_DIR)):
+        if not fname.endswith(".cfg"):
+            continue
+        name = fname[: -len(".cfg")]
+        if only and name not in only:
+            continue
+        with open(os.path.join(FEATURES_DIR, fname)) as f:
+            text = f.read()
+        machines = MACHINES
+        m = re.match(r"#\s*machines:\s*(.*)", text)
+        if m:
+            machines = m.group(1).split()
+        for machine in machines:
+            yield "%s-feature-%s" % (machine, name), [GUEST, "only %s" % machine, text]
+
+
 # Placeholders, not hardware: xen's NIC and disk, and "something different" for the NIC.
 SKIP_VALUES = {"xennet", "xenblk", "nic_custom"}
 
@@ -228,6 +255,9 @@ def main():
     ap.add_argument("--sample", action="store_true",
                     help="the hardware sample: each guest-hw.cfg value once per machine type "
                     "(files named MACHINE-VALUE.json); --filter lines are added to each")
+    ap.add_argument("--feature", action="append", default=[],
+                    help="with --sample: only the feature samples named (features/NAME.cfg), "
+                    "repeatable")
     ap.add_argument("--block", default=None,
                     help="with --sample: only the values of this guest-hw.cfg block "
                     "(such as image_backend)")
@@ -264,7 +294,14 @@ def main():
 
     if args.sample:
         jobs = []
-        for label, filters in sample_filters(os.path.join(vt, "shared", "cfg"), args.block):
+        if args.feature:
+            samples = feature_filters(set(args.feature))
+        else:
+            import itertools
+            samples = sample_filters(os.path.join(vt, "shared", "cfg"), args.block)
+            if args.block is None:
+                samples = itertools.chain(samples, feature_filters())
+        for label, filters in samples:
             d = first_or_none(variants(filters + args.filter))
             if d is None:
                 print("no variant:", label, file=sys.stderr, flush=True)
