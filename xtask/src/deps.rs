@@ -44,6 +44,15 @@ const TOOLS: &[&str] = &[
     "cpio",
     "kmod",
     "xz-utils",
+    // the disk guest (xtask/src/guest/disk): mmdebstrap into a tree, ext4 from the tree, a FAT
+    // boot partition with syslinux (through mtools), the partition table
+    "mmdebstrap",
+    "e2fsprogs",
+    "dosfstools",
+    "mtools",
+    "syslinux",
+    "syslinux-common",
+    "fdisk",
     // bench qmp: PyPI's qemu.qmp in a venv
     "python3-venv",
     // crates/vm/tests/ssh.rs: a private `sshd -i`

@@ -12,6 +12,8 @@
 //! - `fuzz [SECONDS]`: run the `parse` fuzz target of `fuzz/` (cargo-fuzz, nightly).
 //! - `run-suite [ARGS…]`: build the guest if needed and run the bundled suite
 //!   (`fixtures/suite/tests.cfg`) with `kvmtest run` on real guests.
+//! - `fixtures disk-guest [--out DIR] [--check]`: build (and boot-check) the disk guest (Debian
+//!   bookworm on a qcow2 disk; `fixtures/guest/README.md`).
 //! - `fixtures guest [--out DIR] [--check]`: build (and boot-check) the test guest, see
 //!   `fixtures/guest/README.md`.
 //! - `compare-avocado [--strict] [--verbose]`: kvmtest's command lines vs avocado-vt's own for
@@ -207,7 +209,7 @@ fn main() -> Result<()> {
         Some("qemu-accepts") => qemu_accepts::main(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci|deps|check-install [STATE]|tidy|run-suite [ARGS]|compare-avocado [--strict]|qemu-accepts [--qemu PATH] [--only GLOB] [--keep]|bench NAME|fuzz [SECONDS]|fixtures guest [--check]|fixtures qemu X.Y>"
+                "usage: cargo xtask <ci|deps|check-install [STATE]|tidy|run-suite [ARGS]|compare-avocado [--strict]|qemu-accepts [--qemu PATH] [--only GLOB] [--keep]|bench NAME|fuzz [SECONDS]|fixtures guest [--check]|fixtures disk-guest [--check]|fixtures qemu X.Y>"
             );
             eprint!("{}", bench::usage());
             bail!("unknown or missing subcommand")

@@ -48,6 +48,26 @@ pub const MANIFEST: &str = "manifest.json";
 /// when it holds all of them.
 pub const GUEST_FILES: [&str; 4] = [MANIFEST, VMLINUX, VMLINUZ, INITRD];
 
+/// The environment variable naming an already built disk guest directory.
+pub const DISK_GUEST_DIR_ENV: &str = "KVMTEST_DISK_GUEST_DIR";
+
+/// The command that builds the disk guest (into [`disk_guest_dir`]).
+pub const BUILD_DISK_GUEST: &str = "cargo xtask fixtures disk-guest";
+
+/// The disk guest's image: Debian bookworm, booting from its own disk (syslinux, systemd).
+pub const DISK_IMAGE: &str = "disk.qcow2";
+/// The private half of the ssh key whose public half is root's `authorized_keys` in the image
+/// (generated per build).
+pub const DISK_SSH_KEY: &str = "id_ed25519";
+/// `known_hosts` lines for the image's host keys, under the alias [`DISK_HOST_ALIAS`].
+pub const DISK_KNOWN_HOSTS: &str = "known_hosts";
+/// The host name the disk guest's host keys are recorded under in [`DISK_KNOWN_HOSTS`]
+/// (`ssh -o HostKeyAlias=…`), whatever address and port reach it.
+pub const DISK_HOST_ALIAS: &str = "kvmtest-disk-guest";
+
+/// Every file `cargo xtask fixtures disk-guest` writes into the disk guest dir.
+pub const DISK_GUEST_FILES: [&str; 4] = [MANIFEST, DISK_IMAGE, DISK_SSH_KEY, DISK_KNOWN_HOSTS];
+
 /// The workspace root (two levels above this crate's manifest, `crates/vm`).
 fn workspace_root() -> PathBuf {
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -92,6 +112,34 @@ pub fn guest_dir() -> PathBuf {
     env_path(GUEST_DIR_ENV).unwrap_or_else(|| target_dir().join("guest"))
 }
 
+/// The disk guest directory: `$KVMTEST_DISK_GUEST_DIR`, else `<target dir>/disk-guest`.
+pub fn disk_guest_dir() -> PathBuf {
+    env_path(DISK_GUEST_DIR_ENV).unwrap_or_else(|| target_dir().join("disk-guest"))
+}
+
+/// The disk guest directory ([`disk_guest_dir`]) if it holds every file of
+/// [`DISK_GUEST_FILES`].
+///
+/// # Errors
+/// [`GuestMissing`] naming the directory, the missing files and [`BUILD_DISK_GUEST`].
+pub fn require_disk_guest() -> Result<PathBuf, GuestMissing> {
+    let dir = disk_guest_dir();
+    let missing: Vec<&'static str> = DISK_GUEST_FILES
+        .into_iter()
+        .filter(|f| !dir.join(f).is_file())
+        .collect();
+    if missing.is_empty() {
+        Ok(dir)
+    } else {
+        Err(GuestMissing {
+            dir,
+            missing,
+            build: BUILD_DISK_GUEST,
+            env: DISK_GUEST_DIR_ENV,
+        })
+    }
+}
+
 /// Where tests and tools cache probed QEMU capabilities: `<target dir>/qemu-caps-cache`.
 pub fn caps_cache_dir() -> PathBuf {
     target_dir().join("qemu-caps-cache")
@@ -109,16 +157,20 @@ pub fn describe_qemu(binary: &Path, version: &impl Display) -> String {
 /// The test guest is not built (or not completely) in the directory looked in.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "the test guest is missing in {} (no {}): build it with `{BUILD_GUEST}` before running the \
-     tests (or point {GUEST_DIR_ENV} at a built guest)",
+    "the test guest is missing in {} (no {}): build it with `{build}` before running the \
+     tests (or point {env} at a built guest)",
     dir.display(),
     missing.join(", ")
 )]
 pub struct GuestMissing {
     /// The directory looked in.
     pub dir: PathBuf,
-    /// The files of [`GUEST_FILES`] it lacks.
+    /// The files of [`GUEST_FILES`] (or [`DISK_GUEST_FILES`]) it lacks.
     pub missing: Vec<&'static str>,
+    /// The command that builds it.
+    pub build: &'static str,
+    /// The environment variable that points at a built one.
+    pub env: &'static str,
 }
 
 /// The test guest directory ([`guest_dir`]) if it holds every file of [`GUEST_FILES`].
@@ -143,7 +195,12 @@ pub fn require_guest_in(dir: impl Into<PathBuf>) -> Result<PathBuf, GuestMissing
     if missing.is_empty() {
         Ok(dir)
     } else {
-        Err(GuestMissing { dir, missing })
+        Err(GuestMissing {
+            dir,
+            missing,
+            build: BUILD_GUEST,
+            env: GUEST_DIR_ENV,
+        })
     }
 }
 

@@ -51,7 +51,12 @@ impl fmt::Display for Accel {
 pub fn probe_accel(qemu: &Path, kernel: &Path, initrd: &Path) -> Accel {
     let accel = match kvm_blocker() {
         Some(reason) => Accel::Tcg { reason },
-        None => match boot_under_kvm(qemu, kernel, initrd) {
+        None => match boot_under_kvm(
+            qemu,
+            Boot::Kernel { kernel, initrd },
+            256,
+            KVM_PROBE_TIMEOUT,
+        ) {
             Ok(took) => Accel::Kvm {
                 reason: format!(
                     "a guest reached its ready marker under KVM in {:.1} s",
@@ -77,7 +82,35 @@ fn kvm_blocker() -> Option<String> {
     }
 }
 
-fn boot_under_kvm(qemu: &Path, kernel: &Path, initrd: &Path) -> Result<Duration> {
+/// [`probe_accel`] for the disk guest: boots `image` (a throw-away overlay) under KVM.
+pub(super) fn probe_accel_disk(qemu: &Path, image: &Path) -> Accel {
+    let accel = match kvm_blocker() {
+        Some(reason) => Accel::Tcg { reason },
+        None => match boot_under_kvm(qemu, Boot::Disk { image }, 1024, DISK_KVM_PROBE_TIMEOUT) {
+            Ok(took) => Accel::Kvm {
+                reason: format!(
+                    "the disk guest reached its ready marker under KVM in {:.1} s",
+                    took.as_secs_f64()
+                ),
+            },
+            Err(e) => Accel::Tcg {
+                reason: format!("/dev/kvm looks usable but a guest under KVM failed: {e:#}"),
+            },
+        },
+    };
+    eprintln!("accelerator: {accel}");
+    accel
+}
+
+/// How long the disk guest may take under KVM before KVM is judged unusable.
+const DISK_KVM_PROBE_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn boot_under_kvm(
+    qemu: &Path,
+    boot: Boot<'_>,
+    mem_mib: u32,
+    timeout: Duration,
+) -> Result<Duration> {
     let run = tempfile::Builder::new()
         .prefix("kvmtest-kvm-probe.")
         .tempdir()
@@ -85,20 +118,34 @@ fn boot_under_kvm(qemu: &Path, kernel: &Path, initrd: &Path) -> Result<Duration>
     let mut guest = Guest::start(&BootSpec {
         qemu,
         accel: "kvm",
-        kernel,
-        initrd,
+        boot,
+        mem_mib,
+        smp: 1,
         extra: Vec::new(),
         logs: run.path(),
     })?;
-    guest.wait_ready(KVM_PROBE_TIMEOUT)
+    guest.wait_ready(timeout)
+}
+
+/// What a guest boots from.
+#[derive(Clone, Copy)]
+pub(super) enum Boot<'a> {
+    /// `-kernel`, `-initrd` and the initramfs guest's command line.
+    Kernel { kernel: &'a Path, initrd: &'a Path },
+    /// A qcow2 disk on virtio-blk (its own boot loader and kernel).
+    Disk { image: &'a Path },
 }
 
 /// One QEMU invocation of the guest.
 pub(super) struct BootSpec<'a> {
     pub(super) qemu: &'a Path,
     pub(super) accel: &'a str,
-    pub(super) kernel: &'a Path,
-    pub(super) initrd: &'a Path,
+    /// What boots: a kernel and initramfs, or a disk image.
+    pub(super) boot: Boot<'a>,
+    /// Guest memory in MiB.
+    pub(super) mem_mib: u32,
+    /// vCPUs.
+    pub(super) smp: u32,
     /// Devices and other options after the common ones.
     pub(super) extra: Vec<OsString>,
     /// Where `serial.log` and `qemu.stderr` go.
@@ -151,7 +198,8 @@ impl Guest {
         for a in ["-nodefaults", "-no-user-config", "-display", "none"] {
             push(a);
         }
-        for a in ["-accel", spec.accel, "-m", "256", "-smp", "1", "-no-reboot"] {
+        let (mem, smp) = (spec.mem_mib.to_string(), spec.smp.to_string());
+        for a in ["-accel", spec.accel, "-m", &mem, "-smp", &smp, "-no-reboot"] {
             push(a);
         }
         push("-chardev");
@@ -163,9 +211,17 @@ impl Guest {
         ));
         argv.extend(["-serial".into(), "chardev:serial0".into(), "-qmp".into()]);
         argv.push(qemu_opt("unix:", &qmp_path, ",server=on,wait=off"));
-        argv.extend(["-kernel".into(), spec.kernel.as_os_str().to_owned()]);
-        argv.extend(["-initrd".into(), spec.initrd.as_os_str().to_owned()]);
-        argv.extend(["-append".into(), "console=ttyS0 quiet panic=-1".into()]);
+        match spec.boot {
+            Boot::Kernel { kernel, initrd } => {
+                argv.extend(["-kernel".into(), kernel.as_os_str().to_owned()]);
+                argv.extend(["-initrd".into(), initrd.as_os_str().to_owned()]);
+                argv.extend(["-append".into(), "console=ttyS0 quiet panic=-1".into()]);
+            }
+            Boot::Disk { image } => {
+                argv.push("-drive".into());
+                argv.push(qemu_opt("file=", image, ",format=qcow2,if=virtio"));
+            }
+        }
         argv.extend(spec.extra.iter().cloned());
 
         // setpriv makes the kernel SIGKILL QEMU if this process dies without dropping the guard.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context, Result};
 use serde_json::json;
 
-use super::boot::{qemu_opt, BootSpec, Guest};
+use super::boot::{qemu_opt, Boot, BootSpec, Guest};
 use super::packages::Built;
 use super::wire::{parse_usernet, Protocol, Shell, Stream, Wire};
 use super::{
@@ -96,8 +96,12 @@ pub(super) fn check(built: &Built, choice: AccelChoice) -> Result<()> {
     let spec = BootSpec {
         qemu,
         accel: accel.qemu_name(),
-        kernel: &built.kernel,
-        initrd: &built.initrd,
+        boot: Boot::Kernel {
+            kernel: &built.kernel,
+            initrd: &built.initrd,
+        },
+        mem_mib: 256,
+        smp: 1,
         extra,
         logs: &logs,
     };

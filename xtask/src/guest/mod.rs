@@ -37,6 +37,7 @@
 
 mod boot;
 mod check;
+mod disk;
 mod files;
 mod initramfs;
 mod packages;
@@ -108,6 +109,9 @@ const MODULES: &[&str] = &[
 
 /// `cargo xtask fixtures ARGS…`.
 pub fn main(args: &[String]) -> Result<()> {
+    if args.first().map(String::as_str) == Some("disk-guest") {
+        return disk::main(args);
+    }
     let opts = Options::parse(args)?;
     let built = build_if_needed(&opts.out)?;
     if let Some(accel) = opts.check {
@@ -184,7 +188,9 @@ impl Options {
         let mut it = args.iter();
         match it.next().map(String::as_str) {
             Some("guest") => {}
-            Some(other) => bail!("unknown fixture `{other}` (the one fixture is `guest`)\n{USAGE}"),
+            Some(other) => bail!(
+                "unknown fixture `{other}` (the fixtures are `guest`, `disk-guest` and `qemu X.Y`)\n{USAGE}"
+            ),
             None => bail!("which fixture?\n{USAGE}"),
         }
         let mut out = None;

@@ -92,7 +92,7 @@ impl<S: Stream> Wire<S> {
         })
     }
 
-    fn send(&mut self, text: &str) -> Result<()> {
+    pub(super) fn send(&mut self, text: &str) -> Result<()> {
         self.stream
             .write_all(text.as_bytes())
             .with_context(|| format!("writing to {}", self.name))
