@@ -149,6 +149,7 @@ fn ci() -> Result<()> {
     tidy()?;
     // Slow fixtures first, never inside a test's timeout.
     guest::main(&["guest".to_owned()]).context("building the test guest")?;
+    guest::main(&["disk-guest".to_owned()]).context("building the disk guest")?;
     let other = qemu_fixture::fetch(qemu_fixture::OTHER_QEMU).with_context(|| {
         format!(
             "unpacking QEMU {} for the version matrix",

@@ -253,6 +253,17 @@ pub enum SessionError {
         /// The last output received.
         tail: String,
     },
+    /// The guest (or ssh) refused the username and password (or key): avocado-vt's
+    /// `LoginAuthenticationError`. Not retried.
+    #[error("{session}: login refused ({reason}); output ends with:\n{tail}")]
+    AuthenticationFailed {
+        /// The session's description.
+        session: String,
+        /// What refused it (`Permission denied`, `Login incorrect`).
+        reason: String,
+        /// The last output received.
+        tail: String,
+    },
     /// Nothing matching arrived in time.
     #[error("{session}: timed out after {} waiting for {awaited}; output ends with:\n{tail}", secs(.waited))]
     Timeout {

@@ -16,6 +16,10 @@
 //! * If the parent died before the `prctl`, the signal would never come; the closure checks
 //!   `getppid()` afterwards and fails the spawn instead of running an orphan.
 //!
+//! The module also holds the crate's one other `unsafe` call, [`async_fd`] (tokio's
+//! `AsyncFd::register`, whose contract an `OwnedFd` meets by construction), used for the
+//! pseudo-terminal of [`spawn_on_tty`]'s children.
+//!
 //! Every child is also put in a new process group (the safe [`CommandExt::process_group`]), so
 //! that it and anything it forks (e.g. an `exec:` migration's shell) can be killed together.
 
@@ -96,6 +100,52 @@ pub(crate) fn spawn(mut cmd: Command, inherit: &[RawFd]) -> io::Result<Child> {
     reply_rx
         .recv()
         .map_err(|_| io::Error::other("the kvmtest spawner thread did not answer"))?
+}
+
+/// Spawns `cmd` like [`spawn`], but as the leader of a new session whose controlling terminal is
+/// its stdin, which the caller has set to a pseudo-terminal's slave: what a program that talks to
+/// "the terminal" (ssh's password prompt, `/dev/tty`) needs. The new session is also a new
+/// process group, so the child and its own children can be killed together as with [`spawn`].
+pub(crate) fn spawn_on_tty(mut cmd: Command) -> io::Result<Child> {
+    let parent = rustix::process::getpid();
+    // SAFETY: as in `spawn`: the closure runs in the forked child before exec and makes only raw
+    // system calls through rustix (setsid, ioctl(TIOCSCTTY) on fd 0, which std has already
+    // made the pty slave, prctl, getppid), none of which allocates or takes a lock; errors are
+    // built with `io::Error::from_raw_os_error`, which does not allocate. fd 0 is open in the
+    // child (std dup2'ed the slave onto it), so borrowing it for the ioctl is sound.
+    unsafe {
+        cmd.pre_exec(move || {
+            let os = |e: rustix::io::Errno| io::Error::from_raw_os_error(e.raw_os_error());
+            rustix::process::setsid().map_err(os)?;
+            rustix::process::ioctl_tiocsctty(BorrowedFd::borrow_raw(0)).map_err(os)?;
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+                .map_err(os)?;
+            if rustix::process::getppid() != Some(parent) {
+                return Err(io::Error::from_raw_os_error(libc_esrch()));
+            }
+            Ok(())
+        });
+    }
+    let (reply_tx, reply_rx) = mpsc::channel();
+    spawner()?
+        .send(Request {
+            cmd,
+            reply: reply_tx,
+        })
+        .map_err(|_| io::Error::other("the kvmtest spawner thread is gone"))?;
+    reply_rx
+        .recv()
+        .map_err(|_| io::Error::other("the kvmtest spawner thread did not answer"))?
+}
+
+/// Registers `fd` (non-blocking) with tokio's reactor.
+pub(crate) fn async_fd(
+    fd: std::os::fd::OwnedFd,
+) -> io::Result<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
+    // SAFETY: `register` requires that the descriptor `as_raw_fd` returns stays open and the same
+    // for the `AsyncFd`'s lifetime: an `OwnedFd` owns its descriptor (closed only when it drops,
+    // which the `AsyncFd` controls) and always returns the same number.
+    unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(io::Error::from)
 }
 
 /// `ESRCH` ("no such process"), without a libc dependency.

@@ -29,6 +29,18 @@ use crate::error::SessionError;
 /// the `spec` crate (defaults, every bad value an error naming its `file:line`).
 pub use spec::session::{SessionSpec, DEFAULT_PROMPT};
 
+/// What in a login's output says the credentials were refused: ssh's `Permission denied` (it then
+/// exits) or a getty's `Login incorrect`.
+fn refusal(text: &str) -> Option<&'static str> {
+    [
+        "Permission denied",
+        "Login incorrect",
+        "Authentication failure",
+    ]
+    .into_iter()
+    .find(|r| text.contains(r))
+}
+
 /// Removes `\r`, ANSI CSI/OSC escape sequences and other control bytes except `\n` and `\t`.
 pub fn clean_output(raw: &[u8]) -> String {
     let text = String::from_utf8_lossy(raw);
@@ -286,6 +298,8 @@ impl Session {
             (Seen::Password, &cfg.password_prompt),
         ];
         let mut poke = Duration::from_millis(500);
+        // Whether the password went out: a login prompt after it means it was refused.
+        let mut password_sent = false;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -301,11 +315,23 @@ impl Session {
                 .await
             {
                 Ok((Seen::Prompt, _)) => break,
+                // A login or password prompt after the password went out: refused.
+                Ok((Seen::Username | Seen::Password, seen)) if password_sent => {
+                    let reason = refusal(&seen).unwrap_or("asked to log in again");
+                    return Err(self.refused(reason, &seen));
+                }
                 Ok((Seen::Username, _)) => self.sendline(&cfg.username).await?,
-                Ok((Seen::Password, _)) => self.sendline(&cfg.password).await?,
+                Ok((Seen::Password, _)) => {
+                    self.sendline(&cfg.password).await?;
+                    password_sent = true;
+                }
                 Err(SessionError::Timeout { .. }) => {
                     self.sendline("").await?;
                     poke = (poke * 2).min(Duration::from_secs(4));
+                }
+                Err(SessionError::Closed { tail, .. }) if refusal(&tail).is_some() => {
+                    let reason = refusal(&tail).unwrap_or_default();
+                    return Err(self.refused(reason, &tail));
                 }
                 Err(e) => return Err(e),
             }
@@ -316,6 +342,15 @@ impl Session {
         self.buf.clear();
         self.note("logged in")?;
         Ok(())
+    }
+
+    /// [`SessionError::AuthenticationFailed`] for this session.
+    fn refused(&self, reason: &str, seen: &str) -> SessionError {
+        SessionError::AuthenticationFailed {
+            session: self.describe().to_owned(),
+            reason: reason.to_owned(),
+            tail: tail(&clean_output(seen.as_bytes())),
+        }
     }
 
     /// Runs `cmd` and returns its output (echo and prompt removed), whatever its status.

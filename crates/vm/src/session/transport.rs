@@ -5,8 +5,8 @@
 //!   to it and gets the bytes that arrive while it is attached. One session at a time.
 //! * [`TelnetTransport`]: TCP with the minimal telnet handling of [`super::telnet`].
 //! * [`RawTcpTransport`]: plain TCP, for a shell behind `nc -l -e` (`shell_client = nc`).
-//! * [`SshTransport`]: the system `ssh` client, spawned as an argv with pipes and `-tt` (key-based
-//!   authentication only: ssh reads passwords from a terminal, not from a pipe).
+//! * [`SshTransport`]: the system `ssh` client, spawned as an argv on a pseudo-terminal of its
+//!   own (so it asks for a password where no key authenticates, as under avocado-vt's pexpect).
 
 use std::future::Future;
 use std::io;
@@ -192,23 +192,26 @@ impl Transport for RawTcpTransport {
     }
 }
 
-/// The system `ssh` client on pipes.
+/// A guest shell over the system `ssh` client, run on a pseudo-terminal of its own as avocado-vt
+/// runs it: the session sees ssh's password prompt and answers it with `password`, or the key
+/// `ssh_identity_file` authenticates without one. ssh's own errors ("Permission denied",
+/// "Connection refused") arrive on the same terminal, so they are in the session log. The client
+/// is killed and reaped when the transport drops.
 pub struct SshTransport {
     describe: String,
-    child: tokio::process::Child,
-    stdin: tokio::process::ChildStdin,
-    stdout: tokio::process::ChildStdout,
+    child: std::process::Child,
+    master: tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>,
 }
 
 impl SshTransport {
-    /// The argv `ssh` is run with (no shell): a forced tty, key-based authentication only, no
+    /// The argv `ssh` is run with (no shell): a remote tty, one password prompt at most, no
     /// host key bookkeeping (test guests are recreated constantly).
     pub fn argv(host: &str, port: u16, username: &str) -> Vec<String> {
         Self::argv_with_identity(host, port, username, None)
     }
 
     /// [`SshTransport::argv`] authenticating with the private key `identity` only
-    /// (`ssh_identity_file`).
+    /// (`ssh_identity_file`), before any password.
     pub fn argv_with_identity(
         host: &str,
         port: u16,
@@ -227,11 +230,15 @@ impl SshTransport {
             "ssh",
             "-tt",
             "-o",
-            "BatchMode=yes",
-            "-o",
             "StrictHostKeyChecking=no",
             "-o",
             "UserKnownHostsFile=/dev/null",
+            "-o",
+            "PreferredAuthentications=publickey,keyboard-interactive,password",
+            "-o",
+            "NumberOfPasswordPrompts=1",
+            "-o",
+            "ServerAliveInterval=30",
             "-o",
             "LogLevel=ERROR",
             "-p",
@@ -256,29 +263,42 @@ impl SshTransport {
         username: &str,
         identity: Option<&std::path::Path>,
     ) -> io::Result<SshTransport> {
+        use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
         let argv = Self::argv_with_identity(host, port, username, identity);
+        let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)?;
+        grantpt(&master)?;
+        unlockpt(&master)?;
+        let slave_path = ptsname(&master, Vec::new())?;
+        let slave = rustix::fs::open(
+            slave_path.as_c_str(),
+            rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NOCTTY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )?;
         // The ssh transport runs the ssh client: its job.
         #[allow(clippy::disallowed_methods)]
-        let mut cmd = tokio::process::Command::new(&argv[0]);
+        let mut cmd = std::process::Command::new(&argv[0]);
         cmd.args(&argv[1..])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true);
-        let mut child = cmd.spawn()?;
-        let stdin = child
-            .stdin
-            .take()
-            .ok_or_else(|| io::Error::other("ssh has no stdin pipe"))?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| io::Error::other("ssh has no stdout pipe"))?;
+            .stdin(std::process::Stdio::from(slave.try_clone()?))
+            .stdout(std::process::Stdio::from(slave.try_clone()?))
+            .stderr(std::process::Stdio::from(slave));
+        // `cmd` (holding our copies of the slave) is dropped by the spawner: once ssh exits,
+        // reads of the master end.
+        let child = crate::spawn::spawn_on_tty(cmd)?;
+        let flags = rustix::fs::fcntl_getfl(&master)?;
+        rustix::fs::fcntl_setfl(&master, flags | rustix::fs::OFlags::NONBLOCK)?;
+        let master = match crate::spawn::async_fd(master) {
+            Ok(m) => m,
+            Err(e) => {
+                let mut child = child;
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e);
+            }
+        };
         Ok(SshTransport {
             describe: format!("ssh {username}@{host}:{port}"),
             child,
-            stdin,
-            stdout,
+            master,
         })
     }
 }
@@ -291,19 +311,46 @@ impl Transport for SshTransport {
     fn read(&mut self) -> BoxFuture<'_, io::Result<Vec<u8>>> {
         Box::pin(async move {
             let mut chunk = vec![0u8; 4096];
-            let n = self.stdout.read(&mut chunk).await?;
-            chunk.truncate(n);
-            Ok(chunk)
+            loop {
+                let mut ready = self.master.readable().await?;
+                match ready.try_io(|fd| Ok(rustix::io::read(fd.get_ref(), &mut chunk[..])?)) {
+                    Ok(Ok(n)) => {
+                        chunk.truncate(n);
+                        return Ok(chunk);
+                    }
+                    // EIO: every slave descriptor is closed (ssh exited): end of stream.
+                    Ok(Err(e))
+                        if e.raw_os_error() == Some(rustix::io::Errno::IO.raw_os_error()) =>
+                    {
+                        return Ok(Vec::new())
+                    }
+                    Ok(Err(e)) => return Err(e),
+                    Err(_would_block) => continue,
+                }
+            }
         })
     }
 
     fn write_all<'a>(&'a mut self, data: &'a [u8]) -> BoxFuture<'a, io::Result<()>> {
-        Box::pin(async move { self.stdin.write_all(data).await })
+        Box::pin(async move {
+            let mut rest = data;
+            while !rest.is_empty() {
+                let mut ready = self.master.writable().await?;
+                match ready.try_io(|fd| Ok(rustix::io::write(fd.get_ref(), rest)?)) {
+                    Ok(Ok(n)) => rest = &rest[n..],
+                    Ok(Err(e)) => return Err(e),
+                    Err(_would_block) => continue,
+                }
+            }
+            Ok(())
+        })
     }
 }
 
 impl Drop for SshTransport {
     fn drop(&mut self) {
-        let _ = self.child.start_kill();
+        // SIGKILL, then reap: a killed process is reaped at once, so this does not block.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

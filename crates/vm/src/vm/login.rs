@@ -48,6 +48,21 @@ impl Vm {
     /// [`SessionError::LoginTimeout`] with the last attempt's failure; address/port errors.
     pub async fn remote_login(&mut self, nic: usize, timeout: Duration) -> Result<Session, Error> {
         let config = self.shell_config()?;
+        self.remote_login_with(nic, config, timeout).await
+    }
+
+    /// [`Vm::remote_login`] with session keys of the caller's (another `username`/`password`,
+    /// `ssh_identity_file`, `shell_client`…) instead of the VM's.
+    ///
+    /// # Errors
+    /// As [`Vm::remote_login`]; [`SessionError::AuthenticationFailed`] at once (not retried)
+    /// when the guest refuses the credentials.
+    pub async fn remote_login_with(
+        &mut self,
+        nic: usize,
+        config: SessionSpec,
+        timeout: Duration,
+    ) -> Result<Session, Error> {
         let client = config.shell_client;
         let guest_port = config.shell_port;
         // tap NICs: the MAC→IP cache from the DHCP server's lease file, when one is named
@@ -104,6 +119,10 @@ impl Vm {
             };
             let last = match attempt.await {
                 Ok(s) => return Ok(s),
+                // Wrong credentials stay wrong: avocado-vt's LoginAuthenticationError.
+                Err(e @ SessionError::AuthenticationFailed { .. }) => {
+                    return Err(Error::Session(e))
+                }
                 Err(e) => e,
             };
             if Instant::now() >= deadline {
