@@ -119,6 +119,41 @@ pub enum MigrationMode {
     Offline,
 }
 
+/// A migration as a test asks for it (tp-qemu's migration keys, read by the test).
+#[derive(Debug, Clone)]
+pub struct MigrationRequest {
+    /// How the state moves.
+    pub protocol: MigrationProtocol,
+    /// Live or offline.
+    pub mode: MigrationMode,
+    /// `mig_cancel`: cancel this long after the start; success is then a cancelled migration
+    /// and the source going on.
+    pub cancel_after: Option<Duration>,
+    /// `migration_exec_cmd_src` / `_dst` (`%s`: the state file) for exec migrations.
+    pub exec_commands: Option<(String, String)>,
+    /// `mig_speed` in bytes per second.
+    pub max_bandwidth: Option<u64>,
+    /// `migrate_capabilities`.
+    pub capabilities: Vec<(String, bool)>,
+    /// `mig_timeout`.
+    pub timeout: Duration,
+}
+
+/// What a migration measured (QEMU's figures from the source's last `query-migrate`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MigrationOutcome {
+    /// The migration was cancelled, as asked.
+    pub cancelled: bool,
+    /// `total-time` (ms).
+    pub total_time_ms: Option<u64>,
+    /// `downtime` (ms).
+    pub downtime_ms: Option<u64>,
+    /// RAM bytes transferred.
+    pub transferred_bytes: Option<u64>,
+    /// Wall-clock time of the whole operation (ms).
+    pub wall_ms: u64,
+}
+
 /// A device hot-plugged through [`GuestVm::hotplug_nic`] or [`GuestVm::hotplug_disk`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hotplugged {
@@ -180,13 +215,13 @@ pub trait GuestVm: Send + Sync {
         let _ = (method, timeout);
         unsupported("shutdown")
     }
-    /// Migrate the guest to a new local QEMU, which then stands for this VM.
-    fn migrate(
-        &self,
-        protocol: MigrationProtocol,
-        mode: MigrationMode,
-    ) -> BoxFuture<'_, Result<(), EnvError>> {
-        let _ = (protocol, mode);
+    /// Migrate the guest to a new local QEMU, which then stands for this VM (unless the request
+    /// cancels the migration: then the source goes on).
+    fn migrate<'a>(
+        &'a self,
+        request: &'a MigrationRequest,
+    ) -> BoxFuture<'a, Result<MigrationOutcome, EnvError>> {
+        let _ = request;
         unsupported("migration")
     }
     /// Hot-plug a NIC of `driver` on a new user-mode netdev (confirmed by `query-pci`).

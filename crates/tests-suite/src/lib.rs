@@ -53,9 +53,9 @@ pub use cli::{
     RunArgs,
 };
 pub use env::{
-    EnvError, EnvFactory, GuestVm, Hotplugged, LoginVia, MigrationMode, MigrationProtocol,
-    NetRemote, NoVmEnv, NoVmFactory, RebootMethod, RemoteHosts, ShutdownMethod, Teardown, VmEnv,
-    WorkerSlot, VM_UNAVAILABLE,
+    EnvError, EnvFactory, GuestVm, Hotplugged, LoginVia, MigrationMode, MigrationOutcome,
+    MigrationProtocol, MigrationRequest, NetRemote, NoVmEnv, NoVmFactory, RebootMethod,
+    RemoteHosts, ShutdownMethod, Teardown, VmEnv, WorkerSlot, VM_UNAVAILABLE,
 };
 pub use error::error_chain;
 pub use future::BoxFuture;

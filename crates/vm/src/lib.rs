@@ -49,6 +49,6 @@ pub use qemu_cmd::render_argv;
 pub use session::{Session, SessionSpec, Transport};
 pub use spec::Teardown;
 pub use vm::{
-    with_control_monitor, Access, HotDisk, HotNic, MigrationProtocol, RebootMethod, StoppedBy,
-    Timeouts, Vm, VmSetup, CONTROL_MONITOR,
+    with_control_monitor, Access, HotDisk, HotNic, MigrationOptions, MigrationProtocol,
+    MigrationReport, RebootMethod, StoppedBy, Timeouts, Vm, VmSetup, CONTROL_MONITOR,
 };

@@ -100,7 +100,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let p = only_variant(
             "type = reboot\nvms = vm1\nreboot_method = bogus\nreboot_count = x\n\
-             login_via = ssh\n",
+             serial_login = maybe\n",
         );
         let err = run_without_vms(p, dir.path()).err();
         let Some(TestError::Error(msg)) = err else {
@@ -108,7 +108,11 @@ mod tests {
         };
         assert!(!msg.contains(VM_UNAVAILABLE), "a VM was asked for: {msg}");
         assert!(msg.contains("test reboot"), "{msg}");
-        for (key, line) in [("reboot_method", 3), ("reboot_count", 4), ("login_via", 5)] {
+        for (key, line) in [
+            ("reboot_method", 3),
+            ("reboot_count", 4),
+            ("serial_login", 5),
+        ] {
             assert!(msg.contains(&format!("{key} = ")), "{key} missing: {msg}");
             assert!(
                 msg.contains(&format!(":{line}")),

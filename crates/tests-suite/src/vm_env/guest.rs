@@ -183,36 +183,46 @@ impl GuestVm for LiveVm {
         })
     }
 
-    fn migrate(
-        &self,
-        protocol: MigrationProtocol,
-        mode: MigrationMode,
-    ) -> BoxFuture<'_, Result<(), EnvError>> {
+    fn migrate<'a>(
+        &'a self,
+        request: &'a MigrationRequest,
+    ) -> BoxFuture<'a, Result<MigrationOutcome, EnvError>> {
         Box::pin(async move {
             let mut g = self.inner.lock().await;
             let vm = g.as_mut().ok_or_else(|| EnvError::NoSuchVm {
                 name: self.name.clone(),
             })?;
             let old = vm.pid();
-            let p = match protocol {
+            let mut opts = vm::MigrationOptions::new(match request.protocol {
                 MigrationProtocol::Tcp => vm::MigrationProtocol::Tcp,
                 MigrationProtocol::Unix => vm::MigrationProtocol::Unix,
                 MigrationProtocol::Exec => vm::MigrationProtocol::Exec,
-            };
-            let r = vm
-                .migrate_with(p, matches!(mode, MigrationMode::Offline))
-                .await;
+            });
+            opts.offline = matches!(request.mode, MigrationMode::Offline);
+            opts.cancel_after = request.cancel_after;
+            opts.exec_commands.clone_from(&request.exec_commands);
+            opts.max_bandwidth = request.max_bandwidth;
+            opts.capabilities.clone_from(&request.capabilities);
+            opts.timeout = Some(request.timeout);
+            let r = vm.migrate_opts(&opts).await;
             if vm.pid() != old {
                 // The destination replaced the source (even if a later check failed).
                 self.forget_all();
                 self.adopt(vm);
             }
-            r.map_err(|e| {
+            let report = r.map_err(|e| {
                 vm_err(
                     &self.name,
-                    &format!("{mode:?} migration over {protocol:?}"),
+                    &format!("{:?} migration over {:?}", request.mode, request.protocol),
                     e,
                 )
+            })?;
+            Ok(MigrationOutcome {
+                cancelled: report.cancelled,
+                total_time_ms: report.total_time_ms,
+                downtime_ms: report.downtime_ms,
+                transferred_bytes: report.transferred_bytes,
+                wall_ms: report.wall_ms,
             })
         })
     }

@@ -37,8 +37,8 @@ use spec::ImageProcessing;
 use vm::{Access, HotDisk, HotNic, PlanOptions, Qemu, Session, Vm, VmSetup};
 
 use crate::env::{
-    EnvError, EnvFactory, GuestVm, Hotplugged, LoginVia, MigrationMode, MigrationProtocol,
-    RebootMethod, ShutdownMethod, Teardown, VmEnv, WorkerSlot,
+    EnvError, EnvFactory, GuestVm, Hotplugged, LoginVia, MigrationMode, MigrationOutcome,
+    MigrationProtocol, MigrationRequest, RebootMethod, ShutdownMethod, Teardown, VmEnv, WorkerSlot,
 };
 use crate::future::BoxFuture;
 use crate::gc::{process_start_time, Resource, ResourceRecorder};

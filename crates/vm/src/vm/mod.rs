@@ -176,6 +176,64 @@ pub enum RebootMethod {
     SystemReset,
 }
 
+/// What [`Vm::migrate_opts`] does: the protocol and avocado-vt's migration knobs.
+#[derive(Debug, Clone)]
+pub struct MigrationOptions {
+    /// How the state moves.
+    pub protocol: MigrationProtocol,
+    /// Stop the guest before the state is sent (tp-qemu's `offline`).
+    pub offline: bool,
+    /// Cancel the migration this long after it started (tp-qemu's `mig_cancel`, whose delay is
+    /// 2 s) and check that it was cancelled: the source keeps running, the destination goes.
+    /// Without `max_bandwidth`, the bandwidth is capped at 1 MiB/s first, so that a small guest
+    /// cannot finish before the cancel arrives.
+    pub cancel_after: Option<Duration>,
+    /// `migration_exec_cmd_src` / `migration_exec_cmd_dst` for [`MigrationProtocol::Exec`]:
+    /// shell commands (QEMU runs `exec:` URIs with `/bin/sh -c`), `%s` replaced by the state
+    /// file; unset: `cat > FILE` / `cat FILE`.
+    pub exec_commands: Option<(String, String)>,
+    /// `max-bandwidth` in bytes per second (`mig_speed`).
+    pub max_bandwidth: Option<u64>,
+    /// Migration capabilities set on both sides first (`migrate_capabilities`).
+    pub capabilities: Vec<(String, bool)>,
+    /// How long the migration may take ([`crate::Timeouts::migrate`] by default).
+    pub timeout: Option<Duration>,
+}
+
+impl MigrationOptions {
+    /// A plain live migration over `protocol`.
+    pub fn new(protocol: MigrationProtocol) -> MigrationOptions {
+        MigrationOptions {
+            protocol,
+            offline: false,
+            cancel_after: None,
+            exec_commands: None,
+            max_bandwidth: None,
+            capabilities: Vec::new(),
+            timeout: None,
+        }
+    }
+}
+
+/// What a migration measured: the source's last `query-migrate` figures.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MigrationReport {
+    /// The URI the state went through.
+    pub uri: String,
+    /// Whether it was cancelled (as asked by [`MigrationOptions::cancel_after`]).
+    pub cancelled: bool,
+    /// QEMU's `total-time` (ms).
+    pub total_time_ms: Option<u64>,
+    /// QEMU's `downtime` (ms): how long the guest was stopped.
+    pub downtime_ms: Option<u64>,
+    /// QEMU's `setup-time` (ms).
+    pub setup_time_ms: Option<u64>,
+    /// RAM bytes transferred.
+    pub transferred_bytes: Option<u64>,
+    /// Wall-clock time of the whole operation, destination start included (ms).
+    pub wall_ms: u64,
+}
+
 /// How a migration moves the state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MigrationProtocol {

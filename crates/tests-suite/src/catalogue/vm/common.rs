@@ -16,14 +16,16 @@ use crate::verdict::TestError;
 
 pub(super) use crate::catalogue::session::main_vm;
 
-/// `login_via` of a test that declares it (its table repeats [`super::LOGIN_VIA`]): serial or
-/// remote through NIC 0; `None` when the value is bad (a problem of `k`).
+/// `serial_login` of a test that declares it (its table repeats [`super::SERIAL_LOGIN`]):
+/// tp-qemu's key — `yes` logs in on the serial console (avocado-vt's `wait_for_serial_login`),
+/// `no` over the VM's `shell_client` through its first NIC (`wait_for_login`); `None` when the
+/// value is bad (a problem of `k`).
 pub(super) fn login_via(k: &mut Keys<'_>) -> Option<LoginVia> {
     k.choice(
-        "login_via",
+        "serial_login",
         &[
-            ("serial", LoginVia::Serial),
-            ("remote", LoginVia::Remote { nic: 0 }),
+            ("yes", LoginVia::Serial),
+            ("no", LoginVia::Remote { nic: 0 }),
         ],
     )
 }

@@ -97,7 +97,7 @@ impl PciParams {
             read_params(k, (via, method, pci_type, hook_up, find_timeout))?;
         let qemu_img = HostTools::read(&ctx.params)?.qemu_img;
         Ok(PciParams {
-            via: PCI_HOTPLUG.declared(via, "login_via")?,
+            via: PCI_HOTPLUG.declared(via, "serial_login")?,
             modprobe,
             method: PCI_HOTPLUG.declared(method, "hotplug_method")?,
             pci_type: PCI_HOTPLUG.declared(pci_type, "pci_type")?,
@@ -351,7 +351,7 @@ pub fn run_nic_hotplug(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
         let driver = nic_driver(&k.text("pci_model")).to_owned();
         let timeout = k.secs("nic_hotplug_timeout");
         let (via, timeout) = read_params(k, (via, timeout))?;
-        let via = NIC_HOTPLUG.declared(via, "login_via")?;
+        let via = NIC_HOTPLUG.declared(via, "serial_login")?;
         let timeout = NIC_HOTPLUG.declared(timeout, "nic_hotplug_timeout")?;
         let vm = main_vm(ctx)?;
         let mut shell = login(ctx, &vm, via).await?;

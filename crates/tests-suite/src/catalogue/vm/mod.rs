@@ -21,23 +21,39 @@ const MAIN_VM: KeyDoc = KeyDoc::optional(
     "main_vm",
     "the VM under test (an entry of `vms`; default: the first of `vms`)",
 );
-const LOGIN_VIA: KeyDoc = KeyDoc::with_default(
-    "login_via",
-    "serial",
-    "serial, or remote: the VM's shell_client (telnet, nc, ssh) through its first NIC",
+const SERIAL_LOGIN: KeyDoc = KeyDoc::with_default(
+    "serial_login",
+    "no",
+    "tp-qemu's key: yes logs in on the serial console; no over the VM's shell_client \
+     (ssh, telnet, nc) through its first NIC, as avocado-vt's wait_for_login",
 );
 
 /// `type = boot`.
 pub const BOOT: TestSpec = TestSpec {
     name: "boot",
-    about: "Boots the guest and logs in.",
+    about: "tp-qemu's boot: logs into every VM of `vms`; with `reboot_method`, reboots each \
+            `reboot_count` times (tp-qemu's reboot test is this type) and logs in again, each \
+            reboot proven by a new kernel boot_id.",
     params: &[
-        MAIN_VM,
-        LOGIN_VIA,
-        KeyDoc::with_default("boot_command", "uname -r", "guest command run after login"),
+        SERIAL_LOGIN,
+        KeyDoc::optional(
+            "reboot_method",
+            "shell or system_reset: reboot each VM after the login (unset: no reboot)",
+        ),
+        KeyDoc::with_default("reboot_count", "1", "how many reboots per VM"),
+        KeyDoc::with_default(
+            "sleep_before_reset",
+            "10",
+            "seconds to wait before a system_reset (the guest finishes booting)",
+        ),
+        KeyDoc::optional(
+            "boot_command",
+            "kvmtest's addition: a guest command run after each login (unset: none)",
+        ),
         KeyDoc::optional(
             "boot_expect",
-            "regex the command's output must match (unset: any non-empty output)",
+            "kvmtest's addition: regex boot_command's output must match (unset: any \
+             non-empty output)",
         ),
     ],
 };
@@ -45,42 +61,129 @@ pub const BOOT: TestSpec = TestSpec {
 /// `type = reboot`.
 pub const REBOOT: TestSpec = TestSpec {
     name: "reboot",
-    about: "Reboots the guest (from its shell or with system_reset) and logs in again.",
+    about: "`boot` with `reboot_method` defaulting to shell: reboots the main VM (from its \
+            shell or with system_reset) and logs in again.",
     params: &[
         MAIN_VM,
-        LOGIN_VIA,
+        SERIAL_LOGIN,
         KeyDoc::with_default("reboot_method", "shell", "shell or system_reset"),
         KeyDoc::with_default("reboot_count", "1", "how many reboots"),
+        KeyDoc::with_default(
+            "sleep_before_reset",
+            "10",
+            "seconds to wait before a system_reset",
+        ),
     ],
 };
 
 /// `type = shutdown`.
 pub const SHUTDOWN: TestSpec = TestSpec {
     name: "shutdown",
-    about: "Shuts the guest down (from its shell or with system_powerdown); QEMU must exit.",
+    about: "tp-qemu's shutdown: logs in, shuts the guest down (its `shutdown_command` in a \
+            shell, or system_powerdown) and waits for QEMU to exit; `shutdown_count` times, \
+            the VM started again in between.",
     params: &[
         MAIN_VM,
-        LOGIN_VIA,
+        SERIAL_LOGIN,
         KeyDoc::with_default("shutdown_method", "shell", "shell or system_powerdown"),
-        KeyDoc::with_default("shutdown_timeout", "240", "seconds for QEMU to exit"),
+        KeyDoc::with_default("shutdown_count", "1", "how many shutdowns"),
+        KeyDoc::with_default(
+            "sleep_before_powerdown",
+            "10",
+            "seconds to wait before system_powerdown (the guest finishes booting)",
+        ),
+        KeyDoc::with_default(
+            "shutdown_timeout",
+            "360",
+            "seconds for QEMU to exit (tp-qemu waits 360)",
+        ),
     ],
 };
 
 /// `type = migration`.
 pub const MIGRATION: TestSpec = TestSpec {
     name: "migration",
-    about: "Migrates the guest to a new QEMU and checks the guest still answers.",
+    about: "tp-qemu's migration: logs in, records `migration_test_command`'s output, starts \
+            `migration_bg_command` and checks it runs, migrates `ping_pong` times to a new local \
+            QEMU (QEMU's total time and downtime recorded), logs in again, checks the background \
+            command still runs and the command's output is unchanged, kills the background \
+            command. With `mig_cancel`, the migration must cancel and the source go on.",
     params: &[
         MAIN_VM,
-        LOGIN_VIA,
-        KeyDoc::required("migration_protocol", "tcp, unix or exec"),
-        KeyDoc::with_default("mig_offline", "no", "yes: stop the guest before migrating"),
-        KeyDoc::with_default("mig_timeout", "3600", "seconds for the migration to finish"),
+        SERIAL_LOGIN,
+        KeyDoc::with_default("migration_protocol", "tcp", "tcp, unix or exec"),
+        KeyDoc::with_default("mig_timeout", "3600", "seconds for each migration"),
+        KeyDoc::with_default("offline", "no", "yes: stop the guest before migrating"),
+        KeyDoc::with_default(
+            "mig_cancel",
+            "no",
+            "yes: cancel the migration 2 s after it starts (bandwidth capped at 1 MiB/s unless \
+             mig_speed is applied) and check the source goes on",
+        ),
+        KeyDoc::with_default("ping_pong", "1", "how many migrations in a row"),
+        KeyDoc::optional(
+            "migration_exec_cmd_src",
+            "exec migrations: the source's shell command writing the state (`%s`: the state \
+             file; unset: cat > FILE)",
+        ),
+        KeyDoc::optional(
+            "migration_exec_cmd_dst",
+            "exec migrations: the destination's command reading it (unset: cat FILE)",
+        ),
         KeyDoc::with_default(
             "migration_test_command",
             lifecycle::BOOT_ID,
-            "guest command whose output must not change across the migration (the default \
-             prints the kernel's boot_id, which changes on any reboot)",
+            "guest command whose output must not change across the migration (kvmtest's \
+             default prints the kernel's boot_id, which changes on any reboot)",
+        ),
+        KeyDoc::with_default(
+            "migration_living_guest",
+            "yes",
+            "no: migrate without logging in (the guest need not run an OS)",
+        ),
+        KeyDoc::optional(
+            "migration_bg_command",
+            "guest command started in the background before migrating",
+        ),
+        KeyDoc::optional(
+            "migration_bg_check_command",
+            "guest command that must succeed before and after migrating",
+        ),
+        KeyDoc::optional(
+            "migration_bg_kill_command",
+            "guest command that stops the background command at the end",
+        ),
+        KeyDoc::with_default(
+            "migration_bg_kill_ignore_status",
+            "1",
+            "exit status of migration_bg_kill_command that is not an error (nothing to kill)",
+        ),
+        KeyDoc::optional(
+            "pre_migrate",
+            "functions run before migrating: mig_set_speed (applies mig_speed)",
+        ),
+        KeyDoc::optional("post_migrate", "functions run after migrating (none known)"),
+        KeyDoc::with_default(
+            "mig_speed",
+            "1G",
+            "bandwidth for mig_set_speed: a size per second, b/K/M/G suffix (no suffix: M)",
+        ),
+        KeyDoc::optional(
+            "migrate_capabilities",
+            "capabilities set on both sides, as tp-qemu writes them: {'postcopy-ram': 'on'}",
+        ),
+        KeyDoc::optional(
+            "guest_stress_test",
+            "dd: a dd loop runs in the guest during the migration",
+        ),
+        KeyDoc::optional(
+            "migrate_inner_funcs",
+            "tp-qemu's functions run during the migration (postcopy): not supported, an error",
+        ),
+        KeyDoc::with_default(
+            "vmstate_check",
+            "no",
+            "yes (compare device state dumps): not supported, an error",
         ),
     ],
 };
@@ -91,7 +194,7 @@ pub const PCI_HOTPLUG: TestSpec = TestSpec {
     about: "Hot-plugs a NIC or block device, finds it in the guest, tests it and unplugs it.",
     params: &[
         MAIN_VM,
-        LOGIN_VIA,
+        SERIAL_LOGIN,
         KeyDoc::required("pci_type", "nic or block"),
         KeyDoc::required("pci_model", "the device model (virtio, e1000, …)"),
         KeyDoc::required(
@@ -139,7 +242,7 @@ pub const NIC_HOTPLUG: TestSpec = TestSpec {
     about: "Hot-plugs a NIC with its netdev, checks guest connectivity, unplugs it.",
     params: &[
         MAIN_VM,
-        LOGIN_VIA,
+        SERIAL_LOGIN,
         KeyDoc::required(
             "pci_model",
             "the NIC model to plug (virtio, e1000, rtl8139; `pci_model` rather than \
@@ -163,7 +266,7 @@ pub const PHYSICAL_RESOURCES_CHECK: TestSpec = TestSpec {
             QEMU's command line.",
     params: &[
         MAIN_VM,
-        LOGIN_VIA,
+        SERIAL_LOGIN,
         KeyDoc::with_default(
             "mem_chk_cmd",
             resources::MEM_CMD,

@@ -50,7 +50,7 @@ pub fn run(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
         let disk_cmd = k.text("disk_chk_cmd");
         let nic_cmd = k.text("nic_chk_cmd");
         let (via, tolerance) = read_params(k, (via, tolerance))?;
-        let via = PHYSICAL_RESOURCES_CHECK.declared(via, "login_via")?;
+        let via = PHYSICAL_RESOURCES_CHECK.declared(via, "serial_login")?;
         let tolerance = PHYSICAL_RESOURCES_CHECK.declared(tolerance, "mem_chk_tolerance")?;
         let assigned = Assigned::of(ctx)?;
         let (mem, smp) = (assigned.mem_mib, assigned.cpus);
