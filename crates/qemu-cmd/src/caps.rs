@@ -557,8 +557,19 @@ mod tests {
         )
         .unwrap_or_else(|e| panic!("{e}"));
         let has = |d: &str, p: &str| caps.virtio_property(d, p);
-        for d in ["virtio-net-pci", "vhost-vsock-pci", "virtio-iommu-pci", "virtio-vga"] {
-            for p in ["disable-legacy", "disable-modern", "iommu_platform", "ats", "aer"] {
+        for d in [
+            "virtio-net-pci",
+            "vhost-vsock-pci",
+            "virtio-iommu-pci",
+            "virtio-vga",
+        ] {
+            for p in [
+                "disable-legacy",
+                "disable-modern",
+                "iommu_platform",
+                "ats",
+                "aer",
+            ] {
                 assert_eq!(has(d, p), Some(true), "{d} {p}");
             }
         }

@@ -98,7 +98,10 @@ fn vsock_cids_and_fds_come_from_the_plan() {
         text.contains("vhost-vsock-pci,id=v0,guest-cid=3,bus=pci.0,addr=0x2,vhostfd=41"),
         "{text}"
     );
-    assert!(text.contains("id=v1,guest-cid=7,bus=pci.0,addr=0x3,vhostfd=42"), "{text}");
+    assert!(
+        text.contains("id=v1,guest-cid=7,bus=pci.0,addr=0x3,vhostfd=42"),
+        "{text}"
+    );
     let dry = build(&spec, &plan.placeholders(), &caps()).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(cmd.render_stable(), dry.render_stable());
     if let Some(v) = plan.values.as_mut() {

@@ -33,13 +33,16 @@ pub(super) fn iommus(b: &mut Builder<'_>, v: &VmSpec) {
 }
 
 /// Whether `machine_type_extra_params` gives the irqchip intel-iommu's interrupt remapping
-/// can work with under KVM (`kernel-irqchip=split` or `off`).
+/// can work with under KVM (`kernel-irqchip=split` or `off`; QEMU reads `kernel_irqchip` the
+/// same).
 fn irqchip_allows_intremap(v: &VmSpec) -> bool {
-    v.machine_extra
-        .iter()
-        .any(|(k, val)| k == "kernel-irqchip" && matches!(val.as_deref(), Some("split" | "off")))
+    v.machine_extra.iter().any(|(k, val)| {
+        matches!(k.as_str(), "kernel-irqchip" | "kernel_irqchip")
+            && matches!(val.as_deref(), Some("split" | "off"))
+    })
 }
 
+/// `-device intel-iommu,…` (see the module docs for when it is a problem instead).
 fn intel_iommu(b: &mut Builder<'_>, v: &VmSpec, intel: &IntelIommu) {
     let caps = b.caps;
     if !caps.has_device() || !caps.has_device_type("intel-iommu") {
@@ -76,6 +79,7 @@ fn intel_iommu(b: &mut Builder<'_>, v: &VmSpec, intel: &IntelIommu) {
     b.cmd.push2("-device", o.finish());
 }
 
+/// `-device virtio-iommu-pci,…` on the root bus.
 fn virtio_iommu(b: &mut Builder<'_>, extra: &ExtraOpts) {
     const DRIVER: &str = "virtio-iommu-pci";
     if !b.caps.has_device() || !b.caps.has_device_type(DRIVER) {

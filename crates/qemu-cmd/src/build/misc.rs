@@ -289,6 +289,7 @@ pub(super) fn extra(b: &mut Builder<'_>, v: &VmSpec) {
     b.verbatim = start..b.cmd.options.len();
 }
 
+/// The options of `extra_params`, one display line per word starting with `-`.
 fn extra_words(b: &mut Builder<'_>, v: &VmSpec) {
     let mut group: Vec<Word> = Vec::new();
     for w in &v.extra_params {
