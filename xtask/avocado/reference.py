@@ -279,6 +279,12 @@ def main():
 
     # No host bridge, tap or fd is touched: make_create_command only names them.
     utils_net.find_bridge_manager = lambda *a, **k: None
+    # `vsocks`: avocado-vt loads vhost_vsock and probes /dev/vhost-vsock for a free guest CID
+    # (from 3 up); the recording host need not have the device, so the probe answers its first
+    # candidate (what an idle host answers).
+    from virttest import utils_vsock
+    utils_vsock.get_guest_cid = lambda guest_cid: guest_cid
+    qemu_vm.linux_modules.load_module = lambda *a, **k: True
     cache_qemu_probes(args.qemu)
 
     version = subprocess.run([args.qemu, "-version"], capture_output=True,
@@ -319,9 +325,12 @@ def main():
     seen = set()
     for label, d in jobs:
         name = d["name"]
-        if name in seen:  # a first value: the same variant as the machine's `-first`
+        # A first value is the same variant as the machine's `-first`; a feature sample is the
+        # `-first` variant plus its own cfg lines, so each is its own record.
+        key = label if "-feature-" in label else name
+        if key in seen:
             continue
-        seen.add(name)
+        seen.add(key)
         if args.list:
             print(label, name)
             continue

@@ -416,6 +416,14 @@ fn prepare(spec: &VmSpec, dir: &Path, luks: &mut LuksImages) -> Result<Option<St
             std::fs::copy(vars, dir.join(qemu_cmd::names::OVMF_VARS_FILE))?;
         }
     }
+    if let Some(name) = spec.peripherals.vsocks.first() {
+        // The run plan here holds no fds: QEMU opens the device and claims the CIDs itself.
+        if !Path::new("/dev/vhost-vsock").exists() {
+            return Ok(Some(format!(
+                "vsocks = {name}: /dev/vhost-vsock (the vhost_vsock kernel module is not loaded)"
+            )));
+        }
+    }
     for rng in &spec.devices.rngs {
         let Some((_, items)) = &rng.chardev else {
             continue;

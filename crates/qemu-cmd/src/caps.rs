@@ -321,6 +321,37 @@ impl Capabilities {
         self.devices.contains(name)
     }
 
+    /// Whether device `driver` has property `prop` (`disable-legacy`, `disable-modern`,
+    /// `iommu_platform`, `ats`, `aer`: the `virtio_dev_*` keys), which avocado-vt asks
+    /// `-device DRIVER,help`. The answer follows from QEMU's virtio transports instead of a probe
+    /// per device: a PCI proxy (`*-pci`, `virtio-vga*`) has all five, a transitional or
+    /// non-transitional one all but `disable-legacy`/`disable-modern` (its mode is fixed), a
+    /// transport-less or CCW device only `iommu_platform`. `None` when kvmtest cannot tell: a
+    /// driver of no virtio transport, another property, or a QEMU before 2.9 (where the five
+    /// were not all there yet).
+    pub fn virtio_property(&self, driver: &str, prop: &str) -> Option<bool> {
+        const ALL: &[&str] = &[
+            "disable-legacy",
+            "disable-modern",
+            "iommu_platform",
+            "ats",
+            "aer",
+        ];
+        let virtio = driver.starts_with("virtio-") || driver.starts_with("vhost-");
+        if !virtio || !ALL.contains(&prop) || self.version < QemuVersion::new(2, 9, 0) {
+            return None;
+        }
+        if driver.ends_with("-pci-transitional") || driver.ends_with("-pci-non-transitional") {
+            Some(!prop.starts_with("disable-"))
+        } else if driver.ends_with("-pci") || driver.starts_with("virtio-vga") {
+            Some(true)
+        } else if driver.ends_with("-device") || driver.ends_with("-ccw") {
+            Some(prop == "iommu_platform")
+        } else {
+            None
+        }
+    }
+
     /// `-drive` lists the sub-option (e.g. `boot` on old binaries).
     pub fn has_drive_option(&self, name: &str) -> bool {
         self.drive_options.contains(name)
@@ -513,6 +544,49 @@ fn parse_cpus(text: &str) -> BTreeSet<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What `-device DRIVER,help` of QEMU 7.2 and 10.0 lists (checked on both binaries).
+    #[test]
+    fn virtio_properties_follow_the_transport() {
+        let caps = Capabilities::from_help(
+            &HelpTexts {
+                version: "QEMU emulator version 7.2.0".into(),
+                ..HelpTexts::default()
+            },
+            "test",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let has = |d: &str, p: &str| caps.virtio_property(d, p);
+        for d in [
+            "virtio-net-pci",
+            "vhost-vsock-pci",
+            "virtio-iommu-pci",
+            "virtio-vga",
+        ] {
+            for p in [
+                "disable-legacy",
+                "disable-modern",
+                "iommu_platform",
+                "ats",
+                "aer",
+            ] {
+                assert_eq!(has(d, p), Some(true), "{d} {p}");
+            }
+        }
+        let nt = "virtio-blk-pci-non-transitional";
+        assert_eq!(has(nt, "disable-legacy"), Some(false));
+        assert_eq!(has(nt, "aer"), Some(true));
+        assert_eq!(has("virtio-net-device", "iommu_platform"), Some(true));
+        assert_eq!(has("virtio-net-device", "ats"), Some(false));
+        assert_eq!(has("VGA", "ats"), None, "not a virtio device");
+        assert_eq!(has("vfio-pci", "ats"), None, "not a virtio device");
+        assert_eq!(has("virtio-net-pci", "mq"), None, "not one of the five");
+        let old = Capabilities {
+            version: QemuVersion::new(2, 8, 0),
+            ..caps.clone()
+        };
+        assert_eq!(old.virtio_property("virtio-net-pci", "ats"), None);
+    }
 
     #[test]
     fn versions() {

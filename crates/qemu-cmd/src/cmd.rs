@@ -35,6 +35,14 @@ impl Word {
         self.stable.is_some()
     }
 
+    /// Appends fixed text (an item added once the word was built) to both renderings.
+    pub(crate) fn push_str(&mut self, s: &str) {
+        self.real.extend_from_slice(s.as_bytes());
+        if let Some(st) = &mut self.stable {
+            st.extend_from_slice(s.as_bytes());
+        }
+    }
+
     fn real_lossy(&self) -> String {
         String::from_utf8_lossy(&self.real).into_owned()
     }

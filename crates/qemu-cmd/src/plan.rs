@@ -85,6 +85,17 @@ impl NicRun {
     }
 }
 
+/// The decided host side of one vsock (in `vsocks` order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VsockRun {
+    /// Its guest CID: free on the host when decided (avocado-vt's search, from 3 up).
+    pub cid: u32,
+    /// An open `/dev/vhost-vsock` fd QEMU inherits (`vhostfd=`) that already holds the CID, so
+    /// no other VM can take it between the choice and QEMU's start; `None`: QEMU opens the device
+    /// itself (the acceptance checks' plans, [`RunPlan::in_dir`]).
+    pub vhostfd: Option<i32>,
+}
+
 /// The concrete values of a real run.
 #[derive(Debug, Clone)]
 pub struct RunValues {
@@ -109,6 +120,8 @@ pub struct RunValues {
     pub migration_port: u16,
     /// The host PCI devices assigned to the guest.
     pub pci_hosts: Vec<PciHostAddr>,
+    /// One per vsock of the spec (`vsocks`), in order.
+    pub vsocks: Vec<VsockRun>,
 }
 
 /// The run-specific side of a command line (see the module docs).
@@ -155,8 +168,8 @@ impl RunPlan {
 
     /// A real plan with everything in one directory (root, images, run files), for starting a
     /// VM outside the `vm` crate (the QEMU acceptance checks): given MACs and tap names kept,
-    /// the others derived from the NIC's position; a fixed UUID; no host ports, PCI hosts or
-    /// NIC fds.
+    /// the others derived from the NIC's position; a fixed UUID; vsock CIDs from 3 up without
+    /// fds (QEMU opens `/dev/vhost-vsock` itself); no host ports, PCI hosts or NIC fds.
     pub fn in_dir(spec: &crate::VmSpec, dir: &Path, accel: Option<Accel>) -> RunPlan {
         let nics = spec
             .nics
@@ -184,6 +197,10 @@ impl RunPlan {
                 redir_ports: Vec::new(),
                 migration_port: 0,
                 pci_hosts: Vec::new(),
+                vsocks: (3..)
+                    .zip(&spec.peripherals.vsocks)
+                    .map(|(cid, _)| VsockRun { cid, vhostfd: None })
+                    .collect(),
             }),
         }
     }
@@ -295,6 +312,29 @@ impl RunPlan {
                 let host = v.redir_ports.get(index).copied().unwrap_or(0);
                 text(host.to_string().as_bytes(), ph)
             }
+        }
+    }
+
+    /// The guest CID of vsock `index` (named `name`).
+    pub fn vsock_cid(&self, index: usize, name: &str) -> RunText {
+        let ph = format!("@VSOCK_CID_{name}@");
+        match self.values.as_ref().and_then(|v| v.vsocks.get(index)) {
+            None => same(ph),
+            Some(r) => text(r.cid.to_string().as_bytes(), ph),
+        }
+    }
+
+    /// The `/dev/vhost-vsock` fd of vsock `index` (named `name`), when the plan holds one (a dry
+    /// run shows its placeholder: the `vm` crate's plans always hold one).
+    pub fn vsock_fd(&self, index: usize, name: &str) -> Option<RunText> {
+        let ph = format!("@VSOCK_FD_{name}@");
+        match &self.values {
+            None => Some(same(ph)),
+            Some(v) => v
+                .vsocks
+                .get(index)
+                .and_then(|r| r.vhostfd)
+                .map(|fd| text(fd.to_string().as_bytes(), ph)),
         }
     }
 

@@ -21,6 +21,12 @@
 //! * [`serial`]: serial ports and virtio console/serial ports ([`SerialSpec`]), with their keys.
 //! * [`devices`]: virtio RNGs, balloons, the 9p export, OVMF pflash, iothreads ([`DevicesSpec`]).
 //! * [`usb`]: USB controllers and devices ([`UsbSpec`]), with their key tables.
+//! * [`iommu`]: guest IOMMUs (`intel_iommu`, `virtio_iommu`) and the `virtio_dev_*`
+//!   properties set on every virtio device ([`IommuSpec`]).
+//! * [`peripherals`]: input devices, sound cards, vsocks, the smartcard reader and option ROMs
+//!   ([`PeripheralsSpec`]).
+//! * [`launch`]: how QEMU itself runs: the KVM switches, `-bios`, `-compat`, `-runas`, the VNC
+//!   password ([`LaunchSpec`]).
 //! * [`opts`]: QEMU option lists as users write them in `*_extra_params`.
 //! * [`smp`]: the vCPU topology keys ([`SmpSpec`]) and avocado-vt's arithmetic completing them
 //!   ([`Topology`]).
@@ -38,12 +44,15 @@
 
 pub mod devices;
 pub mod image;
+pub mod iommu;
 pub mod keys;
+pub mod launch;
 pub mod memory;
 pub mod nic;
 pub mod opts;
 pub mod origins;
 pub mod pci;
+pub mod peripherals;
 pub mod platform;
 pub mod problem;
 pub mod process;
@@ -60,10 +69,13 @@ pub mod vm;
 pub mod vm_keys;
 
 pub use devices::DevicesSpec;
+pub use iommu::IommuSpec;
 pub use keys::{KeyDoc, Keys};
+pub use launch::LaunchSpec;
 pub use memory::{MemDevSpec, MemorySpec, NumaCpuSpec, NumaNodeSpec};
 pub use origins::Origins;
 pub use pci::PciSpec;
+pub use peripherals::PeripheralsSpec;
 pub use platform::PlatformSpec;
 pub use problem::{into_result, sort_problems, Problem, ProblemKind, SpecError};
 pub use process::{ImageProcessing, Processing, Teardown, VmProcessing, PROCESS_KEYS};

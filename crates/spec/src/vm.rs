@@ -194,6 +194,12 @@ pub struct VmSpec {
     pub usb: crate::usb::UsbSpec,
     /// Virtio RNGs, balloons, the 9p export, OVMF, iothreads.
     pub devices: crate::devices::DevicesSpec,
+    /// Guest IOMMUs (`intel_iommu`, `virtio_iommu`) and the `virtio_dev_*` properties.
+    pub iommu: crate::iommu::IommuSpec,
+    /// Input devices, sound cards, vsocks, the smartcard reader, option ROMs.
+    pub peripherals: crate::peripherals::PeripheralsSpec,
+    /// The KVM switches, `-bios`, `-compat`, `-runas`, the VNC password and options.
+    pub launch: crate::launch::LaunchSpec,
     /// `uuid`.
     pub uuid: Option<UuidSpec>,
     /// `testdev`.
@@ -376,6 +382,9 @@ impl VmSpec {
             pci_topology: crate::pci::PciSpec::read(&mut r),
             usb: crate::usb::UsbSpec::read(&mut r),
             devices: crate::devices::DevicesSpec::read(&mut r, has_images),
+            iommu: crate::iommu::IommuSpec::read(&mut r),
+            peripherals: crate::peripherals::PeripheralsSpec::read(&mut r),
+            launch: crate::launch::LaunchSpec::read(&mut r),
             uuid,
             testdev: r.bool("testdev", false),
             disable_hpet: r.bool("disable_hpet", false),
@@ -469,14 +478,6 @@ fn read_unbuilt(r: &mut Reader<'_, '_>) {
                     .into(),
             },
         ),
-    }
-    if !r.objects("inputs").is_empty() {
-        r.problem(
-            "inputs",
-            ProblemKind::Unsupported {
-                reason: "avocado-vt's input devices are not built by kvmtest yet".into(),
-            },
-        );
     }
     if r.bool("strict_mode", false) {
         r.problem(

@@ -66,6 +66,18 @@ pub enum Error {
         /// What failed, naming the keys and values involved.
         what: String,
     },
+    /// The host lacks what a key asks for (a device node, a kernel module).
+    #[error("VM {vm}: `{key}` = {value:?} needs a host feature: {what}")]
+    HostFeature {
+        /// The VM.
+        vm: String,
+        /// The key asking for it.
+        key: String,
+        /// Its value.
+        value: String,
+        /// What is missing or failed.
+        what: String,
+    },
     /// The argv source failed to produce a command line.
     #[error("VM {vm}: building the QEMU command line")]
     Argv {

@@ -40,6 +40,7 @@ pub mod qemu;
 pub mod session;
 mod spawn;
 mod vm;
+mod vsock;
 
 pub use error::{BoxError, Error, ImageError, SessionError};
 pub use net::MacAddr;

@@ -12,6 +12,8 @@
 //!   SMBIOS);
 //! * forwarded ports are 0 (the kernel picks one when QEMU binds; `vm` reads it back), VNC may
 //!   take any display of [`VncRange::DEFAULT`] (read back with `query-vnc`);
+//! * each vsock's guest CID is the first free one from 3 up, claimed on an open
+//!   `/dev/vhost-vsock` that the plan holds and QEMU inherits (`vhostfd=`; see `vsock`);
 //! * the accelerator, when the cfg names none, is the [`Qemu`]'s.
 //!
 //! [`VmPlan::plan`] is what `qemu_cmd::build` renders; the `vm` crate reads the same values
@@ -22,13 +24,14 @@ use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use qemu_cmd::{Incoming, NicRun, RunPlan, RunValues, VmSpec, VncRange};
+use qemu_cmd::{Incoming, NicRun, RunPlan, RunValues, VmSpec, VncRange, VsockRun};
 use spec::vm::{NicMode, UuidSpec};
 
 use crate::error::Error;
 use crate::hostnet::{self, MacvtapLink};
 use crate::net::{self, MacReservation};
 use crate::qemu::Qemu;
+use crate::vsock::{self, VhostVsock};
 
 /// What a plan is decided from, besides the spec.
 #[derive(Debug, Clone)]
@@ -68,6 +71,8 @@ pub struct VmPlan {
     name: String,
     /// The macvtap links of `nettype = macvtap` NICs and the fds QEMU inherits.
     macvtaps: Vec<(String, MacvtapLink)>,
+    /// The `/dev/vhost-vsock` fds holding each vsock's CID, which QEMU inherits.
+    vsocks: Vec<VhostVsock>,
     /// Dropped last: the sockets live here (`None` once released).
     run_dir: Option<tempfile::TempDir>,
 }
@@ -152,6 +157,22 @@ impl VmPlan {
             nics.push(run);
         }
 
+        // Closed (CIDs freed) if a later step fails.
+        let mut vsocks = Vec::new();
+        let mut from = vsock::FIRST_GUEST_CID;
+        for name in &spec.peripherals.vsocks {
+            let held = VhostVsock::claim(Path::new(vsock::DEVICE), from).map_err(|what| {
+                Error::HostFeature {
+                    vm: spec.name.clone(),
+                    key: "vsocks".into(),
+                    value: name.clone(),
+                    what,
+                }
+            })?;
+            from = held.cid().saturating_add(1);
+            vsocks.push(held);
+        }
+
         let uuid = match (source, &spec.uuid) {
             // A migration destination is the same machine: it keeps the source's UUID.
             (Some(src), _) => src.uuid.clone(),
@@ -172,6 +193,13 @@ impl VmPlan {
             redir_ports: Vec::new(),
             migration_port: 0,
             pci_hosts: Vec::new(),
+            vsocks: vsocks
+                .iter()
+                .map(|v| VsockRun {
+                    cid: v.cid(),
+                    vhostfd: Some(v.fd()),
+                })
+                .collect(),
         };
         Ok(VmPlan {
             accel: qemu.accel(),
@@ -181,6 +209,7 @@ impl VmPlan {
             reservations,
             name: spec.name.clone(),
             macvtaps,
+            vsocks,
             run_dir: Some(run_dir),
         })
     }
@@ -217,6 +246,7 @@ impl VmPlan {
             }
         }
         self.macvtaps.clear();
+        self.vsocks.clear();
         if let Some(e) = failed {
             return Err(e);
         }
@@ -243,11 +273,13 @@ impl VmPlan {
         self.incoming.as_ref()
     }
 
-    /// The fds QEMU inherits (every macvtap NIC's tap and vhost-net fds).
+    /// The fds QEMU inherits (every macvtap NIC's tap and vhost-net fds, every vsock's
+    /// `/dev/vhost-vsock`).
     pub(crate) fn inherited_fds(&self) -> Vec<RawFd> {
         self.macvtaps
             .iter()
             .flat_map(|(_, l)| l.tap_fds().into_iter().chain(l.vhost_fds()))
+            .chain(self.vsocks.iter().map(VhostVsock::fd))
             .collect()
     }
 

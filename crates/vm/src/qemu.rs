@@ -301,6 +301,45 @@ mod tests {
         assert_ne!(qemu.fingerprint(&other).expect("fingerprint"), fingerprint);
     }
 
+    /// `vsocks`: each gets a free CID on an open `/dev/vhost-vsock` QEMU inherits; a host
+    /// without the device is an error naming the key, never a VM without its vsock.
+    #[test]
+    fn vsocks_hold_their_cid_or_name_the_missing_host_feature() {
+        let qemu = qemu();
+        let mut p = params();
+        p.insert("vsocks", "vsock0 vsock1");
+        let spec = VmSpec::new(&p, "vm1").expect("spec");
+        let plan = VmPlan::decide(&qemu, &spec, &PlanOptions::new("/srv/root"));
+        if !Path::new(crate::vsock::DEVICE).exists() {
+            let err = plan.err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(
+                err.contains("`vsocks` = \"vsock0\" needs a host feature"),
+                "{err}"
+            );
+            assert!(err.contains("/dev/vhost-vsock does not exist"), "{err}");
+            return;
+        }
+        let plan = plan.expect("plan");
+        let runs = &plan.values().vsocks;
+        assert_eq!(runs.len(), 2);
+        assert!(runs[0].cid >= 3 && runs[1].cid > runs[0].cid);
+        let fds = plan.inherited_fds();
+        let cmd = qemu.command(&spec, &plan.plan()).expect("command");
+        let text = cmd.render();
+        for r in runs {
+            let fd = r.vhostfd.expect("a held fd");
+            assert!(fds.contains(&fd));
+            assert!(
+                text.contains(&format!("guest-cid={},vhostfd={fd}", r.cid)),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            cmd.render_stable(),
+            qemu.fingerprint(&spec).expect("fingerprint")
+        );
+    }
+
     #[test]
     fn params_accelerator_wins_and_env_is_refused() {
         let qemu = qemu();

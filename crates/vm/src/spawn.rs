@@ -1,4 +1,5 @@
-//! Spawning children that die with kvmtest: the crate's one module with `unsafe`.
+//! Spawning children that die with kvmtest: one of the crate's two modules with `unsafe` (the
+//! other is `vsock`'s ioctl).
 //!
 //! A QEMU started by kvmtest must not outlive it, however kvmtest ends (panic, SIGKILL, OOM
 //! killer). The kernel offers exactly this with `prctl(PR_SET_PDEATHSIG, SIGKILL)`, set in the

@@ -69,8 +69,8 @@ pub(super) fn machine(b: &mut Builder<'_>, v: &VmSpec) {
             }
         }
     }
-    // The cfg's `vm_accelerator`, else the one the run plan chose.
-    match v.accel.or(b.plan.accel) {
+    let (accel, key) = accel(b, v);
+    match accel {
         None => {}
         Some(a) if caps.has_option("accel") && caps.has_accelerator(a.as_str()) => {
             b.cmd.push2("-accel", Word::from(a.as_str()));
@@ -82,9 +82,20 @@ pub(super) fn machine(b: &mut Builder<'_>, v: &VmSpec) {
         Some(Accel::Tcg) if !caps.has_option("accel") && !caps.has_option("enable-kvm") => {}
         Some(a) => b.unsupported(
             Obj::Vm,
-            "vm_accelerator",
+            key,
             format!("QEMU {} cannot select accelerator {a}", caps.version),
         ),
+    }
+}
+
+/// The accelerator and the key that chose it: the cfg's `vm_accelerator`, else what
+/// `disable_kvm`/`enable_kvm` ask for (TCG where avocado-vt drops `-enable-kvm`), else the run
+/// plan's (`vm_accelerator` names a problem then: the plan's choice has no key).
+pub(super) fn accel(b: &Builder<'_>, v: &VmSpec) -> (Option<Accel>, &'static str) {
+    match (v.accel, v.launch.kvm) {
+        (Some(a), _) => (Some(a), "vm_accelerator"),
+        (None, Some(s)) => (Some(s.accel), s.key),
+        (None, None) => (b.plan.accel, "vm_accelerator"),
     }
 }
 
@@ -170,6 +181,7 @@ pub(super) fn display(b: &mut Builder<'_>, v: &VmSpec) {
         Some(DisplayKind::Vnc) => {
             let mut w = WordBuf::new();
             w.run(&b.plan.vnc(), false);
+            super::launch::vnc_items(b, v, &mut w);
             b.cmd.push2("-vnc", w.finish());
         }
         Some(DisplayKind::Sdl) if caps.has_option("sdl") => b.cmd.flag("-sdl"),
@@ -269,7 +281,16 @@ pub(super) fn pci(b: &mut Builder<'_>, v: &VmSpec) {
 }
 
 /// `extra_params`: already split into words; a word starting with `-` starts a display line.
+/// The options are the user's verbatim text: [`Builder::verbatim`] records where they are, so
+/// later passes (`virtio_dev_*`) leave them alone.
 pub(super) fn extra(b: &mut Builder<'_>, v: &VmSpec) {
+    let start = b.cmd.options.len();
+    extra_words(b, v);
+    b.verbatim = start..b.cmd.options.len();
+}
+
+/// The options of `extra_params`, one display line per word starting with `-`.
+fn extra_words(b: &mut Builder<'_>, v: &VmSpec) {
     let mut group: Vec<Word> = Vec::new();
     for w in &v.extra_params {
         if w.starts_with('-') && !group.is_empty() {

@@ -2,11 +2,12 @@
 //!
 //! One function per QEMU option family, in the submodules, each taking the typed view and asking
 //! the capabilities what this binary accepts. Options are emitted in avocado-vt's order
-//! (environment and command prefix, `-S`, name, sandbox, machine, `-nodefaults`, VGA, watchdog,
-//! memory, `-smp`, `-numa`, `-cpu`, monitors, pvpanic, serials, RNGs, SeaBIOS log, USB,
-//! iothreads, disks, NICs, CD-ROMs, boot files and kernel, redirs, display, uuid, testdev,
-//! debug-exit, HPET, `-rtc`, `-boot`, 9p, PCI assignment, extra params, sga, balloons,
-//! `-msg`/`-overcommit`/`-k`, extra root ports), `-incoming` last:
+//! (environment and command prefix, `-S`, name, sandbox, machine, `-nodefaults`, IOMMUs, VGA,
+//! watchdog, memory, `-smp`, `-numa`, `-cpu`, sound cards, monitors, pvpanic, serials, RNGs,
+//! SeaBIOS log, USB, iothreads, disks, NICs, vsocks, CD-ROMs, boot files and kernel, redirs,
+//! display, uuid, testdev, debug-exit, HPET, `-rtc`, `-boot`, 9p, PCI assignment, extra params,
+//! `-bios`, `-compat`, `-runas`, sga, smartcard, option ROMs, input devices, balloons,
+//! `-msg`/`-overcommit`/`-k`, the `virtio_dev_*` properties, extra root ports), `-incoming` last:
 //! PCI slots are handed out in that order, so the same order gives the same addresses.
 //! What the binary cannot do is a [`ProblemKind::Unsupported`] problem, collected with the
 //! view's own problems so a variant reports everything at once. Nothing here does I/O.
@@ -14,11 +15,14 @@
 mod block;
 mod chardev;
 pub(crate) mod devices;
+mod iommu;
+mod launch;
 mod memory;
 mod misc;
 mod net;
 mod options;
 mod pci;
+mod peripherals;
 mod platform;
 mod smp;
 mod usb;
@@ -153,6 +157,8 @@ pub(crate) struct Builder<'c> {
     pub(crate) usb_buses: Vec<usb::UsbBus>,
     /// PCI placement so far.
     pub(crate) pci: pci::PciState,
+    /// The options `extra_params` gave, verbatim (by index in `cmd.options`).
+    pub(crate) verbatim: std::ops::Range<usize>,
 }
 
 impl<'c> Builder<'c> {
@@ -175,6 +181,7 @@ impl<'c> Builder<'c> {
             spec_has_kernel: spec.kernel.is_some(),
             usb_buses: Vec::new(),
             pci: pci::PciState::new(pci::Layout::of(spec, caps.has_device())),
+            verbatim: 0..0,
         }
     }
 
@@ -191,12 +198,14 @@ impl<'c> Builder<'c> {
         misc::machine(self, v);
         pci::machine_devices(self);
         options::defaults(self, v);
+        iommu::iommus(self, v);
         vga::vga(self, v);
         platform::watchdog(self, v);
         memory::memory(self, v);
         smp::smp(self, v);
         memory::numa(self, v);
         misc::cpu(self, v);
+        peripherals::sound(self, v);
         chardev::monitors(self, v);
         platform::pvpanic_vmcoreinfo(self, v);
         chardev::serials(self, v);
@@ -206,6 +215,7 @@ impl<'c> Builder<'c> {
         devices::iothreads(self, v);
         block::images(self, v);
         net::nics(self, v);
+        peripherals::vsocks(self, v);
         block::cdroms(self, v);
         misc::boot_files(self, v);
         net::legacy_redirs(self, v);
@@ -219,9 +229,14 @@ impl<'c> Builder<'c> {
         devices::nine_p(self, v);
         misc::pci(self, v);
         misc::extra(self, v);
+        launch::bios_compat_runas(self, v);
         platform::sga(self, v);
+        peripherals::smartcard(self, v);
+        peripherals::option_roms(self, v);
+        peripherals::inputs(self, v);
         devices::balloons(self, v);
         options::qemu_options(self, v);
+        iommu::virtio_globals(self, v);
         pci::extra_root_ports(self, v);
         misc::incoming(self, v);
     }
@@ -230,13 +245,22 @@ impl<'c> Builder<'c> {
     /// rather than rendered as a placeholder QEMU would reject).
     fn check_plan(&mut self, v: &VmSpec) {
         if let Some(values) = &self.plan.values {
-            if values.nics.len() != v.nics.len() {
+            let (nics, vsocks) = (values.nics.len(), values.vsocks.len());
+            if nics != v.nics.len() {
                 self.plan_problem(
                     "nics",
                     format!(
-                        "the run plan decides {} NIC(s), the spec has {}",
-                        values.nics.len(),
+                        "the run plan decides {nics} NIC(s), the spec has {}",
                         v.nics.len()
+                    ),
+                );
+            }
+            if vsocks != v.peripherals.vsocks.len() {
+                self.plan_problem(
+                    "vsocks",
+                    format!(
+                        "the run plan decides {vsocks} vsock(s), the spec has {}",
+                        v.peripherals.vsocks.len()
                     ),
                 );
             }

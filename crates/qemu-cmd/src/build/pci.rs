@@ -267,6 +267,34 @@ pub(super) fn place(
     place
 }
 
+/// Where a PCI device plugged into the root bus itself goes: the next free slot of `pci.0`, or
+/// of `pcie.0` on q35 even for a PCI Express device (avocado-vt's `pcie_direct_plug`, which its
+/// virtio-iommu-pci asks for). `None` without placement, or when the bus is full (a problem on
+/// `key` of `obj`).
+pub(super) fn place_on_root(
+    b: &mut Builder<'_>,
+    driver: &str,
+    obj: Obj<'_>,
+    key: &str,
+) -> Option<Place> {
+    if b.pci.layout == Layout::None {
+        return None;
+    }
+    let Some(s) = b.pci.free_root_slot() else {
+        b.unsupported(
+            obj,
+            key,
+            format!("no free PCI slot is left for a {driver} device"),
+        );
+        return None;
+    };
+    b.pci.root.insert((s, 0));
+    Some(Place {
+        bus: b.pci.root_bus().into(),
+        addr: addr_text((s, 0), false),
+    })
+}
+
 /// Marks the next free root slot taken by a device QEMU places itself (`-vga TYPE`).
 pub(super) fn reserve_next(b: &mut Builder<'_>) {
     if b.pci.layout != Layout::None {

@@ -32,10 +32,6 @@ pub const VM_KEYS: &[KeyDoc] = &[
         "avocado-vt's name of the root PCI bus devices go on (`pci.0` on i440fx and q35 alike; \
          kvmtest knows no other)",
     ),
-    KeyDoc::optional(
-        "inputs",
-        "avocado-vt's input devices (objects; not built by kvmtest: a non-empty list is a problem)",
-    ),
     KeyDoc::with_default(
         "strict_mode",
         "no",
@@ -457,6 +453,7 @@ pub const OBJECT_LISTS: &[&str] = &[
     "guest_numa_cpus",
     "vcpu_devices",
     "inputs",
+    "vsocks",
 ];
 
 /// Every family: its name, the object kind its keys belong to, and its table.
@@ -480,6 +477,10 @@ pub const FAMILIES: &[(&str, &str, &[KeyDoc])] = &[
     ("vm", "iothread", crate::devices::IOTHREAD_KEYS),
     ("vm", "usb", crate::usb::USB_KEYS),
     ("vm", "usb_device", crate::usb::USB_DEVICE_KEYS),
+    ("vm", "vm", crate::iommu::IOMMU_KEYS),
+    ("vm", "vm", crate::peripherals::PERIPHERAL_KEYS),
+    ("vm", "input", crate::peripherals::INPUT_KEYS),
+    ("vm", "vm", crate::launch::LAUNCH_KEYS),
     ("session", "vm", SESSION_KEYS),
     ("tools", "vm", TOOL_KEYS),
 ];

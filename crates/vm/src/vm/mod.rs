@@ -505,6 +505,19 @@ impl Vm {
             })
     }
 
+    /// The guest CID of vsock `name` (an entry of `vsocks`), as the plan claimed it on the host:
+    /// the address a test connects to; `None` for a name the VM has no vsock of.
+    pub fn vsock_cid(&self, name: &str) -> Option<u32> {
+        let at = self
+            .setup
+            .spec
+            .peripherals
+            .vsocks
+            .iter()
+            .position(|v| v == name)?;
+        self.plan.values().vsocks.get(at).map(|v| v.cid)
+    }
+
     /// The tap interface name of NIC `index` (`nic_ifname`, or a short unique name).
     ///
     /// # Errors
