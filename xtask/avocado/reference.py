@@ -319,9 +319,12 @@ def main():
     seen = set()
     for label, d in jobs:
         name = d["name"]
-        if name in seen:  # a first value: the same variant as the machine's `-first`
+        # A first value: the same variant as the machine's `-first`. Feature samples share
+        # their variant's name (the cfg text appended does not rename it): each is its own.
+        key = label if "-feature-" in label else name
+        if key in seen:
             continue
-        seen.add(name)
+        seen.add(key)
         if args.list:
             print(label, name)
             continue

@@ -37,6 +37,8 @@
 //! * [`problem`]: [`Problem`], [`ProblemKind`], [`SpecError`].
 
 pub mod devices;
+pub mod filesystem;
+pub mod hostdev;
 pub mod image;
 pub mod keys;
 pub mod memory;
@@ -44,6 +46,7 @@ pub mod nic;
 pub mod opts;
 pub mod origins;
 pub mod pci;
+pub mod pcic;
 pub mod platform;
 pub mod problem;
 pub mod process;
@@ -53,7 +56,9 @@ pub mod session;
 pub mod smp;
 pub mod storage;
 pub mod test;
+pub mod throttle;
 pub mod tools;
+pub mod tpm;
 pub mod types;
 pub mod usb;
 pub mod vm;

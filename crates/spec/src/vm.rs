@@ -194,6 +194,16 @@ pub struct VmSpec {
     pub usb: crate::usb::UsbSpec,
     /// Virtio RNGs, balloons, the 9p export, OVMF, iothreads.
     pub devices: crate::devices::DevicesSpec,
+    /// `tpms`.
+    pub tpms: Vec<crate::tpm::TpmSpec>,
+    /// `filesystems` (virtio-fs exports).
+    pub filesystems: Vec<crate::filesystem::FsSpec>,
+    /// `vm_hostdevs`.
+    pub hostdevs: Vec<crate::hostdev::HostdevSpec>,
+    /// `pci_controllers` and the PCI buses objects asked for (`*_pci_bus`, `pci_bus`).
+    pub pci_buses: crate::pcic::PciBusesSpec,
+    /// `throttle_groups` and the disks they throttle.
+    pub throttle: crate::throttle::ThrottleSpec,
     /// `uuid`.
     pub uuid: Option<UuidSpec>,
     /// `testdev`.
@@ -376,6 +386,11 @@ impl VmSpec {
             pci_topology: crate::pci::PciSpec::read(&mut r),
             usb: crate::usb::UsbSpec::read(&mut r),
             devices: crate::devices::DevicesSpec::read(&mut r, has_images),
+            tpms: crate::tpm::read_tpms(&mut r),
+            filesystems: crate::filesystem::read_filesystems(&mut r),
+            hostdevs: crate::hostdev::read_hostdevs(&mut r),
+            pci_buses: crate::pcic::PciBusesSpec::read(&mut r),
+            throttle: crate::throttle::ThrottleSpec::read(&mut r),
             uuid,
             testdev: r.bool("testdev", false),
             disable_hpet: r.bool("disable_hpet", false),
@@ -459,17 +474,6 @@ fn read_checksum(c: &mut Reader<'_, '_>) -> Option<IsoChecksum> {
 /// avocado-vt keys whose feature kvmtest does not build: read so that a value asking for it is
 /// a problem naming the key (never silently ignored), and the default passes.
 fn read_unbuilt(r: &mut Reader<'_, '_>) {
-    match r.str("pci_bus") {
-        None | Some("pci.0") => {}
-        Some(_) => r.problem(
-            "pci_bus",
-            ProblemKind::Unsupported {
-                reason: "kvmtest places devices on the root bus, avocado-vt's `pci.0` (no other \
-                         PCI bus or controller is built)"
-                    .into(),
-            },
-        ),
-    }
     if !r.objects("inputs").is_empty() {
         r.problem(
             "inputs",
