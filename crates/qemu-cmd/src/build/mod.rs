@@ -14,6 +14,7 @@
 mod block;
 mod chardev;
 pub(crate) mod devices;
+mod hostdev;
 mod memory;
 mod misc;
 mod net;
@@ -21,8 +22,11 @@ mod options;
 mod pci;
 mod platform;
 mod smp;
+mod throttle;
+mod tpm;
 mod usb;
 mod vga;
+mod virtiofs;
 
 use params::Params;
 
@@ -193,6 +197,7 @@ impl<'c> Builder<'c> {
         options::defaults(self, v);
         vga::vga(self, v);
         platform::watchdog(self, v);
+        pci::controllers(self, v);
         memory::memory(self, v);
         smp::smp(self, v);
         memory::numa(self, v);
@@ -204,7 +209,9 @@ impl<'c> Builder<'c> {
         platform::logs(self, v);
         usb::usb(self, v);
         devices::iothreads(self, v);
+        throttle::groups(self, v);
         block::images(self, v);
+        virtiofs::filesystems(self, v);
         net::nics(self, v);
         block::cdroms(self, v);
         misc::boot_files(self, v);
@@ -219,6 +226,8 @@ impl<'c> Builder<'c> {
         devices::nine_p(self, v);
         misc::pci(self, v);
         misc::extra(self, v);
+        tpm::tpms(self, v);
+        hostdev::hostdevs(self, v);
         platform::sga(self, v);
         devices::balloons(self, v);
         options::qemu_options(self, v);
@@ -387,6 +396,16 @@ impl Opts {
             if let Some(v) = v {
                 self.w.raw("=").esc(v.as_bytes());
             }
+        }
+        self
+    }
+
+    /// `key=value` pairs from the cfg (JSON properties, `key=value` words), each key and value
+    /// escaped.
+    pub(crate) fn pairs(&mut self, pairs: &[(String, String)]) -> &mut Self {
+        for (k, v) in pairs {
+            self.sep();
+            self.w.esc(k.as_bytes()).raw("=").esc(v.as_bytes());
         }
         self
     }

@@ -1,0 +1,50 @@
+//! `filesystems`: each virtio-fs export as avocado-vt renders it, after the disks — a socket
+//! chardev `char_virtiofs_NAME` connecting to virtiofsd (the `vm` crate's, on a socket in the run
+//! dir; or the user's own, `fs_source_user_sock_path`) and the `vhost-user-fs` device
+//! `vufs_virtiofs_NAME` with the mount tag and `fs_driver_props`, placed as a PCI Express device.
+
+use super::{pci, Builder, Obj, Opts};
+use crate::names;
+use spec::filesystem::FsDaemon;
+use spec::vm::VmSpec;
+
+/// `filesystems`.
+pub(super) fn filesystems(b: &mut Builder<'_>, v: &VmSpec) {
+    let machine = v.machine_type.as_deref().unwrap_or_default();
+    let driver = if machine.contains("-mmio:") {
+        "vhost-user-fs-device"
+    } else if machine.starts_with("s390") {
+        "vhost-user-fs-ccw"
+    } else {
+        "vhost-user-fs-pci"
+    };
+    for f in &v.filesystems {
+        let obj = Obj::Sub("filesystem", &f.name);
+        if !b.caps.has_device_type(driver) {
+            let reason = format!("QEMU {} has no {driver} device", b.caps.version);
+            b.unsupported(obj, "fs_driver", reason);
+            continue;
+        }
+        let chardev = format!("char_virtiofs_{}", f.name);
+        let mut o = Opts::new("socket");
+        o.kv("id", &chardev);
+        match &f.daemon {
+            FsDaemon::Virtiofsd(_) => o.kv_with("path", |w| {
+                b.run_file(w, &names::virtiofsd_socket(&f.name), true);
+            }),
+            FsDaemon::User { socket } => o.kv("path", socket),
+        };
+        b.cmd.push2("-chardev", o.finish());
+        let mut o = Opts::new(driver);
+        o.kv("id", &format!("vufs_virtiofs_{}", f.name))
+            .kv("chardev", &chardev)
+            .kv("tag", &f.target);
+        o.pairs(&f.driver_props);
+        if driver == "vhost-user-fs-pci" {
+            if let Some(p) = pci::place(b, v, driver, false, obj, "fs_driver") {
+                p.add_to(&mut o);
+            }
+        }
+        b.cmd.push2("-device", o.finish());
+    }
+}
