@@ -66,6 +66,25 @@ pub enum Error {
         /// What failed, naming the keys and values involved.
         what: String,
     },
+    /// The host lacks what the VM needs (swtpm, virtiofsd, a host device): the key and value
+    /// that ask for it.
+    #[error("VM {vm}: needs a host feature: {feature}")]
+    HostFeature {
+        /// The VM.
+        vm: String,
+        /// What is missing, naming the key and value.
+        feature: crate::daemons::HostFeature,
+    },
+    /// A daemon kvmtest starts beside QEMU (swtpm, virtiofsd) failed to start.
+    #[error("VM {vm}: {what}: {problem}")]
+    Daemon {
+        /// The VM.
+        vm: String,
+        /// Which daemon (`swtpm of TPM tpm0`).
+        what: String,
+        /// What went wrong, with the end of its output.
+        problem: String,
+    },
     /// The argv source failed to produce a command line.
     #[error("VM {vm}: building the QEMU command line")]
     Argv {

@@ -18,6 +18,18 @@ pub(super) fn filesystems(b: &mut Builder<'_>, v: &VmSpec) {
     } else {
         "vhost-user-fs-pci"
     };
+    if !v.filesystems.is_empty() && !memory_shared(v) {
+        b.unsupported(
+            Obj::Vm,
+            "filesystems",
+            "virtio-fs needs guest memory virtiofsd can map: `vm_mem_backend = \
+             memory-backend-memfd` (or -file) with `vm_mem_share = yes`, or NUMA nodes on \
+             `mem_devs` with `share_mem = yes` (avocado-vt leaves it to the config; QEMU starts \
+             without it and the export does not work)"
+                .into(),
+        );
+        return;
+    }
     for f in &v.filesystems {
         let obj = Obj::Sub("filesystem", &f.name);
         if !b.caps.has_device_type(driver) {
@@ -47,4 +59,34 @@ pub(super) fn filesystems(b: &mut Builder<'_>, v: &VmSpec) {
         }
         b.cmd.push2("-device", o.finish());
     }
+}
+
+/// Whether all guest memory is in fd-backed shared backends (what vhost-user needs): the
+/// machine backend (memfd or file, `vm_mem_share` on), or, with NUMA nodes, every node's
+/// `mem_devs` backend shared.
+fn memory_shared(v: &VmSpec) -> bool {
+    let on = |s: Option<&str>| matches!(s, Some("yes" | "on" | "true"));
+    let m = &v.memory;
+    if m.numa_nodes.is_empty() {
+        let backend = match &m.hugepages {
+            Some(_) => "memory-backend-file",
+            None => m.machine.backend.as_deref().unwrap_or("memory-backend-ram"),
+        };
+        return backend != "memory-backend-ram" && on(m.machine.share.as_deref());
+    }
+    m.numa_nodes.iter().all(|n| {
+        n.mem.is_none()
+            && n.memdev.as_deref().is_some_and(|id| {
+                m.devs.iter().any(|d| {
+                    format!("mem-{}", d.name) == id
+                        && d.object.backend != "memory-backend-ram"
+                        && on(d
+                            .object
+                            .props
+                            .iter()
+                            .find(|(k, _)| *k == "share")
+                            .map(|(_, v)| v.as_str()))
+                })
+            })
+    })
 }
