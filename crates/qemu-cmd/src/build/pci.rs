@@ -331,6 +331,17 @@ pub(super) fn place_requested(
     }
 }
 
+/// A device asked for a PCI bus where kvmtest leaves placement to QEMU: named, not dropped.
+fn no_placement(b: &mut Builder<'_>, obj: Obj<'_>, key: &str) {
+    b.unsupported(
+        obj,
+        key,
+        "kvmtest places devices on a named PCI bus on a pc/i440fx or q35 machine \
+         (`machine_type`) with `-device` only"
+            .into(),
+    );
+}
+
 /// [`place`] by the machine's rules (the root bus, q35's root ports and legacy bridge).
 fn place_root(
     b: &mut Builder<'_>,
@@ -446,6 +457,18 @@ fn place_on(
 /// watchdog), preceded by the slots its `hook_fill_scsi_hbas` reserves there.
 pub(super) fn controllers(b: &mut Builder<'_>, v: &VmSpec) {
     if b.pci.layout == Layout::None {
+        // Every bus asked for is named once here, where placement is left to QEMU.
+        if v.pci_buses.default_bus.is_some() {
+            no_placement(b, Obj::Vm, "pci_bus");
+        }
+        for (kind, name, r) in &v.pci_buses.requests {
+            if r.bus.is_some() {
+                no_placement(b, Obj::Sub(kind, name), r.key);
+            }
+        }
+        for h in v.hostdevs.iter().filter(|h| h.pci_bus.is_some()) {
+            no_placement(b, Obj::Sub("hostdev", &h.name), "pci_bus");
+        }
         if !v.pci_buses.controllers.is_empty() {
             b.unsupported(
                 Obj::Vm,
