@@ -331,6 +331,31 @@ pub(super) fn place_requested(
     }
 }
 
+/// A device avocado-vt places by bus type rather than by name (`{"type": "PCIE"}` on q35,
+/// `{"type": "PCI"}` elsewhere: a virtio-fs device): on the latest controller of that type
+/// with a free slot (root ports and switches are PCI Express, bridges conventional PCI), else
+/// by the machine's rules.
+pub(super) fn place_by_type(
+    b: &mut Builder<'_>,
+    v: &VmSpec,
+    driver: &str,
+    obj: Obj<'_>,
+    key: &str,
+) -> Option<Place> {
+    let pcie = matches!(b.pci.layout, Layout::Q35 { .. });
+    let latest = b.pci.ctrls.iter().rev().find(|c| {
+        let c_pcie = matches!(
+            c.kind,
+            PcicKind::RootPort | PcicKind::Upstream | PcicKind::Switch
+        );
+        c_pcie == pcie && (c.first..c.end).any(|s| !c.taken.contains(&s))
+    });
+    match latest.map(|c| c.name.clone()) {
+        Some(bus) => place_on(b, &bus, driver, obj, key),
+        None => place_root(b, v, driver, false, obj, key),
+    }
+}
+
 /// A device asked for a PCI bus where kvmtest leaves placement to QEMU: named, not dropped.
 fn no_placement(b: &mut Builder<'_>, obj: Obj<'_>, key: &str) {
     b.unsupported(

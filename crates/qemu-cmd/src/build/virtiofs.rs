@@ -1,7 +1,9 @@
 //! `filesystems`: each virtio-fs export as avocado-vt renders it, after the disks — a socket
 //! chardev `char_virtiofs_NAME` connecting to virtiofsd (the `vm` crate's, on a socket in the run
 //! dir; or the user's own, `fs_source_user_sock_path`) and the `vhost-user-fs` device
-//! `vufs_virtiofs_NAME` with the mount tag and `fs_driver_props`, placed as a PCI Express device.
+//! `vufs_virtiofs_NAME` with the mount tag and `fs_driver_props`, placed as avocado-vt places
+//! it: by bus type, on the latest controller of the machine's kind of PCI (a bridge on
+//! i440fx, a root port on q35) with a free slot, else as a PCI Express device.
 
 use super::{pci, Builder, Obj, Opts};
 use crate::names;
@@ -53,7 +55,7 @@ pub(super) fn filesystems(b: &mut Builder<'_>, v: &VmSpec) {
             .kv("tag", &f.target);
         o.pairs(&f.driver_props);
         if driver == "vhost-user-fs-pci" {
-            if let Some(p) = pci::place(b, v, driver, false, obj, "fs_driver") {
+            if let Some(p) = pci::place_by_type(b, v, driver, obj, "fs_driver") {
                 p.add_to(&mut o);
             }
         }
