@@ -64,8 +64,22 @@ const TOOLS: &[&str] = &[
     // `nettype = user:passt` NICs (crates/vm/tests/hostnet.rs)
     "passt",
     // avocado-vt's `ovmf` variants (`ovmf_path = /usr/share/OVMF`): `cargo xtask qemu-accepts`
-    "ovmf",
+    "ovmf", // `tpms` with `tpm_type = emulator` (crates/vm/tests/hostdevs.rs, `qemu-accepts`): swtpm
+    // and its swtpm_setup. virtio-fs's virtiofsd needs no package of its own on bookworm: its
+    // QEMU 7.2 `qemu-system-common` ships the C one as /usr/lib/qemu/virtiofsd (later releases
+    // have a `virtiofsd` package, added by `release_tools`).
+    "swtpm",
+    "swtpm-tools",
 ];
+
+/// Packages a release has beyond [`TOOLS`]: virtiofsd is a package of its own after bookworm
+/// (whose QEMU 7.2 ships it; QEMU 8.0 dropped the C virtiofsd).
+fn release_tools(codename: &str) -> &'static [&'static str] {
+    match codename {
+        "bookworm" | "bullseye" => &[],
+        _ => &["virtiofsd"],
+    }
+}
 
 /// `ID` and `VERSION_CODENAME` of `/etc/os-release`.
 pub fn os_release() -> Result<(String, String)> {
@@ -182,6 +196,7 @@ pub fn install_list(codename: &str, installed_qemu: &BTreeSet<String>) -> Vec<St
     qemu.extend(installed_qemu.iter().map(String::as_str));
     let mut list: Vec<String> = qemu.iter().map(|p| format!("{p}/{codename}")).collect();
     list.extend(TOOLS.iter().map(|t| (*t).to_string()));
+    list.extend(release_tools(codename).iter().map(|t| (*t).to_string()));
     list
 }
 
@@ -263,6 +278,12 @@ mod tests {
         assert!(list.contains(&"qemu-block-extra/bookworm".to_string()));
         assert!(list.contains(&"qemu-system-x86/bookworm".to_string()));
         assert!(list.contains(&"cpio".to_string()));
+        assert!(list.contains(&"swtpm-tools".to_string()));
+        assert!(
+            !list.contains(&"virtiofsd".to_string()),
+            "bookworm's QEMU ships it"
+        );
+        assert!(install_list("trixie", &installed).contains(&"virtiofsd".to_string()));
         assert_eq!(
             list.iter().filter(|p| p.starts_with("qemu-utils")).count(),
             1

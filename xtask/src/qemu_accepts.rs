@@ -19,7 +19,13 @@
 //! iteration time, so opening it does not cost QEMU two seconds of CPU), every ISO as an empty
 //! file, the 9p export as a directory, OVMF's variables copied from the firmware's template. A
 //! variant that needs what the host lacks (firmware that is not installed, a host block device,
-//! a network image backend, host PCI devices) is reported as "needs host feature" and not faked.
+//! a network image backend, host PCI devices, a host TPM, swtpm or virtiofsd that is not
+//! installed, an exported directory outside the temp dir) is reported as "needs host feature"
+//! and not faked: the `vm` crate's own check ([`vm::daemons::host_feature_missing`]). The
+//! daemons a variant needs beside QEMU (swtpm for an emulated TPM, virtiofsd for a virtio-fs
+//! export; a relative `fs_source_dir` is created in the temp dir) are started by the `vm`
+//! crate's code ([`vm::daemons::Daemons`]) on the run dir's sockets before QEMU, and stopped
+//! after it.
 //! QEMU is started (the command line holds `-S`), asked `qmp_capabilities` and `query-status` on
 //! its QMP monitor and told to `quit` ([`qemu_cmd::accepts::start_and_quit`], 10 s, killed on
 //! timeout). A variant kvmtest refuses to render is fine ("refused: <first problem>"); a command
@@ -323,13 +329,31 @@ fn variant(
     if let Some(missing) = missing_host_path(&cmd.args(), &dir) {
         return Ok(Verdict::NeedsHost(missing));
     }
+    if let Some(missing) = vm::daemons::host_feature_missing(&spec, &dir) {
+        return Ok(Verdict::NeedsHost(missing.to_string()));
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("a tokio runtime for the daemons")?;
+    let dirs = vm::daemons::DaemonDirs {
+        vm: &spec.name,
+        run_dir: &dir,
+        root_dir: &dir,
+        log_dir: &dir,
+    };
+    let mut daemons = rt
+        .block_on(vm::daemons::Daemons::start(&spec, dirs, TIMEOUT))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let Some(qmp) = spec.monitors.iter().find(|m| m.kind == MonitorKind::Qmp) else {
         return Ok(Verdict::NeedsHost(
             "a QMP monitor (`monitors` has none to talk to)".into(),
         ));
     };
     let socket = dir.join(qemu_cmd::names::monitor_socket(&qmp.name));
-    match start_and_quit(&cmd, &socket, TIMEOUT) {
+    let result = start_and_quit(&cmd, &socket, TIMEOUT);
+    rt.block_on(daemons.stop(Duration::from_secs(2)));
+    match result {
         Ok(status) if status.contains("prelaunch") => Ok(Verdict::Accepted),
         Ok(status) => Ok(Verdict::Rejected(format!(
             "not paused by -S: {status}\n--- argv ---\n{}",
@@ -403,6 +427,13 @@ fn prepare(spec: &VmSpec, dir: &Path, luks: &mut LuksImages) -> Result<Option<St
         let path = dir.join(&p.dir);
         if !p.dir.starts_with('/') {
             std::fs::create_dir_all(&path)?;
+        }
+    }
+    for f in &spec.filesystems {
+        if let spec::filesystem::FsDaemon::Virtiofsd(d) = &f.daemon {
+            if !d.source_dir.starts_with('/') && d.base_dir.is_none() {
+                std::fs::create_dir_all(vm::daemons::source_dir(d, dir))?;
+            }
         }
     }
     if let Some(ovmf) = &spec.devices.ovmf {

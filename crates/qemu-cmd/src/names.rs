@@ -45,6 +45,25 @@ pub fn passt_socket(name: &str) -> String {
     format!("passt-{name}.sock")
 }
 
+/// The control socket swtpm serves TPM `name` on (`tpm_type = emulator`), in the run
+/// directory: `swtpm-NAME.sock`. The `vm` crate starts swtpm on it; QEMU's chardev connects.
+pub fn swtpm_socket(name: &str) -> String {
+    format!("swtpm-{name}.sock")
+}
+
+/// The state directory of emulated TPM `name`, in the run directory: `swtpm-NAME.state`
+/// (swtpm_setup writes it before each start).
+pub fn swtpm_state_dir(name: &str) -> String {
+    format!("swtpm-{name}.state")
+}
+
+/// The vhost-user socket virtiofsd serves file system `name` on (`filesystems`), in the run
+/// directory: `virtiofsd-NAME.sock`. The `vm` crate starts virtiofsd on it; QEMU's chardev
+/// connects.
+pub fn virtiofsd_socket(name: &str) -> String {
+    format!("virtiofsd-{name}.sock")
+}
+
 /// The netdev id of NIC `name` (index `index` in `nics`): `hostnet-NAME`, or `hostnetN` when the
 /// name is not a valid QEMU id.
 pub fn netdev_id(name: &str, index: usize) -> String {

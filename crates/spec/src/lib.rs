@@ -43,6 +43,8 @@
 //! * [`problem`]: [`Problem`], [`ProblemKind`], [`SpecError`].
 
 pub mod devices;
+pub mod filesystem;
+pub mod hostdev;
 pub mod image;
 pub mod iommu;
 pub mod keys;
@@ -52,6 +54,7 @@ pub mod nic;
 pub mod opts;
 pub mod origins;
 pub mod pci;
+pub mod pcic;
 pub mod peripherals;
 pub mod platform;
 pub mod problem;
@@ -62,7 +65,9 @@ pub mod session;
 pub mod smp;
 pub mod storage;
 pub mod test;
+pub mod throttle;
 pub mod tools;
+pub mod tpm;
 pub mod types;
 pub mod usb;
 pub mod vm;

@@ -49,6 +49,103 @@ pub fn split_opt_list(s: &str) -> Result<Vec<(String, Option<String>)>, String> 
         .collect()
 }
 
+/// A JSON object of QEMU properties as avocado-vt's `*_props` keys hold them
+/// (`fs_driver_props = {"queue-size": 1024}`), as `(key, value)` pairs in the text's order,
+/// rendered as avocado-vt's `QDevice.set_param` renders them: strings as they are, numbers in
+/// decimal, booleans `on`/`off`.
+///
+/// # Errors
+///
+/// `Err(why)` for text that is not a JSON object of such scalars (`null`, lists and objects
+/// have no rendering as one property).
+pub fn json_props(text: &str) -> Result<Vec<(String, String)>, String> {
+    let pairs: JsonPairs = serde_json::from_str(text.trim()).map_err(|e| e.to_string())?;
+    pairs
+        .0
+        .into_iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => Ok((k, s)),
+            serde_json::Value::Number(n) => Ok((k, n.to_string())),
+            serde_json::Value::Bool(b) => Ok((k, if b { "on" } else { "off" }.to_string())),
+            other => Err(format!("{k}: {other} is not a string, number or boolean")),
+        })
+        .collect()
+}
+
+/// A JSON object's members in the text's order (`serde_json::Map` sorts them).
+struct JsonPairs(Vec<(String, serde_json::Value)>);
+
+impl<'de> serde::Deserialize<'de> for JsonPairs {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = JsonPairs;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<JsonPairs, A::Error> {
+                let mut out = Vec::new();
+                while let Some(pair) = m.next_entry::<String, serde_json::Value>()? {
+                    out.push(pair);
+                }
+                Ok(JsonPairs(out))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
+}
+
+/// [`json_props`] of `key` through a reader: none when unset; a bad value is an `Invalid`
+/// problem.
+pub(crate) fn json_props_of(
+    r: &mut crate::read::Reader<'_, '_>,
+    key: &str,
+) -> Vec<(String, String)> {
+    let Some(text) = r.str(key) else {
+        return Vec::new();
+    };
+    json_props(text).unwrap_or_else(|why| {
+        r.problem(
+            key,
+            crate::problem::ProblemKind::Invalid {
+                expected: format!(
+                    "a JSON object of properties such as {{\"queue-size\": 1024}} ({why})"
+                ),
+            },
+        );
+        Vec::new()
+    })
+}
+
+/// avocado-vt's `Params.get_dict`: `key=value` words separated by white space, as
+/// `(key, value)` pairs in order; a word without `=` is an `Invalid` problem.
+pub(crate) fn dict_of(r: &mut crate::read::Reader<'_, '_>, key: &str) -> Vec<(String, String)> {
+    let Some(text) = r.str(key) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for word in text.split_whitespace() {
+        match word.split_once('=') {
+            Some((k, v)) if !k.is_empty() => out.push((k.to_string(), v.to_string())),
+            _ => {
+                r.problem(
+                    key,
+                    crate::problem::ProblemKind::Invalid {
+                        expected: format!(
+                            "`key=value` words separated by spaces (bad word {word:?})"
+                        ),
+                    },
+                );
+                return Vec::new();
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,5 +172,22 @@ mod tests {
             ])
         );
         assert!(split_opt_list(",").is_err(), "nothing after the comma");
+    }
+
+    #[test]
+    fn json_props_keep_their_order_and_render_as_avocado_does() {
+        assert_eq!(
+            json_props(r#" {"z": "a,b", "queue-size": 1024, "ppi": false, "on": true} "#),
+            Ok(vec![
+                ("z".to_string(), "a,b".to_string()),
+                ("queue-size".to_string(), "1024".to_string()),
+                ("ppi".to_string(), "off".to_string()),
+                ("on".to_string(), "on".to_string()),
+            ])
+        );
+        assert!(json_props("{\"a\": null}").is_err());
+        assert!(json_props("{\"a\": [1]}").is_err());
+        assert!(json_props("[1]").is_err());
+        assert!(json_props("a=b").is_err());
     }
 }

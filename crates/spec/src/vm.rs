@@ -200,6 +200,16 @@ pub struct VmSpec {
     pub peripherals: crate::peripherals::PeripheralsSpec,
     /// The KVM switches, `-bios`, `-compat`, `-runas`, the VNC password and options.
     pub launch: crate::launch::LaunchSpec,
+    /// `tpms`.
+    pub tpms: Vec<crate::tpm::TpmSpec>,
+    /// `filesystems` (virtio-fs exports).
+    pub filesystems: Vec<crate::filesystem::FsSpec>,
+    /// `vm_hostdevs`.
+    pub hostdevs: Vec<crate::hostdev::HostdevSpec>,
+    /// `pci_controllers` and the PCI buses objects asked for (`*_pci_bus`, `pci_bus`).
+    pub pci_buses: crate::pcic::PciBusesSpec,
+    /// `throttle_groups` and the disks they throttle.
+    pub throttle: crate::throttle::ThrottleSpec,
     /// `uuid`.
     pub uuid: Option<UuidSpec>,
     /// `testdev`.
@@ -385,6 +395,11 @@ impl VmSpec {
             iommu: crate::iommu::IommuSpec::read(&mut r),
             peripherals: crate::peripherals::PeripheralsSpec::read(&mut r),
             launch: crate::launch::LaunchSpec::read(&mut r),
+            tpms: crate::tpm::read_tpms(&mut r),
+            filesystems: crate::filesystem::read_filesystems(&mut r),
+            hostdevs: crate::hostdev::read_hostdevs(&mut r),
+            pci_buses: crate::pcic::PciBusesSpec::read(&mut r),
+            throttle: crate::throttle::ThrottleSpec::read(&mut r),
             uuid,
             testdev: r.bool("testdev", false),
             disable_hpet: r.bool("disable_hpet", false),
@@ -468,17 +483,6 @@ fn read_checksum(c: &mut Reader<'_, '_>) -> Option<IsoChecksum> {
 /// avocado-vt keys whose feature kvmtest does not build: read so that a value asking for it is
 /// a problem naming the key (never silently ignored), and the default passes.
 fn read_unbuilt(r: &mut Reader<'_, '_>) {
-    match r.str("pci_bus") {
-        None | Some("pci.0") => {}
-        Some(_) => r.problem(
-            "pci_bus",
-            ProblemKind::Unsupported {
-                reason: "kvmtest places devices on the root bus, avocado-vt's `pci.0` (no other \
-                         PCI bus or controller is built)"
-                    .into(),
-            },
-        ),
-    }
     if r.bool("strict_mode", false) {
         r.problem(
             "strict_mode",

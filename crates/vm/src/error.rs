@@ -66,17 +66,24 @@ pub enum Error {
         /// What failed, naming the keys and values involved.
         what: String,
     },
-    /// The host lacks what a key asks for (a device node, a kernel module).
-    #[error("VM {vm}: `{key}` = {value:?} needs a host feature: {what}")]
+    /// The host lacks what the VM needs (swtpm, virtiofsd, a host device): the key and value
+    /// that ask for it.
+    #[error("VM {vm}: needs a host feature: {feature}")]
     HostFeature {
         /// The VM.
         vm: String,
-        /// The key asking for it.
-        key: String,
-        /// Its value.
-        value: String,
-        /// What is missing or failed.
+        /// What is missing, naming the key and value.
+        feature: crate::daemons::HostFeature,
+    },
+    /// A daemon kvmtest starts beside QEMU (swtpm, virtiofsd) failed to start.
+    #[error("VM {vm}: {what}: {problem}")]
+    Daemon {
+        /// The VM.
+        vm: String,
+        /// Which daemon (`swtpm of TPM tpm0`).
         what: String,
+        /// What went wrong, with the end of its output.
+        problem: String,
     },
     /// The argv source failed to produce a command line.
     #[error("VM {vm}: building the QEMU command line")]

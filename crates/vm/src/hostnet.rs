@@ -166,7 +166,7 @@ pub(crate) fn no_vdpa_device(sysfs: &Path, name: &str) -> String {
 }
 
 /// `binary` as a program to run: a path as given, a bare name found on `PATH`.
-fn find_program(binary: &str) -> Option<PathBuf> {
+pub(crate) fn find_program(binary: &str) -> Option<PathBuf> {
     let is_exe = |p: &Path| p.is_file();
     if binary.contains('/') {
         let p = PathBuf::from(binary);

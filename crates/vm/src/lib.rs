@@ -29,6 +29,7 @@
 //! # let _ = kernel; Ok(()) }
 //! ```
 
+pub mod daemons;
 pub mod error;
 pub mod fixtures;
 mod hostnet;

@@ -164,9 +164,12 @@ impl VmPlan {
             let held = VhostVsock::claim(Path::new(vsock::DEVICE), from).map_err(|what| {
                 Error::HostFeature {
                     vm: spec.name.clone(),
-                    key: "vsocks".into(),
-                    value: name.clone(),
-                    what,
+                    feature: crate::daemons::HostFeature {
+                        object: format!("vsock {name}"),
+                        key: "vsocks".into(),
+                        value: name.clone(),
+                        what,
+                    },
                 }
             })?;
             from = held.cid().saturating_add(1);

@@ -312,10 +312,8 @@ mod tests {
         let plan = VmPlan::decide(&qemu, &spec, &PlanOptions::new("/srv/root"));
         if !Path::new(crate::vsock::DEVICE).exists() {
             let err = plan.err().map(|e| e.to_string()).unwrap_or_default();
-            assert!(
-                err.contains("`vsocks` = \"vsock0\" needs a host feature"),
-                "{err}"
-            );
+            assert!(err.contains("needs a host feature"), "{err}");
+            assert!(err.contains("vsocks = \"vsock0\""), "{err}");
             assert!(err.contains("/dev/vhost-vsock does not exist"), "{err}");
             return;
         }

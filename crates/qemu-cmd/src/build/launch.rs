@@ -12,12 +12,10 @@ use crate::caps::{BoolSyntax, QemuVersion};
 use crate::cmd::{Word, WordBuf};
 use spec::vm::VmSpec;
 
-/// `-bios`, `-compat`, then `-run-with user=` (QEMU 9.1+, where `-runas` is deprecated) or
-/// `-runas`.
-pub(super) fn bios_compat_runas(b: &mut Builder<'_>, v: &VmSpec) {
-    let l = &v.launch;
+/// `bios_path` (`-bios`), right after `extra_params` as in avocado-vt.
+pub(super) fn bios(b: &mut Builder<'_>, v: &VmSpec) {
     let caps = b.caps;
-    if let Some(bios) = l.bios.as_deref() {
+    if let Some(bios) = v.launch.bios.as_deref() {
         if caps.has_option("bios") {
             b.cmd.push2("-bios", Word::from(bios));
         } else {
@@ -25,6 +23,13 @@ pub(super) fn bios_compat_runas(b: &mut Builder<'_>, v: &VmSpec) {
             b.unsupported(Obj::Vm, "bios_path", reason);
         }
     }
+}
+
+/// `qemu_compat` (`-compat`) and `user_runas` (`-run-with user=` on QEMU ≥ 9.1, else
+/// `-runas`), after the TPMs and host devices as in avocado-vt.
+pub(super) fn compat_runas(b: &mut Builder<'_>, v: &VmSpec) {
+    let l = &v.launch;
+    let caps = b.caps;
     if let Some(policy) = l.compat.as_deref() {
         if caps.has_option("compat") {
             b.cmd.push2("-compat", Word::from(policy));

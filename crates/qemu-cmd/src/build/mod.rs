@@ -15,6 +15,7 @@
 mod block;
 mod chardev;
 pub(crate) mod devices;
+mod hostdev;
 mod iommu;
 mod launch;
 mod memory;
@@ -25,8 +26,11 @@ mod pci;
 mod peripherals;
 mod platform;
 mod smp;
+mod throttle;
+mod tpm;
 mod usb;
 mod vga;
+mod virtiofs;
 
 use params::Params;
 
@@ -201,6 +205,7 @@ impl<'c> Builder<'c> {
         iommu::iommus(self, v);
         vga::vga(self, v);
         platform::watchdog(self, v);
+        pci::controllers(self, v);
         memory::memory(self, v);
         smp::smp(self, v);
         memory::numa(self, v);
@@ -213,7 +218,9 @@ impl<'c> Builder<'c> {
         platform::logs(self, v);
         usb::usb(self, v);
         devices::iothreads(self, v);
+        throttle::groups(self, v);
         block::images(self, v);
+        virtiofs::filesystems(self, v);
         net::nics(self, v);
         peripherals::vsocks(self, v);
         block::cdroms(self, v);
@@ -229,7 +236,10 @@ impl<'c> Builder<'c> {
         devices::nine_p(self, v);
         misc::pci(self, v);
         misc::extra(self, v);
-        launch::bios_compat_runas(self, v);
+        launch::bios(self, v);
+        tpm::tpms(self, v);
+        hostdev::hostdevs(self, v);
+        launch::compat_runas(self, v);
         platform::sga(self, v);
         peripherals::smartcard(self, v);
         peripherals::option_roms(self, v);
@@ -411,6 +421,16 @@ impl Opts {
             if let Some(v) = v {
                 self.w.raw("=").esc(v.as_bytes());
             }
+        }
+        self
+    }
+
+    /// `key=value` pairs from the cfg (JSON properties, `key=value` words), each key and value
+    /// escaped.
+    pub(crate) fn pairs(&mut self, pairs: &[(String, String)]) -> &mut Self {
+        for (k, v) in pairs {
+            self.sep();
+            self.w.esc(k.as_bytes()).raw("=").esc(v.as_bytes());
         }
         self
     }

@@ -20,12 +20,25 @@
 //! * `pcie_extra_root_port = N` adds N empty root ports at the end (multifunction in groups of
 //!   eight), for hot-plug; `pcie_root_port_params` extends every root port but the first.
 //!
+//! * `pci_controllers` (avocado-vt's "additional PCI RC/switch/bridges", added right after the
+//!   watchdog): each controller goes on its `pci_bus` (the root bus, or an earlier controller)
+//!   like a conventional device, root ports with the next chassis number (shared with the
+//!   machine's root ports), `pci-bridge` with the next `chassis_nr`. A device whose
+//!   `*_pci_bus` (or `pci_bus`) names a controller goes on it: a root port's one slot, a
+//!   bridge's lowest free slot (1-31; 1-19 for `i82801b11-bridge`), an `x3130` switch through a
+//!   new `xio3130-downstream` port `NAME.SLOT` of its own. avocado-vt's `*_pci_bus` key wins
+//!   over q35's legacy bridge; the object's `pci_bus` does not.
+//! * avocado-vt's `hook_fill_scsi_hbas`: images of the deprecated `drive_format = scsi` get
+//!   their `lsi53c895a` controllers (one per seven) a root slot reserved at that point of the
+//!   order, before the controllers; the controllers' HBAs take those slots later.
+//!
 //! Other machines, an unset `machine_type` and binaries without `-device` are left to QEMU's
 //! own placement (no `bus=`/`addr=`).
 
 use std::collections::BTreeSet;
 
 use super::{Builder, Obj, Opts};
+use spec::pcic::{BusRequest, PcicKind, PcicSpec};
 use spec::vm::VmSpec;
 
 /// Drivers avocado-vt treats as PCI Express (each behind a root port of its own on q35).
@@ -91,6 +104,25 @@ pub(crate) struct PciState {
     /// (`pcie-pci-bridge`, else `pci-bridge`).
     port_driver: &'static str,
     bridge_driver: &'static str,
+    /// The buses of `pci_controllers` added so far, in order.
+    ctrls: Vec<CtrlBus>,
+    /// Last `chassis_nr` given (a `pci-bridge`'s).
+    chassis_nr: u32,
+    /// Root slots reserved for the deprecated `drive_format = scsi` HBAs, not yet taken.
+    lsi_slots: Vec<Addr>,
+}
+
+/// The bus of one `pci_controllers` controller.
+#[derive(Debug)]
+struct CtrlBus {
+    /// Its name (the controller's id).
+    name: String,
+    kind: PcicKind,
+    /// Taken (or reserved) slots.
+    taken: BTreeSet<u8>,
+    /// The first slot and one past the last a device may take.
+    first: u8,
+    end: u8,
 }
 
 /// Where one device goes: `bus=` and `addr=` to add to its `-device`.
@@ -131,6 +163,9 @@ impl PciState {
             bridge: BTreeSet::new(),
             port_driver: "pcie-root-port",
             bridge_driver: "pcie-pci-bridge",
+            ctrls: Vec::new(),
+            chassis_nr: 0,
+            lsi_slots: Vec::new(),
         }
     }
 
@@ -233,6 +268,114 @@ pub(super) fn place(
     obj: Obj<'_>,
     key: &str,
 ) -> Option<Place> {
+    if b.pci.layout == Layout::None {
+        return None;
+    }
+    if driver == "lsi53c895a" && !b.pci.lsi_slots.is_empty() {
+        let a = b.pci.lsi_slots.remove(0);
+        return Some(Place {
+            bus: b.pci.root_bus().into(),
+            addr: addr_text(a, false),
+        });
+    }
+    let own = match obj {
+        Obj::Sub(kind, name) => v.pci_buses.request(kind, name).cloned(),
+        Obj::Vm => None,
+    };
+    let q35_legacy = matches!(
+        b.pci.layout,
+        Layout::Q35 {
+            legacy_bridge: true
+        }
+    ) && legacy;
+    // avocado-vt's `_get_pci_bus`: `DTYPE_pci_bus`, then q35's legacy bridge, then `pci_bus`
+    // (the object's, else the VM's).
+    let (request, obj) = match own {
+        Some(r) if r.explicit || !q35_legacy => (Some(r), obj),
+        Some(_) => (None, obj),
+        None if q35_legacy => (None, obj),
+        None => {
+            let r = v.pci_buses.default_bus.clone().map(|bus| BusRequest {
+                bus: Some(bus),
+                explicit: false,
+                key: "pci_bus",
+            });
+            (r, Obj::Vm)
+        }
+    };
+    if let Some(r) = request {
+        return match r.bus {
+            Some(bus) => place_on(b, &bus, driver, obj, r.key),
+            None => place_root(b, v, driver, false, obj, r.key),
+        };
+    }
+    place_root(b, v, driver, legacy, obj, key)
+}
+
+/// A device whose object names its bus itself with `pci_bus` (a host device): on that
+/// controller, else by the machine's rules (without q35's legacy bridge, as avocado-vt's
+/// explicit bus).
+pub(super) fn place_requested(
+    b: &mut Builder<'_>,
+    v: &VmSpec,
+    bus: Option<&str>,
+    driver: &str,
+    obj: Obj<'_>,
+) -> Option<Place> {
+    if b.pci.layout == Layout::None {
+        return None;
+    }
+    match bus {
+        Some(bus) => place_on(b, bus, driver, obj, "pci_bus"),
+        None => place_root(b, v, driver, false, obj, "pci_bus"),
+    }
+}
+
+/// A device avocado-vt places by bus type rather than by name (`{"type": "PCIE"}` on q35,
+/// `{"type": "PCI"}` elsewhere: a virtio-fs device): on the latest controller of that type
+/// with a free slot (root ports and switches are PCI Express, bridges conventional PCI), else
+/// by the machine's rules.
+pub(super) fn place_by_type(
+    b: &mut Builder<'_>,
+    v: &VmSpec,
+    driver: &str,
+    obj: Obj<'_>,
+    key: &str,
+) -> Option<Place> {
+    let pcie = matches!(b.pci.layout, Layout::Q35 { .. });
+    let latest = b.pci.ctrls.iter().rev().find(|c| {
+        let c_pcie = matches!(
+            c.kind,
+            PcicKind::RootPort | PcicKind::Upstream | PcicKind::Switch
+        );
+        c_pcie == pcie && (c.first..c.end).any(|s| !c.taken.contains(&s))
+    });
+    match latest.map(|c| c.name.clone()) {
+        Some(bus) => place_on(b, &bus, driver, obj, key),
+        None => place_root(b, v, driver, false, obj, key),
+    }
+}
+
+/// A device asked for a PCI bus where kvmtest leaves placement to QEMU: named, not dropped.
+fn no_placement(b: &mut Builder<'_>, obj: Obj<'_>, key: &str) {
+    b.unsupported(
+        obj,
+        key,
+        "kvmtest places devices on a named PCI bus on a pc/i440fx or q35 machine \
+         (`machine_type`) with `-device` only"
+            .into(),
+    );
+}
+
+/// [`place`] by the machine's rules (the root bus, q35's root ports and legacy bridge).
+fn place_root(
+    b: &mut Builder<'_>,
+    v: &VmSpec,
+    driver: &str,
+    legacy: bool,
+    obj: Obj<'_>,
+    key: &str,
+) -> Option<Place> {
     let place = match b.pci.layout {
         Layout::None => return None,
         Layout::Q35 { legacy_bridge } if legacy && legacy_bridge => {
@@ -293,6 +436,199 @@ pub(super) fn place_on_root(
         bus: b.pci.root_bus().into(),
         addr: addr_text((s, 0), false),
     })
+}
+
+/// A device on the bus `bus` names (`*_pci_bus`): a controller of `pci_controllers`, or q35's
+/// `pcie-pci-bridge-0`.
+fn place_on(
+    b: &mut Builder<'_>,
+    bus: &str,
+    driver: &str,
+    obj: Obj<'_>,
+    key: &str,
+) -> Option<Place> {
+    let legacy_bridge = format!("{}-0", b.pci.bridge_driver);
+    if matches!(b.pci.layout, Layout::Q35 { .. }) && bus == legacy_bridge {
+        let slot = (1..32u8).find(|s| !b.pci.bridge.contains(s));
+        if let Some(s) = slot {
+            b.pci.bridge.insert(s);
+            return Some(Place {
+                bus: legacy_bridge,
+                addr: addr_text((s, 0), false),
+            });
+        }
+        b.unsupported(
+            obj,
+            key,
+            format!("no free slot is left on {bus} for a {driver}"),
+        );
+        return None;
+    }
+    let Some(i) = b.pci.ctrls.iter().position(|c| c.name == bus) else {
+        b.unsupported(
+            obj,
+            key,
+            format!(
+                "no PCI bus {bus:?}: neither the root bus (`pci.0`) nor a controller of \
+                 `pci_controllers` added before it"
+            ),
+        );
+        return None;
+    };
+    let c = &mut b.pci.ctrls[i];
+    let Some(slot) = (c.first..c.end).find(|s| !c.taken.contains(s)) else {
+        b.unsupported(
+            obj,
+            key,
+            format!("no free slot is left on {bus} for a {driver}"),
+        );
+        return None;
+    };
+    c.taken.insert(slot);
+    if c.kind != PcicKind::Switch {
+        return Some(Place {
+            bus: bus.to_string(),
+            addr: addr_text((slot, 0), false),
+        });
+    }
+    // An x3130 switch: a downstream port of the device's own at that slot.
+    let port = format!("{bus}.{slot}");
+    let mut o = Opts::new("xio3130-downstream");
+    o.kv("id", &port)
+        .kv("bus", bus)
+        .kv("addr", &addr_text((slot, 0), false));
+    let chassis = b.pci.next_chassis();
+    o.kv("chassis", &chassis);
+    b.cmd.push2("-device", o.finish());
+    Some(Place {
+        bus: port,
+        addr: "0x0".into(),
+    })
+}
+
+/// `pci_controllers`, at avocado-vt's "additional PCI RC/switch/bridges" point (after the
+/// watchdog), preceded by the slots its `hook_fill_scsi_hbas` reserves there.
+pub(super) fn controllers(b: &mut Builder<'_>, v: &VmSpec) {
+    if b.pci.layout == Layout::None {
+        // Every bus asked for is named once here, where placement is left to QEMU.
+        if v.pci_buses.default_bus.is_some() {
+            no_placement(b, Obj::Vm, "pci_bus");
+        }
+        for (kind, name, r) in &v.pci_buses.requests {
+            if r.bus.is_some() {
+                no_placement(b, Obj::Sub(kind, name), r.key);
+            }
+        }
+        for h in v.hostdevs.iter().filter(|h| h.pci_bus.is_some()) {
+            no_placement(b, Obj::Sub("hostdev", &h.name), "pci_bus");
+        }
+        if !v.pci_buses.controllers.is_empty() {
+            b.unsupported(
+                Obj::Vm,
+                "pci_controllers",
+                "kvmtest places PCI controllers on a pc/i440fx or q35 machine (`machine_type`) \
+                 with `-device` only"
+                    .into(),
+            );
+        }
+        return;
+    }
+    let old_scsi = v
+        .images
+        .iter()
+        .filter(|i| i.interface == Some(spec::types::DiskInterface::Scsi))
+        .count();
+    for _ in 0..old_scsi.div_ceil(7) {
+        if let Some(s) = b.pci.free_root_slot() {
+            b.pci.root.insert((s, 0));
+            b.pci.lsi_slots.push((s, 0));
+        }
+    }
+    for c in &v.pci_buses.controllers {
+        controller(b, c);
+    }
+}
+
+/// One controller: placed on its parent bus, its own bus registered.
+fn controller(b: &mut Builder<'_>, c: &PcicSpec) {
+    let obj = Obj::Sub("pcic", &c.name);
+    let driver = if c.kind == PcicKind::Switch {
+        "x3130-upstream"
+    } else {
+        c.driver.as_str()
+    };
+    if !b.caps.has_device_type(driver) {
+        let reason = format!("QEMU {} has no {driver} device", b.caps.version);
+        b.unsupported(obj, "type", reason);
+        return;
+    }
+    if b.pci.ctrls.iter().any(|x| x.name == c.name) {
+        b.unsupported(
+            obj,
+            "type",
+            format!("a second PCI controller named {:?}", c.name),
+        );
+        return;
+    }
+    let place = match &c.parent {
+        None => b.pci.free_root_slot().map(|s| {
+            b.pci.root.insert((s, 0));
+            if driver == b.pci.port_driver && matches!(b.pci.layout, Layout::Q35 { .. }) {
+                // avocado-vt shares a root port's free functions with later ports.
+                b.pci.port_slots.push(s);
+            }
+            Place {
+                bus: b.pci.root_bus().into(),
+                addr: addr_text((s, 0), false),
+            }
+        }),
+        Some(parent) => {
+            let parent = parent.clone();
+            place_on(b, &parent, driver, obj, "pci_bus")
+        }
+    };
+    let Some(place) = place else {
+        if c.parent.is_none() {
+            b.unsupported(
+                obj,
+                "type",
+                format!("no free root slot is left for {}", c.name),
+            );
+        }
+        return;
+    };
+    let mut o = Opts::new(driver);
+    o.kv("id", &c.name);
+    place.add_to(&mut o);
+    match c.kind {
+        PcicKind::RootPort => {
+            let chassis = b.pci.next_chassis();
+            o.kv("chassis", &chassis);
+        }
+        PcicKind::PciBridge => {
+            b.pci.chassis_nr += 1;
+            o.kv("chassis_nr", &b.pci.chassis_nr.to_string());
+        }
+        _ => {}
+    }
+    b.cmd.push2("-device", o.finish());
+    let (first, end) = match c.kind {
+        PcicKind::RootPort => (0, 1),
+        PcicKind::PciBridge | PcicKind::PciePciBridge => (1, 32),
+        PcicKind::DmiBridge => (1, 20),
+        PcicKind::Upstream | PcicKind::Switch | PcicKind::Other => (0, 32),
+    };
+    let mut taken: BTreeSet<u8> = c.reserved.iter().copied().collect();
+    if c.kind == PcicKind::PciePciBridge {
+        taken.insert(0);
+    }
+    b.pci.ctrls.push(CtrlBus {
+        name: c.name.clone(),
+        kind: c.kind,
+        taken,
+        first,
+        end,
+    });
 }
 
 /// Marks the next free root slot taken by a device QEMU places itself (`-vga TYPE`).

@@ -29,8 +29,8 @@ pub const VM_KEYS: &[KeyDoc] = &[
     KeyDoc::with_default(
         "pci_bus",
         "pci.0",
-        "avocado-vt's name of the root PCI bus devices go on (`pci.0` on i440fx and q35 alike; \
-         kvmtest knows no other)",
+        "the PCI bus devices go on when no key of theirs places them: avocado-vt's name of the \
+         root bus (`pci.0` on i440fx and q35 alike) or a `pci_controllers` name",
     ),
     KeyDoc::with_default(
         "strict_mode",
@@ -454,6 +454,11 @@ pub const OBJECT_LISTS: &[&str] = &[
     "vcpu_devices",
     "inputs",
     "vsocks",
+    "tpms",
+    "filesystems",
+    "vm_hostdevs",
+    "pci_controllers",
+    "throttle_groups",
 ];
 
 /// Every family: its name, the object kind its keys belong to, and its table.
@@ -481,6 +486,23 @@ pub const FAMILIES: &[(&str, &str, &[KeyDoc])] = &[
     ("vm", "vm", crate::peripherals::PERIPHERAL_KEYS),
     ("vm", "input", crate::peripherals::INPUT_KEYS),
     ("vm", "vm", crate::launch::LAUNCH_KEYS),
+    ("vm", "vm", crate::tpm::TPM_VM_KEYS),
+    ("vm", "tpm", crate::tpm::TPM_KEYS),
+    ("vm", "vm", crate::filesystem::FS_VM_KEYS),
+    ("vm", "filesystem", crate::filesystem::FS_KEYS),
+    ("vm", "vm", crate::hostdev::HOSTDEV_VM_KEYS),
+    ("vm", "hostdev", crate::hostdev::HOSTDEV_KEYS),
+    ("vm", "vm", crate::pcic::PCIC_VM_KEYS),
+    ("vm", "pcic", crate::pcic::PCIC_KEYS),
+    ("vm", "nic", crate::pcic::NIC_BUS_KEYS),
+    ("vm", "image", crate::pcic::IMAGE_BUS_KEYS),
+    ("vm", "cdrom", crate::pcic::CDROM_BUS_KEYS),
+    ("vm", "rng", crate::pcic::RNG_BUS_KEYS),
+    ("vm", "usb", crate::pcic::USB_BUS_KEYS),
+    ("vm", "balloon", crate::pcic::BALLOON_BUS_KEYS),
+    ("vm", "vm", crate::throttle::THROTTLE_VM_KEYS),
+    ("vm", "throttle_group", crate::throttle::THROTTLE_GROUP_KEYS),
+    ("vm", "image", crate::throttle::THROTTLE_IMAGE_KEYS),
     ("session", "vm", SESSION_KEYS),
     ("tools", "vm", TOOL_KEYS),
 ];

@@ -318,6 +318,8 @@ pub struct Vm {
     hot_nics: Vec<HotNic>,
     /// passt processes serving `nettype = user:passt` NICs (NIC name, process); killed on drop.
     passts: Vec<(String, OwnedProcess)>,
+    /// swtpm and virtiofsd processes of its TPMs and file systems; killed on drop.
+    daemons: crate::daemons::Daemons,
     log: VmLog,
     log_dir: PathBuf,
     session_count: u32,
@@ -368,6 +370,12 @@ impl Vm {
             .iter()
             .find(|(n, _)| n == nic)
             .map(|(_, p)| p.pid())
+    }
+
+    /// The pids of the daemons kvmtest started beside QEMU (swtpm, virtiofsd), with what each
+    /// serves, until teardown.
+    pub fn daemon_pids(&self) -> Vec<(String, u32)> {
+        self.daemons.pids()
     }
 
     /// The argv QEMU was started with.

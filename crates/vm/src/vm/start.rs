@@ -97,6 +97,21 @@ impl Vm {
                 passts.push((nic.name.clone(), process));
             }
         }
+        // swtpm and virtiofsd serve their sockets before QEMU connects (killed when dropped).
+        let daemons = crate::daemons::Daemons::start(
+            spec,
+            crate::daemons::DaemonDirs {
+                vm: &name,
+                run_dir: plan.run_dir(),
+                root_dir: &plan.values().root_dir,
+                log_dir: &log_dir,
+            },
+            setup.timeouts.connect,
+        )
+        .await?;
+        for (what, pid) in daemons.pids() {
+            log.line(&format!("{what}: pid {pid}"));
+        }
         let output_log = log_dir.join("qemu.log");
         let started = Instant::now();
         let inherited = plan.inherited_fds();
@@ -201,6 +216,7 @@ impl Vm {
             vnc_port,
             hot_nics: Vec::new(),
             passts,
+            daemons,
             log,
             log_dir,
             session_count: 0,

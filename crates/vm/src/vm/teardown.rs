@@ -104,6 +104,9 @@ impl Vm {
         }
         self.serial = None;
         self.stop_passts().await;
+        for line in self.daemons.stop(self.setup.timeouts.kill).await {
+            self.log.line(&format!("teardown: {line}"));
+        }
         self.plan.release()?;
         self.log.line(&format!("teardown done: {stopped:?}"));
         Ok(stopped)

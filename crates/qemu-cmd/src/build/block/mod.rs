@@ -130,6 +130,16 @@ pub(super) fn images(b: &mut Builder<'_>, v: &VmSpec) {
         };
         if blockdev {
             nodes::blockdev(b, img, &ids, itf, remote.as_ref());
+        } else if v.throttle.group_of(&img.name).is_some() {
+            // avocado-vt drops the group of a `-drive` disk without a word.
+            b.unsupported(
+                obj,
+                "image_throttle_group",
+                "a throttle group limits a `-blockdev` graph: this disk is a `-drive` \
+                 (`image_snapshot = yes`, or a QEMU without -blockdev)"
+                    .into(),
+            );
+            continue;
         } else {
             nodes::drive_none(b, img, &ids.node, remote.as_ref());
         }

@@ -242,10 +242,18 @@ pub(super) fn blockdev(
     // QEMU 9.0 and later: a raw image is its protocol node alone (avocado-vt's graph there).
     let format_node =
         img.format != ImageFormat::Raw || (b.caps.version.major, b.caps.version.minor) < (9, 0);
+    // `image_throttle_group`: a throttle node on top takes `drive_NAME`; the node below is
+    // named after its driver (`qcow2_NAME`, `file_NAME`), as avocado-vt names it.
+    let throttle = b.spec.throttle.group_of(&img.name).map(str::to_string);
+    let top = match (&throttle, format_node) {
+        (None, _) => ids.node.clone(),
+        (Some(_), true) => ids.protocol_node(img.format.as_str()),
+        (Some(_), false) => ids.protocol_node(class),
+    };
     let protocol = if format_node {
         ids.protocol_node(class)
     } else {
-        ids.node.clone()
+        top.clone()
     };
     let (cache, aio) = cache_and_aio(img);
     let cache_opts = |o: &mut Opts| {
@@ -300,20 +308,45 @@ pub(super) fn blockdev(
     }
     extra(&mut o, true);
     b.cmd.push2("-blockdev", o.finish());
-    if !format_node {
-        return;
+    if format_node {
+        format(
+            b,
+            img,
+            &top,
+            &protocol,
+            secret.as_deref(),
+            (cache_opts, extra),
+        );
     }
+    if let Some(group) = throttle {
+        let mut o = Opts::new("");
+        o.kv("node-name", &ids.node)
+            .kv("driver", "throttle")
+            .kv("throttle-group", &group)
+            .kv("file", &top);
+        b.cmd.push2("-blockdev", o.finish());
+    }
+}
+
+/// The format node `node` of a disk over `protocol`.
+fn format(
+    b: &mut Builder<'_>,
+    img: &ImageSpec,
+    node: &str,
+    protocol: &str,
+    secret: Option<&str>,
+    (cache_opts, extra): (impl Fn(&mut Opts), impl Fn(&mut Opts, bool)),
+) {
     let mut o = Opts::new("");
-    o.kv("node-name", &ids.node)
-        .kv("driver", img.format.as_str());
-    if let Some(id) = &secret {
+    o.kv("node-name", node).kv("driver", img.format.as_str());
+    if let Some(id) = secret {
         o.kv("key-secret", id);
     }
     cache_opts(&mut o);
     if img.readonly {
         o.kv("read-only", "on");
     }
-    o.kv("file", &protocol);
+    o.kv("file", protocol);
     extra(&mut o, false);
     b.cmd.push2("-blockdev", o.finish());
 }
