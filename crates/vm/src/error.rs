@@ -66,6 +66,15 @@ pub enum Error {
         /// What failed, naming the keys and values involved.
         what: String,
     },
+    /// Setting up SPICE's host side failed (a generated port, the host's address, the
+    /// certificates).
+    #[error("VM {vm}: SPICE: {what}")]
+    Spice {
+        /// The VM.
+        vm: String,
+        /// What failed, naming the keys and values involved.
+        what: String,
+    },
     /// The argv source failed to produce a command line.
     #[error("VM {vm}: building the QEMU command line")]
     Argv {

@@ -39,6 +39,7 @@ pub mod process;
 pub mod qemu;
 pub mod session;
 mod spawn;
+pub mod spice;
 mod vm;
 
 pub use error::{BoxError, Error, ImageError, SessionError};

@@ -2,11 +2,11 @@
 //!
 //! One function per QEMU option family, in the submodules, each taking the typed view and asking
 //! the capabilities what this binary accepts. Options are emitted in avocado-vt's order
-//! (environment and command prefix, `-S`, name, sandbox, machine, `-nodefaults`, VGA, watchdog,
-//! memory, `-smp`, `-numa`, `-cpu`, monitors, pvpanic, serials, RNGs, SeaBIOS log, USB,
-//! iothreads, disks, NICs, CD-ROMs, boot files and kernel, redirs, display, uuid, testdev,
-//! debug-exit, HPET, `-rtc`, `-boot`, 9p, PCI assignment, extra params, sga, balloons,
-//! `-msg`/`-overcommit`/`-k`, extra root ports), `-incoming` last:
+//! (environment and command prefix, `-S`, name, sandbox, machine, `-nodefaults`, VGA and the
+//! extra QXL adapters, watchdog, memory, `-smp`, `-numa`, `-cpu`, monitors, pvpanic, serials,
+//! RNGs, SeaBIOS log, USB, iothreads, disks, NICs, CD-ROMs, boot files and kernel, redirs,
+//! display (VNC, SPICE…), uuid, testdev, debug-exit, HPET, `-rtc`, `-boot`, 9p, PCI assignment,
+//! extra params, sga, balloons, `-msg`/`-overcommit`/`-k`, extra root ports), `-incoming` last:
 //! PCI slots are handed out in that order, so the same order gives the same addresses.
 //! What the binary cannot do is a [`ProblemKind::Unsupported`] problem, collected with the
 //! view's own problems so a variant reports everything at once. Nothing here does I/O.
@@ -21,6 +21,7 @@ mod options;
 mod pci;
 mod platform;
 mod smp;
+mod spice;
 mod usb;
 mod vga;
 
@@ -192,6 +193,7 @@ impl<'c> Builder<'c> {
         pci::machine_devices(self);
         options::defaults(self, v);
         vga::vga(self, v);
+        spice::extra_qxl(self, v);
         platform::watchdog(self, v);
         memory::memory(self, v);
         smp::smp(self, v);

@@ -334,7 +334,8 @@ impl Vm {
     }
 
     /// The unix sockets QEMU serves in the run directory: each monitor's, then each serial
-    /// port's (names from [`qemu_cmd::names`], as the command line has them).
+    /// port's but the SPICE channels' (names from [`qemu_cmd::names`], as the command line has
+    /// them).
     pub fn sockets(&self) -> Vec<PathBuf> {
         let spec = &self.setup.spec;
         let run = self.plan.run_dir();
@@ -344,6 +345,7 @@ impl Vm {
             .chain(
                 spec.serials
                     .iter()
+                    .filter(|s| s.is_socket())
                     .map(|s| run.join(qemu_cmd::names::serial_socket(&s.name))),
             )
             .collect()
