@@ -319,9 +319,12 @@ def main():
     seen = set()
     for label, d in jobs:
         name = d["name"]
-        if name in seen:  # a first value: the same variant as the machine's `-first`
+        # A hardware sample's first value is the same variant as the machine's `-first`: once.
+        # Feature samples share that variant's name but not its params: each is kept.
+        key = label if "-feature-" in label else name
+        if key in seen:
             continue
-        seen.add(name)
+        seen.add(key)
         if args.list:
             print(label, name)
             continue

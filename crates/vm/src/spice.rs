@@ -106,14 +106,12 @@ fn bindable(port: u16) -> bool {
     v4 && v6
 }
 
-/// The run-time SPICE values of `spec` ([`SpiceRun`]) and the port claims behind them.
+/// The run-time SPICE values of `spec` ([`SpiceRun`]) and the port claims behind them (keep
+/// them until QEMU has bound the ports; [`crate::VmPlan`] holds them for the VM's life).
 ///
 /// # Errors
 /// What failed (no free port, no host address), naming the key.
-pub(crate) fn decide(
-    spec: &VmSpec,
-    run_dir: &Path,
-) -> Result<(SpiceRun, Vec<PortReservation>), String> {
+pub fn decide(spec: &VmSpec, run_dir: &Path) -> Result<(SpiceRun, Vec<PortReservation>), String> {
     let mut run = SpiceRun::default();
     let mut claims = Vec::new();
     let Some(s) = &spec.spice else {
@@ -397,6 +395,23 @@ mod tests {
             netdst: Some("nonexistent0".into()),
         };
         assert_eq!(host_address(&a).as_deref(), Ok("192.0.2.9"));
+    }
+
+    /// On this host: the default route's interface address, or an error saying what is missing.
+    #[test]
+    fn the_host_address_of_the_default_route() {
+        let a = HostAddress {
+            version: IpVersion::Ipv4,
+            host_ip_addr: None,
+            netdst: None,
+        };
+        match host_address(&a) {
+            Ok(ip) => assert!(ip.parse::<Ipv4Addr>().is_ok(), "{ip}"),
+            Err(e) => assert!(
+                e.contains("no default route") || e.contains("has no ipv4 address"),
+                "{e}"
+            ),
+        }
     }
 
     #[test]
