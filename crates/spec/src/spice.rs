@@ -413,10 +413,16 @@ fn read_tls(r: &mut Reader<'_, '_>) -> SpiceTls {
     let port = read_port(r, "spice_tls_port");
     let secure = r.bool("spice_x509_secure", false);
     let generating = r.bool("spice_gen_x509", false);
+    // The CA key's passphrase when generating, the server key's when secure: one reading.
+    let password = if generating || secure {
+        needed(r, "spice_x509_key_password")
+    } else {
+        None
+    };
     let generate = if generating {
         let cacert_subj = needed(r, "spice_x509_cacert_subj");
         let server_subj = needed(r, "spice_x509_server_subj");
-        let key_password = needed(r, "spice_x509_key_password");
+        let key_password = password.clone();
         let server_cn = server_subj
             .as_deref()
             .is_some_and(|s| s.ends_with("CN="))
@@ -453,11 +459,7 @@ fn read_tls(r: &mut Reader<'_, '_>) -> SpiceTls {
     } else {
         r.string("spice_x509_prefix")
     };
-    let key_password = if secure {
-        needed(r, "spice_x509_key_password")
-    } else {
-        None
-    };
+    let key_password = if secure { password } else { None };
     SpiceTls {
         port,
         x509: SpiceX509 {
@@ -662,6 +664,20 @@ mod tests {
                 "spice_x509_server_subj",
             ]
         );
+    }
+
+    #[test]
+    fn one_passphrase_for_the_ca_and_a_secure_server_key() {
+        let e = spice(&[
+            ("spice_ssl", "yes"),
+            ("spice_gen_x509", "yes"),
+            ("spice_x509_secure", "yes"),
+            ("spice_x509_cacert_subj", "/CN=ca"),
+            ("spice_x509_server_subj", "/CN=s"),
+        ])
+        .err()
+        .unwrap_or_default();
+        assert_eq!(keys(e), ["spice_x509_key_password"], "reported once");
     }
 
     #[test]
