@@ -325,8 +325,8 @@ def main():
     seen = set()
     for label, d in jobs:
         name = d["name"]
-        # A first value: the same variant as the machine's `-first`. Feature samples share
-        # their variant's name (the cfg text appended does not rename it): each is its own.
+        # A hardware sample's first value is the same variant as the machine's `-first`: once.
+        # Feature samples share that variant's name but not its params: each is kept.
         key = label if "-feature-" in label else name
         if key in seen:
             continue

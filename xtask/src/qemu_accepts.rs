@@ -11,13 +11,17 @@
 //!   CPU has vmx/svm); with KVM the plan's accelerator is KVM, as avocado-vt's `-enable-kvm`;
 //! * hugepages off (`hugepage = no`, `setup_hugepages = no`, no `hugepage_path`, and no
 //!   `-mem-path MOUNT` in `extra_params`, where avocado-vt's `hugepages` variant puts it): the
-//!   host has no hugetlbfs mount with free pages.
+//!   host has no hugetlbfs mount with free pages;
+//! * a `spice_x509_prefix` becomes its last component, relative (so in the temp dir), with
+//!   `spice_gen_x509 = yes`: the host has no certificate directory of the user's, and the `vm`
+//!   crate's generator makes one there as it does at run time (`vm::spice`).
 //!
 //! Then kvmtest renders the command line with a real [`RunPlan`] whose root, image and run
 //! directories are one fresh temp dir; every image it references is created there with
 //! `qemu-img create` in its format (64M; a luks one with its `image_secret` and a 10 ms PBKDF
 //! iteration time, so opening it does not cost QEMU two seconds of CPU), every ISO as an empty
-//! file, the 9p export as a directory, OVMF's variables copied from the firmware's template. A
+//! file, the 9p export as a directory, OVMF's variables copied from the firmware's template,
+//! SPICE's certificates generated and its `generate`d ports claimed (`vm::spice`). A
 //! variant that needs what the host lacks (firmware that is not installed, a host block device,
 //! a network image backend, host PCI devices, a host TPM, swtpm or virtiofsd that is not
 //! installed, an exported directory outside the temp dir) is reported as "needs host feature"
@@ -255,6 +259,18 @@ fn params_of(record: &serde_json::Value, accel: Accel) -> Params {
     if accel != Accel::Kvm {
         params.insert("vm_accelerator", "tcg");
     }
+    let prefixes: Vec<String> = params
+        .keys()
+        .filter(|k| *k == "spice_x509_prefix" || k.starts_with("spice_x509_prefix_"))
+        .map(str::to_string)
+        .collect();
+    for k in prefixes {
+        let v = params.get(&k).unwrap_or_default().to_string();
+        let last = v.trim_end_matches('/').rsplit('/').next().unwrap_or("");
+        let last = if last.is_empty() { "spice_x509" } else { last };
+        params.insert(k, last.to_string());
+        params.insert("spice_gen_x509", "yes");
+    }
     params.insert("hugepage", "no");
     params.insert("setup_hugepages", "no");
     params.remove("hugepage_path");
@@ -314,7 +330,15 @@ fn variant(
         let _ = tmp.keep();
         eprintln!("{}: kept in {}", stem(file), dir.display());
     }
-    let plan = RunPlan::in_dir(&spec, &dir, Some(accel));
+    let mut plan = RunPlan::in_dir(&spec, &dir, Some(accel));
+    // SPICE's generated ports, claimed until QEMU has quit.
+    let (spice, _spice_ports) = match vm::spice::decide(&spec, &dir) {
+        Ok(d) => d,
+        Err(what) => return Ok(Verdict::NeedsHost(format!("SPICE: {what}"))),
+    };
+    if let Some(v) = plan.values.as_mut() {
+        v.spice = spice;
+    }
     let mut cmd = match build(&spec, &plan, caps) {
         Ok(c) => c,
         Err(e) => return Ok(Verdict::Refused(first_problem(&e))),
@@ -455,6 +479,9 @@ fn prepare(spec: &VmSpec, dir: &Path, luks: &mut LuksImages) -> Result<Option<St
             )));
         }
     }
+    if let Err(what) = vm::spice::prepare_certificates(spec, dir, dir) {
+        bail!("generating SPICE certificates: {what}");
+    }
     for rng in &spec.devices.rngs {
         let Some((_, items)) = &rng.chardev else {
             continue;
@@ -576,6 +603,7 @@ mod tests {
             "hugepage": "yes",
             "hugepage_path": "/mnt/huge",
             "extra_params": " -mem-path /mnt/kvm_hugepage -device foo",
+            "spice_x509_prefix": "/tmp/kvmtest-avocado-ref/spice_x509d/",
             "dep": ["not", "a", "param"],
         }});
         let p = params_of(&record, Accel::Tcg);
@@ -587,6 +615,8 @@ mod tests {
         assert_eq!(p.get("hugepage_path"), None);
         assert_eq!(p.get("extra_params"), Some("-device foo"));
         assert_eq!(p.get("dep"), None);
+        assert_eq!(p.get("spice_x509_prefix"), Some("spice_x509d"));
+        assert_eq!(p.get("spice_gen_x509"), Some("yes"));
         assert_eq!(params_of(&record, Accel::Kvm).get("vm_accelerator"), None);
     }
 

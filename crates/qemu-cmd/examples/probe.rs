@@ -51,4 +51,5 @@ const RAW: &[(&str, &[&str])] = &[
     ("cpu-help.txt", &["-cpu", "help"]),
     ("netdev-help.txt", &["-netdev", "help"]),
     ("accel-help.txt", &["-accel", "help"]),
+    ("spice-help.txt", &["-spice", "help"]),
 ];

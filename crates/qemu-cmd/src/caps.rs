@@ -141,6 +141,14 @@ pub struct Capabilities {
     /// that only say `-incoming p` (they know tcp, unix and exec).
     #[serde(default)]
     pub incoming: BTreeSet<String>,
+    /// Character device backends listed as `-chardev NAME,…` in `-help` (`socket`, `spicevmc`…).
+    #[serde(default)]
+    pub chardev_backends: BTreeSet<String>,
+    /// Sub-options of `-spice` as the binary itself lists them (`-spice help`: `port`,
+    /// `password-secret`…); empty when it has no SPICE, or its SPICE module does not load
+    /// (QEMU builds SPICE as a loadable module: `-help` lists `-spice` either way).
+    #[serde(default)]
+    pub spice_options: BTreeSet<String>,
 }
 
 /// The raw outputs a probe collects; the input of [`Capabilities::from_help`].
@@ -162,6 +170,8 @@ pub struct HelpTexts {
     pub netdev_help: String,
     /// `-accel help` (empty when unsupported).
     pub accel_help: String,
+    /// `-spice help` (QEMU prints the list and exits non-zero; empty without SPICE).
+    pub spice_help: String,
 }
 
 /// Reading or writing a capabilities file failed.
@@ -229,6 +239,11 @@ impl Capabilities {
                 .into_iter()
                 .filter(|f| f.chars().all(|c| c.is_ascii_lowercase()) && f.len() > 1)
                 .collect(),
+            chardev_backends: option_forms(&t.help, "-chardev ")
+                .into_iter()
+                .filter(|b| b != "help")
+                .collect(),
+            spice_options: parse_spice_options(&t.spice_help),
             options,
         })
     }
@@ -381,6 +396,21 @@ impl Capabilities {
     pub fn has_accelerator(&self, name: &str) -> bool {
         self.accelerators.contains(name)
     }
+
+    /// `-chardev NAME` exists (`spicevmc`, `socket`…).
+    pub fn has_chardev_backend(&self, name: &str) -> bool {
+        self.chardev_backends.contains(name)
+    }
+
+    /// `-spice` works: the binary lists its sub-options (`-spice help`).
+    pub fn has_spice(&self) -> bool {
+        !self.spice_options.is_empty()
+    }
+
+    /// `-spice` takes sub-option `name` (`password-secret`, `tls-port`…).
+    pub fn has_spice_option(&self, name: &str) -> bool {
+        self.spice_options.contains(name)
+    }
 }
 
 /// Option names from `-help`: every line starting with `-`, up to the first space, `[`, `,` or
@@ -505,6 +535,21 @@ fn parse_properties(text: &str) -> BTreeSet<String> {
     text.lines()
         .filter_map(|l| l.trim_start().split_once('='))
         .map(|(k, _)| k.trim().to_string())
+        .filter(|k| !k.is_empty() && !k.contains(' '))
+        .collect()
+}
+
+/// The `  NAME=<type>` lines under `spice options:` of `-spice help` (nothing when the output
+/// is an error: no SPICE, or a module that does not load).
+fn parse_spice_options(text: &str) -> BTreeSet<String> {
+    let mut lines = text.lines();
+    if !lines.any(|l| l.trim_end() == "spice options:") {
+        return BTreeSet::new();
+    }
+    lines
+        .take_while(|l| l.starts_with(' '))
+        .filter_map(|l| l.trim_start().split_once('='))
+        .map(|(k, _)| k.to_string())
         .filter(|k| !k.is_empty() && !k.contains(' '))
         .collect()
 }
@@ -639,5 +684,22 @@ mod tests {
         );
         let p = parse_properties("pc-i440fx-7.2 options:\n  hpet=<bool>   - Enable\n");
         assert!(p.contains("hpet"));
+    }
+
+    #[test]
+    fn spice_options_only_from_the_list() {
+        let o = parse_spice_options(
+            "spice options:\n  addr=<str>\n  password-secret=<str>\n  port=<num>\n",
+        );
+        assert_eq!(
+            o.into_iter().collect::<Vec<_>>(),
+            ["addr", "password-secret", "port"]
+        );
+        // QEMU 10 whose SPICE module is not installed
+        let missing = "qemu-system-x86_64: -spice help: There is no option group 'spice'\n\
+                       qemu-system-x86_64: -spice help: Perhaps you want to install \
+                       qemu-system-modules-spice package?\n";
+        assert!(parse_spice_options(missing).is_empty());
+        assert!(parse_spice_options("").is_empty());
     }
 }

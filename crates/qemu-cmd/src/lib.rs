@@ -58,7 +58,7 @@ pub use caps::{BoolSyntax, Capabilities, CapsError, HelpTexts, QemuVersion};
 pub use cmd::{Opt, QemuCommand, RunText, Word};
 pub use escape::{escape_into, escape_opt_value};
 pub use matrix::{for_each_cmdline, map_cmdlines, render_matrix, MatrixError, MatrixSummary};
-pub use plan::{Incoming, NicRun, RunPlan, RunValues, VncRange, VsockRun};
+pub use plan::{Incoming, NicRun, RunPlan, RunValues, SpiceRun, VncRange, VsockRun};
 pub use render::{render_argv, shell_quote};
 /// The typed reading of the params lives in the `spec` crate; these are re-exported so this
 /// crate's API reads as one: `qemu_cmd::types::Accel`, `qemu_cmd::VmSpec`…

@@ -36,6 +36,13 @@ pub const PVPANIC_ID: &str = "pvpanic";
 /// the `vm` crate copies the template there before QEMU starts.
 pub const OVMF_VARS_FILE: &str = "ovmf_vars.fd";
 
+/// The id of the `secret` object holding `spice_password` (avocado-vt's).
+pub const SPICE_SECRET_ID: &str = "spice_sec0";
+
+/// The directory of the SPICE certificates kvmtest generates (`spice_gen_x509 = yes` without a
+/// `spice_x509_prefix`), in the run directory: the `vm` crate makes it before QEMU starts.
+pub const SPICE_X509_DIR: &str = "spice-x509";
+
 /// The unix socket an incoming `unix:` migration listens on, in the run directory.
 pub const MIGRATION_SOCKET: &str = "migration.sock";
 

@@ -3,7 +3,7 @@
 //! A [`spec::VmSpec`] says what the VM is; a plan says where and how this run of it happens: the
 //! directories relative cfg paths resolve against, the run directory of its sockets, the MAC and
 //! tap name of each NIC (and the fds or device its host side opened), the value of `uuid = random`, the VNC displays it may bind, the host
-//! ports forwarded to the guest, the accelerator when the cfg names none, and whether it waits
+//! ports forwarded to the guest, SPICE's generated ports and listening address, the accelerator when the cfg names none, and whether it waits
 //! for an incoming migration. The `vm` crate decides a plan once (reserving MACs, creating the
 //! run directory) and the builder only renders it, so nothing is rewritten after the fact.
 //!
@@ -96,6 +96,19 @@ pub struct VsockRun {
     pub vhostfd: Option<i32>,
 }
 
+/// The run-time side of `display = spice`: what `spice_port = generate`,
+/// `spice_tls_port = generate` and `listening_addr` decided (the `vm` crate chooses free ports of
+/// avocado-vt's ranges and looks the host's address up).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpiceRun {
+    /// The port of `spice_port = generate`.
+    pub port: Option<u16>,
+    /// The port of `spice_tls_port = generate`.
+    pub tls_port: Option<u16>,
+    /// The host's address of `listening_addr`.
+    pub addr: Option<String>,
+}
+
 /// The concrete values of a real run.
 #[derive(Debug, Clone)]
 pub struct RunValues {
@@ -122,6 +135,8 @@ pub struct RunValues {
     pub pci_hosts: Vec<PciHostAddr>,
     /// One per vsock of the spec (`vsocks`), in order.
     pub vsocks: Vec<VsockRun>,
+    /// What `display = spice` decided at run time.
+    pub spice: SpiceRun,
 }
 
 /// The run-specific side of a command line (see the module docs).
@@ -201,6 +216,7 @@ impl RunPlan {
                     .zip(&spec.peripherals.vsocks)
                     .map(|(cid, _)| VsockRun { cid, vhostfd: None })
                     .collect(),
+                spice: SpiceRun::default(),
             }),
         }
     }
@@ -336,6 +352,34 @@ impl RunPlan {
                 .and_then(|r| r.vhostfd)
                 .map(|fd| text(fd.to_string().as_bytes(), ph)),
         }
+    }
+
+    /// A value [`SpiceRun`] holds: `None` when the plan has values but not this one (the
+    /// builder reports it: a caller's mistake, never a port QEMU would read as "none").
+    fn spice_value(
+        &self,
+        get: impl Fn(&SpiceRun) -> Option<String>,
+        placeholder: &str,
+    ) -> Option<RunText> {
+        match &self.values {
+            None => Some(same(placeholder.into())),
+            Some(v) => get(&v.spice).map(|t| text(t.as_bytes(), placeholder)),
+        }
+    }
+
+    /// The port of `spice_port = generate`.
+    pub fn spice_port(&self) -> Option<RunText> {
+        self.spice_value(|s| s.port.map(|p| p.to_string()), "@SPICE_PORT@")
+    }
+
+    /// The port of `spice_tls_port = generate`.
+    pub fn spice_tls_port(&self) -> Option<RunText> {
+        self.spice_value(|s| s.tls_port.map(|p| p.to_string()), "@SPICE_TLS_PORT@")
+    }
+
+    /// The host's address of `listening_addr`.
+    pub fn spice_addr(&self) -> Option<RunText> {
+        self.spice_value(|s| s.addr.clone(), "@SPICE_ADDR@")
     }
 
     /// The UUID for `uuid = random`.

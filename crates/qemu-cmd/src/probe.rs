@@ -1,11 +1,15 @@
 //! Probing a QEMU binary: the only module of this crate that runs processes or touches files.
 //!
 //! [`probe`] runs the binary with `-version`, `-help`, `-device help`, `-machine help`,
-//! `-machine pc,help`, `-cpu help`, `-netdev help` and `-accel help` (each with a timeout, stdin
-//! closed, `LC_ALL=C`) and parses the outputs with [`Capabilities::from_help`]. [`probe_cached`]
-//! keeps the result on disk keyed by the binary's canonical path, size and modification time,
-//! so a test run probes each binary once. The version comes from `-version`, which prints the
-//! same triple QMP's `query-version` reports, without starting a VM.
+//! `-machine pc,help`, `-cpu help`, `-netdev help`, `-accel help` and `-spice help` (each with a
+//! timeout, stdin closed, `LC_ALL=C`) and parses the outputs with [`Capabilities::from_help`].
+//! `-spice help` is the binary's own answer to "does SPICE work": QEMU builds SPICE as a module
+//! that `-help` lists whether or not it loads, and the sub-options it prints (7.2 has both
+//! `password` and `password-secret`, 10.0 only the latter) are what `-spice` accepts.
+//! [`probe_cached`] keeps the result on disk keyed by the binary's canonical path, size and
+//! modification time (and the cache's format, [`CACHE_FORMAT`]), so a test run probes each
+//! binary once. The version comes from `-version`, which prints the same triple QMP's
+//! `query-version` reports, without starting a VM.
 
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
@@ -134,9 +138,16 @@ impl CacheKey {
     }
 }
 
+/// The version of what a probe collects: an entry of another version (one written before
+/// the probe learned a new question, whose answer would read as "absent") is probed again.
+pub const CACHE_FORMAT: u32 = 2;
+
 /// A cache entry: the key it was probed with and the result.
 #[derive(Debug, Serialize, Deserialize)]
 struct CacheEntry {
+    /// [`CACHE_FORMAT`] when written (entries before it had none: 0).
+    #[serde(default)]
+    format: u32,
     key: CacheKey,
     caps: Capabilities,
 }
@@ -164,8 +175,15 @@ pub fn default_cache_dir() -> PathBuf {
     base.join("kvmtest").join("qemu-caps")
 }
 
-/// Runs one probe; `Ok(None)` when it exits non-zero (the binary lacks that help).
-fn run(binary: &Path, args: &[&str], timeout: Duration) -> Result<Option<String>, ProbeError> {
+/// What one probe printed, and whether it exited successfully.
+struct Output {
+    success: bool,
+    /// Its stdout, else (when stdout is blank) its stderr.
+    text: String,
+}
+
+/// Runs one probe; an exit status other than success is an error only for `-help`.
+fn run(binary: &Path, args: &[&str], timeout: Duration) -> Result<Output, ProbeError> {
     let joined = args.join(" ");
     // Probing is the one place of this crate that runs a program.
     #[allow(clippy::disallowed_methods)]
@@ -229,26 +247,26 @@ fn run(binary: &Path, args: &[&str], timeout: Duration) -> Result<Option<String>
     };
     let stdout = out.join().unwrap_or_default();
     let stderr = err.join().unwrap_or_default();
-    if !status.success() {
-        if args == ["-help"] {
-            return Err(ProbeError::Failed {
-                binary: binary.to_path_buf(),
-                args: joined,
-                status: status.to_string(),
-                stderr,
-            });
-        }
-        return Ok(None);
+    if !status.success() && args == ["-help"] {
+        return Err(ProbeError::Failed {
+            binary: binary.to_path_buf(),
+            args: joined,
+            status: status.to_string(),
+            stderr,
+        });
     }
     // Some releases print help lists on stderr.
-    Ok(Some(if stdout.trim().is_empty() {
-        stderr
-    } else {
-        stdout
-    }))
+    Ok(Output {
+        success: status.success(),
+        text: if stdout.trim().is_empty() {
+            stderr
+        } else {
+            stdout
+        },
+    })
 }
 
-/// Probes `binary` (a path, or a name looked up on `PATH`). Runs it eight times.
+/// Probes `binary` (a path, or a name looked up on `PATH`). Runs it nine times.
 ///
 /// # Errors
 ///
@@ -256,8 +274,10 @@ fn run(binary: &Path, args: &[&str], timeout: Duration) -> Result<Option<String>
 /// found.
 pub fn probe(binary: &Path) -> Result<Capabilities, ProbeError> {
     let bin = resolve(binary);
+    // A help that fails counts as empty (the binary lacks it)…
     let get = |args: &[&str]| -> Result<String, ProbeError> {
-        Ok(run(&bin, args, PROBE_TIMEOUT)?.unwrap_or_default())
+        let out = run(&bin, args, PROBE_TIMEOUT)?;
+        Ok(if out.success { out.text } else { String::new() })
     };
     let texts = HelpTexts {
         version: get(&["-version"])?,
@@ -268,6 +288,8 @@ pub fn probe(binary: &Path) -> Result<Capabilities, ProbeError> {
         cpu_help: get(&["-cpu", "help"])?,
         netdev_help: get(&["-netdev", "help"])?,
         accel_help: get(&["-accel", "help"])?,
+        // …except `-spice help`, which prints its list and exits 1 (its parser reads the list).
+        spice_help: run(&bin, &["-spice", "help"], PROBE_TIMEOUT)?.text,
     };
     let note = format!("probed from {}", bin.display());
     Capabilities::from_help(&texts, note).map_err(|source| ProbeError::Parse {
@@ -288,7 +310,7 @@ pub fn probe_cached(binary: &Path, cache_dir: &Path) -> Result<Capabilities, Pro
     let file = cache_dir.join(key.file_name());
     if let Ok(text) = std::fs::read_to_string(&file) {
         if let Ok(entry) = serde_json::from_str::<CacheEntry>(&text) {
-            if entry.key == key {
+            if entry.key == key && entry.format == CACHE_FORMAT {
                 return Ok(entry.caps);
             }
         }
@@ -300,6 +322,7 @@ pub fn probe_cached(binary: &Path, cache_dir: &Path) -> Result<Capabilities, Pro
     };
     std::fs::create_dir_all(cache_dir).map_err(cache_err)?;
     let entry = CacheEntry {
+        format: CACHE_FORMAT,
         key,
         caps: caps.clone(),
     };

@@ -28,6 +28,7 @@ fn raw_texts(fixture: &str) -> HelpTexts {
         cpu_help: raw("cpu-help.txt"),
         netdev_help: raw("netdev-help.txt"),
         accel_help: raw("accel-help.txt"),
+        spice_help: raw("spice-help.txt"),
     }
 }
 
@@ -47,6 +48,9 @@ fn captured_help_parses_into_the_7_2_fixture() {
     let caps = parses_into_its_fixture("qemu-7.2");
     assert_eq!(caps.version, QemuVersion::new(7, 2, 22));
     assert!(caps.has_no_hpet() && caps.has_machine_hpet());
+    // `-spice help`: both password forms; the SPICE chardevs in `-help`.
+    assert!(caps.has_spice() && caps.has_spice_option("password"));
+    assert!(caps.has_spice_option("password-secret") && caps.has_chardev_backend("spicevmc"));
 }
 
 /// 10.0 dropped options the builder knows (`-no-hpet`, `-no-acpi`, `-runas`, `-chroot`,
@@ -60,6 +64,9 @@ fn captured_help_parses_into_the_10_0_fixture() {
     }
     assert!(caps.has_option("run-with") && caps.has_machine_hpet());
     assert!(caps.has_device_type("igb") && !caps.has_device_type("pvrdma"));
+    // SPICE is a module here (`-spice help` loads it); `password=` is gone, only the secret.
+    assert!(caps.has_spice() && caps.has_spice_option("password-secret"));
+    assert!(!caps.has_spice_option("password"));
     assert!(
         caps.cpu_models.len() > 100,
         "{} CPU models",

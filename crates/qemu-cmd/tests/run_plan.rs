@@ -26,6 +26,7 @@ fn values(pci_hosts: Vec<&str>) -> RunPlan {
             vnc: VncRange::DEFAULT,
             redir_ports: Vec::new(),
             migration_port: 0,
+            spice: qemu_cmd::SpiceRun::default(),
             pci_hosts: pci_hosts
                 .into_iter()
                 .map(|h| h.parse().unwrap_or_else(|e| panic!("{e:?}")))

@@ -20,6 +20,8 @@
 //! * [`pci`]: the PCI topology keys ([`PciSpec`]: extra root ports and their options).
 //! * [`serial`]: serial ports and virtio console/serial ports ([`SerialSpec`]), with their keys.
 //! * [`devices`]: virtio RNGs, balloons, the 9p export, OVMF pflash, iothreads ([`DevicesSpec`]).
+//! * [`spice`]: the SPICE display (`display = spice`, `spice_*`: [`SpiceSpec`]) and the extra
+//!   QXL adapters (`qxl_dev_nr`: [`QxlSpec`]).
 //! * [`usb`]: USB controllers and devices ([`UsbSpec`]), with their key tables.
 //! * [`iommu`]: guest IOMMUs (`intel_iommu`, `virtio_iommu`) and the `virtio_dev_*`
 //!   properties set on every virtio device ([`IommuSpec`]).
@@ -63,6 +65,7 @@ pub mod read;
 pub mod serial;
 pub mod session;
 pub mod smp;
+pub mod spice;
 pub mod storage;
 pub mod test;
 pub mod throttle;
@@ -85,9 +88,10 @@ pub use platform::PlatformSpec;
 pub use problem::{into_result, sort_problems, Problem, ProblemKind, SpecError};
 pub use process::{ImageProcessing, Processing, Teardown, VmProcessing, PROCESS_KEYS};
 pub use read::{FlatParams, ObjParams, Src};
-pub use serial::{SerialKind, SerialSpec};
+pub use serial::{SerialBackend, SerialKind, SerialSpec};
 pub use session::{SessionSpec, ShellClient, SESSION_KEYS};
 pub use smp::{SmpSpec, SmpSupport, Topology};
+pub use spice::{QxlSpec, SpicePort, SpiceSpec};
 pub use test::{TestTarget, VersionInterval, TEST_KEYS};
 pub use tools::{HostTools, TOOL_KEYS};
 pub use usb::{UsbControllerSpec, UsbDeviceSpec, UsbSpec};

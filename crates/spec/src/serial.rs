@@ -1,10 +1,14 @@
 //! The serial family: `serials`, each a character device on a unix socket in the run dir and
 //! a guest-side port, read as avocado-vt reads them (`serials_define_by_params`), with the keys
-//! declared here. The first serial is the VM's console (avocado-vt's `serial_session_device`).
+//! declared here. The first serial is the VM's console (avocado-vt's `serial_session_device`),
+//! except that a port whose `chardev_backend` is a SPICE channel (`spicevmc`, `spiceport`: the
+//! guest agent's `vdagent` port) is served by QEMU's SPICE server to a SPICE client and is no
+//! console: the console is the first port on a unix socket ([`console`]).
 
 use crate::keys::KeyDoc;
 use crate::problem::ProblemKind;
 use crate::read::Reader;
+use crate::types::SpiceVmcName;
 use crate::vm::ExtraOpts;
 
 /// Keys of a serial port (`serials` objects).
@@ -18,7 +22,16 @@ pub const SERIAL_KEYS: &[KeyDoc] = &[
     KeyDoc::with_default(
         "chardev_backend",
         "unix_socket",
-        "the host side: kvmtest serves every serial port on a unix socket in the run dir",
+        "the host side: `unix_socket` (kvmtest serves it in the run dir), or a SPICE channel: \
+         `spicevmc` (`chardev_name` vdagent, smartcard or usbredir) or `spiceport`",
+    ),
+    KeyDoc::optional(
+        "chardev_name",
+        "`name=` of a `spicevmc` or `spiceport` chardev (required there)",
+    ),
+    KeyDoc::optional(
+        "chardev_debug",
+        "`debug=` of a `spicevmc` or `spiceport` chardev (spice-server's debug level)",
     ),
     KeyDoc::optional(
         "serial_name",
@@ -76,6 +89,28 @@ impl SerialKind {
     }
 }
 
+/// The host side of a serial port (`chardev_backend`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SerialBackend {
+    /// `unix_socket`: a unix socket in the run dir (`serial-NAME.sock`).
+    UnixSocket,
+    /// `spicevmc`: a SPICE channel QEMU's SPICE server offers the client (the agent's
+    /// `vdagent`, `smartcard`, `usbredir`).
+    SpiceVmc {
+        /// `chardev_name`.
+        name: SpiceVmcName,
+        /// `chardev_debug`.
+        debug: Option<String>,
+    },
+    /// `spiceport`: a SPICE port channel named `chardev_name`.
+    SpicePort {
+        /// `chardev_name`.
+        name: String,
+        /// `chardev_debug`.
+        debug: Option<String>,
+    },
+}
+
 /// One serial port.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SerialSpec {
@@ -83,6 +118,22 @@ pub struct SerialSpec {
     pub name: String,
     /// The guest side.
     pub kind: SerialKind,
+    /// The host side.
+    pub backend: SerialBackend,
+}
+
+impl SerialSpec {
+    /// Whether kvmtest serves the port on a unix socket (a console, a log), rather than QEMU's
+    /// SPICE server to a SPICE client.
+    pub fn is_socket(&self) -> bool {
+        self.backend == SerialBackend::UnixSocket
+    }
+}
+
+/// The VM's serial console: the first serial port on a unix socket (avocado-vt's
+/// `serial_session_device` is the first of `serials`; a SPICE channel is no console).
+pub fn console(serials: &[SerialSpec]) -> Option<&SerialSpec> {
+    serials.iter().find(|s| s.is_socket())
 }
 
 /// Reads `serials` (one console named `serial0` when the key is absent, as the seed always
@@ -96,17 +147,7 @@ pub fn read_serials(r: &mut Reader<'_, '_>) -> Vec<SerialSpec> {
     let mut virtio_ports = 0usize;
     for name in names {
         let mut s = r.child("serial", name);
-        match s.str("chardev_backend") {
-            None | Some("unix_socket") => {}
-            Some(_) => s.problem(
-                "chardev_backend",
-                ProblemKind::Unsupported {
-                    reason: "kvmtest serves serial ports on unix sockets in the run dir \
-                             (unix_socket) only"
-                        .into(),
-                },
-            ),
-        }
+        let backend = read_backend(&mut s);
         let model = s
             .string("serial_type")
             .unwrap_or_else(|| "isa-serial".into());
@@ -133,7 +174,48 @@ pub fn read_serials(r: &mut Reader<'_, '_>) -> Vec<SerialSpec> {
         out.push(SerialSpec {
             name: name.to_string(),
             kind,
+            backend,
         });
     }
     out
+}
+
+/// `chardev_backend` and, for a SPICE channel, its `chardev_name` and `chardev_debug`.
+fn read_backend(s: &mut Reader<'_, '_>) -> SerialBackend {
+    match s.str("chardev_backend") {
+        None | Some("unix_socket") => SerialBackend::UnixSocket,
+        Some("spicevmc") => {
+            let debug = s.string("chardev_debug");
+            match s.parse::<SpiceVmcName>("chardev_name") {
+                Some(name) => SerialBackend::SpiceVmc { name, debug },
+                None => {
+                    if s.obj.get("chardev_name").is_none_or(str::is_empty) {
+                        s.problem("chardev_name", ProblemKind::Missing);
+                    }
+                    SerialBackend::UnixSocket
+                }
+            }
+        }
+        Some("spiceport") => {
+            let debug = s.string("chardev_debug");
+            match s.require("chardev_name") {
+                Some(name) => SerialBackend::SpicePort {
+                    name: name.to_string(),
+                    debug,
+                },
+                None => SerialBackend::UnixSocket,
+            }
+        }
+        Some(_) => {
+            s.problem(
+                "chardev_backend",
+                ProblemKind::Unsupported {
+                    reason: "kvmtest serves serial ports on unix sockets in the run dir \
+                             (unix_socket), or as SPICE channels (spicevmc, spiceport)"
+                        .into(),
+                },
+            );
+            SerialBackend::UnixSocket
+        }
+    }
 }

@@ -331,8 +331,103 @@ cfg_enum!(
         Nographic = "nographic",
         /// `-display none`.
         None = "none",
-        /// SPICE (avocado-vt's `spice_*` keys; not built by kvmtest yet: a problem).
+        /// `-spice` (avocado-vt's `spice_*` keys: [`crate::spice::SpiceSpec`]).
         Spice = "spice",
+    }
+);
+
+cfg_enum!(
+    /// `spice_image_compression`: SPICE's lossless image compression.
+    SpiceImageCompression, "a SPICE image compression", {
+        /// Automatic choice between glz and quic.
+        AutoGlz = "auto_glz",
+        /// Automatic choice between lz and quic.
+        AutoLz = "auto_lz",
+        /// quic.
+        Quic = "quic",
+        /// glz.
+        Glz = "glz",
+        /// lz.
+        Lz = "lz",
+        /// No compression.
+        Off = "off",
+    }
+);
+
+cfg_enum!(
+    /// `spice_jpeg_wan_compression`, `spice_zlib_glz_wan_compression`: when SPICE compresses
+    /// for slow links.
+    SpiceWanCompression, "a SPICE WAN compression mode", {
+        /// When the link is slow.
+        Auto = "auto",
+        /// Never.
+        Never = "never",
+        /// Always.
+        Always = "always",
+    }
+);
+
+cfg_enum!(
+    /// `spice_streaming_video`: which regions SPICE streams as video.
+    SpiceStreamingVideo, "a SPICE streaming-video mode", {
+        /// None.
+        Off = "off",
+        /// Every region detected as video.
+        All = "all",
+        /// Regions detected as video, filtered.
+        Filter = "filter",
+    }
+);
+
+cfg_enum!(
+    /// A SPICE channel of `spice_secure_channels` / `spice_plaintext_channels` (the names
+    /// spice-server accepts for `tls-channel=` and `plaintext-channel=`).
+    SpiceChannel, "a SPICE channel", {
+        /// Every channel not named otherwise.
+        Default = "default",
+        /// main.
+        Main = "main",
+        /// display.
+        Display = "display",
+        /// cursor.
+        Cursor = "cursor",
+        /// inputs.
+        Inputs = "inputs",
+        /// record.
+        Record = "record",
+        /// playback.
+        Playback = "playback",
+        /// smartcard.
+        Smartcard = "smartcard",
+        /// usbredir.
+        Usbredir = "usbredir",
+        /// port.
+        Port = "port",
+        /// webdav.
+        Webdav = "webdav",
+    }
+);
+
+cfg_enum!(
+    /// `listening_addr`: which of the host's addresses SPICE listens on.
+    IpVersion, "an IP version", {
+        /// The host's IPv4 address.
+        Ipv4 = "ipv4",
+        /// The host's IPv6 address.
+        Ipv6 = "ipv6",
+    }
+);
+
+cfg_enum!(
+    /// `chardev_name` of a `spicevmc` chardev: the SPICE channel it carries (the names QEMU
+    /// accepts).
+    SpiceVmcName, "a spicevmc channel", {
+        /// The SPICE agent (`spice-vdagent` in the guest).
+        Vdagent = "vdagent",
+        /// A smartcard.
+        Smartcard = "smartcard",
+        /// USB redirection.
+        Usbredir = "usbredir",
     }
 );
 

@@ -160,7 +160,7 @@ pub struct VmSpec {
     /// `monitors`.
     pub monitors: Vec<MonitorSpec>,
     /// `serials` (one console named `serial0` when the key is absent, as the seed always had
-    /// one); the first is the console.
+    /// one); the first on a unix socket is the console ([`crate::serial::console`]).
     pub serials: Vec<crate::serial::SerialSpec>,
     /// `images`, without those with `boot_drive = no`.
     pub images: Vec<ImageSpec>,
@@ -188,6 +188,10 @@ pub struct VmSpec {
     pub display: Option<DisplayKind>,
     /// `vga`.
     pub vga: Option<String>,
+    /// `display = spice`: the `spice_*` keys ([`crate::spice::SpiceSpec`]).
+    pub spice: Option<crate::spice::SpiceSpec>,
+    /// The extra QXL adapters of `vga = qxl` (`qxl_dev_nr`, `qxl_base_addr`).
+    pub qxl: crate::spice::QxlSpec,
     /// The PCI topology keys (extra root ports) and the display adapter's spelling.
     pub pci_topology: crate::pci::PciSpec,
     /// `usbs` and `usb_devices`.
@@ -360,6 +364,11 @@ impl VmSpec {
                 Vec::new()
             }),
         };
+        let display: Option<DisplayKind> = r.parse("display");
+        let vga = r.string("vga");
+        let spice =
+            (display == Some(DisplayKind::Spice)).then(|| crate::spice::SpiceSpec::read(&mut r));
+        let qxl = crate::spice::QxlSpec::read(&mut r, vga.as_deref());
         let mut spec = VmSpec {
             name: vm.to_string(),
             qemu_binary: r.string("qemu_binary").unwrap_or_else(|| "qemu".into()),
@@ -387,8 +396,10 @@ impl VmSpec {
             kernel_cmdline: r
                 .string("kernel_params")
                 .or_else(|| r.string("kernel_cmdline")),
-            display: r.parse("display"),
-            vga: r.string("vga"),
+            display,
+            vga,
+            spice,
+            qxl,
             pci_topology: crate::pci::PciSpec::read(&mut r),
             usb: crate::usb::UsbSpec::read(&mut r),
             devices: crate::devices::DevicesSpec::read(&mut r, has_images),

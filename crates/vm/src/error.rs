@@ -85,6 +85,15 @@ pub enum Error {
         /// What went wrong, with the end of its output.
         problem: String,
     },
+    /// Setting up SPICE's host side failed (a generated port, the host's address, the
+    /// certificates).
+    #[error("VM {vm}: SPICE: {what}")]
+    Spice {
+        /// The VM.
+        vm: String,
+        /// What failed, naming the keys and values involved.
+        what: String,
+    },
     /// The argv source failed to produce a command line.
     #[error("VM {vm}: building the QEMU command line")]
     Argv {

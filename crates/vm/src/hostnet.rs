@@ -120,6 +120,11 @@ fn if_index(name: &str) -> std::io::Result<u32> {
 
 /// Runs `ip ARGS`; its stderr on failure.
 fn ip(args: &[&str]) -> Result<(), String> {
+    ip_output(args).map(|_| ())
+}
+
+/// Runs `ip ARGS`: its stdout, or its stderr on failure.
+pub(crate) fn ip_output(args: &[&str]) -> Result<String, String> {
     // The module that manages host network links runs `ip`, and nothing else.
     #[allow(clippy::disallowed_methods)]
     let out = Command::new("ip")
@@ -127,7 +132,7 @@ fn ip(args: &[&str]) -> Result<(), String> {
         .output()
         .map_err(|e| format!("running `ip` (iproute2): {e}"))?;
     if out.status.success() {
-        Ok(())
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
         Err(format!(
             "`ip {}` failed ({}): {}",

@@ -40,6 +40,7 @@ pub mod process;
 pub mod qemu;
 pub mod session;
 mod spawn;
+pub mod spice;
 mod vm;
 mod vsock;
 

@@ -57,12 +57,49 @@ pub struct MacReservation(Arc<ReservationFile>);
 #[derive(Debug)]
 struct ReservationFile {
     mac: MacAddr,
+    _claim: Claim,
+}
+
+/// A registry file claimed with `O_CREAT|O_EXCL`, naming its owner (pid and run directory);
+/// removed when dropped. What MAC and port reservations are made of.
+#[derive(Debug)]
+pub(crate) struct Claim {
     path: PathBuf,
 }
 
-impl Drop for ReservationFile {
+impl Drop for Claim {
     fn drop(&mut self) {
         let _ = fs::remove_file(&self.path);
+    }
+}
+
+impl Claim {
+    /// Claims `path` for the VM whose run directory is `run_dir`: `None` when another owner
+    /// holds it (a stale claim, whose owner is gone, is removed first and does not count).
+    pub(crate) fn try_new(path: &Path, run_dir: &Path) -> io::Result<Option<Claim>> {
+        for _ in 0..2 {
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)
+            {
+                Ok(mut f) => {
+                    let claim = Claim {
+                        path: path.to_path_buf(),
+                    };
+                    writeln!(f, "{} {}", std::process::id(), run_dir.display())?;
+                    return Ok(Some(claim));
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    if !is_stale(path) {
+                        return Ok(None);
+                    }
+                    let _ = fs::remove_file(path);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
     }
 }
 
@@ -78,21 +115,11 @@ impl MacReservation {
         for _ in 0..64 {
             let mac = random_mac()?;
             let path = dir.join(mac_file_name(mac));
-            match fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-            {
-                Ok(mut f) => {
-                    writeln!(f, "{} {}", std::process::id(), run_dir.display())?;
-                    return Ok(MacReservation(Arc::new(ReservationFile { mac, path })));
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    if is_stale(&path) {
-                        let _ = fs::remove_file(&path);
-                    }
-                }
-                Err(e) => return Err(e),
+            if let Some(claim) = Claim::try_new(&path, run_dir)? {
+                return Ok(MacReservation(Arc::new(ReservationFile {
+                    mac,
+                    _claim: claim,
+                })));
             }
         }
         Err(io::Error::other(format!(

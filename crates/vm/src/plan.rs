@@ -14,6 +14,8 @@
 //!   take any display of [`VncRange::DEFAULT`] (read back with `query-vnc`);
 //! * each vsock's guest CID is the first free one from 3 up, claimed on an open
 //!   `/dev/vhost-vsock` that the plan holds and QEMU inherits (`vhostfd=`; see `vsock`);
+//! * SPICE's `generate`d ports are free ports of avocado-vt's ranges, claimed in a port registry
+//!   for the plan's life, and `listening_addr` the host's address ([`crate::spice`]);
 //! * the accelerator, when the cfg names none, is the [`Qemu`]'s.
 //!
 //! [`VmPlan::plan`] is what `qemu_cmd::build` renders; the `vm` crate reads the same values
@@ -31,6 +33,7 @@ use crate::error::Error;
 use crate::hostnet::{self, MacvtapLink};
 use crate::net::{self, MacReservation};
 use crate::qemu::Qemu;
+use crate::spice::PortReservation;
 use crate::vsock::{self, VhostVsock};
 
 /// What a plan is decided from, besides the spec.
@@ -73,6 +76,8 @@ pub struct VmPlan {
     macvtaps: Vec<(String, MacvtapLink)>,
     /// The `/dev/vhost-vsock` fds holding each vsock's CID, which QEMU inherits.
     vsocks: Vec<VhostVsock>,
+    /// The claims on SPICE's generated ports.
+    spice_ports: Vec<PortReservation>,
     /// Dropped last: the sockets live here (`None` once released).
     run_dir: Option<tempfile::TempDir>,
 }
@@ -183,6 +188,12 @@ impl VmPlan {
             (None, _) => net::random_uuid().map_err(io_err("generating a UUID", run_dir.path()))?,
         };
 
+        let (spice, spice_ports) =
+            crate::spice::decide(spec, run_dir.path()).map_err(|what| Error::Spice {
+                vm: spec.name.clone(),
+                what,
+            })?;
+
         let root_dir = opts.root_dir.clone();
         let image_dir = opts.image_dir.clone().unwrap_or_else(|| root_dir.clone());
         let values = RunValues {
@@ -203,6 +214,7 @@ impl VmPlan {
                     vhostfd: Some(v.fd()),
                 })
                 .collect(),
+            spice,
         };
         Ok(VmPlan {
             accel: qemu.accel(),
@@ -213,6 +225,7 @@ impl VmPlan {
             name: spec.name.clone(),
             macvtaps,
             vsocks,
+            spice_ports,
             run_dir: Some(run_dir),
         })
     }
@@ -238,6 +251,7 @@ impl VmPlan {
     /// [`Error::Io`] removing the run directory.
     pub(crate) fn release(&mut self) -> Result<(), Error> {
         self.reservations.clear();
+        self.spice_ports.clear();
         let mut failed = None;
         for (nic, link) in &mut self.macvtaps {
             if let Err(what) = link.delete() {
@@ -309,7 +323,7 @@ fn new_instance() -> String {
 
 /// Removes what VMs of dead kvmtest processes left behind (a SIGKILLed kvmtest runs no
 /// destructors; its QEMU died with it): run directories under `run_base` whose `owner` pid is gone,
-/// and MAC reservations whose owner is gone. Called by every [`VmPlan::decide`]; safe to call
+/// and MAC and port reservations whose owner is gone. Called by every [`VmPlan::decide`]; safe to call
 /// concurrently (removal races are ignored).
 pub fn sweep_stale(run_base: &Path) {
     let alive = |pid: &str| Path::new(&format!("/proc/{}", pid.trim())).exists();
@@ -328,6 +342,7 @@ pub fn sweep_stale(run_base: &Path) {
         }
     }
     net::sweep_stale_macs(&net::mac_registry_dir());
+    net::sweep_stale_macs(&crate::spice::port_registry_dir());
 }
 
 /// The default base of run directories: `KVMTEST_RUN_DIR`, else the temp dir.

@@ -8,7 +8,7 @@
 
 use super::{pci, Builder, Obj, Opts};
 use crate::cmd::WordBuf;
-use spec::serial::SerialKind;
+use spec::serial::{SerialBackend, SerialKind, SerialSpec};
 use spec::types::MonitorKind;
 use spec::vm::VmSpec;
 
@@ -29,6 +29,35 @@ fn compat_unix(b: &Builder<'_>, file: &str) -> crate::cmd::Word {
     let mut o = Opts { w, first: false };
     b.server_nowait(&mut o);
     o.finish()
+}
+
+/// A serial port's chardev `id`: its unix socket in the run dir, or a SPICE channel
+/// (`-chardev spicevmc,id=…,name=vdagent[,debug=N]`, `spiceport` likewise, as avocado-vt's
+/// `chardev_define_by_params`). `false` (a problem) when the binary has no such backend.
+fn serial_chardev(b: &mut Builder<'_>, s: &SerialSpec, id: &str, file: &str) -> bool {
+    let (backend, name, debug) = match &s.backend {
+        SerialBackend::UnixSocket => {
+            socket_chardev(b, id, file);
+            return true;
+        }
+        SerialBackend::SpiceVmc { name, debug } => ("spicevmc", name.as_str(), debug),
+        SerialBackend::SpicePort { name, debug } => ("spiceport", name.as_str(), debug),
+    };
+    if !b.caps.has_chardev_backend(backend) {
+        b.unsupported(
+            Obj::Sub("serial", &s.name),
+            "chardev_backend",
+            format!("QEMU {} has no {backend} chardev", b.caps.version),
+        );
+        return false;
+    }
+    let mut o = Opts::new(backend);
+    o.kv("id", id).kv("name", name);
+    if let Some(d) = debug {
+        o.kv("debug", d);
+    }
+    b.cmd.push2("-chardev", o.finish());
+    true
 }
 
 /// Every monitor of `monitors`.
@@ -72,7 +101,8 @@ pub(super) fn monitors(b: &mut Builder<'_>, v: &VmSpec) {
     }
 }
 
-/// Every port of `serials`, as avocado-vt adds them: `-chardev socket,id=chardev_NAME,…` plus
+/// Every port of `serials`, as avocado-vt adds them: `-chardev socket,id=chardev_NAME,…` (or a
+/// SPICE channel's `spicevmc`/`spiceport` chardev) plus
 /// the guest side: `-device isa-serial,id=NAME,chardev=…` (or another plain model), a PCI
 /// serial card at the next PCI place (conventional), or a virtio port on a virtio-serial bus.
 /// A port goes on the latest bus with a free port number (1-31), a console always on a new
@@ -87,6 +117,17 @@ pub(super) fn serials(b: &mut Builder<'_>, v: &VmSpec) {
         let model = s.kind.model();
         let has_model = b.caps.has_device() && b.caps.has_device_type(model);
         if !b.caps.has_chardev() || !has_model {
+            if !s.is_socket() {
+                b.unsupported(
+                    Obj::Sub("serial", &s.name),
+                    "chardev_backend",
+                    format!(
+                        "QEMU {} has no -chardev or no {model} device for a SPICE channel",
+                        b.caps.version
+                    ),
+                );
+                continue;
+            }
             if let SerialKind::VirtioPort { .. } | SerialKind::Pci(_) = s.kind {
                 b.unsupported(
                     Obj::Sub("serial", &s.name),
@@ -108,7 +149,9 @@ pub(super) fn serials(b: &mut Builder<'_>, v: &VmSpec) {
             continue;
         }
         let chardev = format!("chardev_{}", s.name);
-        socket_chardev(b, &chardev, &file);
+        if !serial_chardev(b, s, &chardev, &file) {
+            continue;
+        }
         let mut o = Opts::new(model);
         o.kv("id", &s.name);
         match &s.kind {

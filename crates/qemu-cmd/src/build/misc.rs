@@ -173,7 +173,8 @@ pub(super) fn boot_files(b: &mut Builder<'_>, v: &VmSpec) {
     }
 }
 
-/// `-vnc` on the plan's displays (loopback only), SDL, `-nographic`, `-display none`.
+/// `-vnc` on the plan's displays (loopback only), SDL, `-nographic`, `-spice` (the `spice`
+/// module), `-display none`.
 pub(super) fn display(b: &mut Builder<'_>, v: &VmSpec) {
     let caps = b.caps;
     match v.display {
@@ -189,12 +190,7 @@ pub(super) fn display(b: &mut Builder<'_>, v: &VmSpec) {
             b.cmd.push2("-display", Word::from("sdl"));
         }
         Some(DisplayKind::Nographic) => b.cmd.flag("-nographic"),
-        Some(DisplayKind::Spice) => b.unsupported(
-            Obj::Vm,
-            "display",
-            "SPICE (avocado-vt's `spice_*` keys) is not built by kvmtest yet: use vnc or none"
-                .into(),
-        ),
+        Some(DisplayKind::Spice) => super::spice::display(b, v),
         Some(DisplayKind::None) if caps.display_backends.contains("none") => {
             b.cmd.push2("-display", Word::from("none"));
         }

@@ -2,12 +2,13 @@
 //!
 //! One function per QEMU option family, in the submodules, each taking the typed view and asking
 //! the capabilities what this binary accepts. Options are emitted in avocado-vt's order
-//! (environment and command prefix, `-S`, name, sandbox, machine, `-nodefaults`, IOMMUs, VGA,
-//! watchdog, memory, `-smp`, `-numa`, `-cpu`, sound cards, monitors, pvpanic, serials, RNGs,
-//! SeaBIOS log, USB, iothreads, disks, NICs, vsocks, CD-ROMs, boot files and kernel, redirs,
-//! display, uuid, testdev, debug-exit, HPET, `-rtc`, `-boot`, 9p, PCI assignment, extra params,
-//! `-bios`, `-compat`, `-runas`, sga, smartcard, option ROMs, input devices, balloons,
-//! `-msg`/`-overcommit`/`-k`, the `virtio_dev_*` properties, extra root ports), `-incoming` last:
+//! (environment and command prefix, `-S`, name, sandbox, machine, `-nodefaults`, IOMMUs, VGA and
+//! the extra QXL adapters, watchdog, memory, `-smp`, `-numa`, `-cpu`, sound cards, monitors,
+//! pvpanic, serials, RNGs, SeaBIOS log, USB, iothreads, disks, NICs, vsocks, CD-ROMs, boot files
+//! and kernel, redirs, display (VNC, SPICE…), uuid, testdev, debug-exit, HPET, `-rtc`, `-boot`,
+//! 9p, PCI assignment, extra params, `-bios`, TPMs, host devices, `-compat`, `-runas`, sga,
+//! smartcard, option ROMs, input devices, balloons, `-msg`/`-overcommit`/`-k`, the
+//! `virtio_dev_*` properties, extra root ports), `-incoming` last:
 //! PCI slots are handed out in that order, so the same order gives the same addresses.
 //! What the binary cannot do is a [`ProblemKind::Unsupported`] problem, collected with the
 //! view's own problems so a variant reports everything at once. Nothing here does I/O.
@@ -26,6 +27,7 @@ mod pci;
 mod peripherals;
 mod platform;
 mod smp;
+mod spice;
 mod throttle;
 mod tpm;
 mod usb;
@@ -204,6 +206,7 @@ impl<'c> Builder<'c> {
         options::defaults(self, v);
         iommu::iommus(self, v);
         vga::vga(self, v);
+        spice::extra_qxl(self, v);
         platform::watchdog(self, v);
         pci::controllers(self, v);
         memory::memory(self, v);

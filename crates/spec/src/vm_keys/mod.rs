@@ -221,7 +221,8 @@ pub const VM_KEYS: &[KeyDoc] = &[
     KeyDoc::optional("kernel_cmdline", "the same, when `kernel_params` is unset"),
     KeyDoc::optional(
         "display",
-        "vnc, sdl, nographic or none; spice is refused as not built yet (unset: QEMU's default display)",
+        "vnc, sdl, nographic, spice (with the `spice_*` keys) or none (unset: QEMU's default \
+         display)",
     ),
     KeyDoc::optional(
         "vga",
@@ -467,6 +468,7 @@ pub const FAMILIES: &[(&str, &str, &[KeyDoc])] = &[
     ("processing", "vm / image", PROCESS_KEYS),
     ("vm", "vm", VM_KEYS),
     ("vm", "vm", crate::devices::DEVICES_VM_KEYS),
+    ("vm", "vm", crate::spice::SPICE_KEYS),
     ("vm", "monitor", MONITOR_KEYS),
     ("vm", "image", IMAGE_KEYS),
     ("vm", "nic", NIC_KEYS),

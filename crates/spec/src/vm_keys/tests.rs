@@ -24,7 +24,7 @@ fn no_family_declares_a_key_twice() {
 #[test]
 fn every_key_read_is_declared_and_every_declared_key_read() {
     const MD5: &str = "0123456789abcdef0123456789abcdef";
-    let variants: [&[(&str, &str)]; 22] = [
+    let variants: [&[(&str, &str)]; 23] = [
         crate::platform::tests::ALL_KEYS,
         &[
             ("qemu_binary", "/usr/bin/qemu-system-x86_64"),
@@ -350,6 +350,53 @@ fn every_key_read_is_declared_and_every_declared_key_read() {
             ("serial_bus", "<new>"),
             ("serial_nr", "1"),
             ("virtio_serial_extra_params", "max_ports=4"),
+        ],
+        // SPICE with TLS (every TLS key is read only with `spice_ssl = yes`), extra QXL
+        // adapters, and the agent's port as a SPICE channel.
+        &[
+            ("display", "spice"),
+            ("spice_port", "3001"),
+            ("spice_password", "123456"),
+            ("spice_addr", "0"),
+            ("listening_addr", "ipv4"),
+            ("host_ip_addr", "192.0.2.1"),
+            ("netdst", "eth0"),
+            ("disable_copy_paste", "yes"),
+            ("spice_ssl", "yes"),
+            ("spice_tls_port", "generate"),
+            ("spice_tls_ciphers", "DEFAULT"),
+            ("spice_gen_x509", "yes"),
+            ("spice_x509_dir", "no"),
+            ("spice_x509_prefix", "/tmp/spice_x509d"),
+            ("spice_x509_key_file", "server-key.pem"),
+            ("spice_x509_cacert_file", "ca-cert.pem"),
+            ("spice_x509_cert_file", "server-cert.pem"),
+            ("spice_x509_key_password", "testPassPhrase"),
+            ("spice_x509_secure", "yes"),
+            ("spice_x509_cacert_subj", "/C=CZ/L=BRNO/O=SPICE/CN=my CA"),
+            (
+                "spice_x509_server_subj",
+                "/C=CZ/L=BRNO/O=SPICE/CN=my Server",
+            ),
+            ("spice_secure_channels", "main, inputs"),
+            ("spice_plaintext_channels", "cursor"),
+            ("spice_seamless_migration", "on"),
+            ("spice_image_compression", "auto_glz"),
+            ("spice_jpeg_wan_compression", "auto"),
+            ("spice_zlib_glz_wan_compression", "never"),
+            ("spice_streaming_video", "all"),
+            ("spice_agent_mouse", "on"),
+            ("spice_playback_compression", "off"),
+            ("spice_ipv4", "yes"),
+            ("spice_ipv6", "no"),
+            ("vga", "qxl"),
+            ("qxl_dev_nr", "2"),
+            ("qxl_base_addr", "29"),
+            ("serials", "vs"),
+            ("serial_type", "virtserialport"),
+            ("chardev_backend", "spicevmc"),
+            ("chardev_name", "vdagent"),
+            ("chardev_debug", "0"),
         ],
         // avocado-vt's image backends, one per variant (the first enabled one wins).
         &[

@@ -400,7 +400,8 @@ impl Vm {
     }
 
     /// The unix sockets QEMU serves in the run directory: each monitor's, then each serial
-    /// port's (names from [`qemu_cmd::names`], as the command line has them).
+    /// port's but the SPICE channels' (names from [`qemu_cmd::names`], as the command line has
+    /// them).
     pub fn sockets(&self) -> Vec<PathBuf> {
         let spec = &self.setup.spec;
         let run = self.plan.run_dir();
@@ -410,6 +411,7 @@ impl Vm {
             .chain(
                 spec.serials
                     .iter()
+                    .filter(|s| s.is_socket())
                     .map(|s| run.join(qemu_cmd::names::serial_socket(&s.name))),
             )
             .collect()
@@ -491,6 +493,20 @@ impl Vm {
     /// `None` without VNC. The display number is the port minus 5900.
     pub fn vnc_port(&self) -> Option<u16> {
         self.vnc_port
+    }
+
+    /// The SPICE server's port (`display = spice`): `spice_port` as given, or the one this run's
+    /// plan generated (avocado-vt's `get_spice_var("spice_port")`); `None` without one.
+    pub fn spice_port(&self) -> Option<u16> {
+        let s = self.setup.spec.spice.as_ref()?;
+        spice_port_of(s.port, self.plan.values().spice.port)
+    }
+
+    /// The SPICE server's TLS port (`spice_ssl = yes`): `spice_tls_port` as given, or the one
+    /// this run's plan generated; `None` without one.
+    pub fn spice_tls_port(&self) -> Option<u16> {
+        let tls = self.setup.spec.spice.as_ref()?.tls.as_ref()?;
+        spice_port_of(tls.port, self.plan.values().spice.tls_port)
     }
 
     /// The host port forwarded to `guest_port` (user mode), or `guest_port` itself for a tap or
@@ -674,4 +690,12 @@ fn classify_output(vm: &str, text: &str) -> Option<Error> {
 fn short_id(prefix: &str) -> String {
     let r = getrandom::u32().unwrap_or_else(|_| std::process::id());
     format!("{prefix}{r:08x}")
+}
+
+/// A SPICE port key's port: fixed, or the generated one.
+fn spice_port_of(key: Option<spec::SpicePort>, generated: Option<u16>) -> Option<u16> {
+    match key? {
+        spec::SpicePort::Fixed(p) => Some(p),
+        spec::SpicePort::Generate => generated,
+    }
 }

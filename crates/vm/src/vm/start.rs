@@ -71,6 +71,19 @@ impl Vm {
                 ))?;
             }
         }
+        // `spice_gen_x509 = yes`: the certificates the command line names, when missing.
+        if let Some(dir) =
+            crate::spice::prepare_certificates(spec, &plan.values().root_dir, plan.run_dir())
+                .map_err(|what| Error::Spice {
+                    vm: name.clone(),
+                    what,
+                })?
+        {
+            log.line(&format!(
+                "SPICE certificates generated in {}",
+                dir.display()
+            ));
+        }
         // passt serves its NICs before QEMU connects to it (killed when dropped: an error below
         // ends them too).
         let mut passts = Vec::new();
@@ -139,7 +152,7 @@ impl Vm {
         };
         let run_dir = plan.run_dir();
         // The serial console first: with `wait=on` QEMU waits for it before anything else.
-        let serial = match spec.serials.first().map(|s| &s.name) {
+        let serial = match ::spec::serial::console(&spec.serials).map(|s| &s.name) {
             Some(s) => Some(
                 ctx.open_serial(
                     &run_dir.join(qemu_cmd::names::serial_socket(s)),
