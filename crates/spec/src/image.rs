@@ -55,6 +55,10 @@ pub struct ImageSpec {
     pub base_dir: Option<String>,
     /// How the disk is attached beyond its interface: avocado-vt's device and block-layer keys.
     pub attach: DiskAttach,
+    /// The image before this one in `image_chain`: its backing image (an object name).
+    pub chain_base: Option<String>,
+    /// Whether `image_size` was given (an overlay without one takes its backing image's size).
+    pub size_set: bool,
 }
 
 /// Keys of a disk (objects of `images`).
@@ -97,6 +101,11 @@ pub const IMAGE_KEYS: &[KeyDoc] = &[
     KeyDoc::with_default("image_snapshot", "no", "writes go to a temporary overlay"),
     KeyDoc::with_default("image_boot", "no", "the firmware boots from this disk"),
     KeyDoc::with_default("image_readonly", "no", "the guest cannot write the disk"),
+    KeyDoc::optional(
+        "image_chain",
+        "avocado-vt's backing chain (`base sn1`): an image's backing file is the image before it \
+         in the chain, so `qemu-img create` makes it an overlay (`-b BASE -F FORMAT`)",
+    ),
     KeyDoc::optional(
         "images_base_dir",
         "the directory of a relative `image_name` (avocado-vt's; unset: the run's image directory)",
@@ -526,6 +535,12 @@ impl ImageSpec {
             size: i
                 .parse("image_size")
                 .unwrap_or_else(|| ImageSize("10G".into())),
+            size_set: i.string("image_size").is_some(),
+            chain_base: i.string("image_chain").and_then(|chain| {
+                let tags: Vec<&str> = chain.split_whitespace().collect();
+                let at = tags.iter().position(|t| *t == name)?;
+                at.checked_sub(1).map(|p| tags[p].to_string())
+            }),
             backend,
             secret: match i.parse::<ImageFormat>("image_format") {
                 Some(ImageFormat::Luks) => i.require("image_secret").map(str::to_string),

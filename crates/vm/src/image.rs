@@ -27,6 +27,10 @@ pub struct Image {
     pub size: String,
     /// `image_secret`: a luks image's passphrase.
     secret: Option<String>,
+    /// The backing image (path and format) when `image_chain` puts one before this image.
+    pub backing: Option<(PathBuf, String)>,
+    /// Whether `image_size` was given (an overlay without it takes its backing image's size).
+    size_set: bool,
     qemu_img: PathBuf,
 }
 
@@ -64,6 +68,8 @@ impl Image {
             format: spec.format.to_string(),
             size: spec.size.to_string(),
             secret: spec.secret.clone(),
+            backing: None,
+            size_set: spec.size_set,
             qemu_img: qemu_img.into(),
         }
     }
@@ -93,7 +99,19 @@ impl Image {
             });
         }
         let tools = HostTools::of(params, vm).map_err(wrap)?;
-        Ok(Image::new(&spec, root, tools.qemu_img))
+        let mut image = Image::new(&spec, root, tools.qemu_img);
+        if let Some(base) = &spec.chain_base {
+            let base_spec =
+                ImageSpec::of(params, vm, base).map_err(|source| ImageError::Params {
+                    image: base.clone(),
+                    source: Box::new(source),
+                })?;
+            image.backing = Some((
+                root.join(base_spec.file_name()),
+                base_spec.format.to_string(),
+            ));
+        }
+        Ok(image)
     }
 
     fn argv(&self, args: &[&str]) -> Vec<OsString> {
@@ -102,7 +120,8 @@ impl Image {
             .collect()
     }
 
-    /// `qemu-img create -f FORMAT PATH SIZE`.
+    /// `qemu-img create -f FORMAT PATH SIZE`; an overlay of its backing image (`image_chain`)
+    /// with `-b BASE -F FORMAT`, `SIZE` only when `image_size` was given.
     ///
     /// # Errors
     /// [`ImageError::Failed`] with `qemu-img`'s stderr.
@@ -110,6 +129,12 @@ impl Image {
     /// `-o key-secret=…`), as avocado-vt creates it.
     pub fn create(&self) -> Result<(), ImageError> {
         let mut argv = self.argv(&["create", "-f", &self.format]);
+        if let Some((base, format)) = &self.backing {
+            argv.push("-b".into());
+            argv.push(base.clone().into_os_string());
+            argv.push("-F".into());
+            argv.push(format.into());
+        }
         if let (Some(secret), "luks") = (&self.secret, self.format.as_str()) {
             argv.push("--object".into());
             argv.push(format!("secret,id=sec0,data={}", qemu_cmd::escape_opt_value(secret)).into());
@@ -117,7 +142,9 @@ impl Image {
             argv.push("key-secret=sec0".into());
         }
         argv.push(self.path.clone().into_os_string());
-        argv.push(self.size.clone().into());
+        if self.backing.is_none() || self.size_set {
+            argv.push(self.size.clone().into());
+        }
         // A luks header's PBKDF iteration count comes from a CPU-time benchmark, which QEMU
         // gives up on when a loaded host yields no measurable CPU time ("Unable to get accurate
         // CPU usage"): that one failure is retried, a bounded number of times.
@@ -172,6 +199,9 @@ impl Image {
             format: to_format.to_owned(),
             size: self.size.clone(),
             secret: None,
+            // convert flattens the chain: the copy stands alone.
+            backing: None,
+            size_set: true,
             qemu_img: self.qemu_img.clone(),
         })
     }

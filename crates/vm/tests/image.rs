@@ -124,3 +124,38 @@ fn images_base_dir_holds_relative_image_names() {
     let img = Image::from_params(&p, "vm1", "image1", root).expect("view");
     assert_eq!(img.path, std::path::Path::new("/scratch/rel/disk.qcow2"));
 }
+
+/// `image_chain = base sn1`: `sn1` is created as an overlay of `base` (avocado-vt's backing
+/// chain), taking the base's size when `image_size` is not given; the base is not written.
+#[test]
+fn an_image_chain_makes_an_overlay_of_the_image_before() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut p = Params::new();
+    p.insert("images", "sn1");
+    p.insert("image_chain", "base sn1");
+    p.insert("image_name_base", "base");
+    p.insert("image_size_base", "16M");
+    p.insert("image_format_base", "raw");
+    p.insert("image_name_sn1", "overlay");
+    let base = Image::from_params(&p, "vm1", "base", dir.path()).expect("base");
+    assert!(
+        base.backing.is_none(),
+        "the chain's first image has no backing"
+    );
+    base.create().expect("create the base");
+    let sn1 = Image::from_params(&p, "vm1", "sn1", dir.path()).expect("overlay");
+    assert_eq!(
+        sn1.backing,
+        Some((dir.path().join("base.raw"), "raw".to_owned()))
+    );
+    sn1.create().expect("create the overlay");
+    let info = sn1.info().expect("info");
+    assert_eq!(info["format"], "qcow2");
+    assert_eq!(info["virtual-size"], 16 << 20, "{info}");
+    assert_eq!(
+        info["backing-filename"].as_str(),
+        Some(dir.path().join("base.raw").to_string_lossy().as_ref()),
+        "{info}"
+    );
+    assert_eq!(info["backing-filename-format"], "raw", "{info}");
+}

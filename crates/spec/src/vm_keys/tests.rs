@@ -134,6 +134,7 @@ fn every_key_read_is_declared_and_every_declared_key_read() {
             ("boot_drive", "yes"),
             ("image_secret", "s"),
             ("images_base_dir", "/var/lib/images"),
+            ("image_chain", "base image1"),
             ("storage_type", "filesystem"),
             ("enable_curl", "no"),
             ("enable_nbd", "no"),
