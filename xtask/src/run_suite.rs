@@ -6,9 +6,10 @@
 //!    they exist, rebuilding is left to an explicit `cargo xtask fixtures guest`, which needs the
 //!    Debian archive).
 //! 2. Builds `kvmtest` in release mode.
-//! 3. Replaces itself (`exec`) with
-//!    `kvmtest run fixtures/suite/tests.cfg --guest-cache GUEST --results-dir results
-//!    --jobs N [--no fail_demo] ARGS…`, so Ctrl-C reaches kvmtest directly (it stops the tests,
+//!    The same for the disk guest (`cargo xtask fixtures disk-guest`, which needs root).
+//! 3. Replaces itself (`exec`) with `kvmtest run fixtures/suite/tests.cfg --guest-cache GUEST
+//!    --assign images_base_dir_guest_disk=DISK_GUEST --results-dir results --jobs N
+//!    [--no fail_demo] ARGS…`, so Ctrl-C reaches kvmtest directly (it stops the tests,
 //!    kills their VMs, writes the results and exits 130) and its exit code is this command's:
 //!    0 all passed, 1 some failed, 2 usage or config error, 130 interrupted.
 //!
@@ -26,13 +27,15 @@ use anyhow::{bail, Context, Result};
 /// The suite's config, relative to the workspace root.
 pub const SUITE_CFG: &str = "fixtures/suite/tests.cfg";
 
-/// What a suite run needs: the workspace root, the guest directory and the release `kvmtest`.
+/// What a suite run needs: the workspace root, the guest directories and the release `kvmtest`.
 #[derive(Debug, Clone)]
 pub struct Prepared {
     /// The workspace root (the working directory of the run).
     pub root: PathBuf,
     /// The built test guest.
     pub guest_dir: PathBuf,
+    /// The built disk guest (its image is the `guest_disk` base of the `disk_guest` variants' chain).
+    pub disk_guest_dir: PathBuf,
     /// The release `kvmtest` binary.
     pub kvmtest: PathBuf,
 }
@@ -48,6 +51,15 @@ pub fn prepare() -> Result<Prepared> {
         );
         crate::guest::main(&["guest".to_owned()])
             .context("building the test guest (`cargo xtask fixtures guest`)")?;
+    }
+    let disk_guest_dir = vm::fixtures::disk_guest_dir();
+    if vm::fixtures::require_disk_guest().is_err() {
+        eprintln!(
+            "run-suite: the disk guest is missing in {}: building it",
+            disk_guest_dir.display()
+        );
+        crate::guest::main(&["disk-guest".to_owned()])
+            .context("building the disk guest (`cargo xtask fixtures disk-guest`)")?;
     }
     let mut build = crate::cargo();
     build.args([
@@ -66,6 +78,7 @@ pub fn prepare() -> Result<Prepared> {
     Ok(Prepared {
         root,
         guest_dir,
+        disk_guest_dir,
         kvmtest,
     })
 }
@@ -86,6 +99,12 @@ pub fn suite_argv(p: &Prepared, jobs: Option<usize>, args: &[String]) -> Vec<OsS
         p.root.join(SUITE_CFG).into(),
         "--guest-cache".into(),
         p.guest_dir.clone().into(),
+        "--assign".into(),
+        {
+            let mut a = OsString::from("images_base_dir_guest_disk=");
+            a.push(&p.disk_guest_dir);
+            a
+        },
     ];
     if !has_flag(args, "--results-dir", None) {
         argv.push("--results-dir".into());
@@ -149,6 +168,7 @@ mod tests {
         Prepared {
             root: PathBuf::from("/ws"),
             guest_dir: PathBuf::from("/ws/target/guest"),
+            disk_guest_dir: PathBuf::from("/ws/target/disk-guest"),
             kvmtest: PathBuf::from("/ws/target/release/kvmtest"),
         }
     }
@@ -162,6 +182,9 @@ mod tests {
         let a = strings(&suite_argv(&prepared(), None, &[]));
         assert!(a.windows(2).any(|w| w == ["--no", "fail_demo"]));
         assert!(a.windows(2).any(|w| w == ["--jobs", "1"]));
+        assert!(a
+            .windows(2)
+            .any(|w| w == ["--assign", "images_base_dir_guest_disk=/ws/target/disk-guest"]));
         assert!(a.windows(2).any(|w| w == ["--results-dir", "/ws/results"]));
     }
 

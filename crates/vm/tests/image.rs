@@ -159,3 +159,4 @@ fn an_image_chain_makes_an_overlay_of_the_image_before() {
     );
     assert_eq!(info["backing-filename-format"], "raw", "{info}");
 }
+

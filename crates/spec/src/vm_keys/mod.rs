@@ -435,10 +435,12 @@ pub fn is_declared(kind: &str, key: &str) -> bool {
 }
 
 /// The keys whose values name a variant's objects (`images = image1 stg`), whose names may
-/// suffix other keys (`drive_format_stg`): every list a family reads with `Reader::objects`.
+/// suffix other keys (`drive_format_stg`): every list a family reads with `Reader::objects`,
+/// and `image_chain`, whose backing images are images too (`image_name_base`).
 pub const OBJECT_LISTS: &[&str] = &[
     "vms",
     "images",
+    "image_chain",
     "nics",
     "cdroms",
     "monitors",
