@@ -182,9 +182,11 @@ mod tests {
         let a = strings(&suite_argv(&prepared(), None, &[]));
         assert!(a.windows(2).any(|w| w == ["--no", "fail_demo"]));
         assert!(a.windows(2).any(|w| w == ["--jobs", "1"]));
-        assert!(a
-            .windows(2)
-            .any(|w| w == ["--assign", "images_base_dir_guest_disk=/ws/target/disk-guest"]));
+        assert!(a.windows(2).any(|w| w
+            == [
+                "--assign",
+                "images_base_dir_guest_disk=/ws/target/disk-guest"
+            ]));
         assert!(a.windows(2).any(|w| w == ["--results-dir", "/ws/results"]));
     }
 

@@ -22,6 +22,12 @@ pub const LAUNCH_KEYS: &[KeyDoc] = &[
         "yes: TCG, whatever `enable_kvm` says (`vm_accelerator` decides when set)",
     ),
     KeyDoc::optional("bios_path", "a firmware file: `-bios FILE`, as written"),
+    KeyDoc::with_default(
+        "disable_shutdown",
+        "no",
+        "yes: `-no-shutdown`: a guest that powers off leaves QEMU stopped (status `shutdown`) \
+         instead of exiting",
+    ),
     KeyDoc::optional("qemu_compat", "`-compat` policy (`deprecated-input=crash`)"),
     KeyDoc::optional(
         "user_runas",
@@ -60,6 +66,8 @@ pub struct LaunchSpec {
     pub compat: Option<String>,
     /// `user_runas`.
     pub runas: Option<String>,
+    /// `disable_shutdown = yes`: `-no-shutdown`.
+    pub no_shutdown: bool,
     /// `vnc_password = yes`.
     pub vnc_password: bool,
     /// `vnc_extra_params`.
@@ -87,6 +95,7 @@ impl LaunchSpec {
             bios: r.string("bios_path"),
             compat: r.string("qemu_compat"),
             runas: r.string("user_runas"),
+            no_shutdown: r.bool("disable_shutdown", false),
             vnc_password: r.bool("vnc_password", false),
             vnc_extra: r.opt_list("vnc_extra_params", "share=force-shared"),
         }

@@ -159,4 +159,3 @@ fn an_image_chain_makes_an_overlay_of_the_image_before() {
     );
     assert_eq!(info["backing-filename-format"], "raw", "{info}");
 }
-

@@ -25,8 +25,9 @@ pub(super) fn bios(b: &mut Builder<'_>, v: &VmSpec) {
     }
 }
 
-/// `qemu_compat` (`-compat`) and `user_runas` (`-run-with user=` on QEMU ≥ 9.1, else
-/// `-runas`), after the TPMs and host devices as in avocado-vt.
+/// `qemu_compat` (`-compat`), `disable_shutdown` (`-no-shutdown`) and `user_runas`
+/// (`-run-with user=` on QEMU ≥ 9.1, else `-runas`), after the TPMs and host devices as in
+/// avocado-vt.
 pub(super) fn compat_runas(b: &mut Builder<'_>, v: &VmSpec) {
     let l = &v.launch;
     let caps = b.caps;
@@ -36,6 +37,14 @@ pub(super) fn compat_runas(b: &mut Builder<'_>, v: &VmSpec) {
         } else {
             let reason = format!("QEMU {} has no -compat option", caps.version);
             b.unsupported(Obj::Vm, "qemu_compat", reason);
+        }
+    }
+    if l.no_shutdown {
+        if caps.has_option("no-shutdown") {
+            b.cmd.flag("-no-shutdown");
+        } else {
+            let reason = format!("QEMU {} has no -no-shutdown option", caps.version);
+            b.unsupported(Obj::Vm, "disable_shutdown", reason);
         }
     }
     if let Some(user) = l.runas.as_deref() {

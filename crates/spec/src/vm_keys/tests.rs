@@ -329,6 +329,7 @@ fn every_key_read_is_declared_and_every_declared_key_read() {
             ("option_roms", "/usr/share/qemu/sgabios.bin"),
             ("enable_kvm", "no"),
             ("disable_kvm", "no"),
+            ("disable_shutdown", "yes"),
             ("bios_path", "/usr/share/seabios/bios.bin"),
             ("qemu_compat", "deprecated-input=crash"),
             ("user_runas", "nobody"),

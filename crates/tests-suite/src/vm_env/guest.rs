@@ -150,12 +150,25 @@ impl GuestVm for LiveVm {
                     .map(|_| ())
                     .map_err(|e| vm_err(&self.name, "QMP system_powerdown", e)),
             };
+            // `disable_shutdown` (`-no-shutdown`): QEMU stays, stopped with status `shutdown`
+            // (avocado-vt's check_from_monitor); otherwise it must exit.
+            let no_shutdown = vm.spec().launch.no_shutdown;
             let mut exited = false;
+            let mut last_status = String::new();
             if sent.is_ok() {
                 while started.elapsed() < timeout {
                     if !vm.is_alive() {
-                        exited = true;
+                        exited = !no_shutdown;
                         break;
+                    }
+                    if no_shutdown {
+                        if let Ok(st) = vm.status().await {
+                            if st == "shutdown" {
+                                exited = true;
+                                break;
+                            }
+                            last_status = st;
+                        }
                     }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
@@ -166,6 +179,19 @@ impl GuestVm for LiveVm {
             self.forget_all();
             drop(g);
             sent?;
+            if !exited && no_shutdown {
+                return Err(vm_err(
+                    &self.name,
+                    "shutdown",
+                    Cause(format!(
+                        "with disable_shutdown = yes, expected QEMU to stay with status `shutdown` \
+                         after the {method:?} shutdown; within {:.0} s its status was {:?} (it \
+                         was then killed); QEMU output: {tail}",
+                        timeout.as_secs_f64(),
+                        if last_status.is_empty() { "gone" } else { last_status.as_str() }
+                    )),
+                ));
+            }
             if !exited {
                 return Err(vm_err(
                     &self.name,

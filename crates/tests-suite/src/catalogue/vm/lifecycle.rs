@@ -211,6 +211,8 @@ pub fn run_shutdown(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
         let count = k.u64("shutdown_count");
         let sleep = k.secs("sleep_before_powerdown");
         let timeout = k.secs("shutdown_timeout");
+        // Read for its problems only: with -no-shutdown the env always checks the status.
+        let _check_from_monitor = k.bool("check_from_monitor");
         let (via, method, count, sleep, timeout) =
             read_params(k, (via, method, count, sleep, timeout))?;
         let via = SHUTDOWN.declared(via, "serial_login")?;

@@ -97,6 +97,12 @@ pub const SHUTDOWN: TestSpec = TestSpec {
             "360",
             "seconds for QEMU to exit (tp-qemu waits 360)",
         ),
+        KeyDoc::with_default(
+            "check_from_monitor",
+            "no",
+            "tp-qemu's check that, with the VM's disable_shutdown = yes (-no-shutdown), QEMU \
+             stays with status `shutdown`: kvmtest always makes it in that case",
+        ),
     ],
 };
 
