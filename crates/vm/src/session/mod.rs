@@ -300,6 +300,7 @@ impl Session {
         let mut poke = Duration::from_millis(500);
         // Whether the password went out: a login prompt after it means it was refused.
         let mut password_sent = false;
+        let mut credentials_sent = false;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -320,15 +321,23 @@ impl Session {
                     let reason = refusal(&seen).unwrap_or("asked to log in again");
                     return Err(self.refused(reason, &seen));
                 }
-                Ok((Seen::Username, _)) => self.sendline(&cfg.username).await?,
+                Ok((Seen::Username, _)) => {
+                    self.sendline(&cfg.username).await?;
+                    credentials_sent = true;
+                }
                 Ok((Seen::Password, _)) => {
                     self.sendline(&cfg.password).await?;
                     password_sent = true;
+                    credentials_sent = true;
                 }
-                Err(SessionError::Timeout { .. }) => {
+                // A silent console is poked with an empty line until something answers; once a
+                // username or password went out, the login is under way and a poke would be
+                // read as the (empty) password: wait instead.
+                Err(SessionError::Timeout { .. }) if !credentials_sent => {
                     self.sendline("").await?;
                     poke = (poke * 2).min(Duration::from_secs(4));
                 }
+                Err(SessionError::Timeout { .. }) => {}
                 Err(SessionError::Closed { tail, .. }) if refusal(&tail).is_some() => {
                     let reason = refusal(&tail).unwrap_or_default();
                     return Err(self.refused(reason, &tail));
