@@ -27,6 +27,9 @@ pub(super) const DELIMITER: u8 = 0xFF;
 
 const READ_CHUNK: usize = 64 * 1024;
 
+/// How much of what a resync discards the transcript shows.
+pub(super) const SAMPLE_BYTES: usize = 240;
+
 /// Why reading a line failed.
 pub(super) enum ReadError {
     /// The connection ended.
@@ -171,17 +174,24 @@ impl Conn {
     }
 
     /// Discards everything up to and including the next [`DELIMITER`]; returns how many
-    /// bytes before it were discarded. Nothing is buffered while skipping, so a flood of
-    /// stale output costs no memory.
-    pub(super) async fn skip_to_delimiter(&mut self) -> Result<usize, Disconnect> {
+    /// bytes before it were discarded and the first [`SAMPLE_BYTES`] of them (for the
+    /// transcript). Only the sample is kept, so a flood of stale output costs no memory.
+    pub(super) async fn skip_to_delimiter(&mut self) -> Result<(usize, Vec<u8>), Disconnect> {
         let mut discarded = 0;
+        let mut sample = Vec::new();
+        let keep = |bytes: &[u8], sample: &mut Vec<u8>| {
+            let room = SAMPLE_BYTES.saturating_sub(sample.len());
+            sample.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        };
         loop {
             if let Some(pos) = self.buf.iter().position(|&b| b == DELIMITER) {
                 discarded += pos;
+                keep(&self.buf[..pos], &mut sample);
                 self.buf.drain(..=pos);
-                return Ok(discarded);
+                return Ok((discarded, sample));
             }
             discarded += self.buf.len();
+            keep(&self.buf, &mut sample);
             self.buf.clear();
             match self.fill().await {
                 Ok(()) => {}
@@ -234,12 +244,16 @@ impl Conn {
         bytes.push(b'\n');
         self.write(&bytes).await?;
         loop {
-            let discarded = self.skip_to_delimiter().await?;
+            let (discarded, sample) = self.skip_to_delimiter().await?;
             if discarded > 0 {
                 if let Some(t) = transcript {
+                    let more = if discarded > sample.len() { "…" } else { "" };
                     t.text(
                         Direction::Meta,
-                        format!("discarded {discarded} stale bytes before the 0xFF sentinel"),
+                        format!(
+                            "discarded {discarded} stale bytes before the 0xFF sentinel: {:?}{more}",
+                            String::from_utf8_lossy(&sample)
+                        ),
                     );
                 }
             }
@@ -315,7 +329,10 @@ mod tests {
             .await
             .expect("write");
         drop(b);
-        assert_eq!(conn.skip_to_delimiter().await.ok(), Some(20));
+        assert_eq!(
+            conn.skip_to_delimiter().await.ok(),
+            Some((20, b"stale\n{\"return\": 1}\n".to_vec()))
+        );
         assert_eq!(
             conn.next_line(100).await.ok().as_deref(),
             Some(&b"{\"return\": 2}"[..])
