@@ -85,6 +85,45 @@ impl Vm {
         Ok(agent)
     }
 
+    /// Powers the guest off through its agent (`guest-shutdown`, mode `powerdown`) and waits
+    /// up to `timeout` for QEMU to exit. As the agent's schema says, success is QEMU exiting:
+    /// the agent replies only on failure, and qemu-ga runs `shutdown -P +0` and waits for it,
+    /// so on a systemd guest that child can be killed by the shutdown it started and the
+    /// agent then reports "child process has terminated abnormally" while the guest goes
+    /// down. An agent error therefore fails this only if QEMU does not exit; it is logged
+    /// either way.
+    ///
+    /// # Errors
+    /// [`Error::Monitor`] with the agent's error (or a connection error) when QEMU did not
+    /// exit; [`Error::Timeout`] when the agent accepted but QEMU still runs.
+    pub async fn agent_powerdown(&mut self, timeout: Duration) -> Result<ExitStatus, Error> {
+        let agent = self.guest_agent().await?;
+        self.log.line("guest agent: guest-shutdown (powerdown)");
+        let sent = agent
+            .shutdown(monitor::qapi::qga::GuestShutdownMode::Powerdown)
+            .await;
+        match &sent {
+            Ok(how) => self
+                .log
+                .line(&format!("guest agent: guest-shutdown sent ({how:?})")),
+            Err(e) => self.log.line(&format!(
+                "guest agent: guest-shutdown answered {e}; waiting for QEMU to exit anyway"
+            )),
+        }
+        match (self.wait_for_exit(timeout).await, sent) {
+            (Ok(status), _) => Ok(status),
+            (Err(_), Err(source)) => Err(Error::Monitor {
+                vm: self.name.clone(),
+                what: format!(
+                    "guest-shutdown through the agent (QEMU still runs after {})",
+                    secs(&timeout)
+                ),
+                source: Box::new(source),
+            }),
+            (Err(e), Ok(_)) => Err(e),
+        }
+    }
+
     /// Waits up to `timeout` for QEMU to exit by itself (a guest that powered off, a
     /// `guest-shutdown` through the agent) and returns its exit status; logged.
     ///
