@@ -18,9 +18,9 @@ use monitor::qapi::qga::GuestFsfreezeStatus;
 use monitor::{Error as MonitorError, EventFilter};
 use params::{Params, Parser, ParserOptions};
 use serde_json::{json, Value};
-use support::{assert_no_leftovers, logs, start};
+use support::{assert_no_leftovers, guest_params, logs, qemu, setup, start, workspace_root};
 use vm::fixtures::{require_disk_guest, DISK_IMAGE};
-use vm::{Access, StoppedBy, Teardown};
+use vm::{Access, Error, PlanOptions, StoppedBy, Teardown, Vm};
 
 macro_rules! ok {
     ($vm:expr, $e:expr $(,)?) => {
@@ -233,4 +233,51 @@ async fn guest_agent_commands_faults_and_shutdown() {
         booted.as_secs_f64(),
         t0.elapsed().as_secs_f64()
     );
+}
+
+/// The small test guest (`support/guest.cfg`, no agent in it), not waited for: without the port
+/// `Vm::guest_agent` names `gagent_name` and how to add it; with the port but no agent answering
+/// (QEMU holds the sync until a guest program opens the port, which never happens) it is a
+/// timeout naming the connect's sync, within `Timeouts::agent`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_agent_port_and_no_agent_running_are_named_errors() {
+    let logs = logs();
+    let mut vm = start(guest_params(), logs.path()).await.expect("create");
+    let err = vm.guest_agent().await.expect_err("no agent port");
+    let text = err.to_string();
+    assert!(
+        matches!(err, Error::GuestAgent { .. })
+            && text.contains("no serial named `org.qemu.guest_agent.0`")
+            && text.contains("serial_type_org.qemu.guest_agent.0 = virtserialport"),
+        "{text}"
+    );
+    vm.destroy(Teardown::Kill).await.expect("destroy");
+
+    let mut params = guest_params();
+    params.insert("serials", "serial0 qga0".to_string());
+    params.insert("serial_type_qga0", "virtserialport".to_string());
+    params.insert("gagent_name", "qga0".to_string());
+    let mut s = setup(&params, logs.path()).expect("setup");
+    s.timeouts.agent = Duration::from_secs(2);
+    let mut vm = Vm::start(qemu(), s, &PlanOptions::new(workspace_root()))
+        .await
+        .expect("create");
+    let t0 = Instant::now();
+    let err = vm.guest_agent().await.expect_err("nothing answers");
+    let waited = t0.elapsed();
+    let source = match &err {
+        Error::Monitor { source, .. } => source,
+        other => panic!("expected a monitor error, got {other:?}"),
+    };
+    assert!(
+        matches!(&**source, MonitorError::AgentTimeout { command, timeout, .. }
+            if command == "guest-sync-delimited (on connect)" && *timeout == Duration::from_secs(2)),
+        "{source:?}"
+    );
+    assert!(waited < Duration::from_secs(10), "{waited:?}");
+    eprintln!("no agent: {err}: {source}");
+    let pid = vm.pid();
+    let run_dir = vm.run_dir().to_path_buf();
+    vm.destroy(Teardown::Kill).await.expect("destroy");
+    assert_no_leftovers(pid, &run_dir);
 }

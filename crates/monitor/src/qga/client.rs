@@ -357,7 +357,8 @@ impl QgaClient {
         .map(drop)
     }
 
-    /// Whether the connection has ended (QEMU gone, or [`QgaClient::close`]).
+    /// Whether the connection is known to have ended (QEMU gone, or [`QgaClient::close`]).
+    /// `false` while a command is in progress: that command finds out.
     pub fn is_closed(&self) -> bool {
         self.inner
             .conn

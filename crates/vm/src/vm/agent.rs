@@ -15,7 +15,7 @@ impl Vm {
     ///
     /// # Errors
     /// [`Error::GuestAgent`] when `gagent_name` names no serial, or names the VM's console (the
-    /// first serial, which the VM itself reads); [`Error::Monitor`] when connecting or the first
+    /// first serial, which the VM itself reads), or QEMU has exited; [`Error::Monitor`] when connecting or the first
     /// sync fails within [`Timeouts::agent`] (no agent running in the guest: the error names the
     /// sync and its timeout).
     pub async fn guest_agent(&mut self) -> Result<QgaClient, Error> {
@@ -25,6 +25,13 @@ impl Vm {
             }
         }
         let port = self.setup.session.agent_serial.clone();
+        if !self.is_alive() {
+            // Not a 20 s connect retry on a socket nobody serves any more.
+            return Err(Error::GuestAgent {
+                vm: self.name.clone(),
+                problem: format!("QEMU has exited (serial `{port}` is served by no one)"),
+            });
+        }
         let serials = &self.setup.spec.serials;
         let Some(index) = serials.iter().position(|s| s.name == port) else {
             let have: Vec<&str> = serials.iter().map(|s| s.name.as_str()).collect();
