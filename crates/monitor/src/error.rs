@@ -161,7 +161,7 @@ pub enum Error {
         command: String,
     },
     /// The reply arrived but did not decode into the typed command's result.
-    #[error("decoding the reply of QMP `{command}`")]
+    #[error("decoding the reply of `{command}`")]
     Decode {
         /// The command name.
         command: String,
@@ -170,7 +170,7 @@ pub enum Error {
         source: serde_json::Error,
     },
     /// Arguments of a typed command did not serialize to a JSON object.
-    #[error("encoding the arguments of QMP `{command}`: {detail}")]
+    #[error("encoding the arguments of `{command}`: {detail}")]
     Encode {
         /// The command name.
         command: String,
@@ -211,6 +211,61 @@ pub enum Error {
         /// How many events were lost.
         lost: u64,
     },
+    /// The guest agent answered the command with an error.
+    #[error("guest agent `{command}` failed: {class}: {desc}")]
+    Agent {
+        /// The command name.
+        command: String,
+        /// The agent's error class (`GenericError` for almost everything).
+        class: ErrorClass,
+        /// The agent's human-readable description.
+        desc: String,
+    },
+    /// The guest agent did not answer in time: it hangs, is not running in the guest, or the
+    /// guest is not up (QEMU holds what is sent until the guest opens its port).
+    #[error(
+        "guest agent gave no reply to `{command}` within {timeout:?}{}: the agent hangs or is \
+         not running in the guest",
+        stall_note(*.partial_bytes)
+    )]
+    AgentTimeout {
+        /// The command, with what it was done for (`guest-sync-delimited (on connect)`).
+        command: String,
+        /// How long was waited.
+        timeout: Duration,
+        /// Bytes of an unterminated line the agent had sent when time ran out.
+        partial_bytes: usize,
+    },
+    /// The guest agent's socket closed (QEMU exited or was killed) while the command was in
+    /// flight, or before it was sent.
+    #[error("guest agent connection lost during `{command}` (QEMU exited or closed the socket)")]
+    AgentGone {
+        /// The command.
+        command: String,
+        /// Why the connection ended.
+        #[source]
+        cause: Arc<Disconnect>,
+    },
+    /// The guest agent answered with something that is not a reply: the stream is out of step,
+    /// so the next command resynchronises first (`guest-sync-delimited`).
+    #[error("guest agent sent a bad reply to `{command}`: {detail}")]
+    AgentProtocol {
+        /// The command.
+        command: String,
+        /// What was wrong, with an excerpt of what arrived.
+        detail: String,
+    },
+    /// A process started with `guest-exec` had not exited when its time ran out (it still runs
+    /// in the guest).
+    #[error("guest process `{argv}` (pid {pid}) did not exit within {timeout:?}")]
+    ExecTimeout {
+        /// The process's argv, space-joined, for messages.
+        argv: String,
+        /// Its pid in the guest.
+        pid: i64,
+        /// How long was waited.
+        timeout: Duration,
+    },
     /// The transcript file could not be created.
     #[error("creating monitor transcript {path}")]
     Transcript {
@@ -231,10 +286,10 @@ fn stall_note(partial_bytes: usize) -> String {
 }
 
 impl Error {
-    /// The QEMU error class, when QEMU answered with an error.
+    /// The error class, when QEMU or the guest agent answered with an error.
     pub fn qmp_class(&self) -> Option<&ErrorClass> {
         match self {
-            Self::Qmp { class, .. } => Some(class),
+            Self::Qmp { class, .. } | Self::Agent { class, .. } => Some(class),
             _ => None,
         }
     }
@@ -248,7 +303,11 @@ impl Error {
             | Self::Closed { command }
             | Self::Decode { command, .. }
             | Self::Encode { command, .. }
-            | Self::InvalidCommandLine { command } => Some(command),
+            | Self::InvalidCommandLine { command }
+            | Self::Agent { command, .. }
+            | Self::AgentTimeout { command, .. }
+            | Self::AgentGone { command, .. }
+            | Self::AgentProtocol { command, .. } => Some(command),
             _ => None,
         }
     }

@@ -1,4 +1,4 @@
-//! QMP and HMP monitor clients for QEMU that never hang and never miss an event.
+//! QMP, HMP and guest-agent clients for QEMU that never hang and never miss an event.
 //!
 //! This crate talks to a running QEMU's monitors; it does not start QEMU
 //! (that is the `vm` crate's job) and knows nothing about test parameters.
@@ -13,6 +13,10 @@
 //!   is not lost.
 //! * [`HumanMonitor`]: HMP text commands through QMP or through a separate
 //!   `(qemu) ` prompt socket ([`HmpClient`]).
+//! * [`QgaClient`]: the QEMU guest agent on its virtio port's socket: typed
+//!   commands from `qapi`'s QGA schema plus untyped ones, resynchronised with
+//!   `guest-sync-delimited` on connect and after any timeout; `guest-exec`,
+//!   whole-file reads and writes, fsfreeze, shutdown without a reply.
 //! * Every client can write a JSON-lines transcript ([`transcript`]).
 //!
 //! Every failure is an [`Error`] naming the command or event involved; the
@@ -41,6 +45,7 @@ pub mod error;
 pub mod event;
 mod filter;
 pub mod hmp;
+pub mod qga;
 pub mod qmp;
 pub mod transcript;
 mod wire;
@@ -49,4 +54,5 @@ pub use error::{Disconnect, Error, ErrorClass};
 pub use event::{Event, EventCursor, EventFilter, EventListener, EventTimestamp};
 pub use hmp::{HmpClient, HmpConfig, HumanMonitor};
 pub use qapi;
+pub use qga::{ExecOutput, ExecRequest, NoReply, QgaClient, QgaConfig, SuspendMode};
 pub use qmp::{Greeting, PendingReply, QmpClient, QmpConfig};

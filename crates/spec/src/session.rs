@@ -95,6 +95,12 @@ pub const SESSION_KEYS: &[KeyDoc] = &[
         "shutdown_command",
         "guest command tried first when a VM is shut down gracefully (unset: skipped)",
     ),
+    KeyDoc::with_default(
+        "gagent_name",
+        "org.qemu.guest_agent.0",
+        "the serial (`serials` object) whose socket the guest agent answers on (tp-qemu's \
+         `qemu_guest_agent.cfg`: a `virtserialport` of that name)",
+    ),
 ];
 
 /// How a remote login connects (`shell_client`).
@@ -171,6 +177,8 @@ pub struct SessionSpec {
     pub reboot_command: String,
     /// `shutdown_command`, when set and not empty.
     pub shutdown_command: Option<String>,
+    /// `gagent_name`: the serial the guest agent listens on.
+    pub agent_serial: String,
 }
 
 /// `shell_linesep` is written `\n` or `\r\n` in cfg files.
@@ -230,6 +238,7 @@ impl SessionSpec {
                 dhcp_lease_file: k.opt("dhcp_lease_file").map(Into::into),
                 reboot_command: k.text("reboot_command"),
                 shutdown_command: k.opt("shutdown_command"),
+                agent_serial: k.text("gagent_name"),
             }),
             _ => None,
         };
@@ -269,6 +278,7 @@ mod tests {
         assert_eq!(s.shell_port, 23);
         assert_eq!(s.reboot_command, "reboot");
         assert!(s.shutdown_command.is_none());
+        assert_eq!(s.agent_serial, "org.qemu.guest_agent.0");
     }
 
     #[test]

@@ -230,6 +230,15 @@ pub enum Error {
         /// What is wrong.
         problem: String,
     },
+    /// The VM has no guest-agent port (`gagent_name` names no serial), or that port cannot
+    /// carry the agent.
+    #[error("VM {vm}: no guest agent: {problem}")]
+    GuestAgent {
+        /// The VM's name.
+        vm: String,
+        /// What is wrong, and how the cfg adds the port.
+        problem: String,
+    },
     /// A migration failed on either side.
     #[error("VM {vm}: migration over {uri} failed: {why}")]
     Migration {

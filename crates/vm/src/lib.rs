@@ -7,8 +7,9 @@
 //! process group, dying with kvmtest even on SIGKILL; it owns its run directory, monitor and
 //! serial sockets, MAC reservations and logs. Guests are reached through [`Session`]s over the
 //! serial console, telnet, `nc` or ssh; operations (pause, reboot, hotplug, migration) go through
-//! QMP and are confirmed by events and queries; [`Vm::destroy`] tears down in bounded stages and
-//! `Drop` is a SIGKILL safety net. Images are handled with the real `qemu-img` ([`image`]).
+//! QMP and are confirmed by events and queries; the guest agent is reached through
+//! [`Vm::guest_agent`] (a `monitor::QgaClient` on its serial port); [`Vm::destroy`] tears down
+//! in bounded stages and `Drop` is a SIGKILL safety net. Images are handled with the real `qemu-img` ([`image`]).
 //!
 //! What it is not: it does not build command lines (that is `qemu_cmd::build`, which [`Qemu`]
 //! calls with the spec and the plan) nor read params (`spec`) nor parse configs (`params`), and

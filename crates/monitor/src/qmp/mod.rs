@@ -24,5 +24,6 @@ mod shared;
 
 pub use client::QmpClient;
 pub use config::QmpConfig;
+pub(crate) use greeting::excerpt;
 pub use greeting::Greeting;
 pub use reply::PendingReply;

@@ -10,7 +10,7 @@
 //!
 //! This file holds the VM, its settings and its accessors; the rest is one file per part of its
 //! life: `start` (spawn and connect), `iso` (CD-ROM checks), `login` (sessions, reboots),
-//! `hotplug`, `migrate`, `teardown`.
+//! `agent` (the guest agent), `hotplug`, `migrate`, `teardown`.
 
 use std::ffi::OsString;
 use std::fs::{self, File};
@@ -19,7 +19,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use monitor::{EventFilter, HmpClient, HmpConfig, HumanMonitor, QmpClient, QmpConfig};
+use monitor::{
+    EventFilter, HmpClient, HmpConfig, HumanMonitor, QgaClient, QgaConfig, QmpClient, QmpConfig,
+};
 use params::Params;
 use serde_json::{json, Value};
 use tokio::io::AsyncReadExt;
@@ -38,6 +40,7 @@ use spec::types::{DisplayKind, MonitorKind};
 use spec::vm::ChecksumAlgo;
 use spec::{NicMode, NicSpec, ShellClient, Teardown, VmSpec};
 
+mod agent;
 mod hotplug;
 mod iso;
 mod login;
@@ -62,6 +65,9 @@ pub struct Timeouts {
     pub hotplug: Duration,
     /// A migration until both sides report success.
     pub migrate: Duration,
+    /// Connecting the guest agent and its first `guest-sync-delimited` (the agent answers
+    /// once the guest has started it).
+    pub agent: Duration,
 }
 
 impl Default for Timeouts {
@@ -74,6 +80,7 @@ impl Default for Timeouts {
             kill: Duration::from_secs(5),
             hotplug: Duration::from_secs(30),
             migrate: Duration::from_secs(120),
+            agent: Duration::from_secs(60),
         }
     }
 }
@@ -323,6 +330,10 @@ pub struct Vm {
     log: VmLog,
     log_dir: PathBuf,
     session_count: u32,
+    /// The guest agent's connection, once [`Vm::guest_agent`] made it.
+    agent: Option<QgaClient>,
+    /// Guest-agent connections made so far (each has its own transcript).
+    agent_connections: u32,
     /// Dropped last: the run directory (sockets) and MAC reservations live here.
     plan: VmPlan,
 }

@@ -233,6 +233,8 @@ impl Vm {
             log,
             log_dir,
             session_count: 0,
+            agent: None,
+            agent_connections: 0,
             plan,
         })
     }

@@ -98,6 +98,9 @@ impl Vm {
                 last: format!("pid {} still not reaped", self.pid()),
             });
         };
+        if let Some(agent) = self.agent.take() {
+            agent.close().await;
+        }
         self.qmp.close().await;
         for (_, h) in &self.hmps {
             h.close().await;

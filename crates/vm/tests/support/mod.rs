@@ -26,7 +26,8 @@ pub struct Guest {
     pub initrd: PathBuf,
 }
 
-fn workspace_root() -> PathBuf {
+/// The workspace root (relative cfg paths resolve from it).
+pub fn workspace_root() -> PathBuf {
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
     here.ancestors().nth(2).unwrap_or(here).to_path_buf()
 }
