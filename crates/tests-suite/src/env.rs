@@ -224,6 +224,29 @@ pub trait GuestVm: Send + Sync {
         let _ = request;
         unsupported("migration")
     }
+    /// Run guest-agent command `command` (with `args`; `Null`: none) on the VM's agent
+    /// (`gagent_name`), within `timeout`; a command without a reply on success
+    /// (`guest-suspend-*`) returns `{}` once accepted.
+    fn agent<'a>(
+        &'a self,
+        command: &'a str,
+        args: serde_json::Value,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<serde_json::Value, EnvError>> {
+        let _ = (command, args, timeout);
+        unsupported("guest agent")
+    }
+    /// `guest-shutdown` (powerdown, halt or reboot) through the agent; for powerdown and halt,
+    /// QEMU must exit within `timeout` (the VM is gone afterwards); for reboot, the guest must
+    /// come back (a login within `timeout`).
+    fn agent_shutdown<'a>(
+        &'a self,
+        mode: &'a str,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<(), EnvError>> {
+        let _ = (mode, timeout);
+        unsupported("guest agent shutdown")
+    }
     /// Hot-plug a NIC of `driver` on a new user-mode netdev (confirmed by `query-pci`).
     fn hotplug_nic<'a>(&'a self, driver: &'a str) -> BoxFuture<'a, Result<Hotplugged, EnvError>> {
         let _ = driver;

@@ -253,6 +253,72 @@ impl GuestVm for LiveVm {
         })
     }
 
+    fn agent<'a>(
+        &'a self,
+        command: &'a str,
+        args: serde_json::Value,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<serde_json::Value, EnvError>> {
+        Box::pin(async move {
+            let agent = self
+                .with_vm("connecting to the guest agent", |vm| {
+                    Box::pin(async move { vm.guest_agent().await })
+                })
+                .await?;
+            agent
+                .execute_timeout(command, args, timeout)
+                .await
+                .map_err(|e| vm_err(&self.name, &format!("guest agent {command}"), e))
+        })
+    }
+
+    fn agent_shutdown<'a>(
+        &'a self,
+        mode: &'a str,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<(), EnvError>> {
+        Box::pin(async move {
+            let mut g = self.inner.lock().await;
+            let Some(mut vm) = g.take() else {
+                return Err(EnvError::NoSuchVm {
+                    name: self.name.clone(),
+                });
+            };
+            let r = match mode {
+                "powerdown" => vm.agent_powerdown(timeout).await.map(|_| ()),
+                other => {
+                    match vm.guest_agent().await {
+                        Ok(agent) => match agent
+                            .execute_no_reply("guest-shutdown", json!({ "mode": other }))
+                            .await
+                        {
+                            Ok(_) if other == "halt" => vm.wait_for_exit(timeout).await.map(|_| ()),
+                            Ok(_) => Ok(()),
+                            Err(e) => Err(vm::Error::Monitor {
+                                vm: self.name.clone(),
+                                what: format!("guest-shutdown mode={other}"),
+                                source: Box::new(e),
+                            }),
+                        },
+                        Err(e) => Err(e),
+                    }
+                }
+            };
+            if mode == "reboot" && r.is_ok() {
+                *g = Some(vm);
+                return Ok(());
+            }
+            // Powered off (or failed): the VM is torn down either way.
+            let destroyed = vm.destroy(Teardown::Kill).await;
+            self.forget_all();
+            drop(g);
+            r.map_err(|e| vm_err(&self.name, &format!("guest-shutdown mode={mode}"), e))?;
+            destroyed
+                .map(|_| ())
+                .map_err(|e| vm_err(&self.name, "cleaning up after the shutdown", e))
+        })
+    }
+
     fn hotplug_nic<'a>(&'a self, driver: &'a str) -> BoxFuture<'a, Result<Hotplugged, EnvError>> {
         Box::pin(async move {
             let nic = self

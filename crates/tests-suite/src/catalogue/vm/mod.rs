@@ -8,6 +8,7 @@
 //! exit) is a *fail* saying what was expected and what was seen; what kept the test from
 //! checking (a missing parameter, QEMU that cannot start) is an *error*.
 
+mod agent;
 mod common;
 mod hotplug;
 mod lifecycle;
@@ -302,6 +303,45 @@ pub const PHYSICAL_RESOURCES_CHECK: TestSpec = TestSpec {
     ],
 };
 
+/// `type = qemu_guest_agent`.
+pub const QEMU_GUEST_AGENT: TestSpec = TestSpec {
+    name: "qemu_guest_agent",
+    about: "tp-qemu's guest-agent test: one check per `gagent_check_type` (sync, \
+            sync_delimited, guest_info, powerdown, reboot, get_time, get_vcpus, get_interfaces, \
+            fsfreeze, thaw_unfrozen, freeze_frozen, guest_exec, file_write, file_read), each \
+            answer of the agent (on the VM's `gagent_name` virtio port) checked against the \
+            guest's own over a shell. Other check types are an error naming the type.",
+    params: &[
+        MAIN_VM,
+        SERIAL_LOGIN,
+        KeyDoc::required("gagent_check_type", "the check"),
+        KeyDoc::with_default(
+            "get_cpu_cmd",
+            "grep -c ^processor /proc/cpuinfo",
+            "get_vcpus: guest command printing its vCPU count",
+        ),
+        KeyDoc::with_default(
+            "get_guest_time_cmd",
+            "date +%s",
+            "get_time: guest command printing its clock in seconds",
+        ),
+        KeyDoc::with_default(
+            "gagent_fs_test_cmd",
+            "echo foo > %s/foo",
+            "fsfreeze: a write that must wait for the thaw (`%s`: mountpoint_def)",
+        ),
+        KeyDoc::with_default("mountpoint_def", "/home", "fsfreeze: where it writes"),
+        KeyDoc::with_default("guest_cmd", "echo", "guest_exec: the program"),
+        KeyDoc::with_default(
+            "guest_cmd_args",
+            "This is a test.",
+            "guest_exec: its arguments (whitespace-separated), which its output must hold",
+        ),
+        KeyDoc::with_default("guest_cmd_timeout", "60", "guest_exec: seconds to finish"),
+        KeyDoc::with_default("file_path", "/tmp/", "file_write/file_read: the directory"),
+    ],
+};
+
 /// The VM-based types with their functions.
 pub fn entries() -> Vec<(TestSpec, TestFn)> {
     vec![
@@ -312,5 +352,6 @@ pub fn entries() -> Vec<(TestSpec, TestFn)> {
         (PCI_HOTPLUG, hotplug::run_pci_hotplug),
         (NIC_HOTPLUG, hotplug::run_nic_hotplug),
         (PHYSICAL_RESOURCES_CHECK, resources::run),
+        (QEMU_GUEST_AGENT, agent::run),
     ]
 }

@@ -118,7 +118,8 @@ pub fn run(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
         })
         .await?;
         let functions = pci_functions(&reply);
-        let lspci = guest_output(ctx, &mut shell, "lspci").await?;
+        // Numeric ids (`00:03.0 0200: 1af4:1000`) whatever the guest's pci.ids knows.
+        let lspci = guest_output(ctx, &mut shell, "lspci -n").await?;
         let mut expected: Vec<(String, String, &'static str)> = Vec::new();
         for (nic, model) in &assigned.nics {
             let model = model.clone();
@@ -159,7 +160,7 @@ pub fn run(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
             if !enough(in_guest) {
                 problems.push(format!(
                     "{what} model mismatch: assigned to the VM: {model} ({id}); reported by the \
-                     guest (lspci): {:?}",
+                     guest (lspci -n): {:?}",
                     lspci.trim()
                 ));
             }
