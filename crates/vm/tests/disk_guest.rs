@@ -8,12 +8,10 @@
 
 mod support;
 
-use std::path::Path;
 use std::time::Instant;
 
-use params::{Params, Parser, ParserOptions};
-use support::{assert_no_leftovers, logs, start};
-use vm::fixtures::{require_disk_guest, DISK_IMAGE, DISK_SSH_KEY};
+use support::{assert_no_leftovers, disk_guest_params, logs, start};
+use vm::fixtures::{require_disk_guest, DISK_SSH_KEY};
 use vm::{Access, StoppedBy, Teardown};
 
 macro_rules! ok {
@@ -25,31 +23,11 @@ macro_rules! ok {
     };
 }
 
-/// `support/disk_guest.cfg`'s one variant, `image_name` pointing at the built disk guest.
-fn disk_guest_params() -> Params {
-    let dir = require_disk_guest().unwrap_or_else(|e| panic!("{e}"));
-    let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/disk_guest.cfg");
-    let mut parser = Parser::new(ParserOptions::default());
-    parser
-        .parse_file(&cfg)
-        .unwrap_or_else(|e| panic!("{}: {e}", cfg.display()));
-    let variants = parser
-        .finish()
-        .collect()
-        .unwrap_or_else(|e| panic!("{}: {e}", cfg.display()));
-    assert_eq!(variants.len(), 1, "{} has one variant", cfg.display());
-    let mut p = variants[0].params.clone();
-    let image = dir.join(DISK_IMAGE);
-    let stem = image.with_extension("");
-    p.insert("image_name", stem.to_string_lossy().into_owned());
-    p
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ssh_password_and_key_logins_serial_login_and_shutdown() {
     let logs = logs();
     let t0 = Instant::now();
-    let mut vm = start(disk_guest_params(), logs.path())
+    let mut vm = start(disk_guest_params("disk_guest.cfg"), logs.path())
         .await
         .expect("create");
     let timeout = vm.login_timeout();

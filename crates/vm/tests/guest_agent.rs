@@ -11,15 +11,14 @@
 
 mod support;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use monitor::qapi::qga::GuestFsfreezeStatus;
 use monitor::{Error as MonitorError, EventFilter};
-use params::{Params, Parser, ParserOptions};
 use serde_json::{json, Value};
-use support::{assert_no_leftovers, guest_params, logs, qemu, setup, start, workspace_root};
-use vm::fixtures::{require_disk_guest, DISK_IMAGE};
+use support::{
+    assert_no_leftovers, disk_guest_params, guest_params, logs, qemu, setup, start, workspace_root,
+};
 use vm::{Access, Error, PlanOptions, StoppedBy, Teardown, Vm};
 
 macro_rules! ok {
@@ -31,33 +30,11 @@ macro_rules! ok {
     };
 }
 
-/// `support/disk_guest_agent.cfg`'s one variant, `image_name` pointing at the built disk guest.
-fn agent_guest_params() -> Params {
-    let dir = require_disk_guest().unwrap_or_else(|e| panic!("{e}"));
-    let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/disk_guest_agent.cfg");
-    let mut parser = Parser::new(ParserOptions::default());
-    parser
-        .parse_file(&cfg)
-        .unwrap_or_else(|e| panic!("{}: {e}", cfg.display()));
-    let variants = parser
-        .finish()
-        .collect()
-        .unwrap_or_else(|e| panic!("{}: {e}", cfg.display()));
-    assert_eq!(variants.len(), 1, "{} has one variant", cfg.display());
-    let mut p = variants[0].params.clone();
-    let image = dir.join(DISK_IMAGE);
-    p.insert(
-        "image_name",
-        image.with_extension("").to_string_lossy().into_owned(),
-    );
-    p
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guest_agent_commands_faults_and_shutdown() {
     let logs = logs();
     let t0 = Instant::now();
-    let mut vm = start(agent_guest_params(), logs.path())
+    let mut vm = start(disk_guest_params("disk_guest_agent.cfg"), logs.path())
         .await
         .expect("create");
     // As tp-qemu does: log in first (the guest is up), then talk to its agent.

@@ -170,28 +170,39 @@ const USAGE: &str = "usage: cargo xtask fixtures guest [--out DIR] [--check [--a
 
 /// Which accelerator `--check` boots with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum AccelChoice {
+pub(super) enum AccelChoice {
     /// Whatever [`probe_accel`] picks.
     Auto,
     Kvm,
     Tcg,
 }
 
-struct Options {
-    out: PathBuf,
+/// `fixtures guest|disk-guest [--out DIR] [--check [--accel auto|kvm|tcg]]`.
+pub(super) struct Options {
+    pub(super) out: PathBuf,
     /// `Some` with `--check`.
-    check: Option<AccelChoice>,
+    pub(super) check: Option<AccelChoice>,
 }
 
 impl Options {
     fn parse(args: &[String]) -> Result<Options> {
+        Options::parse_fixture(args, "guest", guest_dir, USAGE)
+    }
+
+    /// The options of fixture `name` (`args[0]`), `--out` defaulting to `default_out()`.
+    pub(super) fn parse_fixture(
+        args: &[String],
+        name: &str,
+        default_out: fn() -> PathBuf,
+        usage: &str,
+    ) -> Result<Options> {
         let mut it = args.iter();
         match it.next().map(String::as_str) {
-            Some("guest") => {}
+            Some(n) if n == name => {}
             Some(other) => bail!(
-                "unknown fixture `{other}` (the fixtures are `guest`, `disk-guest` and `qemu X.Y`)\n{USAGE}"
+                "unknown fixture `{other}` (the fixtures are `guest`, `disk-guest` and `qemu X.Y`)\n{usage}"
             ),
-            None => bail!("which fixture?\n{USAGE}"),
+            None => bail!("which fixture?\n{usage}"),
         }
         let mut out = None;
         let mut check = false;
@@ -212,10 +223,10 @@ impl Options {
                     }
                 }
                 "-h" | "--help" => {
-                    eprintln!("{USAGE}");
+                    eprintln!("{usage}");
                     std::process::exit(0);
                 }
-                other => bail!("unknown argument `{other}`\n{USAGE}"),
+                other => bail!("unknown argument `{other}`\n{usage}"),
             }
         }
         ensure!(
@@ -223,7 +234,7 @@ impl Options {
             "--accel only applies to --check"
         );
         Ok(Options {
-            out: out.unwrap_or_else(guest_dir),
+            out: out.unwrap_or_else(default_out),
             check: check.then_some(accel),
         })
     }

@@ -286,23 +286,21 @@ impl GuestVm for LiveVm {
             };
             let r = match mode {
                 "powerdown" => vm.agent_powerdown(timeout).await.map(|_| ()),
-                other => {
-                    match vm.guest_agent().await {
-                        Ok(agent) => match agent
-                            .execute_no_reply("guest-shutdown", json!({ "mode": other }))
-                            .await
-                        {
-                            Ok(_) if other == "halt" => vm.wait_for_exit(timeout).await.map(|_| ()),
-                            Ok(_) => Ok(()),
-                            Err(e) => Err(vm::Error::Monitor {
-                                vm: self.name.clone(),
-                                what: format!("guest-shutdown mode={other}"),
-                                source: Box::new(e),
-                            }),
-                        },
-                        Err(e) => Err(e),
-                    }
-                }
+                other => match vm.guest_agent().await {
+                    Ok(agent) => match agent
+                        .execute_no_reply("guest-shutdown", json!({ "mode": other }))
+                        .await
+                    {
+                        Ok(_) if other == "halt" => vm.wait_for_exit(timeout).await.map(|_| ()),
+                        Ok(_) => Ok(()),
+                        Err(e) => Err(vm::Error::Monitor {
+                            vm: self.name.clone(),
+                            what: format!("guest-shutdown mode={other}"),
+                            source: Box::new(e),
+                        }),
+                    },
+                    Err(e) => Err(e),
+                },
             };
             if mode == "reboot" && r.is_ok() {
                 *g = Some(vm);

@@ -69,6 +69,28 @@ pub fn guest_params() -> Params {
     p
 }
 
+/// The one variant of `support/CFG` (a disk-guest cfg), its `image_name` pointing at the disk
+/// guest `cargo xtask fixtures disk-guest` built (panics naming that command when it is not).
+pub fn disk_guest_params(cfg: &str) -> Params {
+    let dir = fixtures::require_disk_guest().unwrap_or_else(|e| panic!("{e}"));
+    let cfg = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/support")
+        .join(cfg);
+    let mut parser = Parser::new(ParserOptions::default());
+    parser
+        .parse_file(&cfg)
+        .unwrap_or_else(|e| panic!("{}: {e}", cfg.display()));
+    let variants = parser
+        .finish()
+        .collect()
+        .unwrap_or_else(|e| panic!("{}: {e}", cfg.display()));
+    assert_eq!(variants.len(), 1, "{} has one variant", cfg.display());
+    let mut p = variants[0].params.clone();
+    let stem = dir.join(fixtures::DISK_IMAGE).with_extension("");
+    p.insert("image_name", stem.to_string_lossy().into_owned());
+    p
+}
+
 /// The QEMU under test ([`default_binary`]: `KVMTEST_QEMU`, else `qemu-system-x86_64`;
 /// capabilities probed once per test process, cached under [`fixtures::caps_cache_dir`]),
 /// accelerator from [`vm::probe_accel`]. Prints `QEMU under test: <path> (<version>)` once.

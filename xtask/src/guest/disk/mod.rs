@@ -27,10 +27,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use serde_json::{json, Value};
 
-use super::AccelChoice;
+use super::Options;
 use crate::host::file_digest;
 
 /// Bump when the build steps change in a way the recorded inputs do not show.
@@ -38,7 +38,7 @@ const RECIPE: u32 = 1;
 
 /// `cargo xtask fixtures disk-guest ARGS…` (`args[0]` is `disk-guest`).
 pub fn main(args: &[String]) -> Result<()> {
-    let opts = Options::parse(args)?;
+    let opts = Options::parse_fixture(args, "disk-guest", vm::fixtures::disk_guest_dir, USAGE)?;
     let built = build_if_needed(&opts.out)?;
     if let Some(accel) = opts.check {
         check::check(&built, accel)?;
@@ -177,51 +177,6 @@ const USAGE: &str =
   into DIR (default: $KVMTEST_DISK_GUEST_DIR, else disk-guest/ under the target dir);
   --check boots it and checks the ssh login, the guest agent and system_powerdown";
 
-struct Options {
-    out: PathBuf,
-    check: Option<AccelChoice>,
-}
-
-impl Options {
-    fn parse(args: &[String]) -> Result<Options> {
-        let mut it = args.iter();
-        ensure!(
-            it.next().map(String::as_str) == Some("disk-guest"),
-            "{USAGE}"
-        );
-        let mut out = None;
-        let mut check = false;
-        let mut accel = AccelChoice::Auto;
-        while let Some(arg) = it.next() {
-            match arg.as_str() {
-                "--out" => out = Some(PathBuf::from(it.next().context("--out needs a directory")?)),
-                "--check" => check = true,
-                "--accel" => {
-                    accel = match it.next().map(String::as_str) {
-                        Some("auto") => AccelChoice::Auto,
-                        Some("kvm") => AccelChoice::Kvm,
-                        Some("tcg") => AccelChoice::Tcg,
-                        other => bail!("--accel takes auto, kvm or tcg, not {other:?}"),
-                    }
-                }
-                "-h" | "--help" => {
-                    eprintln!("{USAGE}");
-                    std::process::exit(0);
-                }
-                other => bail!("unknown argument `{other}`\n{USAGE}"),
-            }
-        }
-        ensure!(
-            check || accel == AccelChoice::Auto,
-            "--accel only applies to --check"
-        );
-        Ok(Options {
-            out: out.unwrap_or_else(vm::fixtures::disk_guest_dir),
-            check: check.then_some(accel),
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,11 +184,15 @@ mod tests {
     #[test]
     fn options() -> Result<()> {
         let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let o = Options::parse(&args(&["disk-guest", "--out", "/x", "--check"]))?;
+        let parse = |a: &[&str]| {
+            Options::parse_fixture(&args(a), "disk-guest", vm::fixtures::disk_guest_dir, USAGE)
+        };
+        let o = parse(&["disk-guest", "--out", "/x", "--check"])?;
         assert_eq!(o.out, Path::new("/x"));
-        assert_eq!(o.check, Some(AccelChoice::Auto));
-        assert!(Options::parse(&args(&["disk-guest", "--accel", "kvm"])).is_err());
-        assert!(Options::parse(&args(&["disk-guest", "--bogus"])).is_err());
+        assert_eq!(o.check, Some(super::super::AccelChoice::Auto));
+        assert!(parse(&["disk-guest", "--accel", "kvm"]).is_err());
+        assert!(parse(&["disk-guest", "--bogus"]).is_err());
+        assert!(parse(&["guest"]).is_err());
         Ok(())
     }
 

@@ -78,7 +78,8 @@ pub fn run(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
         let file_path = k.text("file_path");
         let (via, guest_cmd_timeout) = read_params(k, (via, guest_cmd_timeout))?;
         let via = QEMU_GUEST_AGENT.declared(via, "serial_login")?;
-        let guest_cmd_timeout = QEMU_GUEST_AGENT.declared(guest_cmd_timeout, "guest_cmd_timeout")?;
+        let guest_cmd_timeout =
+            QEMU_GUEST_AGENT.declared(guest_cmd_timeout, "guest_cmd_timeout")?;
         if !CHECKS.contains(&check.as_str()) {
             return Err(TestError::error(format!(
                 "gagent_check_type = {check}: not a check kvmtest runs (it runs {})",
@@ -96,7 +97,11 @@ pub fn run(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
         match check.as_str() {
             "sync" | "sync_delimited" => {
                 let id = i64::from(std::process::id()) * 1000 + 7;
-                let cmd = if check == "sync" { "guest-sync" } else { "guest-sync-delimited" };
+                let cmd = if check == "sync" {
+                    "guest-sync"
+                } else {
+                    "guest-sync-delimited"
+                };
                 let r = c.agent(cmd, json!({ "id": id })).await?;
                 if r.as_i64() != Some(id) {
                     return Err(TestError::fail(format!(
@@ -133,7 +138,9 @@ pub fn run(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
                 Ok(())
             }
             "freeze_frozen" => freeze_frozen(&c).await,
-            "guest_exec" => guest_exec(&c, &guest_cmd_name, &guest_cmd_args, guest_cmd_timeout).await,
+            "guest_exec" => {
+                guest_exec(&c, &guest_cmd_name, &guest_cmd_args, guest_cmd_timeout).await
+            }
             "file_write" | "file_read" => file_rw(&c, &file_path, check == "file_write").await,
             _ => unreachable!("checked against CHECKS"),
         }
@@ -261,7 +268,10 @@ async fn get_interfaces(c: &Ctx<'_>) -> Result<(), TestError> {
                 .map(|i| {
                     (
                         i["name"].as_str().unwrap_or_default().to_owned(),
-                        i["hardware-address"].as_str().unwrap_or_default().to_owned(),
+                        i["hardware-address"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_owned(),
                     )
                 })
                 .collect()
@@ -273,7 +283,10 @@ async fn get_interfaces(c: &Ctx<'_>) -> Result<(), TestError> {
         let (Some(name), Some(mac)) = (w.next(), w.next()) else {
             continue;
         };
-        if !listed.iter().any(|(n, m)| n == name && m.eq_ignore_ascii_case(mac)) {
+        if !listed
+            .iter()
+            .any(|(n, m)| n == name && m.eq_ignore_ascii_case(mac))
+        {
             missing.push(format!("{name} {mac}"));
         }
     }
@@ -292,7 +305,9 @@ async fn fsfreeze(c: &Ctx<'_>, fs_test_cmd: &str, mountpoint: &str) -> Result<()
     let status = |v: &Value| v.as_str().unwrap_or_default().to_owned();
     let st = status(&c.agent("guest-fsfreeze-status", Value::Null).await?);
     if st != "thawed" {
-        return Err(TestError::fail(format!("file systems are {st}, not thawed, at first")));
+        return Err(TestError::fail(format!(
+            "file systems are {st}, not thawed, at first"
+        )));
     }
     let frozen = c.agent("guest-fsfreeze-freeze", Value::Null).await?;
     if frozen.as_i64().unwrap_or(0) < 1 {
@@ -303,12 +318,17 @@ async fn fsfreeze(c: &Ctx<'_>, fs_test_cmd: &str, mountpoint: &str) -> Result<()
     let result = async {
         let st = status(&c.agent("guest-fsfreeze-status", Value::Null).await?);
         if st != "frozen" {
-            return Err(TestError::fail(format!("after freezing, the status is {st}")));
+            return Err(TestError::fail(format!(
+                "after freezing, the status is {st}"
+            )));
         }
         // A write to a frozen file system must wait for the thaw.
         let write = fs_test_cmd.replace("%s", mountpoint);
         let mut shell = c.shell().await?;
-        match shell.cmd_output(&format!("{write}; sync"), Duration::from_secs(5)).await {
+        match shell
+            .cmd_output(&format!("{write}; sync"), Duration::from_secs(5))
+            .await
+        {
             Err(crate::shell::ShellError::Timeout { .. }) => {}
             Ok(out) => {
                 return Err(TestError::fail(format!(
@@ -324,11 +344,15 @@ async fn fsfreeze(c: &Ctx<'_>, fs_test_cmd: &str, mountpoint: &str) -> Result<()
     let mut blocked = result?;
     let thawed = thawed?;
     if thawed.as_i64().unwrap_or(0) < 1 {
-        return Err(TestError::fail(format!("guest-fsfreeze-thaw thawed {thawed}")));
+        return Err(TestError::fail(format!(
+            "guest-fsfreeze-thaw thawed {thawed}"
+        )));
     }
     let st = status(&c.agent("guest-fsfreeze-status", Value::Null).await?);
     if st != "thawed" {
-        return Err(TestError::fail(format!("after thawing, the status is {st}")));
+        return Err(TestError::fail(format!(
+            "after thawing, the status is {st}"
+        )));
     }
     // The write that waited now finishes: its shell gives its prompt back.
     blocked
@@ -346,9 +370,12 @@ async fn fsfreeze(c: &Ctx<'_>, fs_test_cmd: &str, mountpoint: &str) -> Result<()
 /// Freezing frozen file systems is refused, and the guest is thawed afterwards.
 async fn freeze_frozen(c: &Ctx<'_>) -> Result<(), TestError> {
     c.agent("guest-fsfreeze-freeze", Value::Null).await?;
-    let again = c
-        .vm
-        .agent("guest-fsfreeze-freeze", Value::Null, Duration::from_secs(60))
+    let again =
+        c.vm.agent(
+            "guest-fsfreeze-freeze",
+            Value::Null,
+            Duration::from_secs(60),
+        )
         .await;
     let thawed = c.agent("guest-fsfreeze-thaw", Value::Null).await;
     match again {
@@ -367,7 +394,12 @@ async fn freeze_frozen(c: &Ctx<'_>) -> Result<(), TestError> {
 
 /// `guest-exec` of `guest_cmd guest_cmd_args` with its output captured: exit 0, output the
 /// arguments (tp-qemu's `echo This is a test.`).
-async fn guest_exec(c: &Ctx<'_>, cmd: &str, args: &str, timeout: Duration) -> Result<(), TestError> {
+async fn guest_exec(
+    c: &Ctx<'_>,
+    cmd: &str,
+    args: &str,
+    timeout: Duration,
+) -> Result<(), TestError> {
     let started = c
         .agent(
             "guest-exec",
@@ -376,7 +408,9 @@ async fn guest_exec(c: &Ctx<'_>, cmd: &str, args: &str, timeout: Duration) -> Re
         )
         .await?;
     let Some(pid) = started["pid"].as_i64() else {
-        return Err(TestError::fail(format!("guest-exec returned no pid: {started}")));
+        return Err(TestError::fail(format!(
+            "guest-exec returned no pid: {started}"
+        )));
     };
     let deadline = Instant::now() + timeout;
     let status = loop {
@@ -409,7 +443,11 @@ async fn guest_exec(c: &Ctx<'_>, cmd: &str, args: &str, timeout: Duration) -> Re
 /// Writes a file through the agent and reads it in the guest (`file_write`), or writes it in
 /// the guest and reads it through the agent (`file_read`).
 async fn file_rw(c: &Ctx<'_>, dir: &str, write_by_agent: bool) -> Result<(), TestError> {
-    let path = format!("{}/kvmtest-qga-{}", dir.trim_end_matches('/'), std::process::id());
+    let path = format!(
+        "{}/kvmtest-qga-{}",
+        dir.trim_end_matches('/'),
+        std::process::id()
+    );
     let text = format!("kvmtest guest agent {}\n", std::process::id());
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut shell = c.shell().await?;
@@ -419,7 +457,10 @@ async fn file_rw(c: &Ctx<'_>, dir: &str, write_by_agent: bool) -> Result<(), Tes
                 .agent("guest-file-open", json!({ "path": path, "mode": "w" }))
                 .await?;
             let w = c
-                .agent("guest-file-write", json!({ "handle": h, "buf-b64": b64.encode(&text) }))
+                .agent(
+                    "guest-file-write",
+                    json!({ "handle": h, "buf-b64": b64.encode(&text) }),
+                )
                 .await;
             c.agent("guest-file-close", json!({ "handle": h })).await?;
             w?;
@@ -430,9 +471,13 @@ async fn file_rw(c: &Ctx<'_>, dir: &str, write_by_agent: bool) -> Result<(), Tes
                 )));
             }
         } else {
-            guest_cmd(c.ctx, &mut shell, &format!("echo '{}' > {path}", text.trim_end()))
-                .await
-                .map_err(|e| TestError::error(crate::error::error_chain(&e)))?;
+            guest_cmd(
+                c.ctx,
+                &mut shell,
+                &format!("echo '{}' > {path}", text.trim_end()),
+            )
+            .await
+            .map_err(|e| TestError::error(crate::error::error_chain(&e)))?;
             let h = c
                 .agent("guest-file-open", json!({ "path": path, "mode": "r" }))
                 .await?;
