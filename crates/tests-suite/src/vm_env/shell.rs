@@ -34,6 +34,19 @@ fn shell_err(e: vm::SessionError) -> ShellError {
             status: status.to_string(),
             output,
         },
+        // A timeout stays a timeout: tests tell "the guest did not answer in time" (a blocked
+        // write, a hung command) from a broken session.
+        vm::SessionError::Timeout {
+            awaited,
+            waited,
+            tail,
+            ..
+        } => ShellError::Timeout {
+            awaited,
+            after: waited,
+            last_line: crate::shell::last_line(&tail).to_owned(),
+            output: tail,
+        },
         other => ShellError::Io {
             what: "guest session",
             source: std::io::Error::other(crate::error_chain(&other)),

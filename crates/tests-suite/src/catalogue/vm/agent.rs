@@ -309,8 +309,12 @@ async fn fsfreeze(c: &Ctx<'_>, fs_test_cmd: &str, mountpoint: &str) -> Result<()
             "file systems are {st}, not thawed, at first"
         )));
     }
+    // The shell for the write is opened first: a login to a frozen guest blocks (sshd and
+    // login write their records).
+    let mut shell = c.shell().await?;
     let frozen = c.agent("guest-fsfreeze-freeze", Value::Null).await?;
     if frozen.as_i64().unwrap_or(0) < 1 {
+        let _ = c.agent("guest-fsfreeze-thaw", Value::Null).await;
         return Err(TestError::fail(format!(
             "guest-fsfreeze-freeze froze {frozen} file systems"
         )));
@@ -324,7 +328,6 @@ async fn fsfreeze(c: &Ctx<'_>, fs_test_cmd: &str, mountpoint: &str) -> Result<()
         }
         // A write to a frozen file system must wait for the thaw.
         let write = fs_test_cmd.replace("%s", mountpoint);
-        let mut shell = c.shell().await?;
         match shell
             .cmd_output(&format!("{write}; sync"), Duration::from_secs(5))
             .await
@@ -337,11 +340,11 @@ async fn fsfreeze(c: &Ctx<'_>, fs_test_cmd: &str, mountpoint: &str) -> Result<()
             }
             Err(e) => return Err(TestError::error(crate::error::error_chain(&e))),
         }
-        Ok(shell)
+        Ok(())
     }
     .await;
     let thawed = c.agent("guest-fsfreeze-thaw", Value::Null).await;
-    let mut blocked = result?;
+    result?;
     let thawed = thawed?;
     if thawed.as_i64().unwrap_or(0) < 1 {
         return Err(TestError::fail(format!(
@@ -355,7 +358,7 @@ async fn fsfreeze(c: &Ctx<'_>, fs_test_cmd: &str, mountpoint: &str) -> Result<()
         )));
     }
     // The write that waited now finishes: its shell gives its prompt back.
-    blocked
+    shell
         .read_up_to_prompt(Duration::from_secs(30))
         .await
         .map_err(|e| {
