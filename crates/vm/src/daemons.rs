@@ -37,29 +37,7 @@ pub const VIRTIOFSD_CANDIDATES: &[&str] = &["/usr/libexec/virtiofsd", "/usr/lib/
 /// How long `swtpm_setup` may take to write a TPM's state (it creates keys and certificates).
 const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Something the host lacks for the VM: the object and key that ask for it, the value, and what
-/// is missing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostFeature {
-    /// The object (`tpm tpm0`, `filesystem fs`, `hostdev hostdev1`).
-    pub object: String,
-    /// The key asking for it.
-    pub key: String,
-    /// Its value.
-    pub value: String,
-    /// What the host lacks, and how to get it.
-    pub what: String,
-}
-
-impl std::fmt::Display for HostFeature {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}: {} = {:?}: {}",
-            self.object, self.key, self.value, self.what
-        )
-    }
-}
+pub use crate::error::HostFeature;
 
 /// The first thing the host lacks for `spec` (programs, host devices, exported directories;
 /// `root` resolves a relative `fs_source_dir` without `fs_source_base_dir`), or `None`.

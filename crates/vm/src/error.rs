@@ -73,7 +73,7 @@ pub enum Error {
         /// The VM.
         vm: String,
         /// What is missing, naming the key and value.
-        feature: crate::daemons::HostFeature,
+        feature: HostFeature,
     },
     /// A daemon kvmtest starts beside QEMU (swtpm, virtiofsd) failed to start.
     #[error("VM {vm}: {what}: {problem}")]
@@ -431,4 +431,28 @@ pub enum ImageError {
 pub(crate) fn tail_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Something the host lacks for the VM: the object and key that ask for it, the value, and what
+/// is missing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostFeature {
+    /// The object (`tpm tpm0`, `filesystem fs`, `hostdev hostdev1`).
+    pub object: String,
+    /// The key asking for it.
+    pub key: String,
+    /// Its value.
+    pub value: String,
+    /// What the host lacks, and how to get it.
+    pub what: String,
+}
+
+impl std::fmt::Display for HostFeature {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {} = {:?}: {}",
+            self.object, self.key, self.value, self.what
+        )
+    }
 }

@@ -169,7 +169,7 @@ impl VmPlan {
             let held = VhostVsock::claim(Path::new(vsock::DEVICE), from).map_err(|what| {
                 Error::HostFeature {
                     vm: spec.name.clone(),
-                    feature: crate::daemons::HostFeature {
+                    feature: crate::error::HostFeature {
                         object: format!("vsock {name}"),
                         key: "vsocks".into(),
                         value: name.clone(),
