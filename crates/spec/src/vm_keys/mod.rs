@@ -486,6 +486,7 @@ pub const FAMILIES: &[(&str, &str, &[KeyDoc])] = &[
     ("vm", "iothread", crate::devices::IOTHREAD_KEYS),
     ("vm", "usb", crate::usb::USB_KEYS),
     ("vm", "usb_device", crate::usb::USB_DEVICE_KEYS),
+    ("vm", "vcpu", crate::smp::VCPU_KEYS),
     ("vm", "vm", crate::iommu::IOMMU_KEYS),
     ("vm", "vm", crate::peripherals::PERIPHERAL_KEYS),
     ("vm", "input", crate::peripherals::INPUT_KEYS),

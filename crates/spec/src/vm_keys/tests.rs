@@ -51,6 +51,7 @@ fn every_key_read_is_declared_and_every_declared_key_read() {
             ("vcpu_books", "1"),
             ("vcpu_prefer_sockets", "yes"),
             ("vcpu_devices", "vcpu1"),
+            ("vcpu_enable_vcpu1", "no"),
             ("os_type", "windows"),
             ("win_max_vcpu_sockets", "2"),
             ("maxmem_mem", "8G"),
