@@ -26,7 +26,6 @@
 
 use crate::read::Reader;
 
-
 /// Keys of a hotpluggable vCPU (objects of `vcpu_devices`).
 pub const VCPU_KEYS: &[crate::keys::KeyDoc] = &[crate::keys::KeyDoc::with_default(
     "vcpu_enable",

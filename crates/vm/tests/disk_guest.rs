@@ -6,6 +6,7 @@
 //!
 //! The guest is never built here: a missing one fails the test naming the command that builds it.
 
+#[macro_use]
 mod support;
 
 use std::time::Instant;
@@ -13,15 +14,6 @@ use std::time::Instant;
 use support::{assert_no_leftovers, disk_guest_params, logs, start};
 use vm::fixtures::{require_disk_guest, DISK_SSH_KEY};
 use vm::{Access, StoppedBy, Teardown};
-
-macro_rules! ok {
-    ($vm:expr, $e:expr $(,)?) => {
-        match $e {
-            Ok(v) => v,
-            Err(e) => panic!("{e}\n{}", $vm.debug_report()),
-        }
-    };
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ssh_password_and_key_logins_serial_login_and_shutdown() {

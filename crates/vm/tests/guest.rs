@@ -1,22 +1,13 @@
 //! Integration tests on the real test guest under TCG: boot and log in (serial, telnet, nc),
 //! commands and statuses, hotplug, reboot, migration, pause/resume, and teardown without leaks.
 
+#[macro_use]
 mod support;
 
 use std::time::{Duration, Instant};
 
 use support::{assert_no_leftovers, guest_params, logs, start};
 use vm::{Access, MigrationProtocol, RebootMethod, SessionError, StoppedBy, Teardown, Vm};
-
-/// Unwraps, printing the VM's QEMU output, serial log and VM log on failure.
-macro_rules! ok {
-    ($vm:expr, $e:expr $(,)?) => {
-        match $e {
-            Ok(v) => v,
-            Err(e) => panic!("{e}\n{}", $vm.debug_report()),
-        }
-    };
-}
 
 /// Counts PCI devices in the guest.
 async fn pci_count(s: &mut vm::Session) -> usize {

@@ -9,6 +9,7 @@
 //!
 //! The guest is never built here: a missing one fails the test naming the command that builds it.
 
+#[macro_use]
 mod support;
 
 use std::time::{Duration, Instant};
@@ -20,15 +21,6 @@ use support::{
     assert_no_leftovers, disk_guest_params, guest_params, logs, qemu, setup, start, workspace_root,
 };
 use vm::{Access, Error, PlanOptions, StoppedBy, Teardown, Vm};
-
-macro_rules! ok {
-    ($vm:expr, $e:expr $(,)?) => {
-        match $e {
-            Ok(v) => v,
-            Err(e) => panic!("{e}\n{}", $vm.debug_report()),
-        }
-    };
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guest_agent_commands_faults_and_shutdown() {

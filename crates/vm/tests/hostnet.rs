@@ -3,6 +3,7 @@
 //! network namespace of the test's own, its tap fd inherited by QEMU, the link deleted at
 //! teardown). `vdpa` needs a vDPA device no test host has: its resolution is unit-tested.
 
+#[macro_use]
 mod support;
 
 use std::path::Path;
@@ -10,15 +11,6 @@ use std::time::Duration;
 
 use support::{assert_no_leftovers, guest_params, logs, process_alive, start};
 use vm::{Access, Teardown};
-
-macro_rules! ok {
-    ($vm:expr, $e:expr $(,)?) => {
-        match $e {
-            Ok(v) => v,
-            Err(e) => panic!("{e}\n{}", $vm.debug_report()),
-        }
-    };
-}
 
 /// The guest's one NIC as `nettype` (the user-mode NIC and its redirs of `guest.cfg` removed).
 fn params_with_nettype(pairs: &[(&str, &str)]) -> params::Params {

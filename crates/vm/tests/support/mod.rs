@@ -10,6 +10,18 @@
 
 #![allow(dead_code)]
 
+/// Unwraps, printing the VM's QEMU output, serial log and VM log on failure (`ok!(vm, expr)`;
+/// `#[macro_use] mod support;` brings it in, and test files that do not need it ignore it).
+#[allow(unused_macros)]
+macro_rules! ok {
+    ($vm:expr, $e:expr $(,)?) => {
+        match $e {
+            Ok(v) => v,
+            Err(e) => panic!("{e}\n{}", $vm.debug_report()),
+        }
+    };
+}
+
 use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::sync::{Arc, OnceLock};
