@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde_json::{json, Value};
 
-use super::common::{cancellable, fail_env, guest_cmd, guest_output, login, login_via, main_vm};
+use super::common::{
+    cancellable, fail_env, guest_cmd, guest_output, login, login_via, main_vm, pause,
+};
 use super::QEMU_GUEST_AGENT;
 use crate::catalogue::session::login_timeout;
 use crate::env::{GuestVm, LoginVia};
@@ -196,11 +198,7 @@ async fn reboot(c: &Ctx<'_>) -> Result<(), TestError> {
                 c.timeout.as_secs()
             )));
         }
-        cancellable(c.ctx, async {
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            Ok(())
-        })
-        .await?;
+        pause(c.ctx, Duration::from_secs(2)).await?;
     }
 }
 

@@ -41,6 +41,15 @@ pub(super) async fn cancellable<T>(
     }
 }
 
+/// Waits `d` unless the run is cancelled first.
+pub(super) async fn pause(ctx: &TestContext, d: Duration) -> Result<(), TestError> {
+    cancellable(ctx, async {
+        tokio::time::sleep(d).await;
+        Ok(())
+    })
+    .await
+}
+
 /// Logs into `vm` by `via` within the main VM's `login_timeout`.
 pub(super) async fn login(
     ctx: &TestContext,

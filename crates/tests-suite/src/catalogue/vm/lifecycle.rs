@@ -5,7 +5,9 @@
 //! token written to the guest's RAM-backed root must vanish with a reboot and survive a
 //! migration.
 
-use super::common::{cancellable, fail_env, guest_cmd, guest_output, login, login_via, main_vm};
+use super::common::{
+    cancellable, fail_env, guest_cmd, guest_output, login, login_via, main_vm, pause,
+};
 use super::{BOOT, MIGRATION, REBOOT, SHUTDOWN};
 use crate::catalogue::session::{all_vms, login_timeout};
 use crate::env::{
@@ -134,11 +136,7 @@ async fn reboots(
                 "sleeping {} s before system_reset (sleep_before_reset)",
                 sleep_before_reset.as_secs_f64()
             ));
-            cancellable(ctx, async {
-                tokio::time::sleep(sleep_before_reset).await;
-                Ok(())
-            })
-            .await?;
+            pause(ctx, sleep_before_reset).await?;
         }
         ctx.log.info(format_args!(
             "{}: reboot {round}/{count} by {method:?}",
@@ -245,11 +243,7 @@ pub fn run_shutdown(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
                     "sleeping {} s before system_powerdown (sleep_before_powerdown)",
                     sleep.as_secs_f64()
                 ));
-                cancellable(ctx, async {
-                    tokio::time::sleep(sleep).await;
-                    Ok(())
-                })
-                .await?;
+                pause(ctx, sleep).await?;
             }
             ctx.log
                 .info(format_args!("shutdown {round}/{count} by {method:?}"));
@@ -496,11 +490,7 @@ pub fn run_migration(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
             })
             .await?;
             kept.push(shell);
-            cancellable(ctx, async {
-                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
-                Ok(())
-            })
-            .await?;
+            pause(ctx, std::time::Duration::from_secs(5)).await?;
             if matches!(via, crate::env::LoginVia::Serial) {
                 kept.clear();
             }
