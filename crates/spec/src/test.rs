@@ -18,6 +18,12 @@ pub const TEST_KEYS: &[KeyDoc] = &[
         "the QEMU versions the variant runs on, as an interval (`[8.0.0, )`, `(4.2, 7.0]`): \
          on another QEMU it is skipped with the reason, as avocado-vt cancels it",
     ),
+    KeyDoc::with_default(
+        "iterations",
+        "1",
+        "how many times the test body runs in a row (autotest's and avocado-vt's scheduler \
+         key), on the same VMs, stopping at the first iteration that does not pass",
+    ),
 ];
 
 /// A version interval as avocado-vt writes `required_qemu`: `[` or `(`, a lower bound, a
@@ -107,6 +113,8 @@ pub struct TestTarget {
     pub main_vm: Option<String>,
     /// `required_qemu`.
     pub required_qemu: Option<VersionInterval>,
+    /// `iterations`: at least 1.
+    pub iterations: u64,
 }
 
 impl TestTarget {
@@ -121,10 +129,17 @@ impl TestTarget {
             .opt("main_vm")
             .or_else(|| params.objects("vms").first().map(|v| v.to_string()));
         let required_qemu = k.parse("required_qemu", |v| v.parse::<VersionInterval>());
+        let iterations = k
+            .parse("iterations", |v| match v.parse::<u64>() {
+                Ok(n) if n >= 1 => Ok(n),
+                _ => Err("a whole number of at least 1".to_owned()),
+            })
+            .unwrap_or(1);
         k.finish(TestTarget {
             test_type,
             main_vm,
             required_qemu,
+            iterations,
         })
     }
 

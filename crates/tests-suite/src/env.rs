@@ -48,6 +48,16 @@ pub enum EnvError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The guest never offered a login within the time given (or QEMU exited meanwhile): what
+    /// a boot that does not come up looks like. Tests report it as a failure.
+    #[error("VM '{name}': the guest did not come up")]
+    NoLogin {
+        /// The VM.
+        name: String,
+        /// The VM layer's error: the login's last attempt.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The operation is not implemented by this environment.
     #[error("{what} is not supported by this environment")]
     Unsupported {

@@ -642,7 +642,20 @@ async fn select_and_run(shared: &Shared, ctx: &TestContext) -> Result<(), TestEr
     preprocess(ctx)
         .await
         .map_err(|e| TestError::Error(format!("pre-processing: {}", error_text(&e))))?;
-    f(ctx).await
+    let n = target.iterations;
+    if n == 1 {
+        return f(ctx).await;
+    }
+    for i in 1..=n {
+        ctx.log.info(format_args!("iteration {i} of {n}"));
+        f(ctx).await.map_err(|e| match e {
+            TestError::Fail(m) => TestError::Fail(format!("iteration {i} of {n}: {m}")),
+            TestError::Error(m) => TestError::Error(format!("iteration {i} of {n}: {m}")),
+            TestError::Skip(m) => TestError::Skip(format!("iteration {i} of {n}: {m}")),
+            TestError::Cancelled => TestError::Cancelled,
+        })?;
+    }
+    Ok(())
 }
 
 fn error_text(e: &TestError) -> String {

@@ -576,3 +576,59 @@ fn a_test_reports_every_bad_param_before_touching_a_vm() {
     assert!(msg.contains("reboot_count = \"twice\""), "{msg}");
     assert!(msg.contains(":3:"), "the cfg line of reboot_method: {msg}");
 }
+
+/// Calls of the `count` test type of [`iterations_repeat_the_body_and_stop_at_the_first_failure`].
+static COUNTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+const COUNT: tests_suite::TestSpec = tests_suite::TestSpec {
+    name: "count",
+    about: "counts its calls; fails on the call `count_fail_at` names",
+    params: &[tests_suite::KeyDoc::optional(
+        "count_fail_at",
+        "the failing call",
+    )],
+};
+
+fn run_count(ctx: &tests_suite::TestContext) -> BoxFuture<'_, tests_suite::TestResult> {
+    Box::pin(async move {
+        let n = COUNTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        match ctx.params.get("count_fail_at") {
+            Some(at) if at.parse::<u64>().ok() == Some(n) => {
+                Err(tests_suite::TestError::Fail(format!("call {n}")))
+            }
+            _ => Ok(()),
+        }
+    })
+}
+
+#[test]
+fn iterations_repeat_the_body_and_stop_at_the_first_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = "\
+type = count
+iterations = 3
+variants:
+    - all:
+    - second_fails:
+        count_fail_at = 5
+    - bad:
+        iterations = 0
+";
+    let mut o = options(dir.path());
+    o.registry.register(COUNT, run_count).unwrap();
+    let s = run(&config(cfg), &o).unwrap();
+    let v: Vec<_> = s.report.tests.iter().map(|t| t.verdict).collect();
+    assert_eq!(
+        v,
+        [VerdictKind::Pass, VerdictKind::Fail, VerdictKind::Error]
+    );
+    // Three calls, then two: the fifth call (the second iteration) failed and ended the test.
+    assert_eq!(COUNTED.load(std::sync::atomic::Ordering::SeqCst), 5);
+    let why = s.report.tests[1].message.clone().unwrap_or_default();
+    assert_eq!(why, "iteration 2 of 3: call 5");
+    let bad = s.report.tests[2].message.clone().unwrap_or_default();
+    assert!(
+        bad.contains("iterations") && bad.contains("at least 1"),
+        "{bad}"
+    );
+}

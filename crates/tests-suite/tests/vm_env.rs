@@ -3,7 +3,8 @@
 //! printed (in the verdict, `results.json` and `junit.xml`), with the argv, QEMU output, serial
 //! log and QMP transcript in its directory; a VM is reused only while the command line stays
 //! identical and `kill_vm` does not forbid it; an interrupted run kills its VMs and keeps
-//! finished results. Every test checks that no QEMU it started survives.
+//! finished results; a guest that never comes up fails with ssh's last error and its serial
+//! log. Every test checks that no QEMU it started survives.
 //!
 //! The guest comes from `KVMTEST_GUEST_DIR`, else `<target dir>/guest` (`vm::fixtures`: under
 //! `CARGO_TARGET_DIR` when it is set), built beforehand by `cargo xtask fixtures guest`; without
@@ -211,5 +212,38 @@ fn an_interrupted_run_kills_its_vms_and_keeps_finished_results() {
     let verdicts: Vec<_> = summary.report.tests.iter().map(|t| t.verdict).collect();
     assert_eq!(verdicts, [VerdictKind::Pass, VerdictKind::Cancel]);
     assert!(summary.job_dir.join("junit.xml").is_file());
+    assert_nothing_left(results.path(), &summary.job_dir, 1);
+}
+
+#[test]
+fn a_guest_that_never_comes_up_fails_with_its_serial_log_and_the_last_ssh_error() {
+    // The kernel finds no init (it panics and, with panic=0, stays), so the ssh login through
+    // the forwarded port never gets a greeting: the boot test fails when login_timeout ends,
+    // naming the login over ssh and why its last attempt failed; the test's directory holds
+    // the serial log with the panic, the session transcript and the same message.
+    let results = tempfile::tempdir().unwrap();
+    let config = common::config(&format!(
+        "include {}\ntype = boot\nserial_login = no\ndel guest_ready_marker\nkernel_params = console=ttyS0 panic=0 \
+         rdinit=/kvmtest-no-such-init\nredirs += \" ssh\"\nguest_port_ssh = 22\n\
+         shell_client = ssh\nshell_port = 22\nusername = root\npassword = 123456\n\
+         login_timeout = 30\nkill_vm_gracefully = no\n",
+        suite_base().display()
+    ));
+    let summary = run(&config, &vm_options(results.path())).unwrap();
+    assert_eq!(summary.exit, ExitStatus::TestsFailed);
+    let t = &summary.report.tests[0];
+    assert_eq!(t.verdict, VerdictKind::Fail, "{:?}", t.message);
+    let msg = t.message.as_deref().unwrap();
+    eprintln!("message: {msg}");
+    // The login over ssh, retried until login_timeout, and what ssh said last.
+    assert!(msg.contains("did not come up"), "{msg}");
+    assert!(msg.contains("ssh root@localhost"), "{msg}");
+    assert!(msg.contains("banner exchange"), "{msg}");
+    let test_dir = summary.job_dir.join(&t.dir);
+    let dir = vm_dir(&test_dir);
+    let serial = common::read(&dir.join("serial.log"));
+    assert!(serial.contains("Kernel panic"), "serial.log: {serial}");
+    let log = common::read(&test_dir.join("test.log"));
+    assert!(log.contains("banner exchange"), "test.log: {log}");
     assert_nothing_left(results.path(), &summary.job_dir, 1);
 }

@@ -270,7 +270,27 @@ impl LiveVm {
         let vm = g.as_mut().ok_or_else(|| EnvError::NoSuchVm {
             name: self.name.clone(),
         })?;
-        f(vm).await.map_err(|e| vm_err(&self.name, what, e))
+        f(vm).await.map_err(|e| {
+            if no_login(&e) {
+                EnvError::NoLogin {
+                    name: self.name.clone(),
+                    source: Box::new(e),
+                }
+            } else {
+                vm_err(&self.name, what, e)
+            }
+        })
+    }
+}
+
+/// Whether `e` says the guest never offered a login: every attempt until the deadline failed
+/// (the last one's error inside), or QEMU exited while kvmtest waited for it. Wrong
+/// credentials are not this: they are the configuration's fault.
+fn no_login(e: &vm::Error) -> bool {
+    match e {
+        vm::Error::Session(vm::SessionError::LoginTimeout { .. }) => true,
+        vm::Error::QemuExited { awaited, .. } => awaited.starts_with("logging in"),
+        _ => false,
     }
 }
 

@@ -83,10 +83,12 @@ pub fn clean_output(raw: &[u8]) -> String {
     out
 }
 
-/// The last few hundred characters of `text`, for error messages.
+/// The last few hundred characters of `text`, for error messages, without the blank lines
+/// around them (the echo of the newlines sent to wake a prompt).
 fn tail(text: &str) -> String {
     let chars: Vec<char> = text.chars().collect();
-    chars[chars.len().saturating_sub(600)..].iter().collect()
+    let end: String = chars[chars.len().saturating_sub(600)..].iter().collect();
+    end.trim_matches(|c| c == '\n' || c == '\r').to_owned()
 }
 
 /// A logged-in guest shell over a [`Transport`].

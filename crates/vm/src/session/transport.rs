@@ -239,6 +239,11 @@ impl SshTransport {
             "NumberOfPasswordPrompts=1",
             "-o",
             "ServerAliveInterval=30",
+            // A guest that is not up yet (QEMU's user network accepts the connection and then
+            // says nothing) ends the attempt with "Connection timed out during banner
+            // exchange": the login retries, and its last error says what ssh saw.
+            "-o",
+            "ConnectTimeout=10",
             "-o",
             "LogLevel=ERROR",
             "-p",

@@ -79,6 +79,7 @@ impl Vm {
         let describe = format!("{client} {host}:{port}");
         let deadline = Instant::now() + timeout;
         let mut attempts = 0;
+        let mut said: Option<SessionError> = None;
         loop {
             attempts += 1;
             let left = deadline.saturating_duration_since(Instant::now());
@@ -125,6 +126,13 @@ impl Vm {
                 }
                 Err(e) => e,
             };
+            // An attempt the deadline cut short before the client said anything tells less
+            // than the one before it (ssh's "Connection timed out during banner exchange"):
+            // the error reported is the last one that says something.
+            let last = match (silent_timeout(&last), said.take()) {
+                (true, Some(earlier)) => earlier,
+                (_, _) => last,
+            };
             if Instant::now() >= deadline {
                 return Err(Error::Session(SessionError::LoginTimeout {
                     session: describe,
@@ -133,6 +141,7 @@ impl Vm {
                     last: Box::new(last),
                 }));
             }
+            said = Some(last);
             if let ProcessState::Exited(status) = self.process.state() {
                 return Err(Error::QemuExited {
                     vm: self.name.clone(),
@@ -212,4 +221,9 @@ impl Vm {
         ));
         Ok(session)
     }
+}
+
+/// Whether `e` is a wait that ended with nothing but blank output from the other side.
+fn silent_timeout(e: &SessionError) -> bool {
+    matches!(e, SessionError::Timeout { tail, .. } if tail.trim().is_empty())
 }

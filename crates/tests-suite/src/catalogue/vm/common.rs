@@ -60,7 +60,12 @@ pub(super) async fn login(
     ctx.log
         .info(format_args!("logging into {} ({via:?})", vm.name()));
     let shell = cancellable(ctx, async {
-        vm.login_via(via, timeout).await.map_err(TestError::from)
+        vm.login_via(via, timeout).await.map_err(|e| match e {
+            // A guest that never came up is the product's failure (tp-qemu's boot test
+            // exists to catch it); its serial log is in the VM's directory.
+            e @ EnvError::NoLogin { .. } => fail_env("logging in", &e),
+            e => TestError::from(e),
+        })
     })
     .await?;
     Ok(shell)
