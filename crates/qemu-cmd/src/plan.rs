@@ -63,9 +63,10 @@ pub struct NicRun {
     /// Its tap interface name: `nic_ifname`, else generated (at most 15 bytes); also the name of
     /// a `nettype = macvtap` NIC's macvtap link.
     pub ifname: String,
-    /// `nettype = macvtap`: the open tap fds QEMU inherits (`fd=`, or `fds=` with queues).
+    /// `nettype = macvtap` or `bridge`: the open tap fds QEMU inherits (`fd=`, or `fds=` with
+    /// queues).
     pub tap_fds: Vec<i32>,
-    /// `nettype = macvtap` with `vhost = on`: the open `/dev/vhost-net` fds QEMU inherits
+    /// `nettype = macvtap` or `bridge` with `vhost = on`: the open `/dev/vhost-net` fds QEMU inherits
     /// (`vhostfd=`, or `vhostfds=` with queues).
     pub vhost_fds: Vec<i32>,
     /// `nettype = vdpa`: the vhost-vdpa character device of `netdst` (`/dev/vhost-vdpa-N`).
@@ -276,7 +277,7 @@ impl RunPlan {
         }
     }
 
-    /// The tap fds of NIC `index` (`nettype = macvtap`), `:`-separated as `fds=` wants them.
+    /// The tap fds of NIC `index` (`nettype = macvtap`, `bridge`), `:`-separated as `fds=` wants them.
     pub fn tap_fds(&self, index: usize, name: &str) -> RunText {
         let ph = format!("@TAPFD_{name}@");
         match self.values.as_ref().and_then(|v| v.nics.get(index)) {

@@ -16,10 +16,15 @@ pub enum NicMode {
     User,
     /// A tap device with optional up/down scripts.
     Tap,
-    /// A tap device plugged into a host bridge by QEMU's bridge helper (`nettype = bridge`).
+    /// A tap device in the bridge `netdst` (`nettype = bridge`): as avocado-vt's `create()`
+    /// does, the `vm` crate opens the tap, puts it into the bridge and hands QEMU the fd — or,
+    /// with `qemu_bridge_helper`, QEMU's bridge helper does it.
     Bridge {
         /// The bridge (`netdst`, default `virbr0`).
         br: String,
+        /// `netdst_private = yes`: the bridge is kvmtest's own, in a network namespace of its
+        /// own with a DHCP server, on this subnet (`netdst_private_subnet`).
+        private: Option<Ipv4Subnet>,
     },
     /// A macvtap device on `netdst` (`nettype = macvtap`): the `vm` crate creates it with the
     /// NIC's MAC, opens its tap (`/dev/tapIFINDEX`) and hands QEMU the fd.
@@ -38,6 +43,58 @@ pub enum NicMode {
         /// The vDPA device's name (`netdst`).
         netdst: String,
     },
+}
+
+/// An IPv4 subnet `A.B.C.D/N` (`netdst_private_subnet`): the private bridge takes the first
+/// host address, its DHCP server hands out the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv4Subnet {
+    /// The network address (host bits cleared).
+    pub network: std::net::Ipv4Addr,
+    /// The prefix length, 16 to 29.
+    pub prefix: u8,
+}
+
+impl Ipv4Subnet {
+    /// The netmask (`255.255.255.0` for /24).
+    pub fn netmask(&self) -> std::net::Ipv4Addr {
+        std::net::Ipv4Addr::from(u32::MAX << (32 - u32::from(self.prefix)))
+    }
+
+    /// The `n`th address of the subnet (0: the network itself).
+    pub fn host(&self, n: u32) -> std::net::Ipv4Addr {
+        std::net::Ipv4Addr::from(u32::from(self.network) + n)
+    }
+
+    /// The broadcast address.
+    pub fn broadcast(&self) -> std::net::Ipv4Addr {
+        std::net::Ipv4Addr::from(u32::from(self.network) | !u32::from(self.netmask()))
+    }
+}
+
+impl std::str::FromStr for Ipv4Subnet {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let expected = || "an IPv4 subnet A.B.C.D/N with N from 16 to 29".to_owned();
+        let (addr, prefix) = s.split_once('/').ok_or_else(expected)?;
+        let addr: std::net::Ipv4Addr = addr.trim().parse().map_err(|_| expected())?;
+        let prefix: u8 = prefix.trim().parse().map_err(|_| expected())?;
+        if !(16..=29).contains(&prefix) {
+            return Err(expected());
+        }
+        let mask = u32::MAX << (32 - u32::from(prefix));
+        Ok(Ipv4Subnet {
+            network: std::net::Ipv4Addr::from(u32::from(addr) & mask),
+            prefix,
+        })
+    }
+}
+
+impl std::fmt::Display for Ipv4Subnet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
 }
 
 /// How passt serves a `nettype = user:passt` NIC.
@@ -118,8 +175,9 @@ pub struct NicTuning {
     pub ctrl_mac_addr: Option<String>,
     /// `failover`.
     pub failover: Option<String>,
-    /// `qemu_bridge_helper`.
-    pub bridge_helper: String,
+    /// `qemu_bridge_helper`: QEMU's bridge helper creates a bridged NIC's tap (unset: kvmtest
+    /// opens it, as avocado-vt does).
+    pub bridge_helper: Option<String>,
 }
 
 /// Keys of a NIC (objects of `nics`).
@@ -203,10 +261,25 @@ pub const NIC_KEYS: &[KeyDoc] = &[
         "`ctrl_mac_addr=` of a virtio NIC: on or off",
     ),
     KeyDoc::optional("failover", "`failover=` of a virtio NIC"),
-    KeyDoc::with_default(
+    KeyDoc::optional(
         "qemu_bridge_helper",
-        "/usr/lib/qemu/qemu-bridge-helper",
-        "the helper that puts a `nettype = bridge` NIC's tap into `netdst`",
+        "kvmtest's key: QEMU's bridge helper (e.g. /usr/lib/qemu/qemu-bridge-helper) creates a \
+         `nettype = bridge` NIC's tap and puts it into `netdst`, for runs without \
+         CAP_NET_ADMIN (unset: kvmtest opens the tap and passes its fd, as avocado-vt does)",
+    ),
+    KeyDoc::with_default(
+        "netdst_private",
+        "no",
+        "kvmtest's key: yes makes a `nettype = bridge` NIC's `netdst` a bridge kvmtest creates \
+         for the run in a network namespace of its own, with dnsmasq serving DHCP on \
+         `netdst_private_subnet`; the guest's address comes from its lease, logins run in the \
+         namespace, and nothing outlives the run (shared by every VM naming that bridge)",
+    ),
+    KeyDoc::with_default(
+        "netdst_private_subnet",
+        "192.168.233.0/24",
+        "the private bridge's IPv4 subnet: the bridge takes its first address, DHCP hands out \
+         the rest",
     ),
 ];
 
@@ -240,9 +313,33 @@ impl NicMode {
                 NicMode::User
             }
             (None, None | Some("user")) => NicMode::User,
-            (None, Some("bridge")) => NicMode::Bridge {
-                br: n.string("netdst").unwrap_or_else(|| "virbr0".into()),
-            },
+            (None, Some("bridge")) => {
+                let br = n.string("netdst").unwrap_or_else(|| "virbr0".into());
+                let private = if n.bool("netdst_private", false) {
+                    let subnet = n.str("netdst_private_subnet").unwrap_or("192.168.233.0/24");
+                    match subnet.parse::<Ipv4Subnet>() {
+                        Ok(s) => Some(s),
+                        Err(expected) => {
+                            n.problem("netdst_private_subnet", ProblemKind::Invalid { expected });
+                            None
+                        }
+                    }
+                } else {
+                    None
+                };
+                if private.is_some() && n.obj.get("qemu_bridge_helper").is_some() {
+                    n.problem(
+                        "qemu_bridge_helper",
+                        ProblemKind::Invalid {
+                            expected: "no bridge helper with `netdst_private = yes` (the private \
+                                       bridge lives in kvmtest's own network namespace, where \
+                                       only kvmtest can plug taps)"
+                                .into(),
+                        },
+                    );
+                }
+                NicMode::Bridge { br, private }
+            }
             (None, Some("macvtap")) => {
                 let netdst = required(n, "netdst");
                 let mode = match n.str("macvtap_mode") {
@@ -384,9 +481,7 @@ fn read_tuning(n: &mut Reader<'_, '_>) -> NicTuning {
             .map(|_| n.str("romfile").unwrap_or("").to_string()),
         ctrl_mac_addr: n.string("ctrl_mac_addr"),
         failover: n.string("failover"),
-        bridge_helper: n
-            .string("qemu_bridge_helper")
-            .unwrap_or_else(|| "/usr/lib/qemu/qemu-bridge-helper".into()),
+        bridge_helper: n.string("qemu_bridge_helper"),
     }
 }
 
@@ -415,6 +510,45 @@ pub(crate) fn read_nic(n: &mut Reader<'_, '_>, name: &str, index: usize) -> NicS
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn private_subnets_parse_and_give_their_addresses() {
+        let s: Ipv4Subnet = "10.9.8.77/24".parse().expect("subnet");
+        assert_eq!(s.to_string(), "10.9.8.0/24");
+        assert_eq!(s.host(1).to_string(), "10.9.8.1");
+        assert_eq!(s.netmask().to_string(), "255.255.255.0");
+        assert_eq!(s.broadcast().to_string(), "10.9.8.255");
+        let s: Ipv4Subnet = "172.16.0.0/20".parse().expect("subnet");
+        assert_eq!(s.broadcast().to_string(), "172.16.15.255");
+        for bad in ["10.0.0.0", "10.0.0.0/8", "10.0.0.0/30", "x/24", "10.0.0/24"] {
+            assert!(bad.parse::<Ipv4Subnet>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_private_bridge_reads_its_subnet_and_refuses_the_helper() {
+        let p = params(&[
+            ("nettype", "bridge"),
+            ("netdst", "kvmtbr0"),
+            ("netdst_private", "yes"),
+        ]);
+        assert_eq!(
+            NicMode::of(&p, "vm1", "nic1").ok(),
+            Some(NicMode::Bridge {
+                br: "kvmtbr0".into(),
+                private: Some("192.168.233.0/24".parse().expect("subnet"))
+            })
+        );
+        let p = params(&[
+            ("nettype", "bridge"),
+            ("netdst_private", "yes"),
+            ("netdst_private_subnet", "10.1.0.0/33"),
+        ]);
+        let e = NicMode::of(&p, "vm1", "nic1")
+            .expect_err("a bad subnet")
+            .to_string();
+        assert!(e.contains("netdst_private_subnet"), "{e}");
+    }
     use crate::test_support::params;
 
     #[test]
@@ -519,13 +653,17 @@ mod tests {
         let p = params(&[("nettype", "bridge"), ("netdst", "br0")]);
         assert_eq!(
             NicMode::of(&p, "vm1", "nic1").ok(),
-            Some(NicMode::Bridge { br: "br0".into() })
+            Some(NicMode::Bridge {
+                br: "br0".into(),
+                private: None
+            })
         );
         let p = params(&[("nettype", "bridge")]);
         assert_eq!(
             NicMode::of(&p, "vm1", "nic1").ok(),
             Some(NicMode::Bridge {
-                br: "virbr0".into()
+                br: "virbr0".into(),
+                private: None
             })
         );
         let p = params(&[("nic_mode", "tap")]);

@@ -34,7 +34,7 @@ pub enum UuidSpec {
 /// Parsed `key=value` pairs for `*_extra_params` keys (re-escaped when emitted).
 pub type ExtraOpts = Vec<(String, Option<String>)>;
 
-pub use crate::nic::{NicMode, NicSpec, PasstSpec, PortForward};
+pub use crate::nic::{Ipv4Subnet, NicMode, NicSpec, PasstSpec, PortForward};
 
 pub use crate::image::{ImageBackend, ImageSize, ImageSpec};
 

@@ -37,6 +37,7 @@ mod hostnet;
 pub mod image;
 pub mod net;
 pub mod plan;
+pub mod privnet;
 pub mod process;
 pub mod qemu;
 pub mod session;

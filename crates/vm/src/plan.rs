@@ -24,6 +24,7 @@
 use std::fs;
 use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use qemu_cmd::{Incoming, NicRun, RunPlan, RunValues, VmSpec, VncRange, VsockRun};
@@ -32,6 +33,7 @@ use spec::vm::{NicMode, UuidSpec};
 use crate::error::Error;
 use crate::hostnet::{self, MacvtapLink};
 use crate::net::{self, MacReservation};
+use crate::privnet::{BridgeTap, PrivateBridge};
 use crate::qemu::Qemu;
 use crate::spice::PortReservation;
 use crate::vsock::{self, VhostVsock};
@@ -74,6 +76,10 @@ pub struct VmPlan {
     name: String,
     /// The macvtap links of `nettype = macvtap` NICs and the fds QEMU inherits.
     macvtaps: Vec<(String, MacvtapLink)>,
+    /// The taps of `nettype = bridge` NICs (fds QEMU inherits).
+    bridge_taps: Vec<(String, BridgeTap)>,
+    /// The private bridges of NICs (by NIC index) with `netdst_private = yes`.
+    private_bridges: Vec<(usize, Arc<PrivateBridge>)>,
     /// The `/dev/vhost-vsock` fds holding each vsock's CID, which QEMU inherits.
     vsocks: Vec<VhostVsock>,
     /// The claims on SPICE's generated ports.
@@ -107,6 +113,8 @@ impl VmPlan {
         let mut nics = Vec::new();
         // Deleted again (links) and closed (fds) if a later step fails.
         let mut macvtaps = Vec::new();
+        let mut bridge_taps = Vec::new();
+        let mut private_bridges = Vec::new();
         for (index, nic) in spec.nics.iter().enumerate() {
             let from_source = source.and_then(|v| v.nics.get(index));
             let mac = if let Some(given) = nic.mac {
@@ -156,6 +164,29 @@ impl VmPlan {
                     let dev = hostnet::vdpa_device(sysfs, netdst)
                         .ok_or_else(|| host_err(hostnet::no_vdpa_device(sysfs, netdst)))?;
                     run.vhostdev = Some(dev);
+                }
+                NicMode::Bridge { br, private } if nic.tuning.bridge_helper.is_none() => {
+                    let bridge = match private {
+                        Some(subnet) => Some(
+                            PrivateBridge::acquire(br, *subnet)
+                                .map_err(|e| host_err(format!("`netdst_private = yes`: {e}")))?,
+                        ),
+                        None => None,
+                    };
+                    let tap = BridgeTap::open(
+                        &run.ifname,
+                        br,
+                        bridge.as_deref(),
+                        nic.tuning.queues.unwrap_or(1),
+                        nic.tuning.vhost == Some(true),
+                    )
+                    .map_err(host_err)?;
+                    run.tap_fds = tap.tap_fds();
+                    run.vhost_fds = tap.vhost_fds();
+                    bridge_taps.push((nic.name.clone(), tap));
+                    if let Some(b) = bridge {
+                        private_bridges.push((index, b));
+                    }
                 }
                 NicMode::User | NicMode::Tap | NicMode::Bridge { .. } | NicMode::Passt(_) => {}
             }
@@ -224,6 +255,8 @@ impl VmPlan {
             reservations,
             name: spec.name.clone(),
             macvtaps,
+            bridge_taps,
+            private_bridges,
             vsocks,
             spice_ports,
             run_dir: Some(run_dir),
@@ -263,6 +296,8 @@ impl VmPlan {
             }
         }
         self.macvtaps.clear();
+        self.bridge_taps.clear();
+        self.private_bridges.clear();
         self.vsocks.clear();
         if let Some(e) = failed {
             return Err(e);
@@ -273,6 +308,14 @@ impl VmPlan {
                 .map_err(io_err("removing the run directory", &path))?;
         }
         Ok(())
+    }
+
+    /// The private bridge NIC `index` is in (`netdst_private = yes`), if any.
+    pub fn private_bridge(&self, index: usize) -> Option<&Arc<PrivateBridge>> {
+        self.private_bridges
+            .iter()
+            .find(|(i, _)| *i == index)
+            .map(|(_, b)| b)
     }
 
     /// The instance id (timestamp and random part): log directories are named after it.
@@ -296,6 +339,11 @@ impl VmPlan {
         self.macvtaps
             .iter()
             .flat_map(|(_, l)| l.tap_fds().into_iter().chain(l.vhost_fds()))
+            .chain(
+                self.bridge_taps
+                    .iter()
+                    .flat_map(|(_, t)| t.tap_fds().into_iter().chain(t.vhost_fds())),
+            )
             .chain(self.vsocks.iter().map(VhostVsock::fd))
             .collect()
     }

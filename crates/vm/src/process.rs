@@ -61,13 +61,23 @@ impl OwnedProcess {
         let (program, args) = argv
             .split_first()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty argv"))?;
-        let out = File::options().create(true).append(true).open(output_log)?;
-        let err = out.try_clone()?;
         // The one place QEMU is spawned from.
         #[allow(clippy::disallowed_methods)]
         let mut cmd = Command::new(program);
-        cmd.args(args)
-            .stdin(Stdio::null())
+        cmd.args(args);
+        OwnedProcess::spawn_command(cmd, output_log, inherit)
+    }
+
+    /// Spawns `cmd` as [`OwnedProcess::spawn_inheriting`] does (its own arguments and
+    /// `pre_exec` hooks kept; stdin, stdout and stderr set here).
+    pub(crate) fn spawn_command(
+        mut cmd: Command,
+        output_log: &Path,
+        inherit: &[RawFd],
+    ) -> io::Result<OwnedProcess> {
+        let out = File::options().create(true).append(true).open(output_log)?;
+        let err = out.try_clone()?;
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err));
         let child = spawn::spawn(cmd, inherit)?;

@@ -3,8 +3,9 @@
 //! * Front end: `-device MODEL,netdev=ID,mac=…` (`virtio` means `virtio-net-pci`), or the
 //!   legacy `-net nic,vlan=N,model=…,macaddr=…` on binaries without `-device`.
 //! * Back end: `-netdev user|tap|stream|vhost-vdpa,id=ID,…`, or `-net user|tap,vlan=N,…` before
-//!   `-netdev`. `nettype = bridge` is a tap QEMU's bridge helper puts into `netdst`;
-//!   `nettype = macvtap` a tap on the fd(s) the `vm` crate opened (`fd=`/`fds=`, and
+//!   `-netdev`. `nettype = bridge` and `nettype = macvtap` are taps on the fd(s) the `vm`
+//!   crate opened, as avocado-vt's `create()` (the bridge's tap, or with `qemu_bridge_helper`
+//!   a tap QEMU's bridge helper puts into `netdst`: `br=`, `helper=`) (`fd=`/`fds=`, and
 //!   `vhostfd=`/`vhostfds=` with `vhost = on`: run-plan values, `@TAPFD_NIC@`/`@VHOSTFD_NIC@` in
 //!   dry runs); `user:passt` a `stream` netdev on passt's socket in the run directory (QEMU ≥
 //!   7.2); `vdpa` a `vhost-vdpa` netdev on the device the `vm` crate resolved from `netdst`
@@ -38,8 +39,8 @@ fn backend(b: &mut Builder<'_>, v: &VmSpec, nic: &NicSpec, id: &str, fwd: bool) 
     let (kind, key) = match nic.mode {
         NicMode::User => ("user", "nic_mode"),
         NicMode::Tap => ("tap", "nic_mode"),
-        // A tap that QEMU's bridge helper creates and puts into the bridge (avocado-vt opens
-        // the tap itself and passes its fd; the netdev is a tap either way).
+        // A tap in the bridge: opened by the `vm` crate, as avocado-vt's create() does, or
+        // created by QEMU's bridge helper with `qemu_bridge_helper`.
         NicMode::Bridge { .. } => ("tap", "nettype"),
         // The macvtap's tap, opened by the `vm` crate and inherited by QEMU.
         NicMode::Macvtap { .. } => ("tap", "nettype"),
@@ -49,7 +50,10 @@ fn backend(b: &mut Builder<'_>, v: &VmSpec, nic: &NicSpec, id: &str, fwd: bool) 
     };
     let missing = if !caps.has_netdev_backend(kind) {
         Some(kind)
-    } else if matches!(nic.mode, NicMode::Bridge { .. }) && !caps.has_netdev_backend("bridge") {
+    } else if matches!(nic.mode, NicMode::Bridge { .. })
+        && nic.tuning.bridge_helper.is_some()
+        && !caps.has_netdev_backend("bridge")
+    {
         Some("bridge")
     } else {
         None
@@ -120,13 +124,15 @@ fn backend(b: &mut Builder<'_>, v: &VmSpec, nic: &NicSpec, id: &str, fwd: bool) 
                 None => o.kv("downscript", "no"),
             };
         }
-        NicMode::Bridge { ref br } => {
+        NicMode::Bridge { ref br, .. } if nic.tuning.bridge_helper.is_some() => {
             o.kv("br", br);
-            o.kv_with("helper", |w| {
-                w.esc(nic.tuning.bridge_helper.as_bytes());
-            });
+            if let Some(helper) = &nic.tuning.bridge_helper {
+                o.kv_with("helper", |w| {
+                    w.esc(helper.as_bytes());
+                });
+            }
         }
-        NicMode::Macvtap { .. } => {
+        NicMode::Macvtap { .. } | NicMode::Bridge { .. } => {
             // One fd per queue: `fds=` with several (QEMU then takes the queue count from
             // them and refuses `queues=`), else `fd=`.
             let fds = b.plan.tap_fds(nic.index, &nic.name);
@@ -164,13 +170,21 @@ fn backend(b: &mut Builder<'_>, v: &VmSpec, nic: &NicSpec, id: &str, fwd: bool) 
             true,
             "a vhost-vdpa netdev is vhost by itself (no vhost=, no vhostforce=)",
         ),
-        NicMode::Macvtap { .. } => (true, false, ""),
-        NicMode::Tap | NicMode::Bridge { .. } => (true, true, ""),
+        NicMode::Bridge { .. } if nic.tuning.bridge_helper.is_some() => (true, true, ""),
+        NicMode::Macvtap { .. } | NicMode::Bridge { .. } => (true, false, ""),
+        NicMode::Tap => (true, true, ""),
+    };
+    // A tap the `vm` crate opened (macvtap, or a bridge without the helper): its fds are the
+    // queues, and vhost-net comes as fds too.
+    let fd_tap = match nic.mode {
+        NicMode::Macvtap { .. } => true,
+        NicMode::Bridge { .. } => nic.tuning.bridge_helper.is_none(),
+        _ => false,
     };
     if vhost_ok {
         if let Some(on) = t.vhost {
             o.kv("vhost", if on { "on" } else { "off" });
-            if on && matches!(nic.mode, NicMode::Macvtap { .. }) {
+            if on && fd_tap {
                 // avocado-vt opens /dev/vhost-net once per queue and passes the fds.
                 let fds = b.plan.vhost_fds(nic.index, &nic.name);
                 o.kv_with(if multiqueue { "vhostfds" } else { "vhostfd" }, |w| {
@@ -190,10 +204,7 @@ fn backend(b: &mut Builder<'_>, v: &VmSpec, nic: &NicSpec, id: &str, fwd: bool) 
     let refused = [
         ("vhost", !vhost_ok && t.vhost.is_some()),
         ("vhostforce", !vhost_ok && t.vhostforce.is_some()),
-        (
-            "queues",
-            !queues_ok && multiqueue && !matches!(nic.mode, NicMode::Macvtap { .. }),
-        ),
+        ("queues", !queues_ok && multiqueue && !fd_tap),
     ]
     .into_iter()
     .find_map(|(k, set)| set.then_some(k));

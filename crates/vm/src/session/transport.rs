@@ -115,6 +115,12 @@ impl TelnetTransport {
     /// Connects to `host:port`.
     pub async fn connect(host: &str, port: u16) -> io::Result<TelnetTransport> {
         let stream = TcpStream::connect((host, port)).await?;
+        TelnetTransport::over(stream, host, port)
+    }
+
+    /// Talks telnet over `stream`, already connected to `host:port` (in a private bridge's
+    /// namespace, say).
+    pub fn over(stream: TcpStream, host: &str, port: u16) -> io::Result<TelnetTransport> {
         stream.set_nodelay(true)?;
         Ok(TelnetTransport {
             describe: format!("telnet {host}:{port}"),
@@ -165,6 +171,11 @@ impl RawTcpTransport {
     /// Connects to `host:port`.
     pub async fn connect(host: &str, port: u16) -> io::Result<RawTcpTransport> {
         let stream = TcpStream::connect((host, port)).await?;
+        RawTcpTransport::over(stream, host, port)
+    }
+
+    /// Uses `stream`, already connected to `host:port`.
+    pub fn over(stream: TcpStream, host: &str, port: u16) -> io::Result<RawTcpTransport> {
         stream.set_nodelay(true)?;
         Ok(RawTcpTransport {
             describe: format!("nc {host}:{port}"),
@@ -268,6 +279,18 @@ impl SshTransport {
         username: &str,
         identity: Option<&std::path::Path>,
     ) -> io::Result<SshTransport> {
+        SshTransport::spawn_in(host, port, username, identity, None)
+    }
+
+    /// [`SshTransport::spawn_with_identity`], the client running in `netns` when given (a
+    /// private bridge's namespace, where the guest's address is).
+    pub fn spawn_in(
+        host: &str,
+        port: u16,
+        username: &str,
+        identity: Option<&std::path::Path>,
+        netns: Option<&crate::privnet::NetNs>,
+    ) -> io::Result<SshTransport> {
         use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
         let argv = Self::argv_with_identity(host, port, username, identity);
         let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)?;
@@ -286,6 +309,9 @@ impl SshTransport {
             .stdin(std::process::Stdio::from(slave.try_clone()?))
             .stdout(std::process::Stdio::from(slave.try_clone()?))
             .stderr(std::process::Stdio::from(slave));
+        if let Some(ns) = netns {
+            ns.enter_on_spawn(&mut cmd)?;
+        }
         // `cmd` (holding our copies of the slave) is dropped by the spawner: once ssh exits,
         // reads of the master end.
         let child = crate::spawn::spawn_on_tty(cmd)?;

@@ -72,46 +72,63 @@ impl Vm {
             }
             None => std::collections::HashMap::new(),
         };
-        let host = self.get_address(nic, &cache)?;
+        let deadline = Instant::now() + timeout;
+        // A NIC on a private bridge: its address is what dnsmasq leased to its MAC (the lease
+        // comes once the guest's DHCP client runs), and the client connects from inside the
+        // bridge's namespace.
+        let private = self.plan.private_bridge(nic).cloned();
+        let host = match &private {
+            Some(bridge) => self.wait_for_lease(nic, bridge, deadline).await?,
+            None => self.get_address(nic, &cache)?,
+        };
+        let netns = private.as_ref().map(|b| b.netns());
         let port = self.get_port(guest_port, nic)?;
         let identity = config.ssh_identity_file.clone();
         let log_path = self.next_session_log(client.as_str());
         let describe = format!("{client} {host}:{port}");
-        let deadline = Instant::now() + timeout;
         let mut attempts = 0;
         let mut said: Option<SessionError> = None;
         loop {
             attempts += 1;
             let left = deadline.saturating_duration_since(Instant::now());
             let attempt = async {
-                let transport: Box<dyn Transport> = match client {
-                    ShellClient::Nc => Box::new(
+                let connect_err = |source| SessionError::Connect {
+                    session: describe.clone(),
+                    source,
+                };
+                let in_ns = |ns: &crate::privnet::NetNs| {
+                    ns.connect_tcp(&host, port, left.min(Duration::from_secs(10)))
+                };
+                let transport: Box<dyn Transport> = match (client, netns) {
+                    (ShellClient::Nc, None) => Box::new(
                         RawTcpTransport::connect(&host, port)
                             .await
-                            .map_err(|source| SessionError::Connect {
-                                session: describe.clone(),
-                                source,
-                            })?,
+                            .map_err(connect_err)?,
                     ),
-                    ShellClient::Ssh => Box::new(
-                        SshTransport::spawn_with_identity(
+                    (ShellClient::Nc, Some(ns)) => Box::new(
+                        in_ns(ns)
+                            .and_then(|s| RawTcpTransport::over(s, &host, port))
+                            .map_err(connect_err)?,
+                    ),
+                    (ShellClient::Ssh, ns) => Box::new(
+                        SshTransport::spawn_in(
                             &host,
                             port,
                             &config.username,
                             identity.as_deref(),
+                            ns,
                         )
-                        .map_err(|source| SessionError::Connect {
-                            session: describe.clone(),
-                            source,
-                        })?,
+                        .map_err(connect_err)?,
                     ),
-                    ShellClient::Telnet => Box::new(
+                    (ShellClient::Telnet, None) => Box::new(
                         TelnetTransport::connect(&host, port)
                             .await
-                            .map_err(|source| SessionError::Connect {
-                                session: describe.clone(),
-                                source,
-                            })?,
+                            .map_err(connect_err)?,
+                    ),
+                    (ShellClient::Telnet, Some(ns)) => Box::new(
+                        in_ns(ns)
+                            .and_then(|s| TelnetTransport::over(s, &host, port))
+                            .map_err(connect_err)?,
                     ),
                 };
                 let mut s = Session::new(transport, config.clone(), &log_path)?;
@@ -146,6 +163,55 @@ impl Vm {
                 return Err(Error::QemuExited {
                     vm: self.name.clone(),
                     awaited: format!("logging in over {describe}"),
+                    status: status.to_string(),
+                    stderr_tail: self.output_tail(20),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// The address dnsmasq leases to NIC `nic` on its private bridge, waited for until
+    /// `deadline` (the guest's DHCP client asks once it has booted).
+    ///
+    /// # Errors
+    /// [`SessionError::LoginTimeout`] when no lease came, with dnsmasq's last log lines.
+    async fn wait_for_lease(
+        &self,
+        nic: usize,
+        bridge: &crate::privnet::PrivateBridge,
+        deadline: Instant,
+    ) -> Result<String, Error> {
+        let (spec, run) = self.nic(nic)?;
+        let started = Instant::now();
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            if let Some(ip) = bridge.leased(run.mac) {
+                return Ok(ip);
+            }
+            if Instant::now() >= deadline {
+                let why = format!(
+                    "no DHCP lease for {} (NIC {}) in {} yet; dnsmasq's log ends with: {}",
+                    run.mac,
+                    spec.name,
+                    bridge.lease_file().display(),
+                    bridge.log_tail()
+                );
+                return Err(Error::Session(SessionError::LoginTimeout {
+                    session: format!("NIC {} on the private bridge {}", spec.name, bridge.name()),
+                    waited: started.elapsed(),
+                    attempts,
+                    last: Box::new(SessionError::Connect {
+                        session: format!("the DHCP lease of {}", run.mac),
+                        source: std::io::Error::new(std::io::ErrorKind::NotFound, why),
+                    }),
+                }));
+            }
+            if let ProcessState::Exited(status) = self.process.state() {
+                return Err(Error::QemuExited {
+                    vm: self.name.clone(),
+                    awaited: format!("logging in: the DHCP lease of NIC {}", spec.name),
                     status: status.to_string(),
                     stderr_tail: self.output_tail(20),
                 });

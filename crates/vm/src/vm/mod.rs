@@ -470,7 +470,8 @@ impl Vm {
 
     /// The host-side address of NIC `index`: `localhost` in user mode (ports are forwarded);
     /// in tap mode the IP that `address_cache` maps its MAC to, verified against the host's ARP
-    /// table (refused when that IP is seen with a MAC that is not one of this VM's).
+    /// table (refused when that IP is seen with a MAC that is not one of this VM's); on a
+    /// private bridge what its dnsmasq leased to the MAC (reachable in the bridge's namespace).
     ///
     /// # Errors
     /// [`Error::NoSuchNic`], [`Error::AddressUnknown`].
@@ -489,6 +490,14 @@ impl Vm {
             mac: run.mac.to_string(),
             why,
         };
+        if let Some(b) = self.plan.private_bridge(index) {
+            return b.leased(run.mac).ok_or_else(|| {
+                unknown(format!(
+                    "dnsmasq on the private bridge {} has leased it no address yet",
+                    b.name()
+                ))
+            });
+        }
         let ip = address_cache
             .get(&run.mac)
             .ok_or_else(|| unknown("not in the MAC→IP address cache".into()))?;
@@ -498,6 +507,15 @@ impl Vm {
             Some(seen) => Err(unknown(format!("{ip} belongs to {seen}, not to this VM"))),
             None => Err(unknown(format!("{ip} is not in the host's ARP table"))),
         }
+    }
+
+    /// The private bridge NIC `index` is in (`netdst_private = yes`): its namespace (where
+    /// the guest's address is reachable), subnet and leases.
+    pub fn private_bridge(
+        &self,
+        index: usize,
+    ) -> Option<&std::sync::Arc<crate::privnet::PrivateBridge>> {
+        self.plan.private_bridge(index)
     }
 
     /// The TCP port of the VM's VNC server (`display = vnc`), as QEMU reports it (`query-vnc`);
