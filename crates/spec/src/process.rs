@@ -65,7 +65,14 @@ pub const PROCESS_KEYS: &[KeyDoc] = &[
     KeyDoc::with_default(
         "remove_image",
         "yes",
-        "remove the image after the test (skipped while its VM runs; that VM is then destroyed)",
+        "remove the image after the test (skipped while its VM runs, unless the image is not \
+         on its command line, `boot_drive = no`; that VM is then destroyed)",
+    ),
+    KeyDoc::with_default(
+        "boot_drive",
+        "yes",
+        "no: the image is not on the VM's command line (a test hot-plugs it), so it can be \
+         removed while the VM runs",
     ),
 ];
 
@@ -90,6 +97,8 @@ pub struct ImageProcessing {
     pub force_create: bool,
     /// `remove_image`.
     pub remove: bool,
+    /// `boot_drive`: the image is on the VM's command line.
+    pub boot_drive: bool,
 }
 
 /// What to do with one VM around a test.
@@ -167,6 +176,7 @@ impl Processing {
                         create: ik.bool("create_image"),
                         force_create: ik.bool("force_create_image"),
                         remove: ik.bool("remove_image"),
+                        boot_drive: ik.bool("boot_drive"),
                     });
                     problems.extend(ik.take_problems());
                 }
@@ -224,6 +234,7 @@ mod tests {
                 create: false,
                 force_create: false,
                 remove: true,
+                boot_drive: true,
             }]
         );
         assert!(!pr.kill_unresponsive);

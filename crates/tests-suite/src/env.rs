@@ -262,15 +262,22 @@ pub trait GuestVm: Send + Sync {
         let _ = driver;
         unsupported("NIC hotplug")
     }
-    /// Hot-plug the image file `path` of `format` as a `driver` device.
+    /// Hot-plug the image file `path` of `format` as a `driver` device, on a `controller`
+    /// (a SCSI HBA model) plugged for it first when one is named.
     fn hotplug_disk<'a>(
         &'a self,
         path: &'a Path,
         format: &'a str,
         driver: &'a str,
+        controller: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Hotplugged, EnvError>> {
-        let _ = (path, format, driver);
+        let _ = (path, format, driver, controller);
         unsupported("disk hotplug")
+    }
+    /// The device types this VM's QEMU has (`qom-list-types`), to check a model before
+    /// plugging it.
+    fn device_types(&self) -> BoxFuture<'_, Result<Vec<String>, EnvError>> {
+        unsupported("listing device types")
     }
     /// Unplug a hot-plugged device and wait until QEMU confirms it is gone.
     fn unplug<'a>(&'a self, device: &'a Hotplugged) -> BoxFuture<'a, Result<(), EnvError>> {
@@ -313,6 +320,20 @@ pub trait VmEnv: Send + Sync {
         image: &'a ImageProcessing,
         params: &'a Params,
     ) -> BoxFuture<'a, Result<(), EnvError>>;
+    /// The file and format of image `image` of VM `vm` of the variant's `params` (where
+    /// [`prepare_image`](VmEnv::prepare_image) creates it), for a test that hot-plugs an image
+    /// of `images` the command line leaves out (`boot_drive = no`).
+    fn image_file(
+        &self,
+        vm: &str,
+        image: &str,
+        params: &Params,
+    ) -> Result<(std::path::PathBuf, String), EnvError> {
+        let _ = (vm, image, params);
+        Err(EnvError::Unsupported {
+            what: "image files".into(),
+        })
+    }
     /// Remove image `image` of VM `vm` of the variant's `params` (post-processing,
     /// `remove_image = yes`).
     fn remove_image<'a>(

@@ -733,7 +733,9 @@ async fn postprocess(
     let mut holding_removed = Vec::new();
     for vm in &processing.vms {
         for image in vm.images.iter().filter(|i| i.remove) {
-            if running(env, &vm.name) {
+            // An image off the command line (`boot_drive = no`, hot-plugged by the test and
+            // unplugged again) does not pin the VM.
+            if image.boot_drive && running(env, &vm.name) {
                 ctx.log.info(format_args!(
                     "post-processing: not removing image {} while {} runs; destroying {} instead",
                     image.name, vm.name, vm.name

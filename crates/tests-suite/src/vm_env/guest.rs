@@ -342,12 +342,14 @@ impl GuestVm for LiveVm {
         path: &'a Path,
         format: &'a str,
         driver: &'a str,
+        controller: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Hotplugged, EnvError>> {
         Box::pin(async move {
             let disk = self
                 .with_vm("disk hotplug", |vm| {
                     let (p, f, d) = (path.to_path_buf(), format.to_owned(), driver.to_owned());
-                    Box::pin(async move { vm.hotplug_disk(&p, &f, &d).await })
+                    let c = controller.map(str::to_owned);
+                    Box::pin(async move { vm.hotplug_disk(&p, &f, &d, c.as_deref()).await })
                 })
                 .await?;
             let h = Hotplugged {
@@ -359,6 +361,15 @@ impl GuestVm for LiveVm {
                 m.insert(disk.id.clone(), Hot::Disk(disk));
             }
             Ok(h)
+        })
+    }
+
+    fn device_types(&self) -> BoxFuture<'_, Result<Vec<String>, EnvError>> {
+        Box::pin(async move {
+            self.with_vm("listing device types", |vm| {
+                Box::pin(async move { vm.device_types().await })
+            })
+            .await
         })
     }
 

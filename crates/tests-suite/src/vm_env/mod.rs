@@ -438,6 +438,17 @@ impl VmEnv for VmLayerEnv {
         })
     }
 
+    fn image_file(
+        &self,
+        vm: &str,
+        image: &str,
+        params: &Params,
+    ) -> Result<(PathBuf, String), EnvError> {
+        let img = vm::image::Image::from_params(params, vm, image, &self.image_dir)
+            .map_err(|e| vm_err(image, "image parameters", e))?;
+        Ok((img.path, img.format))
+    }
+
     fn remove_image<'a>(
         &'a self,
         vm: &'a str,

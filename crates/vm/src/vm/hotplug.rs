@@ -1,4 +1,5 @@
-//! Hotplug and unplug of NICs and disks, each confirmed in the guest's PCI tree.
+//! Hotplug and unplug of NICs and disks, each confirmed by QEMU: a PCI device in `query-pci`,
+//! any other (a SCSI disk) under `/machine/peripheral`.
 
 use super::*;
 
@@ -23,26 +24,82 @@ fn pci_has_device(reply: &Value, id: &str) -> bool {
 
 impl Vm {
     async fn wait_in_pci(&self, id: &str, present: bool) -> Result<(), Error> {
+        self.wait_present(id, present, true).await
+    }
+
+    /// Waits until device `id` is (or is no longer) in QEMU: in `query-pci` for a PCI device,
+    /// under `/machine/peripheral` otherwise.
+    async fn wait_present(&self, id: &str, present: bool, pci: bool) -> Result<(), Error> {
         let started = Instant::now();
         let timeout = self.setup.timeouts.hotplug;
+        let (query, args) = if pci {
+            ("query-pci", json!({}))
+        } else {
+            ("qom-list", json!({"path": "/machine/peripheral"}))
+        };
         loop {
-            let reply = self.qmp_exec("query-pci", json!({})).await?;
-            if pci_has_device(&reply, id) == present {
+            let reply = self.qmp_exec(query, args.clone()).await?;
+            let seen = if pci {
+                pci_has_device(&reply, id)
+            } else {
+                reply.as_array().is_some_and(|ps| {
+                    ps.iter()
+                        .any(|p| p.get("name").and_then(Value::as_str) == Some(id))
+                })
+            };
+            if seen == present {
                 return Ok(());
             }
             if started.elapsed() >= timeout {
                 return Err(Error::Timeout {
                     vm: self.name.clone(),
                     awaited: format!(
-                        "device {id} to {} query-pci",
+                        "device {id} to {} {query}",
                         if present { "appear in" } else { "leave" }
                     ),
                     waited: timeout,
-                    last: "query-pci does not show the expected state".into(),
+                    last: format!("{query} does not show the expected state"),
                 });
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// The device types this QEMU has (`qom-list-types`, abstract ones left out), for checking
+    /// a driver before `device_add` (tp-qemu's `verify_supported_device`).
+    ///
+    /// # Errors
+    /// Monitor errors.
+    pub async fn device_types(&self) -> Result<Vec<String>, Error> {
+        let reply = self
+            .qmp_exec(
+                "qom-list-types",
+                json!({"implements": "device", "abstract": false}),
+            )
+            .await?;
+        Ok(reply
+            .as_array()
+            .map(|ts| {
+                ts.iter()
+                    .filter_map(|t| t.get("name").and_then(Value::as_str))
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// Whether `driver` is a PCI device type of this QEMU.
+    async fn is_pci_driver(&self, driver: &str) -> Result<bool, Error> {
+        let reply = self
+            .qmp_exec(
+                "qom-list-types",
+                json!({"implements": "pci-device", "abstract": false}),
+            )
+            .await?;
+        Ok(reply.as_array().is_some_and(|ts| {
+            ts.iter()
+                .any(|t| t.get("name").and_then(Value::as_str) == Some(driver))
+        }))
     }
 
     /// Hotplugs a NIC of `model` (e.g. `virtio-net-pci`) on a new user-mode netdev with a
@@ -74,11 +131,13 @@ impl Vm {
     }
 
     /// Unplugs a device: `device_del`, then the `DEVICE_DELETED` event (which needs the guest's
-    /// cooperation for PCI), then its absence from `query-pci`.
+    /// cooperation for PCI), then its absence from `query-pci` (a PCI device) or
+    /// `/machine/peripheral`.
     ///
     /// # Errors
-    /// Monitor errors, timeouts naming the event or the `query-pci` state.
+    /// Monitor errors, timeouts naming the event or the state QEMU still shows.
     pub async fn unplug_device(&mut self, id: &str) -> Result<(), Error> {
+        let pci = self.pci_device_ids().await?.iter().any(|d| d == id);
         let mark = self.qmp.cursor();
         self.qmp_exec("device_del", json!({"id": id})).await?;
         self.qmp
@@ -90,7 +149,29 @@ impl Vm {
             )
             .await
             .map_err(self.monitor_err(format!("waiting for DEVICE_DELETED of {id}")))?;
-        self.wait_in_pci(id, false).await
+        self.wait_present(id, false, pci).await
+    }
+
+    /// The qdev ids `query-pci` lists.
+    async fn pci_device_ids(&self) -> Result<Vec<String>, Error> {
+        fn walk(devices: &Value, out: &mut Vec<String>) {
+            for d in devices.as_array().into_iter().flatten() {
+                if let Some(id) = d.get("qdev_id").and_then(Value::as_str) {
+                    out.push(id.to_owned());
+                }
+                if let Some(b) = d.get("pci_bridge").and_then(|b| b.get("devices")) {
+                    walk(b, out);
+                }
+            }
+        }
+        let reply = self.qmp_exec("query-pci", json!({})).await?;
+        let mut ids = Vec::new();
+        for bus in reply.as_array().into_iter().flatten() {
+            if let Some(d) = bus.get("devices") {
+                walk(d, &mut ids);
+            }
+        }
+        Ok(ids)
     }
 
     /// Unplugs a hotplugged NIC and removes its netdev; its MAC reservation is released.
@@ -107,36 +188,68 @@ impl Vm {
     }
 
     /// Hotplugs the image file `path` (format `format`: `qcow2`, `raw`) as a `driver` device
-    /// (e.g. `virtio-blk-pci`); confirmed by `query-pci`.
+    /// (e.g. `virtio-blk-pci`, `scsi-hd`), first plugging a `controller` (a SCSI HBA such as
+    /// `virtio-scsi-pci` or `lsi53c895a`) for it to sit on when one is named; each confirmed
+    /// by QEMU (`query-pci`, or `/machine/peripheral` for a device that is not PCI).
     ///
     /// # Errors
-    /// Monitor errors, a timeout waiting for the device in `query-pci`.
+    /// Monitor errors, a timeout waiting for the device.
     pub async fn hotplug_disk(
         &mut self,
         path: &Path,
         format: &str,
         driver: &str,
+        controller: Option<&str>,
     ) -> Result<HotDisk, Error> {
-        let disk = HotDisk {
+        let mut disk = HotDisk {
             id: short_id("hotdisk"),
             node_name: short_id("node"),
+            controller: None,
         };
+        let mut device = json!({"driver": driver, "id": disk.id, "drive": disk.node_name});
+        if let Some(model) = controller {
+            let id = short_id("hotctl");
+            self.qmp_exec("device_add", json!({"driver": model, "id": id}))
+                .await?;
+            self.wait_present(&id, true, true).await?;
+            device["bus"] = json!(format!("{id}.0"));
+            disk.controller = Some(id);
+        }
+        let plugged = self.plug_disk(path, format, driver, &disk, device).await;
+        if plugged.is_err() {
+            if let Some(id) = disk.controller.clone() {
+                let _ = self.unplug_device(&id).await;
+            }
+        }
+        plugged.map(|()| disk)
+    }
+
+    async fn plug_disk(
+        &mut self,
+        path: &Path,
+        format: &str,
+        driver: &str,
+        disk: &HotDisk,
+        device: Value,
+    ) -> Result<(), Error> {
         self.qmp_exec(
             "blockdev-add",
             json!({"driver": format, "node-name": disk.node_name,
                    "file": {"driver": "file", "filename": path.to_string_lossy()}}),
         )
         .await?;
-        self.qmp_exec(
-            "device_add",
-            json!({"driver": driver, "id": disk.id, "drive": disk.node_name}),
-        )
-        .await?;
-        self.wait_in_pci(&disk.id, true).await?;
-        Ok(disk)
+        if let Err(e) = self.qmp_exec("device_add", device).await {
+            let _ = self
+                .qmp_exec("blockdev-del", json!({"node-name": disk.node_name}))
+                .await;
+            return Err(e);
+        }
+        let pci = self.is_pci_driver(driver).await?;
+        self.wait_present(&disk.id, true, pci).await
     }
 
-    /// Unplugs a hotplugged disk and removes its block node.
+    /// Unplugs a hotplugged disk, removes its block node, then unplugs the controller plugged
+    /// for it.
     ///
     /// # Errors
     /// As [`Vm::unplug_device`].
@@ -144,6 +257,9 @@ impl Vm {
         self.unplug_device(&disk.id).await?;
         self.qmp_exec("blockdev-del", json!({"node-name": disk.node_name}))
             .await?;
+        if let Some(id) = &disk.controller {
+            self.unplug_device(id).await?;
+        }
         Ok(())
     }
 }

@@ -273,6 +273,8 @@ pub struct HotDisk {
     pub id: String,
     /// The block node name.
     pub node_name: String,
+    /// The id of the controller plugged for it (a SCSI disk's HBA), unplugged after it.
+    pub controller: Option<String>,
 }
 
 /// The VM's own log (`vm.log`): every stage with a timestamp.

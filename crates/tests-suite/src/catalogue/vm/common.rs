@@ -154,14 +154,6 @@ pub(super) fn nic_driver(model: &str) -> &str {
     }
 }
 
-/// The QEMU driver of a block `pci_model` (`virtio` → `virtio-blk-pci`).
-pub(super) fn block_driver(model: &str) -> &str {
-    match model {
-        "virtio" => "virtio-blk-pci",
-        other => other,
-    }
-}
-
 /// The PCI `vendor:device` id a NIC driver shows (to the host's `query-pci` and the guest's
 /// `lspci`), for the models the test guest has drivers for.
 pub(super) fn nic_pci_id(driver: &str) -> Option<&'static str> {
@@ -254,7 +246,6 @@ mod tests {
     fn models_map_to_drivers_and_ids() {
         assert_eq!(nic_driver("virtio"), "virtio-net-pci");
         assert_eq!(nic_pci_id(nic_driver("rtl8139")), Some("10ec:8139"));
-        assert_eq!(block_driver("virtio"), "virtio-blk-pci");
         assert_eq!(disk_pci_id("ide"), Some("8086:7010"));
         assert_eq!(nic_pci_id("ne2k_pci"), None);
     }

@@ -198,22 +198,36 @@ pub const MIGRATION: TestSpec = TestSpec {
 /// `type = pci_hotplug`.
 pub const PCI_HOTPLUG: TestSpec = TestSpec {
     name: "pci_hotplug",
-    about: "Hot-plugs a NIC or block device, finds it in the guest, tests it and unplugs it.",
+    about: "tp-qemu's pci_hotplug (its nic_hotplug.cfg variants run it too): plugs `pci_num` \
+            NICs or block devices, finds each in the guest (`match_string` in the new lines of \
+            `find_pci_cmd`), tests it and unplugs them, `repeat_times` rounds.",
     params: &[
         MAIN_VM,
         SERIAL_LOGIN,
         KeyDoc::required("pci_type", "nic or block"),
-        KeyDoc::required("pci_model", "the device model (virtio, e1000, …)"),
+        KeyDoc::required(
+            "pci_model",
+            "the device model: a NIC's (virtio, e1000, rtl8139, …), or a disk's: virtio, scsi \
+             (scsi-hd on a hot-plugged lsi53c895a), scsi-hd (on a hot-plugged virtio-scsi-pci \
+             unless the VM has a SCSI disk), or any device type of the QEMU (checked first)",
+        ),
         KeyDoc::required(
             "reference_cmd",
             "guest command listing devices, run before and after",
         ),
         KeyDoc::required("find_pci_cmd", "guest command that shows the new device"),
-        KeyDoc::required("match_string", "what find_pci_cmd must print"),
+        KeyDoc::required(
+            "match_string",
+            "regular expression (case-insensitive) the lines of find_pci_cmd's output that \
+             reference_cmd did not print before the plug must match",
+        ),
         KeyDoc::optional(
             "pci_test_cmd",
-            "guest command that exercises the new device",
+            "guest command that exercises the new device (`PCI_NUM`, or tp-qemu's older \
+             `%s`, is the device's number from 1)",
         ),
+        KeyDoc::with_default("pci_num", "1", "how many devices to plug per round"),
+        KeyDoc::with_default("repeat_times", "1", "how many rounds of plug and unplug"),
         KeyDoc::with_default(
             "hotplug_method",
             "device_add",
@@ -225,20 +239,26 @@ pub const PCI_HOTPLUG: TestSpec = TestSpec {
             "seconds before the guest is first asked",
         ),
         KeyDoc::with_default(
+            "hotplug_timeout",
+            "360",
+            "seconds for the guest to show a plugged device (tp-qemu's key)",
+        ),
+        KeyDoc::optional(
             "find_pci_timeout",
-            "30",
-            "seconds for find_pci_cmd to show match_string",
+            "seconds for find_pci_cmd to show match_string (unset: hotplug_timeout)",
         ),
         KeyDoc::optional("modprobe_module", "a guest module to load first"),
         KeyDoc::with_default(
             "image_format_stg",
             "qcow2",
-            "format of the hot-plugged disk's image",
+            "format of a hot-plugged disk's image when `images` names none for it (device N \
+             takes the (N+1)th image of `images`, as tp-qemu's `images += \" stg\"` with \
+             `boot_drive_stg = no`)",
         ),
         KeyDoc::with_default(
             "image_size_stg",
             "64M",
-            "size of the hot-plugged disk's image",
+            "size of a hot-plugged disk's image made in the test's directory",
         ),
     ],
 };
