@@ -21,7 +21,7 @@ use crate::registry::Registry;
 
 /// Keys whose values name the objects of a variant, whose names may suffix other keys: the
 /// lists the families read, plus the catalogue's.
-const CATALOGUE_OBJECT_LISTS: &[&str] = &["device_data", "descriptors"];
+const CATALOGUE_OBJECT_LISTS: &[&str] = &["device_data", "descriptors", "test_tags"];
 
 /// One key that no part of kvmtest reads.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

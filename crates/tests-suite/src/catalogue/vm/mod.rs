@@ -9,6 +9,7 @@
 //! checking (a missing parameter, QEMU that cannot start) is an *error*.
 
 mod agent;
+mod balloon;
 mod common;
 mod hotplug;
 mod lifecycle;
@@ -263,6 +264,81 @@ pub const PCI_HOTPLUG: TestSpec = TestSpec {
     ],
 };
 
+/// `type = balloon_check`.
+pub const BALLOON_CHECK: TestSpec = TestSpec {
+    name: "balloon_check",
+    about: "tp-qemu's balloon_check on a Linux guest: balloons the memory to each tag of \
+            `test_tags` (a fixed size, a ratio of `mem`, or a random size in the legal range \
+            of `balloon_type` evict/enlarge) and checks QEMU's balloon and the guest's \
+            MemTotal moved by the ballooned amount; back to `mem` at the end. Not supported: \
+            sub-tests after ballooning, Windows guests (both errors, naming the key).",
+    params: &[
+        MAIN_VM,
+        SERIAL_LOGIN,
+        KeyDoc::required(
+            "test_tags",
+            "the ballooning steps, in order (tags such as evict)",
+        ),
+        KeyDoc::optional(
+            "balloon_type",
+            "per tag (`balloon_type_TAG`): evict or enlarge, a random target in its legal range",
+        ),
+        KeyDoc::optional("expect_memory", "per tag: the target in MiB"),
+        KeyDoc::optional(
+            "expect_memory_ratio",
+            "per tag: the target as a ratio of `mem`",
+        ),
+        KeyDoc::optional(
+            "run_sub_test_after_balloon",
+            "per tag: yes runs `sub_test_after_balloon` (not supported: an error)",
+        ),
+        KeyDoc::optional(
+            "sub_test_after_balloon",
+            "per tag: the sub-test (not supported)",
+        ),
+        KeyDoc::with_default(
+            "sleep_before_balloon",
+            "90",
+            "kvmtest's key: seconds for the guest's applications to settle after the login \
+             (tp-qemu waits a fixed 90)",
+        ),
+        KeyDoc::with_default(
+            "balloon_timeout",
+            "240",
+            "seconds for QEMU to report the new balloon size",
+        ),
+        KeyDoc::with_default(
+            "guest_compare_threshold",
+            "100",
+            "MiB the guest's total memory may differ from the ballooned amount",
+        ),
+        KeyDoc::with_default(
+            "balloon_buffer",
+            "300",
+            "MiB kept above what the guest uses when evicting to a random size",
+        ),
+        KeyDoc::with_default(
+            "minmem",
+            "512M",
+            "the least memory a random eviction leaves",
+        ),
+        KeyDoc::with_default(
+            "total_mem_cmd",
+            "grep MemTotal /proc/meminfo",
+            "guest command printing its total memory in kB",
+        ),
+        KeyDoc::with_default(
+            "free_mem_cmd",
+            "cat /proc/meminfo |grep MemFree",
+            "guest command printing its free memory in kB (tp-qemu's key)",
+        ),
+        KeyDoc::optional(
+            "os_type",
+            "the guest OS (windows is not supported: an error)",
+        ),
+    ],
+};
+
 /// `type = nic_hotplug`.
 pub const NIC_HOTPLUG: TestSpec = TestSpec {
     name: "nic_hotplug",
@@ -373,5 +449,6 @@ pub fn entries() -> Vec<(TestSpec, TestFn)> {
         (NIC_HOTPLUG, hotplug::run_nic_hotplug),
         (PHYSICAL_RESOURCES_CHECK, resources::run),
         (QEMU_GUEST_AGENT, agent::run),
+        (BALLOON_CHECK, balloon::run),
     ]
 }
