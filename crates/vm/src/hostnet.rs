@@ -16,7 +16,6 @@ use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use spec::vm::PasstSpec;
@@ -123,24 +122,9 @@ fn ip(args: &[&str]) -> Result<(), String> {
     ip_output(args).map(|_| ())
 }
 
-/// Runs `ip ARGS`: its stdout, or its stderr on failure.
+/// Runs `ip ARGS` in kvmtest's own network namespace: its stdout, or its stderr on failure.
 pub(crate) fn ip_output(args: &[&str]) -> Result<String, String> {
-    // The module that manages host network links runs `ip`, and nothing else.
-    #[allow(clippy::disallowed_methods)]
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("running `ip` (iproute2): {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "`ip {}` failed ({}): {}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
+    crate::privnet::ip_in(None, args)
 }
 
 /// The vhost-vdpa character device of vDPA device `name`, as the kernel lists it under
