@@ -27,8 +27,8 @@ use spec::tpm::{SwtpmSpec, TpmBackend};
 use spec::vm::VmSpec;
 
 use crate::error::{tail_lines, Error};
-use crate::hostnet::find_program;
 use crate::process::{OwnedProcess, ProcessState};
+use crate::spawn::find_program;
 
 /// Where virtiofsd is looked for when `fs_binary` is unset: avocado-vt's default, then where
 /// Debian's QEMU 7.2 package (`qemu-system-common`) ships the C virtiofsd.

@@ -22,6 +22,7 @@ use spec::vm::PasstSpec;
 
 use crate::error::Error;
 use crate::process::{OwnedProcess, ProcessState};
+pub(crate) use crate::spawn::find_program;
 
 /// A macvtap link kvmtest created and the fds it opened for QEMU; deleting the link when
 /// dropped (unless [`MacvtapLink::delete`] already did).
@@ -124,7 +125,7 @@ fn ip(args: &[&str]) -> Result<(), String> {
 
 /// Runs `ip ARGS` in kvmtest's own network namespace: its stdout, or its stderr on failure.
 pub(crate) fn ip_output(args: &[&str]) -> Result<String, String> {
-    crate::privnet::ip_in(None, args)
+    crate::netns::ip_in(None, args)
 }
 
 /// The vhost-vdpa character device of vDPA device `name`, as the kernel lists it under
@@ -152,19 +153,6 @@ pub(crate) fn no_vdpa_device(sysfs: &Path, name: &str) -> String {
          driver)",
         sysfs.join("bus/vdpa/devices").join(name).display()
     )
-}
-
-/// `binary` as a program to run: a path as given, a bare name found on `PATH`.
-pub(crate) fn find_program(binary: &str) -> Option<PathBuf> {
-    let is_exe = |p: &Path| p.is_file();
-    if binary.contains('/') {
-        let p = PathBuf::from(binary);
-        return is_exe(&p).then_some(p);
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(binary))
-        .find(|p| is_exe(p))
 }
 
 /// passt's argv for `spec` serving `socket`, as avocado-vt's `QPasstDev` renders it

@@ -36,6 +36,7 @@ pub mod fixtures;
 mod hostnet;
 pub mod image;
 pub mod net;
+pub mod netns;
 pub mod plan;
 pub mod privnet;
 pub mod process;

@@ -168,7 +168,7 @@ impl VmPlan {
                 NicMode::Bridge { br, private } if nic.tuning.bridge_helper.is_none() => {
                     let bridge = match private {
                         Some(subnet) => Some(
-                            PrivateBridge::acquire(br, *subnet)
+                            PrivateBridge::acquire(br, *subnet, &run_base)
                                 .map_err(|e| host_err(format!("`netdst_private = yes`: {e}")))?,
                         ),
                         None => None,

@@ -18,9 +18,8 @@
 //! * One private bridge per name per process, shared by every VM that names it (a migration's
 //!   destination joins its source's bridge), torn down when the last VM lets go of it.
 //!
-//! Three system calls here are `unsafe` in rustix, so this module allows `unsafe_code` for
-//! them, each with its SAFETY comment: `unshare` of the network namespace on a thread of its
-//! own, `setns` in a child between fork and exec, and the `TUNSETIFF` ioctl.
+//! The namespace itself is [`crate::netns`]'s. The `TUNSETIFF` ioctl is `unsafe` in rustix, so
+//! this module allows `unsafe_code` for it (see its SAFETY comment).
 
 #![allow(unsafe_code)]
 
@@ -28,96 +27,16 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, RawFd};
-use std::os::unix::process::CommandExt;
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex, Weak};
 
 use spec::vm::Ipv4Subnet;
 
+use crate::netns::ip_in;
+pub use crate::netns::NetNs;
 use crate::process::OwnedProcess;
-
-/// A network namespace kvmtest created, held by an open handle.
-#[derive(Debug)]
-pub struct NetNs {
-    handle: File,
-}
-
-impl NetNs {
-    /// Creates a new network namespace (from a short-lived thread, so kvmtest's own threads
-    /// stay where they are).
-    fn create() -> io::Result<NetNs> {
-        std::thread::spawn(|| {
-            // SAFETY: only the network namespace is unshared (not the fd table, which is what
-            // `unshare_unsafe` warns about), and only on this thread, which ends right after.
-            unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNET) }?;
-            let handle = File::open("/proc/thread-self/ns/net")?;
-            Ok(NetNs { handle })
-        })
-        .join()
-        .map_err(|_| io::Error::other("the namespace thread panicked"))?
-    }
-
-    /// Runs `work` on a thread that joined this namespace (sockets and taps it creates belong
-    /// to the namespace).
-    pub(crate) fn run<T: Send + 'static>(
-        &self,
-        work: impl FnOnce() -> io::Result<T> + Send + 'static,
-    ) -> io::Result<T> {
-        let handle = self.handle.try_clone()?;
-        std::thread::spawn(move || {
-            rustix::thread::move_into_link_name_space(
-                handle.as_fd(),
-                Some(rustix::thread::LinkNameSpaceType::Network),
-            )?;
-            work()
-        })
-        .join()
-        .map_err(|_| io::Error::other("the namespace thread panicked"))?
-    }
-
-    /// Connects to `host:port` from inside this namespace within `timeout`.
-    pub(crate) fn connect_tcp(
-        &self,
-        host: &str,
-        port: u16,
-        timeout: std::time::Duration,
-    ) -> io::Result<tokio::net::TcpStream> {
-        let ip: std::net::IpAddr = host.parse().map_err(|_| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{host:?} is not an IP address"),
-            )
-        })?;
-        let stream = self.run(move || {
-            let s = std::net::TcpStream::connect_timeout(&(ip, port).into(), timeout)?;
-            s.set_nonblocking(true)?;
-            Ok(s)
-        })?;
-        tokio::net::TcpStream::from_std(stream)
-    }
-
-    /// Makes `cmd` start in this namespace: it joins it between fork and exec.
-    pub(crate) fn enter_on_spawn(&self, cmd: &mut Command) -> io::Result<()> {
-        // Our own copy of the handle (close-on-exec), moved into the closure: it stays open
-        // for as long as the command may be spawned.
-        let handle = self.handle.try_clone()?;
-        // SAFETY: the closure runs in the forked child before exec. It makes one raw system
-        // call (setns) on an fd that is open in the child (the fd table is a copy of ours) and
-        // builds its error with `from_raw_os_error`, which does not allocate.
-        unsafe {
-            cmd.pre_exec(move || {
-                rustix::thread::move_into_link_name_space(
-                    handle.as_fd(),
-                    Some(rustix::thread::LinkNameSpaceType::Network),
-                )
-                .map_err(|e| io::Error::from_raw_os_error(e.raw_os_error()))
-            });
-        }
-        Ok(())
-    }
-}
 
 /// A private bridge with its namespace and DHCP server (see the module docs).
 #[derive(Debug)]
@@ -139,7 +58,11 @@ impl PrivateBridge {
     ///
     /// # Errors
     /// What failed (creating the namespace, `ip`, starting dnsmasq), or a subnet conflict.
-    pub(crate) fn acquire(name: &str, subnet: Ipv4Subnet) -> Result<Arc<PrivateBridge>, String> {
+    pub(crate) fn acquire(
+        name: &str,
+        subnet: Ipv4Subnet,
+        dir_base: &Path,
+    ) -> Result<Arc<PrivateBridge>, String> {
         let mut all = BRIDGES.lock().unwrap_or_else(|e| e.into_inner());
         let all = all.get_or_insert_with(HashMap::new);
         if let Some(b) = all.get(name).and_then(Weak::upgrade) {
@@ -152,7 +75,7 @@ impl PrivateBridge {
             }
             return Ok(b);
         }
-        let b = Arc::new(PrivateBridge::create(name, subnet)?);
+        let b = Arc::new(PrivateBridge::create(name, subnet, dir_base)?);
         all.retain(|_, w| w.strong_count() > 0);
         all.insert(name.to_owned(), Arc::downgrade(&b));
         Ok(b)
@@ -171,7 +94,7 @@ impl PrivateBridge {
         names
     }
 
-    fn create(name: &str, subnet: Ipv4Subnet) -> Result<PrivateBridge, String> {
+    fn create(name: &str, subnet: Ipv4Subnet, dir_base: &Path) -> Result<PrivateBridge, String> {
         if name.is_empty() || name.len() > 15 || name.contains('/') {
             return Err(format!(
                 "`netdst` = {name:?} is not a valid interface name (1 to 15 characters)"
@@ -185,7 +108,7 @@ impl PrivateBridge {
         })?;
         let dir = tempfile::Builder::new()
             .prefix(&format!("kvmtest-bridge-{name}."))
-            .tempdir_in(crate::plan::run_base())
+            .tempdir_in(dir_base)
             .map_err(|e| format!("creating the private bridge's directory: {e}"))?;
         let host = format!("{}/{}", subnet.host(1), subnet.prefix);
         for args in [
@@ -211,7 +134,7 @@ impl PrivateBridge {
     }
 
     fn start_dnsmasq(&self) -> Result<OwnedProcess, String> {
-        let program = crate::hostnet::find_program("dnsmasq").ok_or_else(|| {
+        let program = crate::spawn::find_program("dnsmasq").ok_or_else(|| {
             "`netdst_private = yes` needs dnsmasq (Debian: dnsmasq-base), which is not on PATH"
                 .to_owned()
         })?;
@@ -349,31 +272,6 @@ pub(crate) fn dnsmasq_argv(
     logf.push(log);
     argv.push(logf);
     argv
-}
-
-/// Runs `ip ARGS` in `netns` (or here): its stdout, or its stderr on failure.
-pub(crate) fn ip_in(netns: Option<&NetNs>, args: &[&str]) -> Result<String, String> {
-    // The module that manages bridged taps runs `ip`, and nothing else.
-    #[allow(clippy::disallowed_methods)]
-    let mut cmd = Command::new("ip");
-    cmd.args(args);
-    if let Some(ns) = netns {
-        ns.enter_on_spawn(&mut cmd)
-            .map_err(|e| format!("preparing `ip`: {e}"))?;
-    }
-    let out = cmd
-        .output()
-        .map_err(|e| format!("running `ip` (iproute2): {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "`ip {}` failed ({}): {}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
 }
 
 /// A bridged NIC's tap: the fds kvmtest opened for QEMU. Dropping it closes them, which

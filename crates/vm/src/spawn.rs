@@ -29,6 +29,7 @@
 use std::io;
 use std::os::fd::{BorrowedFd, RawFd};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::mpsc;
 use std::sync::{Mutex, OnceLock};
@@ -152,4 +153,17 @@ pub(crate) fn async_fd(
 /// `ESRCH` ("no such process"), without a libc dependency.
 fn libc_esrch() -> i32 {
     rustix::io::Errno::SRCH.raw_os_error()
+}
+
+/// `binary` as a program to run: a path as given, a bare name found on `PATH`.
+pub(crate) fn find_program(binary: &str) -> Option<PathBuf> {
+    let is_exe = |p: &Path| p.is_file();
+    if binary.contains('/') {
+        let p = PathBuf::from(binary);
+        return is_exe(&p).then_some(p);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(binary))
+        .find(|p| is_exe(p))
 }

@@ -289,7 +289,7 @@ impl SshTransport {
         port: u16,
         username: &str,
         identity: Option<&std::path::Path>,
-        netns: Option<&crate::privnet::NetNs>,
+        netns: Option<&crate::netns::NetNs>,
     ) -> io::Result<SshTransport> {
         use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
         let argv = Self::argv_with_identity(host, port, username, identity);

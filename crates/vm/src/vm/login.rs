@@ -96,7 +96,7 @@ impl Vm {
                     session: describe.clone(),
                     source,
                 };
-                let in_ns = |ns: &crate::privnet::NetNs| {
+                let in_ns = |ns: &crate::netns::NetNs| {
                     ns.connect_tcp(&host, port, left.min(Duration::from_secs(10)))
                 };
                 let transport: Box<dyn Transport> = match (client, netns) {
