@@ -300,8 +300,16 @@ pub fn run(config: &Config, options: &RunOptions) -> Result<RunSummary, RunError
         })
     };
     mkdir(&job_dir.join("tests"))?;
-    let scratch_dir = std::env::temp_dir().join(format!("kvmtest-{job_id}"));
-    mkdir(&scratch_dir)?;
+    // Unique even when two runs share a job id (two runs started in the same second with
+    // different results directories): they must never share images or sockets.
+    let scratch_dir = tempfile::Builder::new()
+        .prefix(&format!("kvmtest-{job_id}."))
+        .tempdir()
+        .map_err(|source| RunError::Io {
+            path: std::env::temp_dir(),
+            source,
+        })?
+        .keep();
     let recorder = ResourceRecorder::create(
         &results_dir,
         RunRecord {

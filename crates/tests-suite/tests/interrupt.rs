@@ -138,6 +138,12 @@ fn sigint_stops_the_run_with_130_and_keeps_results() {
     assert!(read(&results.join("latest/junit.xml")).contains("name=\"quick\""));
     // Clean end: no registry entry left for gc, scratch directory removed.
     assert_eq!(std::fs::read_dir(results.join(".runs")).unwrap().count(), 0);
-    let scratch = std::env::temp_dir().join(format!("kvmtest-{}", report.job_id));
-    assert!(!scratch.exists());
+    let prefix = format!("kvmtest-{}.", report.job_id);
+    let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "scratch directories left: {left:?}");
 }
