@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use params::Params;
 use spec::ImageProcessing;
+pub use vm::DiskPlug;
 
 use crate::error::error_chain;
 use crate::future::BoxFuture;
@@ -262,16 +263,13 @@ pub trait GuestVm: Send + Sync {
         let _ = driver;
         unsupported("NIC hotplug")
     }
-    /// Hot-plug the image file `path` of `format` as a `driver` device, on a `controller`
+    /// Hot-plug `plug`'s image as its device (with its extra properties), on the controller
     /// (a SCSI HBA model) plugged for it first when one is named.
     fn hotplug_disk<'a>(
         &'a self,
-        path: &'a Path,
-        format: &'a str,
-        driver: &'a str,
-        controller: Option<&'a str>,
+        plug: &'a DiskPlug,
     ) -> BoxFuture<'a, Result<Hotplugged, EnvError>> {
-        let _ = (path, format, driver, controller);
+        let _ = plug;
         unsupported("disk hotplug")
     }
     /// The device types this VM's QEMU has (`qom-list-types`), to check a model before

@@ -23,6 +23,18 @@ use crate::registry::Registry;
 /// lists the families read, plus the catalogue's.
 const CATALOGUE_OBJECT_LISTS: &[&str] = &["device_data", "descriptors", "test_tags"];
 
+/// What a key means depends on: the test type, the object lists, the sub-test types.
+type Context = (Option<Arc<str>>, Vec<Arc<str>>, Vec<Arc<str>>);
+
+/// Keys whose value is a test type run as a sub-test with the variant's params (tp-qemu's
+/// `run_virt_sub_test`): that type's keys are read too.
+const SUB_TEST_KEYS: &[&str] = &[
+    "sub_type_before_plug",
+    "sub_type_after_plug",
+    "sub_type_before_unplug",
+    "sub_type_after_unplug",
+];
+
 /// One key that no part of kvmtest reads.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct UnreadKey {
@@ -99,7 +111,8 @@ pub fn lint(config: &Config, registry: &Registry) -> Result<LintReport, params::
     // Consecutive variants mostly share their objects and test type: what a key means is
     // remembered until they change (`None`: read; `Some(base)`: unread).
     let mut meaning: HashMap<String, Option<String>> = HashMap::new();
-    let mut last: (Option<Arc<str>>, Vec<Arc<str>>) = (None, Vec::new());
+    // The test type, the object lists and the sub-test types of the previous variant.
+    let mut last: Context = (None, Vec::new(), Vec::new());
     let mut found: Vec<String> = Vec::new();
     config.for_each(|v| {
         report.variants += 1;
@@ -109,9 +122,10 @@ pub fn lint(config: &Config, registry: &Registry) -> Result<LintReport, params::
             .chain(CATALOGUE_OBJECT_LISTS)
             .filter_map(|l| v.get_str(l))
             .collect();
-        if last.0 != ty || last.1 != lists {
+        let sub_types: Vec<Arc<str>> = SUB_TEST_KEYS.iter().filter_map(|k| v.get_str(k)).collect();
+        if last.0 != ty || last.1 != lists || last.2 != sub_types {
             meaning.clear();
-            last = (ty.clone(), lists);
+            last = (ty.clone(), lists, sub_types);
         }
         let mut objects: BTreeSet<String> = last
             .1
@@ -127,8 +141,17 @@ pub fn lint(config: &Config, registry: &Registry) -> Result<LintReport, params::
                 None
             }
         });
+        let subs: Vec<_> = last
+            .2
+            .iter()
+            .filter_map(|t| registry.get(t).map(|(spec, _)| spec))
+            .collect();
         let declared = |k: &str| {
-            families.contains(k) || test.is_some_and(|t| t.params.iter().any(|d| d.key == k))
+            families.contains(k)
+                || test
+                    .into_iter()
+                    .chain(subs.iter().copied())
+                    .any(|t| t.params.iter().any(|d| d.key == k))
         };
         v.for_each_entry(|key, _| {
             let m = meaning.entry(key.to_string()).or_insert_with(|| {
@@ -300,6 +323,24 @@ mod tests {
             "{}",
             r.render()
         );
+        assert!(r.unread[0].example.contains('b'), "{r:?}");
+    }
+
+    #[test]
+    fn a_sub_tests_keys_are_read_where_it_runs() {
+        // block_hotplug runs `boot` after the plug: boot's reboot_method is read there, and
+        // only there.
+        let r = lint_text(
+            "vms = vm1\ntype = block_hotplug\nget_disk_cmd = ls\nreboot_method = shell\n\
+             variants:\n    - a:\n        sub_type_after_plug = boot\n    - b:\n",
+        );
+        assert_eq!(r.variants, 2);
+        let unread: Vec<(&str, usize)> = r
+            .unread
+            .iter()
+            .map(|k| (k.key.as_str(), k.variants))
+            .collect();
+        assert_eq!(unread, [("reboot_method", 1)], "{r:?}");
         assert!(r.unread[0].example.contains('b'), "{r:?}");
     }
 

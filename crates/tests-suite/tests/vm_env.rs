@@ -175,6 +175,35 @@ fn a_vm_is_reused_only_with_the_same_command_line_and_without_kill_vm() {
 }
 
 #[test]
+fn a_vm_that_lost_a_disk_of_its_command_line_is_not_reused() {
+    // tp-qemu's block_hotplug without plug unplugs a disk the command line gave the VM: the
+    // next test, with the same command line, must get a new VM that has the disk.
+    let results = tempfile::tempdir().unwrap();
+    let config = common::config(&format!(
+        "include {}\nimages += \" stg0\"\nimage_name_stg0 = stg0\nimage_size_stg0 = 8M\n\
+         get_disk_cmd = ls /dev/vd*\nvariants:\n    - unplug:\n        type = block_hotplug\n        \
+         need_plug = no\n        repeat_times = 1\n    - after:\n        type = boot\n        \
+         boot_command = ls /dev/vdb\n",
+        suite_base().display()
+    ));
+    let summary = run(&config, &vm_options(results.path())).unwrap();
+    let tests = &summary.report.tests;
+    assert_eq!(tests.len(), 2);
+    for t in tests {
+        assert_eq!(t.verdict, VerdictKind::Pass, "{}: {:?}", t.name, t.message);
+    }
+    let unplug_log = common::read(&summary.job_dir.join(&tests[0].dir).join("test.log"));
+    assert!(unplug_log.contains("unplugging stg0"), "{unplug_log}");
+    assert!(
+        !vm_dir(&summary.job_dir.join(&tests[1].dir))
+            .join("REUSED.txt")
+            .is_file(),
+        "the VM that lost stg0 was reused"
+    );
+    assert_nothing_left(results.path(), &summary.job_dir, 2);
+}
+
+#[test]
 fn an_interrupted_run_kills_its_vms_and_keeps_finished_results() {
     let results = tempfile::tempdir().unwrap();
     let config = common::config(&format!(

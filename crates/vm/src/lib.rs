@@ -55,6 +55,6 @@ pub use qemu_cmd::render_argv;
 pub use session::{Session, SessionSpec, Transport};
 pub use spec::Teardown;
 pub use vm::{
-    with_control_monitor, Access, HotDisk, HotNic, MigrationOptions, MigrationProtocol,
+    with_control_monitor, Access, DiskPlug, HotDisk, HotNic, MigrationOptions, MigrationProtocol,
     MigrationReport, RebootMethod, StoppedBy, Timeouts, Vm, VmSetup, CONTROL_MONITOR,
 };

@@ -170,7 +170,7 @@ async fn hotplug_nic_and_disk_seen_in_guest() {
     img.create().expect("qemu-img create");
     let disk = ok!(
         vm,
-        vm.hotplug_disk(&img.path, "qcow2", "virtio-blk-pci", None)
+        vm.hotplug_disk(&vm::DiskPlug::new(&img.path, "qcow2", "virtio-blk-pci"))
             .await
     );
     let deadline = Instant::now() + Duration::from_secs(30);

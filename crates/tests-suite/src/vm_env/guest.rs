@@ -339,22 +339,18 @@ impl GuestVm for LiveVm {
 
     fn hotplug_disk<'a>(
         &'a self,
-        path: &'a Path,
-        format: &'a str,
-        driver: &'a str,
-        controller: Option<&'a str>,
+        plug: &'a DiskPlug,
     ) -> BoxFuture<'a, Result<Hotplugged, EnvError>> {
         Box::pin(async move {
             let disk = self
                 .with_vm("disk hotplug", |vm| {
-                    let (p, f, d) = (path.to_path_buf(), format.to_owned(), driver.to_owned());
-                    let c = controller.map(str::to_owned);
-                    Box::pin(async move { vm.hotplug_disk(&p, &f, &d, c.as_deref()).await })
+                    let plug = plug.clone();
+                    Box::pin(async move { vm.hotplug_disk(&plug).await })
                 })
                 .await?;
             let h = Hotplugged {
                 id: disk.id.clone(),
-                driver: driver.to_owned(),
+                driver: plug.driver.clone(),
                 mac: None,
             };
             if let Ok(mut m) = self.hot.lock() {
@@ -390,6 +386,8 @@ impl GuestVm for LiveVm {
                     .await
                 }
                 None => {
+                    self.altered
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
                     let id = device.id.clone();
                     self.with_vm("unplug", |vm| {
                         Box::pin(async move { vm.unplug_device(&id).await })

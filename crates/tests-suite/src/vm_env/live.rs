@@ -32,6 +32,9 @@ pub struct LiveVm {
     pub(super) recorder: ResourceRecorder,
     pub(super) recorded: Mutex<Vec<Resource>>,
     pub(super) hot: Mutex<HashMap<String, Hot>>,
+    /// A device of its command line was unplugged: the VM no longer is what its command line
+    /// says, so no later test reuses it.
+    pub(super) altered: std::sync::atomic::AtomicBool,
     pub(super) segment: Mutex<Segment>,
     pub(super) inner: tokio::sync::Mutex<Option<Vm>>,
 }

@@ -34,7 +34,7 @@ use params::Params;
 use regex::Regex;
 use serde_json::{json, Value};
 use spec::ImageProcessing;
-use vm::{Access, HotDisk, HotNic, PlanOptions, Qemu, Session, Vm, VmSetup};
+use vm::{Access, DiskPlug, HotDisk, HotNic, PlanOptions, Qemu, Session, Vm, VmSetup};
 
 use crate::env::{
     EnvError, EnvFactory, GuestVm, Hotplugged, LoginVia, MigrationMode, MigrationOutcome,
@@ -332,6 +332,7 @@ impl VmLayerEnv {
             recorder: self.recorder.clone(),
             recorded: Mutex::new(Vec::new()),
             hot: Mutex::new(HashMap::new()),
+            altered: std::sync::atomic::AtomicBool::new(false),
             segment: Mutex::new(Segment {
                 test_dir,
                 reused: false,
@@ -368,11 +369,13 @@ impl VmEnv for VmLayerEnv {
             let setup = Self::setup(name, params, test_dir)?;
             let fingerprint = self.fingerprint(&setup)?;
             if let Some(live) = self.get(name) {
-                if live.is_alive() && live.fingerprint == fingerprint {
+                let altered = live.altered.load(std::sync::atomic::Ordering::SeqCst);
+                if live.is_alive() && live.fingerprint == fingerprint && !altered {
                     live.begin_reuse(test_dir);
                     return Ok(());
                 }
-                // A different command line (or a dead VM): replace it.
+                // A different command line, a device of its command line unplugged, or a dead
+                // VM: replace it.
                 self.destroy_vm(name, Teardown::Kill).await?;
             }
             let live = self.create(setup, fingerprint).await?;

@@ -339,8 +339,11 @@ impl Session {
                 }
                 // A silent console is poked with an empty line until something answers; once a
                 // username or password went out, the login is under way and a poke would be
-                // read as the (empty) password: wait instead.
-                Err(SessionError::Timeout { .. }) if !credentials_sent => {
+                // read as the (empty) password: wait instead. An ssh client prompts by itself
+                // (a poke typed ahead of its slow prompt is an empty password): never poked.
+                Err(SessionError::Timeout { .. })
+                    if !credentials_sent && !self.transport.asks_for_password() =>
+                {
                     self.sendline("").await?;
                     poke = (poke * 2).min(Duration::from_secs(4));
                 }

@@ -35,6 +35,12 @@ pub trait Transport: Send {
     fn read(&mut self) -> BoxFuture<'_, io::Result<Vec<u8>>>;
     /// Writes all of `data`.
     fn write_all<'a>(&'a mut self, data: &'a [u8]) -> BoxFuture<'a, io::Result<()>>;
+    /// Whether the client itself asks for the password (ssh): then the login never pokes a
+    /// silent connection with an empty line, which the client, slow to ask, would read as an
+    /// empty password (a refused login).
+    fn asks_for_password(&self) -> bool {
+        false
+    }
 }
 
 /// What the serial pump shares with the attached session.
@@ -375,6 +381,10 @@ impl Transport for SshTransport {
             }
             Ok(())
         })
+    }
+
+    fn asks_for_password(&self) -> bool {
+        true
     }
 }
 

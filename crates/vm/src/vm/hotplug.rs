@@ -22,6 +22,19 @@ fn pci_has_device(reply: &Value, id: &str) -> bool {
     })
 }
 
+/// Adds `props` to a `device_add` argument object, typed as QMP wants them: whole numbers as
+/// numbers, `on`/`off`/`true`/`false` as booleans, anything else as a string.
+fn add_props(device: &mut Value, props: &[(String, String)]) {
+    for (k, v) in props {
+        let value = match v.as_str() {
+            "on" | "true" | "yes" => json!(true),
+            "off" | "false" | "no" => json!(false),
+            v => v.parse::<i64>().map_or_else(|_| json!(v), |n| json!(n)),
+        };
+        device[k.as_str()] = value;
+    }
+}
+
 impl Vm {
     async fn wait_in_pci(&self, id: &str, present: bool) -> Result<(), Error> {
         self.wait_present(id, present, true).await
@@ -187,35 +200,34 @@ impl Vm {
         Ok(())
     }
 
-    /// Hotplugs the image file `path` (format `format`: `qcow2`, `raw`) as a `driver` device
-    /// (e.g. `virtio-blk-pci`, `scsi-hd`), first plugging a `controller` (a SCSI HBA such as
-    /// `virtio-scsi-pci` or `lsi53c895a`) for it to sit on when one is named; each confirmed
-    /// by QEMU (`query-pci`, or `/machine/peripheral` for a device that is not PCI).
+    /// Hotplugs `plug`'s image file (format `qcow2`, `raw`…) as a `driver` device (e.g.
+    /// `virtio-blk-pci`, `scsi-hd`) with its extra properties, first plugging a `controller` (a
+    /// SCSI HBA such as `virtio-scsi-pci` or `lsi53c895a`) for it to sit on when one is named;
+    /// each confirmed by QEMU (`query-pci`, or `/machine/peripheral` for a device that is not
+    /// PCI).
     ///
     /// # Errors
     /// Monitor errors, a timeout waiting for the device.
-    pub async fn hotplug_disk(
-        &mut self,
-        path: &Path,
-        format: &str,
-        driver: &str,
-        controller: Option<&str>,
-    ) -> Result<HotDisk, Error> {
+    pub async fn hotplug_disk(&mut self, plug: &DiskPlug) -> Result<HotDisk, Error> {
         let mut disk = HotDisk {
             id: short_id("hotdisk"),
             node_name: short_id("node"),
             controller: None,
         };
-        let mut device = json!({"driver": driver, "id": disk.id, "drive": disk.node_name});
-        if let Some(model) = controller {
+        let mut device = json!({"driver": plug.driver, "id": disk.id, "drive": disk.node_name});
+        add_props(&mut device, &plug.device_props);
+        if let Some(model) = &plug.controller {
             let id = short_id("hotctl");
-            self.qmp_exec("device_add", json!({"driver": model, "id": id}))
-                .await?;
+            let mut ctl = json!({"driver": model, "id": id});
+            add_props(&mut ctl, &plug.controller_props);
+            self.qmp_exec("device_add", ctl).await?;
             self.wait_present(&id, true, true).await?;
             device["bus"] = json!(format!("{id}.0"));
             disk.controller = Some(id);
         }
-        let plugged = self.plug_disk(path, format, driver, &disk, device).await;
+        let plugged = self
+            .plug_disk(&plug.path, &plug.format, &plug.driver, &disk, device)
+            .await;
         if plugged.is_err() {
             if let Some(id) = disk.controller.clone() {
                 let _ = self.unplug_device(&id).await;

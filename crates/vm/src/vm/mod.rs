@@ -277,6 +277,35 @@ pub struct HotDisk {
     pub controller: Option<String>,
 }
 
+/// A disk to hot-plug: its image and the device (and controller) that carries it.
+#[derive(Debug, Clone, Default)]
+pub struct DiskPlug {
+    /// The image file.
+    pub path: PathBuf,
+    /// Its format (the block driver: `qcow2`, `raw`…).
+    pub format: String,
+    /// The device driver (`virtio-blk-pci`, `scsi-hd`…).
+    pub driver: String,
+    /// A controller model to plug first, the disk on its bus (`virtio-scsi-pci`).
+    pub controller: Option<String>,
+    /// Extra `device_add` properties of the disk (`iothread` = `iothread0`).
+    pub device_props: Vec<(String, String)>,
+    /// Extra `device_add` properties of the controller.
+    pub controller_props: Vec<(String, String)>,
+}
+
+impl DiskPlug {
+    /// `path` in `format` on a `driver` device, no controller, no extra properties.
+    pub fn new(path: impl Into<PathBuf>, format: &str, driver: &str) -> DiskPlug {
+        DiskPlug {
+            path: path.into(),
+            format: format.to_owned(),
+            driver: driver.to_owned(),
+            ..DiskPlug::default()
+        }
+    }
+}
+
 /// The VM's own log (`vm.log`): every stage with a timestamp.
 #[derive(Debug)]
 struct VmLog {

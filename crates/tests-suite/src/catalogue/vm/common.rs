@@ -89,6 +89,33 @@ pub(super) async fn guest_output(
     Ok(out)
 }
 
+/// Runs `cmd` in the guest within `timeout` and returns its exit status and output (logged),
+/// as avocado-vt's `cmd_status_output`.
+pub(super) async fn guest_status_output(
+    ctx: &TestContext,
+    shell: &mut Box<dyn RemoteShell>,
+    cmd: &str,
+    timeout: Duration,
+) -> Result<(i64, String), TestError> {
+    let (out, status) = cancellable(ctx, async {
+        let out = shell.cmd_output(cmd, timeout).await?;
+        let status = shell.cmd_output("echo $?", Duration::from_secs(60)).await?;
+        Ok((out, status))
+    })
+    .await?;
+    let status = status.trim().parse::<i64>().map_err(|_| {
+        TestError::error(format!(
+            "the exit status of `{cmd}`: `echo $?` printed {:?}",
+            status.trim()
+        ))
+    })?;
+    ctx.log.info(format_args!(
+        "guest `{cmd}` exited {status}, printed {:?}",
+        out.trim_end()
+    ));
+    Ok((status, out))
+}
+
 /// Runs `cmd` in the guest; a non-zero status is an error carrying the output (logged).
 pub(super) async fn guest_cmd(
     ctx: &TestContext,

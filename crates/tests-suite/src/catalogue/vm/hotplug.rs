@@ -31,7 +31,7 @@ use super::common::{
     poll_guest,
 };
 use super::{NIC_HOTPLUG, PCI_HOTPLUG};
-use crate::env::{GuestVm, Hotplugged, LoginVia};
+use crate::env::{DiskPlug, GuestVm, Hotplugged, LoginVia};
 use crate::future::BoxFuture;
 use crate::registry::{read_params, TestContext};
 use crate::shell::RemoteShell;
@@ -367,8 +367,12 @@ async fn add_device(
         }
         PciType::Block => {
             let (path, format) = stg_image(ctx, p, vm.name(), n).await?;
+            let plug = DiskPlug {
+                controller: controller.clone(),
+                ..DiskPlug::new(path, &format, driver)
+            };
             cancellable(ctx, async {
-                vm.hotplug_disk(&path, &format, driver, controller.as_deref())
+                vm.hotplug_disk(&plug)
                     .await
                     .map_err(|e| fail_env(&format!("device_add of a {driver} disk"), &e))
             })

@@ -10,9 +10,11 @@
 
 mod agent;
 mod balloon;
+mod block;
 mod common;
 mod hotplug;
 mod lifecycle;
+mod pause;
 mod resources;
 
 use spec::KeyDoc;
@@ -438,6 +440,130 @@ pub const QEMU_GUEST_AGENT: TestSpec = TestSpec {
     ],
 };
 
+/// `type = block_hotplug`.
+pub const BLOCK_HOTPLUG: TestSpec = TestSpec {
+    name: "block_hotplug",
+    about: "tp-qemu's block_hotplug: `repeat_times` rounds of plugging `blk_num` disks (the \
+            2nd… of `images`, `boot_drive_stgN = no`), each found in the guest as a new disk \
+            (`get_disk_pattern` in `get_disk_cmd`'s output) and exercised (`disk_op_cmd`), then \
+            unplugging them, each of which the guest must lose; `need_plug = no` unplugs the \
+            disks of the command line instead. Sub-tests of the catalogue run between the \
+            steps (`sub_type_*`). Not supported: Windows guests (an error naming `os_type`).",
+    params: &[
+        MAIN_VM,
+        SERIAL_LOGIN,
+        KeyDoc::required(
+            "get_disk_cmd",
+            "guest command listing the disks (tp-qemu: ls /dev/[hsv]d[a-z]* | sort)",
+        ),
+        KeyDoc::with_default(
+            "get_disk_pattern",
+            "^/dev/vd[a-z]*$",
+            "regex (multi-line) picking the disks out of get_disk_cmd's output",
+        ),
+        KeyDoc::with_default(
+            "pci_type",
+            "virtio-blk-pci",
+            "the disk's device type (virtio-blk-pci, scsi-hd…; must exist in this QEMU)",
+        ),
+        KeyDoc::with_default(
+            "img_format_type",
+            "qcow2",
+            "the format the plugged images are opened with",
+        ),
+        KeyDoc::with_default("blk_num", "1", "disks per round"),
+        KeyDoc::with_default("repeat_times", "3", "rounds of plug and unplug"),
+        KeyDoc::with_default(
+            "need_plug",
+            "no",
+            "yes: hot-plug the disks; no: they are on the command line (boot_drive_stgN = \
+             yes), only unplugged (tp-qemu's default)",
+        ),
+        KeyDoc::with_default(
+            "need_controller",
+            "no",
+            "yes: plug a `controller_model` for each disk first, the disk on its bus",
+        ),
+        KeyDoc::optional(
+            "controller_model",
+            "the controller plugged with need_controller (virtio-scsi-pci)",
+        ),
+        KeyDoc::optional(
+            "disk_op_cmd",
+            "guest command run on each new disk (each `%s` is the disk); must exit 0",
+        ),
+        KeyDoc::with_default("disk_op_timeout", "360", "seconds for disk_op_cmd"),
+        KeyDoc::with_default(
+            "virtio_block_pause",
+            "10",
+            "seconds for the guest to show (or lose) a disk after the plug (unplug)",
+        ),
+        KeyDoc::optional(
+            "blk_extra_params",
+            "per image: extra properties of its device, key=value,… (iothread=iothread0)",
+        ),
+        KeyDoc::optional(
+            "bus_extra_params",
+            "per image: extra properties of its controller, key=value,…",
+        ),
+        KeyDoc::optional(
+            "sub_type_before_plug",
+            "a catalogue test type run (with these params) before each round's plug",
+        ),
+        KeyDoc::optional(
+            "sub_type_after_plug",
+            "a test type run after the plug; a VM it leaves down ends the test",
+        ),
+        KeyDoc::optional(
+            "sub_type_before_unplug",
+            "a test type run before the unplug",
+        ),
+        KeyDoc::optional(
+            "sub_type_after_unplug",
+            "a test type run after the unplug; a VM it leaves down ends the test",
+        ),
+        KeyDoc::optional(
+            "os_type",
+            "the guest OS (windows is not supported: an error)",
+        ),
+    ],
+};
+
+/// `type = stop_continue`.
+pub const STOP_CONTINUE: TestSpec = TestSpec {
+    name: "stop_continue",
+    about: "tp-qemu's stop_continue: stops the VM (QEMU must say paused, the guest's shell \
+            must not answer), continues it (running), logs in again; with `prepare_op`, a \
+            background `bg_cmd` that must finish with status 0 across the stop, `check_op` \
+            after it and `clean_op` at the end.",
+    params: &[
+        MAIN_VM,
+        SERIAL_LOGIN,
+        KeyDoc::optional(
+            "prepare_op",
+            "guest command run before the stop; must exit 0",
+        ),
+        KeyDoc::with_default("prepare_op_timeout", "60", "seconds for prepare_op"),
+        KeyDoc::with_default(
+            "start_bg_process",
+            "no",
+            "yes: run bg_cmd in a second session across the stop",
+        ),
+        KeyDoc::optional("bg_cmd", "the background command (with start_bg_process)"),
+        KeyDoc::with_default("bg_cmd_timeout", "240", "seconds for bg_cmd"),
+        KeyDoc::optional(
+            "check_op",
+            "guest command run after the continue; must exit 0",
+        ),
+        KeyDoc::with_default("check_op_timeout", "60", "seconds for check_op"),
+        KeyDoc::optional(
+            "clean_op",
+            "guest command run at the end whatever happened (its errors ignored)",
+        ),
+        KeyDoc::with_default("clean_op_timeout", "60", "seconds for clean_op"),
+    ],
+};
+
 /// The VM-based types with their functions.
 pub fn entries() -> Vec<(TestSpec, TestFn)> {
     vec![
@@ -450,5 +576,7 @@ pub fn entries() -> Vec<(TestSpec, TestFn)> {
         (PHYSICAL_RESOURCES_CHECK, resources::run),
         (QEMU_GUEST_AGENT, agent::run),
         (BALLOON_CHECK, balloon::run),
+        (BLOCK_HOTPLUG, block::run),
+        (STOP_CONTINUE, pause::run),
     ]
 }
