@@ -23,7 +23,7 @@ fn pci_has_device(reply: &Value, id: &str) -> bool {
 }
 
 /// Adds `props` to a `device_add` argument object, typed as QMP wants them: whole numbers as
-/// numbers, `on`/`off`/`true`/`false` as booleans, anything else as a string.
+/// numbers, `on`/`off`/`true`/`false`/`yes`/`no` as booleans, anything else as a string.
 fn add_props(device: &mut Value, props: &[(String, String)]) {
     for (k, v) in props {
         let value = match v.as_str() {
@@ -273,5 +273,31 @@ impl Vm {
             self.unplug_device(id).await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extra_properties_are_typed_for_qmp() {
+        let mut device = json!({"driver": "virtio-blk-pci"});
+        let props: Vec<(String, String)> = [
+            ("iothread", "iothread0"),
+            ("num-queues", "4"),
+            ("share-rw", "on"),
+            ("scsi", "no"),
+            ("serial", "0x1f"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        add_props(&mut device, &props);
+        assert_eq!(
+            device,
+            json!({"driver": "virtio-blk-pci", "iothread": "iothread0", "num-queues": 4,
+                   "share-rw": true, "scsi": false, "serial": "0x1f"})
+        );
     }
 }

@@ -10,11 +10,14 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use regex::Regex;
 
-use super::common::{cancellable, fail_env, guest_output, guest_status_output, login, login_via};
+use super::common::{
+    cancellable, fail_env, guest_output, guest_status_output, login, login_via, poll_guest,
+    require_device_types,
+};
 use super::BLOCK_HOTPLUG;
 use crate::catalogue::session::main_vm_name;
 use crate::env::{DiskPlug, GuestVm, Hotplugged, LoginVia};
@@ -242,17 +245,16 @@ impl Guest {
         cmd: &str,
         done: impl Fn(&BTreeSet<String>) -> bool,
     ) -> Result<(BTreeSet<String>, bool), TestError> {
-        let started = Instant::now();
-        loop {
-            let now = self.disks(ctx, p, cmd).await?;
-            if done(&now) {
-                return Ok((now, true));
-            }
-            if started.elapsed() >= p.pause {
-                return Ok((now, false));
-            }
-            super::common::pause(ctx, Duration::from_secs(1)).await?;
-        }
+        let (out, held) = poll_guest(
+            ctx,
+            &mut self.shell,
+            cmd,
+            p.pause,
+            Duration::from_secs(1),
+            |o| done(&disks_in(&p.pattern, o)),
+        )
+        .await?;
+        Ok((disks_in(&p.pattern, &out), held))
     }
 }
 
@@ -280,25 +282,11 @@ pub fn run(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
     Box::pin(async move {
         let p = BlockParams::read(ctx)?;
         let mut g = Guest::login(ctx, p.via).await?;
-        // tp-qemu's verify_supported_device, before anything is plugged.
-        let types = cancellable(ctx, async {
-            g.vm.device_types().await.map_err(TestError::from)
-        })
-        .await?;
-        for (key, d) in [
-            ("pci_type", Some(&p.driver)),
-            ("controller_model", p.controller.as_ref()),
-        ] {
-            if let Some(d) = d.filter(|d| !types.iter().any(|t| t == *d)) {
-                return Err(TestError::error(format!(
-                    "`{key}` = {d:?}{}: this QEMU has no device type {d:?}",
-                    ctx.params
-                        .origin(key)
-                        .map(|o| format!(" (set at {o})"))
-                        .unwrap_or_default()
-                )));
-            }
+        let mut wanted = vec![("pci_type", p.driver.as_str(), p.driver.as_str())];
+        if let Some(c) = &p.controller {
+            wanted.push(("controller_model", c.as_str(), c.as_str()));
         }
+        require_device_types(ctx, g.vm.as_ref(), &wanted).await?;
         // Without the plug, the system disk is left out when it has the same model as the
         // disks under test (tp-qemu's egrep of [hsv]da).
         let get_disk_cmd = match ctx.params.get("drive_format") {

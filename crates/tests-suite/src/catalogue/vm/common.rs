@@ -168,6 +168,32 @@ pub(super) async fn poll_guest(
     }
 }
 
+/// tp-qemu's `verify_supported_device`, before anything is plugged: each `(key, value,
+/// driver)` names a device type this VM's QEMU must have; one it lacks is the params' error,
+/// naming `key`, its `value` and where it was set.
+pub(super) async fn require_device_types(
+    ctx: &TestContext,
+    vm: &dyn GuestVm,
+    wanted: &[(&str, &str, &str)],
+) -> Result<(), TestError> {
+    let types = cancellable(ctx, async {
+        vm.device_types().await.map_err(TestError::from)
+    })
+    .await?;
+    for (key, value, driver) in wanted {
+        if !types.iter().any(|t| t == driver) {
+            return Err(TestError::error(format!(
+                "`{key}` = {value:?}{}: this QEMU has no device type {driver:?}",
+                ctx.params
+                    .origin(key)
+                    .map(|o| format!(" (set at {o})"))
+                    .unwrap_or_default()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A failure naming what the product was asked to do, with the environment's error chain.
 pub(super) fn fail_env(what: &str, e: &EnvError) -> TestError {
     TestError::fail(format!("{what}: {}", crate::error::error_chain(e)))

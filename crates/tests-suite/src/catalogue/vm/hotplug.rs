@@ -28,7 +28,7 @@ use spec::HostTools;
 
 use super::common::{
     cancellable, fail_env, guest_cmd, guest_output, login, login_via, main_vm, nic_driver,
-    poll_guest,
+    poll_guest, require_device_types,
 };
 use super::{NIC_HOTPLUG, PCI_HOTPLUG};
 use crate::env::{DiskPlug, GuestVm, Hotplugged, LoginVia};
@@ -277,22 +277,11 @@ pub fn run_pci_hotplug(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
         }
         // tp-qemu's verify_supported_device: a model this QEMU lacks is the params' fault.
         let (driver, controller) = p.drivers(ctx);
-        let types = cancellable(ctx, async {
-            vm.device_types().await.map_err(TestError::from)
-        })
-        .await?;
-        for d in std::iter::once(&driver).chain(controller.as_ref()) {
-            if !types.iter().any(|t| t == d) {
-                return Err(TestError::error(format!(
-                    "`pci_model` = {:?}{}: this QEMU has no device type {d:?}",
-                    p.model,
-                    ctx.params
-                        .origin("pci_model")
-                        .map(|o| format!(" (set at {o})"))
-                        .unwrap_or_default()
-                )));
-            }
-        }
+        let wanted: Vec<(&str, &str, &str)> = std::iter::once(&driver)
+            .chain(controller.as_ref())
+            .map(|d| ("pci_model", p.model.as_str(), d.as_str()))
+            .collect();
+        require_device_types(ctx, vm.as_ref(), &wanted).await?;
         let reference_cmd = p.reference_cmd.as_str();
         let original = guest_output(ctx, &mut shell, reference_cmd).await?;
         for round in 1..=p.repeat_times {
