@@ -12,6 +12,8 @@
 //! - `fuzz [SECONDS]`: run the `parse` fuzz target of `fuzz/` (cargo-fuzz, nightly).
 //! - `run-suite [ARGS…]`: build the guest if needed and run the bundled suite
 //!   (`fixtures/suite/tests.cfg`) with `kvmtest run` on real guests.
+//! - `failures RESULTS_DIR…`: each test of a run that did not pass, with the ends of its logs
+//!   (`failures.rs`; `.ci/run` prints it when a suite fails).
 //! - `fixtures disk-guest [--out DIR] [--check]`: build (and boot-check) the disk guest (Debian
 //!   bookworm on a qcow2 disk; `fixtures/guest/README.md`).
 //! - `fixtures guest [--out DIR] [--check]`: build (and boot-check) the test guest, see
@@ -37,6 +39,7 @@ mod bench;
 mod check_install;
 mod compare_avocado;
 mod deps;
+mod failures;
 mod guest;
 mod host;
 mod qemu_accepts;
@@ -206,11 +209,12 @@ fn main() -> Result<()> {
             _ => guest::main(&args[1..]),
         },
         Some("run-suite") => run_suite::main(&args[1..]),
+        Some("failures") => failures::main(&args[1..]),
         Some("compare-avocado") => compare_avocado::main(&args[1..]),
         Some("qemu-accepts") => qemu_accepts::main(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci|deps|check-install [STATE]|tidy|run-suite [ARGS]|compare-avocado [--strict]|qemu-accepts [--qemu PATH] [--only GLOB] [--keep]|bench NAME|fuzz [SECONDS]|fixtures guest [--check]|fixtures disk-guest [--check]|fixtures qemu X.Y>"
+                "usage: cargo xtask <ci|deps|check-install [STATE]|tidy|run-suite [ARGS]|failures RESULTS_DIR…|compare-avocado [--strict]|qemu-accepts [--qemu PATH] [--only GLOB] [--keep]|bench NAME|fuzz [SECONDS]|fixtures guest [--check]|fixtures disk-guest [--check]|fixtures qemu X.Y>"
             );
             eprint!("{}", bench::usage());
             bail!("unknown or missing subcommand")

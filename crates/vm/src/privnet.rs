@@ -10,7 +10,8 @@
 //!   kvmtest (`unshare(CLONE_NEWNET)`) and kept by an open handle (`/proc/thread-self/ns/net`):
 //!   no process holds it and no name is mounted for it, so when kvmtest exits, however it
 //!   exits, the kernel deletes the namespace with the bridge and taps in it. In it: `lo` and
-//!   the bridge up, the bridge holding the subnet's first address, and dnsmasq (DHCP only:
+//!   the bridge up with a fixed MAC address (so it does not change as taps come and go), the
+//!   bridge holding the subnet's first address, and dnsmasq (DHCP only:
 //!   `--port=0`) handing out the rest, its lease file in a private temporary directory. dnsmasq
 //!   runs as root (a change of user would clear its parent-death signal), in the foreground,
 //!   killed with kvmtest. Taps are opened from a thread that joined the namespace; `ip`,
@@ -37,6 +38,10 @@ use spec::vm::Ipv4Subnet;
 use crate::netns::ip_in;
 pub use crate::netns::NetNs;
 use crate::process::OwnedProcess;
+
+/// The private bridge's own MAC address (locally administered; the bridge is alone in its
+/// namespace, so every private bridge may have the same).
+const BRIDGE_MAC: &str = "02:6b:76:6d:74:01";
 
 /// A private bridge with its namespace and DHCP server (see the module docs).
 #[derive(Debug)]
@@ -113,7 +118,12 @@ impl PrivateBridge {
         let host = format!("{}/{}", subnet.host(1), subnet.prefix);
         for args in [
             vec!["link", "set", "dev", "lo", "up"],
-            vec!["link", "add", "name", name, "type", "bridge"],
+            // A bridge without an address of its own takes the lowest of its ports' and
+            // changes it as taps come and go (a migration's destination joins, its source
+            // leaves): the guests' ARP entries for the bridge would go stale. Fixed here.
+            vec![
+                "link", "add", "name", name, "address", BRIDGE_MAC, "type", "bridge",
+            ],
             vec!["addr", "add", host.as_str(), "dev", name],
             vec!["link", "set", "dev", name, "up"],
         ] {

@@ -85,6 +85,9 @@ pub fn clean_output(raw: &[u8]) -> String {
 
 /// The last few hundred characters of `text`, for error messages, without the blank lines
 /// around them (the echo of the newlines sent to wake a prompt).
+/// How much of the latest output a session keeps for its error messages.
+const RECENT_BYTES: usize = 4096;
+
 fn tail(text: &str) -> String {
     let chars: Vec<char> = text.chars().collect();
     let end: String = chars[chars.len().saturating_sub(600)..].iter().collect();
@@ -97,6 +100,9 @@ pub struct Session {
     config: SessionSpec,
     /// Received bytes not consumed yet.
     buf: Vec<u8>,
+    /// The last [`RECENT_BYTES`] received, consumed or not: what errors show as the output's
+    /// end (a prompt answered just before the transport closed is part of the story).
+    recent: Vec<u8>,
     log: File,
     log_path: PathBuf,
     opened: Instant,
@@ -142,6 +148,7 @@ impl Session {
             transport,
             config,
             buf: Vec::new(),
+            recent: Vec::new(),
             log,
             log_path: log_path.to_path_buf(),
             opened: Instant::now(),
@@ -209,7 +216,7 @@ impl Session {
             Ok(Ok(chunk)) if chunk.is_empty() => Err(SessionError::Closed {
                 session: self.transport.describe().to_owned(),
                 awaited: awaited.to_owned(),
-                tail: tail(&clean_output(&self.buf)),
+                tail: tail(&clean_output(&self.recent)),
             }),
             Ok(Ok(chunk)) => {
                 self.log
@@ -220,6 +227,9 @@ impl Session {
                         source,
                     })?;
                 self.buf.extend_from_slice(&chunk);
+                self.recent.extend_from_slice(&chunk);
+                let excess = self.recent.len().saturating_sub(RECENT_BYTES);
+                self.recent.drain(..excess);
                 Ok(true)
             }
         }
@@ -260,7 +270,7 @@ impl Session {
                     session: self.transport.describe().to_owned(),
                     awaited: awaited.to_owned(),
                     waited: timeout,
-                    tail: tail(&clean_output(&self.buf)),
+                    tail: tail(&clean_output(&self.recent)),
                 });
             }
         }
@@ -315,7 +325,7 @@ impl Session {
                     session: self.describe().to_owned(),
                     awaited: "the shell prompt (login)".into(),
                     waited: timeout,
-                    tail: tail(&clean_output(&self.buf)),
+                    tail: tail(&clean_output(&self.recent)),
                 });
             }
             match self

@@ -22,13 +22,11 @@ use std::fmt;
 use std::fs;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::SystemTime;
 
 use params::{Config, Params};
 use serde_json::json;
-use spec::{Processing, TestTarget};
 use tokio_util::sync::CancellationToken;
 
 use crate::env::{
@@ -36,55 +34,16 @@ use crate::env::{
 };
 use crate::gc::{process_start_time, ResourceRecorder, RunRecord};
 use crate::progress::{Progress, ProgressMode};
-use crate::registry::{Registry, TestContext, TestLog};
+use crate::registry::Registry;
 use crate::results::{self, EventLog, ResultsError, RunReport, TestRecord};
 use crate::state::{StateError, StateStore};
-use crate::verdict::{Counts, ExitStatus, TestError, Verdict, VerdictKind};
+use crate::verdict::{Counts, ExitStatus, Verdict};
 
-/// A `K/N` shard selector (1-based `K`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shard {
-    k: usize,
-    n: usize,
-}
+mod one;
+mod shard;
 
-/// Why a shard spec is invalid.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("shard {0:?}: expected K/N with 1 <= K <= N")]
-pub struct ShardError(String);
-
-impl Shard {
-    /// Shard `k` of `n` (1-based).
-    pub fn new(k: usize, n: usize) -> Result<Self, ShardError> {
-        if n == 0 || k == 0 || k > n {
-            return Err(ShardError(format!("{k}/{n}")));
-        }
-        Ok(Shard { k, n })
-    }
-
-    /// Whether variant `index` (0-based enumeration position) belongs to this shard.
-    pub fn selects(&self, index: usize) -> bool {
-        index % self.n == self.k - 1
-    }
-}
-
-impl FromStr for Shard {
-    type Err = ShardError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || ShardError(s.to_string());
-        let (k, n) = s.split_once('/').ok_or_else(err)?;
-        let k = k.trim().parse().map_err(|_| err())?;
-        let n = n.trim().parse().map_err(|_| err())?;
-        Shard::new(k, n).map_err(|_| err())
-    }
-}
-
-impl fmt::Display for Shard {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.k, self.n)
-    }
-}
+use one::{record_without_running, run_one};
+pub use shard::{shard_indices, Shard, ShardError};
 
 /// Why a run could not start or finish writing its results.
 #[derive(Debug, thiserror::Error)]
@@ -228,31 +187,6 @@ fn plan(
         })
         .map_err(RunError::Config)?;
     Ok((out, index))
-}
-
-/// The variant indices shard `shard` of a config with `total` variants selects (for tests and
-/// for `--list`).
-pub fn shard_indices(total: usize, shard: Shard) -> Vec<usize> {
-    (0..total).filter(|&i| shard.selects(i)).collect()
-}
-
-fn sanitize(name: &str) -> String {
-    let s: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(100)
-        .collect();
-    if s.is_empty() {
-        "variant".into()
-    } else {
-        s
-    }
 }
 
 /// What the workers share.
@@ -502,306 +436,5 @@ async fn worker(shared: Arc<Shared>, env: Result<Arc<dyn VmEnv>, EnvError>) {
         for name in env.vm_names() {
             let _ = env.destroy_vm(&name, how).await;
         }
-    }
-}
-
-fn test_dir_name(p: &Planned) -> String {
-    let base = if p.shortname.is_empty() {
-        &p.name
-    } else {
-        &p.shortname
-    };
-    format!("tests/{:05}-{}", p.index, sanitize(base))
-}
-
-fn record_without_running(shared: &Shared, p: Planned, verdict: Verdict) -> TestRecord {
-    let record = TestRecord {
-        index: p.index,
-        name: p.name,
-        shortname: p.shortname,
-        test_type: spec::test::test_type(&p.params),
-        verdict: verdict.kind(),
-        message: verdict.message().map(str::to_string),
-        started: crate::time::now_rfc3339(),
-        duration_s: 0.0,
-        dir: String::new(),
-        qemu: None,
-    };
-    shared.events.emit(
-        "test_finished",
-        json!({"index": record.index, "name": record.name, "verdict": record.verdict,
-               "message": record.message, "duration_s": 0.0}),
-    );
-    record
-}
-
-fn write_params(dir: &Path, p: &Planned) -> std::io::Result<()> {
-    let params: Vec<serde_json::Value> = p
-        .params
-        .iter_with_origin()
-        .map(|(k, v, o)| json!({"key": k, "value": v, "origin": o.map(ToString::to_string)}))
-        .collect();
-    let doc = json!({"index": p.index, "name": p.name, "shortname": p.shortname, "params": params});
-    fs::write(
-        dir.join("params.json"),
-        serde_json::to_string_pretty(&doc).unwrap_or_default(),
-    )
-}
-
-async fn run_one(shared: &Arc<Shared>, env: &Arc<dyn VmEnv>, p: Planned) -> TestRecord {
-    let started = crate::time::now_rfc3339();
-    let clock = Instant::now();
-    let rel = test_dir_name(&p);
-    let dir = shared.job_dir.join(&rel);
-    let test_type = spec::test::test_type(&p.params);
-    shared.events.emit(
-        "test_started",
-        json!({"index": p.index, "name": p.name, "type": test_type, "dir": rel}),
-    );
-    let setup = fs::create_dir_all(&dir)
-        .and_then(|()| write_params(&dir, &p))
-        .and_then(|()| TestLog::create(&dir.join("test.log")));
-    let verdict = match setup {
-        Err(e) => Verdict::Error(format!("creating {}: {e}", dir.display())),
-        Ok(log) => {
-            let ctx = TestContext {
-                params: p.params.clone(),
-                name: p.name.clone(),
-                shortname: p.shortname.clone(),
-                dir: dir.clone(),
-                log,
-                cancel: shared.cancel.child_token(),
-                env: env.clone(),
-                remote: shared.remote.clone(),
-                state: shared.state.clone(),
-            };
-            ctx.log
-                .info(format_args!("test {} ({:?})", p.name, test_type));
-            let result = tokio::select! {
-                r = select_and_run(shared, &ctx) => r,
-                () = shared.cancel.cancelled() => Err(TestError::Cancelled),
-            };
-            let mut verdict = Verdict::from(result);
-            ctx.log.info(format_args!("verdict: {verdict:?}"));
-            if let Err(e) = postprocess(&ctx, &verdict, shared.cancel.is_cancelled()).await {
-                ctx.log.warn(format_args!("post-processing: {e}"));
-                if verdict == Verdict::Pass {
-                    verdict = Verdict::Error(format!("post-processing: {e}"));
-                }
-            }
-            // The VMs that outlive this test leave their share of the logs in its directory.
-            env.end_test(&dir).await;
-            verdict
-        }
-    };
-    let record = TestRecord {
-        index: p.index,
-        name: p.name,
-        shortname: p.shortname,
-        test_type,
-        verdict: verdict.kind(),
-        message: verdict.message().map(str::to_string),
-        started,
-        duration_s: clock.elapsed().as_secs_f64(),
-        dir: rel,
-        qemu: env.qemu(),
-    };
-    shared.events.emit(
-        "test_finished",
-        json!({"index": record.index, "name": record.name, "verdict": record.verdict,
-               "message": record.message, "duration_s": record.duration_s}),
-    );
-    record
-}
-
-/// Steps 2–4: select the test by `type`, check its parameters, pre-process, run.
-async fn select_and_run(shared: &Shared, ctx: &TestContext) -> Result<(), TestError> {
-    let target = TestTarget::read(&ctx.params)?;
-    let ty = target.test_type.as_str();
-    let Some((spec, f)) = shared.registry.get(ty) else {
-        let known: Vec<&str> = shared.registry.specs().map(|s| s.name).collect();
-        return Err(TestError::Error(format!(
-            "unknown test type '{ty}'{}; known types: {}",
-            ctx.params
-                .origin("type")
-                .map(|o| format!(" (set at {o})"))
-                .unwrap_or_default(),
-            known.join(", ")
-        )));
-    };
-    spec.check_required(&ctx.params)?;
-    // avocado-vt cancels a variant whose `required_qemu` excludes the QEMU at hand.
-    if let Some(req) = &target.required_qemu {
-        if let Some(v) = ctx.env.qemu_version(&ctx.params) {
-            if !req.contains(&v) {
-                return Err(TestError::Skip(format!(
-                    "required_qemu = {req}{}: this is QEMU {}.{}.{}",
-                    ctx.params
-                        .origin("required_qemu")
-                        .map(|o| format!(" (set at {o})"))
-                        .unwrap_or_default(),
-                    v[0],
-                    v[1],
-                    v[2]
-                )));
-            }
-        }
-    }
-    preprocess(ctx)
-        .await
-        .map_err(|e| TestError::Error(format!("pre-processing: {}", error_text(&e))))?;
-    let n = target.iterations;
-    if n == 1 {
-        return f(ctx).await;
-    }
-    for i in 1..=n {
-        ctx.log.info(format_args!("iteration {i} of {n}"));
-        f(ctx).await.map_err(|e| match e {
-            TestError::Fail(m) => TestError::Fail(format!("iteration {i} of {n}: {m}")),
-            TestError::Error(m) => TestError::Error(format!("iteration {i} of {n}: {m}")),
-            TestError::Skip(m) => TestError::Skip(format!("iteration {i} of {n}: {m}")),
-            TestError::Cancelled => TestError::Cancelled,
-        })?;
-    }
-    Ok(())
-}
-
-fn error_text(e: &TestError) -> String {
-    match e {
-        TestError::Fail(m) | TestError::Error(m) | TestError::Skip(m) => m.clone(),
-        TestError::Cancelled => "cancelled".into(),
-    }
-}
-
-/// Before the test, as `spec::Processing` reads the variant: the images of every VM
-/// (`create_image`, `force_create_image`), then the VMs (`kill_vm_before_test`, `restart_vm`,
-/// `start_vm`) — avocado-vt's order.
-async fn preprocess(ctx: &TestContext) -> Result<(), TestError> {
-    let processing = Processing::before(&ctx.params)?;
-    for vm in &processing.vms {
-        for image in vm.images.iter().filter(|i| i.create || i.force_create) {
-            ctx.env.prepare_image(&vm.name, image, &ctx.params).await?;
-        }
-    }
-    for vm in &processing.vms {
-        if vm.kill_before_test && !vm.start {
-            ctx.env.destroy_vm(&vm.name, vm.teardown).await?;
-        }
-        if vm.restart {
-            ctx.env.destroy_vm(&vm.name, Teardown::Kill).await?;
-        }
-        if vm.start {
-            ctx.log.info(format_args!("starting VM {}", vm.name));
-            ctx.env.start_vm(&vm.name, &ctx.params, &ctx.dir).await?;
-        }
-    }
-    Ok(())
-}
-
-/// Whether VM `name` of `env` is running.
-fn running(env: &dyn VmEnv, name: &str) -> bool {
-    env.vm(name).is_ok_and(|vm| vm.is_alive())
-}
-
-/// After the test, as `spec::Processing` reads it (with the `on_error` overrides when the test
-/// failed): the VMs (`kill_vm` after waiting `kill_vm_timeout` for them to go down by
-/// themselves), then their images (`remove_image`; not while the VM runs, which is then
-/// destroyed so no later test reuses it with a disk it should not have), then
-/// `kill_unresponsive_vms`. Every failure is collected; the first does not stop the rest.
-async fn postprocess(
-    ctx: &TestContext,
-    verdict: &Verdict,
-    cancelled: bool,
-) -> Result<(), TestError> {
-    if cancelled {
-        for name in ctx.env.vm_names() {
-            ctx.env.destroy_vm(&name, Teardown::Kill).await?;
-        }
-        return Ok(());
-    }
-    let failed = matches!(verdict.kind(), VerdictKind::Fail | VerdictKind::Error);
-    let processing = Processing::after(&ctx.params, failed)?;
-    let env = ctx.env.as_ref();
-    let mut problems = Vec::new();
-    for vm in processing.vms.iter().filter(|vm| vm.kill) {
-        if !vm.kill_wait.is_zero() {
-            let until = Instant::now() + vm.kill_wait;
-            while running(env, &vm.name) && Instant::now() < until {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-        ctx.log.info(format_args!(
-            "post-processing: destroying {} ({:?})",
-            vm.name, vm.teardown
-        ));
-        if let Err(e) = env.destroy_vm(&vm.name, vm.teardown).await {
-            problems.push(crate::error_chain(&e));
-        }
-    }
-    let mut holding_removed = Vec::new();
-    for vm in &processing.vms {
-        for image in vm.images.iter().filter(|i| i.remove) {
-            // An image off the command line (`boot_drive = no`, hot-plugged by the test and
-            // unplugged again) does not pin the VM.
-            if image.boot_drive && running(env, &vm.name) {
-                ctx.log.info(format_args!(
-                    "post-processing: not removing image {} while {} runs; destroying {} instead",
-                    image.name, vm.name, vm.name
-                ));
-                if !holding_removed.contains(&vm) {
-                    holding_removed.push(vm);
-                }
-                continue;
-            }
-            if let Err(e) = env.remove_image(&vm.name, &image.name, &ctx.params).await {
-                problems.push(crate::error_chain(&e));
-            }
-        }
-    }
-    if processing.kill_unresponsive {
-        for name in env.vm_names() {
-            let responsive = match env.vm(&name) {
-                Ok(vm) => !vm.is_alive() || vm.login(Duration::from_secs(30)).await.is_ok(),
-                Err(_) => true,
-            };
-            if !responsive {
-                ctx.log.info(format_args!(
-                    "post-processing: {name} is unresponsive, killing it"
-                ));
-                if let Err(e) = env.destroy_vm(&name, Teardown::Kill).await {
-                    problems.push(crate::error_chain(&e));
-                }
-            }
-        }
-    }
-    for vm in holding_removed {
-        if let Err(e) = env.destroy_vm(&vm.name, vm.teardown).await {
-            problems.push(crate::error_chain(&e));
-        }
-    }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(TestError::Error(problems.join("; ")))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shard_parsing() {
-        assert_eq!("2/3".parse::<Shard>(), Shard::new(2, 3));
-        assert!("0/3".parse::<Shard>().is_err());
-        assert!("4/3".parse::<Shard>().is_err());
-        assert!("1/0".parse::<Shard>().is_err());
-        assert!("x".parse::<Shard>().is_err());
-    }
-
-    #[test]
-    fn sanitized_names() {
-        assert_eq!(sanitize("(a=b).c d"), "_a_b_.c_d");
-        assert_eq!(sanitize(""), "variant");
     }
 }
