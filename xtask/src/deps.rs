@@ -65,6 +65,8 @@ const TOOLS: &[&str] = &[
     "passt",
     // `netdst_private = yes`: DHCP on kvmtest's private bridges (crates/vm/tests/tap_network.rs)
     "dnsmasq-base",
+    // `nic_hotplug` on a private bridge: the host pings the plugged NIC (tests-suite's suite)
+    "iputils-ping",
     // avocado-vt's `ovmf` variants (`ovmf_path = /usr/share/OVMF`): `cargo xtask qemu-accepts`
     "ovmf", // `tpms` with `tpm_type = emulator` (crates/vm/tests/hostdevs.rs, `qemu-accepts`): swtpm
     // and its swtpm_setup. virtio-fs's virtiofsd needs no package of its own on bookworm: its

@@ -177,6 +177,14 @@ pub enum Error {
         /// What was wrong.
         detail: String,
     },
+    /// A command that carries file descriptors could not be sent with them.
+    #[error("sending `{command}` with file descriptors: {detail}")]
+    FdPassing {
+        /// The command name.
+        command: String,
+        /// What was wrong (no unix socket, the send failed).
+        detail: String,
+    },
     /// An HMP command line contained a newline (it would run two commands).
     #[error("HMP command line {command:?} contains a line break")]
     InvalidCommandLine {
@@ -303,6 +311,7 @@ impl Error {
             | Self::Closed { command }
             | Self::Decode { command, .. }
             | Self::Encode { command, .. }
+            | Self::FdPassing { command, .. }
             | Self::InvalidCommandLine { command }
             | Self::Agent { command, .. }
             | Self::AgentTimeout { command, .. }

@@ -575,3 +575,23 @@ async fn qmp_from_stream_works_over_any_transport() {
         .expect("reply");
     peer.await.expect("peer");
 }
+
+#[tokio::test]
+async fn a_command_with_descriptors_to_a_peer_that_left_fails_naming_it() {
+    use std::os::fd::AsFd;
+    let fake = Fake::qmp(|peer| async move {
+        drop(peer);
+    });
+    let qmp = fake.connect(short()).await;
+    // Give the peer's close time to arrive.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (a, _b) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+    let (res, took) = within(
+        Duration::from_secs(5),
+        qmp.execute_with_fds("getfd", json!({"fdname": "x"}), &[a.as_fd()]),
+    )
+    .await;
+    let err = res.expect_err("the peer is gone");
+    assert_eq!(err.command(), Some("getfd"), "{err:?}");
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+}

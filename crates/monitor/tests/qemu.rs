@@ -396,3 +396,34 @@ async fn transcripts_are_json_lines_with_time_direction_and_message() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_descriptor_sent_with_getfd_reaches_qemu_under_its_name() {
+    use std::os::fd::AsFd;
+    let qemu = Qemu::pc();
+    let qmp = qemu.qmp().await;
+    // Without a descriptor attached, QEMU refuses getfd: the test below is not vacuous.
+    let err = qmp
+        .execute("getfd", json!({"fdname": "kt-none"}))
+        .await
+        .expect_err("getfd without a descriptor must fail");
+    assert!(matches!(err, Error::Qmp { .. }), "{err:?}");
+    let (a, _b) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+    qmp.execute_with_fds("getfd", json!({"fdname": "kt-fd"}), &[a.as_fd()])
+        .await
+        .expect("getfd with the descriptor");
+    drop(a);
+    // QEMU holds it by name: the first closefd succeeds, a second finds nothing.
+    qmp.execute("closefd", json!({"fdname": "kt-fd"}))
+        .await
+        .expect("closefd of the passed descriptor");
+    let err = qmp
+        .execute("closefd", json!({"fdname": "kt-fd"}))
+        .await
+        .expect_err("the descriptor was closed already");
+    assert!(err.to_string().contains("closefd"), "{err}");
+    // Plain commands still flow on the connection afterwards.
+    qmp.execute("query-status", Value::Null)
+        .await
+        .expect("still usable");
+}

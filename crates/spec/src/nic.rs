@@ -283,6 +283,22 @@ pub const NIC_KEYS: &[KeyDoc] = &[
     ),
 ];
 
+impl NicSpec {
+    /// NIC object `nic` of `params` (the VM's object params) read as a NIC of `nics` at
+    /// position `index` is: the one reading of the NIC keys, for a NIC that is not on the
+    /// command line (a hot-plugged one, tp-qemu's `hotplug_nicN`).
+    ///
+    /// # Errors
+    ///
+    /// [`SpecError::Params`] naming the bad key, its value and `file:line`.
+    pub fn of(params: &Params, vm: &str, nic: &str, index: usize) -> Result<NicSpec, SpecError> {
+        let mut found = Findings::new();
+        let mut r = Reader::new(ObjParams::root(params).object(nic), "nic", nic, &mut found);
+        let spec = read_nic(&mut r, nic, index);
+        crate::problem::into_result(spec, vm, found.problems)
+    }
+}
+
 impl NicMode {
     /// How NIC `nic` of `params` (the VM's object params) reaches the host: `nic_mode` (user,
     /// tap) or, as avocado-vt writes it, `nettype` (user, bridge with `netdst`, default

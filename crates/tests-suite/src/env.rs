@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use params::Params;
 use spec::ImageProcessing;
-pub use vm::DiskPlug;
+pub use vm::{DiskPlug, NicIds};
 
 use crate::error::error_chain;
 use crate::future::BoxFuture;
@@ -262,6 +262,49 @@ pub trait GuestVm: Send + Sync {
     fn hotplug_nic<'a>(&'a self, driver: &'a str) -> BoxFuture<'a, Result<Hotplugged, EnvError>> {
         let _ = driver;
         unsupported("NIC hotplug")
+    }
+    /// Marks the VM as changed by the test in a way a later test must not inherit (a NIC's
+    /// address taken away, a command-line device unplugged): it is not reused.
+    fn retire(&self) {}
+    /// Hot-plug NIC object `nic` (read by the spec layer: its `nettype`/`netdst`, MAC,
+    /// `queues`, `vhost`, extra params) as a `driver` device; a bridged NIC gets a tap in its
+    /// bridge (the private one with `netdst_private = yes`).
+    fn hotplug_nic_spec<'a>(
+        &'a self,
+        nic: &'a spec::NicSpec,
+        driver: &'a str,
+    ) -> BoxFuture<'a, Result<Hotplugged, EnvError>> {
+        let _ = (nic, driver);
+        unsupported("NIC hotplug with a NIC spec")
+    }
+    /// The VM's own NICs (`nics`): names, device and netdev ids, MACs.
+    fn nic_ids(&self) -> BoxFuture<'_, Result<Vec<NicIds>, EnvError>> {
+        unsupported("listing the VM's NICs")
+    }
+    /// Sets NIC device `device_id`'s link up or down (`set_link`).
+    fn set_link<'a>(&'a self, device_id: &'a str, up: bool) -> BoxFuture<'a, Result<(), EnvError>> {
+        let _ = (device_id, up);
+        unsupported("set_link")
+    }
+    /// The address a hot-plugged NIC's private bridge leased to it (`None`: none yet, or no
+    /// private bridge).
+    fn hot_nic_lease<'a>(
+        &'a self,
+        nic: &'a Hotplugged,
+    ) -> BoxFuture<'a, Result<Option<String>, EnvError>> {
+        let _ = nic;
+        unsupported("reading a hot-plugged NIC's lease")
+    }
+    /// Pings `ip` `count` times from the host side of hot-plugged NIC `nic`: whether replies
+    /// came, and ping's output.
+    fn ping_from_host<'a>(
+        &'a self,
+        nic: &'a Hotplugged,
+        ip: &'a str,
+        count: u32,
+    ) -> BoxFuture<'a, Result<(bool, String), EnvError>> {
+        let _ = (nic, ip, count);
+        unsupported("ping from the host")
     }
     /// Hot-plug `plug`'s image as its device (with its extra properties), on the controller
     /// (a SCSI HBA model) plugged for it first when one is named.

@@ -23,6 +23,11 @@ use crate::registry::Registry;
 /// lists the families read, plus the catalogue's.
 const CATALOGUE_OBJECT_LISTS: &[&str] = &["device_data", "descriptors", "test_tags"];
 
+/// Objects a test type names by counting: `(type, count key, prefix)` — tp-qemu's nic_hotplug
+/// plugs `hotplug_nic1` … `hotplug_nicN`, N = `nic_hotplug_count` (default 1).
+const COUNTED_OBJECTS: &[(&str, &str, &str)] =
+    &[("nic_hotplug", "nic_hotplug_count", "hotplug_nic")];
+
 /// What a key means depends on: the test type, the object lists, the sub-test types.
 type Context = (Option<Arc<str>>, Vec<Arc<str>>, Vec<Arc<str>>);
 
@@ -117,11 +122,21 @@ pub fn lint(config: &Config, registry: &Registry) -> Result<LintReport, params::
     config.for_each(|v| {
         report.variants += 1;
         let ty = v.get_str("type");
-        let lists: Vec<Arc<str>> = OBJECT_LISTS
+        let mut lists: Vec<Arc<str>> = OBJECT_LISTS
             .iter()
             .chain(CATALOGUE_OBJECT_LISTS)
             .filter_map(|l| v.get_str(l))
             .collect();
+        for (t, count_key, prefix) in COUNTED_OBJECTS {
+            if ty.as_deref() == Some(*t) {
+                let n: usize = v
+                    .get_str(count_key)
+                    .and_then(|c| c.trim().parse().ok())
+                    .unwrap_or(1);
+                let names: Vec<String> = (1..=n).map(|i| format!("{prefix}{i}")).collect();
+                lists.push(Arc::from(names.join(" ")));
+            }
+        }
         let sub_types: Vec<Arc<str>> = SUB_TEST_KEYS.iter().filter_map(|k| v.get_str(k)).collect();
         if last.0 != ty || last.1 != lists || last.2 != sub_types {
             meaning.clear();

@@ -56,5 +56,5 @@ pub use session::{Session, SessionSpec, Transport};
 pub use spec::Teardown;
 pub use vm::{
     with_control_monitor, Access, DiskPlug, HotDisk, HotNic, MigrationOptions, MigrationProtocol,
-    MigrationReport, RebootMethod, StoppedBy, Timeouts, Vm, VmSetup, CONTROL_MONITOR,
+    MigrationReport, NicIds, RebootMethod, StoppedBy, Timeouts, Vm, VmSetup, CONTROL_MONITOR,
 };

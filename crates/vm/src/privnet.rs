@@ -398,6 +398,20 @@ impl BridgeTap {
         self.taps.iter().map(AsRawFd::as_raw_fd).collect()
     }
 
+    /// The tap and `/dev/vhost-net` fds, borrowed (to pass them over QMP).
+    pub(crate) fn borrowed_fds(
+        &self,
+    ) -> (
+        Vec<std::os::fd::BorrowedFd<'_>>,
+        Vec<std::os::fd::BorrowedFd<'_>>,
+    ) {
+        use std::os::fd::AsFd;
+        (
+            self.taps.iter().map(AsFd::as_fd).collect(),
+            self.vhosts.iter().map(AsFd::as_fd).collect(),
+        )
+    }
+
     /// The `/dev/vhost-net` fds, in queue order.
     pub(crate) fn vhost_fds(&self) -> Vec<RawFd> {
         self.vhosts.iter().map(AsRawFd::as_raw_fd).collect()

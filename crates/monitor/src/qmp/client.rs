@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 
 use super::greeting::Greeting;
 use super::reply::{ended_error, PendingReply};
-use super::shared::{PendingEntry, Shared};
+use super::shared::{Outcome, PendingEntry, Shared};
 use crate::error::{Disconnect, Error};
 use crate::event::{Event, EventCursor, EventFilter, EventListener};
 use crate::transcript::{Direction, Transcript};
@@ -106,7 +106,13 @@ impl QmpClient {
         self.send_inner(command, &args, true)
     }
 
-    fn send_inner(&self, command: &str, args: &Value, oob: bool) -> Result<PendingReply, Error> {
+    /// Registers `command` as pending and encodes its line (newline included).
+    fn register(
+        &self,
+        command: &str,
+        args: &Value,
+        oob: bool,
+    ) -> Result<(u64, Vec<u8>, oneshot::Receiver<Outcome>), Error> {
         let shared = &self.inner.shared;
         let (tx, rx) = oneshot::channel();
         let id = {
@@ -145,6 +151,12 @@ impl QmpClient {
             t.json(Direction::Out, &line);
         }
         line.push(b'\n');
+        Ok((id, line, rx))
+    }
+
+    fn send_inner(&self, command: &str, args: &Value, oob: bool) -> Result<PendingReply, Error> {
+        let shared = &self.inner.shared;
+        let (id, line, rx) = self.register(command, args, oob)?;
         {
             let mut st = shared.writes.lock();
             let idle = st.queue.is_empty();
@@ -169,6 +181,106 @@ impl QmpClient {
             shared: shared.clone(),
             timeout: shared.default_timeout,
         })
+    }
+
+    /// Runs `command` with `fds` attached to its message (`SCM_RIGHTS`), as QEMU's `getfd` and
+    /// `add-fd` want them: the descriptors arrive with the command's first bytes, after every
+    /// command sent before it. Only over a unix socket ([`QmpClient::connect_unix`]); QEMU
+    /// keeps its own copies, so the caller may close `fds` once this returns.
+    ///
+    /// # Errors
+    /// [`Error::FdPassing`] without a unix socket or when `sendmsg` fails; otherwise as
+    /// [`QmpClient::execute`].
+    pub async fn execute_with_fds(
+        &self,
+        command: &str,
+        args: Value,
+        fds: &[std::os::fd::BorrowedFd<'_>],
+    ) -> Result<Value, Error> {
+        use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+        let shared = &self.inner.shared;
+        let fd_err = |detail: String| Error::FdPassing {
+            command: command.to_owned(),
+            detail,
+        };
+        let Some(socket) = &shared.fd_socket else {
+            return Err(fd_err(format!(
+                "the monitor {} is not a unix socket: file descriptors cannot be passed",
+                shared.addr
+            )));
+        };
+        let (id, line, rx) = self.register(command, &args, false)?;
+        // Unregisters the command if it never went out (an error or a cancelled caller).
+        struct Unsent<'a>(&'a Shared, u64, bool);
+        impl Drop for Unsent<'_> {
+            fn drop(&mut self) {
+                if !self.2 {
+                    self.0.state().pending.remove(&self.1);
+                }
+            }
+        }
+        let mut unsent = Unsent(shared, id, false);
+        if let Some(t) = &shared.transcript {
+            t.text(
+                Direction::Meta,
+                format!("`{command}` carries {} file descriptor(s)", fds.len()),
+            );
+        }
+        let deadline = tokio::time::Instant::now() + shared.default_timeout;
+        loop {
+            {
+                let mut st = shared.writes.lock();
+                if st.queue.is_empty() {
+                    let mut space = vec![
+                        std::mem::MaybeUninit::<u8>::uninit();
+                        rustix::cmsg_space!(ScmRights(fds.len()))
+                    ];
+                    let mut control = SendAncillaryBuffer::new(&mut space);
+                    if !control.push(SendAncillaryMessage::ScmRights(fds)) {
+                        return Err(fd_err("too many descriptors for one message".into()));
+                    }
+                    match rustix::net::sendmsg(
+                        socket,
+                        &[std::io::IoSlice::new(&line)],
+                        &mut control,
+                        SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
+                    ) {
+                        Ok(n) => {
+                            // The descriptors went with the first bytes; the writer task
+                            // sends whatever the socket did not take.
+                            unsent.2 = true;
+                            if n < line.len() {
+                                st.queue.extend_from_slice(&line[n..]);
+                                shared.writes.notify.notify_one();
+                            }
+                            break;
+                        }
+                        Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {}
+                        Err(e) => return Err(fd_err(format!("sendmsg: {e}"))),
+                    }
+                } else {
+                    // Lines queued ahead of this one go first.
+                    shared.writes.notify.notify_one();
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Timeout {
+                    command: command.to_owned(),
+                    timeout: shared.default_timeout,
+                    partial_bytes: 0,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        PendingReply {
+            id,
+            command: command.to_owned(),
+            rx: Some(rx),
+            shared: shared.clone(),
+            timeout: shared.default_timeout,
+        }
+        .wait()
+        .await
     }
 
     /// Runs any command by name and returns its `return` value. Works for

@@ -64,8 +64,21 @@ impl QmpClient {
             tokio::net::UnixStream::connect(path)
         })
         .await?;
+        // A second descriptor of the connection: commands that carry file descriptors are
+        // sent on it with `sendmsg` (see `QmpClient::execute_with_fds`).
+        let fd_socket = {
+            use std::os::fd::AsFd;
+            stream
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|source| Error::Connect {
+                    addr: addr.clone(),
+                    waited: config.connect_timeout,
+                    source,
+                })?
+        };
         let (r, w) = stream.into_split();
-        Self::handshake(addr, r, w, config, deadline).await
+        Self::handshake(addr, r, w, config, deadline, Some(fd_socket)).await
     }
 
     /// Connects to QEMU's QMP TCP socket (`host:port`).
@@ -79,7 +92,7 @@ impl QmpClient {
         // Latency matters more than packet count on a control channel.
         let _ = stream.set_nodelay(true);
         let (r, w) = stream.into_split();
-        Self::handshake(label, r, w, config, deadline).await
+        Self::handshake(label, r, w, config, deadline, None).await
     }
 
     /// Runs the QMP handshake over an already connected stream (any
@@ -95,7 +108,7 @@ impl QmpClient {
         W: AsyncWrite + Unpin + Send + 'static,
     {
         let deadline = Instant::now() + config.connect_timeout;
-        Self::handshake(addr.into(), reader, writer, config, deadline).await
+        Self::handshake(addr.into(), reader, writer, config, deadline, None).await
     }
 
     async fn handshake<R, W>(
@@ -104,6 +117,7 @@ impl QmpClient {
         writer: W,
         config: QmpConfig,
         deadline: Instant,
+        fd_socket: Option<std::os::fd::OwnedFd>,
     ) -> Result<Self, Error>
     where
         R: AsyncRead + Unpin + Send + 'static,
@@ -162,6 +176,7 @@ impl QmpClient {
             },
             partial,
             default_timeout: config.command_timeout,
+            fd_socket,
         });
         let tasks = vec![
             tokio::spawn(reader_task(shared.clone(), lines)),

@@ -112,6 +112,9 @@ pub(super) struct Shared {
     pub(super) writes: WriteQueue,
     pub(super) partial: Arc<AtomicUsize>,
     pub(super) default_timeout: Duration,
+    /// A second descriptor of a unix socket's connection, for messages that carry file
+    /// descriptors (`SCM_RIGHTS`); `None` over TCP or a caller's stream.
+    pub(super) fd_socket: Option<std::os::fd::OwnedFd>,
 }
 
 impl Shared {

@@ -337,6 +337,85 @@ impl GuestVm for LiveVm {
         })
     }
 
+    fn hotplug_nic_spec<'a>(
+        &'a self,
+        nic: &'a spec::NicSpec,
+        driver: &'a str,
+    ) -> BoxFuture<'a, Result<Hotplugged, EnvError>> {
+        Box::pin(async move {
+            let hot = self
+                .with_vm("NIC hotplug", |vm| {
+                    let (nic, d) = (nic.clone(), driver.to_owned());
+                    Box::pin(async move { vm.hotplug_nic_spec(&nic, &d).await })
+                })
+                .await?;
+            let h = Hotplugged {
+                id: hot.id.clone(),
+                driver: driver.to_owned(),
+                mac: Some(hot.mac.to_string()),
+            };
+            if let Ok(mut m) = self.hot.lock() {
+                m.insert(hot.id.clone(), Hot::Nic(hot));
+            }
+            Ok(h)
+        })
+    }
+
+    fn retire(&self) {
+        self.altered
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn nic_ids(&self) -> BoxFuture<'_, Result<Vec<vm::NicIds>, EnvError>> {
+        Box::pin(async move {
+            self.with_vm("listing the VM's NICs", |vm| {
+                let ids = vm.nic_ids();
+                Box::pin(async move { Ok(ids) })
+            })
+            .await
+        })
+    }
+
+    fn set_link<'a>(&'a self, device_id: &'a str, up: bool) -> BoxFuture<'a, Result<(), EnvError>> {
+        Box::pin(async move {
+            self.with_vm("set_link", |vm| {
+                let id = device_id.to_owned();
+                Box::pin(async move { vm.set_link(&id, up).await })
+            })
+            .await
+        })
+    }
+
+    fn hot_nic_lease<'a>(
+        &'a self,
+        nic: &'a Hotplugged,
+    ) -> BoxFuture<'a, Result<Option<String>, EnvError>> {
+        Box::pin(async move {
+            let hot = self.hot_nic(nic)?;
+            self.with_vm("reading a hot-plugged NIC's lease", |vm| {
+                let lease = vm.hot_nic_lease(&hot);
+                Box::pin(async move { Ok(lease) })
+            })
+            .await
+        })
+    }
+
+    fn ping_from_host<'a>(
+        &'a self,
+        nic: &'a Hotplugged,
+        ip: &'a str,
+        count: u32,
+    ) -> BoxFuture<'a, Result<(bool, String), EnvError>> {
+        Box::pin(async move {
+            let hot = self.hot_nic(nic)?;
+            self.with_vm("ping from the host", |vm| {
+                let ip = ip.to_owned();
+                Box::pin(async move { vm.ping_from_host(&hot, &ip, count).await })
+            })
+            .await
+        })
+    }
+
     fn hotplug_disk<'a>(
         &'a self,
         plug: &'a DiskPlug,

@@ -264,6 +264,16 @@ impl LiveVm {
         count_occurrences(&text, marker.as_bytes())
     }
 
+    /// The `vm` handle of hot-plugged NIC `nic`.
+    pub(super) fn hot_nic(&self, nic: &crate::env::Hotplugged) -> Result<vm::HotNic, EnvError> {
+        match self.hot.lock().ok().and_then(|m| m.get(&nic.id).cloned()) {
+            Some(Hot::Nic(n)) => Ok(n),
+            _ => Err(EnvError::Unsupported {
+                what: format!("{} is no NIC hot-plugged by this test", nic.id),
+            }),
+        }
+    }
+
     pub(super) async fn with_vm<T>(
         &self,
         what: &str,

@@ -266,6 +266,19 @@ pub struct HotNic {
     pub model: String,
 }
 
+/// A NIC of the VM's command line, by its ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NicIds {
+    /// Its name in `nics`.
+    pub name: String,
+    /// The `-device` id (`set_link` takes it).
+    pub device_id: String,
+    /// The `-netdev` id.
+    pub netdev_id: String,
+    /// Its MAC.
+    pub mac: MacAddr,
+}
+
 /// A hotplugged disk.
 #[derive(Debug, Clone)]
 pub struct HotDisk {
@@ -354,6 +367,9 @@ pub struct Vm {
     /// The VNC server's TCP port (`query-vnc`), if QEMU serves VNC.
     vnc_port: Option<u16>,
     hot_nics: Vec<HotNic>,
+    /// The host side of hot-plugged NICs by device id: their taps (closed, so deleted, when
+    /// the entry goes) and the private bridges they joined.
+    hot_nic_hosts: Vec<(String, hotplug::HotNicHost)>,
     /// passt processes serving `nettype = user:passt` NICs (NIC name, process); killed on drop.
     passts: Vec<(String, OwnedProcess)>,
     /// swtpm and virtiofsd processes of its TPMs and file systems; killed on drop.
@@ -485,6 +501,33 @@ impl Vm {
     /// [`Error::NoSuchNic`].
     pub fn get_mac(&self, index: usize) -> Result<MacAddr, Error> {
         Ok(self.nic(index)?.1.mac)
+    }
+
+    /// The VM's own NICs (`nics`), in order: name, device id, netdev id and MAC.
+    pub fn nic_ids(&self) -> Vec<NicIds> {
+        self.setup
+            .spec
+            .nics
+            .iter()
+            .zip(&self.plan.values().nics)
+            .map(|(spec, run)| NicIds {
+                name: spec.name.clone(),
+                device_id: qemu_cmd::names::nic_device_id(&spec.name, spec.index),
+                netdev_id: qemu_cmd::names::netdev_id(&spec.name, spec.index),
+                mac: run.mac,
+            })
+            .collect()
+    }
+
+    /// Sets the link of NIC device `device_id` up or down (`set_link`): the guest sees the
+    /// cable plugged or pulled.
+    ///
+    /// # Errors
+    /// Monitor errors (an unknown device among them).
+    pub async fn set_link(&self, device_id: &str, up: bool) -> Result<(), Error> {
+        self.qmp_exec("set_link", json!({"name": device_id, "up": up}))
+            .await
+            .map(|_| ())
     }
 
     /// NIC `index`: its spec and the plan's decisions for it.

@@ -228,6 +228,7 @@ impl Vm {
             redirs,
             vnc_port,
             hot_nics: Vec::new(),
+            hot_nic_hosts: Vec::new(),
             passts,
             daemons,
             log,

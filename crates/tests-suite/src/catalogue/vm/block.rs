@@ -16,7 +16,7 @@ use regex::Regex;
 
 use super::common::{
     cancellable, fail_env, guest_output, guest_status_output, login, login_via, poll_guest,
-    require_device_types,
+    require_device_types, sub_test, sub_types, vm_alive,
 };
 use super::BLOCK_HOTPLUG;
 use crate::catalogue::session::main_vm_name;
@@ -106,21 +106,7 @@ impl BlockParams {
         let need_plug = k.bool("need_plug");
         let need_controller = k.bool("need_controller");
         let controller = need_controller.then(|| k.text("controller_model"));
-        let sub_types = SUB_TYPE_KEYS.map(|key| k.opt(key));
-        for (key, ty) in SUB_TYPE_KEYS.iter().zip(&sub_types) {
-            if let Some(ty) = ty {
-                if ty == BLOCK_HOTPLUG.name || !super::entries().iter().any(|(s, _)| s.name == ty) {
-                    k.problem(
-                        key,
-                        spec::ProblemKind::Invalid {
-                            expected: "a test type of the catalogue other than block_hotplug \
-                                       (`kvmtest tests` lists them)"
-                                .into(),
-                        },
-                    );
-                }
-            }
-        }
+        let sub_types = sub_types(&mut k, SUB_TYPE_KEYS, BLOCK_HOTPLUG.name);
         if k.opt("os_type").as_deref() == Some("windows") {
             k.problem(
                 "os_type",
@@ -256,25 +242,6 @@ impl Guest {
         .await?;
         Ok((disks_in(&p.pattern, &out), held))
     }
-}
-
-/// Runs sub-test `ty` (a catalogue type) with the test's params, as tp-qemu's
-/// `run_virt_sub_test`.
-async fn sub_test(ctx: &TestContext, key: &str, ty: &str) -> Result<(), TestError> {
-    let Some((_, f)) = super::entries().into_iter().find(|(s, _)| s.name == ty) else {
-        return Err(TestError::error(format!("{key} = {ty}: no such test type")));
-    };
-    ctx.log.info(format_args!("sub-test {ty} ({key})"));
-    f(ctx).await.map_err(|e| match e {
-        TestError::Fail(m) => TestError::Fail(format!("sub-test {ty} ({key}): {m}")),
-        TestError::Error(m) => TestError::Error(format!("sub-test {ty} ({key}): {m}")),
-        e => e,
-    })
-}
-
-/// Whether the main VM still runs (a shutdown sub-test ends the test).
-fn vm_alive(ctx: &TestContext, name: &str) -> bool {
-    ctx.env.vm(name).is_ok_and(|vm| vm.is_alive())
 }
 
 /// `type = block_hotplug`.

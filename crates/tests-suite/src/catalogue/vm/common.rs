@@ -194,9 +194,18 @@ pub(super) async fn require_device_types(
     Ok(())
 }
 
-/// A failure naming what the product was asked to do, with the environment's error chain.
+/// A failure naming what the product was asked to do, with the environment's error chain — or
+/// an error when the host lacks what the params ask for (`/dev/vhost-net`…): that is the
+/// setup's problem, not the product's.
 pub(super) fn fail_env(what: &str, e: &EnvError) -> TestError {
-    TestError::fail(format!("{what}: {}", crate::error::error_chain(e)))
+    let text = format!("{what}: {}", crate::error::error_chain(e));
+    let host_lacks = matches!(e, EnvError::Vm { source, .. }
+        if matches!(source.downcast_ref::<vm::Error>(), Some(vm::Error::HostFeature { .. })));
+    if host_lacks {
+        TestError::error(text)
+    } else {
+        TestError::fail(text)
+    }
 }
 
 /// The QEMU driver of a `nic_model` / `pci_model` for a NIC (`virtio` → `virtio-net-pci`).
@@ -272,6 +281,51 @@ pub(super) fn pci_functions(reply: &Value) -> Vec<PciFunction> {
         }
     }
     out
+}
+
+/// Runs sub-test `ty` (a catalogue type) with the test's params, as tp-qemu's
+/// `run_virt_sub_test` (`key` is the param that named it, for messages).
+pub(super) async fn sub_test(ctx: &TestContext, key: &str, ty: &str) -> Result<(), TestError> {
+    let Some((_, f)) = super::entries().into_iter().find(|(s, _)| s.name == ty) else {
+        return Err(TestError::error(format!("{key} = {ty}: no such test type")));
+    };
+    ctx.log.info(format_args!("sub-test {ty} ({key})"));
+    f(ctx).await.map_err(|e| match e {
+        TestError::Fail(m) => TestError::Fail(format!("sub-test {ty} ({key}): {m}")),
+        TestError::Error(m) => TestError::Error(format!("sub-test {ty} ({key}): {m}")),
+        e => e,
+    })
+}
+
+/// Whether VM `name` still runs (a shutdown sub-test ends the test).
+pub(super) fn vm_alive(ctx: &TestContext, name: &str) -> bool {
+    ctx.env.vm(name).is_ok_and(|vm| vm.is_alive())
+}
+
+/// Reads the sub-test keys `keys` (`sub_type_after_plug`…): each must name a catalogue type
+/// other than `own` (a problem of `k` otherwise).
+pub(super) fn sub_types<const N: usize>(
+    k: &mut Keys<'_>,
+    keys: [&str; N],
+    own: &str,
+) -> [Option<String>; N] {
+    let types = keys.map(|key| k.opt(key));
+    for (key, ty) in keys.iter().zip(&types) {
+        if let Some(ty) = ty {
+            if ty == own || !super::entries().iter().any(|(s, _)| s.name == ty) {
+                k.problem(
+                    key,
+                    spec::ProblemKind::Invalid {
+                        expected: format!(
+                            "a test type of the catalogue other than {own} (`kvmtest tests` \
+                             lists them)"
+                        ),
+                    },
+                );
+            }
+        }
+    }
+    types
 }
 
 #[cfg(test)]

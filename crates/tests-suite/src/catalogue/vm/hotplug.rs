@@ -1,5 +1,4 @@
-//! `pci_hotplug` (tp-qemu's `pci_hotplug`, which its `nic_hotplug.cfg` variants run too) and
-//! `nic_hotplug`.
+//! `pci_hotplug` (tp-qemu's `pci_hotplug`, which older `nic_hotplug.cfg` variants run too).
 //!
 //! `pci_hotplug`, `repeat_times` rounds of: plug `pci_num` devices one after the other, each
 //! checked as tp-qemu checks it — the device model must exist in this QEMU (`qom-list-types`,
@@ -30,7 +29,7 @@ use super::common::{
     cancellable, fail_env, guest_cmd, guest_output, login, login_via, main_vm, nic_driver,
     poll_guest, require_device_types,
 };
-use super::{NIC_HOTPLUG, PCI_HOTPLUG};
+use super::PCI_HOTPLUG;
 use crate::env::{DiskPlug, GuestVm, Hotplugged, LoginVia};
 use crate::future::BoxFuture;
 use crate::registry::{read_params, TestContext};
@@ -486,145 +485,6 @@ async fn check_added(
     Ok(())
 }
 
-/// The guest interface that has `mac`, from `name mac` lines.
-fn interface_with_mac(listing: &str, mac: &str) -> Option<String> {
-    listing.lines().find_map(|l| {
-        let (name, addr) = l.trim().split_once(' ')?;
-        addr.trim()
-            .eq_ignore_ascii_case(mac)
-            .then(|| name.to_owned())
-    })
-}
-
-/// `NAME MAC` per guest interface (kept short: a serial console wraps long command lines).
-const LIST_NICS: &str = "(cd /sys/class/net; for i in *; do echo $i $(cat $i/address); done)";
-
-/// `type = nic_hotplug`: plug a NIC, see it in the guest with its MAC, get a DHCP lease through
-/// it (proof that frames flow both ways), unplug it and see it go.
-pub fn run_nic_hotplug(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
-    Box::pin(async move {
-        let mut k = ctx.keys(&NIC_HOTPLUG);
-        let via = login_via(&mut k);
-        // Only user networking: any other backend is a problem of the params, not a skip.
-        let _user = k.choice("netdev_type", &[("user", ())]);
-        let driver = nic_driver(&k.text("pci_model")).to_owned();
-        let timeout = k.secs("nic_hotplug_timeout");
-        let (via, timeout) = read_params(k, (via, timeout))?;
-        let via = NIC_HOTPLUG.declared(via, "serial_login")?;
-        let timeout = NIC_HOTPLUG.declared(timeout, "nic_hotplug_timeout")?;
-        let vm = main_vm(ctx)?;
-        let mut shell = login(ctx, &vm, via).await?;
-        let nic = cancellable(ctx, async {
-            vm.hotplug_nic(&driver)
-                .await
-                .map_err(|e| fail_env(&format!("hotplug of a {driver} NIC"), &e))
-        })
-        .await?;
-        let mac = nic.mac.clone().unwrap_or_default();
-        let checked = check_nic(ctx, &mut shell, &driver, &mac, timeout).await;
-        let unplugged = cancellable(ctx, async {
-            vm.unplug(&nic)
-                .await
-                .map_err(|e| fail_env(&format!("unplug of the {driver} NIC {}", nic.id), &e))
-        })
-        .await;
-        let ifname = checked?;
-        unplugged?;
-        let (now, gone) = poll_guest(
-            ctx,
-            &mut shell,
-            LIST_NICS,
-            timeout,
-            Duration::from_millis(500),
-            |o| interface_with_mac(o, &mac).is_none(),
-        )
-        .await?;
-        if !gone {
-            return Err(TestError::fail(format!(
-                "after the unplug, expected {ifname} ({mac}) to leave the guest; it still lists \
-                 {:?}",
-                now.trim_end()
-            )));
-        }
-        Ok(())
-    })
-}
-
-async fn check_nic(
-    ctx: &TestContext,
-    shell: &mut Box<dyn RemoteShell>,
-    driver: &str,
-    mac: &str,
-    timeout: Duration,
-) -> Result<String, TestError> {
-    let (listing, seen) = poll_guest(
-        ctx,
-        shell,
-        LIST_NICS,
-        timeout,
-        Duration::from_millis(500),
-        |o| interface_with_mac(o, mac).is_some(),
-    )
-    .await?;
-    let Some(ifname) = interface_with_mac(&listing, mac).filter(|_| seen) else {
-        return Err(TestError::fail(format!(
-            "expected a guest interface with the hot-plugged {driver}'s MAC {mac} within {} s; \
-             the guest lists {:?}",
-            timeout.as_secs(),
-            listing.trim_end()
-        )));
-    };
-    if let Some(id) = super::common::nic_pci_id(driver) {
-        // The PCI function (a virtio NIC's `device` is the virtio device; its parent, which
-        // has a `class`, is the PCI function). Short: a serial console wraps long lines.
-        let cmd = format!(
-            "(cd -P /sys/class/net/{ifname}/device; [ -e class ] || cd -P ..; cat vendor device)"
-        );
-        let out = guest_output(ctx, shell, &cmd).await?;
-        let seen = out
-            .split_whitespace()
-            .map(|w| w.trim_start_matches("0x"))
-            .collect::<Vec<_>>()
-            .join(":");
-        if seen != id {
-            return Err(TestError::fail(format!(
-                "{ifname} ({mac}) should be a {driver} ({id}); the guest reports {seen:?}"
-            )));
-        }
-    }
-    let addr_cmd = format!("ip -4 -o addr show dev {ifname}");
-    let (addr, leased) = poll_guest(
-        ctx,
-        shell,
-        &addr_cmd,
-        timeout,
-        Duration::from_millis(500),
-        |o| o.contains("inet "),
-    )
-    .await?;
-    if !leased {
-        return Err(TestError::fail(format!(
-            "expected {ifname} ({driver}, {mac}) to lease an IPv4 address by DHCP within {} s; \
-             `{addr_cmd}` printed {:?}",
-            timeout.as_secs(),
-            addr.trim_end()
-        )));
-    }
-    let rx = guest_output(
-        ctx,
-        shell,
-        &format!("cat /sys/class/net/{ifname}/statistics/rx_packets"),
-    )
-    .await?;
-    if rx.trim().parse::<u64>().unwrap_or(0) == 0 {
-        return Err(TestError::fail(format!(
-            "{ifname} has an address but received no packets (rx_packets = {:?})",
-            rx.trim()
-        )));
-    }
-    Ok(ifname)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -652,15 +512,5 @@ mod tests {
         assert_eq!(test_cmd_for("echo PCI_NUM; ls", 2), "echo 2; ls");
         assert_eq!(test_cmd_for("echo %s; ls", 3), "echo 3; ls");
         assert_eq!(test_cmd_for("ls", 3), "ls");
-    }
-
-    #[test]
-    fn interfaces_are_found_by_mac() {
-        let l = "eth0 52:54:00:12:34:56\neth1 02:AB:cd:00:00:01\nlo 00:00:00:00:00:00\n";
-        assert_eq!(
-            interface_with_mac(l, "02:ab:cd:00:00:01").as_deref(),
-            Some("eth1")
-        );
-        assert_eq!(interface_with_mac(l, "02:00:00:00:00:09"), None);
     }
 }

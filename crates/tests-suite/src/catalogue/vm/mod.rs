@@ -14,6 +14,7 @@ mod block;
 mod common;
 mod hotplug;
 mod lifecycle;
+mod nic;
 mod pause;
 mod resources;
 
@@ -344,21 +345,63 @@ pub const BALLOON_CHECK: TestSpec = TestSpec {
 /// `type = nic_hotplug`.
 pub const NIC_HOTPLUG: TestSpec = TestSpec {
     name: "nic_hotplug",
-    about: "Hot-plugs a NIC with its netdev, checks guest connectivity, unplugs it.",
+    about: "tp-qemu's nic_hotplug, on the serial console: `nic_hotplug_count` NICs \
+            (`hotplug_nic1`…) plugged one by one while the others have no address and no link; \
+            each must get an address (renewed, then rebooted for, as tp-qemu does), be pinged \
+            from the host (a private bridge) or lease over user networking, survive stop/cont; \
+            then the links come back, sub-tests run, the NICs are unplugged and leave the guest. \
+            `used_sameid = yes`: a plug on a netdev in use must be refused.",
     params: &[
         MAIN_VM,
-        SERIAL_LOGIN,
         KeyDoc::required(
             "pci_model",
-            "the NIC model to plug (virtio, e1000, rtl8139; `pci_model` rather than \
-             `nic_model`, which would change the VM's own NICs)",
+            "the model of the NICs to plug (per NIC: `pci_model_hotplug_nicN`): virtio, e1000, \
+             rtl8139, e1000e… or any NIC device type of the QEMU (checked first). Each \
+             `hotplug_nicN` object also reads the NIC keys (`nettype`, `netdst`, \
+             `netdst_private`, `queues`, `vhost`, `nic_mac`, `netdev_extra_params`, \
+             `nic_extra_params`)",
         ),
-        KeyDoc::with_default("netdev_type", "user", "the backend (user is the only one)"),
+        KeyDoc::with_default("nic_hotplug_count", "1", "how many NICs each round plugs"),
+        KeyDoc::with_default("repeat_times", "1", "rounds of plug and unplug"),
         KeyDoc::with_default(
             "nic_hotplug_timeout",
-            "30",
-            "seconds for the guest to see the NIC, lease an address and drop it",
+            "90",
+            "seconds for the guest to show the NIC, to give it an address (each try: waiting, \
+             after the renewal, after the reboot) and to drop it after the unplug",
         ),
+        KeyDoc::optional(
+            "dhcp_cmd",
+            "the guest command that renews an interface's lease (`%s`: the interface; tp-qemu: \
+             `dhcpcd -n %s`, `dhclient -r && dhclient %s`), run when the NIC has no address",
+        ),
+        KeyDoc::with_default(
+            "make_change",
+            "no",
+            "yes: the renewal writes a RHEL ifcfg file for the interface; no: an nmcli profile \
+             (each only where the guest has them; a failure is logged and ignored)",
+        ),
+        KeyDoc::optional("modprobe_module", "a module the guest loads first"),
+        KeyDoc::with_default(
+            "used_sameid",
+            "no",
+            "yes: plug the NIC on the first NIC's netdev instead; QEMU must refuse it",
+        ),
+        KeyDoc::optional(
+            "devadd_match_string",
+            "with used_sameid: text QEMU's refusal must contain (tp-qemu: \"it's in use\")",
+        ),
+        KeyDoc::with_default(
+            "do_random_unhotplug",
+            "no",
+            "yes: after each plug, a coin toss may unplug a random plugged NIC and reboot",
+        ),
+        KeyDoc::optional(
+            "sub_type_after_plug",
+            "a test type run once the NICs are in (tp-qemu: reboot, shutdown; a VM it shut down \
+             ends the test)",
+        ),
+        KeyDoc::optional("sub_type_after_unplug", "a test type run after the unplug"),
+        KeyDoc::optional("os_type", "linux (windows is not supported: an error)"),
     ],
 };
 
@@ -572,7 +615,7 @@ pub fn entries() -> Vec<(TestSpec, TestFn)> {
         (SHUTDOWN, lifecycle::run_shutdown),
         (MIGRATION, lifecycle::run_migration),
         (PCI_HOTPLUG, hotplug::run_pci_hotplug),
-        (NIC_HOTPLUG, hotplug::run_nic_hotplug),
+        (NIC_HOTPLUG, nic::run),
         (PHYSICAL_RESOURCES_CHECK, resources::run),
         (QEMU_GUEST_AGENT, agent::run),
         (BALLOON_CHECK, balloon::run),
