@@ -185,8 +185,20 @@ async fn hotplug_nic_and_disk_seen_in_guest() {
 
     let pid = vm.pid();
     let run_dir = vm.run_dir().to_path_buf();
+    let vm_log = vm.log_dir().join("vm.log");
     vm.destroy(Teardown::Kill).await.expect("destroy");
     assert_no_leftovers(pid, &run_dir);
+    // vm.log has two writers (the VM's own lines, QMP commands): every line is whole, none
+    // written over, and both kinds are there.
+    let text = std::fs::read_to_string(&vm_log).expect("vm.log");
+    for line in text.lines() {
+        assert!(
+            line.starts_with("[+"),
+            "a broken line in vm.log: {line:?}\n{text}"
+        );
+    }
+    assert!(text.contains("QMP device_add"), "{text}");
+    assert!(text.contains("teardown"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

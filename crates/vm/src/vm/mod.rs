@@ -330,7 +330,8 @@ impl VmLog {
     fn line(&mut self, text: &str) {
         let t = self.started.elapsed().as_secs_f64();
         if let Some(f) = &mut self.file {
-            let _ = writeln!(f, "[+{t:8.3}s] {text}");
+            // One write per line: lines of the other writers never land inside it.
+            let _ = f.write_all(format!("[+{t:8.3}s] {text}\n").as_bytes());
         }
     }
 }
@@ -677,7 +678,7 @@ impl Vm {
             .open(self.log_dir.join("vm.log"))
         {
             let t = self.log.started.elapsed().as_secs_f64();
-            let _ = writeln!(f, "[+{t:8.3}s] {text}");
+            let _ = f.write_all(format!("[+{t:8.3}s] {text}\n").as_bytes());
         }
     }
 

@@ -36,8 +36,17 @@ impl Vm {
 
         let log_dir = setup.log_dir.join(format!("{name}-{}", plan.instance()));
         fs::create_dir_all(&log_dir).map_err(io_err("creating the log directory", &log_dir))?;
+        let vm_log = log_dir.join("vm.log");
         let mut log = VmLog {
-            file: File::create(log_dir.join("vm.log")).ok(),
+            // Append mode: `log_line` appends through handles of its own, and a plain handle would
+            // write over their lines at its own offset.
+            file: Some(
+                File::options()
+                    .create(true)
+                    .append(true)
+                    .open(&vm_log)
+                    .map_err(io_err("creating", &vm_log))?,
+            ),
             started: Instant::now(),
         };
         log.line(&format!(
