@@ -15,7 +15,8 @@
 //!
 //! `--jobs` defaults to 1 (the fewest guest boots: one worker reuses one VM); ARGS may set it,
 //! and any other `kvmtest run` flag. The variant built to fail (`fail_demo`) is excluded unless
-//! ARGS mention it (`--only fail_demo`).
+//! ARGS mention it (`--only fail_demo`); the slow variants ([`SLOW`]) unless ARGS have `--all`
+//! or an `--only`.
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
@@ -118,9 +119,32 @@ pub fn suite_argv(p: &Prepared, jobs: Option<usize>, args: &[String]) -> Vec<OsS
         argv.push("--no".into());
         argv.push("fail_demo".into());
     }
-    argv.extend(args.iter().map(OsString::from));
+    let all = args.iter().any(|a| a == ALL_FLAG);
+    let only = has_flag(args, "--only", None);
+    if !all && !only {
+        for v in SLOW {
+            argv.push("--no".into());
+            argv.push((*v).into());
+        }
+    }
+    argv.extend(args.iter().filter(|a| *a != ALL_FLAG).map(OsString::from));
     argv
 }
+
+/// `cargo xtask run-suite --all`: the slow variants too.
+pub const ALL_FLAG: &str = "--all";
+
+/// Variants left out unless `--all` (or `--only`) is given, each two to four minutes under TCG
+/// and covered piece by piece by cheaper ones: three reboot the disk guest twice around a
+/// hotplug (the disk guest's reboot tests and the hotplug variants without reboot cover the
+/// parts), and multi_disk's max_disk formats 24 disks (one_disk_repeat and
+/// all_drive_format_types run the same steps on fewer).
+pub const SLOW: &[&str] = &[
+    "disk_guest.block_hotplug.with_reboot",
+    "disk_guest.block_hotplug.data_plane.with_system_reset",
+    "disk_guest.tap.nic_hotplug.with_reboot",
+    "disk_guest.multi_disk.max_disk",
+];
 
 /// `cargo xtask run-suite [ARGS…]`.
 pub fn main(args: &[String]) -> Result<()> {
@@ -140,6 +164,12 @@ pub fn main(args: &[String]) -> Result<()> {
         "run-suite: results go to {}/latest/ (results.json, junit.xml, events.jsonl, tests/)",
         results_dir(args, &p.root).display()
     );
+    if !args.iter().any(|a| a == ALL_FLAG) && !has_flag(args, "--only", None) {
+        eprintln!(
+            "run-suite: left out, as slow (`{ALL_FLAG}` runs them): {}",
+            SLOW.join(", ")
+        );
+    }
     // exec: kvmtest takes over this process (signals, exit code); it only returns on failure.
     let err = Command::new(program).args(rest).current_dir(&p.root).exec();
     Err(err).with_context(|| format!("executing {}", Path::new(program).display()))
@@ -188,6 +218,29 @@ mod tests {
                 "images_base_dir_guest_disk=/ws/target/disk-guest"
             ]));
         assert!(a.windows(2).any(|w| w == ["--results-dir", "/ws/results"]));
+    }
+
+    #[test]
+    fn the_slow_variants_run_only_when_asked() {
+        let a = strings(&suite_argv(&prepared(), None, &[]));
+        for v in SLOW {
+            assert!(
+                a.windows(2).any(|w| w == ["--no", v]),
+                "{v} not left out: {a:?}"
+            );
+        }
+        let all = strings(&suite_argv(&prepared(), None, &["--all".to_owned()]));
+        assert!(!all.iter().any(|x| SLOW.contains(&x.as_str())), "{all:?}");
+        assert!(
+            !all.iter().any(|x| x == "--all"),
+            "--all is run-suite's: {all:?}"
+        );
+        let only = strings(&suite_argv(
+            &prepared(),
+            None,
+            &["--only".to_owned(), "disk_guest.block_hotplug".to_owned()],
+        ));
+        assert!(!only.iter().any(|x| SLOW.contains(&x.as_str())), "{only:?}");
     }
 
     #[test]

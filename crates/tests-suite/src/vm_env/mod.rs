@@ -431,13 +431,28 @@ impl VmEnv for VmLayerEnv {
         Box::pin(async move {
             let name = image.name.as_str();
             let img = vm::image::Image::from_params(params, vm, name, &self.image_dir)
-                .map_err(|e| vm_err(name, "image parameters", e))?;
+                .map_err(|e| vm_err(vm, &format!("image {name}: parameters"), e))?;
             if img.path.exists() && !image.force_create {
                 // Kept (`create_image` creates a missing image only): a reused VM may have it
                 // open.
                 return Ok(());
             }
-            blocking(name, "creating the image", move || img.create()).await
+            // A relative name lands under the run's image directory, as avocado-vt's under its
+            // data directory, whose `images/` exists: its directories are made here (never
+            // those of an absolute path, which is the user's).
+            if let Some(parent) = img.path.parent() {
+                if parent.starts_with(&self.image_dir) && !parent.exists() {
+                    std::fs::create_dir_all(parent).map_err(|e| {
+                        vm_err(
+                            vm,
+                            &format!("image {name}: creating {}", parent.display()),
+                            e,
+                        )
+                    })?;
+                }
+            }
+            let what = format!("image {name}: creating it");
+            blocking(vm, &what, move || img.create()).await
         })
     }
 
@@ -448,7 +463,7 @@ impl VmEnv for VmLayerEnv {
         params: &Params,
     ) -> Result<(PathBuf, String), EnvError> {
         let img = vm::image::Image::from_params(params, vm, image, &self.image_dir)
-            .map_err(|e| vm_err(image, "image parameters", e))?;
+            .map_err(|e| vm_err(vm, &format!("image {image}: parameters"), e))?;
         Ok((img.path, img.format))
     }
 
@@ -460,8 +475,9 @@ impl VmEnv for VmLayerEnv {
     ) -> BoxFuture<'a, Result<(), EnvError>> {
         Box::pin(async move {
             let img = vm::image::Image::from_params(params, vm, image, &self.image_dir)
-                .map_err(|e| vm_err(image, "image parameters", e))?;
-            blocking(image, "removing the image", move || img.remove()).await
+                .map_err(|e| vm_err(vm, &format!("image {image}: parameters"), e))?;
+            let what = format!("image {image}: removing it");
+            blocking(vm, &what, move || img.remove()).await
         })
     }
 

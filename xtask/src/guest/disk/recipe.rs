@@ -21,7 +21,8 @@ const SECURITY_MIRROR: &str = "http://deb.debian.org/debian-security";
 /// system and login, the kernel, the services tests talk to, and the tools tp-qemu's tests run
 /// in the guest (partitioning and file systems for block tests, `lspci`/`lsusb`/`lsscsi` for
 /// device checks, `ethtool` and `ping` for NIC tests, `stress-ng` as a migration workload,
-/// `nc` for file transfers).
+/// `nc` for file transfers, `gawk` for avocado-vt's Linux.cfg commands, such as multi_disk's
+/// `show_mount_cmd`).
 pub(super) const PACKAGES: &[&str] = &[
     "systemd-sysv",
     "udev",
@@ -48,6 +49,7 @@ pub(super) const PACKAGES: &[&str] = &[
     "dmidecode",
     "stress-ng",
     "netcat-openbsd",
+    "gawk",
 ];
 
 /// Modules in the initramfs (`MODULES=list`): what mounting the root file system needs on every

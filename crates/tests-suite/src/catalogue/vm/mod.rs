@@ -14,9 +14,11 @@ mod block;
 mod common;
 mod hotplug;
 mod lifecycle;
+mod multi_disk;
 mod nic;
 mod pause;
 mod resources;
+mod stg_params;
 
 use spec::KeyDoc;
 
@@ -405,6 +407,108 @@ pub const NIC_HOTPLUG: TestSpec = TestSpec {
     ],
 };
 
+/// `type = multi_disk`.
+pub const MULTI_DISK: TestSpec = TestSpec {
+    name: "multi_disk",
+    about: "tp-qemu's multi_disk on a Linux guest: adds the disks `stg_params` describes \
+            (`stg_image_num`, ranges, lists; `images += stgN`), creates their images, starts the \
+            VM with them, finds the data disks (`stg_image_size`), and `n_repeat` times \
+            partitions, formats, mounts, copies to and from each and compares (`cmd_list`, \
+            `compare_command`, `dd_test`), with `need_reboot`/`need_shutdown`, then removes the \
+            partitions; at the end destroys the VM and removes the images. Windows guests are \
+            an error naming `os_type`.",
+    params: &[
+        MAIN_VM,
+        SERIAL_LOGIN,
+        KeyDoc::optional(
+            "stg_params",
+            "the disks, as blank-separated `KEY:VALUES` items: `a,b,c` (disk i takes item i mod \
+             len) or `range(…)` (Python's, a 4th argument repeating each value, `n` = the \
+             number of disks); `\\ ` and `\\,` escape",
+        ),
+        KeyDoc::optional(
+            "stg_image_num",
+            "how many disks (unset: the longest value list)",
+        ),
+        KeyDoc::with_default(
+            "stg_image_name",
+            "images/%s",
+            "the disks' image names (`%s`: stg0, stg1…), unless stg_params names them",
+        ),
+        KeyDoc::required(
+            "stg_image_size",
+            "adds `image_size:VALUE` to stg_params; the data disks are the guest's disks of \
+             this size",
+        ),
+        KeyDoc::optional("stg_image_format", "adds `image_format:VALUE`"),
+        KeyDoc::with_default("stg_image_boot", "no", "adds `image_boot:VALUE`"),
+        KeyDoc::optional("stg_drive_format", "adds `drive_format:VALUE`"),
+        KeyDoc::optional("stg_drive_cache", "adds `drive_cache:VALUE`"),
+        KeyDoc::with_default(
+            "stg_assign_index",
+            "yes",
+            "yes: adds `drive_index:range(2,n)`",
+        ),
+        KeyDoc::with_default(
+            "multi_disk_params_only",
+            "no",
+            "yes: log the disks' table and stop",
+        ),
+        KeyDoc::with_default(
+            "n_repeat",
+            "1",
+            "rounds of partition, format, copy and compare",
+        ),
+        KeyDoc::required(
+            "file_system",
+            "the file systems a disk is formatted with (one drawn per disk and round)",
+        ),
+        KeyDoc::with_default(
+            "labeltype",
+            "gpt",
+            "the disks' partition table (gpt, msdos)",
+        ),
+        KeyDoc::with_default("cmd_timeout", "360", "seconds for each guest command"),
+        KeyDoc::required(
+            "cmd_list",
+            "the keys of the commands run on each partition (`%s`: the partition, mounted on \
+             /mnt/PARTITION)",
+        ),
+        KeyDoc::optional(
+            "copy_to_command",
+            "avocado-vt's first command of cmd_list: copies a file to the partition",
+        ),
+        KeyDoc::optional("copy_from_command", "avocado-vt's second: copies it back"),
+        KeyDoc::required(
+            "compare_command",
+            "compares the copies; its output must contain check_result_key_word",
+        ),
+        KeyDoc::required(
+            "check_result_key_word",
+            "what compare_command prints on success",
+        ),
+        KeyDoc::with_default(
+            "dd_test",
+            "no",
+            "a command run on each partition (`%s` twice) that must exit 0",
+        ),
+        KeyDoc::with_default("need_reboot", "no", "yes: reboot after each round's I/O"),
+        KeyDoc::with_default(
+            "need_shutdown",
+            "no",
+            "yes: shut the guest down after each round's I/O and start it again",
+        ),
+        KeyDoc::optional("post_cmd", "run at the end"),
+        KeyDoc::with_default(
+            "check_guest_proc_scsi",
+            "no",
+            "yes: QEMU lists every added disk and the guest's /proc/scsi/scsi every SCSI one",
+        ),
+        KeyDoc::with_default("multi_disk_only_qtree", "no", "yes: stop after that check"),
+        KeyDoc::optional("os_type", "linux (windows is not supported: an error)"),
+    ],
+};
+
 /// `type = physical_resources_check`.
 pub const PHYSICAL_RESOURCES_CHECK: TestSpec = TestSpec {
     name: "physical_resources_check",
@@ -616,6 +720,7 @@ pub fn entries() -> Vec<(TestSpec, TestFn)> {
         (MIGRATION, lifecycle::run_migration),
         (PCI_HOTPLUG, hotplug::run_pci_hotplug),
         (NIC_HOTPLUG, nic::run),
+        (MULTI_DISK, multi_disk::run),
         (PHYSICAL_RESOURCES_CHECK, resources::run),
         (QEMU_GUEST_AGENT, agent::run),
         (BALLOON_CHECK, balloon::run),
