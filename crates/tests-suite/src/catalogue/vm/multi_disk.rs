@@ -411,6 +411,34 @@ fn partitions_in(listing: &str, disk: &str) -> Vec<String> {
     out
 }
 
+/// The guest command listing `disk`'s partitions (read by [`partitions_in`]).
+fn listing_cmd(disk: &str) -> String {
+    format!("ls /sys/dev/block -l | grep /block/{disk}/")
+}
+
+/// `partprobe` of `disk`, then its partitions (`ls -l /sys/dev/block`) polled for up to 30 s
+/// until `done` holds: the last listing and whether it held.
+async fn reread(
+    ctx: &TestContext,
+    shell: &mut Box<dyn RemoteShell>,
+    t: Duration,
+    disk: &str,
+    done: impl Fn(&[String]) -> bool,
+) -> Result<(String, bool), TestError> {
+    let probe = format!("partprobe /dev/{disk}");
+    run_checked(ctx, shell, "the partition", &probe, t).await?;
+    let list = listing_cmd(disk);
+    poll_guest(
+        ctx,
+        shell,
+        &list,
+        Duration::from_secs(30),
+        Duration::from_millis(500),
+        |o| done(&partitions_in(o, disk)),
+    )
+    .await
+}
+
 /// avocado-vt's `configure_empty_linux_disk` with one partition: label, partition, file
 /// system, mount on `/mnt/PART`; the partition's name.
 async fn configure(
@@ -424,27 +452,11 @@ async fn configure(
     let t = g.cmd_timeout;
     let label = format!("parted -s \"/dev/{disk}\" mklabel {}", g.labeltype);
     run_checked(ctx, shell, "labeltype", &label, t).await?;
-    let list = format!("ls /sys/dev/block -l | grep /block/{disk}/");
+    let list = listing_cmd(disk);
     let before = partitions_in(&guest_output(ctx, shell, &list).await?, disk);
     let mkpart = format!("parted -s \"/dev/{disk}\" mkpart primary 0M {size_mib}M");
     run_checked(ctx, shell, "the partition", &mkpart, t).await?;
-    run_checked(
-        ctx,
-        shell,
-        "the partition",
-        &format!("partprobe /dev/{disk}"),
-        t,
-    )
-    .await?;
-    let (out, made) = poll_guest(
-        ctx,
-        shell,
-        &list,
-        Duration::from_secs(30),
-        Duration::from_millis(500),
-        |o| partitions_in(o, disk).len() > before.len(),
-    )
-    .await?;
+    let (out, made) = reread(ctx, shell, t, disk, |p| p.len() > before.len()).await?;
     let Some(part) = partitions_in(&out, disk)
         .into_iter()
         .find(|p| made && !before.contains(p))
@@ -488,7 +500,7 @@ async fn clean(
             }
         }
     }
-    let list = format!("ls /sys/dev/block -l | grep /block/{disk}/");
+    let list = listing_cmd(disk);
     let parts = partitions_in(&guest_output(ctx, shell, &list).await?, disk);
     if parts.is_empty() {
         return Ok(());
@@ -513,23 +525,7 @@ async fn clean(
         )
         .await?;
     }
-    run_checked(
-        ctx,
-        shell,
-        "the partition",
-        &format!("partprobe /dev/{disk}"),
-        t,
-    )
-    .await?;
-    let (out, gone) = poll_guest(
-        ctx,
-        shell,
-        &list,
-        Duration::from_secs(30),
-        Duration::from_millis(500),
-        |o| partitions_in(o, disk).is_empty(),
-    )
-    .await?;
+    let (out, gone) = reread(ctx, shell, t, disk, <[String]>::is_empty).await?;
     if !gone {
         return Err(TestError::fail(format!(
             "the partitions of {disk} did not go within 30 s: {:?}",
