@@ -15,8 +15,8 @@ use std::time::Duration;
 use regex::Regex;
 
 use super::common::{
-    cancellable, fail_env, guest_output, guest_status_output, login, login_via, poll_guest,
-    require_device_types, sub_test, sub_types, vm_alive,
+    cancellable, fail_env, guest_output, guest_status_output, linux_only, login, login_via,
+    poll_guest, require_device_types, sub_test, sub_types, vm_alive,
 };
 use super::BLOCK_HOTPLUG;
 use crate::catalogue::session::main_vm_name;
@@ -107,16 +107,10 @@ impl BlockParams {
         let need_controller = k.bool("need_controller");
         let controller = need_controller.then(|| k.text("controller_model"));
         let sub_types = sub_types(&mut k, SUB_TYPE_KEYS, BLOCK_HOTPLUG.name);
-        if k.opt("os_type").as_deref() == Some("windows") {
-            k.problem(
-                "os_type",
-                spec::ProblemKind::Invalid {
-                    expected: "linux: the Windows disk letters and iozone run of tp-qemu are \
-                               not supported"
-                        .into(),
-                },
-            );
-        }
+        linux_only(
+            &mut k,
+            "the Windows disk letters and iozone run of tp-qemu are not supported",
+        );
         let images = ctx.params.objects("images");
         let (via, pause, blk_num, repeat_times, disk_op_timeout, pattern) = read_params(
             k,

@@ -328,6 +328,70 @@ pub(super) fn sub_types<const N: usize>(
     types
 }
 
+/// QEMU's run state (`query-status`).
+pub(super) async fn status(ctx: &TestContext, vm: &dyn GuestVm) -> Result<String, TestError> {
+    let reply = cancellable(ctx, async {
+        vm.qmp("query-status", serde_json::json!({}))
+            .await
+            .map_err(TestError::from)
+    })
+    .await?;
+    reply
+        .get("status")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| TestError::error(format!("query-status answered {reply}")))
+}
+
+/// QEMU's run state must be `want` after `after` (a failure naming both otherwise).
+pub(super) async fn expect_status(
+    ctx: &TestContext,
+    vm: &dyn GuestVm,
+    want: &str,
+    after: &str,
+) -> Result<(), TestError> {
+    let seen = status(ctx, vm).await?;
+    if seen != want {
+        return Err(TestError::fail(format!(
+            "after {after}, expected QEMU's status {want:?}; query-status says {seen:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// Runs QMP `cmd` without arguments; QEMU refusing it is a failure naming it.
+pub(super) async fn qmp_cmd(
+    ctx: &TestContext,
+    vm: &dyn GuestVm,
+    cmd: &str,
+) -> Result<(), TestError> {
+    cancellable(ctx, async {
+        vm.qmp(cmd, serde_json::json!({}))
+            .await
+            .map(|_| ())
+            .map_err(|e| fail_env(cmd, &e))
+    })
+    .await
+}
+
+/// A random index below `n` (`n` > 0; tp-qemu's `random.randint` draws).
+pub(super) fn random_below(n: usize) -> usize {
+    usize::try_from(getrandom::u32().unwrap_or(0)).unwrap_or(0) % n.max(1)
+}
+
+/// `os_type = windows` is a problem of `k`: `why` says what of tp-qemu's Windows path kvmtest
+/// does not have.
+pub(super) fn linux_only(k: &mut Keys<'_>, why: &str) {
+    if k.opt("os_type").as_deref() == Some("windows") {
+        k.problem(
+            "os_type",
+            spec::ProblemKind::Invalid {
+                expected: format!("linux: {why}"),
+            },
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,7 +27,8 @@ use std::time::Duration;
 use spec::{Processing, Teardown};
 
 use super::common::{
-    cancellable, fail_env, guest_output, guest_status_output, login, login_via, poll_guest,
+    cancellable, fail_env, guest_output, guest_status_output, linux_only, login, login_via,
+    poll_guest, random_below,
 };
 use super::stg_params::{self, StgDisks};
 use super::MULTI_DISK;
@@ -85,16 +86,10 @@ impl GuestCmds {
         let post = k.opt("post_cmd");
         let check_scsi = k.bool("check_guest_proc_scsi");
         let only_qtree = k.bool("multi_disk_only_qtree");
-        if k.opt("os_type").as_deref() == Some("windows") {
-            k.problem(
-                "os_type",
-                spec::ProblemKind::Invalid {
-                    expected: "linux: tp-qemu's diskpart formatting of Windows disks is not \
-                               supported"
-                        .into(),
-                },
-            );
-        }
+        linux_only(
+            &mut k,
+            "tp-qemu's diskpart formatting of Windows disks is not supported",
+        );
         let mut io = Vec::new();
         for name in &names {
             match ctx.params.get(name) {
@@ -186,11 +181,6 @@ async fn run_checked(
         )));
     }
     Ok(out)
-}
-
-/// A random index below `n` (`n` > 0).
-fn random_below(n: usize) -> usize {
-    usize::try_from(getrandom::u32().unwrap_or(0)).unwrap_or(0) % n.max(1)
 }
 
 /// The table of added disks, for the log.

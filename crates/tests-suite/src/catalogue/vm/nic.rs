@@ -36,8 +36,9 @@ use std::time::Duration;
 use spec::NicSpec;
 
 use super::common::{
-    cancellable, fail_env, guest_output, guest_status_output, main_vm, nic_driver, poll_guest,
-    require_device_types, sub_test, sub_types, vm_alive,
+    cancellable, expect_status, fail_env, guest_output, guest_status_output, linux_only, main_vm,
+    nic_driver, poll_guest, qmp_cmd, random_below, require_device_types, sub_test, sub_types,
+    vm_alive,
 };
 use super::NIC_HOTPLUG;
 use crate::catalogue::session::login_timeout;
@@ -111,15 +112,10 @@ impl NicParams {
         let modprobe = k.opt("modprobe_module");
         let random_unplug = k.bool("do_random_unhotplug");
         let sub_types = sub_types(&mut k, SUB_TYPE_KEYS, NIC_HOTPLUG.name);
-        if k.opt("os_type").as_deref() == Some("windows") {
-            k.problem(
-                "os_type",
-                spec::ProblemKind::Invalid {
-                    expected: "linux: the Windows network restart of tp-qemu is not supported"
-                        .into(),
-                },
-            );
-        }
+        linux_only(
+            &mut k,
+            "the Windows network restart of tp-qemu is not supported",
+        );
         let (count, repeat_times, timeout) = read_params(k, (count, repeat_times, timeout))?;
         Ok(NicParams {
             count: NIC_HOTPLUG.declared(count, "nic_hotplug_count")?,
@@ -235,21 +231,6 @@ impl Guest {
         }
         Ok(())
     }
-}
-
-/// The QMP status of the VM (`running`, `paused`…).
-async fn vm_status(ctx: &TestContext, vm: &dyn GuestVm) -> Result<String, TestError> {
-    let reply = cancellable(ctx, async {
-        vm.qmp("query-status", serde_json::json!({}))
-            .await
-            .map_err(TestError::from)
-    })
-    .await?;
-    Ok(reply
-        .get("status")
-        .and_then(serde_json::Value::as_str)
-        .unwrap_or("?")
-        .to_owned())
 }
 
 /// Takes the address and the link of each NIC of `nics` away (step 1).
@@ -661,30 +642,10 @@ async fn plug_round(
         ctx.log.info(format_args!("{name} has the address {ip}"));
         check_reachable(ctx, g, &nic, &ip, "").await?;
         let vm = g.vm.clone();
-        cancellable(ctx, async {
-            vm.qmp("stop", serde_json::json!({}))
-                .await
-                .map_err(TestError::from)
-        })
-        .await?;
-        let st = vm_status(ctx, vm.as_ref()).await?;
-        if st != "paused" {
-            return Err(TestError::fail(format!(
-                "after `stop` the VM is {st:?}, not paused"
-            )));
-        }
-        cancellable(ctx, async {
-            vm.qmp("cont", serde_json::json!({}))
-                .await
-                .map_err(TestError::from)
-        })
-        .await?;
-        let st = vm_status(ctx, vm.as_ref()).await?;
-        if st != "running" {
-            return Err(TestError::fail(format!(
-                "after `cont` the VM is {st:?}, not running"
-            )));
-        }
+        qmp_cmd(ctx, vm.as_ref(), "stop").await?;
+        expect_status(ctx, vm.as_ref(), "paused", "stop").await?;
+        qmp_cmd(ctx, vm.as_ref(), "cont").await?;
+        expect_status(ctx, vm.as_ref(), "running", "cont").await?;
         check_reachable(ctx, g, &nic, &ip, " after stop/cont").await?;
         if p.random_unplug && random_below(2) == 1 {
             let which = random_below(plugged.len());
@@ -698,12 +659,6 @@ async fn plug_round(
         }
     }
     Ok(())
-}
-
-/// A random number below `n` (`n` > 0).
-fn random_below(n: usize) -> usize {
-    let r = usize::try_from(getrandom::u32().unwrap_or(0)).unwrap_or(0);
-    r % n.max(1)
 }
 
 /// Unplugs `nic` (QEMU confirms it) and waits for the guest to lose its interface.

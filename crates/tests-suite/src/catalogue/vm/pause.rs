@@ -4,49 +4,13 @@
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
-
-use super::common::{cancellable, fail_env, guest_status_output, login, login_via, main_vm};
+use super::common::{
+    cancellable, expect_status, guest_status_output, login, login_via, main_vm, qmp_cmd as qmp,
+};
 use super::STOP_CONTINUE;
-use crate::env::GuestVm;
 use crate::future::BoxFuture;
 use crate::registry::{read_params, TestContext};
 use crate::verdict::{TestError, TestResult};
-
-/// QEMU's run state (`query-status`).
-async fn status(ctx: &TestContext, vm: &dyn GuestVm) -> Result<String, TestError> {
-    let reply = cancellable(ctx, async {
-        vm.qmp("query-status", json!({}))
-            .await
-            .map_err(TestError::from)
-    })
-    .await?;
-    reply
-        .get("status")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .ok_or_else(|| TestError::error(format!("query-status answered {reply}")))
-}
-
-async fn expect_status(ctx: &TestContext, vm: &dyn GuestVm, want: &str, after: &str) -> TestResult {
-    let seen = status(ctx, vm).await?;
-    if seen != want {
-        return Err(TestError::fail(format!(
-            "after {after}, expected QEMU's status {want:?}; query-status says {seen:?}"
-        )));
-    }
-    Ok(())
-}
-
-async fn qmp(ctx: &TestContext, vm: &dyn GuestVm, cmd: &str) -> TestResult {
-    cancellable(ctx, async {
-        vm.qmp(cmd, json!({}))
-            .await
-            .map(|_| ())
-            .map_err(|e| fail_env(cmd, &e))
-    })
-    .await
-}
 
 /// A spawned task that ends with its handle (a cancelled or failed test leaves no background
 /// shell behind).
