@@ -1,5 +1,6 @@
 //! `cargo xtask failures RESULTS_DIR…`: what a reader of a CI log needs to see of each test that
-//! did not pass, printed from a result directory (`RESULTS_DIR/latest` when it is a `--results-dir`
+//! did not pass (and each failed attempt of a test run again with `--retries`), printed from a
+//! result directory (`RESULTS_DIR/latest` when it is a `--results-dir`
 //! root): its verdict and reason, the end of its `test.log`, and per VM the end of `vm.log`,
 //! `serial.log`, QEMU's own output and the last guest session's transcript.
 //!
@@ -50,6 +51,56 @@ fn tail(path: &Path, n: usize) -> String {
     }
 }
 
+/// The end of `test.log` in the test (or attempt) directory `tdir`, then per VM directory the
+/// ends of `vm.log`, `qemu.log`, `serial.log` and the last guest session.
+fn show_dir(out: &mut String, tdir: &Path) {
+    out.push_str(&format!("--- {}\n", tdir.join("test.log").display()));
+    out.push_str(&tail(&tdir.join("test.log"), TEST_LOG_LINES));
+    let mut vms: Vec<PathBuf> = std::fs::read_dir(tdir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_dir())
+                .filter(|p| {
+                    !p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("attempt-"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    vms.sort();
+    for vm in vms {
+        let mut sessions: Vec<PathBuf> = std::fs::read_dir(&vm)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| {
+                        p.file_name()
+                            .and_then(|n| n.to_str())
+                            .is_some_and(|n| n.starts_with("session-"))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        // session-N-…: the highest N is the last session opened.
+        sessions.sort_by_key(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.split('-').nth(1))
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0)
+        });
+        let files = ["vm.log", "qemu.log", "serial.log"]
+            .iter()
+            .map(|f| vm.join(f))
+            .filter(|p| p.exists())
+            .chain(sessions.last().cloned());
+        for f in files {
+            out.push_str(&format!("--- {}\n", f.display()));
+            out.push_str(&tail(&f, VM_FILE_LINES));
+        }
+    }
+}
+
 /// The report for one job directory.
 pub fn report(dir: &Path) -> Result<String> {
     let job = job_dir(dir);
@@ -66,61 +117,41 @@ pub fn report(dir: &Path) -> Result<String> {
     let mut shown = 0;
     for t in tests {
         let verdict = t.get("verdict").and_then(|v| v.as_str()).unwrap_or("?");
+        let name = t.get("name").and_then(|v| v.as_str()).unwrap_or("?");
+        // `--retries`: the failed attempts of a test, flaky or not, each with its files.
+        let retried = t
+            .get("retried")
+            .and_then(serde_json::Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for (i, a) in retried.iter().enumerate() {
+            shown += 1;
+            let v = a.get("verdict").and_then(|v| v.as_str()).unwrap_or("?");
+            let message = a.get("message").and_then(|v| v.as_str()).unwrap_or("");
+            out.push_str(&format!(
+                "=== {v}: {name}, attempt {} of {} (the test ended {verdict})\n    {message}\n",
+                i + 1,
+                retried.len() + 1
+            ));
+            match a.get("dir").and_then(|v| v.as_str()) {
+                Some(d) => show_dir(&mut out, &job.join(d)),
+                None => out.push_str("    (no directory recorded)\n"),
+            }
+        }
         if matches!(verdict, "pass" | "skip") {
             continue;
         }
         shown += 1;
-        let name = t.get("name").and_then(|v| v.as_str()).unwrap_or("?");
         let message = t.get("message").and_then(|v| v.as_str()).unwrap_or("");
         out.push_str(&format!("=== {verdict}: {name}\n    {message}\n"));
-        let Some(tdir) = t.get("dir").and_then(|v| v.as_str()).map(|d| job.join(d)) else {
-            out.push_str("    (no test directory recorded)\n");
-            continue;
-        };
-        out.push_str(&format!("--- {}\n", tdir.join("test.log").display()));
-        out.push_str(&tail(&tdir.join("test.log"), TEST_LOG_LINES));
-        let mut vms: Vec<PathBuf> = std::fs::read_dir(&tdir)
-            .map(|rd| {
-                rd.filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| p.is_dir())
-                    .collect()
-            })
-            .unwrap_or_default();
-        vms.sort();
-        for vm in vms {
-            let mut sessions: Vec<PathBuf> = std::fs::read_dir(&vm)
-                .map(|rd| {
-                    rd.filter_map(|e| e.ok().map(|e| e.path()))
-                        .filter(|p| {
-                            p.file_name()
-                                .and_then(|n| n.to_str())
-                                .is_some_and(|n| n.starts_with("session-"))
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            // session-N-…: the highest N is the last session opened.
-            sessions.sort_by_key(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .and_then(|n| n.split('-').nth(1))
-                    .and_then(|n| n.parse::<u64>().ok())
-                    .unwrap_or(0)
-            });
-            let files = ["vm.log", "qemu.log", "serial.log"]
-                .iter()
-                .map(|f| vm.join(f))
-                .filter(|p| p.exists())
-                .chain(sessions.last().cloned());
-            for f in files {
-                out.push_str(&format!("--- {}\n", f.display()));
-                out.push_str(&tail(&f, VM_FILE_LINES));
-            }
+        match t.get("dir").and_then(|v| v.as_str()) {
+            Some(d) => show_dir(&mut out, &job.join(d)),
+            None => out.push_str("    (no test directory recorded)\n"),
         }
     }
     if shown == 0 {
         out.push_str(&format!(
-            "{}: every test passed or was skipped\n",
+            "{}: every test passed (on its first attempt) or was skipped\n",
             job.display()
         ));
     }
@@ -172,6 +203,34 @@ mod tests {
         assert!(out.contains("serial.log\n    (empty)"), "{out}");
         assert!(out.contains("tenth: No route to host"), "{out}");
         assert!(!out.contains("second"), "{out}");
+    }
+
+    #[test]
+    fn a_flaky_test_shows_its_failed_attempt() {
+        let job = tempfile::tempdir().expect("tempdir");
+        let t = job.path().join("tests/00000-a");
+        std::fs::create_dir_all(t.join("attempt-1/vm1-1")).expect("mkdir");
+        std::fs::write(t.join("test.log"), "second try passed\n").expect("write");
+        std::fs::write(t.join("attempt-1/test.log"), "first try\n").expect("write");
+        std::fs::write(t.join("attempt-1/vm1-1/serial.log"), "Kernel panic\n").expect("write");
+        std::fs::write(
+            job.path().join("results.json"),
+            serde_json::json!({"tests": [{"name": "a", "verdict": "pass", "dir": "tests/00000-a",
+                "retried": [{"verdict": "fail", "message": "no login", "duration_s": 1.0,
+                             "dir": "tests/00000-a/attempt-1"}]}]})
+            .to_string(),
+        )
+        .expect("write");
+        let out = report(job.path()).expect("report");
+        assert!(
+            out.contains("=== fail: a, attempt 1 of 2 (the test ended pass)\n    no login"),
+            "{out}"
+        );
+        assert!(
+            out.contains("first try") && out.contains("Kernel panic"),
+            "{out}"
+        );
+        assert!(!out.contains("second try"), "{out}");
     }
 
     #[test]

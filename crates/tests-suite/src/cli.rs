@@ -78,6 +78,11 @@ pub struct RunArgs {
     /// Run only shard K of N: variant i (0-based) runs when i % N == K-1.
     #[arg(long, value_name = "K/N")]
     pub shard: Option<Shard>,
+    /// Run a test that fails or errors again, up to N more times, with the worker's VMs
+    /// killed first. One that then passes is reported as passed and FLAKY (results.json
+    /// `retried`, junit `flakyFailure`); the failed attempts' files stay in `attempt-K/`.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub retries: u32,
     /// The QEMU binary, set as `qemu_binary` in every variant. Precedence: this flag, then
     /// `qemu_binary` in kvmtest.toml, then $KVMTEST_QEMU, then qemu-system-x86_64 on PATH.
     #[arg(long, value_name = "PATH")]
@@ -204,6 +209,7 @@ fn cli_run_inner(args: &RunArgs) -> Result<ExitStatus, ExitStatus> {
     options.job_id = args.job_id.clone();
     options.jobs = args.jobs.map_or(settings.jobs, NonZeroUsize::get);
     options.shard = args.shard;
+    options.retries = args.retries;
     // `--qemu` > `qemu_binary` (settings); with neither, the VM layer takes the default of every
     // kvmtest layer, `$KVMTEST_QEMU` else `qemu-system-x86_64` (`qemu_cmd::probe::default_binary`).
     options.qemu_binary = args.qemu.clone().or(settings.qemu_binary);

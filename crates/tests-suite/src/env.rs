@@ -51,10 +51,12 @@ pub enum EnvError {
     },
     /// The guest never offered a login within the time given (or QEMU exited meanwhile): what
     /// a boot that does not come up looks like. Tests report it as a failure.
-    #[error("VM '{name}': the guest did not come up")]
+    #[error("VM '{name}': the guest did not come up{}", crash.as_ref().map(|c| format!(" (its serial console shows a crash: {c})")).unwrap_or_default())]
     NoLogin {
         /// The VM.
         name: String,
+        /// The first line of a guest kernel crash (panic, oops, BUG) on its serial console.
+        crash: Option<String>,
         /// The VM layer's error: the login's last attempt.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,

@@ -75,6 +75,19 @@ impl Progress {
             let first = m.lines().next().unwrap_or_default();
             line.push_str(&format!(": {first}"));
         }
+        if !record.retried.is_empty() {
+            let n = record.retried.len() + 1;
+            if record.flaky() {
+                line.push_str(&format!(" — FLAKY, passed on attempt {n}"));
+            } else {
+                line.push_str(&format!(" — after {n} attempts"));
+            }
+            for (i, a) in record.retried.iter().enumerate() {
+                let first = a.message.as_deref().unwrap_or_default();
+                let first = first.lines().next().unwrap_or_default();
+                line.push_str(&format!("\n    attempt {}: {} {first}", i + 1, a.verdict));
+            }
+        }
         if let Some(bar) = &self.bar {
             bar.println(line);
             bar.set_message(counts.to_string());

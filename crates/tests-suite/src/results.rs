@@ -94,6 +94,31 @@ pub struct TestRecord {
     /// The QEMU of the environment it ran in, `<path> (<version>)`; absent without a VM layer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qemu: Option<String>,
+    /// The attempts that failed before the one recorded (`--retries`), oldest first; each
+    /// one's files are in `<dir>/attempt-N/`. A test that passed after such attempts is
+    /// *flaky*.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retried: Vec<Attempt>,
+}
+
+impl TestRecord {
+    /// Passed, but only after failed attempts.
+    pub fn flaky(&self) -> bool {
+        self.verdict == VerdictKind::Pass && !self.retried.is_empty()
+    }
+}
+
+/// One failed attempt of a test that was run again (`--retries`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// Its verdict (fail or error).
+    pub verdict: VerdictKind,
+    /// The verdict's message.
+    pub message: Option<String>,
+    /// How long it took, in seconds.
+    pub duration_s: f64,
+    /// Its directory, relative to the job directory (`<test dir>/attempt-N`).
+    pub dir: String,
 }
 
 /// The content of `results.json`.
@@ -163,7 +188,25 @@ impl RunReport {
         for t in &self.tests {
             let ty = t.test_type.clone().unwrap_or_else(|| "unknown".into());
             let mut status = match t.verdict {
-                VerdictKind::Pass => TestCaseStatus::success(),
+                VerdictKind::Pass => TestCaseStatus::Success {
+                    // Surefire's rerun format: each failed attempt of a flaky test.
+                    flaky_runs: t
+                        .retried
+                        .iter()
+                        .map(|a| {
+                            let kind = match a.verdict {
+                                VerdictKind::Error => NonSuccessKind::Error,
+                                _ => NonSuccessKind::Failure,
+                            };
+                            let mut run = quick_junit::TestRerun::new(kind);
+                            if let Some(m) = &a.message {
+                                run.set_message(m.as_str());
+                            }
+                            run.set_time(Duration::from_secs_f64(a.duration_s.max(0.0)));
+                            run
+                        })
+                        .collect(),
+                },
                 VerdictKind::Fail => TestCaseStatus::non_success(NonSuccessKind::Failure),
                 VerdictKind::Error => TestCaseStatus::non_success(NonSuccessKind::Error),
                 VerdictKind::Cancel => {
@@ -312,6 +355,9 @@ pub fn merge(
     merged.collect_qemu();
     for t in &merged.tests {
         merged.counts.add(t.verdict);
+        if t.flaky() {
+            merged.counts.flaky += 1;
+        }
     }
     merged.write(&out)?;
     update_latest(results_dir, job_id)?;

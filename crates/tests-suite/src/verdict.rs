@@ -106,6 +106,9 @@ pub struct Counts {
     pub skip: u64,
     /// Tests cut short by an interruption.
     pub cancel: u64,
+    /// Of the passed tests, those that passed only on a retry (`--retries`).
+    #[serde(default)]
+    pub flaky: u64,
 }
 
 impl Counts {
@@ -133,10 +136,14 @@ impl Counts {
 
 impl fmt::Display for Counts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "pass {}", self.pass)?;
+        if self.flaky > 0 {
+            write!(f, " ({} flaky)", self.flaky)?;
+        }
         write!(
             f,
-            "pass {} fail {} error {} skip {} cancel {}",
-            self.pass, self.fail, self.error, self.skip, self.cancel
+            " fail {} error {} skip {} cancel {}",
+            self.fail, self.error, self.skip, self.cancel
         )
     }
 }

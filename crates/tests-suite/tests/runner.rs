@@ -632,3 +632,118 @@ variants:
         "{bad}"
     );
 }
+
+static FLIPS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+const FLIP: tests_suite::TestSpec = tests_suite::TestSpec {
+    name: "flip",
+    about: "fails until its call number reaches `flip_pass_at` (per variant)",
+    params: &[tests_suite::KeyDoc::optional(
+        "flip_pass_at",
+        "the first passing call; absent: never passes",
+    )],
+};
+
+/// Fails (leaving `mark.txt` with its call number in its directory) until call
+/// `flip_pass_at` of its variant.
+fn run_flip(ctx: &tests_suite::TestContext) -> BoxFuture<'_, tests_suite::TestResult> {
+    Box::pin(async move {
+        let n = {
+            let mut calls = FLIPS.lock().unwrap();
+            calls.push(ctx.name.clone());
+            calls.iter().filter(|c| **c == ctx.name).count()
+        };
+        std::fs::write(ctx.dir.join("mark.txt"), n.to_string()).unwrap();
+        match ctx.params.get("flip_pass_at") {
+            Some(at) if at.parse::<usize>().ok() == Some(n) => Ok(()),
+            _ => Err(tests_suite::TestError::Fail(format!("call {n}"))),
+        }
+    })
+}
+
+#[test]
+fn retries_run_a_failed_test_again_and_report_a_late_pass_as_flaky() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = "\
+variants:
+    - late:
+        type = flip
+        flip_pass_at = 2
+    - never:
+        type = flip
+    - skipped:
+        type = noop
+        noop_verdict = skip
+    - fine:
+        type = noop
+";
+    let mut o = options(dir.path());
+    o.retries = 2;
+    o.registry.register(FLIP, run_flip).unwrap();
+    let s = run(&config(cfg), &o).unwrap();
+    let t = &s.report.tests;
+    let v: Vec<_> = t.iter().map(|t| t.verdict).collect();
+    assert_eq!(
+        v,
+        [
+            VerdictKind::Pass,
+            VerdictKind::Fail,
+            VerdictKind::Skip,
+            VerdictKind::Pass
+        ]
+    );
+    // late: one failed attempt, then a pass — flaky, counted as passed.
+    assert!(t[0].flaky());
+    assert_eq!(t[0].retried.len(), 1);
+    assert_eq!(t[0].retried[0].message.as_deref(), Some("call 1"));
+    assert_eq!(t[0].retried[0].dir, format!("{}/attempt-1", t[0].dir));
+    // never: three attempts (two retries), all failed; the last one is the verdict.
+    assert_eq!(t[1].message.as_deref(), Some("call 3"));
+    let earlier: Vec<_> = t[1].retried.iter().map(|a| a.message.clone()).collect();
+    assert_eq!(earlier, [Some("call 1".into()), Some("call 2".into())]);
+    assert!(!t[1].flaky());
+    // Skips and passes are never retried.
+    assert!(t[2].retried.is_empty() && t[3].retried.is_empty());
+    let c = s.report.counts;
+    assert_eq!((c.pass, c.flaky, c.fail, c.skip), (2, 1, 1, 1));
+    assert_eq!(
+        c.to_string(),
+        "pass 2 (1 flaky) fail 1 error 0 skip 1 cancel 0"
+    );
+    assert_eq!(s.exit, ExitStatus::TestsFailed);
+
+    // Each attempt's files are kept apart: the test directory holds the last attempt, and
+    // attempt-N/ the earlier ones, each with its own log, params and files.
+    let never = s.job_dir.join(&t[1].dir);
+    for (sub, mark) in [("", "3"), ("attempt-1/", "1"), ("attempt-2/", "2")] {
+        assert_eq!(read(&never.join(format!("{sub}mark.txt"))), mark, "{sub}");
+        assert!(never.join(format!("{sub}params.json")).is_file(), "{sub}");
+        assert!(never.join(format!("{sub}test.log")).is_file(), "{sub}");
+    }
+    let log = read(&never.join("test.log"));
+    assert!(
+        log.contains("attempt 3 of 3 (--retries 2): attempt 2 ended FAIL: call 2"),
+        "{log}"
+    );
+    // No stray directories beside the tests'.
+    let names: BTreeSet<String> = std::fs::read_dir(s.job_dir.join("tests"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 4, "{names:?}");
+
+    // results.json round-trips; junit has the flaky run; events name each retry.
+    assert_eq!(RunReport::read(&s.job_dir).unwrap(), s.report);
+    let junit = read(&s.job_dir.join("junit.xml"));
+    assert!(
+        junit
+            .lines()
+            .any(|l| l.contains("<flakyFailure") && l.contains("message=\"call 1\"")),
+        "{junit}"
+    );
+    let retried = read(&s.job_dir.join("events.jsonl"))
+        .lines()
+        .filter(|l| l.contains("\"test_retried\""))
+        .count();
+    assert_eq!(retried, 3);
+}

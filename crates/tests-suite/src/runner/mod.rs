@@ -12,6 +12,9 @@
 //! 5. post-processing with the variant's params — or their `on_error` view when the test
 //!    failed or errored: `kill_vm` (gracefully with `kill_vm_gracefully`, `kill_vm_timeout`),
 //!    `kill_unresponsive_vms`, `remove_image`. After a cancellation every VM is killed.
+//! 6. with `--retries N`, a test that failed or errored is run again (steps 1–5, at most N
+//!    more times) after the worker's VMs are killed; the failed attempt's files move to
+//!    `attempt-K/` in its directory and its verdict to the record's `retried` list.
 //!
 //! Sharding rule: variant `i` (0-based, in the config's enumeration order, which is
 //! deterministic) belongs to shard `K/N` (1-based `K`) when `i % N == K - 1`. Every variant is
@@ -89,6 +92,10 @@ pub struct RunOptions {
     pub jobs: usize,
     /// Run only this shard.
     pub shard: Option<Shard>,
+    /// How many times a test that fails or errors is run again (`--retries`), each time
+    /// with the worker's VMs destroyed first. One that then passes counts as passed and
+    /// *flaky*; the failed attempts' files stay in `attempt-N/` of its directory.
+    pub retries: u32,
     /// Sets `qemu_binary` in every variant (overrides the config, like avocado's
     /// `--vt-qemu-bin`) and is the binary the VM layer runs. `None`: the VM layer's default,
     /// `$KVMTEST_QEMU`, else `qemu-system-x86_64` on `PATH`.
@@ -129,6 +136,7 @@ impl RunOptions {
             job_id: None,
             jobs: 1,
             shard: None,
+            retries: 0,
             qemu_binary: None,
             guest_cache: None,
             progress: ProgressMode::Auto,
@@ -199,6 +207,7 @@ struct Shared {
     state: StateStore,
     cancel: CancellationToken,
     job_dir: PathBuf,
+    retries: u32,
 }
 
 struct Tally {
@@ -261,7 +270,8 @@ pub fn run(config: &Config, options: &RunOptions) -> Result<RunSummary, RunError
     events.emit(
         "run_started",
         json!({"job_id": job_id, "variants_total": total, "variants_selected": planned.len(),
-               "shard": options.shard.map(|s| s.to_string()), "jobs": options.jobs}),
+               "shard": options.shard.map(|s| s.to_string()), "jobs": options.jobs,
+               "retries": options.retries}),
     );
     let state = StateStore::create(&job_dir.join("state.json"))?;
     let selected = planned.len();
@@ -279,6 +289,7 @@ pub fn run(config: &Config, options: &RunOptions) -> Result<RunSummary, RunError
         state,
         cancel: options.cancel.clone(),
         job_dir: job_dir.clone(),
+        retries: options.retries,
     });
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -421,6 +432,9 @@ async fn worker(shared: Arc<Shared>, env: Result<Arc<dyn VmEnv>, EnvError>) {
         };
         if let Ok(mut t) = shared.tally.lock() {
             t.counts.add(record.verdict);
+            if record.flaky() {
+                t.counts.flaky += 1;
+            }
             let counts = t.counts;
             t.progress.finished(&record, &counts);
             t.records.push(record);

@@ -12,7 +12,7 @@ use spec::{Processing, TestTarget};
 use super::{Planned, Shared};
 use crate::env::{Teardown, VmEnv};
 use crate::registry::{TestContext, TestLog};
-use crate::results::TestRecord;
+use crate::results::{Attempt, TestRecord};
 use crate::verdict::{TestError, Verdict, VerdictKind};
 
 fn sanitize(name: &str) -> String {
@@ -55,6 +55,7 @@ pub(super) fn record_without_running(shared: &Shared, p: Planned, verdict: Verdi
         duration_s: 0.0,
         dir: String::new(),
         qemu: None,
+        retried: Vec::new(),
     };
     shared.events.emit(
         "test_finished",
@@ -87,17 +88,105 @@ pub(super) async fn run_one(shared: &Arc<Shared>, env: &Arc<dyn VmEnv>, p: Plann
         "test_started",
         json!({"index": p.index, "name": p.name, "type": test_type, "dir": rel}),
     );
-    let setup = fs::create_dir_all(&dir)
-        .and_then(|()| write_params(&dir, &p))
+    let mut retried: Vec<Attempt> = Vec::new();
+    let verdict = loop {
+        let attempt_clock = Instant::now();
+        let verdict = attempt(shared, env, &p, &dir, &retried).await;
+        let failed = matches!(verdict.kind(), VerdictKind::Fail | VerdictKind::Error);
+        if !failed || retried.len() >= shared.retries as usize || shared.cancel.is_cancelled() {
+            break verdict;
+        }
+        // A retry on a VM the failure may have broken proves nothing: the worker's VMs go.
+        for name in env.vm_names() {
+            let _ = env.destroy_vm(&name, Teardown::Kill).await;
+        }
+        let n = retried.len() + 1;
+        let kept = format!("{rel}/attempt-{n}");
+        if let Err(e) = keep_attempt(&dir, n) {
+            // Without a place for its files the next attempt would overwrite them.
+            let msg = format!(
+                "{} (not retried: moving its files to {kept}: {e})",
+                verdict.message().unwrap_or_default()
+            );
+            break match verdict {
+                Verdict::Error(_) => Verdict::Error(msg),
+                _ => Verdict::Fail(msg),
+            };
+        }
+        shared.events.emit(
+            "test_retried",
+            json!({"index": p.index, "name": p.name, "attempt": n, "verdict": verdict.kind(),
+                   "message": verdict.message(), "dir": kept}),
+        );
+        retried.push(Attempt {
+            verdict: verdict.kind(),
+            message: verdict.message().map(str::to_string),
+            duration_s: attempt_clock.elapsed().as_secs_f64(),
+            dir: kept,
+        });
+    };
+    let record = TestRecord {
+        index: p.index,
+        name: p.name,
+        shortname: p.shortname,
+        test_type,
+        verdict: verdict.kind(),
+        message: verdict.message().map(str::to_string),
+        started,
+        duration_s: clock.elapsed().as_secs_f64(),
+        dir: rel,
+        qemu: env.qemu(),
+        retried,
+    };
+    shared.events.emit(
+        "test_finished",
+        json!({"index": record.index, "name": record.name, "verdict": record.verdict,
+               "message": record.message, "duration_s": record.duration_s,
+               "attempts": record.retried.len() + 1}),
+    );
+    record
+}
+
+/// Moves what the attempt left in the test directory `dir` (all but the earlier attempts'
+/// `attempt-K/`) into `dir/attempt-N`; renames only, so nothing is copied or lost.
+fn keep_attempt(dir: &Path, n: usize) -> std::io::Result<()> {
+    let into = dir.join(format!("attempt-{n}"));
+    fs::create_dir(&into)?;
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let earlier = name.to_str().is_some_and(|s| {
+            s.strip_prefix("attempt-")
+                .is_some_and(|k| k.parse::<usize>().is_ok())
+        });
+        if !earlier {
+            fs::rename(entry.path(), into.join(&name))?;
+        }
+    }
+    Ok(())
+}
+
+/// One attempt of a variant in `dir` (steps 1–5): its params and log files, the test and the
+/// post-processing. `retried`: the attempts that failed before this one.
+async fn attempt(
+    shared: &Arc<Shared>,
+    env: &Arc<dyn VmEnv>,
+    p: &Planned,
+    dir: &Path,
+    retried: &[Attempt],
+) -> Verdict {
+    let test_type = spec::test::test_type(&p.params);
+    let setup = fs::create_dir_all(dir)
+        .and_then(|()| write_params(dir, p))
         .and_then(|()| TestLog::create(&dir.join("test.log")));
-    let verdict = match setup {
+    match setup {
         Err(e) => Verdict::Error(format!("creating {}: {e}", dir.display())),
         Ok(log) => {
             let ctx = TestContext {
                 params: p.params.clone(),
                 name: p.name.clone(),
                 shortname: p.shortname.clone(),
-                dir: dir.clone(),
+                dir: dir.to_path_buf(),
                 log,
                 cancel: shared.cancel.child_token(),
                 env: env.clone(),
@@ -106,6 +195,19 @@ pub(super) async fn run_one(shared: &Arc<Shared>, env: &Arc<dyn VmEnv>, p: Plann
             };
             ctx.log
                 .info(format_args!("test {} ({:?})", p.name, test_type));
+            if let Some(last) = retried.last() {
+                ctx.log.info(format_args!(
+                    "attempt {} of {} (--retries {}): attempt {} ended {}: {}; its files are in \
+                     attempt-{}/",
+                    retried.len() + 1,
+                    shared.retries + 1,
+                    shared.retries,
+                    retried.len(),
+                    last.verdict,
+                    last.message.as_deref().unwrap_or_default(),
+                    retried.len()
+                ));
+            }
             let result = tokio::select! {
                 r = select_and_run(shared, &ctx) => r,
                 () = shared.cancel.cancelled() => Err(TestError::Cancelled),
@@ -119,28 +221,10 @@ pub(super) async fn run_one(shared: &Arc<Shared>, env: &Arc<dyn VmEnv>, p: Plann
                 }
             }
             // The VMs that outlive this test leave their share of the logs in its directory.
-            env.end_test(&dir).await;
+            env.end_test(dir).await;
             verdict
         }
-    };
-    let record = TestRecord {
-        index: p.index,
-        name: p.name,
-        shortname: p.shortname,
-        test_type,
-        verdict: verdict.kind(),
-        message: verdict.message().map(str::to_string),
-        started,
-        duration_s: clock.elapsed().as_secs_f64(),
-        dir: rel,
-        qemu: env.qemu(),
-    };
-    shared.events.emit(
-        "test_finished",
-        json!({"index": record.index, "name": record.name, "verdict": record.verdict,
-               "message": record.message, "duration_s": record.duration_s}),
-    );
-    record
+    }
 }
 
 /// Steps 2–4: select the test by `type`, check its parameters, pre-process, run.

@@ -283,10 +283,12 @@ impl LiveVm {
         let vm = g.as_mut().ok_or_else(|| EnvError::NoSuchVm {
             name: self.name.clone(),
         })?;
+        let serial = vm.log_dir().join("serial.log");
         f(vm).await.map_err(|e| {
             if no_login(&e) {
                 EnvError::NoLogin {
                     name: self.name.clone(),
+                    crash: guest_crash(&fs::read(&serial).unwrap_or_default()),
                     source: Box::new(e),
                 }
             } else {
@@ -294,6 +296,28 @@ impl LiveVm {
             }
         })
     }
+}
+
+/// The first line of a guest kernel crash in serial console output: a panic, an oops, a
+/// `BUG:` or a general protection fault (the kernel's own wording), timestamp stripped.
+pub(super) fn guest_crash(console: &[u8]) -> Option<String> {
+    const SIGNS: [&str; 4] = [
+        "Kernel panic - not syncing",
+        "BUG: ",
+        "Oops: ",
+        "general protection fault",
+    ];
+    String::from_utf8_lossy(console)
+        .lines()
+        .find(|l| SIGNS.iter().any(|s| l.contains(s)))
+        .map(|l| {
+            let l = l.trim();
+            // `[   81.662970] BUG: …`: the text after the kernel's timestamp.
+            match l.strip_prefix('[').and_then(|r| r.split_once(']')) {
+                Some((_, rest)) => rest.trim().to_string(),
+                None => l.to_string(),
+            }
+        })
 }
 
 /// Whether `e` says the guest never offered a login: every attempt until the deadline failed
@@ -320,4 +344,21 @@ pub(super) fn count_occurrences(hay: &[u8], needle: &[u8]) -> usize {
         return 0;
     }
     hay.windows(needle.len()).filter(|w| *w == needle).count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::guest_crash;
+
+    #[test]
+    fn a_kernel_crash_on_the_console_is_found_by_its_first_line() {
+        let console =
+            b"[    1.0] booting\n[   81.66] BUG: kernel NULL pointer dereference, address: 24\n\
+[   81.67] Kernel panic - not syncing: Fatal exception in interrupt\n";
+        assert_eq!(
+            guest_crash(console).as_deref(),
+            Some("BUG: kernel NULL pointer dereference, address: 24")
+        );
+        assert_eq!(guest_crash(b"login: \nkvmtest-guest login:"), None);
+    }
 }
