@@ -249,6 +249,14 @@ pub enum Error {
         /// What went wrong on which side.
         why: String,
     },
+    /// A VM's state could not be saved, or a VM not restored from a saved state.
+    #[error("VM {vm}: saved state: {why}")]
+    Snapshot {
+        /// The VM.
+        vm: String,
+        /// What is in the way, or what failed.
+        why: String,
+    },
     /// A guest session failed.
     #[error(transparent)]
     Session(#[from] SessionError),

@@ -49,12 +49,13 @@ mod vsock;
 
 pub use error::{BoxError, Error, ImageError, SessionError};
 pub use net::MacAddr;
-pub use plan::{run_base, sweep_stale, PlanOptions, VmPlan};
+pub use plan::{run_base, sweep_stale, Identity, PlanOptions, VmPlan};
 pub use qemu::{probe_accel, AccelChoice, Qemu, QemuArgvError};
 pub use qemu_cmd::render_argv;
 pub use session::{Session, SessionSpec, Transport};
 pub use spec::Teardown;
 pub use vm::{
     with_control_monitor, Access, DiskPlug, HotDisk, HotNic, MigrationOptions, MigrationProtocol,
-    MigrationReport, NicIds, RebootMethod, StoppedBy, Timeouts, Vm, VmSetup, CONTROL_MONITOR,
+    MigrationReport, NicIds, RebootMethod, SavedState, StoppedBy, Timeouts, Vm, VmSetup,
+    CONTROL_MONITOR,
 };

@@ -50,6 +50,19 @@ pub struct PlanOptions<'a> {
     pub migration_source: Option<&'a VmPlan>,
     /// Start as a migration destination.
     pub incoming: Option<Incoming>,
+    /// Start as the VM whose state was saved with this identity (a restore): its MACs
+    /// (sharing their reservations) and UUID, as a migration destination takes its source's.
+    pub restore: Option<&'a Identity>,
+}
+
+/// The guest-visible identity of a VM whose state was saved ([`VmPlan::identity`]): a VM
+/// restored from that state must show the guest the same NIC MACs and UUID. It holds the
+/// MAC reservations, so no other VM is given those MACs while the state may be restored.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    macs: Vec<net::MacAddr>,
+    reservations: Vec<MacReservation>,
+    uuid: spec::types::Uuid,
 }
 
 impl PlanOptions<'_> {
@@ -60,6 +73,7 @@ impl PlanOptions<'_> {
             image_dir: None,
             migration_source: None,
             incoming: None,
+            restore: None,
         }
     }
 }
@@ -108,6 +122,12 @@ impl VmPlan {
         .map_err(io_err("recording the owner in", run_dir.path()))?;
 
         let source = opts.migration_source.map(VmPlan::values);
+        // The MACs (and their reservations) a migration destination or a restored VM keeps.
+        let kept_reservations: &[MacReservation] = match (opts.migration_source, opts.restore) {
+            (Some(s), _) => s.reservations(),
+            (None, Some(id)) => &id.reservations,
+            (None, None) => &[],
+        };
         let mut reservations = Vec::new();
         let mac_dir = net::mac_registry_dir();
         let mut nics = Vec::new();
@@ -116,17 +136,18 @@ impl VmPlan {
         let mut bridge_taps = Vec::new();
         let mut private_bridges = Vec::new();
         for (index, nic) in spec.nics.iter().enumerate() {
-            let from_source = source.and_then(|v| v.nics.get(index));
+            let kept_mac = match (source, opts.restore) {
+                (Some(v), _) => v.nics.get(index).map(|n| n.mac),
+                (None, Some(id)) => id.macs.get(index).copied(),
+                (None, None) => None,
+            };
             let mac = if let Some(given) = nic.mac {
                 given
-            } else if let Some(src) = from_source {
-                if let Some(r) = opts
-                    .migration_source
-                    .and_then(|s| s.reservations().iter().find(|r| r.mac() == src.mac))
-                {
+            } else if let Some(kept) = kept_mac {
+                if let Some(r) = kept_reservations.iter().find(|r| r.mac() == kept) {
                     reservations.push(r.clone());
                 }
-                src.mac
+                kept
             } else {
                 let r = MacReservation::generate(&mac_dir, run_dir.path())
                     .map_err(io_err("reserving a MAC address in", &mac_dir))?;
@@ -215,6 +236,11 @@ impl VmPlan {
         let uuid = match (source, &spec.uuid) {
             // A migration destination is the same machine: it keeps the source's UUID.
             (Some(src), _) => src.uuid.clone(),
+            // So is a VM restored from a saved state.
+            (None, _) if opts.restore.is_some() => match opts.restore {
+                Some(id) => id.uuid.clone(),
+                None => net::random_uuid().map_err(io_err("generating a UUID", run_dir.path()))?,
+            },
             (None, Some(UuidSpec::Fixed(u))) => u.clone(),
             (None, _) => net::random_uuid().map_err(io_err("generating a UUID", run_dir.path()))?,
         };
@@ -321,6 +347,16 @@ impl VmPlan {
     /// The instance id (timestamp and random part): log directories are named after it.
     pub fn instance(&self) -> &str {
         &self.instance
+    }
+
+    /// What a VM restored from this VM's saved state must have again (MACs with their
+    /// reservations, UUID).
+    pub fn identity(&self) -> Identity {
+        Identity {
+            macs: self.values.nics.iter().map(|n| n.mac).collect(),
+            reservations: self.reservations.clone(),
+            uuid: self.values.uuid.clone(),
+        }
     }
 
     /// The decided values.

@@ -320,6 +320,7 @@ impl VmLayerEnv {
             image_dir: Some(self.image_dir.clone()),
             migration_source: None,
             incoming: None,
+            restore: None,
         };
         let qemu = self.qemu_for(&setup.spec)?;
         let vm = Vm::start(qemu, setup, &opts)

@@ -55,6 +55,7 @@ impl Vm {
             image_dir: Some(self.plan.values().image_dir.clone()),
             migration_source: Some(&self.plan),
             incoming: Some(qemu_cmd::Incoming::defer()),
+            restore: None,
         };
         let dest = Vm::start(Arc::clone(&self.qemu), self.setup.clone(), &plan_opts).await?;
         match self.migrate_to(&dest, opts, offline).await {
@@ -305,7 +306,7 @@ impl Vm {
 
     /// Polls `query-status` of a migration destination until `done` accepts the status;
     /// [`Error::Migration`] when QEMU exits or the status stays unaccepted.
-    async fn wait_status(
+    pub(super) async fn wait_status(
         &self,
         uri: &str,
         timeout: Duration,
@@ -337,7 +338,11 @@ impl Vm {
 
     /// Polls `query-migrate` (source or destination side) until `completed`; returns that
     /// last answer (QEMU's figures).
-    async fn wait_migration(&self, uri: &str, timeout: Duration) -> Result<Value, Error> {
+    pub(super) async fn wait_migration(
+        &self,
+        uri: &str,
+        timeout: Duration,
+    ) -> Result<Value, Error> {
         let started = Instant::now();
         loop {
             let info = self.qmp_exec("query-migrate", json!({})).await?;

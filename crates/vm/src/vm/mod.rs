@@ -46,7 +46,9 @@ mod iso;
 mod login;
 mod migrate;
 mod nics;
+mod snapshot;
 pub use nics::NicIds;
+pub use snapshot::SavedState;
 mod start;
 mod teardown;
 
