@@ -31,6 +31,12 @@ pub const PROCESS_KEYS: &[KeyDoc] = &[
         "no",
         "with `start_vm = no`: destroy a VM left running by an earlier test",
     ),
+    KeyDoc::with_default(
+        "restore_from_snapshot",
+        "no",
+        "start the VM from the state saved after an earlier boot with the same command line \
+         (and QEMU) instead of booting it; the first such boot is logged into and saved",
+    ),
     KeyDoc::with_default("kill_vm", "no", "destroy the VM after the test"),
     KeyDoc::with_default(
         "kill_vm_gracefully",
@@ -108,6 +114,8 @@ pub struct VmProcessing {
     pub name: String,
     /// `start_vm`.
     pub start: bool,
+    /// `restore_from_snapshot`.
+    pub restore: bool,
     /// `restart_vm`.
     pub restart: bool,
     /// `kill_vm_before_test`.
@@ -184,6 +192,7 @@ impl Processing {
             vms.push(VmProcessing {
                 name: vm.to_string(),
                 start: k.bool("start_vm"),
+                restore: k.bool("restore_from_snapshot"),
                 restart: k.bool("restart_vm"),
                 kill_before_test: k.bool("kill_vm_before_test"),
                 kill: k.bool("kill_vm"),

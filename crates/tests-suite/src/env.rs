@@ -338,13 +338,13 @@ pub trait GuestVm: Send + Sync {
 pub trait VmEnv: Send + Sync {
     /// Start VM `name` of the variant's `params`, or keep the running one
     /// when its command line would be identical. Per-test artifacts (argv, stderr, serial log,
-    /// QMP transcript) go to `test_dir`.
+    /// QMP transcript) go to `test_dir`. Says how the VM came to run.
     fn start_vm<'a>(
         &'a self,
         name: &'a str,
         params: &'a Params,
         test_dir: &'a Path,
-    ) -> BoxFuture<'a, Result<(), EnvError>>;
+    ) -> BoxFuture<'a, Result<VmStart, EnvError>>;
     /// A living VM by name.
     fn vm(&self, name: &str) -> Result<Arc<dyn GuestVm>, EnvError>;
     /// The names of the VMs this environment holds (alive or not).
@@ -405,6 +405,30 @@ pub trait VmEnv: Send + Sync {
     }
 }
 
+/// How [`VmEnv::start_vm`] got a VM running, for the test's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum VmStart {
+    /// A new QEMU; the guest boots. The text, when there is one, says what else happened
+    /// (its state saved for `restore_from_snapshot`, or why not).
+    Booted(Option<String>),
+    /// The running VM of an earlier test, its command line identical, was kept.
+    Reused,
+    /// A new QEMU started from a saved state (`restore_from_snapshot`): the text says which.
+    Restored(String),
+}
+
+impl std::fmt::Display for VmStart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VmStart::Booted(None) => f.write_str("started"),
+            VmStart::Booted(Some(note)) => write!(f, "started; {note}"),
+            VmStart::Reused => f.write_str("kept running from the previous test"),
+            VmStart::Restored(how) => write!(f, "restored from a saved state: {how}"),
+        }
+    }
+}
+
 /// The environment of a build without a VM layer: every VM request is
 /// [`EnvError::Unavailable`]; it holds no VMs, so tearing down is a no-op.
 #[derive(Debug, Default, Clone, Copy)]
@@ -416,7 +440,7 @@ impl VmEnv for NoVmEnv {
         _name: &'a str,
         _params: &'a Params,
         _test_dir: &'a Path,
-    ) -> BoxFuture<'a, Result<(), EnvError>> {
+    ) -> BoxFuture<'a, Result<VmStart, EnvError>> {
         Box::pin(async { Err(EnvError::Unavailable) })
     }
 

@@ -55,7 +55,7 @@ pub use cli::{
 pub use env::{
     EnvError, EnvFactory, GuestVm, Hotplugged, LoginVia, MigrationMode, MigrationOutcome,
     MigrationProtocol, MigrationRequest, NetRemote, NoVmEnv, NoVmFactory, RebootMethod,
-    RemoteHosts, ShutdownMethod, Teardown, VmEnv, WorkerSlot, VM_UNAVAILABLE,
+    RemoteHosts, ShutdownMethod, Teardown, VmEnv, VmStart, WorkerSlot, VM_UNAVAILABLE,
 };
 pub use error::error_chain;
 pub use future::BoxFuture;

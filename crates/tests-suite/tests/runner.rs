@@ -18,7 +18,7 @@ use tests_suite::results::merge;
 use tests_suite::runner::shard_indices;
 use tests_suite::{
     run, BoxFuture, EnvError, EnvFactory, ExitStatus, GuestVm, RunReport, Shard, Teardown,
-    VerdictKind, VmEnv, WorkerSlot,
+    VerdictKind, VmEnv, VmStart, WorkerSlot,
 };
 
 const MIXED: &str = "\
@@ -303,14 +303,14 @@ impl VmEnv for FakeEnv {
         name: &'a str,
         params: &'a Params,
         _dir: &'a Path,
-    ) -> BoxFuture<'a, Result<(), EnvError>> {
+    ) -> BoxFuture<'a, Result<VmStart, EnvError>> {
         Box::pin(async move {
             self.calls.lock().unwrap().push(format!(
                 "start {name} mem={}",
                 params.object_params(name).get_or("mem", "?")
             ));
             self.running.lock().unwrap().push(name.to_string());
-            Ok(())
+            Ok(VmStart::Booted(None))
         })
     }
     fn vm(&self, name: &str) -> Result<Arc<dyn GuestVm>, EnvError> {

@@ -276,3 +276,47 @@ fn a_guest_that_never_comes_up_fails_with_its_serial_log_and_the_last_ssh_error(
     assert!(log.contains("banner exchange"), "test.log: {log}");
     assert_nothing_left(results.path(), &summary.job_dir, 1);
 }
+
+#[test]
+fn restore_from_snapshot_starts_a_later_vm_from_the_first_boots_saved_state() {
+    // Each test kills its VM. The first boots, is logged into and saved (then writes a file in
+    // the guest's RAM); the second is restored from that state — so the file is not there;
+    // the third re-creates its disk image, so it boots afresh rather than get the saved one.
+    let results = tempfile::tempdir().unwrap();
+    let config = common::config(&format!(
+        "include {}\ntype = boot\nrestore_from_snapshot = yes\nkill_vm = yes\nvariants:\n    \
+         - first:\n        boot_command = touch /tmp/after-save && echo made\n    \
+         - second:\n        boot_command = ls /tmp/after-save 2>&1; echo checked\n        \
+         boot_expect = No such file\n    \
+         - third:\n        force_create_image = yes\n        boot_command = echo fresh\n",
+        suite_base().display()
+    ));
+    let summary = run(&config, &vm_options(results.path())).unwrap();
+    let tests = &summary.report.tests;
+    assert_eq!(tests.len(), 3);
+    for t in tests {
+        assert_eq!(t.verdict, VerdictKind::Pass, "{}: {:?}", t.name, t.message);
+    }
+    let log = |i: usize| common::read(&summary.job_dir.join(&tests[i].dir).join("test.log"));
+    let first = log(0);
+    assert!(
+        first.contains("VM vm1: started; logged in, its state saved for restores"),
+        "{first}"
+    );
+    let second = log(1);
+    assert!(
+        second.contains("VM vm1: restored from a saved state"),
+        "{second}"
+    );
+    let vm_log = common::read(&vm_dir(&summary.job_dir.join(&tests[1].dir)).join("vm.log"));
+    assert!(vm_log.contains("restored in"), "{vm_log}");
+    // The initramfs guest has no guest agent: its clock is left, and the log says so.
+    assert!(vm_log.contains("the guest's clock was not set"), "{vm_log}");
+    let third = log(2);
+    assert!(
+        third.contains("not restored from its saved state: this test created")
+            && third.contains("disk1.qcow2"),
+        "{third}"
+    );
+    assert_nothing_left(results.path(), &summary.job_dir, 3);
+}

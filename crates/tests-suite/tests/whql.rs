@@ -181,8 +181,8 @@ impl VmEnv for Env {
         _n: &'a str,
         _p: &'a Params,
         _d: &'a Path,
-    ) -> BoxFuture<'a, Result<(), EnvError>> {
-        Box::pin(async { Ok(()) })
+    ) -> BoxFuture<'a, Result<tests_suite::VmStart, EnvError>> {
+        Box::pin(async { Ok(tests_suite::VmStart::Booted(None)) })
     }
     fn vm(&self, name: &str) -> Result<Arc<dyn GuestVm>, EnvError> {
         if name == "vm1" {

@@ -260,9 +260,12 @@ async fn select_and_run(shared: &Shared, ctx: &TestContext) -> Result<(), TestEr
             }
         }
     }
-    preprocess(ctx)
-        .await
-        .map_err(|e| TestError::Error(format!("pre-processing: {}", error_text(&e))))?;
+    preprocess(ctx).await.map_err(|e| match e {
+        // A guest that never came up (waited for to save its state) fails as the test's own
+        // login would have.
+        TestError::Fail(m) => TestError::Fail(format!("pre-processing: {m}")),
+        other => TestError::Error(format!("pre-processing: {}", error_text(&other))),
+    })?;
     let n = target.iterations;
     if n == 1 {
         return f(ctx).await;
@@ -305,7 +308,17 @@ async fn preprocess(ctx: &TestContext) -> Result<(), TestError> {
         }
         if vm.start {
             ctx.log.info(format_args!("starting VM {}", vm.name));
-            ctx.env.start_vm(&vm.name, &ctx.params, &ctx.dir).await?;
+            let how = ctx
+                .env
+                .start_vm(&vm.name, &ctx.params, &ctx.dir)
+                .await
+                .map_err(|e| match e {
+                    e @ crate::env::EnvError::NoLogin { .. } => {
+                        TestError::Fail(crate::error_chain(&e))
+                    }
+                    other => TestError::from(other),
+                })?;
+            ctx.log.info(format_args!("VM {}: {how}", vm.name));
         }
     }
     Ok(())

@@ -38,7 +38,8 @@ use vm::{Access, DiskPlug, HotDisk, HotNic, PlanOptions, Qemu, Session, Vm, VmSe
 
 use crate::env::{
     EnvError, EnvFactory, GuestVm, Hotplugged, LoginVia, MigrationMode, MigrationOutcome,
-    MigrationProtocol, MigrationRequest, RebootMethod, ShutdownMethod, Teardown, VmEnv, WorkerSlot,
+    MigrationProtocol, MigrationRequest, RebootMethod, ShutdownMethod, Teardown, VmEnv, VmStart,
+    WorkerSlot,
 };
 use crate::future::BoxFuture;
 use crate::gc::{process_start_time, Resource, ResourceRecorder};
@@ -174,6 +175,13 @@ pub struct VmLayerEnv {
     vms: Mutex<BTreeMap<String, Arc<LiveVm>>>,
     /// `<path> (<version>)` of the QEMU, reported with every test.
     qemu_name: String,
+    /// Saved states (`restore_from_snapshot`) by QEMU and command line ([`state_key`]).
+    states: Mutex<HashMap<String, Arc<vm::SavedState>>>,
+    /// Where saved states go (beside the worker's image directory).
+    states_dir: PathBuf,
+    /// Image files made by `prepare_image` since the last VM start: a VM with one of them is
+    /// not restored (its test asked for a new image, not the saved one).
+    fresh_images: Mutex<Vec<PathBuf>>,
 }
 
 impl std::fmt::Debug for VmLayerEnv {
@@ -221,12 +229,17 @@ impl VmLayerEnv {
         recorder: ResourceRecorder,
     ) -> Self {
         let qemu_name = vm::fixtures::describe_qemu(qemu.binary(), &qemu.caps().version);
+        let image_dir: PathBuf = image_dir.into();
+        let states_dir = image_dir.with_file_name("states");
         VmLayerEnv {
+            states: Mutex::new(HashMap::new()),
+            states_dir,
+            fresh_images: Mutex::new(Vec::new()),
             qemu_file: program_path(qemu.binary()).and_then(|p| fs::canonicalize(p).ok()),
             qemu,
             others: Mutex::new(HashMap::new()),
             guest_dir: guest_dir.into(),
-            image_dir: image_dir.into(),
+            image_dir,
             recorder,
             vms: Mutex::new(BTreeMap::new()),
             qemu_name,
@@ -326,6 +339,12 @@ impl VmLayerEnv {
         let vm = Vm::start(qemu, setup, &opts)
             .await
             .map_err(|e| vm_err(&name, "start", e))?;
+        Ok(self.adopt(vm, fingerprint, test_dir).await)
+    }
+
+    /// `vm` as a VM of this environment, its logs first in `test_dir`.
+    async fn adopt(&self, vm: Vm, fingerprint: String, test_dir: PathBuf) -> Arc<LiveVm> {
+        let name = vm.name().to_owned();
         let live = Arc::new(LiveVm {
             name,
             fingerprint,
@@ -344,7 +363,117 @@ impl VmLayerEnv {
         });
         live.adopt(&vm);
         *live.inner.lock().await = Some(vm);
-        Ok(live)
+        live
+    }
+}
+
+impl VmLayerEnv {
+    /// The key of a saved state: the QEMU (path and version) and the stable command line.
+    fn state_key(&self, setup: &VmSetup, fingerprint: &str) -> Result<String, EnvError> {
+        let qemu = self.qemu_for(&setup.spec)?;
+        Ok(format!(
+            "{}\n{fingerprint}",
+            vm::fixtures::describe_qemu(qemu.binary(), &qemu.caps().version)
+        ))
+    }
+
+    /// The images `prepare_image` made for this test that `setup`'s VM has (taken from the
+    /// list; those of other VMs stay for their starts).
+    fn take_fresh_images(&self, setup: &VmSetup) -> Vec<PathBuf> {
+        let Ok(mut fresh) = self.fresh_images.lock() else {
+            return Vec::new();
+        };
+        let mine = |p: &PathBuf| {
+            setup
+                .spec
+                .images
+                .iter()
+                .any(|i| self.image_dir.join(i.file_name()) == *p)
+        };
+        let (taken, kept): (Vec<PathBuf>, Vec<PathBuf>) =
+            std::mem::take(&mut *fresh).into_iter().partition(mine);
+        *fresh = kept;
+        taken
+    }
+
+    /// A new VM of `setup` from `saved` (see `vm::Vm::restore`).
+    async fn restore(
+        &self,
+        setup: VmSetup,
+        fingerprint: String,
+        saved: &vm::SavedState,
+    ) -> Result<Arc<LiveVm>, EnvError> {
+        let name = setup.spec.name.clone();
+        let opts = PlanOptions {
+            root_dir: self.guest_dir.clone(),
+            image_dir: Some(self.image_dir.clone()),
+            migration_source: None,
+            incoming: None,
+            restore: None,
+        };
+        let qemu = self.qemu_for(&setup.spec)?;
+        let test_dir = setup.log_dir.clone();
+        let vm = Vm::restore(qemu, setup, &opts, saved)
+            .await
+            .map_err(|e| vm_err(&name, "restore", e))?;
+        Ok(self.adopt(vm, fingerprint, test_dir).await)
+    }
+
+    /// Waits for the login of the freshly booted `live` (the state must be of a guest that is
+    /// up), then saves its state under `key`; says what it did, or why it saved nothing.
+    ///
+    /// # Errors
+    /// [`EnvError::NoLogin`]: the guest never came up.
+    async fn save(&self, name: &str, live: &Arc<LiveVm>, key: String) -> Result<String, EnvError> {
+        let why_not = live
+            .with_vm("checking its state can be saved", |vm| {
+                Box::pin(async move { Ok((vm.why_not_restorable(), vm.spec().nics.is_empty())) })
+            })
+            .await?;
+        let no_nics = match why_not {
+            (Some(why), _) => return Ok(format!("its state is not saved for restores: {why}")),
+            (None, no_nics) => no_nics,
+        };
+        let via = if no_nics {
+            LoginVia::Serial
+        } else {
+            LoginVia::Remote { nic: 0 }
+        };
+        let shell = live.login_via(via, live.session.login_timeout).await?;
+        // Logged out again: the saved guest has no session a restored one would lack.
+        drop(shell);
+        let n = self.states.lock().map(|m| m.len()).unwrap_or(0);
+        let dir = self.states_dir.join(format!("{name}-{n}"));
+        if let Err(e) = fs::create_dir_all(&self.states_dir) {
+            return Ok(format!(
+                "its state is not saved for restores: creating {}: {e}",
+                self.states_dir.display()
+            ));
+        }
+        let t = Instant::now();
+        let saved = live
+            .with_vm("saving its state", |vm| {
+                let dir = dir.clone();
+                Box::pin(async move { vm.save_state(&dir).await })
+            })
+            .await;
+        match saved {
+            Ok(saved) => {
+                let text = format!(
+                    "logged in, its state saved for restores ({} MiB, {:.1} s)",
+                    saved.bytes() / (1024 * 1024),
+                    t.elapsed().as_secs_f64()
+                );
+                if let Ok(mut m) = self.states.lock() {
+                    m.insert(key, Arc::new(saved));
+                }
+                Ok(text)
+            }
+            Err(e) => Ok(format!(
+                "its state is not saved for restores: {}",
+                crate::error_chain(&e)
+            )),
+        }
     }
 }
 
@@ -365,19 +494,66 @@ impl VmEnv for VmLayerEnv {
         name: &'a str,
         params: &'a Params,
         test_dir: &'a Path,
-    ) -> BoxFuture<'a, Result<(), EnvError>> {
+    ) -> BoxFuture<'a, Result<VmStart, EnvError>> {
         Box::pin(async move {
             let setup = Self::setup(name, params, test_dir)?;
             let fingerprint = self.fingerprint(&setup)?;
+            let fresh = self.take_fresh_images(&setup);
             if let Some(live) = self.get(name) {
                 let altered = live.altered.load(std::sync::atomic::Ordering::SeqCst);
                 if live.is_alive() && live.fingerprint == fingerprint && !altered {
                     live.begin_reuse(test_dir);
-                    return Ok(());
+                    return Ok(VmStart::Reused);
                 }
                 // A different command line, a device of its command line unplugged, or a dead
                 // VM: replace it.
                 self.destroy_vm(name, Teardown::Kill).await?;
+            }
+            let restore = spec::Processing::before(params)
+                .map_err(|e| vm_err(name, "start", e))?
+                .vms
+                .iter()
+                .any(|v| v.name == name && v.restore);
+            let key = self.state_key(&setup, &fingerprint)?;
+            let saved = self.states.lock().ok().and_then(|m| m.get(&key).cloned());
+            let mut note = None;
+            match (restore, saved) {
+                (true, Some(_)) if !fresh.is_empty() => {
+                    note = Some(format!(
+                        "not restored from its saved state: this test created {}",
+                        fresh
+                            .iter()
+                            .map(|p| p.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+                (true, Some(saved)) => {
+                    let t = Instant::now();
+                    match self
+                        .restore(setup.clone(), fingerprint.clone(), &saved)
+                        .await
+                    {
+                        Ok(live) => {
+                            if let Ok(mut m) = self.vms.lock() {
+                                m.insert(name.to_owned(), live);
+                            }
+                            return Ok(VmStart::Restored(format!(
+                                "the state of the VM logged in {} ({} MiB), in {:.1} s",
+                                saved.saved_from().display(),
+                                saved.bytes() / (1024 * 1024),
+                                t.elapsed().as_secs_f64()
+                            )));
+                        }
+                        Err(e) => {
+                            note = Some(format!(
+                                "restoring its saved state failed, so it boots: {}",
+                                crate::error_chain(&e)
+                            ));
+                        }
+                    }
+                }
+                _ => {}
             }
             let live = self.create(setup, fingerprint).await?;
             if let Ok(mut m) = self.vms.lock() {
@@ -390,7 +566,10 @@ impl VmEnv for VmLayerEnv {
                     return Err(e);
                 }
             }
-            Ok(())
+            if restore && note.is_none() {
+                note = Some(self.save(name, &live, key).await?);
+            }
+            Ok(VmStart::Booted(note))
         })
     }
 
@@ -453,7 +632,12 @@ impl VmEnv for VmLayerEnv {
                 }
             }
             let what = format!("image {name}: creating it");
-            blocking(vm, &what, move || img.create()).await
+            let path = img.path.clone();
+            blocking(vm, &what, move || img.create()).await?;
+            if let Ok(mut f) = self.fresh_images.lock() {
+                f.push(path);
+            }
+            Ok(())
         })
     }
 
@@ -484,6 +668,9 @@ impl VmEnv for VmLayerEnv {
 
     fn end_test<'a>(&'a self, test_dir: &'a Path) -> BoxFuture<'a, ()> {
         Box::pin(async move {
+            if let Ok(mut f) = self.fresh_images.lock() {
+                f.clear();
+            }
             let all: Vec<(String, Arc<LiveVm>)> = self
                 .vms
                 .lock()

@@ -117,6 +117,11 @@ fn restorable(spec: &VmSpec, image_dir: &Path) -> Result<Vec<PathBuf>, String> {
 }
 
 impl Vm {
+    /// Why this VM's state could not be saved and restored (what is in the way), or `None`.
+    pub fn why_not_restorable(&self) -> Option<String> {
+        restorable(&self.setup.spec, &self.plan.values().image_dir).err()
+    }
+
     /// Saves this VM's state into the directory `dir` (created; it must not hold another
     /// state) and lets the guest run on: see the module docs.
     ///
