@@ -81,8 +81,9 @@ const BENCHES: &[Bench] = &[
     },
     Bench {
         name: "suite",
-        options: "[--runs N] [--jobs LIST]",
-        about: "the bundled suite on the test guest: --jobs 1 vs --jobs 2 throughput",
+        options: "[--runs N] [--jobs LIST] | --restore [--runs N] [--only F]",
+        about: "the bundled suite: --jobs 1 vs --jobs 2 throughput; with --restore, guests \
+                restored from a saved state vs booted, every test on a fresh VM",
         run: suite::main,
     },
     Bench {
