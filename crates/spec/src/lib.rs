@@ -86,7 +86,7 @@ pub use pci::PciSpec;
 pub use peripherals::PeripheralsSpec;
 pub use platform::PlatformSpec;
 pub use problem::{into_result, sort_problems, Problem, ProblemKind, SpecError};
-pub use process::{ImageProcessing, Processing, Teardown, VmProcessing, PROCESS_KEYS};
+pub use process::{ImageProcessing, Processing, Restore, Teardown, VmProcessing, PROCESS_KEYS};
 pub use read::{FlatParams, ObjParams, Src};
 pub use serial::{SerialBackend, SerialKind, SerialSpec};
 pub use session::{SessionSpec, ShellClient, SESSION_KEYS};

@@ -34,8 +34,9 @@ pub const PROCESS_KEYS: &[KeyDoc] = &[
     KeyDoc::with_default(
         "restore_from_snapshot",
         "no",
-        "start the VM from the state saved after an earlier boot with the same command line \
-         (and QEMU) instead of booting it; the first such boot is logged into and saved",
+        "yes: start the VM from the state saved after an earlier boot with the same command \
+         line (and QEMU) instead of booting it, the first such boot logged into and saved; \
+         save: boot it (never restore) and save its state for later tests; no: boot",
     ),
     KeyDoc::with_default("kill_vm", "no", "destroy the VM after the test"),
     KeyDoc::with_default(
@@ -82,6 +83,18 @@ pub const PROCESS_KEYS: &[KeyDoc] = &[
     ),
 ];
 
+/// `restore_from_snapshot`: whether a VM that must be started may come from a saved state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Restore {
+    /// `no`: boot.
+    #[default]
+    No,
+    /// `yes`: restore from the saved state of the same command line, or boot, log in and save.
+    Yes,
+    /// `save`: boot (for a test about booting), log in and save for later tests.
+    SaveOnly,
+}
+
 /// How a VM is brought down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Teardown {
@@ -115,7 +128,7 @@ pub struct VmProcessing {
     /// `start_vm`.
     pub start: bool,
     /// `restore_from_snapshot`.
-    pub restore: bool,
+    pub restore: Restore,
     /// `restart_vm`.
     pub restart: bool,
     /// `kill_vm_before_test`.
@@ -192,7 +205,16 @@ impl Processing {
             vms.push(VmProcessing {
                 name: vm.to_string(),
                 start: k.bool("start_vm"),
-                restore: k.bool("restore_from_snapshot"),
+                restore: k
+                    .choice(
+                        "restore_from_snapshot",
+                        &[
+                            ("no", Restore::No),
+                            ("yes", Restore::Yes),
+                            ("save", Restore::SaveOnly),
+                        ],
+                    )
+                    .unwrap_or_default(),
                 restart: k.bool("restart_vm"),
                 kill_before_test: k.bool("kill_vm_before_test"),
                 kill: k.bool("kill_vm"),

@@ -327,6 +327,16 @@ pub trait GuestVm: Send + Sync {
         let _ = device;
         unsupported("unplug")
     }
+    /// Plugs vCPU device `id` into the first free vCPU slot; [`GuestVm::unplug`] takes it out.
+    /// The VM is not reused by a later test (its vCPUs are no longer its command line's).
+    fn hotplug_vcpu<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Hotplugged, EnvError>> {
+        let _ = id;
+        unsupported("vCPU hotplug")
+    }
+    /// How many vCPUs QEMU runs (`query-cpus-fast`).
+    fn vcpu_count(&self) -> BoxFuture<'_, Result<usize, EnvError>> {
+        unsupported("counting vCPUs")
+    }
 }
 
 /// The VMs of one runner worker, kept between tests so a VM can be reused.

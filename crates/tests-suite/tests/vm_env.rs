@@ -281,19 +281,21 @@ fn a_guest_that_never_comes_up_fails_with_its_serial_log_and_the_last_ssh_error(
 fn restore_from_snapshot_starts_a_later_vm_from_the_first_boots_saved_state() {
     // Each test kills its VM. The first boots, is logged into and saved (then writes a file in
     // the guest's RAM); the second is restored from that state — so the file is not there;
-    // the third re-creates its disk image, so it boots afresh rather than get the saved one.
+    // the third re-creates its disk image, so it boots afresh rather than get the saved one;
+    // the fourth (`save`) boots although a state exists, and saves anew.
     let results = tempfile::tempdir().unwrap();
     let config = common::config(&format!(
         "include {}\ntype = boot\nrestore_from_snapshot = yes\nkill_vm = yes\nvariants:\n    \
          - first:\n        boot_command = touch /tmp/after-save && echo made\n    \
          - second:\n        boot_command = ls /tmp/after-save 2>&1; echo checked\n        \
          boot_expect = No such file\n    \
-         - third:\n        force_create_image = yes\n        boot_command = echo fresh\n",
+         - third:\n        force_create_image = yes\n        boot_command = echo fresh\n    \
+         - fourth:\n        restore_from_snapshot = save\n        boot_command = echo saved\n",
         suite_base().display()
     ));
     let summary = run(&config, &vm_options(results.path())).unwrap();
     let tests = &summary.report.tests;
-    assert_eq!(tests.len(), 3);
+    assert_eq!(tests.len(), 4);
     for t in tests {
         assert_eq!(t.verdict, VerdictKind::Pass, "{}: {:?}", t.name, t.message);
     }
@@ -318,5 +320,10 @@ fn restore_from_snapshot_starts_a_later_vm_from_the_first_boots_saved_state() {
             && third.contains("disk1.qcow2"),
         "{third}"
     );
-    assert_nothing_left(results.path(), &summary.job_dir, 3);
+    let fourth = log(3);
+    assert!(
+        fourth.contains("VM vm1: started; logged in, its state saved for restores"),
+        "{fourth}"
+    );
+    assert_nothing_left(results.path(), &summary.job_dir, 4);
 }

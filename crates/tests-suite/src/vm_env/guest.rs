@@ -439,6 +439,38 @@ impl GuestVm for LiveVm {
         })
     }
 
+    fn hotplug_vcpu<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Hotplugged, EnvError>> {
+        Box::pin(async move {
+            // Its vCPUs are no longer its command line's: no later test gets this VM.
+            self.altered
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            let vcpu = self
+                .with_vm("vCPU hotplug", |vm| {
+                    let id = id.to_owned();
+                    Box::pin(async move { vm.hotplug_vcpu(&id).await })
+                })
+                .await?;
+            let h = Hotplugged {
+                id: vcpu.id.clone(),
+                driver: vcpu.driver.clone(),
+                mac: None,
+            };
+            if let Ok(mut m) = self.hot.lock() {
+                m.insert(vcpu.id.clone(), Hot::Vcpu(vcpu));
+            }
+            Ok(h)
+        })
+    }
+
+    fn vcpu_count(&self) -> BoxFuture<'_, Result<usize, EnvError>> {
+        Box::pin(async move {
+            self.with_vm("counting vCPUs", |vm| {
+                Box::pin(async move { vm.vcpu_count().await })
+            })
+            .await
+        })
+    }
+
     fn device_types(&self) -> BoxFuture<'_, Result<Vec<String>, EnvError>> {
         Box::pin(async move {
             self.with_vm("listing device types", |vm| {
@@ -461,6 +493,12 @@ impl GuestVm for LiveVm {
                 Some(Hot::Disk(disk)) => {
                     self.with_vm("disk unplug", |vm| {
                         Box::pin(async move { vm.unplug_disk(&disk).await })
+                    })
+                    .await
+                }
+                Some(Hot::Vcpu(vcpu)) => {
+                    self.with_vm("vCPU unplug", |vm| {
+                        Box::pin(async move { vm.unplug_vcpu(&vcpu).await })
                     })
                     .await
                 }

@@ -21,6 +21,7 @@ pub(super) struct Segment {
 pub(super) enum Hot {
     Nic(HotNic),
     Disk(HotDisk),
+    Vcpu(vm::HotVcpu),
 }
 
 /// One VM of a [`VmLayerEnv`]: a `vm::Vm` (absent once shut down) behind an async lock.

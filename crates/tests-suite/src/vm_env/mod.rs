@@ -509,11 +509,14 @@ impl VmEnv for VmLayerEnv {
                 // VM: replace it.
                 self.destroy_vm(name, Teardown::Kill).await?;
             }
-            let restore = spec::Processing::before(params)
+            let mode = spec::Processing::before(params)
                 .map_err(|e| vm_err(name, "start", e))?
                 .vms
                 .iter()
-                .any(|v| v.name == name && v.restore);
+                .find(|v| v.name == name)
+                .map(|v| v.restore)
+                .unwrap_or_default();
+            let restore = mode == spec::Restore::Yes;
             let key = self.state_key(&setup, &fingerprint)?;
             let saved = self.states.lock().ok().and_then(|m| m.get(&key).cloned());
             let mut note = None;
@@ -566,7 +569,8 @@ impl VmEnv for VmLayerEnv {
                     return Err(e);
                 }
             }
-            if restore && note.is_none() {
+            // `yes`: the first boot of this command line is saved; `save`: every boot is.
+            if mode != spec::Restore::No && note.is_none() {
                 note = Some(self.save(name, &live, key).await?);
             }
             Ok(VmStart::Booted(note))

@@ -47,8 +47,10 @@ mod login;
 mod migrate;
 mod nics;
 mod snapshot;
+mod vcpu;
 pub use nics::NicIds;
 pub use snapshot::SavedState;
+pub use vcpu::HotVcpu;
 mod start;
 mod teardown;
 

@@ -134,6 +134,25 @@ const FILES: &[(&str, u32, &str)] = &[
         0o644,
         "PermitRootLogin yes\nPasswordAuthentication yes\nUseDNS no\n",
     ),
+    // Hot-plugged CPUs and memory come online by themselves, as on RHEL (its udev rules), which
+    // tp-qemu's hotplug tests (cpu_device_hotpluggable, memory hotplug) expect.
+    (
+        "etc/udev/rules.d/80-kvmtest-hotplug-online.rules",
+        0o644,
+        "SUBSYSTEM==\"cpu\", ACTION==\"add\", TEST==\"online\", ATTR{online}==\"0\", \
+         ATTR{online}=\"1\"\n\
+         SUBSYSTEM==\"memory\", ACTION==\"add\", TEST==\"state\", ATTR{state}==\"offline\", \
+         ATTR{state}=\"online\"\n",
+    ),
+    // Modules udev would load for the emulated CPU and platform that no test uses (KVM inside
+    // the guest, AMD's crypto co-processor, wireless regulatory, the PC speaker): each costs
+    // boot time under TCG.
+    (
+        "etc/modprobe.d/kvmtest-unused.conf",
+        0o644,
+        "blacklist kvm\nblacklist kvm_amd\nblacklist kvm_intel\nblacklist ccp\n\
+         blacklist cfg80211\nblacklist rfkill\nblacklist pcspkr\n",
+    ),
     // avocado-vt's default `shell_prompt` is `^\[.*\][\#\$]\s*$`: a RHEL-style prompt.
     (
         "root/.bashrc",

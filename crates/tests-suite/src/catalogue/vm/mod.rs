@@ -12,6 +12,7 @@ mod agent;
 mod balloon;
 mod block;
 mod common;
+mod cpu;
 mod hotplug;
 mod lifecycle;
 mod multi_disk;
@@ -711,6 +712,59 @@ pub const STOP_CONTINUE: TestSpec = TestSpec {
     ],
 };
 
+/// `type = cpu_device_hotpluggable`.
+pub const CPU_DEVICE_HOTPLUGGABLE: TestSpec = TestSpec {
+    name: "cpu_device_hotpluggable",
+    about: "tp-qemu's cpu_device_hotpluggable (its hotplug variants): plugs the vCPU devices \
+            of `vcpu_devices` (optionally while paused), the guest must count them \
+            (`cpu_chk_cmd`), then `sub_test_type` (reboot, shutdown, pause_resume: unplugged \
+            while paused, online_offline) and the count again; with every slot taken the \
+            guest's topology must be QEMU's.",
+    params: &[
+        MAIN_VM,
+        SERIAL_LOGIN,
+        KeyDoc::required(
+            "hotpluggable_test",
+            "hotplug (hotunplug needs vcpu_enable = yes devices, not built yet: an error)",
+        ),
+        KeyDoc::required("vcpu_devices", "the vCPU devices to plug, in order"),
+        KeyDoc::with_default("vcpus_count", "1", "guest vCPUs per device"),
+        KeyDoc::with_default(
+            "sleep_after_cpu_change",
+            "30",
+            "seconds to wait after the vCPUs change before counting",
+        ),
+        KeyDoc::with_default(
+            "verify_wait_timeout",
+            "60",
+            "seconds to wait for the guest's count after that",
+        ),
+        KeyDoc::optional(
+            "sub_test_type",
+            "reboot, shutdown, pause_resume or online_offline (migrate: an error)",
+        ),
+        KeyDoc::optional(
+            "reboot_method",
+            "with sub_test_type = reboot: shell or system_reset",
+        ),
+        KeyDoc::optional(
+            "shutdown_method",
+            "with sub_test_type = shutdown: shell or system_powerdown",
+        ),
+        KeyDoc::with_default(
+            "pause_vm_before_hotplug",
+            "no",
+            "yes: stop the VM before plugging, continue it after",
+        ),
+        KeyDoc::required(
+            "cpu_chk_cmd",
+            "guest command printing its CPU count (avocado-vt's Linux.cfg: grep -c \
+             \"^processor\\b\" /proc/cpuinfo)",
+        ),
+        KeyDoc::optional("os_type", "linux (windows is not supported: an error)"),
+    ],
+};
+
 /// The VM-based types with their functions.
 pub fn entries() -> Vec<(TestSpec, TestFn)> {
     vec![
@@ -726,5 +780,6 @@ pub fn entries() -> Vec<(TestSpec, TestFn)> {
         (BALLOON_CHECK, balloon::run),
         (BLOCK_HOTPLUG, block::run),
         (STOP_CONTINUE, pause::run),
+        (CPU_DEVICE_HOTPLUGGABLE, cpu::run),
     ]
 }
