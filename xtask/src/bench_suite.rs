@@ -80,9 +80,9 @@ fn parse(args: &[String]) -> Result<(usize, Vec<usize>)> {
     Ok((runs, jobs))
 }
 
-/// Counts files named `name` under `dir`.
-fn count_files(dir: &Path, name: &str) -> usize {
-    let mut n = 0;
+/// The files named `name` under `dir`.
+fn files_named(dir: &Path, name: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
@@ -90,11 +90,16 @@ fn count_files(dir: &Path, name: &str) -> usize {
             if p.is_dir() {
                 stack.push(p);
             } else if p.file_name().is_some_and(|f| f == name) {
-                n += 1;
+                found.push(p);
             }
         }
     }
-    n
+    found
+}
+
+/// Counts files named `name` under `dir`.
+fn count_files(dir: &Path, name: &str) -> usize {
+    files_named(dir, name).len()
 }
 
 struct Run {
@@ -107,20 +112,13 @@ struct Run {
 
 /// Lines containing `needle` in the files named `name` under `dir`.
 fn count_lines(dir: &Path, name: &str, needle: &str) -> usize {
-    let mut n = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.file_name().is_some_and(|f| f == name) {
-                let text = std::fs::read_to_string(&p).unwrap_or_default();
-                n += text.lines().filter(|l| l.contains(needle)).count();
-            }
-        }
-    }
-    n
+    files_named(dir, name)
+        .iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(p).unwrap_or_default();
+            text.lines().filter(|l| l.contains(needle)).count()
+        })
+        .sum()
 }
 
 fn one_run(

@@ -325,18 +325,23 @@ impl VmLayerEnv {
             .map_err(|e| vm_err(&setup.spec.name, "building the command line", e))
     }
 
-    async fn create(&self, setup: VmSetup, fingerprint: String) -> Result<Arc<LiveVm>, EnvError> {
-        let name = setup.spec.name.clone();
-        let test_dir = setup.log_dir.clone();
-        let opts = PlanOptions {
+    /// How this environment's VMs are planned: relative cfg paths under the guest directory,
+    /// relative images under the worker's image directory.
+    fn plan_options(&self) -> PlanOptions<'static> {
+        PlanOptions {
             root_dir: self.guest_dir.clone(),
             image_dir: Some(self.image_dir.clone()),
             migration_source: None,
             incoming: None,
             restore: None,
-        };
+        }
+    }
+
+    async fn create(&self, setup: VmSetup, fingerprint: String) -> Result<Arc<LiveVm>, EnvError> {
+        let name = setup.spec.name.clone();
+        let test_dir = setup.log_dir.clone();
         let qemu = self.qemu_for(&setup.spec)?;
-        let vm = Vm::start(qemu, setup, &opts)
+        let vm = Vm::start(qemu, setup, &self.plan_options())
             .await
             .map_err(|e| vm_err(&name, "start", e))?;
         Ok(self.adopt(vm, fingerprint, test_dir).await)
@@ -404,16 +409,9 @@ impl VmLayerEnv {
         saved: &vm::SavedState,
     ) -> Result<Arc<LiveVm>, EnvError> {
         let name = setup.spec.name.clone();
-        let opts = PlanOptions {
-            root_dir: self.guest_dir.clone(),
-            image_dir: Some(self.image_dir.clone()),
-            migration_source: None,
-            incoming: None,
-            restore: None,
-        };
         let qemu = self.qemu_for(&setup.spec)?;
         let test_dir = setup.log_dir.clone();
-        let vm = Vm::restore(qemu, setup, &opts, saved)
+        let vm = Vm::restore(qemu, setup, &self.plan_options(), saved)
             .await
             .map_err(|e| vm_err(&name, "restore", e))?;
         Ok(self.adopt(vm, fingerprint, test_dir).await)

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::common::{cancellable, fail_env, guest_output, login, login_via, main_vm, pause};
+use super::common::{cancellable, fail_env, guest_number, login, login_via, main_vm, pause};
 use super::BALLOON_CHECK;
 use crate::env::GuestVm;
 use crate::future::BoxFuture;
@@ -62,17 +62,7 @@ async fn guest_mib(
     shell: &mut Box<dyn RemoteShell>,
     cmd: &str,
 ) -> Result<u64, TestError> {
-    let out = guest_output(ctx, shell, cmd).await?;
-    out.split(|c: char| !c.is_ascii_digit())
-        .find(|w| !w.is_empty())
-        .and_then(|w| w.parse::<u64>().ok())
-        .map(|kib| kib / 1024)
-        .ok_or_else(|| {
-            TestError::error(format!(
-                "`{cmd}` printed {:?}, not a /proc/meminfo size in kB",
-                out.trim()
-            ))
-        })
+    Ok(guest_number(ctx, shell, cmd, "a /proc/meminfo size in kB").await? / 1024)
 }
 
 /// A uniformly random whole number in `[a, b]` (either order).

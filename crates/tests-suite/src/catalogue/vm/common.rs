@@ -374,6 +374,23 @@ pub(super) async fn qmp_cmd(
     .await
 }
 
+/// The first number in the output of guest command `cmd` (avocado-vt's way of reading a
+/// count or a size); `what` says what was expected, for the error.
+pub(super) async fn guest_number(
+    ctx: &TestContext,
+    shell: &mut Box<dyn RemoteShell>,
+    cmd: &str,
+    what: &str,
+) -> Result<u64, TestError> {
+    let out = guest_output(ctx, shell, cmd).await?;
+    out.split(|c: char| !c.is_ascii_digit())
+        .find(|w| !w.is_empty())
+        .and_then(|w| w.parse().ok())
+        .ok_or_else(|| {
+            TestError::error(format!("`{cmd}` printed {:?}, not {what}", out.trim_end()))
+        })
+}
+
 /// A random index below `n` (`n` > 0; tp-qemu's `random.randint` draws).
 pub(super) fn random_below(n: usize) -> usize {
     usize::try_from(getrandom::u32().unwrap_or(0)).unwrap_or(0) % n.max(1)

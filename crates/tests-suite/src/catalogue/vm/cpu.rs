@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::common::{
-    cancellable, fail_env, guest_output, linux_only, login, login_via, main_vm, pause,
+    cancellable, fail_env, guest_number, guest_output, linux_only, login, login_via, main_vm, pause,
 };
 use super::CPU_DEVICE_HOTPLUGGABLE as SPEC;
 use crate::env::{GuestVm, Hotplugged, LoginVia, RebootMethod, ShutdownMethod};
@@ -150,16 +150,7 @@ async fn guest_count(
     shell: &mut Box<dyn RemoteShell>,
     cmd: &str,
 ) -> Result<u64, TestError> {
-    let out = guest_output(ctx, shell, cmd).await?;
-    out.split(|c: char| !c.is_ascii_digit())
-        .find(|w| !w.is_empty())
-        .and_then(|w| w.parse().ok())
-        .ok_or_else(|| {
-            TestError::error(format!(
-                "cpu_chk_cmd `{cmd}` printed no number: {:?}",
-                out.trim_end()
-            ))
-        })
+    guest_number(ctx, shell, cmd, "a CPU count (cpu_chk_cmd)").await
 }
 
 /// Waits `settle`, then until the guest counts `want` CPUs (polled for `verify`).
