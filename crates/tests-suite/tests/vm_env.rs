@@ -282,7 +282,8 @@ fn restore_from_snapshot_starts_a_later_vm_from_the_first_boots_saved_state() {
     // Each test kills its VM. The first boots, is logged into and saved (then writes a file in
     // the guest's RAM); the second is restored from that state — so the file is not there;
     // the third re-creates its disk image, so it boots afresh rather than get the saved one;
-    // the fourth (`save`) boots although a state exists, and saves anew.
+    // the fourth (`save`) boots although a state exists, and saves anew (replacing it); the
+    // fifth, another command line, gets a state of its own beside it.
     let results = tempfile::tempdir().unwrap();
     let config = common::config(&format!(
         "include {}\ntype = boot\nrestore_from_snapshot = yes\nkill_vm = yes\nvariants:\n    \
@@ -290,12 +291,13 @@ fn restore_from_snapshot_starts_a_later_vm_from_the_first_boots_saved_state() {
          - second:\n        boot_command = ls /tmp/after-save 2>&1; echo checked\n        \
          boot_expect = No such file\n    \
          - third:\n        force_create_image = yes\n        boot_command = echo fresh\n    \
-         - fourth:\n        restore_from_snapshot = save\n        boot_command = echo saved\n",
+         - fourth:\n        restore_from_snapshot = save\n        boot_command = echo saved\n    \
+         - fifth:\n        mem = 320\n        boot_command = echo other\n",
         suite_base().display()
     ));
     let summary = run(&config, &vm_options(results.path())).unwrap();
     let tests = &summary.report.tests;
-    assert_eq!(tests.len(), 4);
+    assert_eq!(tests.len(), 5);
     for t in tests {
         assert_eq!(t.verdict, VerdictKind::Pass, "{}: {:?}", t.name, t.message);
     }
@@ -325,5 +327,10 @@ fn restore_from_snapshot_starts_a_later_vm_from_the_first_boots_saved_state() {
         fourth.contains("VM vm1: started; logged in, its state saved for restores"),
         "{fourth}"
     );
-    assert_nothing_left(results.path(), &summary.job_dir, 4);
+    let fifth = log(4);
+    assert!(
+        fifth.contains("VM vm1: started; logged in, its state saved for restores"),
+        "{fifth}"
+    );
+    assert_nothing_left(results.path(), &summary.job_dir, 5);
 }

@@ -179,6 +179,9 @@ pub struct VmLayerEnv {
     states: Mutex<HashMap<String, Arc<vm::SavedState>>>,
     /// Where saved states go (beside the worker's image directory).
     states_dir: PathBuf,
+    /// Saves made so far: each gets a directory of its own (a state replaced by a new save of
+    /// the same command line keeps its directory until it is dropped).
+    saves: std::sync::atomic::AtomicUsize,
     /// Image files made by `prepare_image` since the last VM start: a VM with one of them is
     /// not restored (its test asked for a new image, not the saved one).
     fresh_images: Mutex<Vec<PathBuf>>,
@@ -234,6 +237,7 @@ impl VmLayerEnv {
         VmLayerEnv {
             states: Mutex::new(HashMap::new()),
             states_dir,
+            saves: std::sync::atomic::AtomicUsize::new(0),
             fresh_images: Mutex::new(Vec::new()),
             qemu_file: program_path(qemu.binary()).and_then(|p| fs::canonicalize(p).ok()),
             qemu,
@@ -440,7 +444,7 @@ impl VmLayerEnv {
         let shell = live.login_via(via, live.session.login_timeout).await?;
         // Logged out again: the saved guest has no session a restored one would lack.
         drop(shell);
-        let n = self.states.lock().map(|m| m.len()).unwrap_or(0);
+        let n = self.saves.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let dir = self.states_dir.join(format!("{name}-{n}"));
         if let Err(e) = fs::create_dir_all(&self.states_dir) {
             return Ok(format!(
