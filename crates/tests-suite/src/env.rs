@@ -333,10 +333,6 @@ pub trait GuestVm: Send + Sync {
         let _ = id;
         unsupported("vCPU hotplug")
     }
-    /// How many vCPUs QEMU runs (`query-cpus-fast`).
-    fn vcpu_count(&self) -> BoxFuture<'_, Result<usize, EnvError>> {
-        unsupported("counting vCPUs")
-    }
 }
 
 /// The VMs of one runner worker, kept between tests so a VM can be reused.

@@ -121,13 +121,12 @@ impl VmPlan {
         )
         .map_err(io_err("recording the owner in", run_dir.path()))?;
 
-        let source = opts.migration_source.map(VmPlan::values);
-        // The MACs (and their reservations) a migration destination or a restored VM keeps.
-        let kept_reservations: &[MacReservation] = match (opts.migration_source, opts.restore) {
-            (Some(s), _) => s.reservations(),
-            (None, Some(id)) => &id.reservations,
-            (None, None) => &[],
-        };
+        // What a migration destination (its source's) or a restored VM (the saved one's) keeps:
+        // the MACs with their reservations, and the UUID.
+        let kept: Option<Identity> = opts
+            .migration_source
+            .map(VmPlan::identity)
+            .or_else(|| opts.restore.cloned());
         let mut reservations = Vec::new();
         let mac_dir = net::mac_registry_dir();
         let mut nics = Vec::new();
@@ -136,18 +135,14 @@ impl VmPlan {
         let mut bridge_taps = Vec::new();
         let mut private_bridges = Vec::new();
         for (index, nic) in spec.nics.iter().enumerate() {
-            let kept_mac = match (source, opts.restore) {
-                (Some(v), _) => v.nics.get(index).map(|n| n.mac),
-                (None, Some(id)) => id.macs.get(index).copied(),
-                (None, None) => None,
-            };
+            let kept_mac = kept.as_ref().and_then(|k| k.macs.get(index).copied());
             let mac = if let Some(given) = nic.mac {
                 given
-            } else if let Some(kept) = kept_mac {
-                if let Some(r) = kept_reservations.iter().find(|r| r.mac() == kept) {
+            } else if let (Some(mac), Some(k)) = (kept_mac, &kept) {
+                if let Some(r) = k.reservations.iter().find(|r| r.mac() == mac) {
                     reservations.push(r.clone());
                 }
-                kept
+                mac
             } else {
                 let r = MacReservation::generate(&mac_dir, run_dir.path())
                     .map_err(io_err("reserving a MAC address in", &mac_dir))?;
@@ -233,14 +228,10 @@ impl VmPlan {
             vsocks.push(held);
         }
 
-        let uuid = match (source, &spec.uuid) {
-            // A migration destination is the same machine: it keeps the source's UUID.
-            (Some(src), _) => src.uuid.clone(),
-            // So is a VM restored from a saved state.
-            (None, _) if opts.restore.is_some() => match opts.restore {
-                Some(id) => id.uuid.clone(),
-                None => net::random_uuid().map_err(io_err("generating a UUID", run_dir.path()))?,
-            },
+        let uuid = match (&kept, &spec.uuid) {
+            // A migration destination, or a VM restored from a saved state, is the same
+            // machine: it keeps the UUID.
+            (Some(k), _) => k.uuid.clone(),
             (None, Some(UuidSpec::Fixed(u))) => u.clone(),
             (None, _) => net::random_uuid().map_err(io_err("generating a UUID", run_dir.path()))?,
         };
@@ -382,11 +373,6 @@ impl VmPlan {
             )
             .chain(self.vsocks.iter().map(VhostVsock::fd))
             .collect()
-    }
-
-    /// The MAC reservations this plan holds.
-    pub(crate) fn reservations(&self) -> &[MacReservation] {
-        &self.reservations
     }
 }
 

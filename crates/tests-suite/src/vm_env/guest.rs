@@ -462,15 +462,6 @@ impl GuestVm for LiveVm {
         })
     }
 
-    fn vcpu_count(&self) -> BoxFuture<'_, Result<usize, EnvError>> {
-        Box::pin(async move {
-            self.with_vm("counting vCPUs", |vm| {
-                Box::pin(async move { vm.vcpu_count().await })
-            })
-            .await
-        })
-    }
-
     fn device_types(&self) -> BoxFuture<'_, Result<Vec<String>, EnvError>> {
         Box::pin(async move {
             self.with_vm("listing device types", |vm| {

@@ -125,15 +125,6 @@ impl Vm {
         Ok(())
     }
 
-    /// The vCPUs QEMU runs (`query-cpus-fast`).
-    ///
-    /// # Errors
-    /// Monitor errors.
-    pub async fn vcpu_count(&self) -> Result<usize, Error> {
-        let reply = self.qmp_exec("query-cpus-fast", json!({})).await?;
-        Ok(reply.as_array().map_or(0, Vec::len))
-    }
-
     /// Waits until `vcpu`'s slot is taken (`plugged`) or free again.
     async fn wait_vcpu_slot(&self, vcpu: &HotVcpu, plugged: bool) -> Result<(), Error> {
         let started = Instant::now();
