@@ -74,6 +74,11 @@ const TOOLS: &[&str] = &[
     // have a `virtiofsd` package, added by `release_tools`).
     "swtpm",
     "swtpm-tools",
+    // `cargo xtask slurm-check`: a private single-host Slurm runs the suite as a job array
+    "slurmctld",
+    "slurmd",
+    "slurm-client",
+    "munge",
 ];
 
 /// Packages a release has beyond [`TOOLS`]: virtiofsd is a package of its own after bookworm

@@ -45,6 +45,7 @@ mod host;
 mod qemu_accepts;
 mod qemu_fixture;
 mod run_suite;
+mod slurm;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -209,12 +210,13 @@ fn main() -> Result<()> {
             _ => guest::main(&args[1..]),
         },
         Some("run-suite") => run_suite::main(&args[1..]),
+        Some("slurm-check") => slurm::main(&args[1..]),
         Some("failures") => failures::main(&args[1..]),
         Some("compare-avocado") => compare_avocado::main(&args[1..]),
         Some("qemu-accepts") => qemu_accepts::main(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci|deps|check-install [STATE]|tidy|run-suite [ARGS]|failures RESULTS_DIR…|compare-avocado [--strict]|qemu-accepts [--qemu PATH] [--only GLOB] [--keep]|bench NAME|fuzz [SECONDS]|fixtures guest [--check]|fixtures disk-guest [--check]|fixtures qemu X.Y>"
+                "usage: cargo xtask <ci|deps|check-install [STATE]|tidy|run-suite [ARGS]|slurm-check|failures RESULTS_DIR…|compare-avocado [--strict]|qemu-accepts [--qemu PATH] [--only GLOB] [--keep]|bench NAME|fuzz [SECONDS]|fixtures guest [--check]|fixtures disk-guest [--check]|fixtures qemu X.Y>"
             );
             eprint!("{}", bench::usage());
             bail!("unknown or missing subcommand")

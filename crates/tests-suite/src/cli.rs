@@ -11,8 +11,7 @@ use params::{Config, Parser, ParserOptions};
 use crate::catalogue;
 use crate::gc::{gc, GcMode};
 use crate::progress::ProgressMode;
-use crate::results;
-use crate::runner::{self, RunError, RunOptions, Shard};
+use crate::runner::{self, RunError, RunOptions, ShardArg};
 use crate::settings::Settings;
 use crate::verdict::ExitStatus;
 
@@ -75,9 +74,12 @@ pub struct RunArgs {
     /// Parallel workers (overrides `jobs`).
     #[arg(long, short = 'j', value_name = "N")]
     pub jobs: Option<NonZeroUsize>,
-    /// Run only shard K of N: variant i (0-based) runs when i % N == K-1.
-    #[arg(long, value_name = "K/N")]
-    pub shard: Option<Shard>,
+    /// Run only shard K of N: variant i (0-based) runs when i % N == K-1. `auto` reads K and
+    /// N from the engine that started kvmtest: a Slurm job array (SLURM_ARRAY_TASK_*), GitLab
+    /// CI (CI_NODE_INDEX/TOTAL), CircleCI, Buildkite; `auto/N` gives N where the engine does
+    /// not (a Kubernetes Indexed Job's JOB_COMPLETION_INDEX) and is checked where it does.
+    #[arg(long, value_name = "K/N|auto[/N]")]
+    pub shard: Option<ShardArg>,
     /// Run a test that fails or errors again, up to N more times, with the worker's VMs
     /// killed first. One that then passes is reported as passed and FLAKY (results.json
     /// `retried`, junit `flakyFailure`); the failed attempts' files stay in `attempt-K/`.
@@ -116,6 +118,10 @@ pub struct MergeArgs {
     /// The merged job's id (default: a new one).
     #[arg(long, value_name = "ID")]
     pub job_id: Option<String>,
+    /// Merge even when some shards are missing (they are listed in results.json's
+    /// `missing_shards`); without it, a missing shard is an error.
+    #[arg(long)]
+    pub partial: bool,
     /// Settings.
     #[command(flatten)]
     pub settings: SettingsArgs,
@@ -186,10 +192,26 @@ fn cli_run_inner(args: &RunArgs) -> Result<ExitStatus, ExitStatus> {
     settings.config_dirs = dirs;
     let cfg = settings.find_config(&args.config.cfg);
     let config = parse_config(&cfg, &args.config)?;
+    let shard = match args.shard.map(|s| s.resolve_from_env()).transpose() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Err(ExitStatus::Usage);
+        }
+    };
+    if let Some(s) = shard
+        .as_ref()
+        .filter(|_| matches!(args.shard, Some(ShardArg::Auto { .. })))
+    {
+        eprintln!("kvmtest: shard {} from {}", s.shard, s.source);
+        for other in &s.ignored {
+            eprintln!("kvmtest: not used for the shard (an outer engine's): {other}");
+        }
+    }
     if args.list {
         let mut index = 0usize;
         let r = config.for_each(|v| {
-            if args.shard.is_none_or(|s| s.selects(index)) {
+            if shard.as_ref().is_none_or(|s| s.shard.selects(index)) {
                 use std::io::Write;
                 // a closed pipe ends the listing quietly
                 if writeln!(std::io::stdout().lock(), "{index} {}", v.name()).is_err() {
@@ -208,7 +230,9 @@ fn cli_run_inner(args: &RunArgs) -> Result<ExitStatus, ExitStatus> {
     let mut options = RunOptions::new(settings.results_dir.clone());
     options.job_id = args.job_id.clone();
     options.jobs = args.jobs.map_or(settings.jobs, NonZeroUsize::get);
-    options.shard = args.shard;
+    options.shard = shard.as_ref().map(|s| s.shard);
+    options.shard_source = shard.as_ref().map(|s| s.source.clone());
+    options.shard_tag = shard.and_then(|s| s.tag);
     options.retries = args.retries;
     // `--qemu` > `qemu_binary` (settings); with neither, the VM layer takes the default of every
     // kvmtest layer, `$KVMTEST_QEMU` else `qemu-system-x86_64` (`qemu_cmd::probe::default_binary`).
@@ -250,7 +274,7 @@ pub fn cli_merge(args: &MergeArgs) -> ExitStatus {
             crate::time::job_id(std::time::SystemTime::now())
         )
     });
-    match results::merge(&args.dirs, &settings.results_dir, &job_id) {
+    match crate::merge::merge(&args.dirs, &settings.results_dir, &job_id, args.partial) {
         Ok(report) => {
             println!(
                 "merged {} runs, {} tests: {}",
@@ -258,6 +282,12 @@ pub fn cli_merge(args: &MergeArgs) -> ExitStatus {
                 report.counts.total(),
                 report.counts
             );
+            if !report.missing_shards.is_empty() {
+                println!(
+                    "missing shards (--partial): {}",
+                    report.missing_shards.join(", ")
+                );
+            }
             println!("results: {}", settings.results_dir.join(&job_id).display());
             if report.interrupted {
                 ExitStatus::Interrupted

@@ -37,6 +37,7 @@ pub mod fsutil;
 pub mod future;
 pub mod gc;
 pub mod lint;
+pub mod merge;
 pub mod progress;
 pub mod registry;
 pub mod results;

@@ -22,6 +22,8 @@ use std::time::Duration;
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 use serde::{Deserialize, Serialize};
 
+use sha1::{Digest, Sha1};
+
 use crate::fsutil::write_atomic;
 use crate::verdict::{Counts, VerdictKind};
 
@@ -52,6 +54,28 @@ pub enum ResultsError {
     /// JUnit serialisation failed.
     #[error("writing JUnit XML")]
     Junit(#[source] quick_junit::SerializeError),
+    /// The merged directories are not the shards of one config and selection.
+    #[error("{dir} cannot be merged with {first}: {why}")]
+    Mismatch {
+        /// The directory that does not fit.
+        dir: PathBuf,
+        /// The first directory, which the others are compared with.
+        first: PathBuf,
+        /// What differs.
+        why: String,
+    },
+    /// Some shards of the merged run are not among the directories.
+    #[error(
+        "shards {} of {count} are missing, so the merged result would lack their variants \
+         (give --partial to merge what there is)",
+        missing.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    )]
+    MissingShards {
+        /// The missing shards' `K`.
+        missing: Vec<usize>,
+        /// `N`.
+        count: usize,
+    },
     /// Two merged directories both hold the same variant.
     #[error("variant {index} ({name}) is in more than one of the merged directories")]
     Overlap {
@@ -62,7 +86,10 @@ pub enum ResultsError {
     },
 }
 
-fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> ResultsError + 'a {
+pub(crate) fn io_err<'a>(
+    what: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(io::Error) -> ResultsError + 'a {
     move |source| ResultsError::Io {
         what,
         path: path.to_path_buf(),
@@ -136,6 +163,15 @@ pub struct RunReport {
     pub interrupted: bool,
     /// `K/N` when the run was a shard.
     pub shard: Option<String>,
+    /// Where the shard came from: `--shard K/N`, or the engine and its variables
+    /// (`--shard auto`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard_source: Option<String>,
+    /// The SHA-1 of every variant name of the whole enumeration (before sharding), one per
+    /// line: the shards of one config and selection have the same, so `kvmtest merge` can
+    /// tell them from the results of another (absent in results of kvmtest before 0.x).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variants_digest: Option<String>,
     /// Parallel workers.
     pub jobs: usize,
     /// Variants in the whole config (before sharding).
@@ -149,6 +185,9 @@ pub struct RunReport {
     /// For a merged report: the job ids merged.
     #[serde(default)]
     pub merged_from: Vec<String>,
+    /// For a report merged with `--partial`: the shards (`K/N`) that were not there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_shards: Vec<String>,
     /// Every QEMU the run's tests ran on (`<path> (<version>)`), sorted.
     #[serde(default)]
     pub qemu: Vec<String>,
@@ -272,16 +311,21 @@ impl EventLog {
     }
 }
 
-/// Point `<results>/latest` at `job_id` (replaced atomically).
+/// Point `<results>/latest` at `job_id` (replaced atomically). The temporary link's name is
+/// random as well as the pid's: shards on several machines may share one results volume.
 pub fn update_latest(results_dir: &Path, job_id: &str) -> Result<(), ResultsError> {
     let link = results_dir.join("latest");
-    let tmp = results_dir.join(format!(".latest.tmp-{}", std::process::id()));
+    let tmp = results_dir.join(format!(
+        ".latest.tmp-{}-{:08x}",
+        std::process::id(),
+        getrandom::u32().unwrap_or(0)
+    ));
     let _ = fs::remove_file(&tmp);
     std::os::unix::fs::symlink(job_id, &tmp).map_err(io_err("linking", &tmp))?;
     fs::rename(&tmp, &link).map_err(io_err("renaming", &link))
 }
 
-fn copy_dir(from: &Path, to: &Path) -> Result<(), ResultsError> {
+pub(crate) fn copy_dir(from: &Path, to: &Path) -> Result<(), ResultsError> {
     fs::create_dir_all(to).map_err(io_err("creating", to))?;
     for entry in fs::read_dir(from).map_err(io_err("reading", from))? {
         let entry = entry.map_err(io_err("reading", from))?;
@@ -298,68 +342,26 @@ fn copy_dir(from: &Path, to: &Path) -> Result<(), ResultsError> {
     Ok(())
 }
 
-/// Merge the job directories `inputs` (e.g. the shards of one CI run) into a new job
-/// `job_id` under `results_dir`: tests are copied and ordered by variant index, counts summed.
-/// The same variant in two inputs is an error ([`ResultsError::Overlap`]).
-pub fn merge(
-    inputs: &[PathBuf],
-    results_dir: &Path,
-    job_id: &str,
-) -> Result<RunReport, ResultsError> {
-    let out = results_dir.join(job_id);
-    fs::create_dir_all(out.join("tests")).map_err(io_err("creating", &out))?;
-    let mut tests: BTreeMap<usize, TestRecord> = BTreeMap::new();
-    let mut merged = RunReport {
-        kvmtest_version: env!("CARGO_PKG_VERSION").into(),
-        job_id: job_id.into(),
-        started: String::new(),
-        finished: String::new(),
-        interrupted: false,
-        shard: None,
-        jobs: 0,
-        variants_total: 0,
-        variants_selected: 0,
-        counts: Counts::default(),
-        tests: Vec::new(),
-        merged_from: Vec::new(),
-        qemu: Vec::new(),
-    };
-    for input in inputs {
-        let r = RunReport::read(input)?;
-        if merged.started.is_empty() || r.started < merged.started {
-            merged.started = r.started.clone();
-        }
-        if r.finished > merged.finished {
-            merged.finished = r.finished.clone();
-        }
-        merged.interrupted |= r.interrupted;
-        merged.jobs += r.jobs;
-        merged.variants_total = merged.variants_total.max(r.variants_total);
-        merged.variants_selected += r.variants_selected;
-        merged.merged_from.push(r.job_id.clone());
-        for t in r.tests {
-            if tests.contains_key(&t.index) {
-                return Err(ResultsError::Overlap {
-                    index: t.index,
-                    name: t.name,
-                });
-            }
-            let src = input.join(&t.dir);
-            if src.is_dir() {
-                copy_dir(&src, &out.join(&t.dir))?;
-            }
-            tests.insert(t.index, t);
-        }
+/// Builds [`RunReport::variants_digest`]: the SHA-1 of the variant names in enumeration order,
+/// each ended by a newline.
+#[derive(Default)]
+pub struct VariantsDigest(Sha1);
+
+impl VariantsDigest {
+    /// Add the next variant's name.
+    pub fn add(&mut self, name: &str) {
+        self.0.update(name.as_bytes());
+        self.0.update(b"\n");
     }
-    merged.tests = tests.into_values().collect();
-    merged.collect_qemu();
-    for t in &merged.tests {
-        merged.counts.add(t.verdict);
-        if t.flaky() {
-            merged.counts.flaky += 1;
-        }
+
+    /// The digest, as lowercase hex.
+    pub fn finish(self) -> String {
+        self.0
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
-    merged.write(&out)?;
-    update_latest(results_dir, job_id)?;
-    Ok(merged)
 }
+
+pub use crate::merge::merge;

@@ -212,7 +212,7 @@ fn shards_partition_the_variants_deterministically() {
     assert_eq!(union, (0..12).collect());
 
     // Merge: 12 tests in enumeration order, the same names as an unsharded run.
-    let merged = merge(&shard_dirs, dir.path(), "merged").unwrap();
+    let merged = merge(&shard_dirs, dir.path(), "merged", false).unwrap();
     assert_eq!(indices(&merged), (0..12).collect::<Vec<_>>());
     assert_eq!((merged.counts.pass, merged.counts.skip), (9, 3));
     let full = run(&cfg, &options(dir.path())).unwrap();
@@ -235,7 +235,68 @@ fn shards_partition_the_variants_deterministically() {
     }
     // Merging a shard twice is refused.
     let twice = [shard_dirs[0].clone(), shard_dirs[0].clone()];
-    assert!(merge(&twice, dir.path(), "bad").is_err());
+    assert!(merge(&twice, dir.path(), "bad", false).is_err());
+    assert!(
+        !dir.path().join("bad").exists(),
+        "nothing written for a refused merge"
+    );
+    // A missing shard is an error naming it, unless --partial, which records it.
+    let two = &shard_dirs[..2];
+    let e = merge(two, dir.path(), "two", false)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("shards 3 of 3 are missing"), "{e}");
+    let partial = merge(two, dir.path(), "two", true).unwrap();
+    assert_eq!(partial.missing_shards, vec!["3/3".to_owned()]);
+    assert_eq!(partial.tests.len(), 8);
+    // Shards of another split, an unsharded run, or another selection are refused.
+    let mut o = options(dir.path());
+    o.shard = Some(Shard::new(1, 2).unwrap());
+    o.job_id = Some("other-split".into());
+    let other_split = run(&cfg, &o).unwrap().job_dir;
+    let e = merge(
+        &[shard_dirs[0].clone(), other_split],
+        dir.path(),
+        "x",
+        false,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("not one split"), "{e}");
+    let e = merge(
+        &[shard_dirs[0].clone(), full.job_dir.clone()],
+        dir.path(),
+        "x",
+        false,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("not a shard"), "{e}");
+    let mut o = options(dir.path());
+    o.shard = Some(Shard::new(2, 3).unwrap());
+    o.job_id = Some("other-selection".into());
+    let other = run(&config(&MATRIX.replace("    - w:", "    - v:")), &o).unwrap();
+    assert_ne!(other.report.variants_digest, full.report.variants_digest);
+    let e = merge(
+        &[shard_dirs[0].clone(), other.job_dir],
+        dir.path(),
+        "x",
+        false,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("other variants"), "{e}");
+}
+
+#[test]
+fn sharded_runs_get_job_ids_that_name_their_shard() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = options(dir.path());
+    o.shard = Some(Shard::new(2, 4).unwrap());
+    o.shard_source = Some("Slurm job array (SLURM_ARRAY_TASK_ID=1 of 0-3:1, COUNT=4)".into());
+    o.shard_tag = Some("slurm17".into());
+    let s = run(&config(MATRIX), &o).unwrap();
+    let id = s.report.job_id.clone();
+    assert!(id.ends_with("-slurm17-shard-2-of-4"), "{id}");
+    assert_eq!(s.report.shard_source, o.shard_source);
+    assert_eq!(s.job_dir, dir.path().join(&id));
 }
 
 #[test]

@@ -46,7 +46,7 @@ mod one;
 mod shard;
 
 use one::{record_without_running, run_one};
-pub use shard::{shard_indices, Shard, ShardError};
+pub use shard::{shard_indices, ResolvedShard, Shard, ShardArg, ShardError};
 
 /// Why a run could not start or finish writing its results.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +92,12 @@ pub struct RunOptions {
     pub jobs: usize,
     /// Run only this shard.
     pub shard: Option<Shard>,
+    /// Where the shard came from (`--shard 2/4`, or an engine's variables with `--shard
+    /// auto`), recorded in results.json.
+    pub shard_source: Option<String>,
+    /// Joins the default job ids of one submission's shards (`slurm17`: see
+    /// [`ResolvedShard::tag`]).
+    pub shard_tag: Option<String>,
     /// How many times a test that fails or errors is run again (`--retries`), each time
     /// with the worker's VMs destroyed first. One that then passes counts as passed and
     /// *flaky*; the failed attempts' files stay in `attempt-N/` of its directory.
@@ -123,6 +129,8 @@ impl fmt::Debug for RunOptions {
             .field("job_id", &self.job_id)
             .field("jobs", &self.jobs)
             .field("shard", &self.shard)
+            .field("shard_source", &self.shard_source)
+            .field("shard_tag", &self.shard_tag)
             .finish_non_exhaustive()
     }
 }
@@ -136,6 +144,8 @@ impl RunOptions {
             job_id: None,
             jobs: 1,
             shard: None,
+            shard_source: None,
+            shard_tag: None,
             retries: 0,
             qemu_binary: None,
             guest_cache: None,
@@ -168,16 +178,29 @@ struct Planned {
     params: Params,
 }
 
-/// Enumerate `config` and keep the variants of `shard`: (selected, total).
+/// What a config's enumeration gives the runner.
+struct Plan {
+    /// The variants of the shard.
+    planned: Vec<Planned>,
+    /// Variants in the whole enumeration.
+    total: usize,
+    /// [`RunReport::variants_digest`]: of every variant's name, shard or not.
+    digest: String,
+}
+
+/// Enumerate `config` and keep the variants of `shard`.
 fn plan(
     config: &Config,
     shard: Option<Shard>,
     qemu_binary: Option<&Path>,
-) -> Result<(Vec<Planned>, usize), RunError> {
+) -> Result<Plan, RunError> {
     let mut index = 0usize;
     let mut out = Vec::new();
+    let mut digest = results::VariantsDigest::default();
     config
         .for_each(|v| {
+            let name = v.name();
+            digest.add(&name);
             if shard.is_none_or(|s| s.selects(index)) {
                 let mut params = v.params().clone();
                 if let Some(q) = qemu_binary {
@@ -185,7 +208,7 @@ fn plan(
                 }
                 out.push(Planned {
                     index,
-                    name: v.name(),
+                    name,
                     shortname: v.shortname(),
                     params,
                 });
@@ -194,7 +217,26 @@ fn plan(
             Ok(ControlFlow::Continue(()))
         })
         .map_err(RunError::Config)?;
-    Ok((out, index))
+    Ok(Plan {
+        planned: out,
+        total: index,
+        digest: digest.finish(),
+    })
+}
+
+/// The job id of a run not given one: its start time and pid, and for a shard the shard and
+/// what ties its submission's shards together (`20261207-044301-1f2a3b-slurm17-shard-2-of-4`),
+/// so that the shards of one submission sort together and one glob names them.
+fn default_job_id(started_at: SystemTime, options: &RunOptions) -> String {
+    let mut id = crate::time::job_id(started_at);
+    if let Some(s) = options.shard {
+        if let Some(tag) = &options.shard_tag {
+            id.push('-');
+            id.push_str(tag);
+        }
+        id.push_str(&format!("-shard-{}-of-{}", s.index(), s.count()));
+    }
+    id
 }
 
 /// What the workers share.
@@ -220,12 +262,16 @@ struct Tally {
 /// so call it from synchronous code (the CLI). The summary's `exit` is the process exit
 /// status.
 pub fn run(config: &Config, options: &RunOptions) -> Result<RunSummary, RunError> {
-    let (planned, total) = plan(config, options.shard, options.qemu_binary.as_deref())?;
+    let Plan {
+        planned,
+        total,
+        digest,
+    } = plan(config, options.shard, options.qemu_binary.as_deref())?;
     let started_at = SystemTime::now();
     let job_id = options
         .job_id
         .clone()
-        .unwrap_or_else(|| crate::time::job_id(started_at));
+        .unwrap_or_else(|| default_job_id(started_at, options));
     // Absolute, because tests run commands inside their own directory: a relative path
     // handed to such a command would be resolved twice.
     let results_dir = std::path::absolute(&options.results_dir).map_err(|source| RunError::Io {
@@ -270,7 +316,8 @@ pub fn run(config: &Config, options: &RunOptions) -> Result<RunSummary, RunError
     events.emit(
         "run_started",
         json!({"job_id": job_id, "variants_total": total, "variants_selected": planned.len(),
-               "shard": options.shard.map(|s| s.to_string()), "jobs": options.jobs,
+               "shard": options.shard.map(|s| s.to_string()),
+               "shard_source": options.shard.and(options.shard_source.clone()), "jobs": options.jobs,
                "retries": options.retries}),
     );
     let state = StateStore::create(&job_dir.join("state.json"))?;
@@ -347,12 +394,15 @@ pub fn run(config: &Config, options: &RunOptions) -> Result<RunSummary, RunError
         finished: crate::time::now_rfc3339(),
         interrupted,
         shard: options.shard.map(|s| s.to_string()),
+        shard_source: options.shard.and(options.shard_source.clone()),
+        variants_digest: Some(digest),
         jobs,
         variants_total: total,
         variants_selected: selected,
         counts,
         tests: records,
         merged_from: Vec::new(),
+        missing_shards: Vec::new(),
         qemu: Vec::new(),
     };
     report.collect_qemu();
