@@ -79,6 +79,8 @@ const TOOLS: &[&str] = &[
     "slurmd",
     "slurm-client",
     "munge",
+    // crates/tests-suite/tests/report.rs: the HTML report opened in headless Chromium
+    "chromium",
 ];
 
 /// Packages a release has beyond [`TOOLS`]: virtiofsd is a package of its own after bookworm

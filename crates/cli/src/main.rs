@@ -38,6 +38,9 @@ enum Command {
     Run(tests_suite::RunArgs),
     /// Merge result directories (e.g. CI shards) into one report.
     Merge(tests_suite::MergeArgs),
+    /// Build the HTML report (index.html) of job directories: summary, sortable table,
+    /// timeline, and per test its logs, command lines and screendumps.
+    Report(tests_suite::ReportArgs),
     /// Clean up what interrupted runs left: their QEMU processes, sockets, scratch dirs.
     Gc(tests_suite::GcArgs),
     /// List the test types and their parameters.
@@ -194,6 +197,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         // Handled in `main`: they print and choose their own exit status.
         Command::Run(_)
         | Command::Merge(_)
+        | Command::Report(_)
         | Command::Gc(_)
         | Command::Tests
         | Command::Lint(_) => {}
@@ -302,6 +306,7 @@ fn main() -> ExitCode {
     match &cli.command {
         Command::Run(args) => return tests_suite::cli_run(args).into(),
         Command::Merge(args) => return tests_suite::cli_merge(args).into(),
+        Command::Report(args) => return tests_suite::cli_report(args).into(),
         Command::Gc(args) => return tests_suite::cli_gc(args).into(),
         Command::Tests => return tests_suite::cli_catalogue().into(),
         Command::Lint(args) => return tests_suite::cli_lint(args).into(),

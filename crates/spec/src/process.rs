@@ -50,6 +50,12 @@ pub const PROCESS_KEYS: &[KeyDoc] = &[
         "seconds to wait for the VM to go down by itself before destroying it",
     ),
     KeyDoc::with_default(
+        "screendump_on_pass",
+        "no",
+        "also take each running VM's screendump (QMP `screendump`, PNG) after a test that \
+         passed; after a failure or an error it is always taken, for the report",
+    ),
+    KeyDoc::with_default(
         "kill_unresponsive_vms",
         "no",
         "after the test, kill every running VM that no longer lets a session log in",
@@ -150,6 +156,8 @@ pub struct Processing {
     pub vms: Vec<VmProcessing>,
     /// `kill_unresponsive_vms`.
     pub kill_unresponsive: bool,
+    /// `screendump_on_pass`.
+    pub screendump_on_pass: bool,
 }
 
 impl Processing {
@@ -181,6 +189,7 @@ impl Processing {
         let mut problems = Vec::new();
         let mut top = Keys::new(params, "test processing", PROCESS_KEYS);
         let kill_unresponsive = top.bool("kill_unresponsive_vms");
+        let screendump_on_pass = top.bool("screendump_on_pass");
         let skip_images = top.bool("skip_image_processing");
         problems.extend(top.take_problems());
         let mut vms = Vec::new();
@@ -235,6 +244,7 @@ impl Processing {
             Ok(Processing {
                 vms,
                 kill_unresponsive,
+                screendump_on_pass,
             })
         } else {
             Err(SpecError::Object {

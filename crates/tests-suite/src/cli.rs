@@ -127,6 +127,29 @@ pub struct MergeArgs {
     pub settings: SettingsArgs,
 }
 
+/// `kvmtest report DIR…`: (re)build `index.html` of job directories.
+#[derive(Args, Debug, Clone)]
+pub struct ReportArgs {
+    /// Job directories (a run's, a shard's or a merge's: each has a results.json).
+    #[arg(required = true)]
+    pub dirs: Vec<PathBuf>,
+}
+
+/// `kvmtest report`: writes each directory's `index.html` and prints its path.
+pub fn cli_report(args: &ReportArgs) -> ExitStatus {
+    let mut status = ExitStatus::Success;
+    for dir in &args.dirs {
+        match crate::report::rebuild(dir) {
+            Ok(path) => println!("report: {}", path.display()),
+            Err(e) => {
+                eprintln!("error: {}", crate::error::error_chain(&e));
+                status = ExitStatus::Usage;
+            }
+        }
+    }
+    status
+}
+
 /// `kvmtest gc`: clean up after interrupted runs.
 #[derive(Args, Debug, Clone)]
 pub struct GcArgs {
@@ -247,6 +270,10 @@ fn cli_run_inner(args: &RunArgs) -> Result<ExitStatus, ExitStatus> {
                 println!("qemu: {q}");
             }
             println!("results: {}", summary.job_dir.display());
+            println!(
+                "report: {}",
+                summary.job_dir.join(crate::report::INDEX).display()
+            );
             Ok(summary.exit)
         }
         Err(e) => {
@@ -289,6 +316,14 @@ pub fn cli_merge(args: &MergeArgs) -> ExitStatus {
                 );
             }
             println!("results: {}", settings.results_dir.join(&job_id).display());
+            println!(
+                "report: {}",
+                settings
+                    .results_dir
+                    .join(&job_id)
+                    .join(crate::report::INDEX)
+                    .display()
+            );
             if report.interrupted {
                 ExitStatus::Interrupted
             } else if report.counts.all_ok() {

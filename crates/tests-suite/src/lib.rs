@@ -40,6 +40,7 @@ pub mod lint;
 pub mod merge;
 pub mod progress;
 pub mod registry;
+pub mod report;
 pub mod results;
 pub mod runner;
 pub mod settings;
@@ -50,8 +51,8 @@ pub mod verdict;
 pub mod vm_env;
 
 pub use cli::{
-    cli_catalogue, cli_gc, cli_lint, cli_merge, cli_run, ConfigArgs, GcArgs, LintArgs, MergeArgs,
-    RunArgs,
+    cli_catalogue, cli_gc, cli_lint, cli_merge, cli_report, cli_run, ConfigArgs, GcArgs, LintArgs,
+    MergeArgs, ReportArgs, RunArgs,
 };
 pub use env::{
     EnvError, EnvFactory, GuestVm, Hotplugged, LoginVia, MigrationMode, MigrationOutcome,

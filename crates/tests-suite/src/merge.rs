@@ -61,6 +61,7 @@ pub fn merge(
             .map(|k| format!("{k}/{}", shard_count(&reports).unwrap_or(0)))
             .collect(),
         qemu: Vec::new(),
+        hosts: Vec::new(),
     };
     for (input, r) in reports {
         if merged.started.is_empty() || r.started < merged.started {
@@ -74,7 +75,16 @@ pub fn merge(
         merged.variants_total = merged.variants_total.max(r.variants_total);
         merged.variants_selected += r.variants_selected;
         merged.merged_from.push(r.job_id.clone());
-        for t in r.tests {
+        for h in &r.hosts {
+            if !merged.hosts.contains(h) {
+                merged.hosts.push(h.clone());
+            }
+        }
+        for mut t in r.tests {
+            // Lanes of the timeline: one per worker of each input.
+            if let Some(w) = t.worker.as_mut().filter(|w| !w.contains('/')) {
+                *w = format!("{}/{w}", r.job_id);
+            }
             if tests.contains_key(&t.index) {
                 return Err(ResultsError::Overlap {
                     index: t.index,
@@ -97,6 +107,7 @@ pub fn merge(
         }
     }
     merged.write(&out)?;
+    crate::report::write_index(&out, &merged)?;
     update_latest(results_dir, job_id)?;
     Ok(merged)
 }

@@ -126,6 +126,10 @@ pub struct TestRecord {
     /// *flaky*.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retried: Vec<Attempt>,
+    /// The worker that ran it (`w0`, `w1`…; `<job id>/w0` in a merged report): the report's
+    /// timeline has a lane per worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
 }
 
 impl TestRecord {
@@ -191,6 +195,9 @@ pub struct RunReport {
     /// Every QEMU the run's tests ran on (`<path> (<version>)`), sorted.
     #[serde(default)]
     pub qemu: Vec<String>,
+    /// The host the run ran on (every input's, for a merged report).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
 }
 
 impl RunReport {

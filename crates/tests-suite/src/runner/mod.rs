@@ -43,6 +43,7 @@ use crate::state::{StateError, StateStore};
 use crate::verdict::{Counts, ExitStatus, Verdict};
 
 mod one;
+mod screendump;
 mod shard;
 
 use one::{record_without_running, run_one};
@@ -224,6 +225,13 @@ fn plan(
     })
 }
 
+/// This host's name, for the report.
+fn host_name() -> Option<String> {
+    let name = fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let name = name.trim();
+    (!name.is_empty()).then(|| name.to_owned())
+}
+
 /// The job id of a run not given one: its start time and pid, and for a shard the shard and
 /// what ties its submission's shards together (`20261207-044301-1f2a3b-slurm17-shard-2-of-4`),
 /// so that the shards of one submission sort together and one glob names them.
@@ -368,7 +376,7 @@ pub fn run(config: &Config, options: &RunOptions) -> Result<RunSummary, RunError
                     what: format!("scratch directory {}: {e}", slot.scratch_dir.display()),
                 })
                 .and_then(|()| options.env_factory.create(&slot));
-            handles.push(tokio::spawn(worker(shared.clone(), env)));
+            handles.push(tokio::spawn(worker(shared.clone(), env, index)));
         }
         for h in handles {
             let _ = h.await;
@@ -404,9 +412,11 @@ pub fn run(config: &Config, options: &RunOptions) -> Result<RunSummary, RunError
         merged_from: Vec::new(),
         missing_shards: Vec::new(),
         qemu: Vec::new(),
+        hosts: host_name().into_iter().collect(),
     };
     report.collect_qemu();
     report.write(&job_dir)?;
+    crate::report::write_index(&job_dir, &report)?;
     shared.state.save()?;
     shared.events.emit(
         "run_finished",
@@ -463,7 +473,7 @@ impl Signals {
     }
 }
 
-async fn worker(shared: Arc<Shared>, env: Result<Arc<dyn VmEnv>, EnvError>) {
+async fn worker(shared: Arc<Shared>, env: Result<Arc<dyn VmEnv>, EnvError>, index: usize) {
     loop {
         if shared.cancel.is_cancelled() {
             break;
@@ -472,7 +482,7 @@ async fn worker(shared: Arc<Shared>, env: Result<Arc<dyn VmEnv>, EnvError>) {
         let Some(planned) = next else {
             break;
         };
-        let record = match &env {
+        let mut record = match &env {
             Ok(env) => run_one(&shared, env, planned).await,
             Err(e) => {
                 // No environment: every variant of this worker is an error, with the reason.
@@ -480,6 +490,7 @@ async fn worker(shared: Arc<Shared>, env: Result<Arc<dyn VmEnv>, EnvError>) {
                 record_without_running(&shared, planned, Verdict::Error(msg))
             }
         };
+        record.worker = Some(format!("w{index}"));
         if let Ok(mut t) = shared.tally.lock() {
             t.counts.add(record.verdict);
             if record.flaky() {

@@ -56,6 +56,7 @@ pub(super) fn record_without_running(shared: &Shared, p: Planned, verdict: Verdi
         dir: String::new(),
         qemu: None,
         retried: Vec::new(),
+        worker: None,
     };
     shared.events.emit(
         "test_finished",
@@ -137,6 +138,7 @@ pub(super) async fn run_one(shared: &Arc<Shared>, env: &Arc<dyn VmEnv>, p: Plann
         dir: rel,
         qemu: env.qemu(),
         retried,
+        worker: None,
     };
     shared.events.emit(
         "test_finished",
@@ -348,6 +350,9 @@ async fn postprocess(
     let failed = matches!(verdict.kind(), VerdictKind::Fail | VerdictKind::Error);
     let processing = Processing::after(&ctx.params, failed)?;
     let env = ctx.env.as_ref();
+    if failed || processing.screendump_on_pass {
+        super::screendump::take_all(ctx).await;
+    }
     let mut problems = Vec::new();
     for vm in processing.vms.iter().filter(|vm| vm.kill) {
         if !vm.kill_wait.is_zero() {
