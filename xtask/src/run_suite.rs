@@ -134,16 +134,20 @@ pub fn suite_argv(p: &Prepared, jobs: Option<usize>, args: &[String]) -> Vec<OsS
 /// `cargo xtask run-suite --all`: the slow variants too.
 pub const ALL_FLAG: &str = "--all";
 
-/// Variants left out unless `--all` (or `--only`) is given, each two to four minutes under TCG
+/// Variants left out unless `--all` (or `--only`) is given, each one to four minutes under TCG
 /// and covered piece by piece by cheaper ones: three reboot the disk guest twice around a
 /// hotplug (the disk guest's reboot tests and the hotplug variants without reboot cover the
-/// parts), and multi_disk's max_disk formats 24 disks (one_disk_repeat and
-/// all_drive_format_types run the same steps on fewer).
+/// parts), multi_disk's max_disk formats 24 disks (one_disk_repeat and
+/// all_drive_format_types run the same steps on fewer), and tp-qemu's qemu_img convert and
+/// rebase boot the disk guest from the images they make, one to three times each (the default
+/// suite has qemu_img's commit, which boots twice, and convert and rebase without boots).
 pub const SLOW: &[&str] = &[
     "disk_guest.block_hotplug.with_reboot",
     "disk_guest.block_hotplug.data_plane.with_system_reset",
     "disk_guest.tap.nic_hotplug.with_reboot",
     "disk_guest.multi_disk.max_disk",
+    "disk_guest.qemu_img.convert",
+    "disk_guest.qemu_img.rebase",
 ];
 
 /// `cargo xtask run-suite [ARGS…]`.

@@ -30,6 +30,15 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// More log on stderr: -v info (VM stages, test steps), -vv debug (QMP commands and
+    /// replies, guest commands), -vvv trace. `KVMTEST_LOG` takes a filter instead (e.g.
+    /// `KVMTEST_LOG=kvmtest::qmp=debug`). Each test's debug.log has its debug events whatever
+    /// this says.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// The format of the log on stderr.
+    #[arg(long, value_enum, default_value_t = tests_suite::trace::LogFormat::Text, global = true)]
+    log_format: tests_suite::trace::LogFormat,
 }
 
 #[derive(Subcommand, Debug)]
@@ -303,6 +312,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    tests_suite::trace::init(cli.verbose, cli.log_format);
     match &cli.command {
         Command::Run(args) => return tests_suite::cli_run(args).into(),
         Command::Merge(args) => return tests_suite::cli_merge(args).into(),

@@ -43,6 +43,97 @@ impl CmdOutput {
 /// (binary missing) is a [`TestError::Error`]; a non-zero exit is returned for the caller to
 /// judge. The child is killed if the test is cancelled.
 pub async fn run(ctx: &TestContext, argv: &[OsString]) -> Result<CmdOutput, TestError> {
+    let (display, child) = spawn(ctx, argv)?;
+    let out = tokio::select! {
+        r = child.wait_with_output() => r
+            .map_err(|e| TestError::error(format!("waiting for `{display}`: {e}")))?,
+        () = ctx.cancel.cancelled() => return Err(TestError::Cancelled),
+    };
+    Ok(finish(ctx, display, out))
+}
+
+/// Like [`run`], and once the child has installed a handler for `signal` (its `SigCgt` in
+/// `/proc/PID/status`: before that the signal's default action would kill it) the signal is
+/// sent to it, by its pid, once — `qemu-img` prints its progress on `SIGUSR1`. Logged, as is a
+/// child that exits before it handles the signal.
+pub async fn run_signalled(
+    ctx: &TestContext,
+    argv: &[OsString],
+    signal: rustix::process::Signal,
+) -> Result<CmdOutput, TestError> {
+    use tokio::io::AsyncReadExt;
+    let (display, mut child) = spawn(ctx, argv)?;
+    let read = |pipe: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>| {
+        tokio::spawn(async move {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf).await;
+            }
+            buf
+        })
+    };
+    let stdout = read(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = read(child.stderr.take().map(|p| Box::new(p) as _));
+    let waited = |e: std::io::Error| TestError::error(format!("waiting for `{display}`: {e}"));
+    let mut sent = false;
+    let status = loop {
+        if !sent {
+            // The child is not reaped before `wait` returns, so its pid stays its own.
+            if let Some(pid) = child.id().filter(|&p| handles(p, signal)) {
+                if let Some(p) = rustix::process::Pid::from_raw(pid as i32) {
+                    match rustix::process::kill_process(p, signal) {
+                        Ok(()) => ctx
+                            .log
+                            .info(format_args!("sent signal {} to pid {pid}", signal.as_raw())),
+                        Err(e) => ctx.log.warn(format_args!(
+                            "sending signal {} to pid {pid}: {e}",
+                            signal.as_raw()
+                        )),
+                    }
+                    sent = true;
+                }
+            }
+        }
+        let poll = std::time::Duration::from_millis(if sent { 200 } else { 1 });
+        tokio::select! {
+            r = child.wait() => break r.map_err(waited)?,
+            () = tokio::time::sleep(poll) => {}
+            () = ctx.cancel.cancelled() => return Err(TestError::Cancelled),
+        }
+    };
+    if !sent {
+        ctx.log.warn(format_args!(
+            "`{display}` exited before it handled signal {}: none sent",
+            signal.as_raw()
+        ));
+    }
+    let (stdout, stderr) = (stdout.await, stderr.await);
+    let out = std::process::Output {
+        status,
+        stdout: stdout.unwrap_or_default(),
+        stderr: stderr.unwrap_or_default(),
+    };
+    Ok(finish(ctx, display, out))
+}
+
+/// Whether process `pid` has a handler for `signal` (`SigCgt` of `/proc/PID/status`).
+fn handles(pid: u32, signal: rustix::process::Signal) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    let bit = signal.as_raw() - 1;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+        .is_some_and(|mask| (0..64).contains(&bit) && mask & (1 << bit) != 0)
+}
+
+/// Logs `argv` and spawns it in `ctx.dir`, its output piped; returns its rendering too.
+fn spawn(
+    ctx: &TestContext,
+    argv: &[OsString],
+) -> Result<(String, tokio::process::Child), TestError> {
     let display = vm::render_argv(argv);
     let Some((prog, args)) = argv.split_first() else {
         return Err(TestError::error("empty command"));
@@ -59,11 +150,11 @@ pub async fn run(ctx: &TestContext, argv: &[OsString]) -> Result<CmdOutput, Test
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| TestError::error(format!("cannot run `{display}`: {e}")))?;
-    let out = tokio::select! {
-        r = child.wait_with_output() => r
-            .map_err(|e| TestError::error(format!("waiting for `{display}`: {e}")))?,
-        () = ctx.cancel.cancelled() => return Err(TestError::Cancelled),
-    };
+    Ok((display, child))
+}
+
+/// The output of a finished command, logged.
+fn finish(ctx: &TestContext, display: String, out: std::process::Output) -> CmdOutput {
     let out = CmdOutput {
         display,
         code: out.status.code(),
@@ -76,5 +167,5 @@ pub async fn run(ctx: &TestContext, argv: &[OsString]) -> Result<CmdOutput, Test
         out.stdout.trim(),
         out.stderr.trim()
     ));
-    Ok(out)
+    out
 }

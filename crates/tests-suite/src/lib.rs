@@ -47,6 +47,7 @@ pub mod settings;
 pub mod shell;
 pub mod state;
 pub mod time;
+pub mod trace;
 pub mod verdict;
 pub mod vm_env;
 

@@ -155,12 +155,15 @@ impl TestLog {
 
     /// Write one line. A log that cannot be written is not a test failure: the error is
     /// dropped.
+    /// It is also an info event (target `kvmtest::test`): in `debug.log` and at `-v`.
     pub fn info(&self, msg: impl fmt::Display) {
+        tracing::info!(target: "kvmtest::test", "{msg}");
         self.write("INFO", msg);
     }
 
-    /// Write one warning line.
+    /// Write one warning line (and a warn event).
     pub fn warn(&self, msg: impl fmt::Display) {
+        tracing::warn!(target: "kvmtest::test", "{msg}");
         self.write("WARN", msg);
     }
 

@@ -38,6 +38,17 @@ pub fn rfc3339(t: SystemTime) -> String {
     format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
 }
 
+/// Now, as `YYYY-MM-DDTHH:MM:SS.mmmZ` (log lines).
+pub fn now_rfc3339_millis() -> String {
+    let t = SystemTime::now();
+    let (y, mo, d, h, mi, s) = civil(epoch_secs(t));
+    let ms = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_millis())
+        .unwrap_or(0);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}Z")
+}
+
 /// Now, as [`rfc3339`].
 pub fn now_rfc3339() -> String {
     rfc3339(SystemTime::now())

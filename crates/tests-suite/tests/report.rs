@@ -4,7 +4,8 @@
 //! must render with no console message (the page logs an image that did not load), list every
 //! test, and show the failing test's screendump (loaded) and serial console (the failing test
 //! boots its own VM: the passing one's is killed, so the boot is in the failing test's log). A screenshot of
-//! the page is kept as `<target dir>/report-check/index.png` (a CI artifact).
+//! the page is kept as `<target dir>/report-check/index.png` (a CI artifact). With tracing on
+//! (as in the CLI), the failed test's `debug.log` has its span's events, QMP commands included.
 
 #![allow(clippy::unwrap_used)] // Tests: a panic with the error is the report.
 #![allow(clippy::disallowed_methods)] // tests start their own peers (Chromium)
@@ -70,6 +71,8 @@ fn headless(page: &Path, profile: &Path, args: &[&str]) -> (String, String) {
 
 #[test]
 fn the_report_renders_in_chromium_with_every_test_and_the_failures_screendump() {
+    // As the CLI does: tracing on, so each test gets its debug.log.
+    tests_suite::trace::init(0, tests_suite::trace::LogFormat::Text);
     let results = tempfile::tempdir().unwrap();
     let config = common::config(&format!(
         "include {}\nvariants:\n    - passes:\n        type = boot\n        boot_command = uname -r\n        \
@@ -94,6 +97,10 @@ fn the_report_renders_in_chromium_with_every_test_and_the_failures_screendump() 
         "no screendump of the failed test: {}",
         shot.display()
     );
+    // debug.log: the test span's events, QMP commands in their `qmp` spans among them.
+    let debug = common::read(&summary.job_dir.join(&failed.dir).join("debug.log"));
+    assert!(debug.contains("qmp{cmd=screendump}"), "{debug}");
+    assert!(debug.contains("kvmtest::session: $ uname -r"), "{debug}");
     let page = summary.job_dir.join("index.html");
     assert!(page.is_file());
 
@@ -132,6 +139,7 @@ fn the_report_renders_in_chromium_with_every_test_and_the_failures_screendump() 
         "the screendump did not load: {img}"
     );
     assert!(section.contains("serial.log"), "no serial log in {section}");
+    assert!(section.contains("debug.log"), "no debug.log in {section}");
     assert!(
         section.contains("KVMTEST-GUEST-READY"),
         "serial log not embedded: {section}"

@@ -286,7 +286,10 @@ impl QmpClient {
     /// Runs any command by name and returns its `return` value. Works for
     /// every command QEMU has, including ones newer than this crate.
     pub async fn execute(&self, command: &str, args: Value) -> Result<Value, Error> {
-        self.send(command, args)?.wait().await
+        traced(command, &args, async {
+            self.send(command, args.clone())?.wait().await
+        })
+        .await
     }
 
     /// [`QmpClient::execute`] with an explicit timeout.
@@ -296,7 +299,13 @@ impl QmpClient {
         args: Value,
         timeout: Duration,
     ) -> Result<Value, Error> {
-        self.send(command, args)?.timeout(timeout).wait().await
+        traced(command, &args, async {
+            self.send(command, args.clone())?
+                .timeout(timeout)
+                .wait()
+                .await
+        })
+        .await
     }
 
     /// Runs a typed command from the `qapi` crate and decodes its result.
@@ -396,4 +405,29 @@ impl QmpClient {
             t.flush().await;
         }
     }
+}
+
+/// Runs one command's exchange inside a `qmp` span (its name and the monitor's address are
+/// fields), with a debug event for the command and one for the reply or error and its time.
+async fn traced<F>(command: &str, args: &Value, exchange: F) -> Result<Value, Error>
+where
+    F: std::future::Future<Output = Result<Value, Error>>,
+{
+    use tracing::Instrument;
+    let span = tracing::debug_span!("qmp", cmd = command);
+    async {
+        tracing::debug!(target: "kvmtest::qmp", "→ {command} {args}");
+        let started = std::time::Instant::now();
+        let r = exchange.await;
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        match &r {
+            Ok(v) => tracing::debug!(target: "kvmtest::qmp", "← {command}: {v} ({ms:.1} ms)"),
+            Err(e) => {
+                tracing::debug!(target: "kvmtest::qmp", "← {command} failed: {e} ({ms:.1} ms)")
+            }
+        }
+        r
+    }
+    .instrument(span)
+    .await
 }

@@ -1,8 +1,9 @@
 //! The built-in test catalogue: one module per test type, each exporting its [`TestSpec`] and
 //! its function; [`builtin`] registers them all.
 //!
-//! `noop`, `sleep` and `qemu_img` need no VM; `whql_submission` and the VM-based types of
-//! [`vm`] reach their guests through [`crate::env::VmEnv`] (real VMs with
+//! `noop` and `sleep` need no VM, nor do `qemu_img`'s subcommands but convert, rebase and
+//! commit, which boot the main VM from their images; those, `whql_submission` and the VM-based
+//! types of [`vm`] reach their guests through [`crate::env::VmEnv`] (real VMs with
 //! [`crate::vm_env::VmLayerFactory`]; with [`crate::env::NoVmEnv`] they report
 //! [`crate::env::VM_UNAVAILABLE`] as an error: a missing layer never passes).
 

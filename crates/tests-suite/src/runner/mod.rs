@@ -31,6 +31,7 @@ use std::time::SystemTime;
 use params::{Config, Params};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::env::{
     EnvError, EnvFactory, NetRemote, NoVmFactory, RemoteHosts, Teardown, VmEnv, WorkerSlot,
@@ -347,6 +348,8 @@ pub fn run(config: &Config, options: &RunOptions) -> Result<RunSummary, RunError
         retries: options.retries,
     });
 
+    let job_span = tracing::info_span!("job", id = %job_id);
+    tracing::info!(parent: &job_span, variants = selected, jobs, "run started");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(jobs.clamp(2, 16))
         .enable_all()
@@ -376,7 +379,10 @@ pub fn run(config: &Config, options: &RunOptions) -> Result<RunSummary, RunError
                     what: format!("scratch directory {}: {e}", slot.scratch_dir.display()),
                 })
                 .and_then(|()| options.env_factory.create(&slot));
-            handles.push(tokio::spawn(worker(shared.clone(), env, index)));
+            let span = tracing::info_span!(parent: &job_span, "worker", n = index);
+            handles.push(tokio::spawn(
+                worker(shared.clone(), env, index).instrument(span),
+            ));
         }
         for h in handles {
             let _ = h.await;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use spec::{Processing, TestTarget};
+use tracing::Instrument;
 
 use super::{Planned, Shared};
 use crate::env::{Teardown, VmEnv};
@@ -92,7 +93,18 @@ pub(super) async fn run_one(shared: &Arc<Shared>, env: &Arc<dyn VmEnv>, p: Plann
     let mut retried: Vec<Attempt> = Vec::new();
     let verdict = loop {
         let attempt_clock = Instant::now();
-        let verdict = attempt(shared, env, &p, &dir, &retried).await;
+        // One `test` span per attempt: its events go to this attempt's debug.log (an attempt
+        // that is run again has its files, debug.log too, moved to attempt-K/).
+        let span = tracing::info_span!(
+            "test",
+            index = p.index,
+            name = %p.name,
+            attempt = retried.len() + 1,
+            dir = %dir.display()
+        );
+        let verdict = attempt(shared, env, &p, &dir, &retried)
+            .instrument(span)
+            .await;
         let failed = matches!(verdict.kind(), VerdictKind::Fail | VerdictKind::Error);
         if !failed || retried.len() >= shared.retries as usize || shared.cancel.is_cancelled() {
             break verdict;

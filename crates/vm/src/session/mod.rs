@@ -400,12 +400,18 @@ impl Session {
         cmd: &str,
         timeout: Duration,
     ) -> Result<String, SessionError> {
+        tracing::debug!(target: "kvmtest::session", session = self.describe(), "$ {cmd}");
         self.discard_pending().await?;
         self.sendline(cmd).await?;
         let text = self
             .read_up_to_prompt(timeout, &format!("the prompt after `{cmd}`"))
-            .await?;
-        Ok(strip_echo(&text, cmd))
+            .await
+            .inspect_err(|e| {
+                tracing::debug!(target: "kvmtest::session", session = self.describe(), "`{cmd}`: {e}");
+            })?;
+        let out = strip_echo(&text, cmd);
+        tracing::trace!(target: "kvmtest::session", session = self.describe(), "{out}");
+        Ok(out)
     }
 
     /// Runs `cmd`, then `status_test_command`; returns the exit status and the output.

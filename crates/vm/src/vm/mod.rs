@@ -321,6 +321,7 @@ struct VmLog {
 
 impl VmLog {
     fn line(&mut self, text: &str) {
+        tracing::info!(target: "kvmtest::vm", "{text}");
         let t = self.started.elapsed().as_secs_f64();
         if let Some(f) = &mut self.file {
             // One write per line: lines of the other writers never land inside it.
@@ -568,6 +569,7 @@ impl Vm {
     }
 
     fn log_line(&self, text: &str) {
+        tracing::info!(target: "kvmtest::vm", vm = %self.name, "{text}");
         // Logging takes &self: reopen in append mode (rare, small writes).
         if let Ok(mut f) = File::options()
             .append(true)
