@@ -80,6 +80,8 @@ pub struct Config {
     pub(crate) compilable: Vec<bool>,
     /// `"key": ` as JSON, for each of `sorted_keys`.
     pub(crate) key_json: Vec<Vec<u8>>,
+    /// Per key id: its index in `sorted_keys` (`u32::MAX` for symbols that are not keys).
+    pub(crate) key_rank: Vec<u32>,
 }
 
 impl Config {
@@ -110,6 +112,7 @@ impl Config {
             static_ops: Vec::new(),
             compilable: Vec::new(),
             key_json: Vec::new(),
+            key_rank: Vec::new(),
         }
     }
 
@@ -299,6 +302,10 @@ impl Config {
                 b
             })
             .collect();
+        self.key_rank = vec![u32::MAX; self.syms.len()];
+        for (i, &k) in keys.iter().enumerate() {
+            self.key_rank[k as usize] = u32::try_from(i).unwrap_or(u32::MAX);
+        }
         self.sorted_keys = keys;
     }
 

@@ -48,16 +48,73 @@ pub(crate) trait LabelSet {
     fn contains(&self, sym: Sym) -> bool;
 }
 
+/// A walk's context: its labels in name order, and how many of them have each symbol as
+/// bare and as long name (kept in step by [`Context::extend`] and [`Context::truncate`]), so
+/// that a one-label chain, what most filters are, is decided without scanning the labels.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Context {
+    labels: Vec<CtxLabel>,
+    names: Vec<u32>,
+    longs: Vec<u32>,
+}
+
+impl Context {
+    /// An empty context for symbols below `nsyms` (others are counted on demand).
+    pub fn new(nsyms: usize) -> Context {
+        Context {
+            labels: Vec::new(),
+            names: vec![0; nsyms],
+            longs: vec![0; nsyms],
+        }
+    }
+
+    /// The labels, outermost first.
+    #[inline]
+    pub fn labels(&self) -> &[CtxLabel] {
+        &self.labels
+    }
+
+    /// Append labels.
+    pub fn extend(&mut self, labels: &[CtxLabel]) {
+        for &l in labels {
+            for (counts, s) in [(&mut self.names, l.name), (&mut self.longs, l.long)] {
+                let i = s as usize;
+                if counts.len() <= i {
+                    counts.resize(i + 1, 0);
+                }
+                counts[i] += 1;
+            }
+            self.labels.push(l);
+        }
+    }
+
+    /// Keep the first `len` labels.
+    pub fn truncate(&mut self, len: usize) {
+        while self.labels.len() > len {
+            let Some(l) = self.labels.pop() else { break };
+            self.names[l.name as usize] -= 1;
+            self.longs[l.long as usize] -= 1;
+        }
+    }
+
+    /// Whether some label matches `l`.
+    #[inline]
+    fn contains(&self, l: FLabel) -> bool {
+        let counts = if l.named { &self.longs } else { &self.names };
+        counts.get(l.sym as usize).is_some_and(|&n| n > 0)
+    }
+}
+
 /// Length of the longest run at the end of `ctx` equal to a prefix of `chain`, or
 /// `chain.len()` if the whole chain occurs contiguously in `ctx`.
-fn matched_len(chain: &[FLabel], ctx: &[CtxLabel]) -> usize {
+fn matched_len(chain: &[FLabel], context: &Context) -> usize {
+    let ctx = context.labels();
     let n = chain.len();
     if n == 0 {
         return 0;
     }
     if n == 1 {
-        let l = chain[0];
-        return usize::from(ctx.iter().any(|&c| l.matches(c)));
+        return usize::from(context.contains(chain[0]));
     }
     // Full contiguous occurrence.
     if ctx.len() >= n {
@@ -89,7 +146,7 @@ impl Filter {
     }
 
     /// [`Filter::matches`], failing when evaluation reaches a word with an empty chain.
-    pub fn matches_checked(&self, ctx: &[CtxLabel]) -> Result<bool, ()> {
+    pub fn matches_checked(&self, ctx: &Context) -> Result<bool, ()> {
         for w in &self.words {
             let mut all = true;
             for chain in w {
@@ -109,7 +166,7 @@ impl Filter {
     }
 
     /// [`Filter::might_match`], failing when evaluation reaches a word with an empty chain.
-    pub fn might_match_checked(&self, ctx: &[CtxLabel], below: &impl LabelSet) -> Result<bool, ()> {
+    pub fn might_match_checked(&self, ctx: &Context, below: &impl LabelSet) -> Result<bool, ()> {
         for w in &self.words {
             let mut all = true;
             for chain in w {
@@ -144,6 +201,11 @@ mod tests {
     fn c(n: Sym) -> CtxLabel {
         CtxLabel { name: n, long: n }
     }
+    fn cx(labels: &[CtxLabel]) -> Context {
+        let mut c = Context::new(4);
+        c.extend(labels);
+        c
+    }
     fn p(n: Sym) -> FLabel {
         FLabel {
             sym: n,
@@ -156,16 +218,16 @@ mod tests {
         let f = Filter {
             words: vec![vec![vec![p(1), p(2)]]],
         };
-        assert_eq!(f.matches_checked(&[c(0), c(1), c(2)]), Ok(true));
-        assert_eq!(f.matches_checked(&[c(1), c(0), c(2)]), Ok(false));
-        assert_eq!(f.matches_checked(&[c(2), c(1)]), Ok(false));
+        assert_eq!(f.matches_checked(&cx(&[c(0), c(1), c(2)])), Ok(true));
+        assert_eq!(f.matches_checked(&cx(&[c(1), c(0), c(2)])), Ok(false));
+        assert_eq!(f.matches_checked(&cx(&[c(2), c(1)])), Ok(false));
         // a prefix at the end of ctx may continue below
         assert_eq!(
-            f.might_match_checked(&[c(0), c(1)], &Set(vec![2])),
+            f.might_match_checked(&cx(&[c(0), c(1)]), &Set(vec![2])),
             Ok(true)
         );
         assert_eq!(
-            f.might_match_checked(&[c(1), c(0)], &Set(vec![])),
+            f.might_match_checked(&cx(&[c(1), c(0)]), &Set(vec![])),
             Ok(false)
         );
     }
@@ -176,7 +238,7 @@ mod tests {
         let plain = Filter {
             words: vec![vec![vec![p(1)]]],
         };
-        assert_eq!(plain.matches_checked(&[named]), Ok(true));
+        assert_eq!(plain.matches_checked(&cx(&[named])), Ok(true));
         let nf = FLabel {
             sym: 9,
             named: true,
@@ -184,12 +246,12 @@ mod tests {
         let named_f = Filter {
             words: vec![vec![vec![nf]]],
         };
-        assert_eq!(named_f.matches_checked(&[named]), Ok(true));
-        assert_eq!(named_f.matches_checked(&[c(1)]), Ok(false));
+        assert_eq!(named_f.matches_checked(&cx(&[named])), Ok(true));
+        assert_eq!(named_f.matches_checked(&cx(&[c(1)])), Ok(false));
         let broken = Filter {
             words: vec![vec![vec![], vec![p(1)]]],
         };
         assert!(broken.is_broken());
-        assert_eq!(broken.matches_checked(&[c(1)]), Err(()));
+        assert_eq!(broken.matches_checked(&cx(&[c(1)])), Err(()));
     }
 }

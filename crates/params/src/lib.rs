@@ -31,6 +31,7 @@ mod error;
 mod eval;
 mod explain;
 mod filter;
+mod fxhash;
 mod intern;
 pub mod lexer;
 mod origin;

@@ -41,6 +41,7 @@ use std::fmt;
 use std::iter::FusedIterator;
 use std::str::FromStr;
 
+use crate::fxhash::FxBuild;
 use crate::origin::Origin;
 use crate::pynum::{typed_float, typed_int};
 
@@ -137,7 +138,7 @@ pub struct Params {
     entries: Vec<Entry>,
     /// Position in `entries` of each key. Invariant: `index[e.key] == i` for every `entries[i]`,
     /// and `index` has no other keys.
-    index: HashMap<String, usize>,
+    index: HashMap<String, usize, FxBuild>,
 }
 
 impl Params {
@@ -150,7 +151,7 @@ impl Params {
     pub fn with_capacity(capacity: usize) -> Self {
         Params {
             entries: Vec::with_capacity(capacity),
-            index: HashMap::with_capacity(capacity),
+            index: HashMap::with_capacity_and_hasher(capacity, FxBuild::default()),
         }
     }
 

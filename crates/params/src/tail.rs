@@ -311,24 +311,13 @@ impl Tail {
             .filter_map(|&k| self.act(k).filter(|a| a.affine.is_some()).map(|a| (k, a)))
     }
 
-    /// The file map `d` (0: names, 1: short names) after the tail, given the map before it,
-    /// with the position of its last statement; `Err(before)` when the tail has no map
-    /// statement for it.
-    pub(crate) fn apply_map(
-        &self,
-        d: usize,
-        before: Option<MapVec>,
-    ) -> Result<(Value, Pos), Option<MapVec>> {
-        let Some((tail, pos)) = self.layers.last().and_then(|l| l.maps[d].as_ref()) else {
-            return Err(before);
-        };
-        let Some(mut out) = before else {
-            return Ok((Value::Map(tail.clone()), *pos));
-        };
-        for (f, p) in tail.iter() {
-            prefix_file(&mut out, f, p);
-        }
-        Ok((Value::Map(Arc::new(out)), *pos))
+    /// The tail's own map `d` (0: names, 1: short names) with the position of its last
+    /// statement, if the tail has map statements for it.
+    pub(crate) fn map(&self, d: usize) -> Option<(&MapEntries, Pos)> {
+        self.layers
+            .last()
+            .and_then(|l| l.maps[d].as_ref())
+            .map(|(m, p)| (m, *p))
     }
 
     /// The keys the tail sets, in first-touch order (map keys included).

@@ -324,8 +324,7 @@ impl Walker<'_> {
             if self.final_get(k).is_none() {
                 self.post_new.push(k);
             }
-            self.over[k as usize] = Some((v, p));
-            self.over_keys.push(k);
+            self.set_over(k, v, p);
         }
         Ok(())
     }

@@ -107,7 +107,10 @@ impl<'c> Walker<'c> {
             self.work
                 .set_header(K_SHORTNAME, Value::from(self.short_buf.as_str()));
         }
-        let dep_same = matches!(&self.dep_cache, Some(Value::List(l)) if l.len() == self.deps.len() && l.iter().zip(&self.deps).all(|(a, b)| **a == **b));
+        // `deps` rarely changes from one leaf to the next: compare only after it did
+        let dep_same = !self.deps_changed && self.dep_cache.is_some()
+            || matches!(&self.dep_cache, Some(Value::List(l)) if l.len() == self.deps.len() && l.iter().zip(&self.deps).all(|(a, b)| **a == **b));
+        self.deps_changed = false;
         if !dep_same {
             self.dep_cache = Some(Value::List(Arc::new(
                 self.deps.iter().map(|s| s.to_string()).collect(),
@@ -153,11 +156,18 @@ impl<'c> Walker<'c> {
         if let Some(d) = dep {
             // a private copy, made when the list changes: no reference count shared with
             // the gathering thread
-            if self.dep_cache.as_ref() != Some(d) {
+            // (the gathered list is shared by consecutive leaves: the same one as last time
+            // needs no comparison)
+            let same_source = matches!((&self.dep_source, d), (Some(Value::List(a)), Value::List(b)) if Arc::ptr_eq(a, b));
+            if !same_source && self.dep_cache.as_ref() != Some(d) {
                 self.dep_cache = Some(match d {
                     Value::List(l) => Value::List(Arc::new((**l).clone())),
                     other => other.clone(),
                 });
+            }
+            if !same_source {
+                // held, so that its address is not reused while compared
+                self.dep_source = Some(d.clone());
             }
             if let Some(d) = &self.dep_cache {
                 self.work.set_header(K_DEP, d.clone());
@@ -204,30 +214,96 @@ impl<'c> Walker<'c> {
         // per-variant results of the tail
         for k in self.over_keys.drain(..) {
             self.over[k as usize] = None;
+            self.overlaid[k as usize] = false;
         }
         // (an affine act on a key the exact part did not set gives the act's fixed value)
         for (k, a) in self.tail.affine_acts() {
             if let Some(before) = self.work.get(k) {
                 let v = a.apply(before.as_str());
                 self.over[k as usize] = Some((v, a.pos));
+                self.overlaid[k as usize] = true;
                 self.over_keys.push(k);
             }
         }
         for (d, key) in [(0usize, K_NAME_MAP), (1, K_SHORT_MAP)] {
-            let exact = self.exact_map(key);
-            let vp = match self.tail.apply_map(d, exact) {
-                Ok(vp) => vp,
-                Err(Some(m)) => (Value::Map(Arc::new(m)), self.work.pos(key)),
-                Err(None) => continue,
-            };
-            self.over[key as usize] = Some(vp);
-            self.over_keys.push(key);
+            if let Some((v, p)) = self.file_map(d, key) {
+                self.set_over(key, v, p);
+            }
         }
         self.postfix()?;
         match sink.variant(&VariantRef::Work(self))? {
             Flow::Continue => Ok(Some(1)),
             Flow::Stop => Ok(None),
         }
+    }
+
+    /// The final file map `key` (`d`: 0 names, 1 short names) with its origin, `None` when
+    /// absent: the exact part's map statements in order, then the tail's prefixes, each
+    /// putting `text.` in front of its file's name or adding the file. Every file's name is
+    /// joined once from its parts (the last first), not rebuilt at each statement, and a
+    /// name with one part shares its text.
+    fn file_map<'s>(&'s self, d: usize, key: KeyId) -> Option<(Value, Pos)> {
+        let tail = self.tail.map(d);
+        if self.work.get(key).is_none() {
+            return tail.map(|(m, p)| (Value::Map(m.clone()), p));
+        }
+        let short = key == K_SHORT_MAP;
+        let mut files: Vec<&Arc<str>> = Vec::with_capacity(8);
+        let mut parts: Vec<(usize, &Arc<str>)> = Vec::with_capacity(16);
+        let mut add = |file: &'s Arc<str>, text: &'s Arc<str>| {
+            let i = files.iter().position(|f| *f == file).unwrap_or_else(|| {
+                files.push(file);
+                files.len() - 1
+            });
+            parts.push((i, text));
+        };
+        for &o in &self.work.filemaps {
+            if let OpData::FileMap {
+                short: s,
+                file,
+                text,
+            } = &self.ops[o as usize].data
+            {
+                if *s == short {
+                    add(file, text);
+                }
+            }
+        }
+        let pos = match tail {
+            Some((m, p)) => {
+                for (f, t) in m.iter() {
+                    add(f, t);
+                }
+                p
+            }
+            None => self.work.pos(key),
+        };
+        let mut out = Vec::with_capacity(files.len());
+        for (i, &file) in files.iter().enumerate() {
+            let mut mine = parts.iter().rev().filter(|(j, _)| *j == i).map(|(_, t)| *t);
+            let Some(last) = mine.next() else { continue };
+            let text = match mine.next() {
+                None => last.clone(),
+                Some(next) => {
+                    let mut s = String::with_capacity(64);
+                    s.push_str(last);
+                    for t in std::iter::once(next).chain(mine) {
+                        s.push('.');
+                        s.push_str(t);
+                    }
+                    Arc::from(s.as_str())
+                }
+            };
+            out.push((file.clone(), text));
+        }
+        Some((Value::Map(Arc::new(out)), pos))
+    }
+
+    /// Give `k` a per-variant value on top of the tail and the working dict.
+    pub(super) fn set_over(&mut self, k: KeyId, v: Value, p: Pos) {
+        self.over[k as usize] = Some((v, p));
+        self.overlaid[k as usize] = true;
+        self.over_keys.push(k);
     }
 
     pub(crate) fn final_pos_of(&self, k: KeyId) -> Pos {
@@ -241,8 +317,10 @@ impl<'c> Walker<'c> {
     /// The final value of a key: per-variant results, then the tail, then the working dict.
     #[inline]
     pub(crate) fn final_get(&self, k: KeyId) -> Option<&Value> {
-        if let Some(Some((v, _))) = self.over.get(k as usize) {
-            return Some(v);
+        if self.overlaid.get(k as usize) == Some(&true) {
+            if let Some(Some((v, _))) = self.over.get(k as usize) {
+                return Some(v);
+            }
         }
         if let Some(a) = self.tail.act(k) {
             // affine acts on keys the exact part set are in the overlay
@@ -254,8 +332,10 @@ impl<'c> Walker<'c> {
     }
 
     pub(super) fn final_pos(&self, k: KeyId) -> Pos {
-        if let Some(Some((_, p))) = self.over.get(k as usize) {
-            return *p;
+        if self.overlaid.get(k as usize) == Some(&true) {
+            if let Some(Some((_, p))) = self.over.get(k as usize) {
+                return *p;
+            }
         }
         if let Some(a) = self.tail.act(k) {
             return a.pos;
@@ -273,6 +353,36 @@ impl<'c> Walker<'c> {
         }
         keys.extend_from_slice(&self.post_new);
         keys
+    }
+
+    /// Mark the keys that may be in the final dict (header, working dict, tail, postfix pass)
+    /// in `bits`, a bit set over indices into `cfg.sorted_keys` (grown as needed; its set
+    /// bits in order are the keys in JSON order). False when a key has no index: the caller
+    /// then scans every key of the config instead. A dict holds a small part of a big
+    /// config's keys, and reading a bit set is cheaper than probing them all.
+    pub(crate) fn mark_key_ranks(&self, bits: &mut Vec<u64>) -> bool {
+        let words = self.cfg.sorted_keys.len().div_ceil(64);
+        if bits.len() < words {
+            bits.resize(words, 0);
+        }
+        let mut ok = true;
+        let mut mark = |k: KeyId| match self.cfg.key_rank.get(k as usize) {
+            Some(&r) if r != u32::MAX => bits[r as usize / 64] |= 1 << (r % 64),
+            _ => ok = false,
+        };
+        for k in [K_NAME, K_DEP, K_SHORTNAME] {
+            mark(k);
+        }
+        for &(k, _) in &self.work.order {
+            mark(k);
+        }
+        for &k in self.tail.order(self.ops).iter() {
+            mark(k);
+        }
+        for &k in &self.post_new {
+            mark(k);
+        }
+        ok
     }
 
     /// Entries of the final dict in order (tuple keys unflattened).

@@ -27,7 +27,7 @@ mod work;
 use std::sync::Arc;
 
 use crate::error::Error;
-use crate::filter::{CtxLabel, LabelSet};
+use crate::filter::LabelSet;
 use crate::intern::{KeyId, Sym};
 use crate::tail::Tail;
 use crate::tree::{Item, NodeId, OpId, Pos};
@@ -44,7 +44,7 @@ pub(crate) struct Walker<'c> {
     /// [`Config::private_ops`]).
     pub(crate) ops: &'c [crate::tree::Op],
     pub(crate) work: Work,
-    ctx: Vec<CtxLabel>,
+    ctx: crate::filter::Context,
     path: Vec<NodeId>,
     short: Vec<Sym>,
     deps: Vec<Arc<str>>,
@@ -62,10 +62,17 @@ pub(crate) struct Walker<'c> {
     /// Per-variant results on top of the working dict and the tail (dynamic tail actions,
     /// file maps, the postfix pass), dense by key.
     over: Vec<Option<(Value, Pos)>>,
+    /// Which keys `over` holds: a dense flag per key, small enough to stay in cache while
+    /// every key of a dict is read (most keys have no per-variant result).
+    overlaid: Vec<bool>,
     over_keys: Vec<KeyId>,
     /// Keys the postfix pass created (they come last in the dict).
     post_new: Vec<KeyId>,
     dep_cache: Option<Value>,
+    /// Whether `deps` changed since `dep_cache` was last checked against it.
+    deps_changed: bool,
+    /// Building gathered leaves: the gathering walker's dep list that `dep_cache` copies.
+    dep_source: Option<Value>,
     /// Reused pending-item buffers (one per depth of the walk).
     pending_pool: Vec<Vec<Item>>,
     /// Gather only: at a leaf, collect what the dict is built from (header values in
@@ -74,6 +81,9 @@ pub(crate) struct Walker<'c> {
     pub(crate) gather_only: bool,
     /// What the file-map keys' slots hold in the working dict (see `Work::filemaps`).
     map_marker: Value,
+    /// Scratch for `write_json`: a bit set of the dict's keys in JSON order (see
+    /// [`Walker::mark_key_ranks`]), all zero between uses.
+    json_ranks: std::cell::RefCell<Vec<u64>>,
 }
 
 /// What a sink says after seeing a variant.

@@ -158,14 +158,30 @@ impl<'w, 'c> VariantRef<'w, 'c> {
         out.push(b'{');
         let mut first = true;
         if let (VariantRef::Work(w), false) = (self, self.has_tuples()) {
-            for (i, &k) in w.cfg.sorted_keys.iter().enumerate() {
+            let mut ranks = w.json_ranks.borrow_mut();
+            let write = |out: &mut Vec<u8>, first: &mut bool, i: usize, k: KeyId| {
                 if let Some(v) = w.final_get(k) {
-                    if !first {
+                    if !*first {
                         out.extend_from_slice(b", ");
                     }
-                    first = false;
+                    *first = false;
                     out.extend_from_slice(&w.cfg.key_json[i]);
                     crate::value::json_value(out, v);
+                }
+            };
+            if w.mark_key_ranks(&mut ranks) {
+                for (n, word) in ranks.iter_mut().enumerate() {
+                    let mut bits = std::mem::take(word);
+                    while bits != 0 {
+                        let i = n * 64 + bits.trailing_zeros() as usize;
+                        bits &= bits - 1;
+                        write(out, &mut first, i, w.cfg.sorted_keys[i]);
+                    }
+                }
+            } else {
+                ranks.iter_mut().for_each(|w| *w = 0);
+                for (i, &k) in w.cfg.sorted_keys.iter().enumerate() {
+                    write(out, &mut first, i, k);
                 }
             }
         } else {

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::error::{Error, ErrorKind};
+use crate::filter::Context;
 use crate::intern::{K_NAME, K_SHORTNAME};
 use crate::tail::Tail;
 use crate::tree::{FilterId, Item, NodeId};
@@ -24,7 +25,7 @@ impl<'c> Walker<'c> {
             cfg,
             ops,
             work: Work::new(cfg.syms.len()),
-            ctx: Vec::new(),
+            ctx: Context::new(cfg.syms.len()),
             path: Vec::new(),
             short: Vec::new(),
             deps: Vec::new(),
@@ -36,12 +37,16 @@ impl<'c> Walker<'c> {
             seg_bounds: Vec::new(),
             tail: Tail::default(),
             over: vec![None; cfg.syms.len()],
+            overlaid: vec![false; cfg.syms.len()],
             over_keys: Vec::new(),
             post_new: Vec::new(),
             dep_cache: None,
+            deps_changed: true,
+            dep_source: None,
             pending_pool: Vec::new(),
             gather_only: false,
             map_marker: Value::Map(Arc::new(Vec::new())),
+            json_ranks: std::cell::RefCell::new(Vec::new()),
         }
     }
 
@@ -205,7 +210,7 @@ impl<'c> Walker<'c> {
             for word in &node.deps.words {
                 for chain in word {
                     let mut s = String::new();
-                    for l in &self.ctx {
+                    for l in self.ctx.labels() {
                         s.push_str(cfg.syms.resolve(l.long));
                         s.push('.');
                     }
@@ -215,12 +220,13 @@ impl<'c> Walker<'c> {
                     }
                     s.pop();
                     self.deps.push(Arc::from(s.as_str()));
+                    self.deps_changed = true;
                 }
             }
         }
-        let ctx_len = self.ctx.len();
+        let ctx_len = self.ctx.labels().len();
         let (name_len, short_buf_len) = (self.name_buf.len(), self.short_buf.len());
-        self.ctx.extend_from_slice(&node.name);
+        self.ctx.extend(&node.name);
         self.path.push(node_id);
         let short_len = self.short.len();
         if node.append_to_shortname {
@@ -250,7 +256,7 @@ impl<'c> Walker<'c> {
                 self.path.pop();
                 self.ctx.truncate(ctx_len);
                 self.short.truncate(short_len);
-                self.deps.truncate(deps_len);
+                self.truncate_deps(deps_len);
                 self.name_buf.truncate(name_len);
                 self.short_buf.truncate(short_buf_len);
                 return Err(e);
@@ -302,10 +308,18 @@ impl<'c> Walker<'c> {
         self.short.truncate(short_len);
         self.path.pop();
         self.ctx.truncate(ctx_len);
-        self.deps.truncate(deps_len);
+        self.truncate_deps(deps_len);
         self.name_buf.truncate(name_len);
         self.short_buf.truncate(short_buf_len);
         Ok(result)
+    }
+
+    /// Keep the first `len` dep prefixes, noting a change for [`Walker::gather`].
+    fn truncate_deps(&mut self, len: usize) {
+        if self.deps.len() > len {
+            self.deps.truncate(len);
+            self.deps_changed = true;
+        }
     }
 
     /// The reference's `multiply_join`: every word of the node's joins becomes an `only`, and

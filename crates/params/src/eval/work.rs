@@ -98,12 +98,16 @@ impl Work {
     /// Set a key, logging the old slot so it can be rolled back. Existing keys keep their place.
     pub(super) fn set(&mut self, k: KeyId, v: Value, pos: Pos) {
         let i = k as usize;
-        let old = self.slots[i].clone();
+        let slot = &mut self.slots[i];
+        // the old value moves to the undo log (no reference count touched)
+        let old = Slot {
+            val: slot.val.replace(v),
+            seq: slot.seq,
+            pos: std::mem::replace(&mut slot.pos, pos),
+        };
         let present = old.val.is_some();
         self.undo.push((k, old));
         let slot = &mut self.slots[i];
-        slot.val = Some(v);
-        slot.pos = pos;
         if !present {
             self.seq += 1;
             slot.seq = self.seq;
