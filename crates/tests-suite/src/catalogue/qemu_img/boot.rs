@@ -16,9 +16,9 @@ use spec::{Keys, ProblemKind, Teardown};
 
 use super::{in_dir, need, remove, ImageFile, Tool};
 use crate::catalogue::session::{login_timeout, main_vm_name};
+use crate::catalogue::vm::common::{cancellable, guest_status_output};
 use crate::env::{EnvError, GuestVm, LoginVia, ShutdownMethod};
 use crate::registry::TestContext;
-use crate::shell::RemoteShell;
 use crate::verdict::{TestError, TestResult};
 
 /// The keys of a boot.
@@ -56,17 +56,6 @@ enum Guest<'a> {
     Dd,
     /// Each `(key, command)` must exit 0.
     Run(&'a [(&'static str, &'a str)]),
-}
-
-/// Runs `fut` unless the run is cancelled first.
-async fn cancellable<T>(
-    ctx: &TestContext,
-    fut: impl std::future::Future<Output = Result<T, TestError>>,
-) -> Result<T, TestError> {
-    tokio::select! {
-        r = fut => r,
-        () = ctx.cancel.cancelled() => Err(TestError::Cancelled),
-    }
 }
 
 /// A guest that does not come up is the product's failure; anything else the environment's.
@@ -152,32 +141,6 @@ fn boot_params(params: &Params, vm: &str, img: &ImageFile) -> Result<Params, Tes
     Ok(p)
 }
 
-/// Runs `cmd` in the guest within `timeout`: its exit status and output (logged).
-async fn guest_run(
-    ctx: &TestContext,
-    shell: &mut Box<dyn RemoteShell>,
-    cmd: &str,
-    timeout: Duration,
-) -> Result<(i64, String), TestError> {
-    let (out, status) = cancellable(ctx, async {
-        let out = shell.cmd_output(cmd, timeout).await?;
-        let status = shell.cmd_output("echo $?", Duration::from_secs(60)).await?;
-        Ok((out, status))
-    })
-    .await?;
-    let status = status.trim().parse::<i64>().map_err(|_| {
-        TestError::error(format!(
-            "the exit status of `{cmd}`: `echo $?` printed {:?}",
-            status.trim()
-        ))
-    })?;
-    ctx.log.info(format_args!(
-        "guest `{cmd}` exited {status}, printed {:?}",
-        out.trim_end()
-    ));
-    Ok((status, out))
-}
-
 /// tp-qemu's `_boot`: the main VM started from `img`, logged into, `guest` done, shut down
 /// from the guest's shell. The VM is destroyed whatever happened.
 async fn boot(ctx: &TestContext, b: &BootKeys, img: &ImageFile, guest: Guest<'_>) -> TestResult {
@@ -227,7 +190,7 @@ async fn in_guest(ctx: &TestContext, b: &BootKeys, vm_name: &str, guest: Guest<'
                 "dd if=/dev/zero of=/mnt/test bs={} count=1000",
                 b.dd_file_size
             );
-            let (status, out) = guest_run(ctx, &mut shell, &cmd, b.dd_timeout).await?;
+            let (status, out) = guest_status_output(ctx, &mut shell, &cmd, b.dd_timeout).await?;
             if status != 0 {
                 return Err(TestError::error(format!(
                     "`{cmd}` in the guest exited {status}: {}",
@@ -238,7 +201,7 @@ async fn in_guest(ctx: &TestContext, b: &BootKeys, vm_name: &str, guest: Guest<'
         Guest::Dd => {}
         Guest::Run(cmds) => {
             for (key, cmd) in cmds {
-                let (status, out) = guest_run(ctx, &mut shell, cmd, timeout).await?;
+                let (status, out) = guest_status_output(ctx, &mut shell, cmd, timeout).await?;
                 if status != 0 {
                     return Err(TestError::fail(format!(
                         "{key} `{cmd}` exited {status} in the guest: {}",

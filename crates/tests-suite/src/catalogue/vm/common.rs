@@ -31,7 +31,7 @@ pub(super) fn login_via(k: &mut Keys<'_>) -> Option<LoginVia> {
 }
 
 /// Runs `fut` unless the run is cancelled first.
-pub(super) async fn cancellable<T>(
+pub(crate) async fn cancellable<T>(
     ctx: &TestContext,
     fut: impl Future<Output = Result<T, TestError>>,
 ) -> Result<T, TestError> {
@@ -91,7 +91,7 @@ pub(super) async fn guest_output(
 
 /// Runs `cmd` in the guest within `timeout` and returns its exit status and output (logged),
 /// as avocado-vt's `cmd_status_output`.
-pub(super) async fn guest_status_output(
+pub(crate) async fn guest_status_output(
     ctx: &TestContext,
     shell: &mut Box<dyn RemoteShell>,
     cmd: &str,

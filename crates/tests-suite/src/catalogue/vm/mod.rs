@@ -11,7 +11,7 @@
 mod agent;
 mod balloon;
 mod block;
-mod common;
+pub(crate) mod common;
 mod cpu;
 mod hotplug;
 mod lifecycle;
