@@ -54,8 +54,8 @@ pub async fn run(ctx: &TestContext, argv: &[OsString]) -> Result<CmdOutput, Test
 
 /// Like [`run`], and once the child has installed a handler for `signal` (its `SigCgt` in
 /// `/proc/PID/status`: before that the signal's default action would kill it) the signal is
-/// sent to it, by its pid, once — `qemu-img` prints its progress on `SIGUSR1`. Logged, as is a
-/// child that exits before it handles the signal.
+/// sent to it by its pid, and again every 5 ms during its first second — `qemu-img` prints
+/// its progress on `SIGUSR1`. Logged, as is a child that exits before it handles the signal.
 pub async fn run_signalled(
     ctx: &TestContext,
     argv: &[OsString],
@@ -75,35 +75,55 @@ pub async fn run_signalled(
     let stdout = read(child.stdout.take().map(|p| Box::new(p) as _));
     let stderr = read(child.stderr.take().map(|p| Box::new(p) as _));
     let waited = |e: std::io::Error| TestError::error(format!("waiting for `{display}`: {e}"));
-    let mut sent = false;
+    // The signal goes as soon as the child handles it, and again every 5 ms for its first
+    // second: a small image converts in a few milliseconds, and one signal that lands before
+    // qemu-img reaches its first progress report (or a scheduler that delays this loop) would
+    // leave nothing printed. A long run gets no more signals after that second.
+    let mut sent = 0u32;
+    let mut first: Option<std::time::Instant> = None;
     let status = loop {
-        if !sent {
-            // The child is not reaped before `wait` returns, so its pid stays its own.
+        let resend = first.is_none_or(|t| t.elapsed() < std::time::Duration::from_secs(1));
+        if resend {
             if let Some(pid) = child.id().filter(|&p| handles(p, signal)) {
                 if let Some(p) = rustix::process::Pid::from_raw(pid as i32) {
                     match rustix::process::kill_process(p, signal) {
-                        Ok(()) => ctx
-                            .log
-                            .info(format_args!("sent signal {} to pid {pid}", signal.as_raw())),
+                        Ok(()) => {
+                            if first.is_none() {
+                                ctx.log.info(format_args!(
+                                    "sending signal {} to pid {pid}",
+                                    signal.as_raw()
+                                ));
+                                first = Some(std::time::Instant::now());
+                            }
+                            sent += 1;
+                        }
                         Err(e) => ctx.log.warn(format_args!(
                             "sending signal {} to pid {pid}: {e}",
                             signal.as_raw()
                         )),
                     }
-                    sent = true;
                 }
             }
         }
-        let poll = std::time::Duration::from_millis(if sent { 200 } else { 1 });
+        let poll = std::time::Duration::from_millis(match (first, resend) {
+            (None, _) => 1,
+            (Some(_), true) => 5,
+            (Some(_), false) => 200,
+        });
         tokio::select! {
             r = child.wait() => break r.map_err(waited)?,
             () = tokio::time::sleep(poll) => {}
             () = ctx.cancel.cancelled() => return Err(TestError::Cancelled),
         }
     };
-    if !sent {
+    if sent == 0 {
         ctx.log.warn(format_args!(
             "`{display}` exited before it handled signal {}: none sent",
+            signal.as_raw()
+        ));
+    } else {
+        ctx.log.info(format_args!(
+            "signal {} sent {sent} time(s)",
             signal.as_raw()
         ));
     }

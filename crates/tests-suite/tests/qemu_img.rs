@@ -226,7 +226,7 @@ fn convert_show_progress_off_signals_qemu_img_for_its_progress() {
     ));
     assert_pass(&o);
     assert!(o.log.contains("-o cluster_size=512"), "{}", o.log);
-    assert!(o.log.contains("sent signal 10 to pid"), "{}", o.log);
+    assert!(o.log.contains("sending signal 10 to pid"), "{}", o.log);
 }
 
 #[test]
