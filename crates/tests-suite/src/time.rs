@@ -93,6 +93,17 @@ pub fn parse_rfc3339(s: &str) -> Option<u64> {
     Some(days * 86_400 + h * 3600 + mi * 60 + sec)
 }
 
+/// `secs` as `m:ss` or `h:mm:ss`.
+pub fn clock(secs: f64) -> String {
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // rounded, non-negative
+    let s = secs.max(0.0).round() as u64;
+    if s >= 3600 {
+        format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+    } else {
+        format!("{}:{:02}", s / 60, s % 60)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,5 +122,12 @@ mod tests {
         );
         assert_eq!(parse_rfc3339("2024-13-01T00:00:00Z"), None);
         assert_eq!(parse_rfc3339("yesterday"), None);
+    }
+
+    #[test]
+    fn clock_reads_like_a_stopwatch() {
+        assert_eq!(clock(0.4), "0:00");
+        assert_eq!(clock(75.0), "1:15");
+        assert_eq!(clock(3725.0), "1:02:05");
     }
 }

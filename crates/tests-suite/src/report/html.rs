@@ -146,7 +146,7 @@ fn summary(o: &mut String, r: &RunReport) {
     let c = &r.counts;
     let wall = match (parse_rfc3339(&r.started), parse_rfc3339(&r.finished)) {
         #[allow(clippy::cast_precision_loss)]
-        (Some(a), Some(b)) if b >= a => super::timeline::clock((b - a) as f64),
+        (Some(a), Some(b)) if b >= a => crate::time::clock((b - a) as f64),
         _ => "?".to_owned(),
     };
     o.push_str("<div class=\"summary\">");

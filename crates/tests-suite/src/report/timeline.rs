@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use super::html::{escape, verdict_class};
 use crate::results::RunReport;
-use crate::time::parse_rfc3339;
+use crate::time::{clock, parse_rfc3339};
 use crate::verdict::VerdictKind;
 
 /// Pixels: the drawing's width, a lane's height, the lane labels' width.
@@ -94,27 +94,4 @@ pub fn svg(report: &RunReport) -> Option<String> {
     }
     out.push_str("</svg>");
     Some(out)
-}
-
-/// `secs` as `m:ss` or `h:mm:ss`.
-pub fn clock(secs: f64) -> String {
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // rounded, non-negative
-    let s = secs.max(0.0).round() as u64;
-    if s >= 3600 {
-        format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
-    } else {
-        format!("{}:{:02}", s / 60, s % 60)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::clock;
-
-    #[test]
-    fn clock_reads_like_a_stopwatch() {
-        assert_eq!(clock(0.4), "0:00");
-        assert_eq!(clock(75.0), "1:15");
-        assert_eq!(clock(3725.0), "1:02:05");
-    }
 }
