@@ -586,7 +586,15 @@ mod tests {
             .arg(&file)
             .spawn()
             .expect("starting tail");
-        let found = leftovers(dir.path());
+        // Until the child has exec'd, its command line is still this test's: wait for tail's.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let found = loop {
+            let found = leftovers(dir.path());
+            if found.contains(&live.id()) || Instant::now() > deadline {
+                break found;
+            }
+            sleep(Duration::from_millis(20));
+        };
         let _ = live.kill();
         let _ = live.wait();
         assert!(found.contains(&live.id()), "{found:?} lacks {}", live.id());
