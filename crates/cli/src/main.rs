@@ -325,7 +325,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Config(e)) => {
-            eprint!("{}", e.render());
+            eprint!("{}", e.render_as(tests_suite::cli::color_stderr()));
             ExitCode::from(2)
         }
         Err(Failure::Usage(m)) => {

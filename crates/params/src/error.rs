@@ -2,7 +2,9 @@
 //!
 //! Every error carries the file and 1-based line of the statement at fault (the same line the
 //! reference parser names), a column when one is known, the text of the line, and what was
-//! expected. [`Error::render`] prints a one-screen diagnostic with a caret under the column.
+//! expected. [`Error::render`] prints a one-screen diagnostic with the span underlined, drawn by
+//! `annotate-snippets` (rustc's renderer: wide characters and long lines handled, colours with
+//! [`Error::render_styled`]).
 
 use std::fmt;
 use std::sync::Arc;
@@ -139,34 +141,85 @@ impl Error {
     }
 
     fn render_one(&self) -> String {
-        let mut out = format!("error[{}]: {}\n", self.kind.as_str(), self.message);
-        if let Some(loc) = &self.location {
-            out.push_str(&format!("  --> {loc}\n"));
-            if let (Some(text), Some(line)) = (&self.source_line, loc.line) {
-                let num = line.to_string();
-                let pad = " ".repeat(num.len());
-                out.push_str(&format!("{pad} |\n{num} | {text}\n"));
-                if let Some(col) = loc.col {
-                    let lead: String = text
-                        .chars()
-                        .take(col.saturating_sub(1) as usize)
-                        .map(|c| if c == '\t' { '\t' } else { ' ' })
-                        .collect();
-                    let carets = "^".repeat(self.span_len.max(1) as usize);
-                    match &self.expected {
-                        Some(e) => out.push_str(&format!("{pad} | {lead}{carets} expected {e}\n")),
-                        None => out.push_str(&format!("{pad} | {lead}{carets}\n")),
-                    }
-                } else if let Some(e) = &self.expected {
-                    out.push_str(&format!("{pad} = expected {e}\n"));
-                }
-            } else if let Some(e) = &self.expected {
-                out.push_str(&format!("  = expected {e}\n"));
-            }
-        } else if let Some(e) = &self.expected {
-            out.push_str(&format!("  = expected {e}\n"));
+        self.render_with(&annotate_snippets::Renderer::plain())
+    }
+
+    /// [`Error::render_styled`] when `styled`, else [`Error::render`].
+    pub fn render_as(&self, styled: bool) -> String {
+        if styled {
+            self.render_styled()
+        } else {
+            self.render()
+        }
+    }
+
+    /// As [`Error::render`], with terminal colours (for a terminal that wants them).
+    pub fn render_styled(&self) -> String {
+        let renderer = annotate_snippets::Renderer::styled();
+        let mut out = self.render_with(&renderer);
+        for e in &self.related {
+            out.push('\n');
+            out.push_str(&e.render_with(&renderer));
+        }
+        if !self.related.is_empty() {
+            out.push_str(&format!("\n{} errors\n", self.related.len() + 1));
         }
         out
+    }
+
+    /// This error alone, drawn by `annotate-snippets`: `error[kind]: message`, the location,
+    /// the line with the span underlined and labelled with the expectation.
+    fn render_with(&self, renderer: &annotate_snippets::Renderer) -> String {
+        use annotate_snippets::{AnnotationKind, Group, Level, Origin, Snippet};
+        let expected = self.expected.as_deref().map(|e| format!("expected {e}"));
+        let title = Level::ERROR
+            .primary_title(self.message.as_str())
+            .id(self.kind.as_str());
+        let group = match &self.location {
+            None => Group::with_title(title),
+            Some(loc) => match (&self.source_line, loc.line) {
+                (Some(text), Some(line)) => {
+                    let text: &str = text;
+                    // The column counts characters; the span is `span_len` of them (the whole
+                    // line's text when no column is known).
+                    let (start, end) = match loc.col {
+                        Some(col) => {
+                            let byte = |n: usize| {
+                                text.char_indices().nth(n).map_or(text.len(), |(b, _)| b)
+                            };
+                            let first = col.saturating_sub(1) as usize;
+                            (byte(first), byte(first + self.span_len.max(1) as usize))
+                        }
+                        None => {
+                            let lead = text.len() - text.trim_start().len();
+                            (lead, text.trim_end().len().max(lead))
+                        }
+                    };
+                    let mut ann = AnnotationKind::Primary.span(start..end);
+                    if let Some(e) = &expected {
+                        ann = ann.label(e.as_str());
+                    }
+                    let snippet = Snippet::source(text)
+                        .line_start(line as usize)
+                        .path(&*loc.file)
+                        .annotation(ann);
+                    return renderer.render(&[title.element(snippet)]) + "\n";
+                }
+                (_, Some(line)) => {
+                    let origin = Origin::path(&*loc.file).line(line as usize);
+                    title.element(match loc.col {
+                        Some(c) => origin.char_column(c.saturating_sub(1) as usize),
+                        None => origin,
+                    })
+                }
+                (_, None) => title.element(Origin::path(format!("{} (end of file)", loc.file))),
+            },
+        };
+        let group = match &expected {
+            Some(e) => group.element(Level::NOTE.message(e.as_str())),
+            None => group,
+        };
+        renderer.render(&[group]) + "\n"
     }
 }
 
@@ -206,6 +259,30 @@ impl Errors {
         out
     }
 
+    /// [`Errors::render_styled`] when `styled`, else [`Errors::render`].
+    pub fn render_as(&self, styled: bool) -> String {
+        if styled {
+            self.render_styled()
+        } else {
+            self.render()
+        }
+    }
+
+    /// As [`Errors::render`], with terminal colours.
+    pub fn render_styled(&self) -> String {
+        let mut out = String::new();
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                out.push('\n');
+            }
+            out.push_str(&e.render_styled());
+        }
+        if self.0.len() > 1 {
+            out.push_str(&format!("\n{} errors\n", self.0.len()));
+        }
+        out
+    }
+
     /// The first error.
     pub fn first(&self) -> Option<&Error> {
         self.0.first()
@@ -229,5 +306,88 @@ impl std::error::Error for Errors {}
 impl From<Error> for Errors {
     fn from(e: Error) -> Self {
         Errors(vec![e])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(line: u32, col: Option<u32>) -> Location {
+        Location {
+            file: "a.cfg".into(),
+            line: Some(line),
+            col,
+        }
+    }
+
+    #[test]
+    fn the_underline_sits_under_the_span_after_wide_characters() {
+        let e = Error::new(ErrorKind::Syntax, "bad")
+            .at(at(3, Some(10)))
+            .with_line("only 名前 ..x")
+            .span_len(2)
+            .expected("a name");
+        let text = e.render();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "error[syntax error]: bad");
+        assert_eq!(lines[1], " --> a.cfg:3:10");
+        assert_eq!(lines[3], "3 | only 名前 ..x");
+        // `名前` takes four columns: the `..` (characters 10 and 11) start at column 12.
+        assert_eq!(lines[4], "  |            ^^ expected a name");
+    }
+
+    #[test]
+    fn without_a_column_the_line_is_underlined_and_without_a_line_the_file_is_named() {
+        let e = Error::new(ErrorKind::Value, "no default")
+            .at(at(7, None))
+            .with_line("    variants:")
+            .expected("[default=NAME]");
+        // The location's column is the first character's of the underline.
+        assert!(
+            e.render().contains(
+                " --> a.cfg:7:5\n  |\n7 |     variants:\n  |     ^^^^^^^^^ expected [default=NAME]"
+            ),
+            "{}",
+            e.render()
+        );
+        let eof = Error::new(ErrorKind::Syntax, "unterminated").at(Location {
+            file: "b.cfg".into(),
+            line: None,
+            col: None,
+        });
+        assert!(
+            eof.render().contains("b.cfg (end of file)"),
+            "{}",
+            eof.render()
+        );
+        let nowhere = Error::new(ErrorKind::Io, "cannot read").expected("a file");
+        assert_eq!(
+            nowhere.render(),
+            "error[cannot read config]: cannot read\n |\n = note: expected a file\n"
+        );
+    }
+
+    #[test]
+    fn styled_rendering_has_colours_and_the_same_text() {
+        let e = Error::new(ErrorKind::Syntax, "bad")
+            .at(at(1, Some(1)))
+            .with_line("x y");
+        let styled = e.render_styled();
+        assert!(styled.contains("\u{1b}["), "{styled:?}");
+        let mut plain = String::new();
+        let mut chars = styled.chars();
+        while let Some(c) = chars.next() {
+            if c == '\u{1b}' {
+                for c in chars.by_ref() {
+                    if c == 'm' {
+                        break;
+                    }
+                }
+            } else {
+                plain.push(c);
+            }
+        }
+        assert_eq!(plain, e.render());
     }
 }

@@ -177,7 +177,7 @@ pub struct LintArgs {
 
 fn parse_config(cfg: &Path, args: &ConfigArgs) -> Result<Config, ExitStatus> {
     let fail = |e: params::Error| {
-        eprint!("{}", e.render());
+        eprint!("{}", e.render_as(color_stderr()));
         ExitStatus::Usage
     };
     let mut p = Parser::new(ParserOptions::default());
@@ -245,7 +245,7 @@ fn cli_run_inner(args: &RunArgs) -> Result<ExitStatus, ExitStatus> {
             Ok(std::ops::ControlFlow::Continue(()))
         });
         if let Err(e) = r {
-            eprint!("{}", e.render());
+            eprint!("{}", e.render_as(color_stderr()));
             return Err(ExitStatus::Usage);
         }
         return Ok(ExitStatus::Success);
@@ -278,7 +278,7 @@ fn cli_run_inner(args: &RunArgs) -> Result<ExitStatus, ExitStatus> {
         }
         Err(e) => {
             match &e {
-                RunError::Config(c) => eprint!("{}", c.render()),
+                RunError::Config(c) => eprint!("{}", c.render_as(color_stderr())),
                 other => eprintln!("error: {}", crate::error::error_chain(other)),
             }
             Err(match e {
@@ -393,7 +393,7 @@ pub fn cli_lint(args: &LintArgs) -> ExitStatus {
         let cfg = settings.find_config(&args.config.cfg);
         let config = parse_config(&cfg, &args.config)?;
         let report = crate::lint::lint(&config, &catalogue::builtin()).map_err(|e| {
-            eprint!("{}", e.render());
+            eprint!("{}", e.render_as(color_stderr()));
             ExitStatus::Usage
         })?;
         let text = if args.json {
@@ -451,4 +451,11 @@ pub fn cli_catalogue() -> ExitStatus {
             ExitStatus::TestsFailed
         }
     }
+}
+
+/// Whether diagnostics on stderr get colours: stderr is a terminal and `NO_COLOR` is unset or
+/// empty (<https://no-color.org>).
+pub fn color_stderr() -> bool {
+    use std::io::IsTerminal;
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
 }

@@ -1,9 +1,16 @@
 //! The terminal progress display: an `indicatif` bar with running verdict counts when stdout is
 //! a terminal, one plain line per finished test otherwise (CI logs, pipes).
+//!
+//! Long tasks inside a test (hashing a large ISO) report `kvmtest::progress` events
+//! (`task`, `done`, `total`); [`trace::init`](crate::trace::init)'s layer hands them to
+//! [`task_progress`], which shows each as a bar of its own under the run's while it lasts (a
+//! line at every quarter in plain mode).
 
+use std::collections::HashMap;
 use std::io::IsTerminal;
+use std::sync::Mutex;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::results::TestRecord;
 use crate::verdict::Counts;
@@ -35,13 +42,17 @@ impl Progress {
         let tty = std::io::stdout().is_terminal();
         match (mode, tty) {
             (ProgressMode::Auto, true) => {
-                let bar =
-                    ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stdout());
+                let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stdout());
+                let bar = multi.add(ProgressBar::new(total as u64));
                 if let Ok(style) =
                     ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed_precise} {msg}")
                 {
                     bar.set_style(style);
                 }
+                set_tasks(Some(Tasks::Bars {
+                    multi,
+                    bars: HashMap::new(),
+                }));
                 Progress {
                     bar: Some(bar),
                     plain: false,
@@ -55,12 +66,17 @@ impl Progress {
                 total,
                 done: 0,
             },
-            _ => Progress {
-                bar: None,
-                plain: true,
-                total,
-                done: 0,
-            },
+            _ => {
+                set_tasks(Some(Tasks::Plain {
+                    quarters: HashMap::new(),
+                }));
+                Progress {
+                    bar: None,
+                    plain: true,
+                    total,
+                    done: 0,
+                }
+            }
         }
     }
 
@@ -100,11 +116,123 @@ impl Progress {
     /// The run ended.
     pub fn finish(&self, counts: &Counts, interrupted: bool) {
         let tail = if interrupted { " (interrupted)" } else { "" };
+        set_tasks(None);
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
         if self.bar.is_some() || self.plain {
             println!("{} tests: {counts}{tail}", counts.total());
         }
+    }
+}
+
+/// How the running [`Progress`] shows tasks: bars, or plain lines.
+enum Tasks {
+    Bars {
+        multi: MultiProgress,
+        bars: HashMap<String, ProgressBar>,
+    },
+    /// The last quarter printed per task.
+    Plain { quarters: HashMap<String, u64> },
+}
+
+/// The task display of the run in progress (one per process: the terminal is one).
+static TASKS: Mutex<Option<Tasks>> = Mutex::new(None);
+
+fn set_tasks(tasks: Option<Tasks>) {
+    let mut slot = TASKS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(Tasks::Bars { bars, .. }) = slot.as_mut() {
+        for bar in bars.values() {
+            bar.finish_and_clear();
+        }
+    }
+    *slot = tasks;
+}
+
+/// Task `task` has done `done` of `total` bytes: shown while a run's display is up (a bar per
+/// task on a terminal, a line at 0, 25, 50, 75 and 100 % otherwise); `done == total` ends it.
+pub fn task_progress(task: &str, done: u64, total: u64) {
+    let mut slot = TASKS.lock().unwrap_or_else(|e| e.into_inner());
+    match slot.as_mut() {
+        None => {}
+        Some(Tasks::Bars { multi, bars }) => {
+            if done >= total {
+                if let Some(bar) = bars.remove(task) {
+                    bar.finish_and_clear();
+                    multi.remove(&bar);
+                }
+                return;
+            }
+            let bar = bars.entry(task.to_owned()).or_insert_with(|| {
+                let bar = multi.add(ProgressBar::new(total));
+                if let Ok(style) = ProgressStyle::with_template(
+                    "  {bar:30} {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+                ) {
+                    bar.set_style(style);
+                }
+                bar.set_message(task.to_owned());
+                bar
+            });
+            bar.set_position(done);
+        }
+        Some(Tasks::Plain { quarters }) => {
+            if let Some(line) = plain_step(quarters, task, done, total) {
+                println!("{line}");
+            }
+        }
+    }
+}
+
+/// The plain line for a task's progress, when it reached a new quarter.
+fn plain_step(
+    quarters: &mut HashMap<String, u64>,
+    task: &str,
+    done: u64,
+    total: u64,
+) -> Option<String> {
+    let quarter = done
+        .min(total)
+        .saturating_mul(4)
+        .checked_div(total)
+        .unwrap_or(4);
+    if quarters.get(task).is_some_and(|&q| quarter <= q) {
+        return None;
+    }
+    if quarter >= 4 {
+        quarters.remove(task);
+    } else {
+        quarters.insert(task.to_owned(), quarter);
+    }
+    Some(format!(
+        "  {task}: {} % ({} of {} MiB)",
+        quarter * 25,
+        done >> 20,
+        total >> 20
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_mode_prints_a_task_at_each_new_quarter() {
+        let mut q = HashMap::new();
+        let total = 400 << 20;
+        let lines: Vec<String> = [0, 20, 99, 100, 150, 260, 399, 400]
+            .iter()
+            .filter_map(|mib| plain_step(&mut q, "vm1: md5sum of a.iso", mib << 20, total))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "  vm1: md5sum of a.iso: 0 % (0 of 400 MiB)",
+                "  vm1: md5sum of a.iso: 25 % (100 of 400 MiB)",
+                "  vm1: md5sum of a.iso: 50 % (260 of 400 MiB)",
+                "  vm1: md5sum of a.iso: 75 % (399 of 400 MiB)",
+                "  vm1: md5sum of a.iso: 100 % (400 of 400 MiB)",
+            ]
+        );
+        assert!(q.is_empty(), "a finished task is forgotten: {q:?}");
     }
 }

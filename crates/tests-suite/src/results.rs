@@ -325,7 +325,7 @@ pub fn update_latest(results_dir: &Path, job_id: &str) -> Result<(), ResultsErro
     let tmp = results_dir.join(format!(
         ".latest.tmp-{}-{:08x}",
         std::process::id(),
-        getrandom::u32().unwrap_or(0)
+        rand::random::<u32>()
     ));
     let _ = fs::remove_file(&tmp);
     std::os::unix::fs::symlink(job_id, &tmp).map_err(io_err("linking", &tmp))?;

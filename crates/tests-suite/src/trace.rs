@@ -9,9 +9,10 @@
 //! with the spans between, to `<dir>/debug.log`; events outside a test (a worker tearing its VMs
 //! down) go to stderr only.
 //!
-//! Not yet in `debug.log`: QEMU's stderr and the serial console as they are read (they are in
-//! the VM's `qemu.log` and `serial.log`, linked from the report), because the tasks that read
-//! them outlive the test that started the VM.
+//! The serial console's lines (`kvmtest::serial`) and QEMU's stdout/stderr lines
+//! (`kvmtest::qemu`) are events too, interleaved with the rest by time: their readers outlive
+//! any one test, so they log into the VM's [`vm::LogSpan`], which the environment points at the
+//! test using the VM (and at nothing between tests).
 
 use std::fmt::Write as _;
 use std::fs::File;
@@ -73,7 +74,47 @@ pub fn init(verbosity: u8, format: LogFormat) {
     let _ = tracing_subscriber::registry()
         .with(stderr.with_filter(filter))
         .with(TestFileLayer)
+        .with(ProgressLayer)
         .try_init();
+}
+
+/// Hands `kvmtest::progress` events (`task`, `done`, `total`) to the run's progress display
+/// ([`crate::progress::task_progress`]).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ProgressLayer;
+
+impl<S: Subscriber> Layer<S> for ProgressLayer {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        if event.metadata().target() != "kvmtest::progress" {
+            return;
+        }
+        #[derive(Default)]
+        struct Fields {
+            task: Option<String>,
+            done: Option<u64>,
+            total: Option<u64>,
+        }
+        impl Visit for Fields {
+            fn record_str(&mut self, field: &Field, value: &str) {
+                if field.name() == "task" {
+                    self.task = Some(value.to_owned());
+                }
+            }
+            fn record_u64(&mut self, field: &Field, value: u64) {
+                match field.name() {
+                    "done" => self.done = Some(value),
+                    "total" => self.total = Some(value),
+                    _ => {}
+                }
+            }
+            fn record_debug(&mut self, _: &Field, _: &dyn std::fmt::Debug) {}
+        }
+        let mut f = Fields::default();
+        event.record(&mut f);
+        if let (Some(task), Some(done), Some(total)) = (f.task, f.done, f.total) {
+            crate::progress::task_progress(&task, done, total);
+        }
+    }
 }
 
 /// Writes every debug-or-higher event inside a `test` span to that span's `debug.log`.

@@ -55,7 +55,7 @@ pub use qemu_cmd::render_argv;
 pub use session::{Session, SessionSpec, Transport};
 pub use spec::Teardown;
 pub use vm::{
-    with_control_monitor, Access, DiskPlug, HotDisk, HotNic, HotVcpu, MigrationOptions,
+    with_control_monitor, Access, DiskPlug, HotDisk, HotNic, HotVcpu, LogSpan, MigrationOptions,
     MigrationProtocol, MigrationReport, NicIds, RebootMethod, SavedState, StoppedBy, Timeouts, Vm,
     VmSetup, CONTROL_MONITOR,
 };

@@ -28,9 +28,18 @@ pub use spec::types::MacAddr;
 /// The system's random source failed.
 pub fn random_mac() -> io::Result<MacAddr> {
     let mut b = [0u8; 6];
-    getrandom::fill(&mut b).map_err(|e| io::Error::other(e.to_string()))?;
+    os_random(&mut b)?;
     b[0] = (b[0] & 0xfc) | 0x02;
     Ok(MacAddr(b))
+}
+
+/// Fills `b` from the system's random source (`rand`'s `SysRng`): a failure is an error, not
+/// a weaker choice, for what must not collide.
+fn os_random(b: &mut [u8]) -> io::Result<()> {
+    use rand::TryRng;
+    rand::rngs::SysRng
+        .try_fill_bytes(b)
+        .map_err(|e| io::Error::other(format!("the system's random source: {e}")))
 }
 
 /// The registry file name of `mac` (`:` is not welcome in every file system).
@@ -164,7 +173,7 @@ fn is_stale(path: &Path) -> bool {
 /// The system's random source failed.
 pub fn random_uuid() -> io::Result<Uuid> {
     let mut b = [0u8; 16];
-    getrandom::fill(&mut b).map_err(|e| io::Error::other(e.to_string()))?;
+    os_random(&mut b)?;
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();

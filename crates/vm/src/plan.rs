@@ -387,7 +387,7 @@ fn new_instance() -> String {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let r = getrandom::u32().unwrap_or_else(|_| std::process::id());
+    let r = rand::random::<u32>();
     format!("{t}-{r:08x}")
 }
 

@@ -74,7 +74,7 @@ impl PortReservation {
         let (lo, hi) = range;
         let len = u32::from(hi.saturating_sub(lo)) + 1;
         fs::create_dir_all(dir)?;
-        let start = getrandom::u32().map_err(|e| io::Error::other(e.to_string()))? % len;
+        let start = rand::random_range(0..len);
         for i in 0..len {
             let offset = u16::try_from((start + i) % len).unwrap_or(0);
             let port = lo + offset;

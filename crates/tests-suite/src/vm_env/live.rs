@@ -14,6 +14,9 @@ pub(super) struct Segment {
     pub(super) log_dirs: Vec<PathBuf>,
     /// File sizes when the test started.
     pub(super) offsets: HashMap<PathBuf, u64>,
+    /// Where the console's and QEMU's lines go as events (a migration adds the
+    /// destination's): the span of the test using the VM, none between tests.
+    pub(super) log_spans: Vec<vm::LogSpan>,
 }
 
 /// A hot-plugged device, as `vm` needs it for the unplug.
@@ -89,6 +92,7 @@ impl LiveVm {
             if !s.log_dirs.contains(&d) {
                 s.log_dirs.push(d);
             }
+            s.log_spans.push(vm.log_span().clone());
         }
     }
 
@@ -101,6 +105,15 @@ impl LiveVm {
             .unwrap_or_default();
         for r in &res {
             let _ = self.recorder.forget(r);
+        }
+    }
+
+    /// The test is over: the console's and QEMU's lines are no longer its events.
+    pub(super) fn end_log_spans(&self) {
+        if let Ok(s) = self.segment.lock() {
+            for span in &s.log_spans {
+                span.set(tracing::Span::none());
+            }
         }
     }
 
@@ -122,6 +135,9 @@ impl LiveVm {
             s.offsets = offsets;
             s.test_dir = test_dir.to_path_buf();
             s.reused = true;
+            for span in &s.log_spans {
+                span.set(tracing::Span::current());
+            }
         }
     }
 

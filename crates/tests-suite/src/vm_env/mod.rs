@@ -367,6 +367,7 @@ impl VmLayerEnv {
                 reused: false,
                 log_dirs: vec![vm.log_dir().to_path_buf()],
                 offsets: HashMap::new(),
+                log_spans: Vec::new(),
             }),
             inner: tokio::sync::Mutex::new(None),
         });
@@ -686,6 +687,7 @@ impl VmEnv for VmLayerEnv {
                 if live.segment_dir().as_deref() == Some(test_dir) {
                     live.copy_segment();
                 }
+                live.end_log_spans();
                 if !live.is_alive() {
                     // Shut down by the test (or crashed): clean up and forget it.
                     if let Some(l) = self.take(&name) {

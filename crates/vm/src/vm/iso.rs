@@ -1,10 +1,18 @@
 //! CD-ROM ISOs checked before a start: present, and matching the checksum the spec names.
+//!
+//! Hashing streams the file on a blocking thread (a DVD image takes seconds, and the runtime's
+//! other VMs keep going meanwhile). A file of [`PROGRESS_FROM`] or more reports its progress
+//! as `kvmtest::progress` info events (`task`, `done`, `total` in bytes): at the start, at
+//! every 5 %, and at the end, for a progress display to show (kvmtest's draws a bar).
 
 use super::*;
 
+/// Files this big or bigger report their hashing progress.
+pub const PROGRESS_FROM: u64 = 64 << 20;
+
 /// Verifies each CD-ROM ISO exists and, when the spec names a checksum (`md5sum_1m`,
 /// `md5sum`, `sha1sum`), matches it.
-pub(super) fn check_isos(vm: &str, spec: &VmSpec, root: &Path) -> Result<(), Error> {
+pub(super) async fn check_isos(vm: &str, spec: &VmSpec, root: &Path) -> Result<(), Error> {
     for cd in &spec.cdroms {
         let path = root.join(&cd.iso);
         let bad = |problem: String| Error::Iso {
@@ -16,12 +24,25 @@ pub(super) fn check_isos(vm: &str, spec: &VmSpec, root: &Path) -> Result<(), Err
             return Err(bad("not found".into()));
         }
         let Some(sum) = &cd.checksum else { continue };
-        let actual = hash_file(sum.algo, &path)
-            .map_err(|e| bad(format!("computing its {}: {e}", sum.algo.key())))?;
+        let algo = sum.algo;
+        let task = format!(
+            "{vm}: {} of {}",
+            algo.key(),
+            path.file_name().unwrap_or_default().to_string_lossy()
+        );
+        let file = path.clone();
+        let span = tracing::Span::current();
+        let actual = tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            hash_file(algo, &file, &task)
+        })
+        .await
+        .map_err(|e| bad(format!("computing its {}: {e}", algo.key())))?
+        .map_err(|e| bad(format!("computing its {}: {e}", algo.key())))?;
         if !actual.eq_ignore_ascii_case(&sum.expected) {
             return Err(bad(format!(
                 "{} is {actual}, expected {}",
-                sum.algo.key(),
+                algo.key(),
                 sum.expected
             )));
         }
@@ -29,25 +50,168 @@ pub(super) fn check_isos(vm: &str, spec: &VmSpec, root: &Path) -> Result<(), Err
     Ok(())
 }
 
+/// Progress events of one hashing task, at every 5 % of `total` (when big enough to report).
+struct Reporter<'a> {
+    task: &'a str,
+    total: u64,
+    done: u64,
+    next: u64,
+}
+
+impl<'a> Reporter<'a> {
+    fn new(task: &'a str, total: u64) -> Self {
+        let r = Reporter {
+            task,
+            total,
+            done: 0,
+            next: total / 20,
+        };
+        r.emit();
+        r
+    }
+
+    fn add(&mut self, n: usize) {
+        self.done += n as u64;
+        if self.done >= self.next && self.done < self.total {
+            self.emit();
+            self.next = self.done + self.total / 20;
+        }
+    }
+
+    fn emit(&self) {
+        if self.total >= PROGRESS_FROM {
+            tracing::info!(
+                target: "kvmtest::progress",
+                task = self.task,
+                done = self.done,
+                total = self.total
+            );
+        }
+    }
+}
+
+impl Drop for Reporter<'_> {
+    /// The end, whether hashing finished or failed: a display removes the task.
+    fn drop(&mut self) {
+        self.done = self.total;
+        self.emit();
+    }
+}
+
 /// The hex digest of `path` (of its first MiB for [`ChecksumAlgo::Md5FirstMiB`]), streamed.
-fn hash_file(algo: ChecksumAlgo, path: &Path) -> std::io::Result<String> {
+fn hash_file(algo: ChecksumAlgo, path: &Path, task: &str) -> std::io::Result<String> {
     use md5::Digest;
     use std::io::Read;
-    fn stream<D: Digest>(mut r: impl Read) -> std::io::Result<String> {
+    fn stream<D: Digest>(mut r: impl Read, progress: &mut Reporter<'_>) -> std::io::Result<String> {
         let mut d = D::new();
         let mut buf = vec![0u8; 1 << 16];
         loop {
             match r.read(&mut buf)? {
                 0 => break,
-                n => d.update(&buf[..n]),
+                n => {
+                    d.update(&buf[..n]);
+                    progress.add(n);
+                }
             }
         }
         Ok(d.finalize().iter().map(|b| format!("{b:02x}")).collect())
     }
     let file = File::open(path)?;
+    let len = file.metadata()?.len();
     match algo {
-        ChecksumAlgo::Md5FirstMiB => stream::<md5::Md5>(file.take(1 << 20)),
-        ChecksumAlgo::Md5 => stream::<md5::Md5>(file),
-        ChecksumAlgo::Sha1 => stream::<sha1::Sha1>(file),
+        ChecksumAlgo::Md5FirstMiB => {
+            let mut progress = Reporter::new(task, len.min(1 << 20));
+            stream::<md5::Md5>(file.take(1 << 20), &mut progress)
+        }
+        ChecksumAlgo::Md5 => stream::<md5::Md5>(file, &mut Reporter::new(task, len)),
+        ChecksumAlgo::Sha1 => stream::<sha1::Sha1>(file, &mut Reporter::new(task, len)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_match_the_reference_tools() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a.iso");
+        let mut f = File::create(&path).expect("create");
+        // 1 MiB + 3 bytes: the first-MiB digest differs from the whole file's.
+        let data: Vec<u8> = (0..(1u32 << 20) + 3).map(|i| (i % 251) as u8).collect();
+        f.write_all(&data).expect("write");
+        drop(f);
+        let md5_all = hash_file(ChecksumAlgo::Md5, &path, "t").expect("md5");
+        let md5_1m = hash_file(ChecksumAlgo::Md5FirstMiB, &path, "t").expect("md5_1m");
+        let sha1 = hash_file(ChecksumAlgo::Sha1, &path, "t").expect("sha1");
+        // What md5sum, `head -c 1048576 | md5sum` and sha1sum print for these bytes.
+        assert_eq!(md5_all, "2c46272cdfd54a611e6cfd612805b2be");
+        assert_eq!(md5_1m, "8f293a2f6c19b345152f7a49bb4c643c");
+        assert_eq!(sha1, "f1877fc75b687b904b3444014cb4d40cd260da47");
+    }
+
+    #[test]
+    fn large_files_report_their_progress_every_5_percent() {
+        use tracing_subscriber::layer::SubscriberExt;
+        type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, u64, u64)>>>;
+        struct Record(Seen);
+        impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Record {
+            fn on_event(
+                &self,
+                e: &tracing::Event<'_>,
+                _: tracing_subscriber::layer::Context<'_, S>,
+            ) {
+                #[derive(Default)]
+                struct F(String, u64, u64);
+                impl tracing::field::Visit for F {
+                    fn record_str(&mut self, _: &tracing::field::Field, v: &str) {
+                        self.0 = v.to_owned();
+                    }
+                    fn record_u64(&mut self, f: &tracing::field::Field, v: u64) {
+                        if f.name() == "done" {
+                            self.1 = v;
+                        } else {
+                            self.2 = v;
+                        }
+                    }
+                    fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {
+                    }
+                }
+                if e.metadata().target() == "kvmtest::progress" {
+                    let mut f = F::default();
+                    e.record(&mut f);
+                    self.0.lock().expect("lock").push((f.0, f.1, f.2));
+                }
+            }
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let big = dir.path().join("big.iso");
+        let small = dir.path().join("small.iso");
+        File::create(&big)
+            .expect("create")
+            .set_len(PROGRESS_FROM)
+            .expect("set_len");
+        File::create(&small)
+            .expect("create")
+            .set_len(PROGRESS_FROM - 1)
+            .expect("set_len");
+        let seen = Seen::default();
+        let sub = tracing_subscriber::registry().with(Record(std::sync::Arc::clone(&seen)));
+        tracing::subscriber::with_default(sub, || {
+            hash_file(ChecksumAlgo::Sha1, &small, "small").expect("sha1");
+            hash_file(ChecksumAlgo::Md5, &big, "big").expect("md5");
+        });
+        let seen = seen.lock().expect("lock").clone();
+        assert!(
+            seen.iter()
+                .all(|(t, _, total)| t == "big" && *total == PROGRESS_FROM),
+            "{seen:?}"
+        );
+        let done: Vec<u64> = seen.iter().map(|(_, d, _)| *d).collect();
+        assert_eq!(done.first(), Some(&0));
+        assert_eq!(done.last(), Some(&PROGRESS_FROM));
+        assert!(done.windows(2).all(|w| w[0] < w[1]), "{done:?}");
+        // 0, each 5 % step (the reads are 64 KiB, the steps 3.2 MiB), the end.
+        assert_eq!(done.len(), 21, "{done:?}");
     }
 }

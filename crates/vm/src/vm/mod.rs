@@ -43,11 +43,13 @@ use spec::{NicMode, NicSpec, ShellClient, Teardown, VmSpec};
 mod agent;
 mod hotplug;
 mod iso;
+mod log_lines;
 mod login;
 mod migrate;
 mod nics;
 mod snapshot;
 mod vcpu;
+pub use log_lines::LogSpan;
 pub use nics::NicIds;
 pub use snapshot::SavedState;
 pub use vcpu::HotVcpu;
@@ -357,6 +359,10 @@ pub struct Vm {
     qmp: QmpClient,
     hmps: Vec<(String, HmpClient)>,
     serial: Option<SerialConsole>,
+    /// Where the console's and QEMU's output lines go as tracing events.
+    log_span: LogSpan,
+    /// QEMU's output file followed for those events.
+    _output_tail: Option<log_lines::OutputTail>,
     /// (guest port, host port).
     redirs: Vec<(u16, u16)>,
     /// The VNC server's TCP port (`query-vnc`), if QEMU serves VNC.
@@ -468,6 +474,13 @@ impl Vm {
                     .map(|s| run.join(qemu_cmd::names::serial_socket(&s.name))),
             )
             .collect()
+    }
+
+    /// The span whose events the serial console's lines (`kvmtest::serial`) and QEMU's output
+    /// lines (`kvmtest::qemu`) become: the one current at creation until set. Clones share it,
+    /// so a holder can move it along without the VM (a test runner, from test to test).
+    pub fn log_span(&self) -> &LogSpan {
+        &self.log_span
     }
 
     /// The log directory (`vm.log`, `qemu.log`, `serial.log`, transcripts, sessions); kept.
@@ -690,7 +703,7 @@ fn classify_output(vm: &str, text: &str) -> Option<Error> {
 }
 
 fn short_id(prefix: &str) -> String {
-    let r = getrandom::u32().unwrap_or_else(|_| std::process::id());
+    let r = rand::random::<u32>();
     format!("{prefix}{r:08x}")
 }
 

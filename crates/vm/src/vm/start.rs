@@ -32,7 +32,7 @@ impl Vm {
         if !spec.monitors.iter().any(|m| m.kind == MonitorKind::Qmp) {
             return Err(Error::NoQmpMonitor { vm: name });
         }
-        check_isos(&name, spec, &plan.values().root_dir)?;
+        check_isos(&name, spec, &plan.values().root_dir).await?;
 
         let log_dir = setup.log_dir.join(format!("{name}-{}", plan.instance()));
         fs::create_dir_all(&log_dir).map_err(io_err("creating the log directory", &log_dir))?;
@@ -152,6 +152,11 @@ impl Vm {
             "spawned pid {} (its own process group)",
             process.pid()
         ));
+        let log_span = LogSpan::current();
+        let output_tail = log_lines::OutputTail::start(
+            &output_log,
+            log_lines::LineEvents::new(&name, log_lines::Stream::Qemu, log_span.clone()),
+        );
 
         let mut ctx = Starting {
             name: &name,
@@ -166,6 +171,7 @@ impl Vm {
                 ctx.open_serial(
                     &run_dir.join(qemu_cmd::names::serial_socket(s)),
                     &log_dir.join("serial.log"),
+                    log_lines::LineEvents::new(&name, log_lines::Stream::Serial, log_span.clone()),
                 )
                 .await?,
             ),
@@ -234,6 +240,8 @@ impl Vm {
             qmp,
             hmps,
             serial,
+            log_span,
+            _output_tail: output_tail,
             redirs,
             vnc_port,
             hot_nics: Vec::new(),
@@ -249,6 +257,9 @@ impl Vm {
         })
     }
 }
+
+/// How long the console is quiet before its partial line is logged as a line.
+const PARTIAL_LINE_AFTER: Duration = Duration::from_millis(500);
 
 /// The state shared by the connect steps of [`Vm::create_with`]: each retries while QEMU runs,
 /// and turns QEMU's exit into an error carrying its output.
@@ -313,6 +324,7 @@ impl Starting<'_> {
         &mut self,
         socket: &Path,
         log_path: &Path,
+        mut lines: log_lines::LineEvents,
     ) -> Result<SerialConsole, Error> {
         let stream = self
             .retry(&format!("the serial console {}", socket.display()), || {
@@ -327,11 +339,18 @@ impl Starting<'_> {
         let pump = tokio::spawn(async move {
             let mut chunk = vec![0u8; 8192];
             loop {
-                let n = match rd.read(&mut chunk).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => n,
+                // A console quiet for a moment shows its partial line (a prompt) as one.
+                let read = tokio::time::timeout(PARTIAL_LINE_AFTER, rd.read(&mut chunk)).await;
+                let n = match read {
+                    Err(_) => {
+                        lines.flush();
+                        continue;
+                    }
+                    Ok(Ok(0) | Err(_)) => break,
+                    Ok(Ok(n)) => n,
                 };
                 let _ = log.write_all(&chunk[..n]);
+                lines.feed(&chunk[..n]);
                 let sub = pump_shared
                     .subscriber
                     .lock()
@@ -342,6 +361,7 @@ impl Starting<'_> {
                     let _ = tx.try_send(chunk[..n].to_vec());
                 }
             }
+            lines.flush();
             // End of the console: attached sessions see end of stream.
             *pump_shared
                 .subscriber

@@ -67,11 +67,7 @@ async fn guest_mib(
 
 /// A uniformly random whole number in `[a, b]` (either order).
 fn uniform(a: u64, b: u64) -> u64 {
-    let (lo, hi) = (a.min(b), a.max(b));
-    let span = hi - lo + 1;
-    let r =
-        u64::from(getrandom::u32().unwrap_or(0)) << 32 | u64::from(getrandom::u32().unwrap_or(0));
-    lo + r % span
+    rand::random_range(a.min(b)..=a.max(b))
 }
 
 struct Balloon<'a> {

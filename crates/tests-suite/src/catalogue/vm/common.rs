@@ -393,7 +393,7 @@ pub(super) async fn guest_number(
 
 /// A random index below `n` (`n` > 0; tp-qemu's `random.randint` draws).
 pub(super) fn random_below(n: usize) -> usize {
-    usize::try_from(getrandom::u32().unwrap_or(0)).unwrap_or(0) % n.max(1)
+    rand::random_range(0..n.max(1))
 }
 
 /// `os_type = windows` is a problem of `k`: `why` says what of tp-qemu's Windows path kvmtest
