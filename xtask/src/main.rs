@@ -166,10 +166,16 @@ fn ci() -> Result<()> {
         system.display(),
         qemu_version_line(&system)?
     );
+    let started = std::time::Instant::now();
     let mut test = cargo();
     test.args(["test", "--workspace"])
         .env_remove(qemu_cmd::probe::QEMU_ENV);
     run(test)?;
+    eprintln!(
+        "== tests on the system QEMU took {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    let started = std::time::Instant::now();
     eprintln!(
         "== QEMU-facing tests on {} ({})",
         other.display(),
@@ -182,11 +188,21 @@ fn ci() -> Result<()> {
     }
     test.env(qemu_cmd::probe::QEMU_ENV, &other);
     run(test)?;
+    eprintln!(
+        "== QEMU-facing tests on {} took {:.0} s",
+        other.display(),
+        started.elapsed().as_secs_f64()
+    );
+    let started = std::time::Instant::now();
     // The real QEMUs accept the command lines of avocado-vt's hardware variants (all 62 records
     // each: about 15 s a QEMU).
     let accepts_system = qemu_accepts::check_all(&system)?;
     let accepts_other = qemu_accepts::check_all(&other)?;
     eprintln!("{accepts_system}\n{accepts_other}");
+    eprintln!(
+        "== the command lines on both QEMUs took {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
     eprintln!(
         "ci: ok: system QEMU ({}) and {} ({})",
         qemu_version_line(&system)?,
