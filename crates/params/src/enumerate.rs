@@ -52,8 +52,14 @@ impl Config {
         })
     }
 
-    /// Count the variants with `workers` threads (every dict is fully built).
+    /// Count the variants with `workers` threads. Every dict is fully built — it is how a
+    /// variant's error (a `_max` that is not a number, a bad key regex) is found — unless no
+    /// dict can fail to build ([`Config::build_can_fail`]): then the walk alone counts (the
+    /// set of variants never depends on values), on one thread.
     pub fn count_parallel(&self, workers: usize) -> Result<u64, Error> {
+        if !self.build_can_fail() {
+            return self.count_walk();
+        }
         self.chunked::<()>(workers, 128, &|_, _| {}, &mut |_, _| {
             Ok(ControlFlow::Continue(()))
         })
@@ -365,12 +371,45 @@ impl Config {
 
     /// Count the variants (every dict is fully built).
     pub fn count(&self) -> Result<u64, Error> {
+        if !self.build_can_fail() {
+            return self.count_walk();
+        }
         let mut n = 0u64;
         self.for_each(|_| {
             n += 1;
             Ok(ControlFlow::Continue(()))
         })?;
         Ok(n)
+    }
+
+    /// Whether building some variant's dict can fail: a key regex that does not compile
+    /// (an error when an operation with it applies, as the reference's), a `_max`/`_min`/`_fixed`
+    /// key (compared as numbers at the end), or a `join` (which builds dicts to merge them).
+    /// Otherwise the dicts only hold values, and the walk alone decides which variants exist.
+    pub fn build_can_fail(&self) -> bool {
+        self.has_postfix
+            || self.joins.iter().any(|j| !j.is_empty())
+            || self
+                .ops
+                .iter()
+                .any(|op| matches!(&op.data, OpData::Regex { re: Err(_), .. }))
+    }
+
+    /// The number of variants by walking the tree without building dicts (see
+    /// [`Config::build_can_fail`]).
+    fn count_walk(&self) -> Result<u64, Error> {
+        struct Count(u64);
+        impl Sink for Count {
+            fn variant(&mut self, _: &VariantRef<'_, '_>) -> Result<Flow, Error> {
+                self.0 += 1;
+                Ok(Flow::Continue)
+            }
+        }
+        let mut w = Walker::new(self);
+        w.count_only = true;
+        let mut sink = Count(0);
+        w.run(&mut sink)?;
+        Ok(sink.0)
     }
 
     /// Collect every variant as an owned [`Variant`]. Memory grows with the count: prefer

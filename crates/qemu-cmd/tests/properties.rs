@@ -138,6 +138,33 @@ proptest! {
             prop_assert_eq!(view.get(k), reference.get(k), "key {}", k);
         }
     }
+
+    /// The same over the borrowed `FlatParams` (the matrix's base, indexed by last segment),
+    /// with object names that hold `_`.
+    #[test]
+    fn flat_object_views_match_object_params(
+        entries in proptest::collection::vec(("(mem|image_name|a|x_1)(_vm_1|_1|_b_1|_vm1|)(_b_1|_1|_vm_1|)", "[a-z]{0,3}"), 0..16),
+    ) {
+        let mut p = Params::new();
+        for (k, v) in &entries {
+            p.insert(k.clone(), v.clone());
+        }
+        let owned: Vec<(std::sync::Arc<str>, params::Value, Option<params::Origin>)> = p
+            .iter()
+            .map(|(k, v)| (k.into(), params::Value::from(v), None))
+            .collect();
+        let flat = qemu_cmd::FlatParams::new(&owned);
+        for (outer, inner) in [("vm_1", "b_1"), ("vm1", "1"), ("b_1", "vm_1")] {
+            let reference = p.object_params(outer).object_params(inner);
+            let view = ObjParams::flat(&flat).object(outer).object(inner);
+            for (k, v) in reference.iter() {
+                prop_assert_eq!(view.get(k), Some(v), "key {} of {}/{}", k, outer, inner);
+            }
+            for k in ["mem", "image_name", "a", "x", "x_1", ""] {
+                prop_assert_eq!(view.get(k), reference.get(k), "key {} of {}/{}", k, outer, inner);
+            }
+        }
+    }
 }
 
 #[test]

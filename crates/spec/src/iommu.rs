@@ -136,7 +136,7 @@ pub struct Prop {
 #[derive(Clone)]
 pub struct VirtioDevFilter {
     pattern: String,
-    re: fancy_regex::Regex,
+    re: std::sync::Arc<fancy_regex::Regex>,
 }
 
 impl VirtioDevFilter {
@@ -145,12 +145,10 @@ impl VirtioDevFilter {
     /// # Errors
     /// The compiler's message.
     pub fn new(pattern: &str) -> Result<VirtioDevFilter, String> {
-        fancy_regex::Regex::new(pattern)
-            .map(|re| VirtioDevFilter {
-                pattern: pattern.to_string(),
-                re,
-            })
-            .map_err(|e| e.to_string())
+        crate::regex_cache::fancy(pattern).map(|re| VirtioDevFilter {
+            pattern: pattern.to_string(),
+            re,
+        })
     }
 
     /// Whether the expression is found in `driver` (`re.search`); a pattern that exhausts the

@@ -205,8 +205,8 @@ impl<'a> Keys<'a> {
     pub fn regex(&mut self, key: &str, multi_line: bool) -> Option<Regex> {
         let v = self.opt(key)?;
         let pattern = if multi_line { format!("(?m){v}") } else { v };
-        match Regex::new(&pattern) {
-            Ok(r) => Some(r),
+        match crate::regex_cache::regex(&pattern) {
+            Ok(r) => Some((*r).clone()),
             Err(e) => {
                 self.invalid(key, format!("a regular expression ({e})"));
                 None

@@ -62,6 +62,7 @@ pub mod platform;
 pub mod problem;
 pub mod process;
 pub mod read;
+pub mod regex_cache;
 pub mod serial;
 pub mod session;
 pub mod smp;

@@ -85,6 +85,25 @@ impl Hasher for FxHasher {
 pub struct FlatParams<'a> {
     order: Vec<(&'a str, &'a str, Src<'a>)>,
     index: HashMap<&'a str, u32, BuildHasherDefault<FxHasher>>,
+    /// The keys by a hash of their last `_` segment, as chains through `order` in map order:
+    /// `chains[bucket]` is (first, last) position, `next[pos]` the following one. A key ending
+    /// in `_<name>` has the last segment of `name`, so [`ObjParams::object`] walks one chain
+    /// instead of every key.
+    chains: Box<[(u32, u32); SEGMENT_BUCKETS]>,
+    next: Vec<u32>,
+}
+
+/// Buckets of [`FlatParams`]' last-segment chains.
+const SEGMENT_BUCKETS: usize = 128;
+/// The end of a chain.
+const NONE: u32 = u32::MAX;
+
+/// The bucket of a key's (or an object name's) last `_` segment.
+fn segment_bucket(key: &str) -> usize {
+    let seg = key.rsplit('_').next().unwrap_or(key);
+    let mut h = FxHasher::default();
+    h.write(seg.as_bytes());
+    (h.finish() >> 57) as usize % SEGMENT_BUCKETS
 }
 
 impl<'a> FlatParams<'a> {
@@ -115,14 +134,29 @@ impl<'a> FlatParams<'a> {
     ) -> FlatParams<'a> {
         let mut order = Vec::with_capacity(len);
         let mut index = HashMap::with_capacity_and_hasher(len * 2, BuildHasherDefault::default());
+        let mut chains = Box::new([(NONE, NONE); SEGMENT_BUCKETS]);
+        let mut next = Vec::with_capacity(len);
         for (k, v, o) in entries {
             if let Value::Str(s) = v {
                 let pos = u32::try_from(order.len()).unwrap_or(u32::MAX);
                 order.push((k, &**s, o));
                 index.insert(k, pos);
+                next.push(NONE);
+                let chain = &mut chains[segment_bucket(k)];
+                if chain.0 == NONE {
+                    chain.0 = pos;
+                } else if let Some(n) = next.get_mut(chain.1 as usize) {
+                    *n = pos;
+                }
+                chain.1 = pos;
             }
         }
-        FlatParams { order, index }
+        FlatParams {
+            order,
+            index,
+            chains,
+            next,
+        }
     }
 
     fn get(&self, key: &str) -> Option<(&'a str, Src<'a>)> {
@@ -150,6 +184,21 @@ impl<'a> Base<'a> {
         match self {
             Base::Params(p) => p.iter_with_origin().for_each(|(k, v, o)| f(k, v, o.into())),
             Base::Flat(fl) => fl.order.iter().for_each(|(k, v, o)| f(k, v, *o)),
+        }
+    }
+
+    /// As [`Base::for_each`], restricted (where an index allows) to keys that may end in
+    /// `_<name>`: those with the last segment of `name`, in map order.
+    fn for_each_ending(self, name: &str, mut f: impl FnMut(&'a str, &'a str, Src<'a>)) {
+        match self {
+            Base::Params(_) => self.for_each(f),
+            Base::Flat(fl) => {
+                let mut pos = fl.chains[segment_bucket(name)].0;
+                while let Some(&(k, v, o)) = fl.order.get(pos as usize) {
+                    f(k, v, o);
+                    pos = fl.next.get(pos as usize).copied().unwrap_or(NONE);
+                }
+            }
         }
     }
 }
@@ -205,7 +254,7 @@ impl<'a> ObjParams<'a> {
     /// The view of object `name` inside this view (`object_params(name)` of it).
     pub fn object(&self, name: &str) -> ObjParams<'a> {
         let mut child = self.clone();
-        self.base.for_each(|k, v, o| {
+        self.base.for_each_ending(name, |k, v, o| {
             let (v, o) = match self.over.iter().find(|(ok, _, _)| *ok == k) {
                 Some((_, ov, oo)) => (*ov, *oo),
                 None => (v, o),

@@ -77,6 +77,12 @@ impl<'c> Walker<'c> {
     }
 
     pub(super) fn leaf(&mut self, sink: &mut dyn Sink) -> Result<Option<usize>, Error> {
+        if self.count_only {
+            return match sink.variant(&VariantRef::Work(self))? {
+                Flow::Continue => Ok(Some(1)),
+                Flow::Stop => Ok(None),
+            };
+        }
         self.gather();
         if self.gather_only {
             return match sink.variant(&VariantRef::Work(self))? {

@@ -79,6 +79,9 @@ pub(crate) struct Walker<'c> {
     /// `name_buf`, `short_buf`, `dep_cache`; the operations in `ops_buf` and `seg_bounds`) and
     /// hand the walker to the sink without building (the parallel engine's producer).
     pub(crate) gather_only: bool,
+    /// Count only: at a leaf, hand the walker to the sink with nothing gathered or built (for
+    /// configs whose dicts cannot fail to build: [`Config::build_can_fail`]).
+    pub(crate) count_only: bool,
     /// What the file-map keys' slots hold in the working dict (see `Work::filemaps`).
     map_marker: Value,
     /// Scratch for `write_json`: a bit set of the dict's keys in JSON order (see

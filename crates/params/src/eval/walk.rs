@@ -45,6 +45,7 @@ impl<'c> Walker<'c> {
             dep_source: None,
             pending_pool: Vec::new(),
             gather_only: false,
+            count_only: false,
             map_marker: Value::Map(Arc::new(Vec::new())),
             json_ranks: std::cell::RefCell::new(Vec::new()),
         }

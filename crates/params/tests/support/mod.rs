@@ -57,10 +57,28 @@ pub fn run_case(cfg: &Path, args: &[String]) -> Result<String, params::Error> {
     }
     let cfg = p.finish();
     let mut out = Vec::new();
+    let mut n = 0u64;
     cfg.for_each(|v| {
         v.write_json(&mut out);
+        n += 1;
         Ok(ControlFlow::Continue(()))
     })?;
+    // The counts agree with the dicts built, whichever way they are made (a walk without
+    // dicts when no dict can fail to build).
+    for (how, count) in [
+        ("count", cfg.count()?),
+        ("count_parallel(2)", cfg.count_parallel(2)?),
+    ] {
+        if count != n {
+            return Err(params::Error::new(
+                params::ErrorKind::Value,
+                format!(
+                    "{how} says {count} variants, {n} were built (build_can_fail: {})",
+                    cfg.build_can_fail()
+                ),
+            ));
+        }
+    }
     Ok(String::from_utf8(out).unwrap_or_default())
 }
 
