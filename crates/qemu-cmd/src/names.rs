@@ -90,6 +90,23 @@ fn valid_id(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
+/// The `-device` model a disk of interface `itf` gets (`virtio-blk-pci`, `ide-hd`…): what QEMU
+/// reports as the device's QOM type.
+pub fn disk_model(itf: spec::types::DiskInterface) -> &'static str {
+    use spec::types::DiskInterface;
+    match itf {
+        DiskInterface::Ide | DiskInterface::Ahci => "ide-hd",
+        DiskInterface::Scsi | DiskInterface::ScsiHd => "scsi-hd",
+        DiskInterface::ScsiBlock => "scsi-block",
+        DiskInterface::ScsiGeneric => "scsi-generic",
+        DiskInterface::Virtio | DiskInterface::VirtioBlkPci => "virtio-blk-pci",
+        DiskInterface::Usb1 | DiskInterface::Usb2 | DiskInterface::Usb3 => "usb-storage",
+        DiskInterface::Nvme => "nvme",
+        DiskInterface::Sd => "sd-card",
+        DiskInterface::Floppy => "floppy",
+    }
+}
+
 /// The ids of image (or CD-ROM) `name` (index `index` in its list), as avocado-vt names them
 /// so that a test's QMP commands find them: the device `NAME`, the top block node `drive_NAME`,
 /// a protocol node under it `DRIVER_NAME` (`file_NAME`); `diskN` in place of a name that is

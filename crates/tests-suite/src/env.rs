@@ -403,6 +403,13 @@ pub trait VmEnv: Send + Sync {
     fn qemu(&self) -> Option<String> {
         None
     }
+    /// The QEMU binary that would start the variant's main VM (its `qemu_binary`), for tests
+    /// that ask it what it knows (`-machine help`); `None` when this environment starts no
+    /// QEMU. The default is `None`.
+    fn qemu_binary(&self, params: &Params) -> Option<std::path::PathBuf> {
+        let _ = params;
+        None
+    }
     /// The test whose directory is `test_dir` is over (post-processing done): copy what the
     /// VMs that survive it logged during the test into `test_dir`. The default does nothing.
     fn end_test<'a>(&'a self, test_dir: &'a Path) -> BoxFuture<'a, ()> {

@@ -485,6 +485,12 @@ impl VmEnv for VmLayerEnv {
         Some(self.qemu_name.clone())
     }
 
+    fn qemu_binary(&self, params: &Params) -> Option<PathBuf> {
+        let vm = spec::TestTarget::read(params).ok()?.main_vm?;
+        let spec = spec::VmSpec::new(params, &vm).ok()?;
+        Some(self.qemu_for(&spec).ok()?.binary().to_path_buf())
+    }
+
     fn qemu_version(&self, params: &Params) -> Option<[u64; 3]> {
         let vm = spec::TestTarget::read(params).ok()?.main_vm?;
         let spec = spec::VmSpec::new(params, &vm).ok()?;

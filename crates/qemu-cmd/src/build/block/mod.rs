@@ -35,21 +35,6 @@ use crate::names::DiskIds;
 use spec::types::{DiskInterface, DriveCache};
 use spec::vm::{ImageBackend, ImageSpec, VmSpec};
 
-/// The device model of an interface.
-fn model_of(itf: DiskInterface) -> &'static str {
-    match itf {
-        DiskInterface::Ide | DiskInterface::Ahci => "ide-hd",
-        DiskInterface::Scsi | DiskInterface::ScsiHd => "scsi-hd",
-        DiskInterface::ScsiBlock => "scsi-block",
-        DiskInterface::ScsiGeneric => "scsi-generic",
-        DiskInterface::Virtio | DiskInterface::VirtioBlkPci => "virtio-blk-pci",
-        DiskInterface::Usb1 | DiskInterface::Usb2 | DiskInterface::Usb3 => "usb-storage",
-        DiskInterface::Nvme => "nvme",
-        DiskInterface::Sd => "sd-card",
-        DiskInterface::Floppy => "floppy",
-    }
-}
-
 /// avocado-vt's cache map: (`cache.direct`, `cache.no-flush`, the device's `write-cache`).
 pub(super) fn cache_items(c: DriveCache) -> (&'static str, &'static str, &'static str) {
     match c {
@@ -92,7 +77,7 @@ pub(super) fn images(b: &mut Builder<'_>, v: &VmSpec) {
             .attach
             .force_model
             .clone()
-            .unwrap_or_else(|| model_of(itf).to_string());
+            .unwrap_or_else(|| crate::names::disk_model(itf).to_string());
         if !b.caps.has_device_type(&model) {
             let key = if img.attach.force_model.is_some() {
                 "force_drive_format"

@@ -197,7 +197,10 @@ async fn guest_cpu_ids(
 
 /// QEMU's vCPU slots (`query-hotpluggable-cpus`): (slots in all, taken, sockets, cores per
 /// socket, threads per core).
-async fn slots(ctx: &TestContext, vm: &dyn GuestVm) -> Result<(u64, u64, Topology), TestError> {
+pub(super) async fn slots(
+    ctx: &TestContext,
+    vm: &dyn GuestVm,
+) -> Result<(u64, u64, Topology), TestError> {
     let reply = cancellable(ctx, async {
         vm.qmp("query-hotpluggable-cpus", json!({}))
             .await
@@ -217,10 +220,10 @@ async fn slots(ctx: &TestContext, vm: &dyn GuestVm) -> Result<(u64, u64, Topolog
 
 /// A topology as `lscpu` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Topology {
-    sockets: u64,
-    cores: u64,
-    threads: u64,
+pub(super) struct Topology {
+    pub(super) sockets: u64,
+    pub(super) cores: u64,
+    pub(super) threads: u64,
 }
 
 impl Topology {
