@@ -398,7 +398,8 @@ pub fn run(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
                         .map_err(|e| fail_env("stop", &e))
                 })
                 .await?;
-                unplug_paused(ctx, vm.as_ref(), &plugged, s.verify.max(login_timeout)).await?;
+                // tp-qemu waits `verify_wait_timeout` for the guest's count after the resume.
+                unplug_paused(ctx, vm.as_ref(), &plugged, s.verify).await?;
                 expected -= plugged_vcpus;
             }
             Some(Sub::OnlineOffline) => {
