@@ -126,22 +126,11 @@ impl Error {
         self
     }
 
-    /// Render a multi-line diagnostic: headline, `--> file:line:col`, the line with a caret,
-    /// and the expectation; then the related errors, and a count when there are several.
+    /// Render a multi-line diagnostic: headline, `--> file:line:col`, the line with the span
+    /// underlined and the expectation; then the related errors, and a count when there are
+    /// several.
     pub fn render(&self) -> String {
-        let mut out = self.render_one();
-        for e in &self.related {
-            out.push('\n');
-            out.push_str(&e.render_one());
-        }
-        if !self.related.is_empty() {
-            out.push_str(&format!("\n{} errors\n", self.related.len() + 1));
-        }
-        out
-    }
-
-    fn render_one(&self) -> String {
-        self.render_with(&annotate_snippets::Renderer::plain())
+        self.render_all(&annotate_snippets::Renderer::plain())
     }
 
     /// [`Error::render_styled`] when `styled`, else [`Error::render`].
@@ -155,11 +144,14 @@ impl Error {
 
     /// As [`Error::render`], with terminal colours (for a terminal that wants them).
     pub fn render_styled(&self) -> String {
-        let renderer = annotate_snippets::Renderer::styled();
-        let mut out = self.render_with(&renderer);
+        self.render_all(&annotate_snippets::Renderer::styled())
+    }
+
+    fn render_all(&self, renderer: &annotate_snippets::Renderer) -> String {
+        let mut out = self.render_with(renderer);
         for e in &self.related {
             out.push('\n');
-            out.push_str(&e.render_with(&renderer));
+            out.push_str(&e.render_with(renderer));
         }
         if !self.related.is_empty() {
             out.push_str(&format!("\n{} errors\n", self.related.len() + 1));
@@ -246,36 +238,26 @@ impl Errors {
     /// Render all diagnostics, separated by blank lines, followed by a count when there are
     /// several.
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                out.push('\n');
-            }
-            out.push_str(&e.render());
-        }
-        if self.0.len() > 1 {
-            out.push_str(&format!("\n{} errors\n", self.0.len()));
-        }
-        out
+        self.render_list(false)
     }
 
     /// [`Errors::render_styled`] when `styled`, else [`Errors::render`].
     pub fn render_as(&self, styled: bool) -> String {
-        if styled {
-            self.render_styled()
-        } else {
-            self.render()
-        }
+        self.render_list(styled)
     }
 
     /// As [`Errors::render`], with terminal colours.
     pub fn render_styled(&self) -> String {
+        self.render_list(true)
+    }
+
+    fn render_list(&self, styled: bool) -> String {
         let mut out = String::new();
         for (i, e) in self.0.iter().enumerate() {
             if i > 0 {
                 out.push('\n');
             }
-            out.push_str(&e.render_styled());
+            out.push_str(&e.render_as(styled));
         }
         if self.0.len() > 1 {
             out.push_str(&format!("\n{} errors\n", self.0.len()));
