@@ -44,6 +44,8 @@ pub mod qemu;
 pub mod session;
 mod spawn;
 pub mod spice;
+#[cfg(test)]
+mod test_events;
 mod vm;
 mod vsock;
 

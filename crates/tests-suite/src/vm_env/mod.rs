@@ -266,6 +266,14 @@ impl VmLayerEnv {
         Ok(setup)
     }
 
+    /// The QEMU of the variant's main VM; `None` without one, or when its spec or binary is
+    /// bad (starting it reports why).
+    fn main_qemu(&self, params: &Params) -> Option<Arc<Qemu>> {
+        let vm = spec::TestTarget::read(params).ok()?.main_vm?;
+        let spec = spec::VmSpec::new(params, &vm).ok()?;
+        self.qemu_for(&spec).ok()
+    }
+
     /// The QEMU of VM `spec`: its `qemu_binary` (`--qemu` and the settings' `qemu_binary` are
     /// already in every variant; a relative path is under the guest directory, a bare name on
     /// `PATH`), or this environment's QEMU when it names avocado-vt's default `qemu` or the
@@ -486,15 +494,11 @@ impl VmEnv for VmLayerEnv {
     }
 
     fn qemu_binary(&self, params: &Params) -> Option<PathBuf> {
-        let vm = spec::TestTarget::read(params).ok()?.main_vm?;
-        let spec = spec::VmSpec::new(params, &vm).ok()?;
-        Some(self.qemu_for(&spec).ok()?.binary().to_path_buf())
+        Some(self.main_qemu(params)?.binary().to_path_buf())
     }
 
     fn qemu_version(&self, params: &Params) -> Option<[u64; 3]> {
-        let vm = spec::TestTarget::read(params).ok()?.main_vm?;
-        let spec = spec::VmSpec::new(params, &vm).ok()?;
-        let v = self.qemu_for(&spec).ok()?.caps().version;
+        let v = self.main_qemu(params)?.caps().version;
         Some([v.major.into(), v.minor.into(), v.micro.into()])
     }
 

@@ -37,7 +37,8 @@ pub(super) async fn check_isos(vm: &str, spec: &VmSpec, root: &Path) -> Result<(
             hash_file(algo, &file, &task)
         })
         .await
-        .map_err(|e| bad(format!("computing its {}: {e}", algo.key())))?
+        .map_err(std::io::Error::other)
+        .and_then(|r| r)
         .map_err(|e| bad(format!("computing its {}: {e}", algo.key())))?;
         if !actual.eq_ignore_ascii_case(&sum.expected) {
             return Err(bad(format!(
@@ -152,38 +153,6 @@ mod tests {
 
     #[test]
     fn large_files_report_their_progress_every_5_percent() {
-        use tracing_subscriber::layer::SubscriberExt;
-        type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, u64, u64)>>>;
-        struct Record(Seen);
-        impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Record {
-            fn on_event(
-                &self,
-                e: &tracing::Event<'_>,
-                _: tracing_subscriber::layer::Context<'_, S>,
-            ) {
-                #[derive(Default)]
-                struct F(String, u64, u64);
-                impl tracing::field::Visit for F {
-                    fn record_str(&mut self, _: &tracing::field::Field, v: &str) {
-                        self.0 = v.to_owned();
-                    }
-                    fn record_u64(&mut self, f: &tracing::field::Field, v: u64) {
-                        if f.name() == "done" {
-                            self.1 = v;
-                        } else {
-                            self.2 = v;
-                        }
-                    }
-                    fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {
-                    }
-                }
-                if e.metadata().target() == "kvmtest::progress" {
-                    let mut f = F::default();
-                    e.record(&mut f);
-                    self.0.lock().expect("lock").push((f.0, f.1, f.2));
-                }
-            }
-        }
         let dir = tempfile::tempdir().expect("tempdir");
         let big = dir.path().join("big.iso");
         let small = dir.path().join("small.iso");
@@ -195,13 +164,24 @@ mod tests {
             .expect("create")
             .set_len(PROGRESS_FROM - 1)
             .expect("set_len");
-        let seen = Seen::default();
-        let sub = tracing_subscriber::registry().with(Record(std::sync::Arc::clone(&seen)));
-        tracing::subscriber::with_default(sub, || {
+        let events = crate::test_events::record(|| {
             hash_file(ChecksumAlgo::Sha1, &small, "small").expect("sha1");
             hash_file(ChecksumAlgo::Md5, &big, "big").expect("md5");
         });
-        let seen = seen.lock().expect("lock").clone();
+        let number = |e: &crate::test_events::Seen, k: &str| -> u64 {
+            e.fields.get(k).and_then(|v| v.parse().ok()).expect(k)
+        };
+        let seen: Vec<(String, u64, u64)> = events
+            .iter()
+            .filter(|e| e.target == "kvmtest::progress")
+            .map(|e| {
+                (
+                    e.fields["task"].clone(),
+                    number(e, "done"),
+                    number(e, "total"),
+                )
+            })
+            .collect();
         assert!(
             seen.iter()
                 .all(|(t, _, total)| t == "big" && *total == PROGRESS_FROM),

@@ -209,42 +209,7 @@ mod tests {
 
     #[test]
     fn lines_are_events_of_the_span_set_last() {
-        use std::sync::Mutex as M;
-        use tracing::subscriber::with_default;
-        use tracing_subscriber::layer::SubscriberExt;
-
-        /// Records (span name, message) of every event.
-        struct Record(Arc<M<Vec<(String, String)>>>);
-        impl<S> tracing_subscriber::Layer<S> for Record
-        where
-            S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
-        {
-            fn on_event(
-                &self,
-                event: &tracing::Event<'_>,
-                ctx: tracing_subscriber::layer::Context<'_, S>,
-            ) {
-                struct Msg(String);
-                impl tracing::field::Visit for Msg {
-                    fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
-                        if f.name() == "message" {
-                            self.0 = format!("{v:?}");
-                        }
-                    }
-                }
-                let mut m = Msg(String::new());
-                event.record(&mut m);
-                let span = ctx
-                    .event_scope(event)
-                    .and_then(|mut s| s.next().map(|s| s.name().to_owned()))
-                    .unwrap_or_default();
-                self.0.lock().expect("lock").push((span, m.0));
-            }
-        }
-
-        let seen = Arc::new(M::new(Vec::new()));
-        let subscriber = tracing_subscriber::registry().with(Record(Arc::clone(&seen)));
-        with_default(subscriber, || {
+        let seen = crate::test_events::record(|| {
             let first = tracing::info_span!("first");
             let cell = {
                 let _e = first.enter();
@@ -258,16 +223,16 @@ mod tests {
             cell.set(Span::none());
             lines.feed(b"after\n");
         });
-        let seen = seen.lock().expect("lock").clone();
-        let want: Vec<(String, String)> = [
+        let seen: Vec<(&str, &str)> = seen
+            .iter()
+            .map(|e| (e.span.as_str(), e.message.as_str()))
+            .collect();
+        let want = [
             ("first", "one"),
             ("second", "two"),
             ("second", "login: "),
             ("", "after"),
-        ]
-        .iter()
-        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
-        .collect();
+        ];
         assert_eq!(seen, want);
     }
 }

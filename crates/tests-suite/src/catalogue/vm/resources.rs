@@ -57,10 +57,7 @@ pub fn run(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
         let number_re = k.parse("mem_chk_re_str", |v| {
             spec::regex_cache::regex(v).map_err(|e| format!("a regular expression ({e})"))
         });
-        let topology_cmds: Vec<(&'static str, Option<String>)> = ["sockets", "cores", "threads"]
-            .into_iter()
-            .map(|level| (level, k.opt(&format!("cpu_{level}_chk_cmd"))))
-            .collect();
+        let topology_cmds = TOPOLOGY_LEVELS.map(|level| k.opt(&format!("cpu_{level}_chk_cmd")));
         let vendor = k.opt("cpu_model_vendor");
         let vendor_cmd = k.opt("cpu_vendor_id_chk_cmd");
         let uuid_cmd = k.opt("catch_uuid_cmd");
@@ -200,14 +197,10 @@ pub fn run(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
         network_info(ctx, vm.as_ref(), &assigned, &mut problems).await?;
 
         // tp-qemu's optional guest checks.
-        let (_, _, topology) = super::cpu::slots(ctx, vm.as_ref()).await?;
-        for (level, cmd) in &topology_cmds {
+        let (_, _, t) = super::cpu::slots(ctx, vm.as_ref()).await?;
+        let levels = TOPOLOGY_LEVELS.iter().zip([t.sockets, t.cores, t.threads]);
+        for ((level, expected), cmd) in levels.zip(&topology_cmds) {
             let Some(cmd) = cmd else { continue };
-            let expected = match *level {
-                "sockets" => topology.sockets,
-                "cores" => topology.cores,
-                _ => topology.threads,
-            };
             let out = guest_output(ctx, &mut shell, cmd).await?;
             let seen = number_re
                 .find_iter(&out)
@@ -271,6 +264,9 @@ pub fn run(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
         }
     })
 }
+
+/// The levels of `cpu_<level>_chk_cmd`, in the order of QEMU's topology.
+const TOPOLOGY_LEVELS: [&str; 3] = ["sockets", "cores", "threads"];
 
 /// QEMU's UUID when the VM was given none.
 const NIL_UUID: &str = "00000000-0000-0000-0000-000000000000";
