@@ -208,7 +208,7 @@ pub fn run(ctx: &TestContext) -> BoxFuture<'_, TestResult> {
                 .and_then(|m| m.as_str().parse::<u64>().ok());
             if seen != Some(expected) {
                 problems.push(format!(
-                    "CPU {level}: assigned to the VM: {expected} (QEMU's topology);                      `{cmd}` printed {:?}",
+                    "CPU {level}: assigned to the VM: {expected} (QEMU's topology); `{cmd}` printed {:?}",
                     out.trim()
                 ));
             }
@@ -326,10 +326,10 @@ async fn disk_types(
         match reply {
             Ok(Value::String(t)) if t == expected => {}
             Ok(other) => problems.push(format!(
-                "disk {image} model mismatch: assigned to the VM: {bus} ({expected}); reported                  by QEMU (type of device {id}): {other}"
+                "disk {image} model mismatch: assigned to the VM: {bus} ({expected}); reported by QEMU (type of device {id}): {other}"
             )),
             Err(e) => problems.push(format!(
-                "disk {image} model mismatch: assigned to the VM: {bus} ({expected}); QEMU has                  no device {id}: {}",
+                "disk {image} model mismatch: assigned to the VM: {bus} ({expected}); QEMU has no device {id}: {}",
                 crate::error::error_chain(&e)
             )),
         }
@@ -362,7 +362,7 @@ async fn network_info(
     for (nic, model) in &assigned.nics {
         if !models.iter().any(|m| m.contains(model.as_str())) {
             problems.push(format!(
-                "NIC {nic} model mismatch: assigned to the VM: {model}; reported by QEMU (info                  network): {models:?}"
+                "NIC {nic} model mismatch: assigned to the VM: {model}; reported by QEMU (info network): {models:?}"
             ));
         }
     }
@@ -372,7 +372,7 @@ async fn network_info(
         let mac = n.mac.to_string().to_lowercase();
         if !macs.contains(&mac) {
             problems.push(format!(
-                "NIC {} MAC address: assigned to the VM: {mac}; reported by QEMU (info                  network): {macs:?}",
+                "NIC {} MAC address: assigned to the VM: {mac}; reported by QEMU (info network): {macs:?}",
                 n.name
             ));
         }
