@@ -157,6 +157,12 @@ impl Vm {
             &output_log,
             log_lines::LineEvents::new(&name, log_lines::Stream::Qemu, log_span.clone()),
         );
+        if output_tail.is_none() {
+            log.line(&format!(
+                "{} cannot be followed: QEMU's output lines are not tracing events",
+                output_log.display()
+            ));
+        }
 
         let mut ctx = Starting {
             name: &name,
