@@ -151,6 +151,45 @@ mod tests {
         assert_eq!(sha1, "f1877fc75b687b904b3444014cb4d40cd260da47");
     }
 
+    /// A spec with CD-ROM `a.iso` and `key = value` (a checksum key).
+    fn cdrom_spec(key: &str, value: &str) -> VmSpec {
+        let mut p = Params::new();
+        for (k, v) in [("cdroms", "cd1"), ("cdrom_cd1", "a.iso"), (key, value)] {
+            p.insert(k, v);
+        }
+        VmSpec::new(&p, "vm1").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[tokio::test]
+    async fn isos_are_checked_off_the_runtime_and_a_mismatch_names_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let missing = check_isos("vm1", &cdrom_spec("md5sum", &"0".repeat(32)), dir.path()).await;
+        assert!(
+            matches!(&missing, Err(Error::Iso { problem, .. }) if problem == "not found"),
+            "{missing:?}"
+        );
+        std::fs::write(dir.path().join("a.iso"), b"abc").expect("write");
+        // md5sum and sha1sum of `abc`.
+        let md5 = "900150983cd24fb0d6963f7d28e17f72";
+        let sha1 = "a9993e364706816aba3e25717850c26c9cd0d89d";
+        for (key, sum) in [("md5sum", md5), ("md5sum_1m", md5), ("sha1sum", sha1)] {
+            check_isos("vm1", &cdrom_spec(key, sum), dir.path())
+                .await
+                .unwrap_or_else(|e| panic!("{key}: {e}"));
+        }
+        let wrong = check_isos("vm1", &cdrom_spec("sha1sum", &"0".repeat(40)), dir.path()).await;
+        match wrong {
+            Err(Error::Iso { path, problem, .. }) => {
+                assert_eq!(path, dir.path().join("a.iso"));
+                assert_eq!(
+                    problem,
+                    format!("sha1sum is {sha1}, expected {}", "0".repeat(40))
+                );
+            }
+            other => panic!("a wrong sha1sum must be Error::Iso: {other:?}"),
+        }
+    }
+
     #[test]
     fn large_files_report_their_progress_every_5_percent() {
         let dir = tempfile::tempdir().expect("tempdir");
